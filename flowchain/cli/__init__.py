@@ -1,0 +1,8 @@
+"""The ``flowchain`` command: one module per command group, all attached to :data:`app`."""
+from flowchain.cli.app import app, bench_app, chains_app  # noqa: F401
+from flowchain.cli import bench, chains, run  # noqa: F401,E402  (each registers its commands)
+
+
+def main() -> None:
+    """Entry point of the ``flowchain`` console script."""
+    app()

@@ -1,0 +1,49 @@
+"""Shared test fixtures: uvloop for every async test and a condition-based wait."""
+import asyncio
+import time
+from typing import Callable
+
+import pytest
+import uvloop
+
+
+@pytest.fixture(scope="session")
+def event_loop_policy():
+    """Run every async test on uvloop, as the node does."""
+    return uvloop.EventLoopPolicy()
+
+
+def _eventually(condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.002,
+                message: str = "") -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {message or condition}")
+        time.sleep(interval)
+
+
+async def _eventually_async(condition: Callable[[], object], timeout: float = 10.0,
+                            interval: float = 0.002, message: str = "") -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {message or condition}")
+        await asyncio.sleep(interval)
+
+
+@pytest.fixture
+def eventually():
+    """``eventually(lambda: cond, timeout=10)``: poll until true, else fail naming the condition."""
+    return _eventually
+
+
+@pytest.fixture
+def eventually_async():
+    """``await eventually_async(lambda: cond)``: the same, yielding to the event loop."""
+    return _eventually_async
