@@ -8,6 +8,7 @@ chain runner. The public Python API lives in the ``flowchain`` package; this mod
 import os
 
 import numpy as np
+cimport cython
 cimport numpy as cnp
 from cpython.tuple cimport PyTuple_GET_ITEM
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, INT64_MAX

@@ -17,6 +17,7 @@ cdef extern from "hdr.h" nogil:
     void fc_hdr_record(const fc_hdr_layout *L, int64_t *counts, int64_t *stats, int64_t value)
 
 
+@cython.final
 cdef class HdrCounts:
     """A set of ``n`` histograms recorded natively in HdrHistogram's counts layout.
 
@@ -33,6 +34,8 @@ cdef class HdrCounts:
     cdef int64_t[:, ::1] _counts
     cdef int64_t[:, ::1] _stats
     cdef readonly Py_ssize_t n
+    cdef int64_t *counts_ptr
+    cdef int64_t *stats_ptr
 
     def __cinit__(self, Py_ssize_t n, dict layout):
         if n < 1:
@@ -48,6 +51,8 @@ cdef class HdrCounts:
         self.stats = np.zeros((n, FC_HDR_STATS), dtype=np.int64)
         self._counts = self.counts
         self._stats = self.stats
+        self.counts_ptr = &self._counts[0, 0]
+        self.stats_ptr = &self._stats[0, 0]
         self._reset_stats()
 
     cdef void _reset_stats(self) noexcept:
@@ -59,7 +64,8 @@ cdef class HdrCounts:
             self._stats[i, FC_HDR_OVERFLOW] = 0
 
     cdef inline void record_c(self, Py_ssize_t h, int64_t value) noexcept:
-        fc_hdr_record(&self.layout, &self._counts[h, 0], &self._stats[h, 0], value)
+        fc_hdr_record(&self.layout, self.counts_ptr + h * self.layout.counts_len,
+                      self.stats_ptr + h * FC_HDR_STATS, value)
 
     def record(self, Py_ssize_t h, int64_t value):
         """Record ``value`` into histogram ``h`` (values above the highest are clamped)."""

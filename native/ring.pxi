@@ -7,6 +7,7 @@ cdef enum:
     ST_FAILED = 3
 
 
+@cython.final
 cdef class ExecutionRing:
     """Fixed-capacity record of the latest executions of one chain.
 
@@ -33,6 +34,11 @@ cdef class ExecutionRing:
     cdef int16_t[::1] _step
     cdef int32_t[::1] _context
     cdef int64_t[:, ::1] _step_ns
+    # raw pointers into the arrays above (kept alive by them) for the runner's hot loop
+    cdef int64_t *step_ns_ptr
+    cdef int64_t *end_ptr
+    cdef int8_t *status_ptr
+    cdef int16_t *step_ptr
 
     def __cinit__(self, Py_ssize_t capacity, Py_ssize_t n_steps):
         if capacity < 1:
@@ -59,6 +65,10 @@ cdef class ExecutionRing:
         self._step = self.step
         self._context = self.context
         self._step_ns = self.step_ns
+        self.step_ns_ptr = &self._step_ns[0, 0]
+        self.end_ptr = &self._end[0]
+        self.status_ptr = &self._status[0]
+        self.step_ptr = &self._step[0]
         for arr in (self.seq, self.start_ns, self.end_ns, self.status, self.step,
                     self.context, self.step_ns):
             arr.flags.writeable = False

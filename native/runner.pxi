@@ -1,5 +1,6 @@
 # The chain runner: calls each step, times it, writes the ring and the HDR counts.
 
+@cython.final
 cdef class ChainRunner:
     """Execute one registered chain with every step timed and recorded.
 
@@ -88,7 +89,7 @@ cdef class ChainRunner:
             return None
         return self.on_failure(self, seq, i, exc, step_input)
 
-    cpdef object run(self, object data, object context=None):
+    def run(self, object data, object context=None):
         """Run the chain on ``data`` and return the last step's output.
 
         Raises the exception built by ``on_failure`` (chained to the step's own) when a step
@@ -100,7 +101,7 @@ cdef class ChainRunner:
         cdef int64_t seq, t0, t1, t_prev, d
         cdef int32_t ctx
         cdef object fns = self._fns
-        cdef object step_input = None
+        cdef int64_t *step_ns
         if self.has_async:
             raise TypeError(f"chain {self.chain_id} has coroutine steps: await run_async()")
         if self._busy:
@@ -113,27 +114,28 @@ cdef class ChainRunner:
         self.executions += 1
         t0 = fc_now_ns()
         slot = ring.begin(seq, ctx, t0)
+        step_ns = ring.step_ns_ptr + slot * n
         t_prev = t0
         try:
             while i < n:
-                ring._step[slot] = <int16_t>i
-                step_input = data
+                ring.step_ptr[slot] = <int16_t>i
+                # on an exception `data` still holds the failing step's input
                 data = (<object>PyTuple_GET_ITEM(fns, i))(data)
                 t1 = fc_now_ns()
                 d = t1 - t_prev
-                ring._step_ns[slot, i] = d
+                step_ns[i] = d
                 hist.record_c(i, d)
                 t_prev = t1
                 i += 1
         except BaseException as exc:
             self._busy = 0
-            err = self._failed(seq, slot, i, t_prev, exc, step_input)
+            err = self._failed(seq, slot, i, t_prev, exc, data)
             if err is None:
                 raise
             raise err from exc
-        ring._end[slot] = t_prev
-        ring._step[slot] = <int16_t>n
-        ring._status[slot] = ST_SUCCEEDED
+        ring.end_ptr[slot] = t_prev
+        ring.step_ptr[slot] = <int16_t>n
+        ring.status_ptr[slot] = ST_SUCCEEDED
         hist.record_c(n, t_prev - t0)
         self._busy = 0
         return data
@@ -145,7 +147,6 @@ cdef class ChainRunner:
         cdef Py_ssize_t i = 0, n = self.n_steps, slot
         cdef int64_t seq, t0, t1, t_prev, d
         cdef int32_t ctx = self._context_of(context)
-        step_input = None
         seq = self.executions
         self.executions += 1
         t0 = fc_now_ns()
@@ -155,7 +156,6 @@ cdef class ChainRunner:
             while i < n:
                 if ring._seq[slot] == seq:
                     ring._step[slot] = <int16_t>i
-                step_input = data
                 fn = <object>PyTuple_GET_ITEM(self._fns, i)
                 if self._async[i]:
                     data = await fn(data)
@@ -169,7 +169,7 @@ cdef class ChainRunner:
                 t_prev = t1
                 i += 1
         except BaseException as exc:
-            err = self._failed(seq, slot, i, t_prev, exc, step_input)
+            err = self._failed(seq, slot, i, t_prev, exc, data)
             if err is None:
                 raise
             raise err from exc

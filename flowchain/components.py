@@ -1,0 +1,134 @@
+"""The component registry: component names (as chains use them) -> implementations.
+
+An implementation is one of:
+
+* a plain callable taking one input and returning one output;
+* a class, instantiated once (without arguments) the first time a chain needs it, whose
+  instances are such callables (``__call__``);
+* an async callable (``async def``), awaited by :meth:`ChainRunner.run_async`.
+
+Register with the decorator::
+
+    @flowchain.component("FeatureEngine")
+    class FeatureEngine:
+        def __call__(self, tick): ...
+"""
+from __future__ import annotations
+
+import inspect
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, TypeVar
+
+from flowchain.errors import UnknownComponentError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedComponent:
+    """A component ready to be called: the callable and whether it must be awaited."""
+
+    name: str
+    call: Callable[[Any], Any]
+    is_async: bool
+
+
+def _is_async(fn: Any) -> bool:
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+class ComponentRegistry:
+    """Map component names to implementations; classes are instantiated once, on first use."""
+
+    def __init__(self) -> None:
+        self._impls: dict[str, Any] = {}
+        self._resolved: dict[str, ResolvedComponent] = {}
+        self._lock = threading.Lock()
+
+    def register(self, name: str, impl: Any, *, replace: bool = False) -> Any:
+        """Register ``impl`` under ``name`` and return it.
+
+        Raises
+        ------
+        TypeError
+            When ``impl`` is neither callable nor a class.
+        ValueError
+            When ``name`` is empty, or already registered to another implementation and
+            ``replace`` is false.
+        """
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"a component name must be a non-empty string, got {name!r}")
+        if not callable(impl):
+            raise TypeError(f"component {name!r} must be a callable, a class or an async "
+                            f"callable; got {type(impl).__name__}")
+        with self._lock:
+            existing = self._impls.get(name)
+            if existing is not None and existing is not impl and not replace:
+                raise ValueError(
+                    f"component {name!r} is already registered to {existing!r}; "
+                    "pass replace=True to replace it")
+            self._impls[name] = impl
+            self._resolved.pop(name, None)
+        return impl
+
+    def component(self, name: str) -> Callable[[T], T]:
+        """Return a decorator registering its target under ``name``."""
+        def decorate(impl: T) -> T:
+            self.register(name, impl)
+            return impl
+        return decorate
+
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (chains already built keep their instance)."""
+        with self._lock:
+            self._impls.pop(name, None)
+            self._resolved.pop(name, None)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._impls
+
+    def names(self) -> list[str]:
+        """Return the registered names, sorted."""
+        return sorted(self._impls)
+
+    def resolve(self, name: str) -> ResolvedComponent:
+        """Return the callable for ``name``, instantiating a class the first time.
+
+        Raises
+        ------
+        UnknownComponentError
+            When ``name`` is not registered; the message lists the known names.
+        """
+        resolved = self._resolved.get(name)
+        if resolved is not None:
+            return resolved
+        with self._lock:
+            resolved = self._resolved.get(name)
+            if resolved is not None:
+                return resolved
+            impl = self._impls.get(name)
+            if impl is None:
+                known = ", ".join(sorted(self._impls)) or "none"
+                raise UnknownComponentError(
+                    f"unknown component {name!r}; registered components: {known}. Register it "
+                    f"with @flowchain.component({name!r}) before registering the chain")
+            call = impl() if inspect.isclass(impl) else impl
+            if not callable(call):
+                raise TypeError(f"component {name!r}: instances of {impl.__name__} are not "
+                                "callable; define __call__(self, data)")
+            resolved = ResolvedComponent(name, call, _is_async(call))
+            self._resolved[name] = resolved
+            return resolved
+
+
+default_components = ComponentRegistry()
+"""The process-wide registry that :func:`component` and a default ChainRegistry use."""
+
+
+def component(name: str, registry: Optional[ComponentRegistry] = None) -> Callable[[T], T]:
+    """Register the decorated callable, class or async callable as component ``name``."""
+    return (registry or default_components).component(name)

@@ -1,0 +1,78 @@
+"""FlowChain's exceptions: each names what was wrong, where, and what to do."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover
+    from flowchain.execution import ChainExecution
+
+
+class FlowChainError(Exception):
+    """Base class of every error FlowChain raises on purpose."""
+
+
+class ChainProblem:
+    """One problem found in a chain definition, with where it was found."""
+
+    __slots__ = ("message", "chain", "step", "source", "line")
+
+    def __init__(self, message: str, chain: Optional[str] = None, step: Optional[str] = None,
+                 source: Optional[str] = None, line: Optional[int] = None) -> None:
+        self.message = message
+        self.chain = chain
+        self.step = step
+        self.source = source
+        self.line = line
+
+    def __str__(self) -> str:
+        where = ""
+        if self.source is not None:
+            where = f"{self.source}:{self.line}: " if self.line is not None else f"{self.source}: "
+        elif self.line is not None:
+            where = f"line {self.line}: "
+        what = ""
+        if self.chain is not None:
+            what = f"chain {self.chain!r}"
+            if self.step is not None:
+                what += f" step {self.step!r}"
+            what += ": "
+        return f"{where}{what}{self.message}"
+
+    def __repr__(self) -> str:
+        return f"ChainProblem({str(self)!r})"
+
+
+class ChainValidationError(FlowChainError, ValueError):
+    """A chain definition (Python or YAML) was rejected; ``problems`` lists every reason."""
+
+    def __init__(self, problems: Sequence[ChainProblem]) -> None:
+        self.problems = list(problems)
+        if len(self.problems) == 1:
+            text = str(self.problems[0])
+        else:
+            text = f"{len(self.problems)} problems:\n" + "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(text)
+
+
+class UnknownComponentError(FlowChainError, LookupError):
+    """A component name was not registered."""
+
+
+class UnknownChainError(FlowChainError, LookupError):
+    """A chain id or name is not in the registry."""
+
+
+class ChainStepError(FlowChainError):
+    """A step raised during an execution; ``execution`` holds the full record.
+
+    The step's own exception is ``__cause__``.
+    """
+
+    def __init__(self, execution: "ChainExecution") -> None:
+        self.execution = execution
+        failure = execution.failure
+        assert failure is not None
+        super().__init__(
+            f"chain {execution.chain_name!r} ({execution.chain_id}) failed at step "
+            f"{failure.step!r} ({failure.component}): {failure.exception_type}: {failure.message}"
+        )
