@@ -1,0 +1,353 @@
+"""SQLite persistence in WAL mode: the connection helper and the MT5 -> database chain's tables.
+
+Every module that persists something opens its connection with :func:`open_database` (WAL,
+``synchronous=NORMAL``, a busy timeout) and creates its own tables with :func:`ensure_schema`;
+this module owns the market-data tables, defined once in :data:`MARKET_DATA_SCHEMA`:
+
+``ticks``
+    One row per accepted MT5 tick. The primary key is the symbol and *every* field of the MT5
+    record, which is exactly the validator's definition of a duplicate, so a replayed batch (the
+    same ticks again, after a restart or a backfill) adds no row.
+``bars``
+    1 s and 1 min OHLC bars on the mid price, keyed by (symbol, timeframe, start). Writes are
+    upserts that merge with the stored bar (earliest open, latest close, extreme high/low), so a
+    bar that spans batches, or is written again, ends up as one correct row.
+``quarantine``
+    Every tick the validator rejected, with its reason and its exact 60-byte record; unique by
+    (symbol, seq, record), so a replayed batch adds no quarantine row either.
+
+A reader in another process opens the same file with :func:`open_database` (or
+``readonly=True``) and reads while the node writes: WAL lets readers see the last committed
+transaction without blocking the writer.
+"""
+from __future__ import annotations
+
+import itertools
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping, Sequence, Union
+
+import numpy as np
+
+from flowchain.errors import FlowChainError
+from flowchain.ticks import TICK_DTYPE
+
+DatabasePath = Union[str, Path]
+
+DEFAULT_BUSY_TIMEOUT_MS = 5000
+"""How long a connection waits for another writer's lock before failing (``busy_timeout``)."""
+
+BAR_DTYPE = np.dtype(
+    [
+        ("start_msc", "<i8"),
+        ("open", "<f8"),
+        ("high", "<f8"),
+        ("low", "<f8"),
+        ("close", "<f8"),
+        ("tick_count", "<i8"),
+        ("volume", "<f8"),
+        ("first_msc", "<i8"),
+        ("last_msc", "<i8"),
+    ]
+)
+"""One OHLC bar on the mid price: its start (ms), prices, tick count, summed ``volume_real``,
+and the ``time_msc`` of its first and last tick (which let two partial bars merge)."""
+
+TIMEFRAMES: Mapping[str, int] = {"1s": 1_000, "1m": 60_000}
+"""The bar timeframes the MT5 -> database chain builds: label -> length in milliseconds."""
+
+MARKET_DATA_SCHEMA: tuple[str, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS ticks (
+        symbol      TEXT    NOT NULL,
+        time_msc    INTEGER NOT NULL,
+        time        INTEGER NOT NULL,
+        bid         REAL    NOT NULL,
+        ask         REAL    NOT NULL,
+        last        REAL    NOT NULL,
+        volume      INTEGER NOT NULL,
+        flags       INTEGER NOT NULL,
+        volume_real REAL    NOT NULL,
+        seq         INTEGER NOT NULL,
+        PRIMARY KEY (symbol, time_msc, time, bid, ask, last, volume, flags, volume_real)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS bars (
+        symbol     TEXT    NOT NULL,
+        timeframe  TEXT    NOT NULL,
+        start_msc  INTEGER NOT NULL,
+        open       REAL    NOT NULL,
+        high       REAL    NOT NULL,
+        low        REAL    NOT NULL,
+        close      REAL    NOT NULL,
+        tick_count INTEGER NOT NULL,
+        volume     REAL    NOT NULL,
+        first_msc  INTEGER NOT NULL,
+        last_msc   INTEGER NOT NULL,
+        PRIMARY KEY (symbol, timeframe, start_msc)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS quarantine (
+        id             INTEGER PRIMARY KEY,
+        symbol         TEXT    NOT NULL,
+        seq            INTEGER NOT NULL,
+        reason         TEXT    NOT NULL,
+        time_msc       INTEGER NOT NULL,
+        bid            REAL,
+        ask            REAL,
+        last           REAL,
+        flags          INTEGER NOT NULL,
+        volume_real    REAL,
+        record         BLOB    NOT NULL,
+        quarantined_ns INTEGER NOT NULL,
+        UNIQUE (symbol, seq, record)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS quarantine_by_reason ON quarantine (reason, symbol)",
+)
+"""The market-data tables; ``NaN`` prices of quarantined ticks are stored as ``NULL``."""
+
+TICK_COLUMNS = ("symbol", "time_msc", "time", "bid", "ask", "last", "volume", "flags",
+                "volume_real", "seq")
+INSERT_TICKS_SQL = (f"INSERT OR IGNORE INTO ticks ({', '.join(TICK_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' * len(TICK_COLUMNS))})")
+"""The tick insert both the chain and the bare-SQLite baseline use."""
+
+UPSERT_BAR_SQL = """
+    INSERT INTO bars (symbol, timeframe, start_msc, open, high, low, close, tick_count, volume,
+                      first_msc, last_msc)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (symbol, timeframe, start_msc) DO UPDATE SET
+        open       = CASE WHEN excluded.first_msc < bars.first_msc
+                          THEN excluded.open ELSE bars.open END,
+        high       = max(bars.high, excluded.high),
+        low        = min(bars.low, excluded.low),
+        close      = CASE WHEN excluded.last_msc >= bars.last_msc
+                          THEN excluded.close ELSE bars.close END,
+        tick_count = max(bars.tick_count, excluded.tick_count),
+        volume     = max(bars.volume, excluded.volume),
+        first_msc  = min(bars.first_msc, excluded.first_msc),
+        last_msc   = max(bars.last_msc, excluded.last_msc)
+"""
+"""Merge a bar into the stored one. The DataProcessor emits the *whole* open bar each time (it
+keeps it across batches), so the larger tick count and volume are the current ones."""
+
+INSERT_QUARANTINE_SQL = """
+    INSERT OR IGNORE INTO quarantine (symbol, seq, reason, time_msc, bid, ask, last, flags,
+                                      volume_real, record, quarantined_ns)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+
+class StoreError(FlowChainError, RuntimeError):
+    """The database could not be opened or configured as FlowChain needs it."""
+
+
+def open_database(path: DatabasePath, *, readonly: bool = False,
+                  busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> sqlite3.Connection:
+    """Open (creating if needed) the SQLite database at ``path`` in WAL mode.
+
+    The connection is in autocommit mode (``isolation_level=None``): group writes with
+    :func:`transaction`. ``synchronous=NORMAL`` (safe in WAL: a crash loses at most the last
+    transactions, never corrupts), ``busy_timeout`` set, ``foreign_keys`` on. It may be handed to
+    another thread (``check_same_thread=False``) but must be used by one thread at a time.
+
+    Parameters
+    ----------
+    path : str or Path
+        The database file; its directory must exist.
+    readonly : bool
+        Open an existing database read-only (``mode=ro``), as a second process reading while
+        the node writes.
+    busy_timeout_ms : int
+        How long to wait for another connection's lock before ``database is locked``.
+
+    Returns
+    -------
+    sqlite3.Connection
+
+    Raises
+    ------
+    StoreError
+        When the directory is missing, the file cannot be opened, or WAL mode could not be
+        enabled (for example on a network file system without shared memory).
+    """
+    db_path = Path(path)
+    if not db_path.parent.exists():
+        raise StoreError(f"cannot open database {str(db_path)!r}: directory "
+                         f"{str(db_path.parent)!r} does not exist; create it or pass another path")
+    try:
+        if readonly:
+            conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True,
+                                   isolation_level=None, check_same_thread=False,
+                                   timeout=busy_timeout_ms / 1000)
+        else:
+            conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False,
+                                   timeout=busy_timeout_ms / 1000)
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        if readonly:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        else:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open database {str(db_path)!r}: {exc}; check the path and its "
+                         "permissions") from exc
+    if str(mode).lower() != "wal":
+        conn.close()
+        raise StoreError(f"database {str(db_path)!r} is in journal mode {mode!r}, not WAL; "
+                         "other processes could not read while the node writes. Put the file "
+                         "on a local file system (WAL needs shared memory)")
+    return conn
+
+
+def ensure_schema(conn: sqlite3.Connection, statements: Iterable[str] = MARKET_DATA_SCHEMA) -> None:
+    """Create the tables and indexes in ``statements`` that do not exist yet, in one transaction.
+
+    Other modules pass their own ``CREATE ... IF NOT EXISTS`` statements.
+
+    Raises
+    ------
+    sqlite3.Error
+        When a statement is invalid or the database is read-only.
+    """
+    with transaction(conn):
+        for statement in statements:
+            conn.execute(statement)
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Run the block in one write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``).
+
+    The write lock is taken at the start, so the block never fails half-way for a lock it could
+    not upgrade; any exception rolls everything back and propagates.
+
+    Raises
+    ------
+    sqlite3.OperationalError
+        When another writer holds the lock for longer than the busy timeout.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def tick_rows(symbol: str, ticks: np.ndarray, seqs: np.ndarray) -> Iterator[tuple]:
+    """Yield one ``ticks``-table row per tick (columns as :data:`TICK_COLUMNS`), built by C loops.
+
+    Raises
+    ------
+    ValueError
+        When ``ticks`` and ``seqs`` differ in length.
+    """
+    if len(ticks) != len(seqs):
+        raise ValueError(f"{symbol}: {len(ticks)} ticks but {len(seqs)} sequence numbers")
+    return zip(itertools.repeat(symbol, len(ticks)), ticks["time_msc"].tolist(),
+               ticks["time"].tolist(), ticks["bid"].tolist(), ticks["ask"].tolist(),
+               ticks["last"].tolist(), ticks["volume"].tolist(), ticks["flags"].tolist(),
+               ticks["volume_real"].tolist(), seqs.astype(np.int64, copy=False).tolist())
+
+
+def bar_rows(symbol: str, timeframe: str, bars: np.ndarray) -> Iterator[tuple]:
+    """Yield one ``bars``-table row per bar of :data:`BAR_DTYPE`."""
+    return zip(itertools.repeat(symbol, len(bars)), itertools.repeat(timeframe, len(bars)),
+               bars["start_msc"].tolist(), bars["open"].tolist(), bars["high"].tolist(),
+               bars["low"].tolist(), bars["close"].tolist(), bars["tick_count"].tolist(),
+               bars["volume"].tolist(), bars["first_msc"].tolist(), bars["last_msc"].tolist())
+
+
+def quarantine_rows(symbol: str, ticks: np.ndarray, seqs: np.ndarray,
+                    reasons: Sequence[str], quarantined_ns: int) -> Iterator[tuple]:
+    """Yield one ``quarantine`` row per rejected tick (non-finite prices become ``NULL``).
+
+    Raises
+    ------
+    ValueError
+        When ``ticks``, ``seqs`` and ``reasons`` differ in length.
+    """
+    n = len(ticks)
+    if len(seqs) != n or len(reasons) != n:
+        raise ValueError(f"{symbol}: {n} quarantined ticks but {len(seqs)} sequence numbers and "
+                         f"{len(reasons)} reasons")
+    packed = np.ascontiguousarray(ticks, dtype=TICK_DTYPE)
+    records = [packed[i:i + 1].tobytes() for i in range(n)]
+
+    def finite_or_none(values: np.ndarray) -> list:
+        return [v if np.isfinite(v) else None for v in values.tolist()]
+
+    return zip(itertools.repeat(symbol, n), seqs.astype(np.int64, copy=False).tolist(),
+               reasons, packed["time_msc"].tolist(), finite_or_none(packed["bid"]),
+               finite_or_none(packed["ask"]), finite_or_none(packed["last"]),
+               packed["flags"].tolist(), finite_or_none(packed["volume_real"]), records,
+               itertools.repeat(quarantined_ns, n))
+
+
+@dataclass(frozen=True, slots=True)
+class WriteCounts:
+    """Rows one write added (``inserted``) and rows it found already there (``ignored``)."""
+
+    inserted: int
+    ignored: int
+
+
+def insert_ticks(conn: sqlite3.Connection, symbol: str, ticks: np.ndarray,
+                 seqs: np.ndarray) -> WriteCounts:
+    """Insert ticks, ignoring those already stored; call inside :func:`transaction`.
+
+    Raises
+    ------
+    sqlite3.Error
+        When the database rejects the write (locked past the busy timeout, disk full).
+    """
+    if len(ticks) == 0:
+        return WriteCounts(0, 0)
+    cur = conn.executemany(INSERT_TICKS_SQL, tick_rows(symbol, ticks, seqs))
+    return WriteCounts(cur.rowcount, len(ticks) - cur.rowcount)
+
+
+def upsert_bars(conn: sqlite3.Connection, symbol: str, timeframe: str, bars: np.ndarray) -> int:
+    """Insert or merge bars of one timeframe; return how many bar rows were written.
+
+    Raises
+    ------
+    ValueError
+        When ``timeframe`` is not one of :data:`TIMEFRAMES`.
+    sqlite3.Error
+        When the database rejects the write.
+    """
+    if timeframe not in TIMEFRAMES:
+        raise ValueError(f"unknown bar timeframe {timeframe!r} for {symbol}; expected one of "
+                         f"{sorted(TIMEFRAMES)}")
+    if len(bars) == 0:
+        return 0
+    conn.executemany(UPSERT_BAR_SQL, bar_rows(symbol, timeframe, bars))
+    return len(bars)
+
+
+def insert_quarantine(conn: sqlite3.Connection, symbol: str, ticks: np.ndarray,
+                      seqs: np.ndarray, reasons: Sequence[str],
+                      quarantined_ns: int | None = None) -> WriteCounts:
+    """Record rejected ticks with their reasons, ignoring ones already recorded.
+
+    Raises
+    ------
+    sqlite3.Error
+        When the database rejects the write.
+    """
+    if len(ticks) == 0:
+        return WriteCounts(0, 0)
+    when = time.time_ns() if quarantined_ns is None else quarantined_ns
+    cur = conn.executemany(INSERT_QUARANTINE_SQL,
+                           quarantine_rows(symbol, ticks, seqs, reasons, when))
+    return WriteCounts(cur.rowcount, len(ticks) - cur.rowcount)
