@@ -1,0 +1,1 @@
+"""The MT5 bridge: the Windows-side process, its order client and the MetaTrader5 fake."""
