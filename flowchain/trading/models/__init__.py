@@ -1,0 +1,1 @@
+"""Packaged model files (the linear agent's default weights)."""
