@@ -1,0 +1,128 @@
+"""The node's configuration: defaults, TOML file, flag overrides, and errors naming file and key."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flowchain.config import DEFAULT_DB, ConfigError, NodeConfig, feed_kind, load_config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "node.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_run_the_main_job() -> None:
+    config = load_config()
+    assert config.node.feed == "sim"
+    assert config.node.broker == "paper"
+    assert config.node.db == DEFAULT_DB == "flowchain.db"
+    assert config.duration is None
+    assert config.feed_kind == "sim"
+
+
+def test_file_sets_every_section(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+[node]
+feed = "replay:ticks.csv"
+db = "x.db"
+duration = 2.5
+symbols = ["EURUSD"]
+status_interval = 0
+[simulator]
+seed = 7
+rate = 0
+[risk]
+max_position_lots = 0.5
+max_orders_per_second = 2
+kill_switch_file = "STOP"
+[paper]
+latency_ms = 1.5
+slippage_points = 2
+[bridge]
+orders = "tcp://10.0.0.2:7001"
+""")
+    config = load_config(path)
+    assert config.replay_path == Path("ticks.csv")
+    assert config.duration == 2.5
+    assert config.node.symbols == ("EURUSD",)
+    assert config.simulator.seed == 7 and config.simulator.rate == 0
+    assert config.risk.max_position_lots == 0.5 and config.risk.kill_switch_file == "STOP"
+    assert config.paper.latency_ms == 1.5
+    assert config.bridge.orders == "tcp://10.0.0.2:7001"
+    assert config.source == str(path)
+
+
+def test_flags_override_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, '[node]\nfeed = "sim"\ndb = "file.db"\nduration = 9\n')
+    config = load_config(path, {"db": "flag.db", "duration": 1.0, "broker": None})
+    assert config.node.db == "flag.db"
+    assert config.duration == 1.0
+    assert config.node.broker == "paper"  # None means "flag not given"
+
+
+@pytest.mark.parametrize("text, key", [
+    ('[node]\nfeed = "udp://x:1"\n', "node.feed"),
+    ('[node]\nbroker = "ib"\n', "node.broker"),
+    ('[node]\nduration = -1\n', "node.duration"),
+    ('[node]\nduration = "long"\n', "node.duration"),
+    ('[node]\nsymbols = []\n', "node.symbols"),
+    ('[node]\nsymbols = ["EURUSD", "EURUSD"]\n', "node.symbols"),
+    ('[risk]\nmax_orders_per_second = 0\n', "risk.max_orders_per_second"),
+    ('[risk]\nmax_position_lot = 1\n', "risk.max_position_lot"),
+    ('[bridge]\norders = "tcp://host:99999"\n', "bridge.orders"),
+    ('[bridge]\nserver_public_key = "abc"\n', "bridge"),
+    ('[sim]\nseed = 1\n', "sim"),
+])
+def test_bad_values_name_file_and_key(tmp_path: Path, text: str, key: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(str(path))
+    assert repr(key) in message or f"'{key}." in message
+
+
+def test_unknown_key_lists_the_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="max_position_lots"):
+        load_config(write(tmp_path, "[risk]\nmax_position_lot = 1\n"))
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "absent.toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "[node\nfeed = \n"))
+
+
+def test_bad_flag_is_named_as_a_flag() -> None:
+    with pytest.raises(ConfigError, match=r"^--flags: key 'node.feed'"):
+        load_config(None, {"feed": "carrier-pigeon"})
+
+
+def test_bridge_broker_needs_the_bridge_feed() -> None:
+    with pytest.raises(ConfigError, match="tcp://host:port"):
+        load_config(None, {"broker": "bridge"})
+    config = load_config(None, {"broker": "bridge", "feed": "tcp://127.0.0.1:5555"})
+    assert config.feed_kind == "tcp"
+
+
+def test_source_is_not_a_file_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown key 'source'"):
+        load_config(write(tmp_path, 'source = "x"\n'))
+
+
+@pytest.mark.parametrize("spec, kind", [("sim", "sim"), ("replay:a.csv", "replay"),
+                                        ("tcp://127.0.0.1:5555", "tcp")])
+def test_feed_kinds(spec: str, kind: str) -> None:
+    assert feed_kind(spec) == kind
+
+
+def test_to_dict_hides_the_secret_key() -> None:
+    key = "x" * 40
+    config = load_config(None)
+    config = NodeConfig(bridge=type(config.bridge)(server_public_key=key, client_public_key=key,
+                                                   client_secret_key=key))
+    assert config.to_dict()["bridge"]["client_secret_key"] == "<set>"
