@@ -33,7 +33,8 @@ def synthetic_ticks(n: int, *, seed: int = 0, start_msc: int = DEFAULT_START_MSC
     Returns
     -------
     numpy.ndarray
-        ``n`` ticks of :data:`~flowchain.ticks.TICK_DTYPE`, ``time_msc`` non-decreasing.
+        ``n`` ticks of :data:`~flowchain.ticks.TICK_DTYPE`, ``time_msc`` non-decreasing, all
+        valid and distinct (DataValidator accepts every one).
 
     Raises
     ------
@@ -54,7 +55,11 @@ def synthetic_ticks(n: int, *, seed: int = 0, start_msc: int = DEFAULT_START_MSC
     half = spread * (0.5 + rng.random(n)) / 2
     ticks["bid"] = np.round(mid - half, 6)
     ticks["ask"] = np.round(mid + half, 6)
-    ticks["volume"] = rng.integers(1, 10, n)
+    # Ticks in one millisecond differ at least in volume (its last three digits count them), so
+    # the stream holds no duplicates however the prices round.
+    index = np.arange(n)
+    run_start = np.maximum.accumulate(np.where(gaps > 0, index, 0))
+    ticks["volume"] = rng.integers(1, 10, n) * 1000 + np.minimum(index - run_start, 999)
     ticks["volume_real"] = ticks["volume"].astype(np.float64)
     ticks["flags"] = TICK_FLAG_BID | TICK_FLAG_ASK
     return ticks
