@@ -1,0 +1,526 @@
+"""The ZeroMQ feed: the bridge's PUB -> the node's per-symbol tick rings, on the event loop.
+
+The SUB socket's file descriptor is watched with ``loop.add_reader`` and drained with
+non-blocking ``recv_multipart`` until ``zmq.Again``: one loop wake-up per burst and no future or
+``await`` per message (``zmq.asyncio`` costs about 60 us more per message on this machine; see
+DESIGN.md). Each tick frame is validated and its 60-byte MT5 record copied straight into the
+symbol's :class:`~flowchain.feeds.ring.TickRing`, then the per-tick handler runs.
+
+Protocol duties (docs/protocol.md, "Sequence, gaps, restarts, staleness"):
+
+* **Gap** (a tick with ``seq > last + 1``, or a heartbeat with ``last_seq > last``): a
+  BACKFILL_REQUEST for ``last+1 .. seq-1`` goes out on a DEALER to the bridge's ROUTER. Until it
+  is answered, that symbol's live ticks are *held* (in a preallocated buffer, not the ring);
+  the response's ticks are delivered first, then the held ones, in seq order, each exactly once
+  (``feed.delivering_backfill`` is True while recovered ticks are delivered). A response cut at
+  the batch limit is followed by a request for the rest. Ticks the bridge no longer has, or a
+  request unanswered after its retries, are counted in ``stats.unrecovered``, never invented.
+* **Duplicate** (``seq <= last``): dropped, counted as ``duplicate``.
+* **Restart** (a new ``session_id``): counted in ``stats.restarts``; held ticks of the old
+  session are delivered, and every symbol starts again from seq 1.
+* **Staleness**: a symbol without any frame for ``stale_after`` heartbeat intervals is stale;
+  ``feed.state.stale`` is True while any symbol is, and the trading engine blocks new orders.
+* **Malformed input** never raises into the loop: every frame is counted under a reason (the
+  :data:`flowchain.wire.REJECT_REASONS` plus ``parts`` for a message that is not
+  ``[topic, body]``).
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import zmq
+
+from flowchain import wire
+from flowchain.feeds.base import DEFAULT_RING_CAPACITY, Feed
+from flowchain.feeds.ring import TickRing
+from flowchain.ticks import TICK_DTYPE
+
+log = logging.getLogger(__name__)
+
+SocketSetup = Callable[[zmq.Socket], None]
+"""Called on each socket before it connects (apply CurveZMQ client keys here)."""
+
+_FRAME_SIZE = wire.TICK_FRAME_SIZE
+_HEAD = wire.TICK_HEAD.size
+_VERSION = wire.PROTOCOL_VERSION
+_TICK = int(wire.FrameType.TICK)
+_UNPACK = wire.TICK_FRAME.unpack_from
+_REC = wire.TICK_RECORD_SIZE
+
+
+class _Track:
+    """Per-symbol protocol state: the last seq delivered, a pending backfill, held ticks."""
+
+    __slots__ = ("ring", "bridge_id", "last", "joined", "heard_ns", "pending", "hold",
+                 "hold_raw", "hold_seqs", "held", "stale")
+
+    def __init__(self, ring: TickRing, hold_capacity: int) -> None:
+        self.ring = ring
+        self.bridge_id = -1
+        self.last = 0
+        self.joined = False
+        """False until the first frame: then ``last == 0`` means "joined mid-stream", not "expect 1"."""
+        self.heard_ns = 0
+        self.pending: Optional[_Backfill] = None
+        self.hold = np.zeros(hold_capacity, dtype=TICK_DTYPE)
+        self.hold_raw = memoryview(self.hold.view(np.uint8))
+        self.hold_seqs: List[int] = []
+        self.held = 0
+        self.stale = False
+
+
+class _Backfill:
+    """One outstanding backfill request."""
+
+    __slots__ = ("req_id", "from_seq", "to_seq", "deadline_ns", "tries")
+
+    def __init__(self, req_id: int, from_seq: int, to_seq: int, deadline_ns: int) -> None:
+        self.req_id = req_id
+        self.from_seq = from_seq
+        self.to_seq = to_seq
+        self.deadline_ns = deadline_ns
+        self.tries = 1
+
+
+class ZmqFeed(Feed):
+    """Ticks from the bridge over ZeroMQ, with gap backfill, restart and staleness detection.
+
+    Parameters
+    ----------
+    endpoint : str
+        The bridge's PUB endpoint, e.g. ``tcp://127.0.0.1:5555``.
+    symbols : sequence of str
+        Symbols to subscribe to (topics ``T<symbol>\\0`` and ``H<symbol>\\0``).
+    backfill_endpoint : str or None, optional
+        The bridge's ROUTER endpoint; ``None`` disables backfill (gaps are then counted as
+        ``unrecovered`` at once).
+    heartbeat_interval : float, optional
+        The bridge's heartbeat interval in seconds (0.25 by protocol).
+    stale_after : float, optional
+        Intervals without a frame before a symbol is stale (3 by protocol).
+    backfill_timeout : float, optional
+        Seconds to wait for a backfill response before resending it.
+    backfill_tries : int, optional
+        Requests sent for one range before its ticks are counted unrecovered.
+    hold_capacity : int, optional
+        Live ticks of one symbol held while its backfill is pending; beyond that the backfill
+        is abandoned (its ticks counted unrecovered) and live delivery resumes.
+    rcvhwm : int, optional
+        The SUB socket's receive high-water mark (messages).
+    max_batch : int, optional
+        Messages drained per loop wake-up before yielding to other callbacks.
+    context : zmq.Context, optional
+        The ZeroMQ context (default: the process-wide instance).
+    socket_setup : callable, optional
+        ``setup(socket)`` before connecting, e.g. to set CurveZMQ keys.
+    ring_capacity : int, optional
+        Ticks each ring keeps.
+
+    Raises
+    ------
+    ValueError
+        If a symbol cannot be a topic, or a number is out of range.
+    """
+
+    def __init__(self, endpoint: str, symbols: Sequence[str],
+                 backfill_endpoint: Optional[str] = None, *, heartbeat_interval: float = 0.25,
+                 stale_after: float = 3.0, backfill_timeout: float = 1.0, backfill_tries: int = 3,
+                 hold_capacity: int = 16_384, rcvhwm: int = 1_000_000, max_batch: int = 4096,
+                 context: Optional[zmq.Context] = None,
+                 socket_setup: Optional[SocketSetup] = None,
+                 ring_capacity: int = DEFAULT_RING_CAPACITY) -> None:
+        super().__init__(symbols, ring_capacity)
+        for name, value in (("heartbeat_interval", heartbeat_interval),
+                            ("stale_after", stale_after), ("backfill_timeout", backfill_timeout),
+                            ("backfill_tries", backfill_tries), ("hold_capacity", hold_capacity),
+                            ("max_batch", max_batch)):
+            if not value > 0:
+                raise ValueError(f"ZmqFeed({endpoint}): {name} must be positive, got {value}")
+        self.endpoint = endpoint
+        self.backfill_endpoint = backfill_endpoint
+        self.heartbeat_interval = heartbeat_interval
+        self.stale_after = stale_after
+        self.backfill_timeout = backfill_timeout
+        self.backfill_tries = backfill_tries
+        self.rcvhwm = rcvhwm
+        self.max_batch = max_batch
+        self._context = context
+        self._socket_setup = socket_setup
+        self._tracks: Dict[bytes, _Track] = {}
+        self._beats: Dict[bytes, _Track] = {}
+        self._all: List[_Track] = []
+        self._by_symbol: Dict[str, _Track] = {}
+        for symbol in self.symbols:
+            try:
+                t_topic, h_topic = wire.tick_topic(symbol), wire.heartbeat_topic(symbol)
+            except wire.FrameError as exc:
+                raise ValueError(f"ZmqFeed: symbol {symbol!r} cannot be subscribed: {exc}") from None
+            track = _Track(self.rings[symbol], hold_capacity)
+            self._tracks[t_topic] = self._beats[h_topic] = track
+            self._all.append(track)
+            self._by_symbol[symbol] = track
+        self._by_request: Dict[int, _Track] = {}
+        self._req_ids = itertools.count(1)
+        self._session = 0
+        self._sub: Optional[zmq.Socket] = None
+        self._dealer: Optional[zmq.Socket] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._drain_scheduled = False
+        self.delivering_backfill = False
+        """True while ticks recovered by backfill (and ticks held behind them) are delivered."""
+
+    # -- public state ---------------------------------------------------------------------
+    def symbol_stale(self, symbol: str) -> bool:
+        """True if ``symbol`` has been silent for ``stale_after`` heartbeat intervals.
+
+        Raises
+        ------
+        KeyError
+            If this feed does not subscribe to ``symbol``.
+        """
+        self.ring(symbol)  # raises the KeyError that names the subscribed symbols
+        return self._by_symbol[symbol].stale
+
+    @property
+    def session_id(self) -> int:
+        """The bridge session the feed follows (0 before the first frame)."""
+        return self._session
+
+    @property
+    def backfills_pending(self) -> int:
+        """Symbols waiting for a backfill response."""
+        return sum(1 for t in self._all if t.pending is not None)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def _open(self) -> None:
+        ctx = self._context or zmq.Context.instance()
+        self._loop = asyncio.get_running_loop()
+        sub = ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.RCVHWM, self.rcvhwm)
+        sub.setsockopt(zmq.LINGER, 0)
+        if self._socket_setup is not None:
+            self._socket_setup(sub)
+        for topic in itertools.chain(self._tracks, self._beats):
+            sub.setsockopt(zmq.SUBSCRIBE, topic)
+        sub.connect(self.endpoint)
+        self._sub = sub
+        if self.backfill_endpoint is not None:
+            dealer = ctx.socket(zmq.DEALER)
+            dealer.setsockopt(zmq.LINGER, 0)
+            if self._socket_setup is not None:
+                self._socket_setup(dealer)
+            dealer.connect(self.backfill_endpoint)
+            self._dealer = dealer
+            self._loop.add_reader(dealer.getsockopt(zmq.FD), self._on_dealer_readable)
+        now = time.monotonic_ns()
+        for track in self._all:
+            track.heard_ns = now
+        self._loop.add_reader(sub.getsockopt(zmq.FD), self._on_readable)
+        self._loop.call_soon(self._on_readable)  # the FD is edge-triggered: drain what is queued
+
+    async def _close(self) -> None:
+        for sock in (self._sub, self._dealer):
+            if sock is not None and not sock.closed:
+                if self._loop is not None:
+                    self._loop.remove_reader(sock.getsockopt(zmq.FD))
+                sock.close(0)
+        self._sub = self._dealer = None
+
+    async def _run(self) -> None:
+        """Watch staleness and backfill deadlines; the ticks arrive through the reader."""
+        period = min(self.heartbeat_interval / 4.0, self.backfill_timeout / 4.0)
+        while True:
+            await asyncio.sleep(period)
+            self._check_clock(time.monotonic_ns())
+
+    def _check_clock(self, now: int) -> None:
+        limit = int(self.stale_after * self.heartbeat_interval * 1e9)
+        any_stale = False
+        for track in self._all:
+            track.stale = now - track.heard_ns > limit
+            any_stale = any_stale or track.stale
+            pending = track.pending
+            if pending is not None and now > pending.deadline_ns:
+                if pending.tries >= self.backfill_tries:
+                    self._give_up(track, "backfill_timeout")
+                else:
+                    pending.tries += 1
+                    pending.deadline_ns = now + int(self.backfill_timeout * 1e9)
+                    self._send_backfill(track, pending)
+        self.state.update(stale=any_stale)
+
+    # -- the SUB socket (hot path) -----------------------------------------------------------
+    def _on_readable(self) -> None:
+        self._drain_scheduled = False
+        sub = self._sub
+        if sub is None:
+            return
+        recv = sub.recv_multipart
+        on_message = self._on_message
+        try:
+            for _ in range(self.max_batch):
+                try:
+                    parts = recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    return
+                on_message(parts)
+        except Exception:  # a bug here must not kill the loop's reader
+            log.exception("ZmqFeed(%s): unexpected error while draining the SUB socket",
+                          self.endpoint)
+            self.stats.drop("internal_error")
+        if not self._drain_scheduled and self._loop is not None:
+            self._drain_scheduled = True  # more may be queued: the FD will not fire again
+            self._loop.call_soon(self._on_readable)
+
+    def _on_message(self, parts: List[bytes]) -> None:
+        if len(parts) != 2:
+            self.stats.reject("parts", self.endpoint, f"{len(parts)} message parts, 2 expected")
+            return
+        topic, frame = parts
+        track = self._tracks.get(topic)
+        if track is None:
+            track = self._beats.get(topic)
+            if track is None:
+                self._unknown_topic(topic)
+            else:
+                self._on_heartbeat(track, frame)
+            return
+        if len(frame) != _FRAME_SIZE or frame[0] != _VERSION or frame[1] != _TICK:
+            self._reject_tick(frame)
+            return
+        values = _UNPACK(frame)
+        bid, ask, last, volume_real = values[6], values[7], values[8], values[12]
+        if (bid - bid) + (ask - ask) + (last - last) + (volume_real - volume_real) != 0.0:
+            self._reject_tick(frame)  # NaN or infinite: wire.decode_tick names which
+            return
+        track.heard_ns = time.monotonic_ns()
+        if track.stale:
+            self._fresh(track)
+        if values[3] != self._session:
+            self._new_session(values[3])
+        seq = values[4]
+        if track.pending is None and seq == track.last + 1:
+            track.last = seq
+            ring = track.ring
+            self._deliver(ring, ring.append_record(frame[_HEAD:], seq))
+            return
+        track.bridge_id = values[2]
+        self._out_of_order(track, frame, seq)
+
+    def _out_of_order(self, track: _Track, frame: bytes, seq: int) -> None:
+        if track.pending is not None:
+            if seq <= track.last or (track.hold_seqs and seq <= track.hold_seqs[-1]):
+                self.stats.drop("duplicate")
+            elif track.held >= len(track.hold):
+                self._give_up(track, "hold_full")
+                self._out_of_order(track, frame, seq)
+            else:
+                i = track.held
+                track.hold_raw[i * _REC:(i + 1) * _REC] = frame[_HEAD:]
+                track.hold_seqs.append(seq)
+                track.held += 1
+            return
+        if seq <= track.last:
+            self.stats.drop("duplicate")
+            return
+        if seq == track.last + 1 or (track.last == 0 and not track.joined):
+            # In order, or the first tick after joining mid-stream: nothing to recover.
+            track.joined = True
+            track.last = seq
+            ring = track.ring
+            self._deliver(ring, ring.append_record(frame[_HEAD:], seq))
+            return
+        self.stats.gaps += 1
+        self.stats.gap_ticks += seq - track.last - 1
+        if self._dealer is None:
+            self.stats.unrecovered += seq - track.last - 1
+            track.last = seq
+            ring = track.ring
+            self._deliver(ring, ring.append_record(frame[_HEAD:], seq))
+            return
+        track.hold_raw[0:_REC] = frame[_HEAD:]
+        track.hold_seqs.append(seq)
+        track.held = 1
+        self._request(track, track.last + 1, seq - 1)
+
+    def _reject_tick(self, frame: bytes) -> None:
+        try:
+            wire.decode_tick(frame)
+        except wire.FrameError as exc:
+            self.stats.reject(exc.reason, self.endpoint, str(exc))
+            return
+        self.stats.reject("bad_field", self.endpoint, "tick failed the fast check")
+
+    def _unknown_topic(self, topic: bytes) -> None:
+        try:
+            kind, symbol = wire.parse_topic(topic)
+        except wire.FrameError as exc:
+            self.stats.reject(exc.reason, self.endpoint, str(exc))
+            return
+        self.stats.drop("unknown_symbol")
+
+    def _on_heartbeat(self, track: _Track, frame: bytes) -> None:
+        try:
+            beat = wire.decode_heartbeat(frame)
+        except wire.FrameError as exc:
+            self.stats.reject(exc.reason, self.endpoint, str(exc))
+            return
+        self.stats.heartbeats += 1
+        track.heard_ns = self.state.last_heartbeat_ns = time.monotonic_ns()
+        if track.stale:
+            self._fresh(track)
+        if beat.session_id != self._session:
+            self._new_session(beat.session_id)
+        track.bridge_id = beat.symbol_id
+        self.state.update(terminal_connected=beat.connected and bool(
+            beat.state & wire.HeartbeatState.INITIALIZED), trade_allowed=beat.trade_allowed)
+        if beat.last_seq > track.last and track.pending is None:
+            if track.last == 0 and not track.joined:
+                track.joined = True
+                track.last = beat.last_seq  # joined mid-stream: start from here
+                return
+            self.stats.gaps += 1
+            self.stats.gap_ticks += beat.last_seq - track.last
+            if self._dealer is None:
+                self.stats.unrecovered += beat.last_seq - track.last
+                track.last = beat.last_seq
+            else:
+                self._request(track, track.last + 1, beat.last_seq)
+
+    def _fresh(self, track: _Track) -> None:
+        track.stale = False
+        if not any(t.stale for t in self._all):
+            self.state.update(stale=False)
+
+    def _new_session(self, session_id: int) -> None:
+        if self._session != 0:
+            self.stats.restarts += 1
+            for track in self._all:
+                if track.pending is not None:
+                    self._give_up(track, "restart", backfill=False)
+                track.last = 0
+                track.joined = True  # the new session counts from 1: a missing 1 is a gap
+        self._session = self.state.session_id = session_id
+
+    # -- backfill -------------------------------------------------------------------------
+    def _request(self, track: _Track, from_seq: int, to_seq: int) -> None:
+        pending = _Backfill(next(self._req_ids), from_seq, to_seq,
+                            time.monotonic_ns() + int(self.backfill_timeout * 1e9))
+        track.pending = pending
+        self._by_request[pending.req_id] = track
+        self._send_backfill(track, pending)
+
+    def _send_backfill(self, track: _Track, pending: _Backfill) -> None:
+        frame = wire.encode_backfill_request(wire.BackfillRequest(
+            pending.req_id, self._session, max(track.bridge_id, 0), pending.from_seq,
+            pending.to_seq))
+        try:
+            self._dealer.send(frame, zmq.NOBLOCK)
+        except zmq.ZMQError:
+            self.stats.drop("backfill_send_failed")  # retried at the deadline
+
+    def _on_dealer_readable(self) -> None:
+        dealer = self._dealer
+        if dealer is None:
+            return
+        try:
+            for _ in range(self.max_batch):
+                try:
+                    parts = dealer.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    return
+                self._on_backfill(parts[-1])
+        except Exception:
+            log.exception("ZmqFeed(%s): unexpected error on the backfill socket",
+                          self.backfill_endpoint)
+            self.stats.drop("internal_error")
+        if self._loop is not None:
+            self._loop.call_soon(self._on_dealer_readable)
+
+    def _on_backfill(self, frame: bytes) -> None:
+        try:
+            resp = wire.decode_backfill_response(frame)
+        except wire.FrameError as exc:
+            self.stats.reject(exc.reason, str(self.backfill_endpoint), str(exc))
+            return
+        track = self._by_request.pop(resp.req_id, None)
+        if track is None or track.pending is None or track.pending.req_id != resp.req_id:
+            self.stats.drop("late_backfill")  # answered after a retry, a give-up or a restart
+            return
+        pending = track.pending
+        if resp.status != wire.BackfillStatus.OK or resp.session_id != self._session:
+            self._give_up(track, f"backfill_{resp.status.name.lower()}")
+            return
+        self.delivering_backfill = True
+        try:
+            raw = memoryview(resp.records.view(np.uint8))
+            ring = track.ring
+            seq = resp.first_seq
+            if seq > track.last + 1:  # the bridge no longer had the oldest ones
+                self.stats.unrecovered += seq - track.last - 1
+                track.last = seq - 1
+            for i in range(len(resp.records)):
+                if seq == track.last + 1 and seq <= pending.to_seq:
+                    track.last = seq
+                    self.stats.backfilled += 1
+                    self._deliver(ring, ring.append_record(raw[i * _REC:(i + 1) * _REC], seq))
+                else:
+                    self.stats.drop("duplicate")
+                seq += 1
+        finally:
+            self.delivering_backfill = False
+        track.pending = None
+        if track.last < pending.to_seq:  # cut at the batch limit: ask for the rest
+            self._request(track, track.last + 1, pending.to_seq)
+            return
+        self._release_held(track)
+
+    def _give_up(self, track: _Track, reason: str, backfill: bool = True) -> None:
+        pending, track.pending = track.pending, None
+        if pending is None:
+            return
+        self._by_request.pop(pending.req_id, None)
+        self.stats.drop(reason)
+        missing = pending.to_seq - track.last
+        if missing > 0:
+            self.stats.unrecovered += missing
+            track.last = pending.to_seq
+        self._release_held(track, backfill)
+
+    def _release_held(self, track: _Track, backfill: bool = True) -> None:
+        """Deliver held ticks in order; a new gap among them starts a new backfill.
+
+        With ``backfill`` False (the session ended) a gap among them is counted unrecovered.
+        """
+        seqs, held = track.hold_seqs, track.held
+        ring, raw = track.ring, track.hold_raw
+        self.delivering_backfill = True
+        try:
+            for i in range(held):
+                seq = seqs[i]
+                if seq <= track.last:
+                    self.stats.drop("duplicate")
+                    continue
+                if seq > track.last + 1:
+                    self.stats.gaps += 1
+                    self.stats.gap_ticks += seq - track.last - 1
+                if seq > track.last + 1 and not backfill:
+                    self.stats.unrecovered += seq - track.last - 1
+                elif seq > track.last + 1:
+                    rest = held - i
+                    track.hold[:rest] = track.hold[i:held]
+                    del seqs[:i]
+                    track.held = rest
+                    self._request(track, track.last + 1, seq - 1)
+                    return
+                track.last = seq
+                self._deliver(ring, ring.append_record(raw[i * _REC:(i + 1) * _REC], seq))
+        finally:
+            self.delivering_backfill = False
+        seqs.clear()
+        track.held = 0
