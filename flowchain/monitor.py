@@ -1,0 +1,414 @@
+"""The cold-path monitor: slow-step warnings, error-rate escalation, live status.
+
+The monitor only *reads* what the engine wrote: each runner's execution ring (by a seq cursor,
+copying rows with numpy and re-checking their seq so a slot overwritten mid-copy is discarded),
+its per-step error counters and its HDR totals. It runs in its own thread (:meth:`Monitor.start`)
+or as an asyncio task (:meth:`Monitor.run`), or is driven by hand (:meth:`Monitor.poll`); the
+runner never waits for it.
+
+* **Slow steps.** A completed step whose duration exceeded its ``expected_duration`` raises a
+  :data:`~flowchain.alerts.SLOW_STEP` event naming the execution, chain, step, observed and
+  expected ns. At most one event per (chain, step) every ``warning_interval_s``; the next one
+  carries how many slow executions were ``suppressed`` in between, so a slow period never floods.
+* **Error rate.** Per step, attempts (successes from the HDR totals + errors from the error
+  counters) and errors are summed over a rolling ``window_s``. Above ``error_threshold`` (5%),
+  with at least ``min_attempts`` attempts, an :data:`~flowchain.alerts.ESCALATION` event; when it
+  falls back to the threshold or below, a :data:`~flowchain.alerts.RECOVERY` event.
+* **Live status.** :meth:`Monitor.live` lists running executions with their current step,
+  completed steps, progress and estimated remaining time.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+import numpy as np
+
+from flowchain.alerts import (ESCALATION, RECOVERY, SLOW_STEP, AlertEvent, AlertSink,
+                              MemorySink)
+from flowchain.chain import ChainDefinition
+
+log = logging.getLogger("flowchain.monitor")
+
+STATUS_RUNNING = 1
+STATUS_SUCCEEDED = 2
+STATUS_FAILED = 3
+
+
+def built_runners(registry: Any) -> list[tuple[ChainDefinition, Any]]:
+    """Return ``(definition, runner)`` for every chain of ``registry`` whose runner exists.
+
+    Chains never run have no runner and nothing to read; none is built here.
+    """
+    out = []
+    for chain_id in registry.chain_ids():
+        entry = registry._entries.get(chain_id)  # read-only look at the registry's entries
+        if entry is not None and entry.runner is not None:
+            out.append((entry.definition, entry.runner))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedRows:
+    """Executions a :class:`RingTail` read: one row per execution, columns as numpy arrays.
+
+    ``step`` is ``n_steps`` for a success and the failing step's index for a failure;
+    ``step_ns[r, i]`` is step ``i``'s duration (meaningful for ``i < step`` and, for a
+    success, for every step).
+    """
+
+    seq: np.ndarray
+    start_ns: np.ndarray
+    end_ns: np.ndarray
+    status: np.ndarray
+    step: np.ndarray
+    context: np.ndarray
+    step_ns: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.seq)
+
+    def completed_mask(self) -> np.ndarray:
+        """Return a (rows, steps) boolean mask of the steps that completed successfully."""
+        n_steps = self.step_ns.shape[1]
+        return np.arange(n_steps)[None, :] < self.step[:, None]
+
+
+class RingTail:
+    """Read a runner's completed executions in seq order, each exactly once.
+
+    Parameters
+    ----------
+    runner : flowchain.ChainRunner
+        The runner whose ring to read.
+    from_start : bool
+        Start at execution 0 (what the ring still holds) instead of at the next execution.
+
+    Attributes
+    ----------
+    lost : int
+        Executions the ring overwrote before they were read (the reader fell behind by more than
+        the ring's capacity, or a slot was overwritten while it was being copied).
+    """
+
+    def __init__(self, runner: Any, from_start: bool = False) -> None:
+        self.runner = runner
+        self.ring = runner.ring
+        self.cursor = 0 if from_start else int(runner.executions)
+        self.lost = 0
+        self._mask = self.ring.capacity - 1
+
+    def read(self, limit: Optional[int] = None) -> CompletedRows:
+        """Return the executions completed since the last read (up to ``limit``).
+
+        Reading stops at the first execution still running, so every execution is returned
+        once, after it completed.
+        """
+        ring = self.ring
+        end = int(self.runner.executions)
+        capacity = ring.capacity
+        if end - self.cursor > capacity:
+            self.lost += end - capacity - self.cursor
+            self.cursor = end - capacity
+        if limit is not None:
+            end = min(end, self.cursor + limit)
+        seqs = np.arange(self.cursor, end, dtype=np.int64)
+        slots = seqs & self._mask
+        seq_before = ring.seq[slots]
+        status = ring.status[slots]
+        step = ring.step[slots]
+        start_ns = ring.start_ns[slots]
+        end_ns = ring.end_ns[slots]
+        context = ring.context[slots]
+        step_ns = ring.step_ns[slots]
+        seq_after = ring.seq[slots]
+        valid = (seq_before == seqs) & (seq_after == seqs)
+        done = valid & ((status == STATUS_SUCCEEDED) | (status == STATUS_FAILED))
+        waiting = valid & ~done
+        stop = int(np.argmax(waiting)) if waiting.any() else len(seqs)
+        self.lost += int(np.count_nonzero(~valid[:stop]))
+        self.cursor += stop
+        keep = done[:stop]
+        return CompletedRows(seqs[:stop][keep], start_ns[:stop][keep], end_ns[:stop][keep],
+                             status[:stop][keep], step[:stop][keep].astype(np.int64),
+                             context[:stop][keep], step_ns[:stop][keep])
+
+
+class _ChainWatch:
+    """The monitor's state for one runner: its ring cursor and rolling error window."""
+
+    __slots__ = ("definition", "runner", "tail", "expected", "window", "prev_ok", "prev_err",
+                 "escalated", "last_warning", "suppressed", "worst", "slow_total")
+
+    def __init__(self, definition: ChainDefinition, runner: Any) -> None:
+        self.definition = definition
+        self.runner = runner
+        self.tail = RingTail(runner, from_start=True)
+        n = len(definition.steps)
+        self.expected = np.array([s.expected_duration_ns for s in definition.steps],
+                                 dtype=np.int64)
+        self.window: deque[tuple[float, np.ndarray, np.ndarray]] = deque()
+        self.prev_ok = np.zeros(n, dtype=np.int64)
+        self.prev_err = np.zeros(n, dtype=np.int64)
+        self.escalated = np.zeros(n, dtype=bool)
+        self.last_warning = np.full(n, -np.inf)
+        self.suppressed = np.zeros(n, dtype=np.int64)
+        self.worst: list[Optional[tuple[int, int]]] = [None] * n
+        self.slow_total = np.zeros(n, dtype=np.int64)
+
+
+class Monitor:
+    """Watch every chain of a registry from the cold path and raise alert events.
+
+    Parameters
+    ----------
+    registry : flowchain.ChainRegistry
+        The registry whose runners to watch (chains are picked up as their runners appear).
+    sinks : iterable of AlertSink
+        Where events go, besides :attr:`events` (the latest events, kept in memory).
+    interval_s : float
+        Seconds between polls when running in a thread or task.
+    warning_interval_s : float
+        At most one slow-step event per (chain, step) in this many seconds.
+    window_s : float
+        The rolling window of the error rate.
+    error_threshold : float
+        Error rate above which a step escalates (0.05 = 5%).
+    min_attempts : int
+        Attempts the window must hold before the error rate is judged.
+    tenant : str
+        Tenant label put on every event (registries are per tenant).
+    clock : callable
+        Monotonic seconds; injectable for tests of the window.
+
+    Raises
+    ------
+    ValueError
+        When an interval, the window or the threshold is out of range.
+    """
+
+    def __init__(self, registry: Any, sinks: Iterable[AlertSink] = (), *,
+                 interval_s: float = 0.25, warning_interval_s: float = 10.0,
+                 window_s: float = 60.0, error_threshold: float = 0.05, min_attempts: int = 20,
+                 tenant: str = "default", event_capacity: int = 200,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if interval_s <= 0 or warning_interval_s < 0 or window_s <= 0:
+            raise ValueError(f"monitor intervals must be positive: interval_s={interval_s}, "
+                             f"warning_interval_s={warning_interval_s}, window_s={window_s}")
+        if not 0 <= error_threshold < 1:
+            raise ValueError(f"error_threshold is a fraction in [0, 1), got {error_threshold}")
+        self.registry = registry
+        self.events = MemorySink(event_capacity)
+        self.sinks: list[AlertSink] = [self.events, *sinks]
+        self.interval_s = interval_s
+        self.warning_interval_s = warning_interval_s
+        self.window_s = window_s
+        self.error_threshold = error_threshold
+        self.min_attempts = min_attempts
+        self.tenant = tenant
+        self.clock = clock
+        self.counters = {"polls": 0, "events": 0, "lost_rows": 0, "sink_errors": 0,
+                         "poll_errors": 0}
+        self._watches: dict[str, _ChainWatch] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    # ------------------------------------------------------------------ driving
+
+    def poll(self) -> list[AlertEvent]:
+        """Read everything new once, emit and return the events it raised."""
+        with self._lock:
+            now = self.clock()
+            events: list[AlertEvent] = []
+            for definition, runner in built_runners(self.registry):
+                watch = self._watches.get(definition.chain_id)
+                if watch is None or watch.runner is not runner:
+                    watch = self._watches[definition.chain_id] = _ChainWatch(definition, runner)
+                lost_before = watch.tail.lost
+                rows = watch.tail.read()
+                self.counters["lost_rows"] += watch.tail.lost - lost_before
+                events.extend(self._slow_steps(watch, rows, now))
+                events.extend(self._error_rates(watch, now))
+            self.counters["polls"] += 1
+        for event in events:
+            self._emit(event)
+        return events
+
+    def start(self) -> "Monitor":
+        """Poll every ``interval_s`` in a daemon thread until :meth:`stop`."""
+        if self._thread is not None and self._thread.is_alive():
+            return self
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="flowchain-monitor", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread (after one last poll)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    async def run(self) -> None:
+        """Poll every ``interval_s`` on the running event loop until cancelled."""
+        while True:
+            self._guarded_poll()
+            await asyncio.sleep(self.interval_s)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._guarded_poll()
+        self._guarded_poll()
+
+    def _guarded_poll(self) -> None:
+        try:
+            self.poll()
+        except Exception:  # the monitor must outlive its own bugs; counted and logged
+            self.counters["poll_errors"] += 1
+            log.exception("monitor poll failed")
+
+    def _emit(self, event: AlertEvent) -> None:
+        self.counters["events"] += 1
+        for sink in self.sinks:
+            try:
+                sink.emit(event)
+            except Exception:
+                self.counters["sink_errors"] += 1
+                log.exception("alert sink %r raised on a %s event", sink, event.kind)
+
+    # ------------------------------------------------------------------ rules
+
+    def _slow_steps(self, watch: _ChainWatch, rows: Any, now: float) -> list[AlertEvent]:
+        if not len(rows):
+            return []
+        slow = (rows.step_ns > watch.expected[None, :]) & rows.completed_mask()
+        if not slow.any():
+            return []
+        d = watch.definition
+        events = []
+        for i in np.flatnonzero(slow.any(axis=0)):
+            hits = np.flatnonzero(slow[:, i])
+            watch.slow_total[i] += len(hits)
+            worst_row = hits[np.argmax(rows.step_ns[hits, i])]
+            worst = (int(rows.step_ns[worst_row, i]), int(rows.seq[worst_row]))
+            if watch.worst[i] is None or worst[0] > watch.worst[i][0]:
+                watch.worst[i] = worst
+            if now - watch.last_warning[i] < self.warning_interval_s:
+                watch.suppressed[i] += len(hits)
+                continue
+            observed, seq = watch.worst[i]
+            suppressed = int(watch.suppressed[i] + len(hits) - 1)
+            step = d.steps[i]
+            expected = int(watch.expected[i])
+            execution_id = f"{d.chain_id}#{seq}"
+            events.append(AlertEvent(
+                SLOW_STEP, d.name, d.chain_id, step.name,
+                f"step {step.name!r} ({step.component}) of chain {d.name!r} took "
+                f"{observed / 1e6:.3f} ms, expected at most {expected / 1e6:.3f} ms "
+                f"(execution {execution_id}; {suppressed} more slow since the last warning)",
+                time.time_ns(),
+                {"execution_id": execution_id, "component": step.component,
+                 "observed_ns": observed, "expected_ns": expected, "suppressed": suppressed,
+                 "tenant": self.tenant}))
+            watch.last_warning[i] = now
+            watch.suppressed[i] = 0
+            watch.worst[i] = None
+        return events
+
+    def _error_rates(self, watch: _ChainWatch, now: float) -> list[AlertEvent]:
+        runner = watch.runner
+        n = len(watch.definition.steps)
+        ok = np.array(runner.histograms.stats[:n, 0], dtype=np.int64)
+        err = np.array(runner.step_errors, dtype=np.int64)
+        d_ok, d_err = ok - watch.prev_ok, err - watch.prev_err
+        watch.prev_ok, watch.prev_err = ok, err
+        if d_ok.any() or d_err.any():
+            watch.window.append((now, d_ok + d_err, d_err))
+        while watch.window and watch.window[0][0] <= now - self.window_s:
+            watch.window.popleft()
+        if watch.window:
+            attempts = np.sum([w[1] for w in watch.window], axis=0)
+            errors = np.sum([w[2] for w in watch.window], axis=0)
+        else:
+            attempts = errors = np.zeros(n, dtype=np.int64)
+        events = []
+        d = watch.definition
+        for i, step in enumerate(d.steps):
+            a, e = int(attempts[i]), int(errors[i])
+            rate = e / a if a else 0.0
+            fields = {"error_rate": round(rate, 6), "errors": e, "attempts": a,
+                      "window_s": self.window_s, "threshold": self.error_threshold,
+                      "component": step.component, "tenant": self.tenant}
+            if not watch.escalated[i] and a >= self.min_attempts and rate > self.error_threshold:
+                watch.escalated[i] = True
+                events.append(AlertEvent(
+                    ESCALATION, d.name, d.chain_id, step.name,
+                    f"step {step.name!r} ({step.component}) of chain {d.name!r} failed {e} of "
+                    f"{a} attempts ({rate:.1%}) in the last {self.window_s:g} s, above the "
+                    f"{self.error_threshold:.0%} threshold", time.time_ns(), fields))
+            elif watch.escalated[i] and rate <= self.error_threshold:
+                watch.escalated[i] = False
+                events.append(AlertEvent(
+                    RECOVERY, d.name, d.chain_id, step.name,
+                    f"step {step.name!r} ({step.component}) of chain {d.name!r} recovered: "
+                    f"{e} errors in {a} attempts ({rate:.1%}) in the last {self.window_s:g} s",
+                    time.time_ns(), fields))
+        return events
+
+    # ------------------------------------------------------------------ views
+
+    def live(self) -> list[dict[str, Any]]:
+        """Return the running executions: current step, completed steps, progress, ETA."""
+        out = []
+        for record in self.registry.active_executions():
+            data = record.to_dict()
+            data["completed_steps"] = list(record.completed_steps)
+            out.append(data)
+        return out
+
+    def step_health(self) -> dict[str, list[dict[str, Any]]]:
+        """Return, per chain id, each step's window error rate, escalation and slow count."""
+        with self._lock:
+            out = {}
+            for chain_id, watch in self._watches.items():
+                if watch.window:
+                    attempts = np.sum([w[1] for w in watch.window], axis=0)
+                    errors = np.sum([w[2] for w in watch.window], axis=0)
+                else:
+                    attempts = errors = np.zeros(len(watch.definition.steps), dtype=np.int64)
+                out[chain_id] = [
+                    {"step": s.name, "attempts": int(attempts[i]), "errors": int(errors[i]),
+                     "error_rate": float(errors[i] / attempts[i]) if attempts[i] else 0.0,
+                     "escalated": bool(watch.escalated[i]), "slow": int(watch.slow_total[i])}
+                    for i, s in enumerate(watch.definition.steps)]
+            return out
+
+    def recent_events(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Return the newest events as dicts, newest first."""
+        return [e.to_dict() for e in self.events.latest(limit)]
+
+
+def step_statuses(health: Sequence[dict[str, Any]]) -> list[str]:
+    """Map each step's health (from :meth:`Monitor.step_health`) to a display status.
+
+    ``failing`` when escalated, ``erroring`` with errors in the window, ``slow`` with slow
+    executions seen, ``ok`` otherwise.
+    """
+    out = []
+    for h in health:
+        if h["escalated"]:
+            out.append("failing")
+        elif h["errors"]:
+            out.append("erroring")
+        elif h["slow"]:
+            out.append("slow")
+        else:
+            out.append("ok")
+    return out

@@ -1,0 +1,179 @@
+"""Monitor: slow-step warnings (rate-limited), error-rate escalation and recovery, live status."""
+import asyncio
+import threading
+
+import pytest
+
+from flowchain import ChainBuilder, ChainRegistry, ChainStepError, ComponentRegistry
+from flowchain.alerts import ESCALATION, RECOVERY, SLOW_STEP, CallbackSink
+from flowchain.monitor import Monitor, RingTail, step_statuses
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_registry(behaviour):
+    """A registry with one chain parse -> score -> act; ``behaviour`` drives the 'score' step."""
+    components = ComponentRegistry()
+    components.register("Parse", lambda x: x)
+    components.register("Score", behaviour)
+    components.register("Act", lambda x: x)
+    reg = ChainRegistry(components, ring_capacity=64)
+    chain = (ChainBuilder("trade")
+             .step("parse", "Parse", "tick", "tick", 1000)
+             .step("score", "Score", "tick", "score", 0.000001)   # 1 ns: every run is "slow"
+             .step("act", "Act", "score", "order", 1000)
+             .build())
+    cid = reg.register_chain(chain)
+    return reg, cid
+
+
+def test_ring_tail_reads_each_execution_once_and_counts_overwrites():
+    reg, cid = make_registry(lambda x: x)
+    runner = reg.runner(cid)
+    tail = RingTail(runner, from_start=True)
+    for i in range(10):
+        runner.run(i)
+    rows = tail.read()
+    assert list(rows.seq) == list(range(10))
+    assert len(tail.read()) == 0
+    for i in range(200):          # more than the ring's 64 slots
+        runner.run(i)
+    rows = tail.read()
+    assert tail.lost == 200 - 64
+    assert list(rows.seq) == list(range(210 - 64, 210))
+    assert (rows.step == 3).all()
+
+
+def test_slow_step_warning_names_execution_and_is_rate_limited():
+    reg, cid = make_registry(lambda x: x)
+    clock = FakeClock()
+    seen = []
+    mon = Monitor(reg, [CallbackSink(seen.append)], warning_interval_s=10, clock=clock)
+    runner = reg.runner(cid)
+    for i in range(5):
+        runner.run(i)
+    events = mon.poll()
+    assert [e.kind for e in events] == [SLOW_STEP]
+    event = events[0]
+    assert event.step == "score" and event.chain == "trade"
+    assert event.fields["execution_id"].startswith(cid + "#")
+    assert event.fields["observed_ns"] > event.fields["expected_ns"] == 1
+    assert event.fields["suppressed"] == 4
+    assert seen == events
+    for i in range(5):
+        runner.run(i)
+    assert mon.poll() == []                      # inside the rate limit: suppressed
+    clock.now += 11
+    runner.run(0)
+    later = mon.poll()
+    assert len(later) == 1 and later[0].fields["suppressed"] == 5
+
+
+def test_escalation_above_threshold_then_recovery_below():
+    fail = threading.Event()
+
+    def score(x):
+        if fail.is_set() and x % 5 == 0:      # 20% of attempts fail
+            raise ValueError(f"bad score input {x}")
+        return x
+
+    reg, cid = make_registry(score)
+    clock = FakeClock()
+    mon = Monitor(reg, warning_interval_s=1e9, window_s=60, min_attempts=20, clock=clock)
+    runner = reg.runner(cid)
+    for i in range(50):
+        runner.run(i)
+    mon.poll()
+    fail.set()
+    for i in range(50):
+        try:
+            runner.run(i)
+        except ChainStepError:
+            pass
+    clock.now += 1
+    escalations = [e for e in mon.poll() if e.kind == ESCALATION]
+    assert len(escalations) == 1
+    esc = escalations[0]
+    assert esc.step == "score" and esc.fields["errors"] == 10 and esc.fields["attempts"] == 100
+    assert esc.fields["error_rate"] == pytest.approx(0.10)
+    assert step_statuses(mon.step_health()[cid])[1] == "failing"
+    assert [e.kind for e in mon.poll() if e.kind == ESCALATION] == []   # no repeat
+    fail.clear()
+    clock.now += 61                                # the failing period leaves the window
+    for i in range(30):
+        runner.run(i)
+    recoveries = [e for e in mon.poll() if e.kind == RECOVERY]
+    assert len(recoveries) == 1 and recoveries[0].fields["errors"] == 0
+
+
+def test_no_escalation_below_min_attempts():
+    reg, cid = make_registry(lambda x: 1 / 0)
+    mon = Monitor(reg, min_attempts=20, warning_interval_s=1e9)
+    runner = reg.runner(cid)
+    for i in range(5):
+        with pytest.raises(ChainStepError):
+            runner.run(i)
+    assert [e for e in mon.poll() if e.kind == ESCALATION] == []
+    assert mon.step_health()[cid][1]["errors"] == 5
+
+
+def test_raising_sink_is_counted_and_other_sinks_still_get_events():
+    reg, cid = make_registry(lambda x: x)
+    got = []
+
+    class Broken:
+        def emit(self, event):
+            raise RuntimeError("sink down")
+
+    mon = Monitor(reg, [Broken(), CallbackSink(got.append)], warning_interval_s=0)
+    reg.runner(cid).run(1)
+    mon.poll()
+    assert mon.counters["sink_errors"] == 1 and len(got) == 1
+
+
+async def test_live_status_reports_current_step_progress_and_eta(eventually_async):
+    gate = asyncio.Event()
+
+    async def score(x):
+        await gate.wait()
+        return x
+
+    reg, cid = make_registry(score)
+    mon = Monitor(reg)
+    task = asyncio.ensure_future(reg.runner(cid).run_async(7))
+    live = await eventually_async(lambda: mon.live())
+    assert live[0]["current_step"] == "score"
+    assert live[0]["completed_steps"] == ["parse"]
+    assert live[0]["progress"] == pytest.approx(33.3, abs=0.1)
+    assert live[0]["eta_ns"] is not None
+    gate.set()
+    assert await task == 7
+    assert mon.live() == []
+
+
+def test_thread_mode_polls_in_background(eventually):
+    reg, cid = make_registry(lambda x: x)
+    got = []
+    mon = Monitor(reg, [CallbackSink(got.append)], interval_s=0.01).start()
+    try:
+        reg.runner(cid).run(1)
+        eventually(lambda: got, timeout=10)
+    finally:
+        mon.stop()
+    assert got[0].kind == SLOW_STEP and mon.counters["polls"] >= 1
+
+
+def test_bad_settings_are_refused():
+    reg, _ = make_registry(lambda x: x)
+    with pytest.raises(ValueError, match="error_threshold"):
+        Monitor(reg, error_threshold=5)
+    with pytest.raises(ValueError, match="interval_s"):
+        Monitor(reg, interval_s=0)
