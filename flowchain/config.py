@@ -18,11 +18,11 @@ overrides any of them, by section::
     rate = 2000.0                # ticks per second, all symbols; 0 is as fast as possible
 
     [risk]
-    max_position_lots = 1.0
-    max_orders_per_second = 5.0
+    max_position = 1.0           # lots per symbol
+    max_orders_per_second = 5
     max_daily_loss = 1000.0
-    stale_tick_ms = 2000
-    kill_switch_file = ""
+    max_tick_age_ms = 500.0      # the stale-tick guard
+    kill_file = ""               # orders stop while this file exists
 
     [paper]
     latency_ms = 0.0
@@ -120,16 +120,19 @@ class SimulatorSection(_Section):
 class RiskSection(_Section):
     """``[risk]``: the limits the trading engine checks before every order."""
 
-    max_position_lots: float = 1.0
-    max_orders_per_second: float = 5.0
+    max_position: float = 1.0
+    """Largest absolute net position per symbol, in lots."""
+    max_orders_per_second: int = 5
     max_daily_loss: float = 1000.0
-    stale_tick_ms: float = 2000.0
-    kill_switch_file: str = ""
+    """New orders stop once the day's PnL is at or below minus this (account currency)."""
+    max_tick_age_ms: float = 500.0
+    """Orders on a tick that arrived longer ago than this are refused (the stale-tick guard)."""
+    kill_file: str = ""
     """A file whose existence stops new orders (empty: no file switch; SIGUSR1 still works)."""
 
     def __post_init__(self) -> None:
-        for key in ("max_position_lots", "max_orders_per_second", "max_daily_loss",
-                    "stale_tick_ms"):
+        for key in ("max_position", "max_orders_per_second", "max_daily_loss",
+                    "max_tick_age_ms"):
             _positive(getattr(self, key), key)
 
 

@@ -35,9 +35,9 @@ status_interval = 0
 seed = 7
 rate = 0
 [risk]
-max_position_lots = 0.5
+max_position = 0.5
 max_orders_per_second = 2
-kill_switch_file = "STOP"
+kill_file = "STOP"
 [paper]
 latency_ms = 1.5
 slippage_points = 2
@@ -49,7 +49,7 @@ orders = "tcp://10.0.0.2:7001"
     assert config.duration == 2.5
     assert config.node.symbols == ("EURUSD",)
     assert config.simulator.seed == 7 and config.simulator.rate == 0
-    assert config.risk.max_position_lots == 0.5 and config.risk.kill_switch_file == "STOP"
+    assert config.risk.max_position == 0.5 and config.risk.kill_file == "STOP"
     assert config.paper.latency_ms == 1.5
     assert config.bridge.orders == "tcp://10.0.0.2:7001"
     assert config.source == str(path)
@@ -71,7 +71,8 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
     ('[node]\nsymbols = []\n', "node.symbols"),
     ('[node]\nsymbols = ["EURUSD", "EURUSD"]\n', "node.symbols"),
     ('[risk]\nmax_orders_per_second = 0\n', "risk.max_orders_per_second"),
-    ('[risk]\nmax_position_lot = 1\n', "risk.max_position_lot"),
+    ('[risk]\nmax_position_lots = 1\n', "risk.max_position_lots"),
+    ('[risk]\nmax_orders_per_second = 2.5\n', "risk.max_orders_per_second"),
     ('[bridge]\norders = "tcp://host:99999"\n', "bridge.orders"),
     ('[bridge]\nserver_public_key = "abc"\n', "bridge"),
     ('[sim]\nseed = 1\n', "sim"),
@@ -86,8 +87,8 @@ def test_bad_values_name_file_and_key(tmp_path: Path, text: str, key: str) -> No
 
 
 def test_unknown_key_lists_the_known_ones(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="max_position_lots"):
-        load_config(write(tmp_path, "[risk]\nmax_position_lot = 1\n"))
+    with pytest.raises(ConfigError, match="max_position, max_orders_per_second"):
+        load_config(write(tmp_path, "[risk]\nmax_position_lots = 1\n"))
 
 
 def test_missing_and_malformed_files(tmp_path: Path) -> None:
