@@ -7,10 +7,9 @@ import pytest
 import uvloop
 
 
-@pytest.fixture(scope="session")
-def event_loop_policy():
+def pytest_asyncio_loop_factories(config, item):
     """Run every async test on uvloop, as the node does."""
-    return uvloop.EventLoopPolicy()
+    return {"uvloop": uvloop.new_event_loop}
 
 
 def _eventually(condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.002,

@@ -1,0 +1,4 @@
+"""``python -m flowchain.cli`` runs the ``flowchain`` command."""
+from flowchain.cli import main
+
+main()

@@ -1,0 +1,75 @@
+"""Load chain files and the component modules their names resolve through, for the CLI."""
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Iterable
+
+import typer
+from rich.console import Console
+
+from flowchain.chain import ChainDefinition, load_chains_file
+from flowchain.errors import ChainValidationError
+from flowchain.registry import ChainRegistry
+
+BUILTIN_COMPONENT_MODULES = ("flowchain.ingest.components",)
+"""Modules that register the trading node's components (the seed's names)."""
+
+err = Console(stderr=True)
+
+
+def import_components(modules: Iterable[str]) -> None:
+    """Import the built-in component modules and ``modules`` (from the current directory too).
+
+    Raises
+    ------
+    typer.Exit
+        With code 2 when a module cannot be imported; the message names it.
+    """
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    for name in (*BUILTIN_COMPONENT_MODULES, *modules):
+        try:
+            importlib.import_module(name)
+        except Exception as exc:
+            err.print(f"[red]error:[/] cannot import component module {name!r}: "
+                      f"{type(exc).__name__}: {exc}")
+            raise typer.Exit(2) from exc
+
+
+def load_registry(path: Path, modules: Iterable[str]) -> tuple[ChainRegistry, list[ChainDefinition]]:
+    """Import component modules, load ``path`` and register its chains.
+
+    Raises
+    ------
+    typer.Exit
+        With code 1 after printing every problem when the file or a chain is invalid.
+    """
+    import_components(modules)
+    registry = ChainRegistry()
+    try:
+        registry.register_file(path)
+        definitions = load_chains_file(path)
+    except ChainValidationError as exc:
+        err.print(f"[red]invalid:[/] {path}")
+        for problem in exc.problems:
+            err.print(f"  {problem}")
+        raise typer.Exit(1) from exc
+    return registry, definitions
+
+
+def find_chain(definitions: list[ChainDefinition], name: str, path: Path) -> ChainDefinition:
+    """Return the chain called ``name`` from ``definitions``.
+
+    Raises
+    ------
+    typer.Exit
+        With code 1 when there is no such chain; the message lists the names there are.
+    """
+    for d in definitions:
+        if d.name == name:
+            return d
+    names = ", ".join(d.name for d in definitions) or "none"
+    err.print(f"[red]error:[/] {path} has no chain {name!r}; its chains: {names}")
+    raise typer.Exit(1)

@@ -1,0 +1,105 @@
+"""The `flowchain` command: chains validate/list/show, run, bench overhead."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from flowchain.cli import app
+
+DATA = Path(__file__).parent / "data"
+runner = CliRunner()
+
+COMPONENTS = '''
+import flowchain
+
+@flowchain.component("cli_test.Double")
+def double(x):
+    return x * 2
+
+@flowchain.component("cli_test.Boom")
+def boom(x):
+    raise ValueError(f"cannot take {x}")
+'''
+
+CHAINS = '''
+Good:
+  steps:
+    - {name: a, component: cli_test.Double, input: n, output: n2, expected_duration: 1}
+    - {name: b, component: cli_test.Double, input: n2, output: n4, expected_duration: 0.5}
+Bad:
+  steps:
+    - {name: a, component: cli_test.Double, input: n, output: n2, expected_duration: 1}
+    - {name: b, component: cli_test.Boom, input: n2, output: n4, expected_duration: 1}
+'''
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    (tmp_path / "cli_test_components.py").write_text(COMPONENTS)
+    (tmp_path / "chains.yaml").write_text(CHAINS)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def invoke(*args):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def test_validate_list_show(workdir):
+    result = invoke("chains", "validate", "chains.yaml", "--import", "cli_test_components")
+    assert result.exit_code == 0, result.output
+    assert "2 valid chain(s)" in result.output
+    result = invoke("chains", "list", "chains.yaml", "-i", "cli_test_components")
+    assert result.exit_code == 0 and "Good@" in result.output and "Bad@" in result.output
+    result = invoke("chains", "show", "chains.yaml", "Good", "-i", "cli_test_components")
+    assert result.exit_code == 0
+    assert "cli_test.Double" in result.output and "version 1" in result.output
+    assert "n2" in result.output and "0.5" in result.output
+    result = invoke("chains", "show", "chains.yaml", "Nope", "-i", "cli_test_components")
+    assert result.exit_code == 1 and "has no chain 'Nope'" in result.output
+
+
+def test_validate_reports_unknown_components_and_broken_files(workdir):
+    (workdir / "ghost.yaml").write_text(
+        "G:\n  steps:\n    - {name: a, component: cli_test.Ghost, input: n, output: m,"
+        " expected_duration: 1}\n")
+    result = invoke("chains", "validate", "ghost.yaml")
+    assert result.exit_code == 1
+    assert "ghost.yaml:3: chain 'G' step 'a': unknown component 'cli_test.Ghost'" in result.output
+    (workdir / "broken.yaml").write_text("C:\n  steps: [\n")
+    result = invoke("chains", "validate", "broken.yaml")
+    assert result.exit_code == 1 and "broken.yaml:" in result.output and "malformed YAML" in result.output
+    result = invoke("chains", "validate", "chains.yaml", "-i", "no_such_module_xyz")
+    assert result.exit_code == 2 and "cannot import component module 'no_such_module_xyz'" in result.output
+
+
+def test_run_success_and_failure(workdir):
+    result = invoke("run", "chains.yaml", "Good", "--input", "3", "-i", "cli_test_components")
+    assert result.exit_code == 0 and "succeeded" in result.output
+    result = invoke("run", "chains.yaml", "Good", "--input", "3", "-i", "cli_test_components",
+                    "--json")
+    record = json.loads(result.output)
+    assert record["status"] == "succeeded" and [s["name"] for s in record["steps"]] == ["a", "b"]
+    result = invoke("run", "chains.yaml", "Bad", "--input", "3", "-i", "cli_test_components")
+    assert result.exit_code == 1
+    assert "failed at step 'b' (cli_test.Boom): ValueError: cannot take 6" in result.output
+    assert "input: 6" in result.output and "Traceback" in result.output
+    result = invoke("run", "chains.yaml", "Good", "--input", "{bad", "-i", "cli_test_components")
+    assert result.exit_code == 2 and "--input is not valid JSON" in result.output
+
+
+def test_console_script_bench_overhead_json():
+    proc = subprocess.run([sys.executable, "-m", "flowchain.cli", "bench", "overhead", "--json",
+                           "--repetitions", "5", "--executions", "5000"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    for key in ("floor_ns", "naive_ns", "otel_ns", "prom_hdr_ns", "flowchain_ns"):
+        assert result[key] > 0
+    assert set(result["step_latency"]) == {"step_0", "step_1", "step_2", "step_3"}
+    assert all(s["p50_ns"] <= s["p99_ns"] <= s["p999_ns"] for s in result["step_latency"].values())
+    assert result["versions"]["cython"] and result["cpu"]
