@@ -25,8 +25,8 @@ overrides any of them, by section::
     kill_file = ""               # orders stop while this file exists
 
     [paper]
-    latency_ms = 0.0
-    slippage_points = 0.0
+    latency_ms = 0.0             # in tick time
+    slippage = 0.0               # price units
 
     [bridge]
     orders = "tcp://127.0.0.1:5556"
@@ -140,11 +140,13 @@ class PaperSection(_Section):
     """``[paper]``: the paper broker's simulated fills."""
 
     latency_ms: float = 0.0
-    slippage_points: float = 0.0
+    """Simulated order latency in tick time; 0 fills at once."""
+    slippage: float = 0.0
+    """Price added to a buy's ask and taken from a sell's bid, in price units."""
 
     def __post_init__(self) -> None:
         _positive(self.latency_ms, "latency_ms", allow_zero=True)
-        _positive(self.slippage_points, "slippage_points", allow_zero=True)
+        _positive(self.slippage, "slippage", allow_zero=True)
 
 
 class BridgeSection(_Section):

@@ -40,7 +40,7 @@ max_orders_per_second = 2
 kill_file = "STOP"
 [paper]
 latency_ms = 1.5
-slippage_points = 2
+slippage = 0.0002
 [bridge]
 orders = "tcp://10.0.0.2:7001"
 """)

@@ -1,0 +1,215 @@
+"""Wire the trading node's chains to components configured for one node.
+
+``trading_node.yaml`` names the components by their seed names; the component modules register
+classes that take their defaults. A node needs them configured (its database, its broker, its
+risk limits, its feed's stale flag), so :func:`build_parts` builds one instance of each from a
+:class:`~flowchain.config.NodeConfig` and hands them to the node, which registers them in a
+:class:`~flowchain.components.ComponentRegistry` of its own (the process-wide registry is left
+untouched, so several nodes or tests can live in one process).
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from flowchain.config import NodeConfig
+from flowchain.errors import FlowChainError
+from flowchain.feeds.base import Feed
+
+
+class NodeStartError(FlowChainError, RuntimeError):
+    """The node could not start: bad chains file, unusable feed or database, unreachable bridge."""
+
+
+@dataclass
+class NodeParts:
+    """Everything a node builds from its config, before it runs.
+
+    Attributes
+    ----------
+    feed : Feed
+        The tick source.
+    components : dict
+        Component name (as the chains file names it) -> configured instance.
+    min_history : int
+        The shortest per-symbol DecisionContext history the feature engine accepts.
+    trading : Any
+        The TradingEngine (broker, journal, risk guard).
+    database : Any
+        The DatabaseService of the MT5 -> database chain.
+    """
+
+    feed: Feed
+    components: dict[str, Any]
+    min_history: int
+    trading: Any
+    database: Any
+    closers: list[Callable[[], Any]] = field(default_factory=list)
+
+    def positions(self) -> dict[str, float]:
+        """Return ``{symbol: net lots}`` of open positions, as the broker reports them."""
+        broker = self.trading.broker
+        report = getattr(broker, "positions", None)
+        if callable(report):
+            return dict(report())
+        return {s: broker.position(s) for s in self.feed.symbols if broker.position(s)}
+
+    def pnl(self) -> float:
+        """Return the broker's realized plus unrealized PnL."""
+        return float(self.trading.broker.pnl())
+
+    def orders_summary(self) -> dict[str, Any]:
+        """Return the trading engine's outcomes, risk refusals and start-up reconciliation."""
+        t = self.trading
+        return {"outcomes": dict(t.outcomes), "holds": t.holds,
+                "risk_rejections": {k: v for k, v in t.risk.rejections.items() if v},
+                "send_errors": dict(t.send_errors), "recovered": dict(t.recovered)}
+
+    async def close(self) -> None:
+        """Close the journal, the database and the broker (each once, errors swallowed after
+        the first so every resource gets its turn)."""
+        first: Optional[BaseException] = None
+        while self.closers:
+            close = self.closers.pop()
+            try:
+                result = close()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception as exc:  # keep closing the rest
+                first = first or exc
+        if first is not None:
+            raise first
+
+
+def build_feed(config: NodeConfig) -> Feed:
+    """Return the feed the config names (simulator, replay file or the bridge's ZeroMQ ticks).
+
+    A replay file without a ``symbol`` column is taken to hold the first configured symbol; a
+    file with one replays every symbol in it.
+
+    Raises
+    ------
+    NodeStartError
+        When the replay file is missing or unreadable, or the feed refuses its parameters.
+    """
+    node = config.node
+    try:
+        if config.feed_kind == "sim":
+            from flowchain.feeds.simulator import SimulatorFeed, warm_up
+
+            warm_up()
+            rate = config.simulator.rate or None
+            return SimulatorFeed(node.symbols, seed=config.simulator.seed, rate=rate)
+        if config.feed_kind == "replay":
+            from flowchain.feeds.replay import ReplayFeed
+
+            return ReplayFeed(config.replay_path, symbol=node.symbols[0])  # type: ignore[arg-type]
+        from flowchain.feeds.subscriber import ZmqFeed
+
+        return ZmqFeed(node.feed, node.symbols, backfill_endpoint=config.bridge.orders,
+                       socket_setup=curve_setup(config))
+    except (OSError, ValueError, ImportError) as exc:
+        raise NodeStartError(f"feed {node.feed!r} (from {config.source}): {exc}") from exc
+
+
+def curve_setup(config: NodeConfig) -> Optional[Callable[[Any], None]]:
+    """Return a socket setup applying the CurveZMQ client keys, or None without keys."""
+    b = config.bridge
+    if not b.server_public_key:
+        return None
+    import zmq
+
+    def setup(sock: Any) -> None:
+        sock.setsockopt(zmq.CURVE_SERVERKEY, b.server_public_key.encode("ascii"))
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, b.client_public_key.encode("ascii"))
+        sock.setsockopt(zmq.CURVE_SECRETKEY, b.client_secret_key.encode("ascii"))
+
+    return setup
+
+
+def build_broker(config: NodeConfig) -> Any:
+    """Return the broker the config names.
+
+    Raises
+    ------
+    NodeStartError
+        When the bridge broker is asked for and this installation has none.
+    """
+    if config.node.broker == "paper":
+        from flowchain.trading.brokers.paper import PaperBroker
+
+        return PaperBroker(latency_ms=config.paper.latency_ms, slippage=config.paper.slippage)
+    try:
+        from flowchain.trading.brokers.bridge import BridgeBroker  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise NodeStartError(
+            f"broker 'bridge' (from {config.source}) is not available: {exc}; use "
+            "--broker paper") from exc
+    return BridgeBroker(config.bridge.orders, socket_setup=curve_setup(config),
+                        timeout=config.bridge.connect_timeout)
+
+
+def build_parts(config: NodeConfig) -> NodeParts:
+    """Build the feed and one configured instance of every component of the two chains.
+
+    Raises
+    ------
+    NodeStartError
+        When the feed, the database, the journal or the broker cannot be set up.
+    """
+    from flowchain.ingest.ingestion import DataBridge
+    from flowchain.ingest.processing import DataProcessor
+    from flowchain.ingest.storage import DatabaseService
+    from flowchain.ingest.validation import DataValidator
+    from flowchain.store import StoreError
+    from flowchain.trading.consensus import ConsensusEngine
+    from flowchain.trading.engine import TradingEngine
+    from flowchain.trading.features import FeatureEngine
+    from flowchain.trading.orchestrator import MultiAgentOrchestrator
+    from flowchain.trading.risk import RiskGuard
+
+    feed = build_feed(config)
+    closers: list[Callable[[], Any]] = []
+    try:
+        database = DatabaseService(config.node.db)
+        try:
+            database.connection  # open now: a bad path fails at start, not on the first batch
+        except StoreError as exc:
+            raise NodeStartError(f"database {config.node.db!r}: {exc}") from exc
+        closers.append(database.close)
+        r = config.risk
+        state = feed.state
+        risk = RiskGuard(max_position=r.max_position, max_orders_per_second=r.max_orders_per_second,
+                         max_daily_loss=r.max_daily_loss, max_tick_age_ms=r.max_tick_age_ms,
+                         kill_file=r.kill_file or None,
+                         feed_stale=lambda: not state.orders_allowed)
+        broker = build_broker(config)
+        close_broker = getattr(broker, "close", None)
+        if callable(close_broker):
+            closers.append(close_broker)
+        try:
+            trading = TradingEngine(broker=broker, journal=config.node.db, risk=risk)
+        except Exception as exc:  # sqlite3.Error and the journal's own checks
+            raise NodeStartError(f"order journal in {config.node.db!r}: {exc}") from exc
+        closers.append(trading.journal.close)
+        features = FeatureEngine()
+        components = {
+            "DataBridge": DataBridge(),
+            "DataValidator": DataValidator(),
+            "DataProcessor": DataProcessor(),
+            "DatabaseService": database,
+            "FeatureEngine": features,
+            "MultiAgentOrchestrator": MultiAgentOrchestrator(),
+            "ConsensusEngine": ConsensusEngine(),
+            "TradingEngine": trading,
+        }
+    except BaseException:
+        for close in reversed(closers):
+            try:
+                close()
+            except Exception:
+                pass
+        raise
+    return NodeParts(feed=feed, components=components, min_history=features.min_history,
+                     trading=trading, database=database, closers=closers)

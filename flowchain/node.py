@@ -1,0 +1,397 @@
+"""The trading node: the process ``flowchain node`` runs, on uvloop.
+
+One :class:`TradingNode` owns a feed (simulator, replay file or the bridge's ZeroMQ ticks), a
+:class:`~flowchain.registry.ChainRegistry` built from ``trading_node.yaml`` over components
+configured for this node, and the runners of its two chains:
+
+* **Per tick** (the hot path, on the event loop): the feed calls :meth:`TradingNode.on_tick`
+  right after the tick landed in its ring; the node points the symbol's preallocated
+  :class:`~flowchain.trading.context.DecisionContext` at it and runs the AI decision chain
+  (``runner.run(ctx)``: features, agents, consensus, trading execution, every step timed).
+* **Per batch** (the cold path): every ``batch_interval`` a :class:`~flowchain.feeds.TickBatcher`
+  copies what each ring received since the last batch, and the MT5 -> database chain runs on it
+  in a one-thread executor, so SQLite never blocks the tick path.
+
+A status line goes out every ``status_interval`` seconds; :meth:`TradingNode.run` returns a
+summary. SIGINT/SIGTERM (or ``duration``, or the end of a replay file) stop the feed, then the
+last batch is stored and every component closed before the node returns.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, TextIO
+
+from flowchain.chains import AI_DECISION_CHAIN, MT5_TO_DATABASE_CHAIN, TRADING_NODE_YAML
+from flowchain.chains.trading_node import NodeParts, NodeStartError, build_parts
+from flowchain.components import ComponentRegistry
+from flowchain.config import NodeConfig
+from flowchain.errors import ChainStepError, FlowChainError
+from flowchain.feeds.base import Feed
+from flowchain.feeds.batches import TickBatcher
+from flowchain.feeds.ring import TickRing
+from flowchain.registry import ChainRegistry
+from flowchain.trading.context import DEFAULT_HISTORY, DecisionContext
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class NodeCounters:
+    """What the node did, counted on the event loop (no lock: one writer)."""
+
+    decisions: int = 0
+    """AI decision chain executions that returned a trade result."""
+    decision_failures: Counter = field(default_factory=Counter)
+    """Failed decision executions by failing step."""
+    results: Counter = field(default_factory=Counter)
+    """Trade results by status (hold, rejected, filled, pending, failed)."""
+    batches: int = 0
+    """MT5 -> database chain executions that stored a batch."""
+    batch_failures: Counter = field(default_factory=Counter)
+    """Failed batch executions by failing step."""
+    batch_ticks_lost: int = 0
+    """Ticks overwritten in a ring before a batch could copy them (counted, never hidden)."""
+    rows: Counter = field(default_factory=Counter)
+    """Rows the database gained, by table."""
+    first_decision_ns: int = 0
+    """Duration of the very first decision (numba warm-up must not show here)."""
+
+    @property
+    def orders(self) -> int:
+        """Orders that went out to the broker (filled, pending or refused by it)."""
+        r = self.results
+        return r["filled"] + r["pending"] + r["failed"]
+
+
+def _format_ns(ns: float) -> str:
+    if ns >= 1_000_000:
+        return f"{ns / 1e6:.2f}ms"
+    if ns >= 1_000:
+        return f"{ns / 1e3:.1f}us"
+    return f"{ns:.0f}ns"
+
+
+class TradingNode:
+    """The trading-node process: a feed, the two chains, a broker, status and shutdown.
+
+    Parameters
+    ----------
+    config : NodeConfig
+        The validated configuration (see :func:`flowchain.config.load_config`).
+    out : text stream, optional
+        Where status lines go (stderr by default; stdout stays free for ``--json``).
+
+    Notes
+    -----
+    Build the node, then ``await node.run()`` on a running loop (uvloop in ``flowchain node``).
+    ``node.request_stop()`` (what SIGINT/SIGTERM call) ends it gracefully.
+    """
+
+    def __init__(self, config: NodeConfig, out: Optional[TextIO] = None) -> None:
+        self.config = config
+        self.out = out if out is not None else sys.stderr
+        self.counters = NodeCounters()
+        self.registry: Optional[ChainRegistry] = None
+        self.feed: Optional[Feed] = None
+        self.parts: Optional[NodeParts] = None
+        self._contexts: list[DecisionContext] = []
+        self._decide: Optional[Callable[[Any], Any]] = None
+        self._store_runner: Any = None
+        self._batcher: Optional[TickBatcher] = None
+        self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
+        self._stop: Optional[asyncio.Event] = None
+        self._stop_reason = ""
+        self.start_s = 0.0
+        """Seconds from :meth:`start` being called to the node being ready for its first tick."""
+        self._started_ns = 0
+        self._ticks_at_status = 0
+        self._status_ns = 0
+
+    # ------------------------------------------------------------------ building
+
+    async def start(self) -> None:
+        """Build the chains, components and feed; start the feed; check the bridge is there.
+
+        Raises
+        ------
+        NodeStartError
+            When the chains file does not register, the database or replay file cannot be
+            opened, or the bridge sends no heartbeat within ``bridge.connect_timeout``.
+        """
+        begun = time.perf_counter()
+        config = self.config
+        self.parts = build_parts(config)
+        components = ComponentRegistry()
+        for name, impl in self.parts.components.items():
+            components.register(name, impl)
+        registry = ChainRegistry(components)
+        chains_file = Path(config.node.chains) if config.node.chains else TRADING_NODE_YAML
+        try:
+            registry.register_file(chains_file)
+            self._decide = registry.runner(AI_DECISION_CHAIN).run
+            self._store_runner = registry.runner(MT5_TO_DATABASE_CHAIN)
+        except FlowChainError as exc:
+            raise NodeStartError(f"chains file {chains_file}: {exc}") from exc
+        self.registry = registry
+        self.feed = feed = self.parts.feed
+        history = max(DEFAULT_HISTORY, self.parts.min_history)
+        self._contexts = [DecisionContext(s, history=history) for s in feed.symbols]
+        self._batcher = TickBatcher(feed, from_start=True)
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="flowchain-store")
+        self._stop = asyncio.Event()
+        feed.on_tick(self._on_first_tick)
+        await feed.start()
+        if config.feed_kind == "tcp":
+            await self._await_bridge()
+        self.start_s = time.perf_counter() - begun
+
+    async def _await_bridge(self) -> None:
+        assert self.feed is not None
+        timeout = self.config.bridge.connect_timeout
+        deadline = time.monotonic() + timeout
+        while self.feed.state.last_heartbeat_ns == 0 and self.feed.stats.received == 0:
+            if time.monotonic() >= deadline:
+                await self.feed.stop()
+                raise NodeStartError(
+                    f"the bridge at {self.config.node.feed} is unreachable: no heartbeat or tick "
+                    f"within {timeout:g} s. Start `flowchain bridge` there, check the address "
+                    "and the CurveZMQ keys, or raise [bridge] connect_timeout")
+            await asyncio.sleep(0.02)
+
+    # ------------------------------------------------------------------ hot path
+
+    def _on_first_tick(self, ring: TickRing, index: int) -> None:
+        """Time the very first decision (it must not pay for compilation), then go direct."""
+        assert self.feed is not None
+        self.feed.on_tick(self.on_tick)
+        begun = time.perf_counter_ns()
+        self.on_tick(ring, index)
+        self.counters.first_decision_ns = time.perf_counter_ns() - begun
+
+    def on_tick(self, ring: TickRing, index: int) -> None:
+        """Run the AI decision chain on the tick at ``ring.ticks[index]`` (the feed calls this)."""
+        ctx = self._contexts[ring.symbol_id]
+        ctx.point_at(ring.ticks, index)
+        counters = self.counters
+        try:
+            result = self._decide(ctx)  # type: ignore[misc]
+        except ChainStepError as exc:
+            counters.decision_failures[exc.execution.failure.step] += 1
+            return
+        counters.results[result.status] += 1
+        counters.decisions += 1
+
+    # ------------------------------------------------------------------ cold path
+
+    def _store_batches(self, batches: list) -> tuple[int, Counter, Counter, int]:
+        """Run the MT5 -> database chain on each batch (in the executor thread)."""
+        from flowchain.ingest.batch import RawTickBatch
+
+        stored = 0
+        rows: Counter = Counter()
+        failures: Counter = Counter()
+        lost = 0
+        run = self._store_runner.run
+        for batch in batches:
+            lost += batch.lost
+            if len(batch.ticks) == 0:
+                continue
+            raw = RawTickBatch(batch.symbol, int(batch.seqs[0]), batch.ticks,
+                               batch.seqs.astype("int64", copy=False))
+            try:
+                confirmation = run(raw)
+            except ChainStepError as exc:
+                failures[exc.execution.failure.step] += 1
+                continue
+            stored += 1
+            rows.update(confirmation.inserted)
+        return stored, rows, failures, lost
+
+    async def _flush_batches(self) -> None:
+        assert self._batcher is not None
+        batches = self._batcher.drain()
+        if not batches:
+            return
+        loop = asyncio.get_running_loop()
+        stored, rows, failures, lost = await loop.run_in_executor(
+            self._executor, self._store_batches, batches)
+        c = self.counters
+        c.batches += stored
+        c.rows.update(rows)
+        c.batch_failures.update(failures)
+        c.batch_ticks_lost += lost
+
+    async def _batch_loop(self) -> None:
+        interval = self.config.node.batch_interval
+        while True:
+            await asyncio.sleep(interval)
+            await self._flush_batches()
+
+    async def _status_loop(self) -> None:
+        interval = self.config.node.status_interval
+        while True:
+            await asyncio.sleep(interval)
+            print(self.status_line(), file=self.out, flush=True)
+
+    # ------------------------------------------------------------------ reporting
+
+    def chain_latency(self, chain: str) -> dict[str, Any]:
+        """Return a chain's whole-execution latency summary (ns) from the engine's histograms."""
+        assert self.registry is not None
+        return self.registry.histogram(chain).summary()
+
+    def status_line(self) -> str:
+        """One line: uptime, ticks/s since the last line, decisions, orders, positions, p50/p99."""
+        assert self.feed is not None
+        now = time.monotonic_ns()
+        received = self.feed.stats.received
+        since = max(1, now - (self._status_ns or self._started_ns))
+        rate = (received - self._ticks_at_status) * 1e9 / since
+        self._ticks_at_status, self._status_ns = received, now
+        c = self.counters
+        decide = self.chain_latency(AI_DECISION_CHAIN)
+        store = self.chain_latency(MT5_TO_DATABASE_CHAIN)
+        assert self.parts is not None
+        positions = self.parts.positions()
+        shown = " ".join(f"{s}:{v:+g}" for s, v in positions.items() if v) or "flat"
+        return (f"[node {(now - self._started_ns) / 1e9:7.1f}s] ticks/s={rate:,.0f} "
+                f"decisions={c.decisions} orders={c.orders} positions={shown} "
+                f"decision p50={_format_ns(decide['p50_ns'])} p99={_format_ns(decide['p99_ns'])} "
+                f"store p50={_format_ns(store['p50_ns'])} p99={_format_ns(store['p99_ns'])} "
+                f"batches={c.batches}")
+
+    def summary(self) -> dict[str, Any]:
+        """Return what the node did, as plain data (the ``--json`` output of ``flowchain node``)."""
+        assert self.feed is not None and self.registry is not None and self.parts is not None
+        c = self.counters
+        elapsed = (time.monotonic_ns() - self._started_ns) / 1e9 if self._started_ns else 0.0
+        chains = {}
+        for name in (AI_DECISION_CHAIN, MT5_TO_DATABASE_CHAIN):
+            stats = self.registry.stats(name)
+            chains[name] = {
+                "executions": stats["executions"], "failures": stats["failures"],
+                "latency": stats["latency"],
+                "steps": {s["name"]: {"p50_ns": s["latency"]["p50_ns"],
+                                      "p99_ns": s["latency"]["p99_ns"], "errors": s["errors"]}
+                          for s in stats["steps"]},
+            }
+        return {
+            "stopped_by": self._stop_reason,
+            "feed": self.config.node.feed,
+            "broker": self.config.node.broker,
+            "db": self.config.node.db,
+            "start_s": round(self.start_s, 4),
+            "run_s": round(elapsed, 3),
+            "ticks": self.feed.stats.received,
+            "ticks_per_s": round(self.feed.stats.received / elapsed, 1) if elapsed else 0.0,
+            "decisions": c.decisions,
+            "decision_failures": dict(c.decision_failures),
+            "first_decision_ns": c.first_decision_ns,
+            "results": dict(c.results),
+            "orders": c.orders,
+            "positions": self.parts.positions(),
+            "pnl": round(self.parts.pnl(), 2),
+            "trading": self.parts.orders_summary(),
+            "batches": c.batches,
+            "batch_failures": dict(c.batch_failures),
+            "batch_ticks_lost": c.batch_ticks_lost,
+            "rows": dict(c.rows),
+            "feed_stats": self.feed.stats.as_dict(),
+            "chains": chains,
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def request_stop(self, reason: str = "stop requested") -> None:
+        """Ask the node to drain, flush and return (safe from a signal handler, twice too)."""
+        if self._stop is not None and not self._stop.is_set():
+            self._stop_reason = reason
+            self._stop.set()
+
+    async def _watch_feed(self) -> None:
+        assert self.feed is not None
+        await self.feed.wait_finished()
+        self.request_stop("feed finished")
+
+    async def run(self, install_signals: bool = True) -> dict[str, Any]:
+        """Start, run until stopped (signal, duration, end of feed), drain, flush, summarize.
+
+        Parameters
+        ----------
+        install_signals : bool
+            Handle SIGINT and SIGTERM by stopping gracefully (main thread only).
+
+        Returns
+        -------
+        dict
+            :meth:`summary`.
+
+        Raises
+        ------
+        NodeStartError
+            When the node cannot start (see :meth:`start`).
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            await self.start()
+        except BaseException:
+            await self._close()
+            raise
+        assert self._stop is not None
+        self._started_ns = time.monotonic_ns()
+        installed: list[int] = []
+        if install_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.add_signal_handler(sig, self.request_stop, signal.Signals(sig).name)
+                    installed.append(sig)
+            if self.parts is not None and hasattr(signal, "SIGUSR1"):
+                with contextlib.suppress(ValueError):  # main thread only
+                    self.parts.trading.risk.install_kill_signal(signal.SIGUSR1)
+        tasks = [loop.create_task(self._batch_loop()), loop.create_task(self._watch_feed())]
+        if self.config.node.status_interval:
+            tasks.append(loop.create_task(self._status_loop()))
+        try:
+            duration = self.config.duration
+            try:
+                await asyncio.wait_for(self._stop.wait(), duration)
+            except asyncio.TimeoutError:
+                self.request_stop("duration")
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._drain()
+        summary = self.summary()
+        print(self.status_line(), file=self.out, flush=True)
+        return summary
+
+    async def _drain(self) -> None:
+        """Stop the feed, store the last batch, close the broker and the database."""
+        if self.feed is not None:
+            await self.feed.stop()
+        if self._batcher is not None:
+            try:
+                await self._flush_batches()
+            except Exception:  # the summary still reports what was stored before
+                log.exception("the last batch could not be stored")
+        await self._close()
+
+    async def _close(self) -> None:
+        if self.parts is not None:
+            await self.parts.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
