@@ -1,0 +1,59 @@
+"""Type stubs of the native engine (native/engine.pyx); private: use the flowchain package."""
+from typing import Any, Awaitable, Callable, Optional
+
+import numpy as np
+import numpy.typing as npt
+
+STATUS_NAMES: dict[int, str]
+
+def now_ns() -> int: ...
+def os_now_ns() -> int: ...
+def calibrate_clock(window_ns: int = ..., allow_counter: bool = ...) -> dict[str, Any]: ...
+def clock_info() -> dict[str, Any]: ...
+
+class HdrCounts:
+    n: int
+    counts: npt.NDArray[np.int64]
+    stats: npt.NDArray[np.int64]
+    def __init__(self, n: int, layout: dict[str, int]) -> None: ...
+    def record(self, h: int, value: int) -> None: ...
+    def index_of(self, value: int) -> int: ...
+    def snapshot(self, h: int) -> tuple[npt.NDArray[np.int64], tuple[int, int, int, int]]: ...
+    def value_at_percentile(self, h: int, percentile: float) -> int: ...
+    def reset(self) -> None: ...
+
+class ExecutionRing:
+    capacity: int
+    n_steps: int
+    seq: npt.NDArray[np.int64]
+    start_ns: npt.NDArray[np.int64]
+    end_ns: npt.NDArray[np.int64]
+    status: npt.NDArray[np.int8]
+    step: npt.NDArray[np.int16]
+    context: npt.NDArray[np.int32]
+    step_ns: npt.NDArray[np.int64]
+    def __init__(self, capacity: int, n_steps: int) -> None: ...
+    def read(self, seq: int) -> Optional[tuple[int, int, int, int, int, int, tuple[int, ...]]]: ...
+    def running(self) -> list[int]: ...
+
+class ChainRunner:
+    chain_id: str
+    step_names: tuple[str, ...]
+    steps: tuple[Callable[[Any], Any], ...]
+    step_is_async: tuple[bool, ...]
+    has_async: bool
+    n_steps: int
+    ring: ExecutionRing
+    histograms: HdrCounts
+    step_errors: npt.NDArray[np.int64]
+    executions: int
+    failures: int
+    contexts: list[Any]
+    on_failure: Optional[Callable[..., BaseException]]
+    busy: bool
+    def __init__(self, chain_id: str, step_names: tuple[str, ...],
+                 steps: tuple[Callable[[Any], Any], ...], step_is_async: tuple[bool, ...],
+                 capacity: int, hdr_layout: dict[str, int],
+                 on_failure: Optional[Callable[..., BaseException]]) -> None: ...
+    def run(self, data: Any, context: Any = None) -> Any: ...
+    def run_async(self, data: Any, context: Any = None) -> Awaitable[Any]: ...
