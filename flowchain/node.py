@@ -374,9 +374,7 @@ class TradingNode:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self._drain()
-        summary = self.summary()
-        print(self.status_line(), file=self.out, flush=True)
-        return summary
+        return self.summary()
 
     async def _drain(self) -> None:
         """Stop the feed, store the last batch, close the broker and the database."""

@@ -1,0 +1,105 @@
+"""``flowchain node``: run the trading node (the main job) until stopped or for ``--duration``."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from flowchain.cli.app import app
+
+err = Console(stderr=True)
+
+
+def _ns(value: int) -> str:
+    return f"{value / 1e3:,.1f}"
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    """Print the node's exit summary as rich tables on stdout."""
+    out = Console()
+    head = Table(title=f"flowchain node: stopped by {summary['stopped_by']}", show_header=False)
+    for key, label in (("feed", "feed"), ("broker", "broker"), ("db", "database"),
+                       ("start_s", "start (s)"), ("run_s", "ran (s)"), ("ticks", "ticks"),
+                       ("ticks_per_s", "ticks/s"), ("decisions", "decisions"),
+                       ("orders", "orders sent"), ("batches", "batches stored"),
+                       ("first_decision_ns", "first decision (ns)"), ("pnl", "PnL")):
+        head.add_row(label, f"{summary[key]:,}" if isinstance(summary[key], (int, float))
+                     else str(summary[key]))
+    head.add_row("results", ", ".join(f"{k} {v:,}" for k, v in summary["results"].items()))
+    head.add_row("positions", ", ".join(f"{k} {v:+g}" for k, v in summary["positions"].items())
+                 or "flat")
+    head.add_row("rows stored", ", ".join(f"{k} {v:,}" for k, v in summary["rows"].items()))
+    refusals = summary["trading"]["risk_rejections"]
+    if refusals:
+        head.add_row("risk refusals", ", ".join(f"{k} {v:,}" for k, v in refusals.items()))
+    for key in ("decision_failures", "batch_failures"):
+        if summary[key]:
+            head.add_row(key.replace("_", " "),
+                         ", ".join(f"{k} {v:,}" for k, v in summary[key].items()))
+    if summary["batch_ticks_lost"]:
+        head.add_row("ticks lost before a batch", f"{summary['batch_ticks_lost']:,}")
+    out.print(head)
+    steps = Table(title="latency per step, us (the engine's HDR histograms)")
+    for col in ("chain", "step", "p50", "p99", "errors"):
+        steps.add_column(col, justify="left" if col in ("chain", "step") else "right")
+    for chain, data in summary["chains"].items():
+        for step, s in data["steps"].items():
+            steps.add_row(chain, step, _ns(s["p50_ns"]), _ns(s["p99_ns"]), str(s["errors"]))
+        lat = data["latency"]
+        steps.add_row(chain, "[bold]whole chain[/]", _ns(lat["p50_ns"]), _ns(lat["p99_ns"]),
+                      str(data["failures"]))
+    out.print(steps)
+
+
+@app.command("node")
+def node(
+    config: Optional[Path] = typer.Option(None, "--config", "-c",
+                                          help="A TOML config file (see flowchain.config)."),
+    feed: Optional[str] = typer.Option(None, help="sim | replay:FILE | tcp://host:port"),
+    broker: Optional[str] = typer.Option(None, help="paper | bridge"),
+    db: Optional[str] = typer.Option(None, help="The SQLite database file."),
+    duration: Optional[float] = typer.Option(None, help="Seconds to run; 0 runs until stopped."),
+    status_interval: Optional[float] = typer.Option(
+        None, help="Seconds between status lines on stderr; 0 turns them off."),
+    as_json: bool = typer.Option(False, "--json", help="Print the exit summary as one JSON object."),
+) -> None:
+    """Run the trading node: ticks from the feed through the AI decision chain (every tick) and
+    the MT5 -> database chain (batches), orders through the broker. Defaults: simulated feed,
+    paper broker, ./flowchain.db. SIGINT/SIGTERM drain and flush before exit."""
+    from flowchain.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(config, {"feed": feed, "broker": broker, "db": db,
+                                   "duration": duration, "status_interval": status_interval})
+    except ConfigError as exc:
+        err.print(f"[red]invalid configuration:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    from flowchain.node import NodeStartError, TradingNode
+
+    trading_node = TradingNode(cfg, out=sys.stderr)
+    try:
+        summary = _run(trading_node)
+    except NodeStartError as exc:
+        err.print(f"[red]the node could not start:[/] {escape(str(exc))}")
+        raise typer.Exit(3) from exc
+    if as_json:
+        typer.echo(json.dumps(summary, default=str))
+    else:
+        print_summary(summary)
+
+
+def _run(trading_node: Any) -> dict[str, Any]:
+    """Run the node on uvloop (the stock asyncio loop where uvloop is unavailable)."""
+    try:
+        import uvloop
+    except ImportError:  # Windows: the node still runs, on asyncio
+        import asyncio
+
+        return asyncio.run(trading_node.run())
+    return uvloop.run(trading_node.run())
