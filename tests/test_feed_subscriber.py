@@ -317,7 +317,7 @@ def frames(draw):
 def test_fuzzed_messages_never_raise_and_each_is_counted_once(messages):
     feed = ZmqFeed("tcp://127.0.0.1:1", [SYMBOL])  # no backfill socket: gaps are delivered
     for topic, frame in messages:
-        feed._on_message([topic, frame])
+        feed.on_message([topic, frame])
     s = feed.stats
     assert s.received + s.rejected + s.dropped + s.heartbeats == len(messages)
     assert feed.ring(SYMBOL).count == s.received

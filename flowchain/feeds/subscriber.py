@@ -261,7 +261,7 @@ class ZmqFeed(Feed):
         if sub is None:
             return
         recv = sub.recv_multipart
-        on_message = self._on_message
+        on_message = self.on_message
         try:
             for _ in range(self.max_batch):
                 try:
@@ -277,7 +277,9 @@ class ZmqFeed(Feed):
             self._drain_scheduled = True  # more may be queued: the FD will not fire again
             self._loop.call_soon(self._on_readable)
 
-    def _on_message(self, parts: List[bytes]) -> None:
+    def on_message(self, parts: List[bytes]) -> None:
+        """Handle one ``[topic, body]`` message as the reader does (tests, benchmarks, and
+        transports other than this SUB socket call it directly); never raises on bad input."""
         if len(parts) != 2:
             self.stats.reject("parts", self.endpoint, f"{len(parts)} message parts, 2 expected")
             return
