@@ -1,0 +1,542 @@
+"""Latency history in SQLite: interval HDR histograms, failed and sampled executions.
+
+:class:`HistoryWriter` runs on the cold path. Every ``interval_s`` (10 s by default) it copies
+each runner's native HDR counts, subtracts the previous copy, and stores one encoded
+HdrHistogram per (chain, step, tenant) for that interval, with its count and error count (the
+whole chain is the row with ``step = ''``). Failed executions are stored with their full
+context (failing step, exception, traceback, input); successful ones are sampled at
+``sample_rate`` (deterministically: exactly that fraction of the sequence numbers).
+
+:class:`HistoryReader` merges the interval histograms of any time range, so percentiles and
+trends over any range are exact to the histogram's precision, from this process or another
+(WAL lets readers work while the node writes).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+import numpy as np
+
+from flowchain.histograms import LatencyHistogram
+from flowchain.monitor import STATUS_SUCCEEDED, RingTail, built_runners
+
+log = logging.getLogger("flowchain.history")
+
+CHAIN_ROW = ""
+"""The ``step`` value of a whole-chain interval row."""
+
+HISTORY_SCHEMA: tuple[str, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS latency_intervals (
+        id          INTEGER PRIMARY KEY,
+        run_id      TEXT    NOT NULL,
+        start_ns    INTEGER NOT NULL,
+        end_ns      INTEGER NOT NULL,
+        chain       TEXT    NOT NULL,
+        chain_id    TEXT    NOT NULL,
+        step        TEXT    NOT NULL,
+        step_index  INTEGER NOT NULL,
+        tenant      TEXT    NOT NULL,
+        count       INTEGER NOT NULL,
+        errors      INTEGER NOT NULL,
+        expected_ns INTEGER,
+        histogram   TEXT    NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS latency_intervals_by_chain "
+    "ON latency_intervals (chain, step, tenant, start_ns)",
+    """
+    CREATE TABLE IF NOT EXISTS execution_records (
+        id             INTEGER PRIMARY KEY,
+        run_id         TEXT    NOT NULL,
+        execution_id   TEXT    NOT NULL,
+        chain          TEXT    NOT NULL,
+        chain_id       TEXT    NOT NULL,
+        tenant         TEXT    NOT NULL,
+        status         TEXT    NOT NULL,
+        sampled        INTEGER NOT NULL,
+        start_epoch_ns INTEGER NOT NULL,
+        duration_ns    INTEGER,
+        failed_step    TEXT,
+        record         TEXT    NOT NULL,
+        UNIQUE (run_id, execution_id)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS execution_records_by_chain "
+    "ON execution_records (chain, status, start_epoch_ns)",
+)
+"""The history tables; :func:`open_history` creates them."""
+
+DatabasePath = Union[str, Path]
+
+
+def open_history(path: DatabasePath, readonly: bool = False) -> sqlite3.Connection:
+    """Open the database at ``path`` in WAL mode and create the history tables.
+
+    Uses :func:`flowchain.store.open_database` (WAL, busy timeout, autocommit).
+
+    Raises
+    ------
+    flowchain.store.StoreError
+        When the file cannot be opened or WAL mode cannot be enabled.
+    """
+    from flowchain.store import ensure_schema, open_database
+
+    conn = open_database(path, readonly=readonly)
+    if not readonly:
+        ensure_schema(conn, HISTORY_SCHEMA)
+    return conn
+
+
+def engine_to_epoch_offset() -> int:
+    """Return ``epoch_ns - engine_ns`` now: add it to an engine timestamp to get epoch ns."""
+    from flowchain import now_ns
+
+    before = time.time_ns()
+    engine = now_ns()
+    after = time.time_ns()
+    return (before + after) // 2 - engine
+
+
+def histogram_of_counts(counts: np.ndarray, lowest: np.ndarray,
+                        settings: Any) -> LatencyHistogram:
+    """Return a LatencyHistogram of a counts row (total, min and max derived from it)."""
+    nz = np.flatnonzero(counts)
+    total = int(counts.sum())
+    if total:
+        stats = (total, int(lowest[nz[0]]), int(lowest[nz[-1]]), 0)
+    else:
+        stats = (0, 0, 0, 0)
+    return LatencyHistogram.from_counts(counts, stats, settings)
+
+
+class _Baseline:
+    __slots__ = ("counts", "errors", "failures", "failed_seq", "tail", "runner")
+
+    def __init__(self, runner: Any) -> None:
+        self.runner = runner
+        self.counts = np.zeros_like(runner.histograms.counts)
+        self.errors = np.zeros(runner.n_steps, dtype=np.int64)
+        self.failures = 0
+        self.failed_seq = -1
+        self.tail = RingTail(runner, from_start=True)
+
+
+class HistoryWriter:
+    """Persist interval histograms and executions of per-tenant registries to SQLite.
+
+    Parameters
+    ----------
+    registries : ChainRegistry or mapping of tenant -> ChainRegistry
+        A single registry is the tenant ``"default"``.
+    path : str or Path
+        The SQLite database (created if missing, WAL mode).
+    interval_s : float
+        The interval length when running in a thread (:meth:`start`).
+    sample_rate : float
+        Fraction of successful executions persisted in full, 0..1.
+
+    Attributes
+    ----------
+    counters : dict
+        ``intervals`` rows written, ``failures`` and ``samples`` persisted, ``lost_samples``
+        (overwritten in the ring before they were read), ``flush_errors``.
+
+    Raises
+    ------
+    ValueError
+        When ``interval_s`` is not positive or ``sample_rate`` is outside 0..1.
+    """
+
+    def __init__(self, registries: Union[Any, Mapping[str, Any]], path: DatabasePath, *,
+                 interval_s: float = 10.0, sample_rate: float = 0.001) -> None:
+        if interval_s <= 0:
+            raise ValueError(f"interval_s must be positive, got {interval_s}")
+        if not 0.0 <= sample_rate <= 1.0:
+            raise ValueError(f"sample_rate is a fraction in [0, 1], got {sample_rate}")
+        self.registries = dict(registries) if isinstance(registries, Mapping) \
+            else {"default": registries}
+        self.path = Path(path)
+        self.interval_s = interval_s
+        self.sample_rate = sample_rate
+        self.run_id = uuid.uuid4().hex
+        self.conn = open_history(self.path)
+        self.counters = {"intervals": 0, "failures": 0, "samples": 0, "lost_samples": 0,
+                         "flush_errors": 0}
+        self._baselines: dict[tuple[str, str], _Baseline] = {}
+        self._interval_start = time.time_ns()
+        self._lowest: dict[int, np.ndarray] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    # ------------------------------------------------------------------ driving
+
+    def start(self) -> "HistoryWriter":
+        """Flush every ``interval_s`` in a daemon thread until :meth:`close`."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="flowchain-history",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def close(self) -> None:
+        """Flush what is pending, stop the thread and close the database."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+            self._thread = None
+        else:
+            self.flush()
+        self.conn.close()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._guarded_flush()
+        self._guarded_flush()
+
+    def _guarded_flush(self) -> None:
+        try:
+            self.flush()
+        except Exception:  # keep the node alive; counted and logged
+            self.counters["flush_errors"] += 1
+            log.exception("history flush to %s failed", self.path)
+
+    def flush(self) -> int:
+        """Write one interval (since the previous flush) and new executions; return rows.
+
+        Raises
+        ------
+        sqlite3.Error
+            When the database rejects the write (locked beyond the busy timeout, disk full).
+        """
+        from flowchain.store import transaction
+
+        with self._lock:
+            end = time.time_ns()
+            start = self._interval_start
+            offset = engine_to_epoch_offset()
+            intervals: list[tuple] = []
+            records: list[tuple] = []
+            for tenant, registry in self.registries.items():
+                settings = registry.histogram_settings
+                for definition, runner in built_runners(registry):
+                    key = (tenant, definition.chain_id)
+                    base = self._baselines.get(key)
+                    if base is None or base.runner is not runner:
+                        base = self._baselines[key] = _Baseline(runner)
+                    intervals.extend(self._interval_rows(tenant, definition, runner, base,
+                                                         settings, start, end))
+                    records.extend(self._failure_rows(tenant, registry, definition, base,
+                                                      offset))
+                    if self.sample_rate > 0:
+                        records.extend(self._sample_rows(tenant, registry, definition, base,
+                                                         offset))
+            with transaction(self.conn):
+                self.conn.executemany(
+                    "INSERT INTO latency_intervals (run_id, start_ns, end_ns, chain, chain_id, "
+                    "step, step_index, tenant, count, errors, expected_ns, histogram) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", intervals)
+                self.conn.executemany(
+                    "INSERT OR IGNORE INTO execution_records (run_id, execution_id, chain, "
+                    "chain_id, tenant, status, sampled, start_epoch_ns, duration_ns, "
+                    "failed_step, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", records)
+            self._interval_start = end
+            self.counters["intervals"] += len(intervals)
+            return len(intervals) + len(records)
+
+    # ------------------------------------------------------------------ rows
+
+    def _lowest_values(self, settings: Any) -> np.ndarray:
+        from flowchain.metrics import bucket_values
+
+        layout = settings.layout()
+        key = int(layout["counts_len"])
+        if key not in self._lowest:
+            self._lowest[key] = bucket_values(layout)[0]
+        return self._lowest[key]
+
+    def _interval_rows(self, tenant: str, definition: Any, runner: Any, base: _Baseline,
+                       settings: Any, start: int, end: int) -> list[tuple]:
+        counts = np.array(runner.histograms.counts)
+        errors = np.array(runner.step_errors, dtype=np.int64)
+        failures = int(runner.failures)
+        diff = counts - base.counts
+        d_err = errors - base.errors
+        d_fail = failures - base.failures
+        base.counts, base.errors, base.failures = counts, errors, failures
+        lowest = self._lowest_values(settings)
+        rows = []
+        n = len(definition.steps)
+        for i in range(n + 1):
+            n_err = int(d_err[i]) if i < n else d_fail
+            if not diff[i].any() and not n_err:
+                continue
+            hist = histogram_of_counts(diff[i], lowest, settings)
+            step = definition.steps[i].name if i < n else CHAIN_ROW
+            expected = definition.steps[i].expected_duration_ns if i < n else \
+                sum(s.expected_duration_ns for s in definition.steps)
+            rows.append((self.run_id, start, end, definition.name, definition.chain_id, step,
+                         i if i < n else -1, tenant, hist.count, n_err, expected,
+                         hist.encode()))
+        return rows
+
+    def _record_row(self, tenant: str, record: Any, sampled: bool, offset: int) -> tuple:
+        data = record.to_dict()
+        data["start_epoch_ns"] = record.start_ns + offset
+        data["completed_steps"] = list(record.completed_steps)
+        ctx = record.user_context
+        return (self.run_id, record.execution_id, record.chain_name, record.chain_id,
+                ctx.tenant_id if ctx is not None else tenant, record.status.value,
+                1 if sampled else 0, record.start_ns + offset if record.start_ns else 0,
+                record.total_duration, record.failure.step if record.failure else None,
+                json.dumps(data, default=str))
+
+    def _failure_rows(self, tenant: str, registry: Any, definition: Any, base: _Baseline,
+                      offset: int) -> list[tuple]:
+        rows = []
+        for record in registry.failures(definition.chain_id):
+            if record.seq <= base.failed_seq:
+                continue
+            rows.append(self._record_row(tenant, record, False, offset))
+            base.failed_seq = record.seq
+        self.counters["failures"] += len(rows)
+        return rows
+
+    def _sample_rows(self, tenant: str, registry: Any, definition: Any, base: _Baseline,
+                     offset: int) -> list[tuple]:
+        done = base.tail.read()
+        ok = done.seq[done.status == STATUS_SUCCEEDED]
+        rate = self.sample_rate
+        picked = ok[np.floor((ok + 1) * rate) > np.floor(ok * rate)]
+        rows = []
+        for seq in picked.tolist():
+            record = registry.execution(definition.chain_id, seq)
+            if record is None or not record.is_successful():
+                self.counters["lost_samples"] += 1
+                continue
+            rows.append(self._record_row(tenant, record, True, offset))
+        self.counters["samples"] += len(rows)
+        return rows
+
+
+@dataclass(frozen=True, slots=True)
+class StepHistory:
+    """One step's (or the whole chain's, ``step == ''``) merged history over a range."""
+
+    chain: str
+    step: str
+    step_index: int
+    expected_ns: Optional[int]
+    errors: int
+    histogram: LatencyHistogram
+
+    @property
+    def count(self) -> int:
+        return self.histogram.count
+
+    @property
+    def error_rate(self) -> float:
+        attempts = self.count + self.errors
+        return self.errors / attempts if attempts else 0.0
+
+
+class HistoryReader:
+    """Read merged latency history, trends and stored executions.
+
+    Parameters
+    ----------
+    path : str or Path
+        A database written by :class:`HistoryWriter`.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    """
+
+    def __init__(self, path: DatabasePath) -> None:
+        p = Path(path)
+        if not p.exists():
+            raise FileNotFoundError(f"no history database at {str(p)!r}; run the node with a "
+                                    "history database or pass the right --db path")
+        self.path = p
+        self.conn = open_history(p)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "HistoryReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def _where(chain: Optional[str], step: Optional[str], tenant: Optional[str],
+               since_ns: Optional[int], until_ns: Optional[int]) -> tuple[str, list]:
+        clauses, args = [], []
+        for column, value in (("chain", chain), ("step", step), ("tenant", tenant)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        if since_ns is not None:
+            clauses.append("end_ns > ?")
+            args.append(since_ns)
+        if until_ns is not None:
+            clauses.append("start_ns < ?")
+            args.append(until_ns)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+    def chains(self) -> list[str]:
+        """Return the chain names with history, sorted."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT DISTINCT chain FROM latency_intervals ORDER BY chain")]
+
+    def tenants(self) -> list[str]:
+        """Return the tenants with history, sorted."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT DISTINCT tenant FROM latency_intervals ORDER BY tenant")]
+
+    def time_range(self) -> tuple[Optional[int], Optional[int]]:
+        """Return the (first start, last end) epoch ns of the stored intervals."""
+        row = self.conn.execute("SELECT min(start_ns), max(end_ns) FROM latency_intervals").fetchone()
+        return row[0], row[1]
+
+    def histogram(self, chain: str, step: Optional[str] = CHAIN_ROW, *,
+                  tenant: Optional[str] = None, since_ns: Optional[int] = None,
+                  until_ns: Optional[int] = None) -> LatencyHistogram:
+        """Return the merged histogram of a chain (``step=''``) or a step over a range.
+
+        ``tenant=None`` merges every tenant; intervals overlapping the range are included.
+        """
+        where, args = self._where(chain, step, tenant, since_ns, until_ns)
+        merged = LatencyHistogram()
+        for (encoded,) in self.conn.execute(f"SELECT histogram FROM latency_intervals{where}",
+                                            args):
+            merged.merge(LatencyHistogram.decode(encoded))
+        return merged
+
+    def steps(self, chain: str, *, tenant: Optional[str] = None,
+              since_ns: Optional[int] = None,
+              until_ns: Optional[int] = None) -> list[StepHistory]:
+        """Return every step's merged history in step order, then the whole chain's."""
+        where, args = self._where(chain, None, tenant, since_ns, until_ns)
+        found: dict[tuple[int, str], list] = {}
+        for step, index, expected, errors, encoded in self.conn.execute(
+                "SELECT step, step_index, expected_ns, errors, histogram FROM latency_intervals"
+                f"{where} ORDER BY start_ns", args):
+            key = (index if index >= 0 else 1 << 30, step)
+            held = found.setdefault(key, [expected, 0, LatencyHistogram()])
+            held[0] = expected
+            held[1] += errors
+            held[2].merge(LatencyHistogram.decode(encoded))
+        return [StepHistory(chain, step, -1 if index == 1 << 30 else index, e, err, h)
+                for (index, step), (e, err, h) in sorted(found.items())]
+
+    def trend(self, chain: str, step: Optional[str] = CHAIN_ROW, *, bucket_s: float = 60.0,
+              tenant: Optional[str] = None, since_ns: Optional[int] = None,
+              until_ns: Optional[int] = None) -> list[dict[str, Any]]:
+        """Return per time bucket: count, errors, throughput (/s), error rate, p50/p99 (ns).
+
+        Each interval lands in the bucket of its start; ``bucket_s`` should be a multiple of
+        the writer's interval for exact buckets.
+
+        Raises
+        ------
+        ValueError
+            When ``bucket_s`` is not positive.
+        """
+        if bucket_s <= 0:
+            raise ValueError(f"bucket_s must be positive, got {bucket_s}")
+        width = int(bucket_s * 1e9)
+        where, args = self._where(chain, step, tenant, since_ns, until_ns)
+        buckets: dict[int, list] = {}
+        for start, end, errors, encoded in self.conn.execute(
+                f"SELECT start_ns, end_ns, errors, histogram FROM latency_intervals{where}",
+                args):
+            key = start // width * width
+            held = buckets.setdefault(key, [0, LatencyHistogram(), start, end])
+            held[0] += errors
+            held[1].merge(LatencyHistogram.decode(encoded))
+            held[2], held[3] = min(held[2], start), max(held[3], end)
+        out = []
+        for key in sorted(buckets):
+            errors, hist, first, last = buckets[key]
+            seconds = max((last - first) / 1e9, 1e-9)
+            attempts = hist.count + errors
+            ps = hist.percentiles((50.0, 99.0))
+            out.append({"start_ns": key, "count": hist.count, "errors": errors,
+                        "throughput_per_s": (hist.count + errors) / seconds,
+                        "error_rate": errors / attempts if attempts else 0.0,
+                        "p50_ns": ps[50.0], "p99_ns": ps[99.0]})
+        return out
+
+    def executions(self, chain: Optional[str] = None, *, status: Optional[str] = None,
+                   limit: int = 50) -> list[dict[str, Any]]:
+        """Return stored execution records (failed and sampled), newest first."""
+        clauses, args = [], []
+        if chain is not None:
+            clauses.append("chain = ?")
+            args.append(chain)
+        if status is not None:
+            clauses.append("status = ?")
+            args.append(status)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self.conn.execute(
+            f"SELECT record, tenant, sampled FROM execution_records{where} "
+            "ORDER BY start_epoch_ns DESC, id DESC LIMIT ?", (*args, int(limit)))
+        out = []
+        for record, tenant, sampled in rows:
+            data = json.loads(record)
+            data["tenant"] = tenant
+            data["sampled"] = bool(sampled)
+            out.append(data)
+        return out
+
+    def failures(self, chain: Optional[str] = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Return stored failed executions with their context, newest first."""
+        return self.executions(chain, status="failed", limit=limit)
+
+
+def parse_since(text: Optional[str], now_ns: Optional[int] = None) -> Optional[int]:
+    """Parse ``--since``: ``30s``, ``15m``, ``2h``, ``7d`` ago, or an ISO-8601 date-time.
+
+    Returns epoch ns, or None for None/empty.
+
+    Raises
+    ------
+    ValueError
+        When the text is neither a duration nor an ISO date-time.
+    """
+    if not text:
+        return None
+    now = time.time_ns() if now_ns is None else now_ns
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    t = text.strip()
+    if t[-1:] in units:
+        try:
+            amount = float(t[:-1])
+        except ValueError:
+            amount = math.nan
+        if math.isfinite(amount) and amount >= 0:
+            return now - int(amount * units[t[-1]] * 1e9)
+    from datetime import datetime, timezone
+
+    try:
+        when = datetime.fromisoformat(t)
+    except ValueError:
+        raise ValueError(f"--since {text!r} is neither a duration (30s, 15m, 2h, 7d) nor an "
+                         "ISO date-time (2024-05-01T12:00:00)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return int(when.timestamp() * 1e9)
