@@ -13,7 +13,7 @@ from flowchain.chain import ChainDefinition, load_chains_file
 from flowchain.errors import ChainValidationError
 from flowchain.registry import ChainRegistry
 
-BUILTIN_COMPONENT_MODULES = ("flowchain.ingest.components",)
+BUILTIN_COMPONENT_MODULES = ("flowchain.ingest.components", "flowchain.trading.components")
 """Modules that register the trading node's components (the seed's names)."""
 
 err = Console(stderr=True)
