@@ -1,7 +1,7 @@
 """DataProcessor, the chain's third step: mid, spread and 1 s / 1 min OHLC bars on the mid price.
 
-Bars are computed per batch with numpy reductions over the runs of ticks that share a bar
-(accepted ticks are in time order, so each bar is one contiguous run). The processor keeps the
+Bars are computed per batch in one pass of a numba kernel over the runs of ticks that share a
+bar (accepted ticks are in time order, so each bar is one contiguous run). The processor keeps the
 open (last) bar of every symbol and timeframe; when the next batch's first ticks fall in the
 same bar, they are merged into it, so a bar spanning batches comes out exactly as if its ticks
 had arrived in one batch. Every bar a batch touched is emitted, the open one with its state so
@@ -14,6 +14,7 @@ from typing import Mapping
 
 import numpy as np
 
+from flowchain.ingest import kernels
 from flowchain.ingest.batch import BatchStage, TickBatch
 from flowchain.ingest.errors import BatchStageError
 from flowchain.store import BAR_DTYPE, TIMEFRAMES
@@ -52,19 +53,11 @@ def compute_bars(time_msc: np.ndarray, price: np.ndarray, volume: np.ndarray,
                          "volumes; pass one of each per tick")
     if n == 0:
         return np.zeros(0, dtype=BAR_DTYPE)
-    start_msc = time_msc - time_msc % bar_ms
-    starts = np.flatnonzero(np.r_[True, start_msc[1:] != start_msc[:-1]])
-    ends = np.r_[starts[1:], n]
-    bars = np.empty(len(starts), dtype=BAR_DTYPE)
-    bars["start_msc"] = start_msc[starts]
-    bars["open"] = price[starts]
-    bars["high"] = np.maximum.reduceat(price, starts)
-    bars["low"] = np.minimum.reduceat(price, starts)
-    bars["close"] = price[ends - 1]
-    bars["tick_count"] = ends - starts
-    bars["volume"] = np.add.reduceat(volume, starts)
-    bars["first_msc"] = time_msc[starts]
-    bars["last_msc"] = time_msc[ends - 1]
+    out = np.empty(n, dtype=BAR_DTYPE)
+    written = kernels.ohlc_bars(time_msc, price, volume, bar_ms, out["start_msc"], out["open"],
+                                out["high"], out["low"], out["close"], out["tick_count"],
+                                out["volume"], out["first_msc"], out["last_msc"])
+    bars = out[:written].copy()
     return bars
 
 
@@ -112,6 +105,7 @@ class DataProcessor:
                 raise ValueError(f"timeframe {label!r} has length {bar_ms!r}; expected a "
                                  "positive number of milliseconds")
         self._open: dict[tuple[str, str], np.ndarray] = {}
+        kernels.warm_up()
 
     def open_bar(self, symbol: str, timeframe: str) -> np.ndarray | None:
         """Return a copy of the open bar (a 1-element array) of ``symbol``, or ``None``."""

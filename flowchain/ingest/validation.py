@@ -1,4 +1,6 @@
-"""DataValidator, the chain's second step: vectorized checks that split accepted from rejected ticks.
+"""DataValidator, the chain's second step: checks that split accepted from rejected ticks.
+
+The checks run in one pass of a numba kernel per batch (:mod:`flowchain.ingest.kernels`).
 
 Each tick gets at most one reason, the first that applies in this order:
 
@@ -37,18 +39,20 @@ from typing import Any
 
 import numpy as np
 
+from flowchain.ingest import kernels
 from flowchain.ingest.batch import BatchStage, TickBatch
 from flowchain.ingest.errors import BatchStageError
+from flowchain.ticks import TICK_DTYPE
 
 REJECT_REASONS: tuple[str, ...] = ("non_finite", "non_positive", "crossed",
                                    "volume_out_of_range", "out_of_order", "duplicate")
 """Reject reasons in the order they are checked; reason code ``i + 1`` is ``REJECT_REASONS[i]``
 (code 0 means accepted)."""
 
-NON_FINITE, NON_POSITIVE, CROSSED, VOLUME_OUT_OF_RANGE, OUT_OF_ORDER, DUPLICATE = range(1, 7)
-_INT64_MAX = np.iinfo(np.int64).max
+DUPLICATE = kernels.DUPLICATE
 _INT64_MIN = np.iinfo(np.int64).min
-_RECORD = np.dtype((np.void, 60))
+_ITEM = TICK_DTYPE.itemsize
+_RECORD = np.dtype((np.void, _ITEM))
 
 
 def reason_name(code: int) -> str:
@@ -89,6 +93,7 @@ class DataValidator:
         self.rejected_by_reason: Counter[str] = Counter({r: 0 for r in REJECT_REASONS})
         self.accepted_ticks = 0
         self._tails: dict[str, _SymbolTail] = {}
+        kernels.warm_up()
 
     def reset(self, symbol: str | None = None) -> None:
         """Forget what was seen of ``symbol`` (of every symbol when ``None``), e.g. on replay."""
@@ -116,10 +121,16 @@ class DataValidator:
                 "DECODED: chain DataValidator right after DataBridge")
         ticks, seqs = batch.ticks, batch.seqs
         tail = self._tails.get(batch.symbol)
-        codes = self._price_codes(ticks)
-        self._mark_out_of_order(ticks["time_msc"], codes, tail)
-        accepted_idx = np.flatnonzero(codes == 0)
-        accepted = ticks[accepted_idx]  # a copy: never a view of the caller's buffer
+        codes = np.empty(len(ticks), dtype=np.uint8)
+        rejected = kernels.reject_codes(
+            ticks["bid"], ticks["ask"], ticks["last"], ticks["volume"], ticks["volume_real"],
+            ticks["time_msc"], _INT64_MIN if tail is None else tail.last_msc, codes)
+        if rejected:
+            accepted_idx = np.flatnonzero(codes == 0)
+            accepted = ticks[accepted_idx]  # a copy
+        else:
+            accepted_idx = np.arange(len(ticks))
+            accepted = ticks.copy()  # never a view of the caller's buffer
         accepted["last"] += 0.0  # -0.0 -> 0.0, so equal values have equal bytes
         accepted["volume_real"] += 0.0
         duplicate = self._duplicates(accepted, tail)
@@ -129,50 +140,22 @@ class DataValidator:
             accepted = accepted[keep]
             accepted_idx = accepted_idx[keep]
         self._remember(batch.symbol, accepted, tail)
+        self.accepted_ticks += len(accepted)
+        if len(accepted) == len(ticks):
+            return dataclasses.replace(
+                batch, ticks=accepted, seqs=seqs.copy(), stage=BatchStage.VALIDATED,
+                reason_counts=dict.fromkeys(REJECT_REASONS, 0))
 
         counts = np.bincount(codes, minlength=len(REJECT_REASONS) + 1)
         reason_counts = {reason: int(counts[i + 1]) for i, reason in enumerate(REJECT_REASONS)}
         for reason, count in reason_counts.items():
             if count:
                 self.rejected_by_reason[reason] += count
-        self.accepted_ticks += len(accepted)
         rejected_idx = np.flatnonzero(codes)
         return dataclasses.replace(
             batch, ticks=accepted, seqs=seqs[accepted_idx], stage=BatchStage.VALIDATED,
             rejected=ticks[rejected_idx], rejected_seqs=seqs[rejected_idx],
             rejected_reasons=codes[rejected_idx], reason_counts=reason_counts)
-
-    @staticmethod
-    def _price_codes(ticks: np.ndarray) -> np.ndarray:
-        bid, ask, last, volume_real = ticks["bid"], ticks["ask"], ticks["last"], \
-            ticks["volume_real"]
-        codes = np.zeros(len(ticks), dtype=np.uint8)
-        finite = np.isfinite(bid) & np.isfinite(ask) & np.isfinite(last) & np.isfinite(volume_real)
-        codes[~finite] = NON_FINITE
-        with np.errstate(invalid="ignore"):
-            checks = (
-                (NON_POSITIVE, (bid <= 0.0) | (ask <= 0.0) | (last < 0.0)),
-                (CROSSED, bid > ask),
-                (VOLUME_OUT_OF_RANGE, (ticks["volume"] > _INT64_MAX) | (volume_real < 0.0)),
-            )
-        for code, failed in checks:
-            codes[failed & (codes == 0)] = code
-        return codes
-
-    @staticmethod
-    def _mark_out_of_order(time_msc: np.ndarray, codes: np.ndarray,
-                           tail: _SymbolTail | None) -> None:
-        n = len(time_msc)
-        if n == 0:
-            return
-        ok = codes == 0
-        running = np.maximum.accumulate(np.where(ok, time_msc, _INT64_MIN))
-        before = np.empty(n, dtype=np.int64)
-        before[0] = _INT64_MIN if tail is None else tail.last_msc
-        before[1:] = running[:-1]
-        if tail is not None:
-            np.maximum(before, tail.last_msc, out=before)
-        codes[ok & (time_msc < before)] = OUT_OF_ORDER
 
     @staticmethod
     def _duplicates(accepted: np.ndarray, tail: _SymbolTail | None) -> np.ndarray:
@@ -189,17 +172,10 @@ class DataValidator:
             for i in range(at_tail):
                 if records[i].tobytes() in tail.records:
                     duplicate[i] = True
-        # Identical ticks share a millisecond; check only ticks in multi-tick milliseconds.
-        same_ms = time_msc[1:] == time_msc[:-1]
-        if same_ms.any():
-            grouped = np.zeros(n, dtype=bool)
-            grouped[1:] |= same_ms
-            grouped[:-1] |= same_ms
-            candidates = np.flatnonzero(grouped & ~duplicate)
-            _, first = np.unique(records[candidates], return_index=True)
-            later = np.ones(len(candidates), dtype=bool)
-            later[first] = False
-            duplicate[candidates[later]] = True
+        # Identical ticks share a millisecond: compare records only within one millisecond.
+        if n > 1 and (time_msc[1:] == time_msc[:-1]).any():
+            kernels.mark_duplicates(time_msc, accepted.view(np.uint8).reshape(n, _ITEM),
+                                    duplicate)
         return duplicate
 
     def _remember(self, symbol: str, accepted: np.ndarray, tail: _SymbolTail | None) -> None:
