@@ -175,3 +175,16 @@ def test_components_are_registered_under_the_seed_names():
     for name, cls in COMPONENTS.items():
         assert name in default_components.names()
         assert cls.__name__ == name
+
+
+def test_ingest_benchmark_reports_both_rates(tmp_path):
+    from flowchain.ingest.bench import measure_ingest
+
+    result = measure_ingest(ticks_total=2000, batch_size=250, repetitions=5, workdir=tmp_path)
+    assert result["ingest_ticks_per_s"] > 0 and result["bare_sqlite_rows_per_s"] > 0
+    assert result["ticks_per_repetition"] == 2000
+    assert all(len(v) == 5 for v in result["samples_per_s"].values())
+    assert result["batch_latency"]["ingest"]["count"] == 5 * 8
+    assert list(tmp_path.iterdir()) == []  # its database files are removed
+    with pytest.raises(ValueError, match="at least 5 interleaved repetitions"):
+        measure_ingest(repetitions=4)
