@@ -1,9 +1,7 @@
 """DatabaseService and the whole MT5 -> database chain, by hand and through the engine."""
 import dataclasses
 import math
-import sqlite3
 
-import numpy as np
 import pytest
 
 from flowchain.ingest import (BatchStageError, DatabaseService, DataBridge, DataProcessor,
