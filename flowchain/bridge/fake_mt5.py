@@ -465,9 +465,9 @@ class FakeMetaTrader5(MT5Constants):
             if market is None:
                 return self._fail((_C.RES_E_NOT_FOUND, "Terminal: Not found"))
             tick = market.last_tick(self._clock())
-            if tick is None:
-                return self._fail((_C.RES_E_NOT_FOUND, "Terminal: Not found"))
             self._set_error(_OK)
+            if tick is None:  # a selected symbol with no tick yet: the terminal gives zeros
+                return Tick(0, 0.0, 0.0, 0.0, 0, 0, 0, 0.0)
             return Tick(int(tick["time"]), float(tick["bid"]), float(tick["ask"]), float(tick["last"]),
                         int(tick["volume"]), int(tick["time_msc"]), int(tick["flags"]),
                         float(tick["volume_real"]))
