@@ -23,6 +23,7 @@ transaction without blocking the writer.
 from __future__ import annotations
 
 import itertools
+import math
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -237,10 +238,11 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
 
 
 def tick_rows(symbol: str, ticks: np.ndarray, seqs: np.ndarray) -> Iterator[tuple]:
@@ -284,7 +286,7 @@ def quarantine_rows(symbol: str, ticks: np.ndarray, seqs: np.ndarray,
     records = [packed[i:i + 1].tobytes() for i in range(n)]
 
     def finite_or_none(values: np.ndarray) -> list:
-        return [v if np.isfinite(v) else None for v in values.tolist()]
+        return [v if math.isfinite(v) else None for v in values.tolist()]
 
     return zip(itertools.repeat(symbol, n), seqs.astype(np.int64, copy=False).tolist(),
                reasons, packed["time_msc"].tolist(), finite_or_none(packed["bid"]),
