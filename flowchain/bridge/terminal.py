@@ -99,9 +99,9 @@ class TerminalLink:
         return code, message
 
     def lost(self) -> None:
-        """The last call failed: keep its error, and drop the link if it was an IPC error."""
+        """The last call failed: keep its error; drop the link when it was an IPC error and the terminal no longer answers."""
         code, _ = self._record_error()
-        if code in IPC_ERRORS:
+        if code in IPC_ERRORS and self.mt5.terminal_info() is None:  # a timeout alone keeps the link
             self.initialized = False
             self.connected = False
             self._next_attempt = time.monotonic() + self._backoff

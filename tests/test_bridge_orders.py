@@ -1,0 +1,160 @@
+"""Orders through the bridge on the fake MT5: idempotency, deadlines, reconciliation, ACK then RESULT."""
+import time
+
+import pytest
+import zmq
+
+from flowchain import wire
+from flowchain.bridge import Bridge, BridgeConfig, FakeMetaTrader5, OrderClient, OrderFault
+
+
+@pytest.fixture
+def ctx():
+    context = zmq.Context()
+    yield context
+    context.destroy(linger=0)
+
+
+@pytest.fixture
+def mt5():
+    fake = FakeMetaTrader5(seed=1)
+    fake.set_rate("EURUSD", 50)
+    return fake
+
+
+@pytest.fixture
+def bridge(mt5, ctx, eventually):
+    config = BridgeConfig(symbols=["EURUSD"], pub_endpoint="tcp://127.0.0.1:*",
+                          router_endpoint="tcp://127.0.0.1:*", reconcile_delay_s=0.0, poll_ms=2.0)
+    with Bridge(mt5, config, ctx) as running:
+        eventually(lambda: running.ready)
+        eventually(lambda: mt5.symbol_info_tick("EURUSD").time_msc > 0)
+        yield running
+
+
+@pytest.fixture
+def client(bridge, ctx):
+    with OrderClient(bridge.router_endpoint, context=ctx) as c:
+        yield c
+
+
+def _order(client, **kw):
+    fields = dict(req_id=client.next_req_id(), deadline_ns=time.time_ns() + 5_000_000_000, symbol="EURUSD",
+                  type=FakeMetaTrader5.ORDER_TYPE_BUY, volume=0.1, magic=99,
+                  type_filling=FakeMetaTrader5.ORDER_FILLING_IOC)
+    fields.update(kw)
+    return wire.OrderRequest(**fields)
+
+
+def test_ack_then_result_with_every_field(client, mt5):
+    req = _order(client, comment="alpha-1")
+    result = client.send(req)
+    assert client.acks[req.req_id].status is wire.AckStatus.QUEUED
+    assert result.status is wire.OrderStatus.SENT and result.retcode == mt5.TRADE_RETCODE_DONE
+    (deal,) = mt5.history_deals_get(0, 2**33)
+    assert (result.deal, result.order, result.price) == (deal.ticket, deal.order, deal.price)
+    assert result.comment == "Request executed" and result.request_id > 0
+    assert result.bid > 0 and result.ask >= result.bid and result.last_error == (1, "Success")
+    assert result.mt5_ns > 0 and not result.replayed
+
+
+def test_duplicate_req_id_trades_once(client, mt5, bridge, ctx):
+    req = _order(client)
+    first = client.send(req)
+    again = client.send(req)  # the same req_id resent, e.g. after a lost reply
+    assert again.replayed and again._replace(replayed=False) == first
+    assert client.acks[req.req_id].status is wire.AckStatus.DUPLICATE_DONE
+    assert mt5.order_send_calls == 1 and mt5.positions_total() == 1
+
+
+def test_concurrent_duplicates_while_pending_trade_once(bridge, mt5, ctx):
+    mt5.faults.order_latency_s = 0.3
+    dealers = [ctx.socket(zmq.DEALER) for _ in range(2)]
+    req = wire.OrderRequest(req_id=424242, deadline_ns=time.time_ns() + 5_000_000_000, symbol="EURUSD",
+                            type=0, volume=0.1, type_filling=1, magic=5)
+    for d in dealers:
+        d.setsockopt(zmq.LINGER, 0)
+        d.connect(bridge.router_endpoint)
+        d.send(wire.encode_order_request(req))
+    replies = []
+    for d in dealers:
+        got = []
+        while len(got) < 2 and d.poll(5000):
+            got.append(wire.decode(d.recv()))
+        replies.append(got)
+        d.close(0)
+    acks = sorted(r[0].status for r in replies)
+    assert acks == [wire.AckStatus.QUEUED, wire.AckStatus.DUPLICATE_PENDING]
+    assert all(isinstance(r[1], wire.OrderResult) and r[1].retcode == 10009 for r in replies)
+    assert replies[0][1].deal == replies[1][1].deal and mt5.order_send_calls == 1
+
+
+def test_deadline_passed_is_rejected_unsent(bridge, mt5, ctx):
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.connect(bridge.router_endpoint)
+    late = wire.OrderRequest(req_id=77, deadline_ns=time.time_ns() - 1, symbol="EURUSD", type=0, volume=0.1,
+                             type_filling=1)
+    dealer.send(wire.encode_order_request(late))
+    replies = []
+    while len(replies) < 2 and dealer.poll(5000):
+        replies.append(wire.decode(dealer.recv()))
+    dealer.close(0)
+    ack, result = replies
+    assert isinstance(ack, wire.OrderAck) and ack.status is wire.AckStatus.QUEUED
+    assert result.status is wire.OrderStatus.EXPIRED and result.retcode == 0
+    assert mt5.order_send_calls == 0 and mt5.positions_total() == 0
+
+
+@pytest.mark.parametrize("fault,status", [
+    (OrderFault.TIMEOUT_FILLED, wire.OrderStatus.RECONCILED_FILLED),
+    (OrderFault.NONE_FILLED, wire.OrderStatus.RECONCILED_FILLED),
+    (OrderFault.TIMEOUT_ABSENT, wire.OrderStatus.RECONCILED_ABSENT),
+    (OrderFault.NONE_ABSENT, wire.OrderStatus.RECONCILED_ABSENT),
+])
+def test_unanswered_sends_are_reconciled_never_resent(client, mt5, fault, status):
+    mt5.faults.orders.append(fault)
+    req = _order(client)
+    result = client.send(req)
+    assert result.status is status
+    assert mt5.order_send_calls == 1, "the bridge resent an order blindly"
+    if status is wire.OrderStatus.RECONCILED_FILLED:
+        (deal,) = mt5.history_deals_get(0, 2**33)
+        assert result.deal == deal.ticket and deal.comment == f"fc{req.req_id:x}"
+        assert mt5.positions_total() == 1
+    else:
+        assert mt5.positions_total() == 0 and result.deal == 0
+
+
+@pytest.mark.parametrize("fault,retcode", [(OrderFault.REQUOTE, 10004), (OrderFault.REJECT, 10006),
+                                           (OrderFault.MARKET_CLOSED, 10018), (OrderFault.INVALID_FILL, 10030)])
+def test_mt5_refusals_come_back_as_sent_with_their_retcode(client, mt5, fault, retcode):
+    mt5.faults.orders.append(fault)
+    result = client.send(_order(client))
+    assert result.status is wire.OrderStatus.SENT and result.retcode == retcode
+
+
+def test_order_check_refusal_is_not_sent(client, mt5):
+    result = client.send(_order(client, volume=0.015))
+    assert result.status is wire.OrderStatus.CHECK_FAILED and result.retcode == mt5.TRADE_RETCODE_INVALID_VOLUME
+    assert mt5.order_send_calls == 0
+
+
+def test_disconnected_terminal_refuses_unsent(client, mt5, bridge, eventually):
+    mt5.server_connected = False
+    eventually(lambda: not bridge.link.connected)
+    result = client.send(_order(client))
+    assert result.status is wire.OrderStatus.DISCONNECTED and mt5.order_send_calls == 0
+
+
+def test_malformed_order_frames_are_counted(bridge, ctx, eventually):
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.connect(bridge.router_endpoint)
+    good = bytearray(wire.encode_order_request(wire.OrderRequest(1, 0, "EURUSD", 0, 0.1)))
+    good[48:56] = b"\xff" * 8  # volume := NaN
+    for frame in (bytes(good), b"\x01", b"\x09\x06" + bytes(200)):
+        dealer.send(frame)
+    eventually(lambda: (bridge.rejects["nan_price"], bridge.rejects["short"], bridge.rejects["version"]) == (1, 1, 1))
+    assert not dealer.poll(100)  # nothing is answered to garbage
+    dealer.close(0)
