@@ -1,0 +1,116 @@
+"""What the dashboard shows, gathered from the cold path into one JSON-ready snapshot.
+
+Figures come from the engine's own counters and native HDR counts (``value_at_percentile``,
+cheap), the monitor (events, step health, live executions) and the feeds (state, counters).
+Nothing here makes a chain execution wait.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping, Optional, Union
+
+from flowchain.diagram import StepFigures, render, status_of
+from flowchain.monitor import built_runners
+
+
+class DashboardState:
+    """Build dashboard snapshots for per-tenant registries, a monitor and feeds.
+
+    Parameters
+    ----------
+    registries : ChainRegistry or mapping of tenant -> ChainRegistry
+    monitor : flowchain.monitor.Monitor, optional
+        Source of warnings, escalations, step health and live executions.
+    feeds : mapping of name -> feed, optional
+        Objects with ``state.as_dict()`` and ``stats.as_dict()``.
+    failures_shown : int
+        Recent failures listed per chain.
+    """
+
+    def __init__(self, registries: Union[Any, Mapping[str, Any]], monitor: Any = None,
+                 feeds: Optional[Mapping[str, Any]] = None, failures_shown: int = 10) -> None:
+        self.registries = dict(registries) if isinstance(registries, Mapping) \
+            else {"default": registries}
+        self.monitor = monitor
+        self.feeds = dict(feeds or {})
+        self.failures_shown = failures_shown
+        self._last: dict[str, tuple[int, int]] = {}
+
+    def chains(self) -> list[tuple[str, Any, Any, Optional[Any]]]:
+        """Return (tenant, registry, definition, runner or None) for each latest chain."""
+        out = []
+        for tenant, registry in self.registries.items():
+            runners = {d.chain_id: r for d, r in built_runners(registry)}
+            for definition in registry.list_chains():
+                out.append((tenant, registry, definition, runners.get(definition.chain_id)))
+        return out
+
+    def diagrams(self) -> list[dict[str, Any]]:
+        """Return each chain's SVG diagram (drawn once per page load; updated by snapshots)."""
+        return [{"tenant": t, "chain": d.name, "chain_id": d.chain_id,
+                 "svg": render(d, "svg")} for t, _, d, _ in self.chains()]
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return everything the page shows, as plain data."""
+        now = time.monotonic_ns()
+        health = self.monitor.step_health() if self.monitor is not None else {}
+        chains = []
+        failures = []
+        for tenant, registry, d, runner in self.chains():
+            key = f"{tenant}/{d.chain_id}"
+            executions = int(runner.executions) if runner is not None else 0
+            failed = int(runner.failures) if runner is not None else 0
+            prev = self._last.get(key)
+            throughput = 0.0
+            if prev is not None and now > prev[1]:
+                throughput = (executions - prev[0]) * 1e9 / (now - prev[1])
+            self._last[key] = (executions, now)
+            steps = []
+            step_health = {h["step"]: h for h in health.get(d.chain_id, [])}
+            for i, s in enumerate(d.steps):
+                if runner is not None:
+                    hist = runner.histograms
+                    count = int(hist.stats[i, 0])
+                    errors = int(runner.step_errors[i])
+                    p50 = int(hist.value_at_percentile(i, 50.0))
+                    p99 = int(hist.value_at_percentile(i, 99.0))
+                else:
+                    count = errors = p50 = p99 = 0
+                status = status_of(s.expected_duration_ns, StepFigures(count, errors, p50, p99))
+                h = step_health.get(s.name)
+                if h is not None and h["escalated"]:
+                    status = "failing"
+                steps.append({"name": s.name, "component": s.component, "status": status,
+                              "count": count, "errors": errors, "p50_ns": p50, "p99_ns": p99,
+                              "expected_ns": s.expected_duration_ns,
+                              "window_error_rate": h["error_rate"] if h else None})
+            chain_p50 = chain_p99 = 0
+            if runner is not None:
+                n = len(d.steps)
+                chain_p50 = int(runner.histograms.value_at_percentile(n, 50.0))
+                chain_p99 = int(runner.histograms.value_at_percentile(n, 99.0))
+                for record in registry.failures(d.chain_id)[-self.failures_shown:]:
+                    f = record.failure
+                    failures.append({
+                        "tenant": tenant, "chain": d.name, "execution_id": record.execution_id,
+                        "step": f.step if f else None, "component": f.component if f else None,
+                        "exception": f.exception_type if f else None,
+                        "message": f.message if f else None, "input": f.input_repr if f else None,
+                        "completed_steps": list(record.completed_steps)})
+            chains.append({
+                "tenant": tenant, "chain": d.name, "chain_id": d.chain_id,
+                "executions": executions, "failures": failed,
+                "success_ratio": (executions - failed) / executions if executions else None,
+                "throughput_per_s": round(throughput, 1), "p50_ns": chain_p50,
+                "p99_ns": chain_p99, "steps": steps})
+        failures.sort(key=lambda f: f["execution_id"], reverse=True)
+        return {
+            "time_ns": time.time_ns(),
+            "chains": chains,
+            "failures": failures[: self.failures_shown * 2],
+            "events": self.monitor.recent_events(50) if self.monitor is not None else [],
+            "live": self.monitor.live() if self.monitor is not None else
+            [r.to_dict() for reg in self.registries.values() for r in reg.active_executions()],
+            "feeds": {name: {**feed.state.as_dict(), **feed.stats.as_dict()}
+                      for name, feed in self.feeds.items()},
+        }

@@ -1,0 +1,121 @@
+// FlowChain dashboard: draws the chain diagrams once, then applies every snapshot pushed by
+// the server (server-sent events) to the tables and the diagrams' step colors and figures.
+"use strict";
+
+const COLORS = { ok: "#2e7d32", slow: "#f9a825", erroring: "#ef6c00", failing: "#c62828",
+                 idle: "#9e9e9e" };
+
+function fmtNs(ns) {
+  if (ns === null || ns === undefined) return "-";
+  if (ns < 1e3) return ns.toFixed(0) + " ns";
+  if (ns < 1e6) return (ns / 1e3).toPrecision(3) + " us";
+  if (ns < 1e9) return (ns / 1e6).toPrecision(3) + " ms";
+  return (ns / 1e9).toPrecision(3) + " s";
+}
+
+function cell(text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  return td;
+}
+
+function fillTable(id, rows) {
+  const body = document.querySelector("#" + id + " tbody");
+  body.replaceChildren(...rows.map(function (cells) {
+    const tr = document.createElement("tr");
+    cells.forEach(function (c) { tr.appendChild(c); });
+    return tr;
+  }));
+}
+
+function diagramKey(tenant, chainId) { return tenant + "/" + chainId; }
+
+async function loadDiagrams() {
+  const response = await fetch("/api/chains");
+  const diagrams = await response.json();
+  const holder = document.getElementById("diagrams");
+  holder.replaceChildren();
+  diagrams.forEach(function (d) {
+    const div = document.createElement("div");
+    div.className = "diagram";
+    div.dataset.key = diagramKey(d.tenant, d.chain_id);
+    div.innerHTML = d.svg;
+    holder.appendChild(div);
+  });
+}
+
+function updateDiagram(chain) {
+  const div = document.querySelector('.diagram[data-key="' +
+    CSS.escape(diagramKey(chain.tenant, chain.chain_id)) + '"]');
+  if (!div) return;
+  chain.steps.forEach(function (s) {
+    const g = div.querySelector('g.step[data-step="' + CSS.escape(s.name) + '"]');
+    if (!g) return;
+    g.dataset.status = s.status;
+    g.querySelector("rect").setAttribute("fill", COLORS[s.status] || COLORS.idle);
+    g.querySelector('[data-field="latency"]').textContent =
+      "p50 " + fmtNs(s.p50_ns) + " / p99 " + fmtNs(s.p99_ns);
+    g.querySelector('[data-field="counts"]').textContent =
+      s.count + " ok, " + s.errors + " errors (" + s.status + ")";
+  });
+}
+
+function apply(snap) {
+  fillTable("chains", snap.chains.map(function (c) {
+    return [cell(c.tenant), cell(c.chain), cell(String(c.executions), "num executions"),
+            cell(c.throughput_per_s.toFixed(1), "num throughput"),
+            cell(c.success_ratio === null ? "-" : (100 * c.success_ratio).toFixed(2) + "%",
+                 "num success"),
+            cell(fmtNs(c.p50_ns), "num"), cell(fmtNs(c.p99_ns), "num")];
+  }));
+  snap.chains.forEach(updateDiagram);
+  fillTable("live", snap.live.map(function (e) {
+    return [cell(e.execution_id), cell(e.current_step || "-"), cell(e.progress + "%", "num"),
+            cell(fmtNs(e.eta_ns), "num")];
+  }));
+  fillTable("feeds", Object.entries(snap.feeds).map(function ([name, f]) {
+    const state = !f.connected ? "disconnected" : (f.stale ? "stale" : "connected");
+    const sum = function (o) { return Object.values(o || {}).reduce((a, b) => a + b, 0); };
+    return [cell(name), cell(state), cell(String(f.received), "num"),
+            cell(String(f.gaps), "num"), cell(String(sum(f.rejects)), "num"),
+            cell(String(sum(f.drops)), "num")];
+  }));
+  fillTable("failures", snap.failures.map(function (f) {
+    const input = document.createElement("td");
+    const pre = document.createElement("pre");
+    pre.textContent = f.input || "";
+    input.appendChild(pre);
+    return [cell(f.execution_id), cell(f.step + " (" + f.component + ")"),
+            cell(f.exception + ": " + f.message), input,
+            cell((f.completed_steps || []).join(" > "))];
+  }));
+  const events = document.getElementById("events");
+  events.replaceChildren(...snap.events.map(function (e) {
+    const li = document.createElement("li");
+    li.className = e.severity;
+    li.textContent = new Date(e.time_ns / 1e6).toLocaleTimeString() + " " + e.kind + ": " +
+      e.message;
+    return li;
+  }));
+  document.getElementById("updated").textContent =
+    "updated " + new Date(snap.time_ns / 1e6).toLocaleTimeString();
+}
+
+function connect() {
+  const badge = document.getElementById("connection");
+  const source = new EventSource("/api/events");
+  source.addEventListener("snapshot", function (message) {
+    badge.textContent = "live";
+    badge.className = "badge on";
+    apply(JSON.parse(message.data));
+  });
+  source.onerror = function () {
+    badge.textContent = "reconnecting";
+    badge.className = "badge off";
+  };
+}
+
+loadDiagrams().then(connect, function (err) {
+  document.getElementById("connection").textContent = "failed: " + err;
+});

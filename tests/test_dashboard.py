@@ -1,0 +1,258 @@
+"""The dashboard: HTTP routes, server-sent events, and the page in headless Chromium.
+
+The browser test drives Debian's chromium over the DevTools protocol on a pipe
+(``--remote-debugging-pipe``); it skips only when chromium is absent (see .ci/run).
+"""
+import asyncio
+import json
+import os
+import select
+import shutil
+import subprocess
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+import uvloop
+
+from flowchain import ChainBuilder, ChainRegistry, ChainStepError, ComponentRegistry
+from flowchain.feeds.base import FeedState, FeedStats
+from flowchain.metrics import FlowChainCollector
+from flowchain.monitor import Monitor
+from flowchain.web import DashboardServer, DashboardState
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+class FakeFeed:
+    def __init__(self):
+        self.stats = FeedStats()
+        self.state = FeedState()
+
+
+def make_node():
+    components = ComponentRegistry()
+    components.register("Features", lambda x: x)
+
+    def agents(x):
+        if x % 10 == 7:
+            raise ValueError(f"agent could not read tick {x}")
+        return x
+
+    components.register("Agents", agents)
+    components.register("Execute", lambda x: x)
+    reg = ChainRegistry(components, ring_capacity=256)
+    cid = reg.register_chain(ChainBuilder("decision")
+                             .step("features", "Features", "tick", "features", 5)
+                             .step("agents", "Agents", "features", "votes", 0.000001)
+                             .step("execute", "Execute", "votes", "order", 5).build())
+    return reg, cid
+
+
+def run_chain(reg, cid, xs):
+    for x in xs:
+        try:
+            reg.runner(cid).run(x)
+        except ChainStepError:
+            pass
+
+
+class ServerThread:
+    """The dashboard on its own uvloop loop in a thread, as the node would host it."""
+
+    def __init__(self, state, **kw):
+        self.loop = uvloop.new_event_loop()
+        self.server = DashboardServer(state, **kw)
+        ready = threading.Event()
+
+        def main():
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(self.server.start())
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=main, daemon=True)
+        self.thread.start()
+        assert ready.wait(10), "dashboard did not start"
+
+    def close(self):
+        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def node():
+    reg, cid = make_node()
+    monitor = Monitor(reg, warning_interval_s=0, min_attempts=10)
+    feed = FakeFeed()
+    feed.state.update(connected=True)
+    feed.stats.received = 123
+    state = DashboardState(reg, monitor, {"simulator": feed})
+    server = ServerThread(state, interval_s=0.1, collector=FlowChainCollector(reg))
+    yield reg, cid, monitor, server.server
+    server.close()
+
+
+def get(url):
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.status, response.headers.get("Content-Type"), response.read()
+
+
+def test_routes_status_chains_metrics_and_errors(node):
+    reg, cid, monitor, server = node
+    run_chain(reg, cid, range(20))
+    monitor.poll()
+    status, ctype, body = get(server.url + "/api/status")
+    snap = json.loads(body)
+    chain = snap["chains"][0]
+    assert chain["executions"] == 20 and chain["failures"] == 2
+    assert [s["status"] for s in chain["steps"]] == ["ok", "failing", "ok"]
+    assert snap["failures"][0]["step"] == "agents"
+    assert "could not read tick" in snap["failures"][0]["message"]
+    assert snap["feeds"]["simulator"]["received"] == 123
+    assert {e["kind"] for e in snap["events"]} >= {"slow_step", "escalation"}
+    diagrams = json.loads(get(server.url + "/api/chains")[2])
+    assert diagrams[0]["svg"].startswith("<svg")
+    assert b"flowchain_chains_executed_total" in get(server.url + "/metrics")[2]
+    page = get(server.url + "/")[2].decode()
+    assert "/static/app.js" in page and "http" not in page.replace(
+        'name="viewport"', "")            # no external resource
+    assert get(server.url + "/static/app.js")[1].startswith("text/javascript")
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        get(server.url + "/nothing")
+    assert missing.value.code == 404
+    request = urllib.request.Request(server.url + "/api/status", data=b"x", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as post:
+        urllib.request.urlopen(request, timeout=10)
+    assert post.value.code == 405
+
+
+def test_malformed_request_gets_400_and_is_counted(node):
+    import socket
+    *_, server = node
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+        s.sendall(b"garbage\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 400")
+    assert server.counters["bad_request"] == 1
+
+
+def test_event_stream_pushes_changing_snapshots(node, eventually):
+    reg, cid, monitor, server = node
+    with urllib.request.urlopen(server.url + "/api/events", timeout=10) as stream:
+        assert stream.headers["Content-Type"] == "text/event-stream"
+
+        def next_snapshot():
+            while True:
+                line = stream.readline()
+                if line.startswith(b"data: "):
+                    return json.loads(line[6:])
+
+        first = next_snapshot()
+        run_chain(reg, cid, range(30))
+        counts = eventually(lambda: next_snapshot()["chains"][0]["executions"] == 30, timeout=10)
+        assert counts and first["chains"][0]["executions"] == 0
+
+
+class DevTools:
+    """Chromium's DevTools protocol over --remote-debugging-pipe (fd 3 in, fd 4 out)."""
+
+    def __init__(self, binary, profile):
+        to_child_r, self._to_child = os.pipe()
+        self._from_child, from_child_w = os.pipe()
+
+        def wire():
+            os.dup2(to_child_r, 3)
+            os.dup2(from_child_w, 4)
+
+        self.proc = subprocess.Popen(
+            [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--disable-dev-shm-usage", "--remote-debugging-pipe", f"--user-data-dir={profile}",
+             "about:blank"],
+            preexec_fn=wire, pass_fds=(3, 4), stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self._next = 0
+        self._buffer = b""
+
+    def call(self, method, params=None, session=None, timeout=30):
+        self._next += 1
+        message = {"id": self._next, "method": method, "params": params or {}}
+        if session:
+            message["sessionId"] = session
+        os.write(self._to_child, json.dumps(message).encode() + b"\0")
+        import time
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\0" in self._buffer:
+                raw, self._buffer = self._buffer.split(b"\0", 1)
+                reply = json.loads(raw)
+                if reply.get("id") == self._next:
+                    if "error" in reply:
+                        raise RuntimeError(f"{method}: {reply['error']}")
+                    return reply["result"]
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._from_child], [], [], left)[0]:
+                raise TimeoutError(f"chromium did not answer {method} within {timeout}s")
+            chunk = os.read(self._from_child, 1 << 16)
+            if not chunk:
+                raise RuntimeError("chromium closed the DevTools pipe")
+            self._buffer += chunk
+
+    def open(self, url):
+        target = self.call("Target.createTarget", {"url": url})["targetId"]
+        return self.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
+            "sessionId"]
+
+    def evaluate(self, session, expression):
+        result = self.call("Runtime.evaluate", {"expression": expression,
+                                                "returnByValue": True}, session)
+        return result["result"].get("value")
+
+    def close(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        os.close(self._to_child)
+        os.close(self._from_child)
+
+
+@pytest.mark.skipif(CHROMIUM is None,
+                    reason="chromium absent (apt-get install chromium)")
+def test_page_in_headless_chromium_shows_numbers_that_change(node, tmp_path, eventually):
+    reg, cid, monitor, server = node
+    run_chain(reg, cid, range(40))
+    monitor.poll()
+    browser = DevTools(CHROMIUM, tmp_path / "profile")
+    try:
+        session = browser.open(server.url + "/")
+
+        def text(selector):
+            return browser.evaluate(session, f"(document.querySelector({json.dumps(selector)})"
+                                             " || {}).textContent || ''")
+
+        eventually(lambda: text("#chains td.executions") == "40", timeout=30,
+                   message="executions shown")
+        assert text("#connection") == "live"
+        status = browser.evaluate(session, "Array.from(document.querySelectorAll("
+                                           "'#diagrams g.step')).map(g => g.dataset.status)")
+        assert status == ["ok", "failing", "ok"]
+        assert "40 ok" in text('#diagrams g.step[data-step="features"] [data-field="counts"]')
+        assert "agents (Agents)" in text("#failures tbody")
+        assert "could not read tick" in text("#failures tbody")
+        assert "escalation" in text("#events")
+        assert text("#feeds tbody").startswith("simulatorconnected123")
+        success_before = text("#chains td.success")
+        run_chain(reg, cid, [0] * 60)         # all succeed: the success rate rises
+        eventually(lambda: text("#chains td.executions") == "100", timeout=30,
+                   message="executions updated")
+        eventually(lambda: "100 ok" in text(
+            '#diagrams g.step[data-step="features"] [data-field="counts"]'), timeout=30)
+        assert (success_before, text("#chains td.success")) == ("90.00%", "96.00%")
+    finally:
+        browser.close()
