@@ -256,3 +256,21 @@ def test_page_in_headless_chromium_shows_numbers_that_change(node, tmp_path, eve
         assert (success_before, text("#chains td.success")) == ("90.00%", "96.00%")
     finally:
         browser.close()
+
+
+def test_status_cli_reads_a_running_node(node):
+    from typer.testing import CliRunner
+
+    from flowchain.cli import status  # noqa: F401  (registers the command)
+    from flowchain.cli.app import app
+
+    reg, cid, monitor, server = node
+    run_chain(reg, cid, range(12))
+    runner = CliRunner()
+    result = runner.invoke(app, ["status", "--url", server.url, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["chains"][0]["executions"] == 12
+    table = runner.invoke(app, ["status", "--url", server.url], env={"COLUMNS": "200"})
+    assert table.exit_code == 0 and "decision" in table.stdout and "12" in table.stdout
+    down = runner.invoke(app, ["status", "--url", "http://127.0.0.1:9"])
+    assert down.exit_code == 1 and "no node dashboard" in down.output

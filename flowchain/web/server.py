@@ -24,6 +24,8 @@ from flowchain.web.state import DashboardState
 
 log = logging.getLogger("flowchain.web")
 
+DEFAULT_PORT = 8750
+"""The dashboard's port unless the node is told otherwise (``flowchain status`` asks here)."""
 MAX_HEADER_BYTES = 16_384
 STATIC_TYPES = {"app.js": "text/javascript; charset=utf-8",
                 "app.css": "text/css; charset=utf-8",

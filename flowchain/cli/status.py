@@ -1,0 +1,81 @@
+"""``flowchain status [--url URL] [--json]``: ask a running node what its chains are doing."""
+import json
+import urllib.error
+import urllib.request
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from flowchain.cli.app import app
+from flowchain.web.server import DEFAULT_PORT
+
+err = Console(stderr=True)
+
+
+def fetch_status(url: str, timeout: float = 5.0) -> dict:
+    """Return the node's ``/api/status`` snapshot.
+
+    Raises
+    ------
+    ConnectionError
+        When nothing answers at ``url`` or the answer is not the dashboard's JSON.
+    """
+    endpoint = url.rstrip("/") + "/api/status"
+    try:
+        with urllib.request.urlopen(endpoint, timeout=timeout) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        raise ConnectionError(f"{endpoint} answered HTTP {exc.code}; is this a FlowChain "
+                              "node's dashboard?") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise ConnectionError(f"no node dashboard at {url} ({getattr(exc, 'reason', exc)}); "
+                              "is `flowchain node` running? pass its address with --url") from exc
+    except ValueError as exc:
+        raise ConnectionError(f"{endpoint} did not return JSON; is this a FlowChain node's "
+                              "dashboard?") from exc
+
+
+def _ns(ns) -> str:
+    from flowchain.diagram import format_ns
+
+    return "-" if ns is None else format_ns(ns)
+
+
+@app.command("status")
+def status(
+    url: str = typer.Option(f"http://127.0.0.1:{DEFAULT_PORT}", "--url",
+                            help="The node's dashboard address."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Show a running node's chains, running executions and latest warnings."""
+    try:
+        snap = fetch_status(url)
+    except ConnectionError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
+    if as_json:
+        typer.echo(json.dumps(snap))
+        return
+    out = Console()
+    chains = Table(title=f"chains at {url}")
+    for col in ("tenant", "chain", "executions", "failures", "success", "per s", "p50", "p99",
+                "steps"):
+        chains.add_column(col)
+    for c in snap["chains"]:
+        ratio = "-" if c["success_ratio"] is None else f"{100 * c['success_ratio']:.2f}%"
+        steps = " > ".join(f"{s['name']}:{s['status']}" for s in c["steps"])
+        chains.add_row(c["tenant"], c["chain"], str(c["executions"]), str(c["failures"]), ratio,
+                       f"{c['throughput_per_s']:.1f}", _ns(c["p50_ns"]), _ns(c["p99_ns"]), steps)
+    out.print(chains)
+    live = Table(title="running now")
+    for col in ("execution", "current step", "completed", "progress", "remaining"):
+        live.add_column(col)
+    for e in snap["live"]:
+        live.add_row(e["execution_id"], str(e["current_step"]),
+                     " > ".join(e.get("completed_steps") or []), f"{e['progress']}%",
+                     _ns(e["eta_ns"]))
+    out.print(live if snap["live"] else "no execution running")
+    for e in snap["events"][:10]:
+        out.print(f"[{'red' if e['severity'] == 'critical' else 'yellow'}]{e['kind']}[/] "
+                  f"{e['message']}")
