@@ -1,0 +1,38 @@
+"""``flowchain keys generate DIR``: write CurveZMQ key pairs for the bridge and the node."""
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from flowchain import keys as curve_keys
+from flowchain.cli.app import app
+
+keys_app = typer.Typer(help="CurveZMQ keys for the bridge <-> node link.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+out = Console()
+
+
+@keys_app.command("generate")
+def generate(
+    directory: Path = typer.Argument(..., file_okay=False, help="Folder to write the key files into."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object of the paths."),
+) -> None:
+    """Write bridge.key(_secret), node.key(_secret) and authorized/node.key into DIRECTORY."""
+    try:
+        paths = curve_keys.generate(directory)
+    except FileExistsError as exc:
+        out.print(f"[red]{exc}[/]") if not as_json else print(json.dumps({"error": str(exc)}))
+        raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps({k: str(v) for k, v in paths.items()}))
+        return
+    table = Table(title=f"CurveZMQ keys in {directory}")
+    table.add_column("file")
+    table.add_column("give it to")
+    table.add_row(str(paths["bridge_secret"]), "the bridge (--secret-key); keep private")
+    table.add_row(str(paths["authorized"]), "the bridge (--authorized-dir): node public keys it accepts")
+    table.add_row(str(paths["node_secret"]), "the node; keep private")
+    table.add_row(str(paths["bridge_public"]), "the node (the bridge's public key)")
+    out.print(table)
