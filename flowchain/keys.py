@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import zmq
 import zmq.auth
-from zmq.auth.thread import ThreadAuthenticator
+
+if TYPE_CHECKING:
+    from zmq.auth.thread import ThreadAuthenticator
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
@@ -82,7 +85,7 @@ def load_public(key_file: Path | str) -> bytes:
     return public
 
 
-def start_authenticator(context: zmq.Context, authorized_dir: Path | str) -> ThreadAuthenticator:
+def start_authenticator(context: zmq.Context, authorized_dir: Path | str) -> "ThreadAuthenticator":
     """Start a ZAP authenticator on ``context`` accepting the public keys in ``authorized_dir``.
 
     Raises
@@ -94,6 +97,8 @@ def start_authenticator(context: zmq.Context, authorized_dir: Path | str) -> Thr
     if not folder.is_dir():
         raise FileNotFoundError(f"authorized-keys folder {folder} does not exist; "
                                 "`flowchain keys generate DIR` creates DIR/authorized")
+    from zmq.auth.thread import ThreadAuthenticator  # imported only when Curve is on
+
     auth = ThreadAuthenticator(context)
     auth.start()
     auth.configure_curve(domain="*", location=str(folder))

@@ -140,6 +140,12 @@ def test_order_check_refusal_is_not_sent(client, mt5):
     assert mt5.order_send_calls == 0
 
 
+def test_symbol_not_streamed_is_invalid_and_unsent(client, mt5):
+    result = client.send(_order(client, symbol="GBPUSD"))
+    assert result.status is wire.OrderStatus.INVALID and "GBPUSD" in result.comment
+    assert mt5.order_send_calls == 0
+
+
 def test_disconnected_terminal_refuses_unsent(client, mt5, bridge, eventually):
     mt5.server_connected = False
     eventually(lambda: not bridge.link.connected)

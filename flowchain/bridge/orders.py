@@ -121,6 +121,9 @@ class OrderDesk:
         """Check the deadline and the terminal, then order_check and order_send (never twice)."""
         if self._clock_ns() > req.deadline_ns:
             return self._result(req, OrderStatus.EXPIRED, comment="deadline passed before sending")
+        if req.symbol not in self.link.symbols:
+            return self._result(req, OrderStatus.INVALID,
+                                comment=f"symbol {req.symbol} is not one this bridge streams"[:64])
         if not self.link.ensure() or not self.link.connected:
             return self._result(req, OrderStatus.DISCONNECTED, comment="terminal not connected",
                                 error=(self.link.last_error, self.link.last_error_message))
