@@ -539,4 +539,8 @@ def parse_since(text: Optional[str], now_ns: Optional[int] = None) -> Optional[i
                          "ISO date-time (2024-05-01T12:00:00)") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
-    return int(when.timestamp() * 1e9)
+    ns = int(when.timestamp() * 1e9)
+    if not -(2**63) <= ns < 2**63:
+        raise ValueError(f"--since {text!r} is outside the years 1678..2262 that epoch "
+                         "nanoseconds can hold")
+    return ns

@@ -1,0 +1,83 @@
+"""The offline HTML report: HdrHistogram-style distributions, trends, slowest steps, CLI."""
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+from typer.testing import CliRunner
+
+from flowchain import ChainBuilder, ChainRegistry, ChainStepError, ComponentRegistry
+from flowchain.histograms import LatencyHistogram
+from flowchain.history import HistoryReader, HistoryWriter
+from flowchain.report import build_report, percentile_curve
+
+
+def history(tmp_path):
+    components = ComponentRegistry()
+    components.register("Fast", lambda x: x)
+
+    def slow(x):
+        if x % 20 == 0:
+            raise ValueError(f"slow step refused {x}")
+        return sum(range(2000))
+
+    components.register("Slow", slow)
+    reg = ChainRegistry(components, ring_capacity=64)
+    cid = reg.register_chain(ChainBuilder("decision").step("fast_step", "Fast", "a", "b", 1)
+                             .step("slow_step", "Slow", "b", "c", 0.001).build())
+    writer = HistoryWriter(reg, tmp_path / "h.db", sample_rate=0)
+    for batch in range(3):
+        for x in range(batch * 100, batch * 100 + 100):
+            try:
+                reg.runner(cid).run(x)
+            except ChainStepError:
+                pass
+        writer.flush()
+    writer.close()
+    return tmp_path / "h.db"
+
+
+def test_percentile_curve_uses_log_inverse_tail_axis():
+    hist = LatencyHistogram.from_values(range(1, 10_001))
+    xs, ys = percentile_curve(hist)
+    assert xs[0] == 0 and xs[10] == 1.0 and xs[-1] == pytest.approx(4.0)
+    assert ys[10] == hist.percentile(90.0) and ys[20] == hist.percentile(99.0)
+    assert ys == sorted(ys)
+    assert percentile_curve(LatencyHistogram()) == ([], [])
+
+
+def test_report_is_self_contained_html_with_charts_and_slowest_steps(tmp_path):
+    with HistoryReader(history(tmp_path)) as reader:
+        page = build_report(reader)
+    assert "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "<script" not in page
+    svgs = re.findall(r"<svg.*?</svg>", page, flags=re.S)
+    assert len(svgs) == 4
+    for svg in svgs:
+        ET.fromstring(svg)                              # each chart is valid XML
+    dist = ET.fromstring(svgs[0])
+    series = [p.get("data-series") for p in dist.iter("{http://www.w3.org/2000/svg}path")]
+    assert series == ["fast_step", "slow_step", "whole chain"]
+    assert ">99%<" in svgs[0]                              # 285 samples: two nines and a half
+    slowest = re.search(r'<table id="slowest">.*?</table>', page, flags=re.S).group(0)
+    rows = re.findall(r"<tr><td>decision</td><td>(\w+)</td>", slowest)
+    assert rows == ["slow_step", "fast_step"]
+    assert "5.00%" in page                               # slow_step's error rate
+
+
+def test_cli_writes_report_and_reports_bad_input(tmp_path):
+    from flowchain.cli import report  # noqa: F401  (registers the command)
+    from flowchain.cli.app import app
+
+    db = history(tmp_path)
+    out = tmp_path / "r.html"
+    runner = CliRunner()
+    result = runner.invoke(app, ["report", "--db", str(db), "--since", "1h", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "decision" in out.read_text()
+    old = runner.invoke(app, ["report", "--db", str(db), "--since", "2200-01-01T00:00:00",
+                              "--out", str(out)])
+    assert old.exit_code == 0 and "No history in this range" in out.read_text()
+    bad = runner.invoke(app, ["report", "--db", str(db), "--since", "soon", "--out", str(out)])
+    assert bad.exit_code == 1 and "neither a duration" in bad.output
+    missing = runner.invoke(app, ["report", "--db", str(tmp_path / "x.db"), "--out", str(out)])
+    assert missing.exit_code == 1
