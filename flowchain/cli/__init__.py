@@ -1,6 +1,7 @@
 """The ``flowchain`` command: one module per command group, all attached to :data:`app`."""
 from flowchain.cli.app import app, bench_app, chains_app  # noqa: F401
 from flowchain.cli import bench, chains, run  # noqa: F401,E402  (each registers its commands)
+from flowchain.cli import bridge as _bridge_cmd, keys as _keys_cmd  # noqa: F401,E402
 
 
 def main() -> None:
