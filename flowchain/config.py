@@ -29,11 +29,11 @@ overrides any of them, by section::
     slippage = 0.0               # price units
 
     [bridge]
-    orders = "tcp://127.0.0.1:5556"
-    connect_timeout = 3.0
-    server_public_key = ""       # CurveZMQ keys (Z85 text); empty: no encryption
-    client_public_key = ""
-    client_secret_key = ""
+    orders = "tcp://127.0.0.1:5556"  # the bridge's ROUTER: orders and backfill
+    connect_timeout = 3.0        # seconds to wait for the bridge's first heartbeat
+    secret_key = ""              # this node's *.key_secret file (flowchain keys generate DIR)
+    server_public_key = ""       # the bridge's .key file; both empty: no Curve (loopback only)
+    allow_remote = false         # a non-loopback bridge without keys (trusted networks only)
 
 Flags given on the command line (``--feed``, ``--broker``, ``--db``, ``--duration``) win over
 the file. Every problem is a :class:`ConfigError` that names the file, the key and what to do.
@@ -150,26 +150,25 @@ class PaperSection(_Section):
 
 
 class BridgeSection(_Section):
-    """``[bridge]``: the Windows bridge's order endpoint and CurveZMQ keys."""
+    """``[bridge]``: the Windows bridge's order/backfill endpoint and CurveZMQ key files."""
 
     orders: str = DEFAULT_ORDERS_ENDPOINT
+    """The bridge's ROUTER: orders and backfill."""
     connect_timeout: float = 3.0
+    """Seconds to wait at start for the bridge's first heartbeat before giving up."""
+    secret_key: str = ""
+    """This node's ``*.key_secret`` file (``flowchain keys generate DIR``); empty: no Curve."""
     server_public_key: str = ""
-    client_public_key: str = ""
-    client_secret_key: str = ""
+    """The bridge's public ``.key`` file."""
+    allow_remote: bool = False
+    """Connect to a non-loopback bridge without Curve keys (a trusted network only)."""
 
     def __post_init__(self) -> None:
         _check_tcp(self.orders, "orders")
         _positive(self.connect_timeout, "connect_timeout")
-        keys = (self.server_public_key, self.client_public_key, self.client_secret_key)
-        if any(keys) and not all(keys):
-            raise ValueError("CurveZMQ needs all three of server_public_key, client_public_key "
-                             "and client_secret_key, or none of them")
-        for name, key in zip(("server_public_key", "client_public_key", "client_secret_key"),
-                             keys):
-            if key and len(key) != 40:
-                raise ValueError(f"{name} must be a 40-character Z85 CurveZMQ key, got "
-                                 f"{len(key)} characters")
+        if bool(self.secret_key) != bool(self.server_public_key):
+            raise ValueError("CurveZMQ needs both secret_key (this node's *.key_secret file) "
+                             "and server_public_key (the bridge's .key file), or neither")
 
 
 class NodeConfig(_Section):
@@ -208,8 +207,6 @@ class NodeConfig(_Section):
         """Return the configuration as plain data (the TOML file's shape, keys included)."""
         out = msgspec.to_builtins(self)
         out.pop("source", None)
-        if out["bridge"].get("client_secret_key"):
-            out["bridge"]["client_secret_key"] = "<set>"
         return out
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -153,6 +154,8 @@ class TradingNode:
         await feed.start()
         if config.feed_kind == "tcp":
             await self._await_bridge()
+        gc.collect()
+        gc.freeze()  # what start built lives as long as the node: keep it out of collections
         self.start_s = time.perf_counter() - begun
 
     async def _await_bridge(self) -> None:
@@ -388,6 +391,7 @@ class TradingNode:
         await self._close()
 
     async def _close(self) -> None:
+        gc.unfreeze()
         if self.parts is not None:
             await self.parts.close()
         if self._executor is not None:

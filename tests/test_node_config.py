@@ -74,7 +74,7 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
     ('[risk]\nmax_position_lots = 1\n', "risk.max_position_lots"),
     ('[risk]\nmax_orders_per_second = 2.5\n', "risk.max_orders_per_second"),
     ('[bridge]\norders = "tcp://host:99999"\n', "bridge.orders"),
-    ('[bridge]\nserver_public_key = "abc"\n', "bridge"),
+    ('[bridge]\nserver_public_key = "bridge.key"\n', "bridge"),
     ('[sim]\nseed = 1\n', "sim"),
 ])
 def test_bad_values_name_file_and_key(tmp_path: Path, text: str, key: str) -> None:
@@ -121,9 +121,19 @@ def test_feed_kinds(spec: str, kind: str) -> None:
     assert feed_kind(spec) == kind
 
 
-def test_to_dict_hides_the_secret_key() -> None:
-    key = "x" * 40
-    config = load_config(None)
-    config = NodeConfig(bridge=type(config.bridge)(server_public_key=key, client_public_key=key,
-                                                   client_secret_key=key))
-    assert config.to_dict()["bridge"]["client_secret_key"] == "<set>"
+def test_to_dict_round_trips() -> None:
+    import msgspec
+
+    config = load_config(None, {"db": "round.db", "duration": 3.0, "symbols": ["EURUSD"]})
+    data = config.to_dict()
+    assert set(data) == {"node", "simulator", "risk", "paper", "bridge"}
+    back = msgspec.convert(dict(data, source=config.source), NodeConfig)
+    assert back == config
+
+
+def test_bridge_key_files_come_in_pairs(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="server_public_key"):
+        load_config(write(tmp_path, '[bridge]\nsecret_key = "node.key_secret"\n'))
+    config = load_config(write(tmp_path, '[bridge]\nsecret_key = "n.key_secret"\n'
+                                         'server_public_key = "b.key"\n'))
+    assert config.bridge.secret_key == "n.key_secret"

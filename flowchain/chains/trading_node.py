@@ -114,16 +114,33 @@ def build_feed(config: NodeConfig) -> Feed:
 
 
 def curve_setup(config: NodeConfig) -> Optional[Callable[[Any], None]]:
-    """Return a socket setup applying the CurveZMQ client keys, or None without keys."""
+    """Return a socket setup making each socket a Curve client of the bridge, or None.
+
+    Raises
+    ------
+    NodeStartError
+        When the bridge is not on loopback and neither key files nor ``allow_remote`` are set,
+        or a key file cannot be read.
+    """
+    from flowchain import keys
+
     b = config.bridge
-    if not b.server_public_key:
+    secured = bool(b.secret_key)
+    for endpoint in (config.node.feed, b.orders):
+        try:
+            keys.check_endpoint(endpoint, secured=secured, allow_remote=b.allow_remote)
+        except keys.InsecureEndpointError as exc:
+            raise NodeStartError(f"{config.source}: {exc}") from exc
+    if not secured:
         return None
-    import zmq
+    try:  # read the files now: a wrong path fails at start, with the path in the message
+        keys.load_pair(b.secret_key)
+        keys.load_public(b.server_public_key)
+    except (OSError, ValueError) as exc:
+        raise NodeStartError(f"{config.source}: [bridge] key files: {exc}") from exc
 
     def setup(sock: Any) -> None:
-        sock.setsockopt(zmq.CURVE_SERVERKEY, b.server_public_key.encode("ascii"))
-        sock.setsockopt(zmq.CURVE_PUBLICKEY, b.client_public_key.encode("ascii"))
-        sock.setsockopt(zmq.CURVE_SECRETKEY, b.client_secret_key.encode("ascii"))
+        keys.secure_client(sock, b.secret_key, b.server_public_key)
 
     return setup
 
@@ -146,8 +163,14 @@ def build_broker(config: NodeConfig) -> Any:
         raise NodeStartError(
             f"broker 'bridge' (from {config.source}) is not available: {exc}; use "
             "--broker paper") from exc
-    return BridgeBroker(config.bridge.orders, socket_setup=curve_setup(config),
-                        timeout=config.bridge.connect_timeout)
+    b = config.bridge
+    try:
+        return BridgeBroker(b.orders, secret_key=b.secret_key or None,
+                            server_public_key=b.server_public_key or None,
+                            allow_remote=b.allow_remote)
+    except (TypeError, ValueError, OSError) as exc:
+        raise NodeStartError(f"broker 'bridge' at {b.orders} (from {config.source}): {exc}") \
+            from exc
 
 
 def build_parts(config: NodeConfig) -> NodeParts:
