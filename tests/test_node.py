@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import pytest
@@ -188,3 +187,28 @@ async def test_unusable_database_is_a_start_error(tmp_path: Path) -> None:
     config = load_config(None, {"db": str(tmp_path / "no" / "such" / "dir" / "x.db")})
     with pytest.raises(NodeStartError, match="does not exist"):
         await TradingNode(config).run(install_signals=False)
+
+
+def test_node_on_the_bridge_feed_with_the_fake_terminal(tmp_path: Path) -> None:
+    pub, router = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    bridge = subprocess.Popen([sys.executable, "-m", "flowchain.cli", "bridge", "--fake",
+                               "--pub", pub, "--router", router], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        config = tmp_path / "bridge.toml"
+        config.write_text(f'[bridge]\norders = "{router}"\nconnect_timeout = 30\n',
+                          encoding="utf-8")
+        db = tmp_path / "bridge.db"
+        code, out, err = finish(start_node("--config", str(config), "--feed", pub, "--db",
+                                           str(db), "--duration", "3", "--status-interval", "0",
+                                           "--json", cwd=tmp_path))
+    finally:
+        bridge.terminate()
+        bridge.communicate(timeout=30)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["stopped_by"] == "duration"
+    assert summary["ticks"] > 0 and summary["decisions"] == summary["ticks"]
+    assert summary["feed_stats"]["heartbeats"] > 0
+    stored = count(db, "SELECT COUNT(*) FROM ticks") + count(db, "SELECT COUNT(*) FROM quarantine")
+    assert stored == summary["ticks"]
