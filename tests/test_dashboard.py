@@ -274,3 +274,17 @@ def test_status_cli_reads_a_running_node(node):
     assert table.exit_code == 0 and "decision" in table.stdout and "12" in table.stdout
     down = runner.invoke(app, ["status", "--url", "http://127.0.0.1:9"])
     assert down.exit_code == 1 and "no node dashboard" in down.output
+
+
+def test_bench_observers_run_and_restart_cleanly():
+    from flowchain.bench.observe import Observers
+
+    reg, cid = make_node()
+    run_chain(reg, cid, range(5))
+    observers = Observers(reg, {"simulator": FakeFeed()}, scrape_every_s=0.05,
+                          sse_every_s=0.05, monitor_every_s=0.05)
+    for _ in range(2):                     # the bench starts and stops them every repetition
+        observers.start()
+        observers.stop()
+    assert observers.counters["scrapes"] >= 2 and observers.counters["sse_snapshots"] >= 2
+    assert observers.counters["errors"] == 0 and observers.monitor.counters["polls"] >= 2
