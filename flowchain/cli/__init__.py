@@ -2,6 +2,7 @@
 from flowchain.cli.app import app, bench_app, chains_app  # noqa: F401
 from flowchain.cli import bench, chains, run  # noqa: F401,E402  (each registers its commands)
 from flowchain.cli import bridge as _bridge_cmd, keys as _keys_cmd  # noqa: F401,E402
+from flowchain.cli import node as _node_cmd, bench_node as _bench_node_cmd  # noqa: F401,E402
 
 
 def main() -> None:
