@@ -429,6 +429,14 @@ class ChainRegistry:
             ],
         }
 
+    def built_runners(self) -> list[tuple[ChainDefinition, "engine.ChainRunner"]]:
+        """Return (definition, runner) for every chain whose runner exists; builds none.
+
+        The cold path (monitor, metrics, history, dashboard) reads these rings and histograms.
+        """
+        return [(e.definition, e.runner) for e in list(self._entries.values())
+                if e.runner is not None]
+
     def chain_ids(self) -> Iterable[str]:
         """Every registered chain id (all versions)."""
         return list(self._entries)
