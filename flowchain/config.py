@@ -35,11 +35,41 @@ overrides any of them, by section::
     server_public_key = ""       # the bridge's .key file; both empty: no Curve (loopback only)
     allow_remote = false         # a non-loopback bridge without keys (trusted networks only)
 
-Flags given on the command line (``--feed``, ``--broker``, ``--db``, ``--duration``) win over
-the file. Every problem is a :class:`ConfigError` that names the file, the key and what to do.
+    [dashboard]
+    enabled = true               # the dashboard, /metrics and /api/status (flowchain status)
+    host = "127.0.0.1"
+    port = 8750                  # 0 picks a free port (logged, and written to url_file)
+    url_file = ""                # write the bound URL here once serving (empty: don't)
+    interval_s = 0.5             # seconds between live snapshots pushed to open pages
+    allow_remote = false         # listen on a non-loopback host (no authentication!)
+
+    [history]
+    enabled = true               # interval histograms and executions in SQLite
+    db = ""                      # empty: the node's database
+    interval_s = 10.0
+    sample_rate = 0.001          # fraction of successful executions kept in full
+
+    [monitor]
+    interval_s = 0.25            # seconds between polls of the engine's rings
+    warning_interval_s = 10.0    # at most one slow-step warning per step this often
+    window_s = 60.0              # the error rate's rolling window
+    error_threshold = 0.05       # escalate above this error rate (5%)
+    min_attempts = 20            # attempts in the window before the rate is judged
+
+    [alerts]
+    webhook = ""                 # POST every event as JSON here; the log always gets them
+
+    [otel]
+    endpoint = ""                # OTLP/HTTP traces URL; needs the OTLP exporter (extra otel)
+    sample_rate = 0.01           # fraction of successful executions exported (failed: all)
+
+Flags given on the command line (``--feed``, ``--broker``, ``--db``, ``--duration``,
+``--dashboard HOST:PORT``, ``--no-dashboard`` ...) win over the file. Every problem is a :class:`ConfigError` that names the file, the key and what to do.
 """
 from __future__ import annotations
 
+import importlib.util
+import ipaddress
 import math
 import os
 import tomllib
@@ -53,6 +83,10 @@ from flowchain.errors import FlowChainError
 DEFAULT_SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD")
 DEFAULT_DB = "flowchain.db"
 DEFAULT_ORDERS_ENDPOINT = "tcp://127.0.0.1:5556"
+DEFAULT_DASHBOARD_PORT = 8750
+"""The dashboard's port unless configured (``flowchain status`` asks there by default)."""
+OTLP_EXPORTER_MODULE = "opentelemetry.exporter.otlp.proto.http.trace_exporter"
+"""The OTLP/HTTP span exporter ``[otel] endpoint`` needs (package opentelemetry-exporter-otlp)."""
 
 FEED_KINDS = ("sim", "replay", "tcp")
 BROKERS = ("paper", "bridge")
@@ -171,6 +205,126 @@ class BridgeSection(_Section):
                              "and server_public_key (the bridge's .key file), or neither")
 
 
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and any loopback address (127.0.0.0/8, ::1), brackets or not."""
+    bare = host.strip("[]")
+    if bare == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(bare).is_loopback
+    except ValueError:
+        return False
+
+
+class DashboardSection(_Section):
+    """``[dashboard]``: where the node serves its dashboard, ``/metrics`` and ``/api/status``."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_DASHBOARD_PORT
+    """0 picks a free port; the bound URL is logged and written to ``url_file``."""
+    url_file: str = ""
+    """A file the node writes its bound dashboard URL into once it serves (empty: none)."""
+    interval_s: float = 0.5
+    """Seconds between live snapshots pushed to open pages."""
+    allow_remote: bool = False
+    """Listen on a non-loopback host: anyone who reaches it reads the node's figures."""
+
+    def __post_init__(self) -> None:
+        if not self.host.strip():
+            raise ValueError("host must be a listen address such as 127.0.0.1, got ''")
+        if not 0 <= self.port < 65536:
+            raise ValueError(f"port must be in 0..65535 (0 picks a free one), got {self.port}")
+        _positive(self.interval_s, "interval_s")
+        if self.enabled and not self.allow_remote and not is_loopback_host(self.host):
+            raise ValueError(
+                f"host {self.host!r} is not loopback: the dashboard has no authentication, so "
+                "anyone who reaches it reads the node's figures. Listen on 127.0.0.1 (and use an "
+                "SSH tunnel or a reverse proxy), or set [dashboard] allow_remote = true "
+                "(--dashboard-allow-remote) on a trusted network")
+
+
+class HistorySection(_Section):
+    """``[history]``: interval histograms and failed/sampled executions persisted in SQLite."""
+
+    enabled: bool = True
+    db: str = ""
+    """The history database; empty: the node's own database (``[node] db``)."""
+    interval_s: float = 10.0
+    sample_rate: float = 0.001
+    """Fraction of successful executions persisted in full (failed ones always are)."""
+
+    def __post_init__(self) -> None:
+        _positive(self.interval_s, "interval_s")
+        _fraction(self.sample_rate, "sample_rate")
+
+
+class MonitorSection(_Section):
+    """``[monitor]``: slow-step warnings and error-rate escalation."""
+
+    interval_s: float = 0.25
+    warning_interval_s: float = 10.0
+    """At most one slow-step warning per (chain, step) in this many seconds."""
+    window_s: float = 60.0
+    error_threshold: float = 0.05
+    min_attempts: int = 20
+
+    def __post_init__(self) -> None:
+        _positive(self.interval_s, "interval_s")
+        _positive(self.warning_interval_s, "warning_interval_s", allow_zero=True)
+        _positive(self.window_s, "window_s")
+        if isinstance(self.error_threshold, bool) or not 0 <= self.error_threshold < 1:
+            raise ValueError("error_threshold must be a fraction in [0, 1) (0.05 is 5%), got "
+                             f"{self.error_threshold!r}")
+        if self.min_attempts < 1:
+            raise ValueError(f"min_attempts must be >= 1, got {self.min_attempts}")
+
+
+class AlertsSection(_Section):
+    """``[alerts]``: where monitor events go besides the log (always) and the dashboard."""
+
+    webhook: str = ""
+    """An http(s) URL every event is POSTed to as JSON, with retries (empty: none)."""
+
+    def __post_init__(self) -> None:
+        if self.webhook and not self.webhook.startswith(("http://", "https://")):
+            raise ValueError(f"webhook must be an http:// or https:// URL, got {self.webhook!r}")
+
+
+class OtelSection(_Section):
+    """``[otel]``: failed and sampled executions exported as OpenTelemetry traces over OTLP."""
+
+    endpoint: str = ""
+    """The OTLP/HTTP traces URL (``http://collector:4318/v1/traces``); empty: no export."""
+    sample_rate: float = 0.01
+
+    def __post_init__(self) -> None:
+        _fraction(self.sample_rate, "sample_rate")
+        if not self.endpoint:
+            return
+        if not self.endpoint.startswith(("http://", "https://")):
+            raise ValueError("endpoint must be an OTLP/HTTP URL such as "
+                             f"http://127.0.0.1:4318/v1/traces, got {self.endpoint!r}")
+        if not otlp_exporter_available():
+            raise ValueError(
+                f"endpoint {self.endpoint!r} needs the OTLP exporter ({OTLP_EXPORTER_MODULE}), "
+                "which is not installed: pip install 'flowchain[otel]' "
+                "opentelemetry-exporter-otlp-proto-http, or leave [otel] endpoint empty")
+
+
+def otlp_exporter_available() -> bool:
+    """True when the OTLP/HTTP span exporter can be imported."""
+    try:
+        return importlib.util.find_spec(OTLP_EXPORTER_MODULE) is not None
+    except (ImportError, ValueError):  # a parent package is missing
+        return False
+
+
+def _fraction(value: float, key: str) -> None:
+    if isinstance(value, bool) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{key} must be a fraction in [0, 1], got {value!r}")
+
+
 class NodeConfig(_Section):
     """The whole configuration of one trading node (see the module docstring for the file)."""
 
@@ -179,6 +333,11 @@ class NodeConfig(_Section):
     risk: RiskSection = msgspec.field(default_factory=RiskSection)
     paper: PaperSection = msgspec.field(default_factory=PaperSection)
     bridge: BridgeSection = msgspec.field(default_factory=BridgeSection)
+    dashboard: DashboardSection = msgspec.field(default_factory=DashboardSection)
+    history: HistorySection = msgspec.field(default_factory=HistorySection)
+    monitor: MonitorSection = msgspec.field(default_factory=MonitorSection)
+    alerts: AlertsSection = msgspec.field(default_factory=AlertsSection)
+    otel: OtelSection = msgspec.field(default_factory=OtelSection)
     source: str = "<defaults>"
     """Where the configuration came from (for messages); not a file key."""
 
@@ -197,6 +356,11 @@ class NodeConfig(_Section):
     def replay_path(self) -> Optional[Path]:
         """The replay file of a ``replay:FILE`` feed, else None."""
         return Path(self.node.feed.split(":", 1)[1]) if self.feed_kind == "replay" else None
+
+    @property
+    def history_db(self) -> str:
+        """The history database file: ``[history] db``, else the node's database."""
+        return self.history.db or self.node.db
 
     @property
     def duration(self) -> Optional[float]:
@@ -239,9 +403,30 @@ def _check_tcp(endpoint: str, key: str) -> None:
                          f"{endpoint!r}")
 
 
-_FLAG_KEYS = {"feed": "feed", "broker": "broker", "db": "db", "duration": "duration",
-              "symbols": "symbols", "status_interval": "status_interval"}
-"""Command-line overrides and the ``[node]`` key each one sets."""
+_FLAG_KEYS = {"feed": ("node", "feed"), "broker": ("node", "broker"), "db": ("node", "db"),
+              "duration": ("node", "duration"), "symbols": ("node", "symbols"),
+              "status_interval": ("node", "status_interval"),
+              "dashboard_enabled": ("dashboard", "enabled"),
+              "dashboard_url_file": ("dashboard", "url_file"),
+              "dashboard_allow_remote": ("dashboard", "allow_remote"),
+              "dashboard": ("dashboard", "host:port")}
+"""Command-line overrides and the ``(section, key)`` each one sets (``dashboard`` sets two)."""
+
+
+def parse_host_port(text: str, flag: str = "--dashboard") -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[::1]:8750`` for IPv6) into host and port.
+
+    Raises
+    ------
+    ConfigError
+        When the text has no host, no port, or a port outside 0..65535.
+    """
+    host, sep, port = text.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"{flag}: expected HOST:PORT such as 127.0.0.1:8750 (port 0 picks a "
+                          f"free one), got {text!r}")
+    return host, int(port)
 
 
 def _convert(data: Mapping[str, Any], source: str) -> NodeConfig:
@@ -275,7 +460,9 @@ def _explain(message: str, source: str) -> str:
 
 def _known_keys(section: str) -> str:
     sections = {"": NodeConfig, "node": NodeSection, "simulator": SimulatorSection,
-                "risk": RiskSection, "paper": PaperSection, "bridge": BridgeSection}
+                "risk": RiskSection, "paper": PaperSection, "bridge": BridgeSection,
+                "dashboard": DashboardSection, "history": HistorySection,
+                "monitor": MonitorSection, "alerts": AlertsSection, "otel": OtelSection}
     struct = sections.get(section)
     if struct is None:
         return "unknown"
@@ -292,7 +479,8 @@ def load_config(path: Union[str, os.PathLike, None] = None,
         A TOML file; the embedded defaults alone when omitted.
     overrides : mapping, optional
         Flag values by name (``feed``, ``broker``, ``db``, ``duration``, ``symbols``,
-        ``status_interval``); ``None`` values are ignored.
+        ``status_interval``, ``dashboard`` as ``"HOST:PORT"``, ``dashboard_enabled``,
+        ``dashboard_url_file``, ``dashboard_allow_remote``); ``None`` values are ignored.
 
     Returns
     -------
@@ -325,8 +513,15 @@ def load_config(path: Union[str, os.PathLike, None] = None,
         raise ConfigError(f"unknown override(s) {sorted(unknown)}; known: {sorted(_FLAG_KEYS)}")
     if not flags:
         return base
-    node = dict(data.get("node", {})) if isinstance(data.get("node"), dict) else {}
+    merged = dict(data)
     for name, value in flags.items():
-        node[_FLAG_KEYS[name]] = list(value) if name == "symbols" else value
+        section, key = _FLAG_KEYS[name]
+        held = merged.get(section)
+        table = dict(held) if isinstance(held, dict) else {}
+        if name == "dashboard":
+            table["host"], table["port"] = parse_host_port(str(value))
+        else:
+            table[key] = list(value) if name == "symbols" else value
+        merged[section] = table
     label = f"{source} + --flags" if path is not None else "--flags"
-    return _convert(dict(data, node=node), label)
+    return _convert(merged, label)

@@ -43,14 +43,11 @@ STATUS_FAILED = 3
 def built_runners(registry: Any) -> list[tuple[ChainDefinition, Any]]:
     """Return ``(definition, runner)`` for every chain of ``registry`` whose runner exists.
 
-    Chains never run have no runner and nothing to read; none is built here.
+    Chains never run have no runner and nothing to read; none is built here. The cold path's
+    modules (metrics, history, dashboard, OpenTelemetry) all read runners through this one
+    function, which asks the registry's public :meth:`~flowchain.ChainRegistry.built_runners`.
     """
-    out = []
-    for chain_id in registry.chain_ids():
-        entry = registry._entries.get(chain_id)  # read-only look at the registry's entries
-        if entry is not None and entry.runner is not None:
-            out.append((entry.definition, entry.runner))
-    return out
+    return list(registry.built_runners())
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,9 +12,17 @@ configured for this node, and the runners of its two chains:
   copies what each ring received since the last batch, and the MT5 -> database chain runs on it
   in a one-thread executor, so SQLite never blocks the tick path.
 
+* **Watching** (the cold path, off the loop): :class:`NodeObservers` runs
+  the monitor (slow-step warnings, error-rate escalations, recoveries: logged, counted in
+  the status line, shown on the dashboard, optionally POSTed to a webhook), the history writer
+  (interval histograms and failed/sampled executions in SQLite), the dashboard with
+  ``/metrics`` and ``/api/status`` on a loop of its own, and, when configured, the
+  OpenTelemetry trace export. Each only reads what the engine recorded.
+
 A status line goes out every ``status_interval`` seconds; :meth:`TradingNode.run` returns a
 summary. SIGINT/SIGTERM (or ``duration``, or the end of a replay file) stop the feed, then the
-last batch is stored and every component closed before the node returns.
+last batch is stored, the observers write their last interval and every component is closed
+before the node returns.
 """
 from __future__ import annotations
 
@@ -22,19 +30,21 @@ import asyncio
 import concurrent.futures
 import contextlib
 import gc
+import importlib
 import logging
+import os
 import signal
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, TextIO
+from typing import Any, Callable, Mapping, Optional, TextIO
 
 from flowchain.chains import AI_DECISION_CHAIN, MT5_TO_DATABASE_CHAIN, TRADING_NODE_YAML
 from flowchain.chains.trading_node import NodeParts, NodeStartError, build_parts
 from flowchain.components import ComponentRegistry
-from flowchain.config import NodeConfig
+from flowchain.config import OTLP_EXPORTER_MODULE, NodeConfig
 from flowchain.errors import ChainStepError, FlowChainError
 from flowchain.feeds.base import Feed
 from flowchain.feeds.batches import TickBatcher
@@ -81,6 +91,206 @@ def _format_ns(ns: float) -> str:
     return f"{ns:.0f}ns"
 
 
+def copy_counts(counter: Mapping[str, int], attempts: int = 5) -> dict[str, int]:
+    """Copy a counter another thread may be adding keys to (a copy that raced is retried).
+
+    Raises
+    ------
+    RuntimeError
+        When every attempt raced with a writer (the caller's provider error counter counts it).
+    """
+    for _ in range(attempts - 1):
+        try:
+            return dict(counter)
+        except RuntimeError:  # "dictionary changed size during iteration"
+            continue
+    return dict(counter)
+
+
+class NodeObservers:
+    """The node's cold path: monitor and alert sinks, history writer, dashboard, trace export.
+
+    Everything here runs in threads of its own (the monitor's and the history writer's, the
+    dashboard's event loop, the trace exporter's) and only reads what the engine recorded, so
+    the tick path on the node's loop never waits for it.
+
+    Parameters
+    ----------
+    config : NodeConfig
+    registry : ChainRegistry
+        The node's registry (its runners are built).
+    feed : Feed
+        Shown on the dashboard and in ``/metrics``.
+    order_counts : callable
+        Returns ``{status: orders}`` for the ``flowchain_orders`` counter.
+    out : text stream
+        Where the dashboard's address is announced.
+
+    Attributes
+    ----------
+    alerts : Counter
+        Monitor events by kind (``slow_step``, ``escalation``, ``recovery``).
+    url : str
+        The dashboard's base URL once serving, else ``""``.
+    """
+
+    def __init__(self, config: NodeConfig, registry: ChainRegistry, feed: Feed,
+                 order_counts: Callable[[], Mapping[str, int]], out: TextIO) -> None:
+        from flowchain.alerts import EVENT_KINDS
+
+        self.config = config
+        self.registry = registry
+        self.feed = feed
+        self.order_counts = order_counts
+        self.out = out
+        self.alerts: Counter = Counter({kind: 0 for kind in EVENT_KINDS})
+        self.url = ""
+        self.monitor: Any = None
+        self.history: Any = None
+        self.dashboard: Any = None
+        self.traces: Any = None
+        self._webhook: Any = None
+        self._tracer_provider: Any = None
+        self._closers: list[tuple[str, Callable[[], Any]]] = []
+
+    def start(self) -> None:
+        """Start the monitor, the history writer, the trace export and the dashboard.
+
+        Raises
+        ------
+        NodeStartError
+            When the webhook URL is refused, the history database cannot be opened, the OTLP
+            exporter cannot be built or the dashboard's address cannot be bound.
+        """
+        from flowchain.alerts import CallbackSink, LogSink, WebhookSink
+        from flowchain.monitor import Monitor
+
+        config = self.config
+        sinks: list[Any] = [LogSink(), CallbackSink(self._count)]
+        if config.alerts.webhook:
+            try:
+                self._webhook = WebhookSink(config.alerts.webhook)
+            except ValueError as exc:
+                raise NodeStartError(f"[alerts] webhook (from {config.source}): {exc}") from exc
+            self._closers.append(("webhook", self._webhook.close))
+            sinks.append(self._webhook)
+        m = config.monitor
+        self.monitor = Monitor(self.registry, sinks, interval_s=m.interval_s,
+                               warning_interval_s=m.warning_interval_s, window_s=m.window_s,
+                               error_threshold=m.error_threshold, min_attempts=m.min_attempts)
+        self.monitor.start()
+        self._closers.append(("monitor", self.monitor.stop))
+        if config.history.enabled:
+            self._start_history()
+        if config.otel.endpoint:
+            self._start_traces()
+        if config.dashboard.enabled:
+            self._start_dashboard()
+
+    def _count(self, event: Any) -> None:
+        self.alerts[event.kind] += 1
+
+    def _start_history(self) -> None:
+        import sqlite3
+
+        from flowchain.history import HistoryWriter
+        from flowchain.store import StoreError
+
+        h = self.config.history
+        try:
+            self.history = HistoryWriter(self.registry, self.config.history_db,
+                                         interval_s=h.interval_s, sample_rate=h.sample_rate)
+        except (StoreError, sqlite3.Error, OSError) as exc:
+            raise NodeStartError(f"history database {self.config.history_db!r} (from "
+                                 f"{self.config.source}): {exc}; fix [history] db or set "
+                                 "[history] enabled = false") from exc
+        self.history.start()
+        self._closers.append(("history", self.history.close))
+
+    def _start_traces(self) -> None:
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        from flowchain.otel import TraceExporter
+
+        o = self.config.otel
+        try:
+            exporter = importlib.import_module(OTLP_EXPORTER_MODULE).OTLPSpanExporter(
+                endpoint=o.endpoint)
+        except (ImportError, AttributeError, TypeError, ValueError) as exc:
+            raise NodeStartError(f"[otel] endpoint {o.endpoint!r}: the OTLP exporter could not "
+                                 f"be built: {exc}; install the 'otel' extra "
+                                 "(opentelemetry-exporter-otlp-proto-http)") from exc
+        provider = TracerProvider(resource=Resource.create({"service.name": "flowchain-node"}))
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+        self._tracer_provider = provider
+        self._closers.append(("trace provider", provider.shutdown))
+        self.traces = TraceExporter(self.registry, provider, sample_rate=o.sample_rate).start()
+        self._closers.append(("trace export", self.traces.stop))
+
+    def _start_dashboard(self) -> None:
+        from flowchain.metrics import FlowChainCollector, counter_metrics, feed_metrics
+        from flowchain.web import DashboardServer, DashboardState, DashboardThread
+
+        d = self.config.dashboard
+        feeds = {"feed": self.feed}
+        collector = FlowChainCollector(self.registry, [
+            feed_metrics(feeds),
+            counter_metrics("flowchain_orders", "Orders by result: filled, pending, failed (by "
+                            "the broker), rejected (by a risk check).", "status",
+                            self.order_counts)])
+        server = DashboardServer(DashboardState(self.registry, self.monitor, feeds), d.host,
+                                 d.port, interval_s=d.interval_s, collector=collector)
+        thread = DashboardThread(server)
+        try:
+            thread.start()
+        except (OSError, TimeoutError) as exc:
+            raise NodeStartError(
+                f"the dashboard could not listen on {d.host}:{d.port} (from "
+                f"{self.config.source}): {exc}; pick another address with --dashboard "
+                "HOST:PORT (port 0 picks a free one) or run with --no-dashboard") from exc
+        self.dashboard = thread
+        self._closers.append(("dashboard", thread.close))
+        self.url = thread.url
+        if d.url_file:
+            self._write_url(Path(d.url_file))
+        print(f"[node] dashboard {self.url}/  metrics {self.url}/metrics  status "
+              f"{self.url}/api/status", file=self.out, flush=True)
+
+    def _write_url(self, path: Path) -> None:
+        """Write the URL atomically (a reader never sees half of it)."""
+        partial = path.with_name(path.name + ".partial")
+        try:
+            partial.write_text(self.url + "\n", encoding="utf-8")
+            os.replace(partial, path)
+        except OSError as exc:
+            raise NodeStartError(f"[dashboard] url_file {str(path)!r}: cannot write the "
+                                 f"dashboard URL there: {exc.strerror}") from exc
+
+    def close(self) -> None:
+        """Stop everything started, newest first: the monitor polls and the history writer
+        flushes one last time. Each is closed once; a failure is logged and the rest still
+        close."""
+        while self._closers:
+            name, close = self._closers.pop()
+            try:
+                close()
+            except Exception:
+                log.exception("closing the node's %s failed", name)
+
+    def summary(self) -> dict[str, Any]:
+        """Return the observers' figures for the node's exit summary."""
+        return {
+            "alerts": dict(self.alerts),
+            "dashboard": self.url,
+            "monitor": dict(self.monitor.counters) if self.monitor is not None else {},
+            "history": dict(self.history.counters) if self.history is not None else {},
+            "traces": dict(self.traces.counters) if self.traces is not None else {},
+            "webhook": dict(self._webhook.counters) if self._webhook is not None else {},
+        }
+
+
 class TradingNode:
     """The trading-node process: a feed, the two chains, a broker, status and shutdown.
 
@@ -104,6 +314,7 @@ class TradingNode:
         self.registry: Optional[ChainRegistry] = None
         self.feed: Optional[Feed] = None
         self.parts: Optional[NodeParts] = None
+        self.observers: Optional[NodeObservers] = None
         self._contexts: list[DecisionContext] = []
         self._decide: Optional[Callable[[Any], Any]] = None
         self._store_runner: Any = None
@@ -150,6 +361,8 @@ class TradingNode:
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="flowchain-store")
         self._stop = asyncio.Event()
+        self.observers = NodeObservers(config, registry, feed, self._order_counts, self.out)
+        self.observers.start()
         feed.on_tick(self._on_first_tick)
         await feed.start()
         if config.feed_kind == "tcp":
@@ -248,6 +461,12 @@ class TradingNode:
 
     # ------------------------------------------------------------------ reporting
 
+    def _order_counts(self) -> dict[str, int]:
+        """Orders by result (holds are no orders), for ``/metrics`` (read off the loop)."""
+        counts = copy_counts(self.counters.results)
+        counts.pop("hold", None)
+        return counts
+
     def chain_latency(self, chain: str) -> dict[str, Any]:
         """Return a chain's whole-execution latency summary (ns) from the engine's histograms."""
         assert self.registry is not None
@@ -271,7 +490,14 @@ class TradingNode:
                 f"decisions={c.decisions} orders={c.orders} positions={shown} "
                 f"decision p50={_format_ns(decide['p50_ns'])} p99={_format_ns(decide['p99_ns'])} "
                 f"store p50={_format_ns(store['p50_ns'])} p99={_format_ns(store['p99_ns'])} "
-                f"batches={c.batches}")
+                f"batches={c.batches}{self._alert_text()}")
+
+    def _alert_text(self) -> str:
+        if self.observers is None:
+            return ""
+        a = self.observers.alerts
+        return (f" warnings={a['slow_step']} escalations={a['escalation']} "
+                f"recoveries={a['recovery']}")
 
     def summary(self) -> dict[str, Any]:
         """Return what the node did, as plain data (the ``--json`` output of ``flowchain node``)."""
@@ -311,6 +537,7 @@ class TradingNode:
             "rows": dict(c.rows),
             "feed_stats": self.feed.stats.as_dict(),
             "chains": chains,
+            **(self.observers.summary() if self.observers is not None else {}),
         }
 
     # ------------------------------------------------------------------ lifecycle
@@ -392,6 +619,8 @@ class TradingNode:
 
     async def _close(self) -> None:
         gc.unfreeze()
+        if self.observers is not None:  # after the last batch: its executions are recorded
+            await asyncio.get_running_loop().run_in_executor(None, self.observers.close)
         if self.parts is not None:
             await self.parts.close()
         if self._executor is not None:

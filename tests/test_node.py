@@ -24,7 +24,10 @@ LAUNCH = "import flowchain.cli.node; from flowchain.cli import main; main()"
 
 
 def start_node(*args: str, cwd: Path) -> subprocess.Popen:
+    """Start ``flowchain node`` (its dashboard on a free port unless ``args`` name one)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if not any(a.startswith("--dashboard") or a == "--no-dashboard" for a in args):
+        args = ("--dashboard", "127.0.0.1:0", *args)
     return subprocess.Popen([sys.executable, "-c", LAUNCH, "node", *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -144,7 +147,8 @@ async def test_replay_feed_runs_to_its_end_and_stores_every_tick(tmp_path: Path)
     ticks = write_replay(replay, 3000)
     db = tmp_path / "replay.db"
     config = load_config(None, {"feed": f"replay:{replay}", "db": str(db), "duration": 60,
-                                "symbols": ["EURUSD"], "status_interval": 0})
+                                "symbols": ["EURUSD"], "status_interval": 0,
+                                "dashboard_enabled": False})
     node = TradingNode(config)
     summary = await node.run(install_signals=False)
     assert summary["stopped_by"] == "feed finished"
@@ -161,7 +165,7 @@ async def test_replay_feed_runs_to_its_end_and_stores_every_tick(tmp_path: Path)
 
 async def test_request_stop_drains_in_process(tmp_path: Path, eventually_async) -> None:
     config = load_config(None, {"db": str(tmp_path / "stop.db"), "duration": 60,
-                                "status_interval": 0})
+                                "status_interval": 0, "dashboard": "127.0.0.1:0"})
     node = TradingNode(config)
     import asyncio
 
@@ -178,13 +182,14 @@ async def test_request_stop_drains_in_process(tmp_path: Path, eventually_async) 
 
 async def test_missing_replay_file_is_a_start_error(tmp_path: Path) -> None:
     config = load_config(None, {"feed": f"replay:{tmp_path / 'absent.csv'}",
-                                "db": str(tmp_path / "x.db")})
+                                "db": str(tmp_path / "x.db"), "dashboard": "127.0.0.1:0"})
     with pytest.raises(NodeStartError, match="absent.csv"):
         await TradingNode(config).run(install_signals=False)
 
 
 async def test_unusable_database_is_a_start_error(tmp_path: Path) -> None:
-    config = load_config(None, {"db": str(tmp_path / "no" / "such" / "dir" / "x.db")})
+    config = load_config(None, {"db": str(tmp_path / "no" / "such" / "dir" / "x.db"),
+                                "dashboard": "127.0.0.1:0"})
     with pytest.raises(NodeStartError, match="does not exist"):
         await TradingNode(config).run(install_signals=False)
 

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from flowchain.config import DEFAULT_DB, ConfigError, NodeConfig, feed_kind, load_config
+from flowchain.config import (DEFAULT_DASHBOARD_PORT, DEFAULT_DB, ConfigError, NodeConfig,
+                              feed_kind, load_config, otlp_exporter_available)
+from flowchain.web.server import DEFAULT_PORT
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -126,7 +128,8 @@ def test_to_dict_round_trips() -> None:
 
     config = load_config(None, {"db": "round.db", "duration": 3.0, "symbols": ["EURUSD"]})
     data = config.to_dict()
-    assert set(data) == {"node", "simulator", "risk", "paper", "bridge"}
+    assert set(data) == {"node", "simulator", "risk", "paper", "bridge", "dashboard", "history",
+                         "monitor", "alerts", "otel"}
     back = msgspec.convert(dict(data, source=config.source), NodeConfig)
     assert back == config
 
@@ -137,3 +140,93 @@ def test_bridge_key_files_come_in_pairs(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, '[bridge]\nsecret_key = "n.key_secret"\n'
                                          'server_public_key = "b.key"\n'))
     assert config.bridge.secret_key == "n.key_secret"
+
+
+def test_observer_defaults_are_the_documented_ones() -> None:
+    config = load_config()
+    d = config.dashboard
+    assert (d.enabled, d.host, d.port, d.url_file, d.allow_remote) == \
+        (True, "127.0.0.1", DEFAULT_DASHBOARD_PORT, "", False)
+    assert DEFAULT_DASHBOARD_PORT == DEFAULT_PORT == 8750  # where `flowchain status` asks
+    assert (config.history.enabled, config.history.interval_s, config.history.sample_rate) == \
+        (True, 10.0, 0.001)
+    assert config.history_db == config.node.db
+    m = config.monitor
+    assert (m.warning_interval_s, m.window_s, m.error_threshold) == (10.0, 60.0, 0.05)
+    assert config.alerts.webhook == "" and config.otel.endpoint == ""
+
+
+def test_observer_sections_from_the_file(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, """
+[dashboard]
+host = "::1"
+port = 0
+url_file = "url.txt"
+[history]
+db = "history.db"
+interval_s = 0.5
+sample_rate = 0.25
+[monitor]
+warning_interval_s = 0
+error_threshold = 0.1
+min_attempts = 5
+[alerts]
+webhook = "https://hooks.example/flowchain"
+"""))
+    assert (config.dashboard.host, config.dashboard.port) == ("::1", 0)
+    assert config.history_db == "history.db" and config.history.sample_rate == 0.25
+    assert config.monitor.error_threshold == 0.1 and config.monitor.warning_interval_s == 0
+    assert config.alerts.webhook.startswith("https://")
+
+
+@pytest.mark.parametrize("flag, host, port", [("127.0.0.1:0", "127.0.0.1", 0),
+                                              ("localhost:9000", "localhost", 9000),
+                                              ("[::1]:8751", "::1", 8751)])
+def test_dashboard_flag_sets_host_and_port(flag: str, host: str, port: int) -> None:
+    config = load_config(None, {"dashboard": flag})
+    assert (config.dashboard.host, config.dashboard.port) == (host, port)
+
+
+@pytest.mark.parametrize("flag", ["8750", "127.0.0.1:", ":8750", "127.0.0.1:http",
+                                  "127.0.0.1:70000"])
+def test_malformed_dashboard_flag_names_the_flag(flag: str) -> None:
+    with pytest.raises(ConfigError, match=r"^--dashboard: expected HOST:PORT"):
+        load_config(None, {"dashboard": flag})
+
+
+def test_non_loopback_dashboard_is_refused_unless_allowed(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="'dashboard.host'.*not loopback.*allow_remote"):
+        load_config(None, {"dashboard": "0.0.0.0:8750"})
+    with pytest.raises(ConfigError, match=r"node.toml: key 'dashboard.host'"):
+        load_config(write(tmp_path, '[dashboard]\nhost = "192.168.1.5"\n'))
+    allowed = load_config(None, {"dashboard": "0.0.0.0:8750", "dashboard_allow_remote": True})
+    assert allowed.dashboard.host == "0.0.0.0"
+    off = load_config(None, {"dashboard": "0.0.0.0:8750", "dashboard_enabled": False})
+    assert not off.dashboard.enabled  # nothing listens, so nothing to refuse
+
+
+@pytest.mark.parametrize("text, key", [
+    ('[dashboard]\nport = 70000\n', "dashboard.port"),
+    ('[dashboard]\ninterval_s = 0\n', "dashboard.interval_s"),
+    ('[history]\nsample_rate = 2\n', "history.sample_rate"),
+    ('[history]\ninterval_s = -1\n', "history.interval_s"),
+    ('[monitor]\nerror_threshold = 1.5\n', "monitor.error_threshold"),
+    ('[monitor]\nwindow_s = 0\n', "monitor.window_s"),
+    ('[monitor]\nmin_attempts = 0\n', "monitor.min_attempts"),
+    ('[alerts]\nwebhook = "ftp://x"\n', "alerts.webhook"),
+    ('[otel]\nendpoint = "collector:4318"\n', "otel.endpoint"),
+    ('[dashboard]\nlisten = "x"\n', "dashboard.listen"),
+])
+def test_bad_observer_values_name_file_and_key(tmp_path: Path, text: str, key: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(str(path))
+    assert repr(key) in str(info.value)
+
+
+@pytest.mark.skipif(otlp_exporter_available(), reason="the OTLP exporter is installed here")
+def test_otel_endpoint_without_the_exporter_names_the_missing_extra(tmp_path: Path) -> None:
+    path = write(tmp_path, '[otel]\nendpoint = "http://127.0.0.1:4318/v1/traces"\n')
+    with pytest.raises(ConfigError, match=r"'otel.endpoint'.*flowchain\[otel\].*otlp"):
+        load_config(path)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -14,6 +15,31 @@ from rich.table import Table
 from flowchain.cli.app import app
 
 err = Console(stderr=True)
+
+
+class NodeLogFormatter(logging.Formatter):
+    """Render monitor events as one readable line; other records as ``LEVEL name: message``.
+
+    The alert log sink attaches the event as ``record.event``; the JSON it logs as the message
+    stays available to JSON handlers, while the operator's terminal gets a sentence.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        event = getattr(record, "event", None)
+        if isinstance(event, dict):
+            return (f"[node] {event.get('severity', 'warning').upper()} {event.get('kind')} "
+                    f"{event.get('chain')}/{event.get('step')}: {event.get('message')}")
+        return f"[node] {record.levelname} {record.name}: " + super().format(record)
+
+
+def log_to_stderr(level: int = logging.INFO) -> logging.Handler:
+    """Send the ``flowchain`` loggers (alerts, monitor, history, web) to stderr, readable."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(NodeLogFormatter("%(message)s"))
+    logger = logging.getLogger("flowchain")
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    return handler
 
 
 def _ns(value: int) -> str:
@@ -35,6 +61,10 @@ def print_summary(summary: dict[str, Any]) -> None:
     head.add_row("positions", ", ".join(f"{k} {v:+g}" for k, v in summary["positions"].items())
                  or "flat")
     head.add_row("rows stored", ", ".join(f"{k} {v:,}" for k, v in summary["rows"].items()))
+    alerts = summary.get("alerts") or {}
+    head.add_row("alerts", ", ".join(f"{k} {v:,}" for k, v in alerts.items()) or "none")
+    if summary.get("dashboard"):
+        head.add_row("dashboard", summary["dashboard"])
     refusals = summary["trading"]["risk_rejections"]
     if refusals:
         head.add_row("risk refusals", ", ".join(f"{k} {v:,}" for k, v in refusals.items()))
@@ -67,6 +97,18 @@ def node(
     duration: Optional[float] = typer.Option(None, help="Seconds to run; 0 runs until stopped."),
     status_interval: Optional[float] = typer.Option(
         None, help="Seconds between status lines on stderr; 0 turns them off."),
+    dashboard: Optional[str] = typer.Option(
+        None, "--dashboard", metavar="HOST:PORT",
+        help="Serve the dashboard, /metrics and /api/status here (default 127.0.0.1:8750; "
+             "port 0 picks a free one)."),
+    no_dashboard: bool = typer.Option(False, "--no-dashboard",
+                                      help="Serve no dashboard, /metrics or /api/status."),
+    dashboard_url_file: Optional[str] = typer.Option(
+        None, "--dashboard-url-file", metavar="PATH",
+        help="Write the dashboard's bound URL to this file once it serves."),
+    dashboard_allow_remote: bool = typer.Option(
+        False, "--dashboard-allow-remote",
+        help="Allow a non-loopback dashboard host (it has no authentication)."),
     as_json: bool = typer.Option(False, "--json", help="Print the exit summary as one JSON object."),
 ) -> None:
     """Run the trading node: ticks from the feed through the AI decision chain (every tick) and
@@ -75,13 +117,18 @@ def node(
     from flowchain.config import ConfigError, load_config
 
     try:
-        cfg = load_config(config, {"feed": feed, "broker": broker, "db": db,
-                                   "duration": duration, "status_interval": status_interval})
+        cfg = load_config(config, {
+            "feed": feed, "broker": broker, "db": db, "duration": duration,
+            "status_interval": status_interval, "dashboard": dashboard,
+            "dashboard_enabled": False if no_dashboard else None,
+            "dashboard_url_file": dashboard_url_file,
+            "dashboard_allow_remote": True if dashboard_allow_remote else None})
     except ConfigError as exc:
         err.print(f"[red]invalid configuration:[/] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     from flowchain.node import NodeStartError, TradingNode
 
+    log_to_stderr()
     trading_node = TradingNode(cfg, out=sys.stderr)
     try:
         summary = _run(trading_node)

@@ -79,7 +79,9 @@ class DashboardServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        """The base URL (``http://host:port``; an IPv6 host in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     async def start(self) -> "DashboardServer":
         """Listen and start pushing snapshots.
