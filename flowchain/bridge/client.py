@@ -2,13 +2,15 @@
 
 Resends the *same* req_id when no ACK comes in time (the bridge's idempotency log makes that
 safe), until the request's deadline; never invents a new req_id for the same order.
-Synchronous pyzmq: call it from a thread (``loop.run_in_executor``) in an asyncio node.
+Synchronous pyzmq. :meth:`OrderClient.send` blocks (call it from a thread in an asyncio node);
+:meth:`OrderClient.post` and :meth:`OrderClient.receive` never block.
 """
 from __future__ import annotations
 
 import itertools
 import secrets
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 import zmq
@@ -23,6 +25,10 @@ class OrderTimeout(TimeoutError):
 class OrderClient:
     """Send orders to a bridge's ROUTER and collect ACK then RESULT.
 
+    Two ways to use it: :meth:`send` blocks until the RESULT (scripts, tests, benchmarks);
+    :meth:`post` plus :meth:`receive` never block (a node's hot path: post the request, then
+    pick up ACKs and RESULTs whenever it polls).
+
     Parameters
     ----------
     endpoint
@@ -33,6 +39,8 @@ class OrderClient:
         Connect outside loopback without keys.
     context
         A ZeroMQ context (a new one by default).
+    acks_kept
+        How many of the latest ACKs :attr:`acks` keeps (oldest forgotten first).
 
     Raises
     ------
@@ -42,8 +50,9 @@ class OrderClient:
 
     def __init__(self, endpoint: str, *, secret_key: Path | str | None = None,
                  server_public_key: Path | str | None = None, allow_remote: bool = False,
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context | None = None, acks_kept: int = 1024) -> None:
         keys.check_endpoint(endpoint, secured=bool(secret_key), allow_remote=allow_remote)
+        self.endpoint = endpoint
         self._own_context = context is None
         self._context = context or zmq.Context()
         self._socket = self._context.socket(zmq.DEALER)
@@ -53,15 +62,67 @@ class OrderClient:
                 raise ValueError("secret_key given without server_public_key (the bridge's .key file)")
             keys.secure_client(self._socket, secret_key, server_public_key)
         self._socket.connect(endpoint)
+        self._rcvtimeo = -1
         self._ids = itertools.count(secrets.randbits(48) << 14)
         self.rejects = wire.RejectCounts()
-        self.acks: dict[int, wire.OrderAck] = {}
+        self.acks: OrderedDict[int, wire.OrderAck] = OrderedDict()
+        """The latest ACKs by req_id (at most ``acks_kept``)."""
+        self._acks_kept = acks_kept
         self.resends = 0
+        self.stray = 0
+        """Replies for another req_id than the one :meth:`send` waited for (dropped, counted)."""
 
     def next_req_id(self) -> int:
         """A fresh req_id (random high bits per client, then counting)."""
         return next(self._ids)
 
+    # ------------------------------------------------------------------ non-blocking
+    def post(self, request: wire.OrderRequest) -> None:
+        """Queue ``request`` for the bridge without waiting (ZeroMQ sends it in the background).
+
+        Raises
+        ------
+        zmq.Again
+            When the socket's send queue is full (the bridge has not read for a long while).
+        wire.FrameError, struct.error
+            When a field cannot travel (a symbol too long, a number out of range).
+        """
+        self._socket.send(wire.encode_order_request(request), zmq.NOBLOCK)
+
+    def receive(self, timeout_ms: int = 0) -> wire.OrderAck | wire.OrderResult | None:
+        """Return the next ACK or RESULT, waiting at most ``timeout_ms`` (0: not at all; -1: forever).
+
+        ACKs are also kept in :attr:`acks`. A malformed reply is counted in :attr:`rejects` and
+        skipped; None when nothing valid came in time.
+        """
+        sock = self._socket
+        if timeout_ms != self._rcvtimeo:
+            sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
+            self._rcvtimeo = timeout_ms
+        while True:
+            try:
+                reply = sock.recv()
+            except zmq.Again:
+                return None
+            try:
+                ftype = wire.frame_type(reply)
+                if ftype is wire.FrameType.ORDER_RESULT:
+                    return wire.decode_order_result(reply)
+                if ftype is wire.FrameType.ORDER_ACK:
+                    ack = wire.decode_order_ack(reply)
+                    self._keep_ack(ack)
+                    return ack
+                raise wire.FrameError("wrong_type", f"{ftype.name} on the order socket")
+            except wire.FrameError as err:
+                self.rejects.count(err.reason)
+
+    def _keep_ack(self, ack: wire.OrderAck) -> None:
+        acks = self.acks
+        acks[ack.req_id] = ack
+        if len(acks) > self._acks_kept:
+            acks.popitem(last=False)
+
+    # ------------------------------------------------------------------ blocking
     def send(self, request: wire.OrderRequest, ack_timeout_s: float = 0.5) -> wire.OrderResult:
         """Send ``request`` and return its RESULT, resending the same req_id while unanswered.
 
@@ -70,38 +131,31 @@ class OrderClient:
         OrderTimeout
             When the deadline passes without a RESULT (the outcome is then unknown: reconcile
             by resending the same req_id later, which returns the cached RESULT).
+        zmq.Again
+            When the socket's send queue is full.
         """
-        frame = wire.encode_order_request(request)
-        self._socket.send(frame)
+        self.post(request)
+        req_id = request.req_id
         acked = False
         last_send = time.monotonic()
         while True:
             remaining_s = (request.deadline_ns - time.time_ns()) / 1e9
             if remaining_s <= 0 and not acked:
-                raise OrderTimeout(f"order {request.req_id}: no ACK before its deadline")
+                raise OrderTimeout(f"order {req_id}: no ACK from {self.endpoint} before its deadline")
             wait_s = min(ack_timeout_s, max(remaining_s, 0.0)) if not acked else max(remaining_s, 0.0) + 5.0
-            if self._socket.poll(int(max(wait_s, 0.001) * 1000), zmq.POLLIN):
-                reply = self._socket.recv()
-                try:
-                    ftype = wire.frame_type(reply)
-                    if ftype is wire.FrameType.ORDER_ACK:
-                        ack = wire.decode_order_ack(reply)
-                        if ack.req_id == request.req_id:
-                            acked = True
-                            self.acks[ack.req_id] = ack
-                    elif ftype is wire.FrameType.ORDER_RESULT:
-                        result = wire.decode_order_result(reply)
-                        if result.req_id == request.req_id:
-                            return result
-                    else:
-                        raise wire.FrameError("wrong_type", f"{ftype.name} on the order socket")
-                except wire.FrameError as err:
-                    self.rejects.count(err.reason)
+            reply = self.receive(int(max(wait_s, 0.001) * 1000))
+            if reply is not None:
+                if reply.req_id != req_id:
+                    self.stray += 1
+                elif type(reply) is wire.OrderResult:
+                    return reply
+                else:
+                    acked = True
                 continue
             if acked:
-                raise OrderTimeout(f"order {request.req_id}: ACKed but no RESULT in time")
+                raise OrderTimeout(f"order {req_id}: ACKed by {self.endpoint} but no RESULT in time")
             if time.monotonic() - last_send >= ack_timeout_s:
-                self._socket.send(frame)  # same req_id: the bridge never trades it twice
+                self.post(request)  # same req_id: the bridge never trades it twice
                 self.resends += 1
                 last_send = time.monotonic()
 

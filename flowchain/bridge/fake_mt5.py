@@ -34,6 +34,9 @@ __all__ = ["FakeMetaTrader5", "FakeSymbol", "OrderFault", "FaultScript"]
 
 _C = MT5Constants
 _REQUEST_KEYS = frozenset(TradeRequest._fields)
+_REQUEST_DEFAULTS = {**{k: 0 for k in TradeRequest._fields}, "symbol": "", "comment": "", "volume": 0.0,
+                     "price": 0.0, "stoplimit": 0.0, "sl": 0.0, "tp": 0.0}
+"""A request's fields before the caller's dict is applied (what the real package assumes)."""
 _OK = (_C.RES_S_OK, "Success")
 _NO_IPC = (_C.RES_E_INTERNAL_FAIL_CONNECT, "No IPC connection")
 _IPC_TIMEOUT = (_C.RES_E_INTERNAL_FAIL_TIMEOUT, "IPC timeout")
@@ -54,6 +57,14 @@ class OrderFault(enum.Enum):
     TIMEOUT_ABSENT = "timeout_absent"  # retcode 10012 and nothing executed
     NONE_FILLED = "none_filled"  # executed, but order_send returns None (IPC timeout)
     NONE_ABSENT = "none_absent"  # order_send returns None and nothing executed
+
+
+_SCRIPTED_REFUSALS = {OrderFault.REQUOTE: (_C.TRADE_RETCODE_REQUOTE, "Requote"),
+                      OrderFault.REJECT: (_C.TRADE_RETCODE_REJECT, "Request rejected"),
+                      OrderFault.MARKET_CLOSED: (_C.TRADE_RETCODE_MARKET_CLOSED, "Market closed"),
+                      OrderFault.INVALID_FILL: (_C.TRADE_RETCODE_INVALID_FILL, "Unsupported filling mode"),
+                      OrderFault.TIMEOUT_ABSENT: (_C.TRADE_RETCODE_TIMEOUT, "Request timed out")}
+"""Scripted ``order_send`` outcomes that execute nothing: their retcode and comment."""
 
 
 @dataclass
@@ -763,8 +774,7 @@ class FakeMetaTrader5(MT5Constants):
         for key in request:
             if key not in _REQUEST_KEYS:
                 return None, (_C.RES_E_INVALID_PARAMS, f'Invalid "{key}" argument')
-        values = {k: 0 for k in _REQUEST_KEYS}
-        values.update(symbol="", comment="", volume=0.0, price=0.0, stoplimit=0.0, sl=0.0, tp=0.0)
+        values = dict(_REQUEST_DEFAULTS)
         values.update(request)
         for key in ("volume", "price", "stoplimit", "sl", "tp"):
             if not isinstance(values[key], (int, float)) or isinstance(values[key], bool):
@@ -854,13 +864,8 @@ class FakeMetaTrader5(MT5Constants):
             if fault is not None and not isinstance(fault, OrderFault):
                 fault = OrderFault(fault)
             bid, ask = self._quote(market) if market else (0.0, 0.0)
-            scripted = {OrderFault.REQUOTE: (_C.TRADE_RETCODE_REQUOTE, "Requote"),
-                        OrderFault.REJECT: (_C.TRADE_RETCODE_REJECT, "Request rejected"),
-                        OrderFault.MARKET_CLOSED: (_C.TRADE_RETCODE_MARKET_CLOSED, "Market closed"),
-                        OrderFault.INVALID_FILL: (_C.TRADE_RETCODE_INVALID_FILL, "Unsupported filling mode"),
-                        OrderFault.TIMEOUT_ABSENT: (_C.TRADE_RETCODE_TIMEOUT, "Request timed out")}
-            if fault in scripted:
-                retcode, comment = scripted[fault]
+            if fault in _SCRIPTED_REFUSALS:
+                retcode, comment = _SCRIPTED_REFUSALS[fault]
                 self._set_error(_OK)
                 return OrderSendResult(retcode, 0, 0, 0.0, 0.0, bid, ask, comment, self._request_id, 0, req)
             if fault is OrderFault.NONE_ABSENT:

@@ -7,18 +7,25 @@ loop do not work; nothing here needs a POSIX-only call):
   ``copy_ticks_range`` on change), publishes new ticks with per-symbol seqs, publishes a
   heartbeat per symbol every ``heartbeat_ms``, and re-initializes the terminal with backoff
   after a disconnect; it alone uses the PUB socket;
-- the **socket** thread polls the ROUTER and an inproc PULL: it decodes requests (counting
-  rejects), ACKs orders, answers backfill from the tick history, and sends RESULTs;
+- the **socket** thread owns the ROUTER: it decodes requests (counting rejects), ACKs an
+  order the moment it arrives, answers backfill from the tick history, and sends RESULTs;
 - the **MT5 order** thread runs order_check/order_send/reconciliation for queued requests, so
-  a slow ``order_send`` never stalls the tick stream.
+  a slow ``order_send`` never stalls the tick stream, the ACKs or the backfill.
+
+The two order hand-offs are the round trip's main cost beyond the network, so they are the
+cheapest wake-ups pyzmq offers: a pair of ``inproc`` PAIR sockets, each thread blocked inside
+libzmq (GIL released) until the other signals. Socket -> MT5 thread: the request object goes
+on a deque and one empty frame wakes the thread. MT5 thread -> socket thread: the RESULT frame,
+already encoded and stored in the idempotency log, followed by the peers waiting for it, so the
+socket thread only forwards bytes (no decode, no lookup). Nothing on this path logs.
 """
 from __future__ import annotations
 
 import logging
-import queue
 import secrets
 import threading
 import time
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -33,6 +40,9 @@ from flowchain.bridge.tick_history import TickHistory
 from flowchain.ticks import TICK_DTYPE
 
 log = logging.getLogger("flowchain.bridge")
+
+_STOP_POLL_MS = 100
+"""How often the socket and MT5 threads look at the stop flag when idle (traffic wakes them)."""
 
 
 class Bridge:
@@ -76,11 +86,11 @@ class Bridge:
         self._own_context = context is None
         self._context = context or zmq.Context()
         self._auth = None
-        self._orders: queue.Queue[wire.OrderRequest | None] = queue.Queue()
+        self._orders: deque[wire.OrderRequest] = deque()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._ready = threading.Event()
-        self._results_endpoint = f"inproc://flowchain-bridge-results-{id(self)}"
+        self._handoff_endpoint = f"inproc://flowchain-bridge-orders-{id(self)}"
         self.pub_endpoint = ""
         self.router_endpoint = ""
         self._pub = self._router = None
@@ -109,12 +119,17 @@ class Bridge:
         self._router.bind(self.config.router_endpoint)
         self.pub_endpoint = self._pub.getsockopt_string(zmq.LAST_ENDPOINT)
         self.router_endpoint = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
-        results_pull = ctx.socket(zmq.PULL)
-        results_pull.bind(self._results_endpoint)
+        handoff = ctx.socket(zmq.PAIR)  # the socket thread's end; the MT5 thread connects its own
+        handoff.setsockopt(zmq.LINGER, 0)
+        handoff.bind(self._handoff_endpoint)
+        mt5_end = ctx.socket(zmq.PAIR)
+        mt5_end.setsockopt(zmq.LINGER, 0)
+        mt5_end.setsockopt(zmq.RCVTIMEO, _STOP_POLL_MS)
+        mt5_end.connect(self._handoff_endpoint)
         self._threads = [
             threading.Thread(target=self._stream_loop, name="bridge-stream", daemon=True),
-            threading.Thread(target=self._socket_loop, args=(results_pull,), name="bridge-sockets", daemon=True),
-            threading.Thread(target=self._order_loop, name="bridge-mt5-orders", daemon=True),
+            threading.Thread(target=self._socket_loop, args=(handoff,), name="bridge-sockets", daemon=True),
+            threading.Thread(target=self._order_loop, args=(mt5_end,), name="bridge-mt5-orders", daemon=True),
         ]
         for thread in self._threads:
             thread.start()
@@ -124,8 +139,7 @@ class Bridge:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the threads, close the sockets and shut the terminal link down."""
-        self._stop.set()
-        self._orders.put(None)
+        self._stop.set()  # the socket and MT5 threads see it within their poll period
         for thread in self._threads:
             thread.join(timeout)
         if self._auth is not None:
@@ -219,31 +233,32 @@ class Bridge:
         self.heartbeats_published += 1
 
     # ------------------------------------------------------------------ socket thread
-    def _socket_loop(self, results: zmq.Socket) -> None:
+    def _socket_loop(self, handoff: zmq.Socket) -> None:
         router = self._router
         poller = zmq.Poller()
         poller.register(router, zmq.POLLIN)
-        poller.register(results, zmq.POLLIN)
+        poller.register(handoff, zmq.POLLIN)
+        recv_router = router.recv_multipart
+        recv_handoff = handoff.recv_multipart
         while not self._stop.is_set():
-            events = dict(poller.poll(50))
+            events = dict(poller.poll(_STOP_POLL_MS))  # woken by traffic; the period only bounds stop()
             if router in events:
                 for _ in range(1000):
                     try:
-                        parts = router.recv_multipart(zmq.NOBLOCK)
+                        parts = recv_router(zmq.NOBLOCK)
                     except zmq.Again:
                         break
-                    self._on_request(router, parts)
-            if results in events:
+                    self._on_request(router, handoff, parts)
+            if handoff in events:
                 for _ in range(1000):
                     try:
-                        frame = results.recv(zmq.NOBLOCK)
+                        frame, *peers = recv_handoff(zmq.NOBLOCK)
                     except zmq.Again:
                         break
-                    result = wire.decode_order_result(frame)
-                    for peer in self.idempotency.finish(result):
+                    for peer in peers:
                         self._send(router, peer, frame)
         router.close(0)
-        results.close(0)
+        handoff.close(0)
 
     def _send(self, router: zmq.Socket, peer: bytes, frame: bytes) -> None:
         try:
@@ -251,7 +266,7 @@ class Bridge:
         except zmq.ZMQError as exc:  # the peer went away (ROUTER_MANDATORY): its resend gets the cache
             log.warning("reply to a departed peer dropped: %s", exc)
 
-    def _on_request(self, router: zmq.Socket, parts: list[bytes]) -> None:
+    def _on_request(self, router: zmq.Socket, handoff: zmq.Socket, parts: list[bytes]) -> None:
         if len(parts) != 2:
             self.rejects.count("length")
             return
@@ -259,7 +274,7 @@ class Bridge:
         try:
             ftype = wire.frame_type(frame)
             if ftype is wire.FrameType.ORDER_REQUEST:
-                self._on_order(router, peer, wire.decode_order_request(frame))
+                self._on_order(router, handoff, peer, wire.decode_order_request(frame))
             elif ftype is wire.FrameType.BACKFILL_REQUEST:
                 self._on_backfill(router, peer, wire.decode_backfill_request(frame))
             else:
@@ -267,13 +282,16 @@ class Bridge:
         except wire.FrameError as err:
             self.rejects.count(err.reason)
 
-    def _on_order(self, router: zmq.Socket, peer: bytes, req: wire.OrderRequest) -> None:
+    def _on_order(self, router: zmq.Socket, handoff: zmq.Socket, peer: bytes, req: wire.OrderRequest) -> None:
         status, cached = self.idempotency.admit(req.req_id, peer)
-        ack = wire.OrderAck(req.req_id, status, self._orders.qsize(), time.time_ns())
-        self._send(router, peer, wire.encode_order_ack(ack))
+        depth = len(self._orders)
         if status is wire.AckStatus.QUEUED:
-            self._orders.put(req)
-        elif cached is not None:
+            # Wake the MT5 thread first: it starts while the ACK travels. The RESULT cannot
+            # overtake the ACK, since only this thread sends on the ROUTER.
+            self._orders.append(req)
+            handoff.send(b"")
+        self._send(router, peer, wire.encode_order_ack(wire.OrderAck(req.req_id, status, depth, time.time_ns())))
+        if cached is not None:
             self._send(router, peer, wire.encode_order_result(cached))
 
     def _on_backfill(self, router: zmq.Socket, peer: bytes, req: wire.BackfillRequest) -> None:
@@ -290,19 +308,24 @@ class Bridge:
                                                                status, first, records))
 
     # ------------------------------------------------------------------ MT5 order thread
-    def _order_loop(self) -> None:
-        push = self._context.socket(zmq.PUSH)
-        push.setsockopt(zmq.LINGER, 0)
-        push.connect(self._results_endpoint)
-        while True:
-            req = self._orders.get()
-            if req is None or self._stop.is_set():
-                break
+    def _order_loop(self, handoff: zmq.Socket) -> None:
+        orders = self._orders
+        while not self._stop.is_set():
             try:
-                result = self.desk.execute(req)
-            except Exception as exc:  # a terminal bug must not kill the order thread
-                log.exception("order %d failed inside the bridge", req.req_id)
-                result = wire.OrderResult(req.req_id, wire.OrderStatus.UNKNOWN, 0, 0, 0, 0.0, 0.0, 0.0, 0.0,
-                                          f"bridge error: {type(exc).__name__}", 0, 0, (-1, str(exc)[:120]))
-            push.send(wire.encode_order_result(result))
-        push.close(0)
+                handoff.recv()  # a wake-up (the requests are on the deque), or Again after RCVTIMEO
+                while True:
+                    handoff.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                pass
+            while orders and not self._stop.is_set():
+                req = orders.popleft()
+                try:
+                    result = self.desk.execute(req)
+                except Exception as exc:  # a terminal bug must not kill the order thread
+                    log.exception("order %d failed inside the bridge", req.req_id)
+                    result = wire.OrderResult(req.req_id, wire.OrderStatus.UNKNOWN, 0, 0, 0, 0.0, 0.0, 0.0, 0.0,
+                                              f"bridge error: {type(exc).__name__}", 0, 0, (-1, str(exc)[:120]))
+                frame = wire.encode_order_result(result)
+                peers = self.idempotency.finish(result)
+                handoff.send_multipart((frame, *peers))
+        handoff.close(0)
