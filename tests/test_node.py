@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -217,3 +218,140 @@ def test_node_on_the_bridge_feed_with_the_fake_terminal(tmp_path: Path) -> None:
     assert summary["feed_stats"]["heartbeats"] > 0
     stored = count(db, "SELECT COUNT(*) FROM ticks") + count(db, "SELECT COUNT(*) FROM quarantine")
     assert stored == summary["ticks"]
+
+
+STATUS = "import flowchain.cli.status; from flowchain.cli import main; main()"
+"""Run ``flowchain status`` (whether or not cli/__init__ imports it)."""
+
+
+def slow_feature_chains(tmp_path: Path) -> Path:
+    """The bundled chains with feature_extraction expected to take 1 ns: every tick is slow."""
+    from flowchain.chains import TRADING_NODE_YAML
+
+    text = TRADING_NODE_YAML.read_text(encoding="utf-8")
+    marker = 'name: "feature_extraction"'
+    head, tail = text.split(marker, 1)
+    before, sep, after = tail.partition("expected_duration:")
+    value, newline, rest = after.partition("\n")
+    path = tmp_path / "slow_features.yaml"
+    path.write_text(head + marker + before + sep + " 0.000001" + newline + rest,
+                    encoding="utf-8")
+    return path
+
+
+def scrape(url: str) -> dict[str, list]:
+    """GET ``url/metrics`` and parse it with prometheus_client's parser: {family: samples}."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {f.name: f.samples for f in text_string_to_metric_families(text)}
+
+
+def sample(families: dict[str, list], name: str, **labels: str) -> float:
+    """The value of the sample ``name`` whose labels include ``labels`` (0 when absent)."""
+    family = name.removesuffix("_total").removesuffix("_count").removesuffix("_bucket")
+    for s in families.get(family, []):
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+            return s.value
+    return 0.0
+
+
+def test_running_node_serves_metrics_status_and_history(tmp_path: Path, eventually) -> None:
+    from flowchain.history import HistoryReader
+
+    db = tmp_path / "observed.db"
+    url_file = tmp_path / "dashboard.url"
+    config = tmp_path / "observed.toml"
+    config.write_text(f'[node]\nchains = "{slow_feature_chains(tmp_path)}"\n'
+                      "[history]\ninterval_s = 0.5\n[monitor]\ninterval_s = 0.1\n",
+                      encoding="utf-8")
+    proc = start_node("--config", str(config), "--db", str(db), "--duration", "120",
+                      "--status-interval", "0.3", "--dashboard", "127.0.0.1:0",
+                      "--dashboard-url-file", str(url_file), "--json", cwd=tmp_path)
+    lines: list[str] = []
+    assert proc.stderr is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")),
+                              daemon=True)
+    reader.start()
+    try:
+        url = eventually(lambda: proc.poll() is None and url_file.exists()
+                         and url_file.read_text().strip(), timeout=60,
+                         message="the node writing its dashboard URL")
+        assert url.startswith("http://127.0.0.1:") and not url.endswith(":0")
+        assert proc.poll() is None, "".join(lines)
+
+        # (1) /metrics, parsed: both chains' histograms, the feed and the order counters
+        def metrics_ready() -> dict:
+            m = scrape(url)
+            ready = all(sample(m, "flowchain_chain_execution_seconds_count", chain=c) > 0
+                        for c in ("AI_Decision_Chain", "MT5_To_Database_Chain"))
+            return m if ready and sample(m, "flowchain_orders_total", status="filled") > 0 \
+                else {}
+        families = eventually(metrics_ready, timeout=60, message="both chains and a filled "
+                              "order in /metrics")
+        assert sample(families, "flowchain_feed_ticks_received_total", feed="feed") > 0
+        assert sample(families, "flowchain_feed_connected", feed="feed") == 1
+        assert sample(families, "flowchain_step_execution_seconds_count",
+                      chain="AI_Decision_Chain", step="trading_execution") > 0
+        assert sample(families, "flowchain_chain_success_ratio", chain="AI_Decision_Chain") == 1
+        decisions = sample(families, "flowchain_chains_executed_total", chain="AI_Decision_Chain")
+        eventually(lambda: sample(scrape(url), "flowchain_chains_executed_total",
+                                  chain="AI_Decision_Chain") > decisions, timeout=30,
+                   message="the decision count growing between scrapes")
+
+        # (2) `flowchain status` against the running node: live figures and the slow warning
+        env = dict(os.environ, COLUMNS="250")
+        shown = subprocess.run([sys.executable, "-c", STATUS, "status", "--url", url],
+                               capture_output=True, text=True, timeout=60, env=env)
+        assert shown.returncode == 0, shown.stderr
+        for text in ("AI_Decision_Chain", "MT5_To_Database_Chain", "feature_extraction:slow",
+                     "connected", "slow_step"):
+            assert text in shown.stdout, f"{text!r} not in:\n{shown.stdout}"
+        as_json = subprocess.run([sys.executable, "-c", STATUS, "status", "--url", url,
+                                  "--json"], capture_output=True, text=True, timeout=60)
+        snap = json.loads(as_json.stdout)
+        chains = {c["chain"]: c for c in snap["chains"]}
+        assert chains["AI_Decision_Chain"]["executions"] > decisions
+        assert snap["feeds"]["feed"]["received"] > 0
+        assert any(e["kind"] == "slow_step" and e["step"] == "feature_extraction"
+                   for e in snap["events"])
+
+        # (3) the history table gains interval rows that this (second) process reads
+        whole_chain = ("SELECT COUNT(*) FROM latency_intervals "
+                       "WHERE chain = 'AI_Decision_Chain' AND step = ''")
+        eventually(lambda: count(db, whole_chain) >= 2, timeout=30,
+                   message="two decision-chain interval rows in the history table")
+        with HistoryReader(db) as history:
+            assert history.histogram("AI_Decision_Chain").count > 0
+            steps = [s.step for s in history.steps("MT5_To_Database_Chain")]
+            assert "database_storage" in steps
+        eventually(lambda: any(re.search(r" warnings=[1-9]", line) for line in lines),
+                   timeout=30,
+                   message="the status line counting the slow-step warning")
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("the node did not exit within 60 s of SIGTERM")
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    reader.join(timeout=10)
+    assert proc.returncode == 0, "".join(lines)
+    summary = json.loads(out)
+    assert summary["dashboard"] == url
+    assert summary["alerts"]["slow_step"] >= 1 and summary["alerts"]["escalation"] == 0
+    assert summary["history"]["intervals"] >= 2 and summary["history"]["flush_errors"] == 0
+    assert summary["monitor"]["poll_errors"] == 0
+    assert any("WARNING slow_step AI_Decision_Chain/feature_extraction" in line
+               for line in lines), "".join(lines)
+    # drained: the last interval was written after the last tick, and the dashboard is closed
+    with HistoryReader(db) as history:
+        assert history.histogram("AI_Decision_Chain").count == summary["decisions"]
+    with pytest.raises(OSError):
+        scrape(url)

@@ -2,6 +2,8 @@
 import json
 import urllib.error
 import urllib.request
+from collections import Counter
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -34,6 +36,10 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict:
     except ValueError as exc:
         raise ConnectionError(f"{endpoint} did not return JSON; is this a FlowChain node's "
                               "dashboard?") from exc
+
+
+def _by_reason(counts: Optional[dict]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted((counts or {}).items())) or "0"
 
 
 def _ns(ns) -> str:
@@ -76,6 +82,20 @@ def status(
                      " > ".join(e.get("completed_steps") or []), f"{e['progress']}%",
                      _ns(e["eta_ns"]))
     out.print(live if snap["live"] else "no execution running")
+    feeds = Table(title="feeds")
+    for col in ("feed", "state", "received", "gaps", "backfilled", "rejects", "drops"):
+        feeds.add_column(col)
+    for name, f in snap.get("feeds", {}).items():
+        state = ("stale" if f.get("stale") else "connected") if f.get("connected") \
+            else "disconnected"
+        feeds.add_row(name, state, f"{f.get('received', 0):,}", str(f.get("gaps", 0)),
+                      str(f.get("backfilled", 0)), _by_reason(f.get("rejects")),
+                      _by_reason(f.get("drops")))
+    if snap.get("feeds"):
+        out.print(feeds)
+    kinds = Counter(e["kind"] for e in snap["events"])
+    out.print("recent events: " + (", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
+                                   or "none"))
     for e in snap["events"][:10]:
         out.print(f"[{'red' if e['severity'] == 'critical' else 'yellow'}]{e['kind']}[/] "
                   f"{e['message']}")
