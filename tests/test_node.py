@@ -355,3 +355,118 @@ def test_running_node_serves_metrics_status_and_history(tmp_path: Path, eventual
         assert history.histogram("AI_Decision_Chain").count == summary["decisions"]
     with pytest.raises(OSError):
         scrape(url)
+
+
+def test_dashboard_address_in_use_is_a_clear_message_and_exit_3(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, out, err = finish(start_node("--dashboard", f"127.0.0.1:{port}", "--db",
+                                           str(tmp_path / "busy.db"), "--duration", "30",
+                                           cwd=tmp_path))
+    assert code == 3
+    message = " ".join(err.split())  # rich wraps the message at the terminal's width
+    assert f"127.0.0.1:{port}" in message and "--no-dashboard" in message
+
+
+def test_non_loopback_dashboard_is_refused_with_exit_2(tmp_path: Path) -> None:
+    code, out, err = finish(start_node("--dashboard", "0.0.0.0:0", "--db",
+                                       str(tmp_path / "open.db"), cwd=tmp_path))
+    assert code == 2
+    message = " ".join(err.split())  # rich wraps the message at the terminal's width
+    assert "'dashboard.host'" in message and "not loopback" in message
+    assert "--dashboard-allow-remote" in message
+    assert not (tmp_path / "open.db").exists()
+
+
+class WebhookReceiver:
+    """A real HTTP server on loopback collecting the JSON bodies POSTed to it."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+                length = int(self.headers.get("Content-Length", 0))
+                received.append(json.loads(self.rfile.read(length)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_otlp_exporter(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Stand in for the OTLP/HTTP exporter package: the SDK's in-memory exporter under its
+    module name, so the node's own wiring (config check, provider, batch processor) runs."""
+    import importlib.machinery
+    import types
+
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from flowchain.config import OTLP_EXPORTER_MODULE
+
+    built: list = []
+
+    class OTLPSpanExporter(InMemorySpanExporter):
+        def __init__(self, endpoint: str) -> None:
+            super().__init__()
+            self.endpoint = endpoint
+            built.append(self)
+
+    module = types.ModuleType(OTLP_EXPORTER_MODULE)
+    module.__spec__ = importlib.machinery.ModuleSpec(OTLP_EXPORTER_MODULE, None)
+    module.OTLPSpanExporter = OTLPSpanExporter  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, OTLP_EXPORTER_MODULE, module)
+    return built
+
+
+async def test_events_reach_the_webhook_and_executions_the_trace_exporter(
+        tmp_path: Path, eventually_async, fake_otlp_exporter: list) -> None:
+    import asyncio
+
+    hook = WebhookReceiver()
+    config_file = tmp_path / "hooks.toml"
+    config_file.write_text(
+        f'[node]\nchains = "{slow_feature_chains(tmp_path)}"\n'
+        f'[alerts]\nwebhook = "{hook.url}"\n[monitor]\ninterval_s = 0.05\n'
+        '[otel]\nendpoint = "http://127.0.0.1:4318/v1/traces"\nsample_rate = 0.01\n',
+        encoding="utf-8")
+    config = load_config(config_file, {"db": str(tmp_path / "hooks.db"), "duration": 60,
+                                       "status_interval": 0, "dashboard_enabled": False})
+    node = TradingNode(config)
+    task = asyncio.ensure_future(node.run(install_signals=False))
+    try:
+        await eventually_async(lambda: task.done() or hook.received, timeout=30,
+                               message="a webhook POST")
+        await eventually_async(lambda: task.done() or node.counters.decisions > 300, timeout=30)
+        node.request_stop("test")
+        summary = await asyncio.wait_for(task, 30)
+    finally:
+        node.request_stop("test")
+        hook.close()
+    event = hook.received[0]
+    assert (event["kind"], event["chain"], event["step"]) == \
+        ("slow_step", "AI_Decision_Chain", "feature_extraction")
+    assert event["observed_ns"] > event["expected_ns"] == 1
+    assert summary["webhook"]["sent"] == len(hook.received) >= 1
+    assert summary["alerts"]["slow_step"] >= 1 and summary["dashboard"] == ""
+    [exporter] = fake_otlp_exporter
+    assert exporter.endpoint == "http://127.0.0.1:4318/v1/traces"
+    spans = exporter.get_finished_spans()
+    roots = [s for s in spans if s.parent is None]
+    assert roots and summary["traces"]["traces"] == len(roots)
+    assert {s.name for s in spans} >= {"chain AI_Decision_Chain", "step feature_extraction"}
