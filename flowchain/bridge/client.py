@@ -96,6 +96,8 @@ class OrderClient:
         skipped; None when nothing valid came in time.
         """
         sock = self._socket
+        if timeout_ms == 0 and not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            return None  # the polling hook's usual case, without raising zmq.Again
         if timeout_ms != self._rcvtimeo:
             sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
             self._rcvtimeo = timeout_ms

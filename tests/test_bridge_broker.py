@@ -1,0 +1,190 @@
+"""BridgeBroker against the real bridge on the fake MT5, over 127.0.0.1 sockets."""
+import time
+
+import numpy as np
+import pytest
+import zmq
+
+from flowchain.bridge import Bridge, BridgeConfig, FakeMetaTrader5, OrderFault
+from flowchain.trading import layout as L
+from flowchain.trading.brokers import BridgeBroker, BridgeUnreachableError
+from flowchain.trading.brokers.bridge import req_id_of
+from flowchain.trading.context import DecisionContext
+from flowchain.trading.engine import TradingEngine
+from flowchain.trading.journal import OrderJournal
+from flowchain.trading.orders import (
+    FILLED, NOT_SENT, PENDING, REJECTED, SENDING, UNKNOWN, OrderRequest,
+)
+
+
+@pytest.fixture
+def ctx():
+    context = zmq.Context()
+    yield context
+    context.destroy(linger=0)
+
+
+@pytest.fixture
+def mt5():
+    fake = FakeMetaTrader5(seed=2)
+    fake.set_rate("EURUSD", 50)
+    return fake
+
+
+@pytest.fixture
+def bridge(mt5, ctx, eventually):
+    config = BridgeConfig(symbols=["EURUSD"], pub_endpoint="tcp://127.0.0.1:*",
+                          router_endpoint="tcp://127.0.0.1:*", reconcile_delay_s=0.0, poll_ms=2.0)
+    with Bridge(mt5, config, ctx) as running:
+        eventually(lambda: running.ready)
+        yield running
+
+
+def _broker(bridge, ctx, **options):
+    return BridgeBroker.connect(bridge.router_endpoint, timeout_s=5.0, context=ctx, **options)
+
+
+@pytest.fixture
+def broker(bridge, ctx):
+    b = _broker(bridge, ctx)
+    yield b
+    b.close()
+
+
+def _order(cid, side=+1, volume=0.1, symbol="EURUSD"):
+    return OrderRequest(cid, symbol, side, volume, 0.0, 0.0, 0)
+
+
+def _answers(broker, eventually, n=1):
+    """Poll the broker's hook (as the engine does on every tick) until ``n`` reports came."""
+    got = []
+
+    def polled():
+        got.extend(broker.on_quote("EURUSD", 1.085, 1.0852, 0))
+        return len(got) >= n
+
+    eventually(polled)
+    return got
+
+
+def test_fill_comes_back_through_the_polling_hook(broker, mt5, eventually):
+    sent = broker.send(_order("n1-1", volume=0.2))
+    assert sent.state == PENDING and broker.in_flight() == 1
+    (report,) = _answers(broker, eventually)
+    (deal,) = mt5.history_deals_get(0, 2**33)
+    assert report.client_order_id == "n1-1" and report.state == FILLED
+    assert (report.price, report.volume, report.retcode) == (deal.price, 0.2, 10009)
+    assert deal.comment == "n1-1" and deal.magic == broker.magic
+    assert broker.position("EURUSD") == pytest.approx(0.2) and broker.in_flight() == 0
+    broker.send(_order("n1-2", side=-1, volume=0.2))
+    _answers(broker, eventually)
+    assert broker.position("EURUSD") == 0.0 and mt5.positions_total() == 2  # the fake hedges
+
+
+@pytest.mark.parametrize("fault,retcode", [(OrderFault.REQUOTE, 10004), (OrderFault.REJECT, 10006),
+                                           (OrderFault.MARKET_CLOSED, 10018)])
+def test_mt5_refusals_are_rejected_with_their_retcode(broker, mt5, eventually, fault, retcode):
+    mt5.faults.orders.append(fault)
+    broker.send(_order("n1-7"))
+    (report,) = _answers(broker, eventually)
+    assert report.state == REJECTED and report.retcode == retcode
+    assert broker.position("EURUSD") == 0.0 and mt5.positions_total() == 0
+
+
+def test_order_check_refusal_is_rejected_unsent(broker, mt5, eventually):
+    broker.send(_order("n1-8", volume=0.015))
+    (report,) = _answers(broker, eventually)
+    assert report.state == REJECTED and report.retcode == mt5.TRADE_RETCODE_INVALID_VOLUME
+    assert report.comment.startswith("check_failed") and mt5.order_send_calls == 0
+
+
+def test_duplicate_send_trades_once(broker, mt5, eventually):
+    broker.send(_order("n1-3"))
+    broker.send(_order("n1-3"))  # the same client order id: the same req_id
+    broker.send(_order("n1-30"))  # the MT5 thread is FIFO: once this fills, a 2nd n1-3 would have too
+    reports = _answers(broker, eventually, n=2)
+    assert sorted((r.client_order_id, r.state) for r in reports) == [("n1-3", FILLED), ("n1-30", FILLED)]
+    assert mt5.order_send_calls == 2 and mt5.positions_total() == 2
+    assert broker.position("EURUSD") == pytest.approx(0.2)
+
+
+def test_overdue_result_is_reconciled_by_req_id_never_resent(bridge, ctx, mt5, eventually):
+    mt5.faults.order_latency_s = 0.8  # order_send outlives the deadline plus grace
+    broker = _broker(bridge, ctx, deadline_ms=300, grace_ms=100, resend_every_ms=100)
+    try:
+        broker.send(_order("n1-4"))
+        reports = _answers(broker, eventually, n=2)
+        assert [r.state for r in reports] == [UNKNOWN, FILLED]
+        assert broker.resends >= 1 and mt5.order_send_calls == 1 and mt5.positions_total() == 1
+    finally:
+        broker.close()
+
+
+def test_timeout_in_mt5_is_reconciled_on_the_bridge(broker, mt5, eventually):
+    mt5.faults.orders.append(OrderFault.TIMEOUT_FILLED)
+    broker.send(_order("n1-5"))
+    (report,) = _answers(broker, eventually)
+    assert report.state == FILLED and report.comment.startswith("reconciled_filled")
+    assert mt5.order_send_calls == 1 and broker.position("EURUSD") == pytest.approx(0.1)
+
+
+def test_absent_after_timeout_is_not_sent(broker, mt5, eventually):
+    mt5.faults.orders.append(OrderFault.TIMEOUT_ABSENT)
+    broker.send(_order("n1-6"))
+    (report,) = _answers(broker, eventually)
+    assert report.state == NOT_SENT and mt5.positions_total() == 0
+
+
+def test_lookup_from_a_new_broker_replays_and_never_trades(bridge, ctx, broker, mt5, eventually):
+    broker.send(_order("n1-9"))
+    (first,) = _answers(broker, eventually)
+    restarted = _broker(bridge, ctx)
+    try:
+        again = restarted.lookup("n1-9")
+        assert again.state == FILLED and again.price == first.price
+        assert restarted.lookup("n1-404") is None  # never sent: answered EXPIRED, not executed
+        assert mt5.order_send_calls == 1
+    finally:
+        restarted.close()
+
+
+def test_unreachable_bridge_is_a_clear_error(ctx):
+    silent = ctx.socket(zmq.ROUTER)  # accepts connections, never answers
+    silent.setsockopt(zmq.LINGER, 0)
+    silent.bind("tcp://127.0.0.1:*")
+    endpoint = silent.getsockopt_string(zmq.LAST_ENDPOINT)
+    with pytest.raises(BridgeUnreachableError, match=endpoint.replace(".", r"\.")):
+        BridgeBroker.connect(endpoint, timeout_s=0.3, context=ctx)
+    silent.close(0)
+
+
+def test_req_id_is_a_stable_hash():
+    assert req_id_of("node-1") == req_id_of("node-1") != req_id_of("node-2")
+    assert 0 <= req_id_of("node-1") < 2**64
+
+
+def _ctx(side, bid=1.0850, ask=1.0852, volume=0.1):
+    ctx = DecisionContext("EURUSD")
+    ctx.features[L.F_BID], ctx.features[L.F_ASK], ctx.features[L.F_TIME_MSC] = bid, ask, 5_000
+    ctx.received_ns = time.monotonic_ns()
+    ctx.signals, ctx.confidences, ctx.agent_names = np.array([0.9]), np.array([0.8]), ("momentum",)
+    d = ctx.decision
+    d.side, d.volume, d.action = side, volume, {1: "buy", -1: "sell", 0: "hold"}[side]
+    d.signals, d.confidences, d.agent_names = ctx.signals, ctx.confidences, ctx.agent_names
+    return ctx
+
+
+def test_trading_engine_trade_through_the_bridge_is_journaled(bridge, broker, mt5, tmp_path, eventually):
+    journal = OrderJournal(tmp_path / "journal.db", "n7")
+    engine = TradingEngine(broker=broker, journal=journal)
+    quote = mt5.symbol_info_tick("EURUSD")  # decide on the market's own quote (no requote)
+    result = engine(_ctx(+1, quote.bid, quote.ask))
+    assert result.status == "pending" and result.client_order_id == "n7-1"
+    eventually(lambda: engine(_ctx(0)) is not None and journal.states()["n7-1"] == FILLED)
+    (deal,) = mt5.history_deals_get(0, 2**33)
+    row = journal.order("n7-1")
+    assert row["fill_price"] == deal.price and row["retcode"] == 10009 and deal.comment == "n7-1"
+    assert journal.events("n7-1") == [SENDING, PENDING, FILLED]
+    reader = OrderJournal(tmp_path / "journal.db", "n7")  # another connection sees it committed
+    assert reader.states() == {"n7-1": FILLED}
+    reader.close()
