@@ -1,0 +1,446 @@
+"""The wire benchmark: ticks bridge -> node and orders node -> bridge, against bare pyzmq.
+
+What it measures, all in one run, on 127.0.0.1 TCP:
+
+* ``decode_ns``: validating one 80-byte tick frame and copying its record into a ring row
+  (``wire.decode_tick_into``), median of repetitions; ``feed_message_ns``: the feed's whole
+  per-message work (topic lookup, checks, seq, ring append, delivery) without a handler.
+* One-way tick latency at ``rate`` ticks/s from a publisher process (paced, timestamps in shared
+  memory, read with the same ``CLOCK_MONOTONIC``):
+  *bare*: the same frame bytes on a bare PUB, received by a blocking ``recv_multipart`` on a SUB
+  (the physical floor); *flowchain*: the frames built by ``wire.encode_tick_into`` (what the
+  bridge publishes) -> :class:`~flowchain.feeds.subscriber.ZmqFeed` on uvloop -> the tick in
+  the ring (the timestamp is taken in the per-tick handler). Bare and FlowChain repetitions are
+  interleaved (A B A B ...), each repetition's p50/p99 come from an HDR histogram, and the
+  reported figure is the median over repetitions.
+* A sustained run of the FlowChain path for ``seconds`` at ``rate`` ticks/s: ``ticks_sent``,
+  ``ticks_lost`` (sent but never in the ring).
+* Order round trips: *bare*: a DEALER -> ROUTER echo of an ORDER_REQUEST-sized frame, blocking
+  both ends; *flowchain*: see :mod:`flowchain.bench.orders` (the node's order client -> the
+  bridge on the fake MT5 with zero latency -> RESULT back).
+"""
+from __future__ import annotations
+
+import asyncio
+import statistics
+import struct
+import time
+from multiprocessing import get_context
+from multiprocessing.connection import Connection
+from multiprocessing.shared_memory import SharedMemory
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import zmq
+from hdrh.histogram import HdrHistogram
+
+from flowchain import wire
+from flowchain.bench.environment import cpu, versions
+from flowchain.ticks import TICK_DTYPE
+
+BARE_SYMBOL = "BARE00"
+FEED_SYMBOL = "EURUSD"
+SESSION = 0x5EED
+_SEQ_AT = struct.Struct("<Q")
+_SEQ_OFFSET = 12  # version u8, type u8, symbol_id u16, session_id u64, then seq u64
+
+
+def _hdr(values: np.ndarray) -> Dict[str, int]:
+    hist = HdrHistogram(1, 60_000_000_000, 3)
+    for v in values.tolist():
+        hist.record_value(max(1, int(v)))
+    return {"count": int(hist.get_total_count()), "p50_ns": int(hist.get_value_at_percentile(50)),
+            "p99_ns": int(hist.get_value_at_percentile(99)),
+            "p999_ns": int(hist.get_value_at_percentile(99.9)), "max_ns": int(hist.get_max_value())}
+
+
+# -- the publisher process ---------------------------------------------------------------------
+def _publisher_main(conn: Connection, shm_name: str, slots: int) -> None:
+    """Serve commands from the parent: probe a topic, publish n paced ticks, stop."""
+    shm = SharedMemory(name=shm_name)
+    stamps = np.ndarray((2, slots), dtype=np.int64, buffer=shm.buf)
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.SNDHWM, 1_000_000)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind("tcp://127.0.0.1:*")
+    conn.send(pub.getsockopt_string(zmq.LAST_ENDPOINT))
+    records = np.zeros(1024, dtype=TICK_DTYPE)
+    records["bid"], records["ask"], records["flags"] = 1.08500, 1.08507, 0x86
+    records["time_msc"] = 1_704_186_000_000 + np.arange(1024)
+    records["time"] = records["time_msc"] // 1000
+    flat = memoryview(records.view(np.uint8))
+    frame = bytearray(wire.TICK_FRAME_SIZE)
+    clock = time.perf_counter_ns
+    sleep = time.sleep
+    try:
+        while True:
+            cmd = conn.recv()
+            if cmd[0] == "stop":
+                return
+            if cmd[0] == "probe":  # until the parent has heard one (the slow-joiner problem)
+                _, topic, body = cmd
+                while not conn.poll(0.005):
+                    pub.send_multipart([topic, body])
+                conn.recv()
+                conn.send("probed")
+                continue
+            _, lane, topic, first_seq, n, rate = cmd
+            send = pub.send_multipart
+            row = stamps[lane]
+            period = 1e9 / rate
+            start = clock() + 1_000_000
+            for k in range(n):
+                seq = first_seq + k
+                wire.encode_tick_into(frame, SESSION, seq, 0, flat, seq & 1023)
+                body = bytes(frame)
+                due = start + int(k * period)
+                now = clock()
+                if due > now:  # sleep, never spin: a spinning sender steals a core on CI
+                    sleep((due - now) * 1e-9)
+                row[seq] = clock()
+                send([topic, body])
+            conn.send(("sent", n))
+    finally:
+        pub.close(0)
+        ctx.term()
+        shm.close()
+
+
+class _Publisher:
+    """The parent's handle on the publisher process."""
+
+    def __init__(self, slots: int) -> None:
+        mp = get_context("spawn")
+        self.slots = slots
+        self.shm = SharedMemory(create=True, size=2 * slots * 8)
+        self.stamps = np.ndarray((2, slots), dtype=np.int64, buffer=self.shm.buf)
+        self.conn, child = mp.Pipe()
+        self.proc = mp.Process(target=_publisher_main, args=(child, self.shm.name, slots),
+                               daemon=True)
+        self.proc.start()
+        if not self.conn.poll(60):
+            raise RuntimeError("the benchmark's publisher process did not start within 60 s")
+        self.endpoint: str = self.conn.recv()
+
+    def probe(self, topic: bytes, body: bytes, heard: Callable[[], bool],
+              pump: Callable[[], None]) -> None:
+        self.conn.send(("probe", topic, body))
+        deadline = time.monotonic() + 30
+        while not heard():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no probe on topic {topic!r} arrived within 30 s")
+            pump()
+        self.conn.send("heard")
+        self.conn.recv()
+
+    def publish(self, lane: int, topic: bytes, first_seq: int, n: int, rate: float) -> None:
+        self.conn.send(("run", lane, topic, first_seq, n, rate))
+
+    def wait_sent(self, timeout: float) -> int:
+        if not self.conn.poll(timeout):
+            raise RuntimeError(f"the publisher did not finish within {timeout:.0f} s")
+        return self.conn.recv()[1]
+
+    def close(self) -> None:
+        try:
+            self.conn.send(("stop",))
+        except (BrokenPipeError, OSError):
+            pass
+        self.proc.join(10)
+        if self.proc.is_alive():
+            self.proc.terminate()
+        self.shm.close()
+        self.shm.unlink()
+
+
+# -- receivers ----------------------------------------------------------------------------------
+class _BareReceiver:
+    """A SUB socket read by blocking ``recv_multipart``: the floor."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str) -> None:
+        self.sub = ctx.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.RCVHWM, 1_000_000)
+        self.sub.setsockopt(zmq.LINGER, 0)
+        self.sub.setsockopt(zmq.SUBSCRIBE, wire.tick_topic(BARE_SYMBOL))
+        self.sub.connect(endpoint)
+        self.heard = False
+
+    def pump_probe(self) -> None:
+        if self.sub.poll(10):
+            self.sub.recv_multipart()
+            self.heard = True
+
+    def drain(self) -> None:
+        while self.sub.poll(50):
+            self.sub.recv_multipart()
+
+    def receive(self, n: int, stamps: np.ndarray, first_seq: int, timeout_ms: int) -> np.ndarray:
+        lat = np.zeros(n, dtype=np.int64)
+        recv = self.sub.recv_multipart
+        clock = time.perf_counter_ns
+        unpack = _SEQ_AT.unpack_from
+        self.sub.setsockopt(zmq.RCVTIMEO, timeout_ms)
+        got = 0
+        try:
+            while got < n:
+                _, frame = recv()
+                now = clock()
+                seq = unpack(frame, _SEQ_OFFSET)[0]
+                if seq >= first_seq:
+                    lat[got] = now - stamps[seq]
+                    got += 1
+        except zmq.Again:
+            pass
+        finally:
+            self.sub.setsockopt(zmq.RCVTIMEO, -1)
+        return lat[:got]
+
+
+class _FeedReceiver:
+    """The node's ZmqFeed on uvloop; the timestamp is taken when the tick is in the ring."""
+
+    def __init__(self, endpoint: str, runner: asyncio.Runner, ring_capacity: int) -> None:
+        from flowchain.feeds.subscriber import ZmqFeed
+
+        self.runner = runner
+        self.feed = ZmqFeed(endpoint, [FEED_SYMBOL], heartbeat_interval=3600.0,
+                            ring_capacity=ring_capacity)
+        self.runner.run(self.feed.start())
+        self._lat = np.zeros(1, dtype=np.int64)
+        self._got = 0
+        self._want = 0
+        self._done: Optional[asyncio.Future] = None
+
+    def probe_heard(self) -> bool:
+        return self.feed.stats.heartbeats > 0
+
+    def pump(self) -> None:
+        self.runner.run(asyncio.sleep(0.01))
+
+    def _handler(self, stamps: np.ndarray) -> Callable:
+        clock = time.perf_counter_ns
+        lat = self._lat
+        want = self._want
+
+        def on_tick(ring, index: int) -> None:
+            now = clock()
+            got = self._got
+            lat[got] = now - stamps[ring.seqs[index]]
+            self._got = got + 1
+            if got + 1 == want and self._done is not None and not self._done.done():
+                self._done.set_result(None)
+        return on_tick
+
+    def receive(self, n: int, stamps: np.ndarray, timeout_s: float) -> np.ndarray:
+        self._lat = np.zeros(n, dtype=np.int64)
+        self._got, self._want = 0, n
+        self.feed.on_tick(self._handler(stamps))
+
+        async def wait() -> None:
+            self._done = asyncio.get_running_loop().create_future()
+            if self._got >= n:
+                return
+            try:
+                await asyncio.wait_for(self._done, timeout_s)
+            except asyncio.TimeoutError:
+                pass
+        self.runner.run(wait())
+        self.feed.on_tick(None)
+        return self._lat[:self._got]
+
+    def close(self) -> None:
+        self.runner.run(self.feed.stop())
+
+
+# -- micro-benchmarks -----------------------------------------------------------------------------
+def _per_call_ns(fn: Callable[[], object], n: int, reps: int = 5) -> float:
+    samples = []
+    for _ in range(reps):
+        t0 = time.perf_counter_ns()
+        for _ in range(n):
+            fn()
+        samples.append((time.perf_counter_ns() - t0) / n)
+    return statistics.median(samples)
+
+
+def measure_decode(n: int = 200_000) -> Dict[str, float]:
+    """Return ``decode_ns`` (validate + copy one tick frame into a ring row) and
+    ``feed_message_ns`` (the feed's whole per-message work, no handler)."""
+    from flowchain.feeds.subscriber import ZmqFeed
+
+    record = np.zeros(1, dtype=TICK_DTYPE)
+    record[0] = (1_704_186_000, 1.085, 1.08507, 0.0, 0, 1_704_186_000_123, 0x86, 0.0)
+    frame = wire.encode_tick(SESSION, 1, 0, record.tobytes())
+    ring = np.zeros(1024, dtype=TICK_DTYPE)
+    flat = memoryview(ring.view(np.uint8))
+    decode = wire.decode_tick_into
+    decode_ns = _per_call_ns(lambda: decode(frame, flat, 7), n)
+    feed = ZmqFeed("tcp://127.0.0.1:1", [FEED_SYMBOL], ring_capacity=1024)
+    topic = wire.tick_topic(FEED_SYMBOL)
+    frames = [wire.encode_tick(SESSION, s, 0, record.tobytes()) for s in range(1, n * 5 + 2)]
+    it = iter(frames)
+    on_message = feed.on_message
+    message_ns = _per_call_ns(lambda: on_message([topic, next(it)]), n)
+    return {"decode_ns": round(decode_ns, 1), "feed_message_ns": round(message_ns, 1)}
+
+
+def measure_bare_order_rtt(trips: int, reps: int) -> List[Dict[str, int]]:
+    """Bare DEALER -> ROUTER echo of an ORDER_REQUEST-sized frame; one HDR summary per rep."""
+    mp = get_context("spawn")
+    conn, child = mp.Pipe()
+    proc = mp.Process(target=_echo_main, args=(child,), daemon=True)
+    proc.start()
+    if not conn.poll(60):
+        raise RuntimeError("the echo process did not start within 60 s")
+    endpoint = conn.recv()
+    ctx = zmq.Context()
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.connect(endpoint)
+    body = wire.encode_order_request(wire.OrderRequest(1, time.time_ns() + 10**10, "EURUSD", 0,
+                                                       0.1, 1.085))
+    clock = time.perf_counter_ns
+    out = []
+    try:
+        for _ in range(50):  # warm up the connection
+            dealer.send(body)
+            dealer.recv()
+        for _ in range(reps):
+            lat = np.zeros(trips, dtype=np.int64)
+            for i in range(trips):
+                t0 = clock()
+                dealer.send(body)
+                dealer.recv()
+                lat[i] = clock() - t0
+            out.append(_hdr(lat))
+    finally:
+        dealer.close(0)
+        ctx.term()
+        conn.send("stop")
+        proc.join(10)
+        if proc.is_alive():
+            proc.terminate()
+    return out
+
+
+def _echo_main(conn: Connection) -> None:
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    router.bind("tcp://127.0.0.1:*")
+    conn.send(router.getsockopt_string(zmq.LAST_ENDPOINT))
+    router.setsockopt(zmq.RCVTIMEO, 200)
+    try:
+        while not conn.poll(0):
+            try:
+                router.send_multipart(router.recv_multipart())
+            except zmq.Again:
+                continue
+    finally:
+        router.close(0)
+        ctx.term()
+
+
+# -- the whole benchmark --------------------------------------------------------------------------
+def run(seconds: float = 10.0, rate: float = 20_000.0, repetitions: int = 5,
+        rep_seconds: float = 1.0, order_trips: int = 2000,
+        progress: Optional[Callable[[str], None]] = None) -> dict:
+    """Run every measurement and return the JSON-ready result.
+
+    Parameters
+    ----------
+    seconds : float
+        Length of the sustained loss run (20,000 ticks/s for 10 s by default).
+    rate : float
+        Ticks per second the publisher sends.
+    repetitions : int
+        Interleaved repetitions of each way (at least 5).
+    rep_seconds : float
+        Length of one latency repetition.
+    order_trips : int
+        Order round trips per repetition.
+    progress : callable, optional
+        Called with a line of text as each phase starts.
+
+    Raises
+    ------
+    ValueError
+        If a parameter is out of range.
+    RuntimeError
+        If a helper process does not start or a probe never arrives.
+    """
+    if repetitions < 5 or seconds <= 0 or rate <= 0 or rep_seconds <= 0 or order_trips < 10:
+        raise ValueError(f"wire benchmark: need repetitions >= 5, order_trips >= 10 and positive "
+                         f"seconds/rate/rep_seconds; got {repetitions}, {order_trips}, {seconds}, "
+                         f"{rate}, {rep_seconds}")
+    import uvloop
+
+    say = progress or (lambda line: None)
+    rep_ticks = max(100, int(rate * rep_seconds))
+    sustained = max(100, int(rate * seconds))
+    slots = repetitions * rep_ticks + sustained + 16
+    result: dict = {"rate_ticks_per_s": rate, "repetitions": repetitions, "rep_ticks": rep_ticks}
+    say("decode micro-benchmark")
+    result.update(measure_decode())
+    publisher = _Publisher(slots)
+    ctx = zmq.Context()
+    runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    bare = _BareReceiver(ctx, publisher.endpoint)
+    feed = _FeedReceiver(publisher.endpoint, runner, ring_capacity=65_536)
+    bare_topic, feed_topic = wire.tick_topic(BARE_SYMBOL), wire.tick_topic(FEED_SYMBOL)
+    try:
+        say("connecting (slow-joiner probes)")
+        probe = wire.encode_tick(SESSION, 0, 0, bytes(TICK_DTYPE.itemsize))
+        publisher.probe(bare_topic, probe, lambda: bare.heard, bare.pump_probe)
+        bare.drain()
+        beat = wire.encode_heartbeat(SESSION, 0, 0, int(wire.HeartbeatState.CONNECTED))
+        publisher.probe(wire.heartbeat_topic(FEED_SYMBOL), beat, feed.probe_heard, feed.pump)
+        feed.pump()
+        bare_reps, feed_reps = [], []
+        bare_seq, feed_seq = 1, 1
+        timeout = rep_seconds * 4 + 5
+        for rep in range(repetitions):
+            say(f"one-way repetition {rep + 1}/{repetitions}: bare, then flowchain")
+            publisher.publish(0, bare_topic, bare_seq, rep_ticks, rate)
+            lat = bare.receive(rep_ticks, publisher.stamps[0], bare_seq, int(timeout * 1000))
+            publisher.wait_sent(timeout)
+            bare_seq += rep_ticks
+            bare_reps.append(_hdr(lat))
+            publisher.publish(1, feed_topic, feed_seq, rep_ticks, rate)
+            lat = feed.receive(rep_ticks, publisher.stamps[1], timeout)
+            publisher.wait_sent(timeout)
+            feed_seq += rep_ticks
+            feed_reps.append(_hdr(lat))
+        say(f"sustained flowchain run: {sustained:,} ticks at {rate:,.0f}/s")
+        before = feed.feed.ring(FEED_SYMBOL).count
+        publisher.publish(1, feed_topic, feed_seq, sustained, rate)
+        lat = feed.receive(sustained, publisher.stamps[1], seconds * 2 + 10)
+        sent = publisher.wait_sent(seconds * 2 + 10)
+        delivered = feed.feed.ring(FEED_SYMBOL).count - before
+        result["ticks_sent"] = sent
+        result["ticks_lost"] = sent - delivered
+        result["sustained"] = _hdr(lat) if len(lat) else {}
+        result["feed_stats"] = feed.feed.stats.as_dict()
+    finally:
+        feed.close()
+        runner.close()
+        bare.sub.close(0)
+        ctx.term()
+        publisher.close()
+    for prefix, reps in (("bare_oneway", bare_reps), ("flowchain_oneway", feed_reps)):
+        result[f"{prefix}_p50_ns"] = int(statistics.median(r["p50_ns"] for r in reps))
+        result[f"{prefix}_p99_ns"] = int(statistics.median(r["p99_ns"] for r in reps))
+        result[f"{prefix}_reps"] = reps
+    say("order round trips: bare echo")
+    bare_rtt = measure_bare_order_rtt(order_trips, repetitions)
+    result["bare_order_rtt_p50_ns"] = int(statistics.median(r["p50_ns"] for r in bare_rtt))
+    result["bare_order_rtt_p99_ns"] = int(statistics.median(r["p99_ns"] for r in bare_rtt))
+    result["bare_order_rtt_reps"] = bare_rtt
+    result["oneway_p50_ratio"] = round(result["flowchain_oneway_p50_ns"]
+                                       / result["bare_oneway_p50_ns"], 3)
+    result["oneway_p99_ratio"] = round(result["flowchain_oneway_p99_ns"]
+                                       / result["bare_oneway_p99_ns"], 3)
+    result["versions"] = versions()
+    result["cpu"] = cpu()
+    return result
