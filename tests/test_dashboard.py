@@ -288,3 +288,29 @@ def test_bench_observers_run_and_restart_cleanly():
         observers.stop()
     assert observers.counters["scrapes"] >= 2 and observers.counters["sse_snapshots"] >= 2
     assert observers.counters["errors"] == 0 and observers.monitor.counters["polls"] >= 2
+
+
+def test_dashboard_thread_serves_from_its_own_loop_and_closes():
+    from flowchain.web import DashboardThread
+
+    reg, cid = make_node()
+    run_chain(reg, cid, range(20))
+    hosted = DashboardThread(DashboardServer(DashboardState(reg, None, {"sim": FakeFeed()}),
+                                             port=0, collector=FlowChainCollector(reg)))
+    server = hosted.start()
+    assert server.port != 0 and hosted.url == server.url
+    try:
+        with urllib.request.urlopen(hosted.url + "/api/status", timeout=10) as r:
+            snap = json.loads(r.read())
+        assert snap["chains"][0]["executions"] == 20
+        with urllib.request.urlopen(hosted.url + "/metrics", timeout=10) as r:
+            assert b"flowchain_chains_executed_total" in r.read()
+        busy = DashboardThread(DashboardServer(DashboardState(reg), port=server.port))
+        with pytest.raises(OSError):
+            busy.start()
+        assert busy._thread is None  # a failed start leaves no loop thread behind
+    finally:
+        hosted.close()
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(hosted.url + "/api/status", timeout=5)
+    hosted.close()  # twice is harmless
