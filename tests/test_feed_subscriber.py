@@ -328,3 +328,29 @@ def test_bad_parameters_are_refused_with_the_name():
         ZmqFeed("tcp://127.0.0.1:1", [SYMBOL], stale_after=0)
     with pytest.raises(ValueError, match="cannot be subscribed"):
         ZmqFeed("tcp://127.0.0.1:1", ["A\0B"])
+
+
+async def test_batches_are_delivered_tick_by_tick_with_the_same_seq_rules(bridge, ctx,
+                                                                          eventually_async):
+    feed = await connected_feed(bridge, ctx, eventually_async)
+    server = asyncio.get_running_loop().create_task(serving(bridge))
+
+    def batch(first: int, last: int) -> list:
+        for seq in range(first, last + 1):
+            bridge.tick(seq, send=False)
+        recs = np.frombuffer(b"".join(bridge.history[s] for s in range(first, last + 1)),
+                             dtype=TICK_DTYPE)
+        return [TOPIC, wire.encode_batch(bridge.session, first, 0, recs)]
+    try:
+        bridge.pub.send_multipart(batch(1, 5))
+        bridge.pub.send_multipart(batch(4, 8))     # 4, 5 already delivered
+        for seq in (9, 10, 11):                     # lost on the way: backfilled
+            bridge.tick(seq, send=False)
+        bridge.pub.send_multipart(batch(12, 14))
+        await eventually_async(lambda: feed.ring(SYMBOL).count == 14)
+        assert ring_seqs(feed) == list(range(1, 15))
+        assert feed.ring(SYMBOL).window(14).tobytes() == b"".join(record(s) for s in range(1, 15))
+        assert feed.stats.drops == {"duplicate": 2} and feed.stats.backfilled == 3
+    finally:
+        server.cancel()
+        await feed.stop()

@@ -4,7 +4,8 @@ The SUB socket's file descriptor is watched with ``loop.add_reader`` and drained
 non-blocking ``recv_multipart`` until ``zmq.Again``: one loop wake-up per burst and no future or
 ``await`` per message (``zmq.asyncio`` costs about 60 us more per message on this machine; see
 DESIGN.md). Each tick frame is validated and its 60-byte MT5 record copied straight into the
-symbol's :class:`~flowchain.feeds.ring.TickRing`, then the per-tick handler runs.
+symbol's :class:`~flowchain.feeds.ring.TickRing`, then the per-tick handler runs. A TICK_BATCH
+frame (several ticks from one poll of the terminal) is delivered tick by tick the same way.
 
 Protocol duties (docs/protocol.md, "Sequence, gaps, restarts, staleness"):
 
@@ -50,6 +51,7 @@ _FRAME_SIZE = wire.TICK_FRAME_SIZE
 _HEAD = wire.TICK_HEAD.size
 _VERSION = wire.PROTOCOL_VERSION
 _TICK = int(wire.FrameType.TICK)
+_BATCH = int(wire.FrameType.TICK_BATCH)
 _UNPACK = wire.TICK_FRAME.unpack_from
 _REC = wire.TICK_RECORD_SIZE
 
@@ -312,7 +314,10 @@ class ZmqFeed(Feed):
                 self._on_heartbeat(track, frame)
             return
         if len(frame) != _FRAME_SIZE or frame[0] != _VERSION or frame[1] != _TICK:
-            self._reject_tick(frame)
+            if len(frame) > 1 and frame[1] == _BATCH:
+                self._on_batch(track, frame)
+            else:
+                self._reject_tick(frame)
             return
         values = _UNPACK(frame)
         bid, ask, last, volume_real = values[6], values[7], values[8], values[12]
@@ -331,18 +336,20 @@ class ZmqFeed(Feed):
             self._deliver(ring, ring.append_record(frame[_HEAD:], seq))
             return
         track.bridge_id = values[2]
-        self._out_of_order(track, frame, seq)
+        self._out_of_order(track, frame[_HEAD:], seq)
 
-    def _out_of_order(self, track: _Track, frame: bytes, seq: int) -> None:
+    def _out_of_order(self, track: _Track, record: bytes | memoryview, seq: int) -> None:
+        """Place a 60-byte ``record`` whose seq is not simply the next one (or held behind a
+        pending backfill): hold, drop as duplicate, join, or open a gap."""
         if track.pending is not None:
             if seq <= track.last or (track.hold_seqs and seq <= track.hold_seqs[-1]):
                 self.stats.drop("duplicate")
             elif track.held >= len(track.hold):
                 self._give_up(track, "hold_full")
-                self._out_of_order(track, frame, seq)
+                self._out_of_order(track, record, seq)
             else:
                 i = track.held
-                track.hold_raw[i * _REC:(i + 1) * _REC] = frame[_HEAD:]
+                track.hold_raw[i * _REC:(i + 1) * _REC] = record
                 track.hold_seqs.append(seq)
                 track.held += 1
             return
@@ -354,7 +361,7 @@ class ZmqFeed(Feed):
             track.joined = True
             track.last = seq
             ring = track.ring
-            self._deliver(ring, ring.append_record(frame[_HEAD:], seq))
+            self._deliver(ring, ring.append_record(record, seq))
             return
         self.stats.gaps += 1
         self.stats.gap_ticks += seq - track.last - 1
@@ -362,12 +369,37 @@ class ZmqFeed(Feed):
             self.stats.unrecovered += seq - track.last - 1
             track.last = seq
             ring = track.ring
-            self._deliver(ring, ring.append_record(frame[_HEAD:], seq))
+            self._deliver(ring, ring.append_record(record, seq))
             return
-        track.hold_raw[0:_REC] = frame[_HEAD:]
+        track.hold_raw[0:_REC] = record
         track.hold_seqs.append(seq)
         track.held = 1
         self._request(track, track.last + 1, seq - 1)
+
+    def _on_batch(self, track: _Track, frame: bytes) -> None:
+        """A TICK_BATCH (what the bridge publishes when one poll found several ticks)."""
+        try:
+            batch = wire.decode_batch(frame)
+        except wire.FrameError as exc:
+            self.stats.reject(exc.reason, self.endpoint, str(exc))
+            return
+        track.heard_ns = time.monotonic_ns()
+        if track.stale:
+            self._fresh(track)
+        if batch.session_id != self._session:
+            self._new_session(batch.session_id)
+        track.bridge_id = batch.symbol_id
+        raw = memoryview(batch.records.view(np.uint8))
+        ring = track.ring
+        seq = batch.first_seq
+        for i in range(len(batch.records)):
+            record = raw[i * _REC:(i + 1) * _REC]
+            if track.pending is None and seq == track.last + 1:
+                track.last = seq
+                self._deliver(ring, ring.append_record(record, seq))
+            else:
+                self._out_of_order(track, record, seq)
+            seq += 1
 
     def _reject_tick(self, frame: bytes) -> None:
         try:
