@@ -9,9 +9,10 @@ real deployment, where the bridge runs beside the terminal, not inside the node)
 * ``flowchain``: :meth:`flowchain.bridge.OrderClient.send` of an ``OrderRequest`` (encode,
   send, ACK, RESULT, decode) to a :class:`flowchain.bridge.Bridge` running on the
   :class:`~flowchain.bridge.FakeMetaTrader5` with zero order latency: the bridge decodes the
-  request, admits it in the idempotency log, ACKs it, hands it to its MT5 thread, which runs
-  ``order_check`` + ``order_send`` on the fake, and the RESULT comes back. Every trip is a new
-  req_id (a real trade on the fake), alternating buy and sell.
+  request, admits it in the idempotency log, wakes its MT5 thread, which runs ``order_check``
+  + ``order_send`` on the fake, and the ACK and RESULT come back (the ACK is held up to the
+  bridge's ``ack_hold_ms``, 1 ms by default, so that a quick RESULT travels right behind it).
+  Every trip is a new req_id (a real trade on the fake), alternating buy and sell.
 
 Repetitions alternate bare and flowchain (A B A B ..., at least 5 each). Each repetition's
 latencies go into an HDR histogram (p50/p99/p99.9/max); the figures reported are the medians

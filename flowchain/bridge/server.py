@@ -22,6 +22,7 @@ socket thread only forwards bytes (no decode, no lookup). Nothing on this path l
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import threading
 import time
@@ -87,6 +88,9 @@ class Bridge:
         self._context = context or zmq.Context()
         self._auth = None
         self._orders: deque[wire.OrderRequest] = deque()
+        self._held_acks: dict[bytes, tuple[int, bytes, bytes]] = {}
+        """req_id (8 bytes LE) -> (due monotonic ns, peer, ACK frame); socket thread only."""
+        self._ack_hold_ns = int(config.ack_hold_ms * 1e6)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._ready = threading.Event()
@@ -240,8 +244,14 @@ class Bridge:
         poller.register(handoff, zmq.POLLIN)
         recv_router = router.recv_multipart
         recv_handoff = handoff.recv_multipart
+        held = self._held_acks
         while not self._stop.is_set():
-            events = dict(poller.poll(_STOP_POLL_MS))  # woken by traffic; the period only bounds stop()
+            # Woken by traffic; the timeout bounds a held ACK's wait, and stop() when idle.
+            timeout = _STOP_POLL_MS
+            if held:
+                due = next(iter(held.values()))[0]
+                timeout = max(0, math.ceil((due - time.monotonic_ns()) / 1e6))
+            events = dict(poller.poll(timeout))
             if router in events:
                 for _ in range(1000):
                     try:
@@ -252,11 +262,22 @@ class Bridge:
             if handoff in events:
                 for _ in range(1000):
                     try:
-                        frame, *peers = recv_handoff(zmq.NOBLOCK)
+                        req_id, frame, *peers = recv_handoff(zmq.NOBLOCK)
                     except zmq.Again:
                         break
+                    acks = held.pop(req_id, None)
+                    if acks is not None:  # ACK then RESULT, back to back
+                        self._send(router, acks[1], acks[2])
                     for peer in peers:
                         self._send(router, peer, frame)
+            if held:
+                now = time.monotonic_ns()
+                while held:
+                    req_id, (due, peer, ack) = next(iter(held.items()))
+                    if due > now:
+                        break
+                    del held[req_id]
+                    self._send(router, peer, ack)
         router.close(0)
         handoff.close(0)
 
@@ -284,15 +305,21 @@ class Bridge:
 
     def _on_order(self, router: zmq.Socket, handoff: zmq.Socket, peer: bytes, req: wire.OrderRequest) -> None:
         status, cached = self.idempotency.admit(req.req_id, peer)
-        depth = len(self._orders)
-        if status is wire.AckStatus.QUEUED:
-            # Wake the MT5 thread first: it starts while the ACK travels. The RESULT cannot
-            # overtake the ACK, since only this thread sends on the ROUTER.
-            self._orders.append(req)
-            handoff.send(b"")
-        self._send(router, peer, wire.encode_order_ack(wire.OrderAck(req.req_id, status, depth, time.time_ns())))
-        if cached is not None:
-            self._send(router, peer, wire.encode_order_result(cached))
+        ack = wire.encode_order_ack(wire.OrderAck(req.req_id, status, len(self._orders), time.time_ns()))
+        if status is not wire.AckStatus.QUEUED:
+            self._send(router, peer, ack)
+            if cached is not None:
+                self._send(router, peer, wire.encode_order_result(cached))
+            return
+        self._orders.append(req)
+        handoff.send(b"")  # wake the MT5 thread
+        if self._ack_hold_ns:
+            # Hold the ACK briefly: a RESULT ready by then goes out right behind it, in one
+            # wake-up of the node, instead of two messages competing with MT5 for the CPU.
+            self._held_acks[req.req_id.to_bytes(8, "little")] = (
+                time.monotonic_ns() + self._ack_hold_ns, peer, ack)
+        else:
+            self._send(router, peer, ack)
 
     def _on_backfill(self, router: zmq.Socket, peer: bytes, req: wire.BackfillRequest) -> None:
         empty = np.zeros(0, dtype=TICK_DTYPE)
@@ -327,5 +354,5 @@ class Bridge:
                                               f"bridge error: {type(exc).__name__}", 0, 0, (-1, str(exc)[:120]))
                 frame = wire.encode_order_result(result)
                 peers = self.idempotency.finish(result)
-                handoff.send_multipart((frame, *peers))
+                handoff.send_multipart((result.req_id.to_bytes(8, "little"), frame, *peers))
         handoff.close(0)
