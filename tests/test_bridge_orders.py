@@ -164,3 +164,20 @@ def test_malformed_order_frames_are_counted(bridge, ctx, eventually):
     eventually(lambda: (bridge.rejects["nan_price"], bridge.rejects["short"], bridge.rejects["version"]) == (1, 1, 1))
     assert not dealer.poll(100)  # nothing is answered to garbage
     dealer.close(0)
+
+
+def test_held_ack_goes_alone_when_mt5_is_slow(bridge, mt5, ctx):
+    mt5.faults.order_latency_s = 1.0  # far beyond the bridge's ACK hold (ack_hold_ms, 1 ms)
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.connect(bridge.router_endpoint)
+    req = wire.OrderRequest(req_id=515, deadline_ns=time.time_ns() + 5_000_000_000, symbol="EURUSD",
+                            type=0, volume=0.1, type_filling=1)
+    dealer.send(wire.encode_order_request(req))
+    assert dealer.poll(800), "the ACK waited for the slow order_send"
+    ack = wire.decode(dealer.recv())
+    assert isinstance(ack, wire.OrderAck) and ack.status is wire.AckStatus.QUEUED
+    assert not dealer.poll(0)  # the RESULT is still on its way
+    assert dealer.poll(5000)
+    assert wire.decode(dealer.recv()).retcode == mt5.TRADE_RETCODE_DONE
+    dealer.close(0)
