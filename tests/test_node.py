@@ -470,3 +470,34 @@ async def test_events_reach_the_webhook_and_executions_the_trace_exporter(
     roots = [s for s in spans if s.parent is None]
     assert roots and summary["traces"]["traces"] == len(roots)
     assert {s.name for s in spans} >= {"chain AI_Decision_Chain", "step feature_extraction"}
+
+
+def test_every_event_kind_is_one_readable_line_on_the_node_terminal() -> None:
+    import io
+    import logging
+
+    from flowchain.alerts import ESCALATION, RECOVERY, SLOW_STEP, AlertEvent, LogSink
+    from flowchain.cli.node import NodeLogFormatter
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(NodeLogFormatter("%(message)s"))
+    logger = logging.getLogger("test_node.alerts")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    sink = LogSink(logger)
+    try:
+        for kind, message in ((SLOW_STEP, "took 2 ms"), (ESCALATION, "failed 9 of 40"),
+                              (RECOVERY, "recovered")):
+            sink.emit(AlertEvent(kind, "AI_Decision_Chain", "AI@1", "trading_execution",
+                                 message, 0, {"error_rate": 0.2}))
+        logger.error("journal %s", "closed")
+    finally:
+        logger.removeHandler(handler)
+    assert stream.getvalue().splitlines() == [
+        "[node] WARNING slow_step AI_Decision_Chain/trading_execution: took 2 ms",
+        "[node] CRITICAL escalation AI_Decision_Chain/trading_execution: failed 9 of 40",
+        "[node] INFO recovery AI_Decision_Chain/trading_execution: recovered",
+        "[node] ERROR test_node.alerts: journal closed",
+    ]

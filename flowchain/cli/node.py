@@ -112,8 +112,10 @@ def node(
     as_json: bool = typer.Option(False, "--json", help="Print the exit summary as one JSON object."),
 ) -> None:
     """Run the trading node: ticks from the feed through the AI decision chain (every tick) and
-    the MT5 -> database chain (batches), orders through the broker. Defaults: simulated feed,
-    paper broker, ./flowchain.db. SIGINT/SIGTERM drain and flush before exit."""
+    the MT5 -> database chain (batches), orders through the broker; serves the dashboard,
+    /metrics and /api/status (127.0.0.1:8750). Defaults: simulated feed, paper broker,
+    ./flowchain.db. SIGINT/SIGTERM drain and flush before exit. Exit codes: 2 invalid
+    configuration, 3 could not start. See docs/node.md."""
     from flowchain.config import ConfigError, load_config
 
     try:
