@@ -1,0 +1,171 @@
+"""End to end on real sockets: the bridge on the fake MT5 -> the node's ZmqFeed.
+
+Every tick the fake market makes reaches the ring once, in order, with its bridge seq: live,
+after the subscriber slept (gap -> backfill), after the bridge restarted (new session), and
+the feed goes stale while the bridge is gone and recovers when it is back.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import zmq
+
+from flowchain.bridge import Bridge, BridgeConfig, FakeMetaTrader5
+from flowchain.feeds.subscriber import ZmqFeed
+
+SYMBOLS = ["EURUSD", "GBPUSD"]
+BEAT_S = 0.05
+
+
+def config(**kw) -> BridgeConfig:
+    base = dict(symbols=SYMBOLS, pub_endpoint="tcp://127.0.0.1:*",
+                router_endpoint="tcp://127.0.0.1:*", poll_ms=1.0, heartbeat_ms=int(BEAT_S * 1000),
+                reconcile_delay_s=0.0)
+    base.update(kw)
+    return BridgeConfig(**base)
+
+
+@pytest.fixture
+def ctx():
+    context = zmq.Context()
+    yield context
+    context.destroy(linger=0)
+
+
+@pytest.fixture
+def mt5():
+    fake = FakeMetaTrader5(seed=11)
+    for symbol in SYMBOLS:
+        fake.set_rate(symbol, 0)  # ticks only when the test makes them
+    return fake
+
+
+@pytest.fixture
+def bridge(mt5, eventually):
+    with Bridge(mt5, config()) as running:
+        eventually(lambda: running.ready, message="the bridge never positioned on the fake")
+        yield running
+
+
+def new_feed(bridge: Bridge, ctx: zmq.Context, **kw) -> ZmqFeed:
+    return ZmqFeed(bridge.pub_endpoint, SYMBOLS, bridge.router_endpoint, context=ctx,
+                   heartbeat_interval=BEAT_S, backfill_timeout=0.5, ring_capacity=8192, **kw)
+
+
+async def subscribed(feed: ZmqFeed, eventually_async) -> None:
+    await feed.start()
+    await eventually_async(lambda: feed.stats.heartbeats >= 2 * len(SYMBOLS),
+                           message="no heartbeat reached the feed")
+
+
+def assert_ring_is(feed: ZmqFeed, symbol: str, ticks: np.ndarray, first_seq: int = 1) -> None:
+    ring = feed.ring(symbol)
+    assert ring.count == len(ticks), f"{symbol}: {ring.count} ticks in the ring, {len(ticks)} made"
+    assert ring.seq_window(len(ticks)).tolist() == list(range(first_seq, first_seq + len(ticks)))
+    assert ring.window(len(ticks)).tobytes() == ticks.tobytes(), f"{symbol}: ticks differ"
+
+
+async def test_every_fake_tick_reaches_the_ring_once_in_order(bridge, mt5, ctx,
+                                                              eventually_async):
+    feed = new_feed(bridge, ctx)
+    handled = []
+    feed.on_tick(lambda ring, i: handled.append((ring.symbol, int(ring.seqs[i]))))
+    await subscribed(feed, eventually_async)
+    made = {s: [] for s in SYMBOLS}
+    try:
+        for round_ in range(15):
+            made["EURUSD"].append(mt5.add_ticks("EURUSD", 1 + 17 * (round_ % 2)))  # tick, batch
+            made["GBPUSD"].append(mt5.add_ticks("GBPUSD", 1 + round_ % 3))
+            await eventually_async(lambda: all(
+                feed.ring(s).count == sum(map(len, made[s])) for s in SYMBOLS))
+        for symbol in SYMBOLS:
+            assert_ring_is(feed, symbol, np.concatenate(made[symbol]))
+        assert [seq for s, seq in handled if s == "GBPUSD"] == list(
+            range(1, feed.ring("GBPUSD").count + 1))
+        assert feed.stats.gaps == 0 and feed.stats.dropped == 0 and feed.stats.rejected == 0
+        assert feed.session_id == bridge.session_id and feed.state.orders_allowed
+    finally:
+        await feed.stop()
+
+
+async def test_a_subscriber_that_slept_gets_every_tick_once_through_backfill(
+        bridge, mt5, ctx, eventually_async):
+    feed = new_feed(bridge, ctx)
+    await subscribed(feed, eventually_async)
+    made = [mt5.add_ticks("EURUSD", 40)]
+    await eventually_async(lambda: feed.ring("EURUSD").count == 40)
+    await feed.stop()  # asleep: its socket is gone, the market goes on
+    for _ in range(10):
+        made.append(mt5.add_ticks("EURUSD", 25))
+    published = sum(map(len, made))
+    deadline = time.monotonic() + 10
+    while bridge.histories[0].last_seq < published and time.monotonic() < deadline:
+        time.sleep(0.005)
+    try:
+        await feed.start()  # awake: the first heartbeat or tick reveals the gap
+        made.append(mt5.add_ticks("EURUSD", 5))
+        total = np.concatenate(made)
+        await eventually_async(lambda: feed.ring("EURUSD").count == len(total), timeout=15)
+        assert_ring_is(feed, "EURUSD", total)
+        assert feed.stats.gaps >= 1 and feed.stats.backfilled >= 250
+        assert feed.stats.unrecovered == 0 and feed.stats.rejected == 0
+    finally:
+        await feed.stop()
+
+
+async def test_a_subscriber_that_blocks_its_loop_loses_nothing(bridge, mt5, ctx,
+                                                               eventually_async):
+    feed = new_feed(bridge, ctx)
+    slept = []
+
+    def slow_once(ring, index):
+        if not slept:
+            slept.append(True)
+            time.sleep(0.5)  # the chain stalls the loop while the bridge keeps publishing
+
+    feed.on_tick(slow_once)
+    await subscribed(feed, eventually_async)
+    try:
+        made = [mt5.add_ticks("EURUSD", 1)]
+        for _ in range(40):
+            made.append(mt5.add_ticks("EURUSD", 50))
+            time.sleep(0.002)
+        total = np.concatenate(made)
+        await eventually_async(lambda: feed.ring("EURUSD").count == len(total), timeout=15)
+        assert_ring_is(feed, "EURUSD", total)
+        assert feed.stats.unrecovered == 0
+    finally:
+        await feed.stop()
+
+
+async def test_bridge_restart_goes_stale_then_counts_a_restart_and_starts_again_at_seq_1(
+        mt5, ctx, eventually, eventually_async):
+    first = Bridge(mt5, config()).start()
+    eventually(lambda: first.ready)
+    pub, router = first.pub_endpoint, first.router_endpoint
+    feed = ZmqFeed(pub, SYMBOLS, router, context=ctx, heartbeat_interval=BEAT_S,
+                   backfill_timeout=0.5)
+    await subscribed(feed, eventually_async)
+    before = mt5.add_ticks("EURUSD", 7)
+    await eventually_async(lambda: feed.ring("EURUSD").count == 7)
+    old_session = feed.session_id
+    first.stop()
+    try:
+        await eventually_async(lambda: feed.state.stale, timeout=10,
+                               message="the feed never went stale without heartbeats")
+        assert not feed.state.orders_allowed
+        with Bridge(mt5, config(pub_endpoint=pub, router_endpoint=router)) as second:
+            eventually(lambda: second.ready)
+            await eventually_async(lambda: not feed.state.stale, timeout=10)
+            after = mt5.add_ticks("EURUSD", 4)
+            await eventually_async(lambda: feed.ring("EURUSD").count == 11)
+            assert feed.stats.restarts == 1
+            assert feed.session_id == second.session_id != old_session
+            ring = feed.ring("EURUSD")
+            assert ring.seq_window(11).tolist() == list(range(1, 8)) + [1, 2, 3, 4]
+            assert ring.window(11).tobytes() == before.tobytes() + after.tobytes()
+            assert feed.state.orders_allowed
+    finally:
+        await feed.stop()
