@@ -15,9 +15,11 @@ What it measures, all in one run, on 127.0.0.1 TCP:
   reported figure is the median over repetitions.
 * A sustained run of the FlowChain path for ``seconds`` at ``rate`` ticks/s: ``ticks_sent``,
   ``ticks_lost`` (sent but never in the ring).
-* Order round trips: *bare*: a DEALER -> ROUTER echo of an ORDER_REQUEST-sized frame, blocking
-  both ends; *flowchain*: see :mod:`flowchain.bench.orders` (the node's order client -> the
-  bridge on the fake MT5 with zero latency -> RESULT back).
+* Order round trips, interleaved: *bare*: a blocking DEALER ``send``/``recv`` of an
+  ORDER_REQUEST frame echoed by a bare ROUTER in another process; *flowchain*:
+  :meth:`flowchain.bridge.OrderClient.send` (encode, send, ACK, RESULT, decode) to a
+  :class:`flowchain.bridge.Bridge` on the fake MT5 with zero order latency, in another process
+  (every trip a new req_id, a real fill on the fake).
 """
 from __future__ import annotations
 
@@ -41,6 +43,8 @@ from flowchain.ticks import TICK_DTYPE
 BARE_SYMBOL = "BARE00"
 FEED_SYMBOL = "EURUSD"
 SESSION = 0x5EED
+BUDGET = {"oneway": 1.3, "order_rtt": 1.5, "ticks_lost": 0}
+"""Issue 3: one-way at most 1.3x bare (p50 and p99), order RTT at most 1.5x, zero loss."""
 _SEQ_AT = struct.Struct("<Q")
 _SEQ_OFFSET = 12  # version u8, type u8, symbol_id u16, session_id u64, then seq u64
 
@@ -285,42 +289,108 @@ def measure_decode(n: int = 200_000) -> Dict[str, float]:
     return {"decode_ns": round(decode_ns, 1), "feed_message_ns": round(message_ns, 1)}
 
 
-def measure_bare_order_rtt(trips: int, reps: int) -> List[Dict[str, int]]:
-    """Bare DEALER -> ROUTER echo of an ORDER_REQUEST-sized frame; one HDR summary per rep."""
+def _start_helper(target: Callable[[Connection], None], name: str):
     mp = get_context("spawn")
     conn, child = mp.Pipe()
-    proc = mp.Process(target=_echo_main, args=(child,), daemon=True)
+    proc = mp.Process(target=target, args=(child,), daemon=True, name=name)
     proc.start()
-    if not conn.poll(60):
-        raise RuntimeError("the echo process did not start within 60 s")
-    endpoint = conn.recv()
+    if not conn.poll(60) or not (endpoint := conn.recv()):
+        _stop_helper(conn, proc)
+        raise RuntimeError(f"the benchmark's {name} process did not become ready within 60 s")
+    return conn, proc, endpoint
+
+
+def _stop_helper(conn: Connection, proc) -> None:
+    try:
+        conn.send("stop")
+    except OSError:
+        pass
+    proc.join(10)
+    if proc.is_alive():
+        proc.terminate()
+        proc.join(5)
+
+
+def _bridge_main(conn: Connection) -> None:
+    """A bridge on the fake MT5 (zero order latency) until the parent says stop."""
+    from flowchain.bridge import Bridge, BridgeConfig, FakeMetaTrader5
+
+    config = BridgeConfig(symbols=[FEED_SYMBOL], pub_endpoint="tcp://127.0.0.1:*",
+                          router_endpoint="tcp://127.0.0.1:*", reconcile_delay_s=0.0)
+    bridge = Bridge(FakeMetaTrader5(seed=3), config).start()
+    deadline = time.monotonic() + 30
+    while not bridge.ready and time.monotonic() < deadline:
+        time.sleep(0.01)
+    conn.send(bridge.router_endpoint if bridge.ready else "")
+    try:
+        conn.recv()
+    finally:
+        bridge.stop()
+
+
+def _bare_trips(dealer: zmq.Socket, body: bytes, trips: int) -> np.ndarray:
+    clock = time.perf_counter_ns
+    lat = np.zeros(trips, dtype=np.int64)
+    for i in range(trips):
+        t0 = clock()
+        dealer.send(body)
+        dealer.recv()
+        lat[i] = clock() - t0
+    return lat
+
+
+def _order_trips(client, trips: int) -> np.ndarray:
+    clock = time.perf_counter_ns
+    lat = np.zeros(trips, dtype=np.int64)
+    for i in range(trips):
+        req = wire.OrderRequest(client.next_req_id(), time.time_ns() + 5_000_000_000,
+                                FEED_SYMBOL, i & 1, 0.01, type_filling=1, magic=7)
+        t0 = clock()
+        result = client.send(req)
+        lat[i] = clock() - t0
+        if result.retcode != 10009:
+            raise RuntimeError(f"benchmark order {req.req_id} came back {result.status.name} "
+                               f"retcode {result.retcode} ({result.comment!r}); it needs fills")
+    return lat
+
+
+def measure_order_rtt(trips: int, reps: int, warmup: int = 200) -> Dict[str, List[Dict[str, int]]]:
+    """Interleave a bare DEALER/ROUTER echo and the node's order client -> bridge (fake MT5)
+    -> RESULT; return one HDR summary per repetition of each.
+
+    Raises
+    ------
+    RuntimeError
+        If a helper process does not start or an order does not fill.
+    """
+    from flowchain.bridge import OrderClient
+
+    echo_conn, echo_proc, echo_endpoint = _start_helper(_echo_main, "echo")
+    try:
+        bridge_conn, bridge_proc, bridge_endpoint = _start_helper(_bridge_main, "bridge")
+    except RuntimeError:
+        _stop_helper(echo_conn, echo_proc)
+        raise
     ctx = zmq.Context()
     dealer = ctx.socket(zmq.DEALER)
     dealer.setsockopt(zmq.LINGER, 0)
-    dealer.connect(endpoint)
-    body = wire.encode_order_request(wire.OrderRequest(1, time.time_ns() + 10**10, "EURUSD", 0,
-                                                       0.1, 1.085))
-    clock = time.perf_counter_ns
-    out = []
+    dealer.connect(echo_endpoint)
+    client = OrderClient(bridge_endpoint, context=ctx)
+    body = wire.encode_order_request(wire.OrderRequest(1, time.time_ns() + 10**10, FEED_SYMBOL,
+                                                       0, 0.01))
+    out: Dict[str, List[Dict[str, int]]] = {"bare": [], "flowchain": []}
     try:
-        for _ in range(50):  # warm up the connection
-            dealer.send(body)
-            dealer.recv()
+        _bare_trips(dealer, body, warmup)
+        _order_trips(client, warmup)
         for _ in range(reps):
-            lat = np.zeros(trips, dtype=np.int64)
-            for i in range(trips):
-                t0 = clock()
-                dealer.send(body)
-                dealer.recv()
-                lat[i] = clock() - t0
-            out.append(_hdr(lat))
+            out["bare"].append(_hdr(_bare_trips(dealer, body, trips)))
+            out["flowchain"].append(_hdr(_order_trips(client, trips)))
     finally:
+        client.close()
         dealer.close(0)
         ctx.term()
-        conn.send("stop")
-        proc.join(10)
-        if proc.is_alive():
-            proc.terminate()
+        _stop_helper(echo_conn, echo_proc)
+        _stop_helper(bridge_conn, bridge_proc)
     return out
 
 
@@ -432,15 +502,25 @@ def run(seconds: float = 10.0, rate: float = 20_000.0, repetitions: int = 5,
         result[f"{prefix}_p50_ns"] = int(statistics.median(r["p50_ns"] for r in reps))
         result[f"{prefix}_p99_ns"] = int(statistics.median(r["p99_ns"] for r in reps))
         result[f"{prefix}_reps"] = reps
-    say("order round trips: bare echo")
-    bare_rtt = measure_bare_order_rtt(order_trips, repetitions)
-    result["bare_order_rtt_p50_ns"] = int(statistics.median(r["p50_ns"] for r in bare_rtt))
-    result["bare_order_rtt_p99_ns"] = int(statistics.median(r["p99_ns"] for r in bare_rtt))
-    result["bare_order_rtt_reps"] = bare_rtt
-    result["oneway_p50_ratio"] = round(result["flowchain_oneway_p50_ns"]
-                                       / result["bare_oneway_p50_ns"], 3)
-    result["oneway_p99_ratio"] = round(result["flowchain_oneway_p99_ns"]
-                                       / result["bare_oneway_p99_ns"], 3)
+    say("order round trips: bare echo, then order client -> bridge (fake MT5) -> RESULT")
+    rtt = measure_order_rtt(order_trips, repetitions)
+    for way in ("bare", "flowchain"):
+        for q in ("p50", "p99"):
+            result[f"{way}_order_rtt_{q}_ns"] = int(statistics.median(
+                r[f"{q}_ns"] for r in rtt[way]))
+        result[f"{way}_order_rtt_reps"] = rtt[way]
+    for name, num, den in (("oneway_p50", "flowchain_oneway_p50_ns", "bare_oneway_p50_ns"),
+                           ("oneway_p99", "flowchain_oneway_p99_ns", "bare_oneway_p99_ns"),
+                           ("order_rtt_p50", "flowchain_order_rtt_p50_ns", "bare_order_rtt_p50_ns"),
+                           ("order_rtt_p99", "flowchain_order_rtt_p99_ns", "bare_order_rtt_p99_ns")):
+        result[f"{name}_ratio"] = round(result[num] / result[den], 3)
+    result["budget"] = dict(BUDGET)
+    result["within_budget"] = (
+        result["oneway_p50_ratio"] <= BUDGET["oneway"]
+        and result["oneway_p99_ratio"] <= BUDGET["oneway"]
+        and result["order_rtt_p50_ratio"] <= BUDGET["order_rtt"]
+        and result["order_rtt_p99_ratio"] <= BUDGET["order_rtt"]
+        and result["ticks_lost"] == 0)
     result["versions"] = versions()
     result["cpu"] = cpu()
     return result
