@@ -17,7 +17,6 @@ medians of the per-repetition percentiles. Budget: observed p99 <= 1.05x quiet p
 """
 from __future__ import annotations
 
-import asyncio
 import gc
 import statistics
 import tempfile
@@ -25,7 +24,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -36,57 +35,54 @@ BUDGET_RATIO = 1.05
 
 
 class Observers:
-    """The cold path of a node, started and stopped around observed repetitions.
+    """The cold path of a node (dashboard thread with an SSE client, /metrics scrapes, the
+    monitor, the history writer), started once and stopped once around one repetition.
 
     Parameters
     ----------
     registry : ChainRegistry
     feeds : mapping of name -> feed
+    history_db : str
+        The SQLite file the history writer flushes into (every second here).
     scrape_every_s, sse_every_s, monitor_every_s : float
         How often ``/metrics`` is scraped, snapshots are pushed and the monitor polls.
     """
 
     def __init__(self, registry: Any, feeds: dict, *, scrape_every_s: float = 1.0,
-                 sse_every_s: float = 0.5, monitor_every_s: float = 0.25) -> None:
+                 sse_every_s: float = 0.5, monitor_every_s: float = 0.25,
+                 history_db: str) -> None:
+        from flowchain.history import HistoryWriter
         from flowchain.metrics import FlowChainCollector, feed_metrics
         from flowchain.monitor import Monitor
         from flowchain.web import DashboardServer, DashboardState
+        from flowchain.web.background import DashboardThread
 
         self.monitor = Monitor(registry, interval_s=monitor_every_s)
         state = DashboardState(registry, self.monitor, feeds)
         collector = FlowChainCollector(registry, [feed_metrics(feeds)])
         self.server = DashboardServer(state, interval_s=sse_every_s, collector=collector)
+        self.dashboard = DashboardThread(self.server)
+        # the node's history writer, at a short interval so it flushes during the repetitions
+        self.history = HistoryWriter(registry, history_db, interval_s=1.0)
         self.scrape_every_s = scrape_every_s
         self.counters = {"scrapes": 0, "sse_snapshots": 0, "errors": 0}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._stream: Any = None
 
     def start(self, timeout: float = 30.0) -> None:
-        """Start everything and return once a snapshot and a scrape have been received.
+        """Start everything the node runs on its cold path, and return once a snapshot and a
+        scrape have been received.
 
         Raises
         ------
         TimeoutError
             When the dashboard does not answer within ``timeout``.
         """
-        import uvloop
-
         self._stop.clear()
-        self._loop = uvloop.new_event_loop()
-        ready = threading.Event()
-
-        def serve() -> None:
-            asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(self.server.start())
-            ready.set()
-            self._loop.run_forever()
-
-        self._spawn(serve, "bench-dashboard")
-        if not ready.wait(timeout):
-            raise TimeoutError("the dashboard server did not start")
+        self.dashboard.start(timeout)
         self.monitor.start()
+        self.history.start()
         before = dict(self.counters)
         self._spawn(self._listen, "bench-sse-client")
         self._spawn(self._scrape, "bench-scraper")
@@ -99,22 +95,19 @@ class Observers:
             time.sleep(0.01)
 
     def stop(self) -> None:
-        """Stop the client, the scraper, the monitor and the server."""
+        """Stop the client, the scraper, the monitor, the history writer and the server."""
         self._stop.set()
         self.monitor.stop()
+        self.history.close()
         if self._stream is not None:
             try:
                 self._stream.close()
             except OSError:
                 pass
-        assert self._loop is not None
-        asyncio.run_coroutine_threadsafe(self.server.close(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        self.dashboard.close()
         for t in self._threads:
             t.join(10)
         self._threads.clear()
-        self._loop.close()
-        self.server.port = 0
 
     def _spawn(self, target: Any, name: str) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
@@ -161,7 +154,8 @@ def run(*, repetitions: int = 5, ticks: int = 300_000, seed: int = 7) -> dict[st
                          f"{ticks}")
     with tempfile.TemporaryDirectory() as tmp:
         path = _NodePath(Path(tmp), SYMBOLS, seed)
-        observers = Observers(path.registry, {"simulator": path.parts.feed})
+        totals = {"scrapes": 0, "sse_snapshots": 0, "errors": 0, "monitor_polls": 0,
+                  "history_intervals": 0}
         try:
             seq = 0
             scratch = np.zeros(ticks, dtype=np.int64)
@@ -174,12 +168,18 @@ def run(*, repetitions: int = 5, ticks: int = 300_000, seed: int = 7) -> dict[st
                 for way in ("quiet", "observed"):
                     ids, t = path.ticks(ticks)
                     if way == "observed":
+                        observers = Observers(path.registry, {"simulator": path.parts.feed},
+                                              history_db=str(Path(tmp) / "history.db"))
                         observers.start()
                     gc.collect()
                     _decision_repetition(path, path.decide, ids, memoryview(t.view(np.uint8)),
                                          seq, scratch)
                     if way == "observed":
                         observers.stop()
+                        for key in ("scrapes", "sse_snapshots", "errors"):
+                            totals[key] += observers.counters[key]
+                        totals["monitor_polls"] += observers.monitor.counters["polls"]
+                        totals["history_intervals"] += observers.history.counters["intervals"]
                     seq += ticks
                     per_rep[way].append(_percentiles(scratch))
         finally:
@@ -198,7 +198,7 @@ def run(*, repetitions: int = 5, ticks: int = 300_000, seed: int = 7) -> dict[st
         "observed": medians["observed"],
         "samples_per_way": ticks * repetitions,
         "repetitions": repetitions,
-        "observers": dict(observers.counters, monitor_polls=observers.monitor.counters["polls"]),
+        "observers": totals,
         "measured_on": "the node's decision chain (flowchain.bench.node path)",
         "versions": versions(),
         "cpu": cpu(),
