@@ -14,6 +14,7 @@ event loop) see every completed append.
 from __future__ import annotations
 
 import struct
+from array import array
 from typing import Tuple
 
 import numpy as np
@@ -22,7 +23,6 @@ from flowchain.ticks import TICK_DTYPE
 
 _RECORD = struct.Struct("<qdddQqId")
 """The packed MT5 tick record (time, bid, ask, last, volume, time_msc, flags, volume_real)."""
-_SEQ = struct.Struct("<Q")
 _ITEM = TICK_DTYPE.itemsize
 
 assert _RECORD.size == _ITEM
@@ -52,7 +52,7 @@ class TickRing:
     and how many it lost when it fell more than ``capacity`` ticks behind.
     """
 
-    __slots__ = ("symbol", "symbol_id", "capacity", "ticks", "seqs", "_raw", "_seq_raw",
+    __slots__ = ("symbol", "symbol_id", "capacity", "ticks", "seqs", "_raw", "_seq_store",
                  "_count", "_head", "_last_seq")
 
     def __init__(self, capacity: int, symbol: str = "", symbol_id: int = 0) -> None:
@@ -65,10 +65,12 @@ class TickRing:
         self.capacity = int(capacity)
         self.ticks = np.zeros(2 * self.capacity, dtype=TICK_DTYPE)
         """The mirrored buffer (2 x capacity); prefer :meth:`window` to indexing it."""
-        self.seqs = np.zeros(2 * self.capacity, dtype=np.uint64)
+        # The seqs live in an array.array (item assignment ~25 ns, half of struct.pack_into);
+        # numpy views the same memory.
+        self._seq_store = array("Q", bytes(16 * self.capacity))
+        self.seqs = np.frombuffer(self._seq_store, dtype=np.uint64)
         """Wire sequence numbers, parallel to :attr:`ticks`."""
         self._raw = memoryview(self.ticks.view(np.uint8))
-        self._seq_raw = memoryview(self.seqs.view(np.uint8))
         self._count = 0
         self._head = -1
         self._last_seq = -1
@@ -174,8 +176,9 @@ class TickRing:
         self._last_seq = int(seqs[-1])
 
     def _commit(self, slot: int, mirror: int, seq: int) -> int:
-        _SEQ.pack_into(self._seq_raw, slot * 8, seq)
-        _SEQ.pack_into(self._seq_raw, mirror * 8, seq)
+        store = self._seq_store
+        store[slot] = seq
+        store[mirror] = seq
         self._count += 1
         self._head = mirror
         self._last_seq = seq
