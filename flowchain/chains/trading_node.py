@@ -151,23 +151,23 @@ def build_broker(config: NodeConfig) -> Any:
     Raises
     ------
     NodeStartError
-        When the bridge broker is asked for and this installation has none.
+        When the bridge's order socket does not answer within ``bridge.connect_timeout``
+        (the message names the endpoint) or its settings are refused.
     """
     if config.node.broker == "paper":
         from flowchain.trading.brokers.paper import PaperBroker
 
         return PaperBroker(latency_ms=config.paper.latency_ms, slippage=config.paper.slippage)
-    try:
-        from flowchain.trading.brokers.bridge import BridgeBroker  # type: ignore[import-not-found]
-    except ImportError as exc:
-        raise NodeStartError(
-            f"broker 'bridge' (from {config.source}) is not available: {exc}; use "
-            "--broker paper") from exc
+    from flowchain.trading.brokers.bridge import BridgeBroker, BridgeUnreachableError
+
     b = config.bridge
     try:
-        return BridgeBroker(b.orders, secret_key=b.secret_key or None,
-                            server_public_key=b.server_public_key or None,
-                            allow_remote=b.allow_remote)
+        return BridgeBroker.connect(b.orders, timeout_s=b.connect_timeout,
+                                    secret_key=b.secret_key or None,
+                                    server_public_key=b.server_public_key or None,
+                                    allow_remote=b.allow_remote)
+    except BridgeUnreachableError as exc:
+        raise NodeStartError(f"{exc} (broker 'bridge' from {config.source})") from exc
     except (TypeError, ValueError, OSError) as exc:
         raise NodeStartError(f"broker 'bridge' at {b.orders} (from {config.source}): {exc}") \
             from exc
