@@ -354,3 +354,38 @@ async def test_batches_are_delivered_tick_by_tick_with_the_same_seq_rules(bridge
     finally:
         server.cancel()
         await feed.stop()
+
+
+async def test_full_hold_abandons_the_backfill_and_delivers_in_order(bridge, ctx,
+                                                                     eventually_async):
+    feed = await connected_feed(bridge, ctx, eventually_async, hold_capacity=4)
+    bridge.answer = False
+    try:
+        for seq in range(1, 13):
+            bridge.tick(seq, send=seq not in (2, 3))
+        await eventually_async(lambda: feed.ring(SYMBOL).count == 10)
+        assert ring_seqs(feed) == [1] + list(range(4, 13))
+        assert feed.stats.drops.get("hold_full") == 1 and feed.stats.unrecovered == 2
+        assert feed.backfills_pending == 0
+    finally:
+        await feed.stop()
+
+
+async def test_restart_while_backfilling_releases_held_ticks_then_follows_the_new_session(
+        bridge, ctx, eventually_async):
+    feed = await connected_feed(bridge, ctx, eventually_async)
+    bridge.answer = False
+    try:
+        for seq in range(1, 7):
+            bridge.tick(seq, send=seq != 3)
+        await eventually_async(lambda: feed.ring(SYMBOL).count == 2 and
+                               feed.backfills_pending == 1)
+        bridge.session = 99
+        for seq in (1, 2):
+            bridge.tick(seq)
+        await eventually_async(lambda: feed.ring(SYMBOL).count == 7)
+        assert ring_seqs(feed) == [1, 2, 4, 5, 6, 1, 2]
+        assert feed.stats.restarts == 1 and feed.stats.unrecovered == 1
+        assert feed.stats.drops.get("restart") == 1 and feed.backfills_pending == 0
+    finally:
+        await feed.stop()
