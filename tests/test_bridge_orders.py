@@ -1,4 +1,5 @@
 """Orders through the bridge on the fake MT5: idempotency, deadlines, reconciliation, ACK then RESULT."""
+import threading
 import time
 
 import pytest
@@ -67,26 +68,82 @@ def test_duplicate_req_id_trades_once(client, mt5, bridge, ctx):
     assert mt5.order_send_calls == 1 and mt5.positions_total() == 1
 
 
+def _dealer(ctx, bridge):
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.connect(bridge.router_endpoint)
+    return dealer
+
+
+def _replies(dealer, n, timeout_ms=5000):
+    got = []
+    while len(got) < n and dealer.poll(timeout_ms):
+        got.append(wire.decode(dealer.recv()))
+    return got
+
+
+def _raw_order(req_id, **kw):
+    fields = dict(req_id=req_id, deadline_ns=time.time_ns() + 5_000_000_000, symbol="EURUSD", type=0,
+                  volume=0.1, type_filling=1, magic=5)
+    fields.update(kw)
+    return wire.encode_order_request(wire.OrderRequest(**fields))
+
+
+def _record_sends(mt5):
+    """Wrap the fake's order_send: return a list of (comment, start ns, end ns) and an Event set at each start."""
+    calls, started = [], threading.Event()
+    real_send = mt5.order_send
+
+    def order_send(request):
+        start = time.time_ns()
+        started.set()
+        result = real_send(request)
+        calls.append((request["comment"], start, time.time_ns()))
+        return result
+
+    mt5.order_send = order_send
+    return calls, started
+
+
 def test_concurrent_duplicates_while_pending_trade_once(bridge, mt5, ctx):
     mt5.faults.order_latency_s = 0.3
-    dealers = [ctx.socket(zmq.DEALER) for _ in range(2)]
-    req = wire.OrderRequest(req_id=424242, deadline_ns=time.time_ns() + 5_000_000_000, symbol="EURUSD",
-                            type=0, volume=0.1, type_filling=1, magic=5)
-    for d in dealers:
-        d.setsockopt(zmq.LINGER, 0)
-        d.connect(bridge.router_endpoint)
-        d.send(wire.encode_order_request(req))
-    replies = []
-    for d in dealers:
-        got = []
-        while len(got) < 2 and d.poll(5000):
-            got.append(wire.decode(d.recv()))
-        replies.append(got)
+    _, started = _record_sends(mt5)
+    first = _dealer(ctx, bridge)
+    first.send(_raw_order(1001))  # a slow order keeps the order thread busy ...
+    assert started.wait(5)
+    dealers = [_dealer(ctx, bridge) for _ in range(2)]
+    for d in dealers:  # ... while the same new req_id comes from two peers
+        d.send(_raw_order(424242))
+    replies = [_replies(d, 2) for d in dealers]
+    assert [type(r) for r in _replies(first, 2)] == [wire.OrderAck, wire.OrderResult]
+    for d in (first, *dealers):
         d.close(0)
     acks = sorted(r[0].status for r in replies)
     assert acks == [wire.AckStatus.QUEUED, wire.AckStatus.DUPLICATE_PENDING]
     assert all(isinstance(r[1], wire.OrderResult) and r[1].retcode == 10009 for r in replies)
-    assert replies[0][1].deal == replies[1][1].deal and mt5.order_send_calls == 1
+    assert replies[0][1].deal == replies[1][1].deal and mt5.order_send_calls == 2  # 1001 and 424242 once
+
+
+def test_order_arriving_during_a_send_is_acked_before_its_own_and_backfill_between(bridge, mt5, ctx, eventually):
+    mt5.faults.order_latency_s = 0.25
+    calls, started = _record_sends(mt5)
+    eventually(lambda: bridge.histories[0].last_seq >= 1)
+    dealer = _dealer(ctx, bridge)
+    dealer.send(_raw_order(2001, comment="first"))
+    assert started.wait(5), "the first order never reached order_send"
+    dealer.send(_raw_order(2002, comment="second"))  # arrives while "first" is inside order_send
+    dealer.send(wire.encode_backfill_request(wire.BackfillRequest(9, bridge.session_id, 0, 1, 1)))
+    replies = _replies(dealer, 5)
+    dealer.close(0)
+    kinds = [(type(r).__name__, getattr(r, "req_id", None)) for r in replies]
+    assert kinds == [("OrderAck", 2001), ("OrderResult", 2001), ("OrderAck", 2002),
+                     ("BackfillResponse", 9), ("OrderResult", 2002)], kinds
+    (_, first_start, first_end), (_, second_start, _) = calls
+    second_ack = replies[2]
+    assert second_ack.status is wire.AckStatus.QUEUED
+    assert first_end <= second_ack.bridge_time_ns <= second_start, "ACK not between the two sends"
+    assert replies[0].bridge_time_ns <= first_start
+    assert [r.retcode for r in (replies[1], replies[4])] == [mt5.TRADE_RETCODE_DONE] * 2
 
 
 def test_deadline_passed_is_rejected_unsent(bridge, mt5, ctx):
@@ -166,14 +223,10 @@ def test_malformed_order_frames_are_counted(bridge, ctx, eventually):
     dealer.close(0)
 
 
-def test_held_ack_goes_alone_when_mt5_is_slow(bridge, mt5, ctx):
-    mt5.faults.order_latency_s = 1.0  # far beyond the bridge's ACK hold (ack_hold_ms, 1 ms)
-    dealer = ctx.socket(zmq.DEALER)
-    dealer.setsockopt(zmq.LINGER, 0)
-    dealer.connect(bridge.router_endpoint)
-    req = wire.OrderRequest(req_id=515, deadline_ns=time.time_ns() + 5_000_000_000, symbol="EURUSD",
-                            type=0, volume=0.1, type_filling=1)
-    dealer.send(wire.encode_order_request(req))
+def test_ack_goes_at_once_when_mt5_is_slow(bridge, mt5, ctx):
+    mt5.faults.order_latency_s = 1.0
+    dealer = _dealer(ctx, bridge)
+    dealer.send(_raw_order(515))
     assert dealer.poll(800), "the ACK waited for the slow order_send"
     ack = wire.decode(dealer.recv())
     assert isinstance(ack, wire.OrderAck) and ack.status is wire.AckStatus.QUEUED
@@ -181,3 +234,13 @@ def test_held_ack_goes_alone_when_mt5_is_slow(bridge, mt5, ctx):
     assert dealer.poll(5000)
     assert wire.decode(dealer.recv()).retcode == mt5.TRADE_RETCODE_DONE
     dealer.close(0)
+
+
+def test_multi_frame_messages_are_counted_not_answered(bridge, ctx, eventually):
+    dealer = _dealer(ctx, bridge)
+    dealer.send_multipart([_raw_order(616), b"extra"])
+    dealer.send(_raw_order(617))  # a good order behind the bad one is still served
+    replies = _replies(dealer, 2)
+    dealer.close(0)
+    assert [(type(r), r.req_id) for r in replies] == [(wire.OrderAck, 617), (wire.OrderResult, 617)]
+    eventually(lambda: bridge.rejects["length"] == 1)

@@ -18,6 +18,11 @@ import zmq
 from flowchain import keys, wire
 
 
+_RESULT_GRACE_NS = 5_000_000_000
+"""How long past the deadline :meth:`OrderClient.send` still waits for the RESULT of an ACKed
+order (the bridge may have started it just before the deadline)."""
+
+
 class OrderTimeout(TimeoutError):
     """No RESULT came before the deadline; the order's outcome is unknown to the node."""
 
@@ -138,14 +143,19 @@ class OrderClient:
         """
         self.post(request)
         req_id = request.req_id
+        deadline_ns = request.deadline_ns
+        # The same wait for every receive (RCVTIMEO is set again only when a deadline is near).
+        wait_ms = max(1, int(ack_timeout_s * 1000))
         acked = False
         last_send = time.monotonic()
         while True:
-            remaining_s = (request.deadline_ns - time.time_ns()) / 1e9
-            if remaining_s <= 0 and not acked:
-                raise OrderTimeout(f"order {req_id}: no ACK from {self.endpoint} before its deadline")
-            wait_s = min(ack_timeout_s, max(remaining_s, 0.0)) if not acked else max(remaining_s, 0.0) + 5.0
-            reply = self.receive(int(max(wait_s, 0.001) * 1000))
+            timeout_ms = wait_ms
+            if not acked:
+                remaining_ms = (deadline_ns - time.time_ns()) // 1_000_000
+                if remaining_ms <= 0:
+                    raise OrderTimeout(f"order {req_id}: no ACK from {self.endpoint} before its deadline")
+                timeout_ms = min(wait_ms, remaining_ms)
+            reply = self.receive(timeout_ms)
             if reply is not None:
                 if reply.req_id != req_id:
                     self.stray += 1
@@ -155,7 +165,9 @@ class OrderClient:
                     acked = True
                 continue
             if acked:
-                raise OrderTimeout(f"order {req_id}: ACKed by {self.endpoint} but no RESULT in time")
+                if time.time_ns() > deadline_ns + _RESULT_GRACE_NS:
+                    raise OrderTimeout(f"order {req_id}: ACKed by {self.endpoint} but no RESULT in time")
+                continue
             if time.monotonic() - last_send >= ack_timeout_s:
                 self.post(request)  # same req_id: the bridge never trades it twice
                 self.resends += 1

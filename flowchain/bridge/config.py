@@ -29,9 +29,6 @@ class BridgeConfig:
     poll_ms, heartbeat_ms, history_ticks, idempotency_size, reconcile_delay_s
         Tick poll period, heartbeat period, ticks kept per symbol for backfill, req_ids
         remembered, wait before reconciling an unanswered order.
-    ack_hold_ms
-        How long the ACK of a new order may wait for its RESULT so that both leave together
-        (0: ACK at once). The ACK always precedes the RESULT and never waits longer than this.
     """
 
     login: int | None = None
@@ -49,7 +46,6 @@ class BridgeConfig:
     history_ticks: int = 65_536
     idempotency_size: int = 65_536
     reconcile_delay_s: float = 0.5
-    ack_hold_ms: float = 1.0
 
     @classmethod
     def load(cls, path: Path | str | None = None, env: dict[str, str] | None = None,

@@ -1,13 +1,13 @@
 """Order execution on the bridge: idempotency by req_id, deadlines, order_check/order_send, reconcile.
 
-One MT5 thread runs :meth:`OrderDesk.execute` for each admitted request, in arrival order.
+The bridge's order thread (which also owns the ROUTER socket) admits requests in the
+:class:`IdempotencyLog` and runs :meth:`OrderDesk.execute` for each new one, in arrival order.
 After a TIMEOUT retcode, an IPC error or a ``None`` result it never resends: it looks for the
 order in positions, pending orders and deals by ``magic`` and ``comment`` and answers
 RECONCILED_FILLED, RECONCILED_ABSENT or UNKNOWN.
 """
 from __future__ import annotations
 
-import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -35,41 +35,53 @@ class _Entry:
 class IdempotencyLog:
     """req_id -> pending or finished request, the most recent ``capacity`` of them (LRU).
 
-    Thread-safe: the socket thread admits and the MT5 thread finishes.
+    Not locked: one thread (the bridge's order thread, which owns the ROUTER) admits and
+    finishes; other threads only read :func:`len`.
+
+    Parameters
+    ----------
+    capacity
+        How many req_ids to remember; the oldest finished ones are forgotten first, and a
+        pending one never is.
     """
 
     def __init__(self, capacity: int = 65_536) -> None:
         self._entries: OrderedDict[int, _Entry] = OrderedDict()
         self._capacity = capacity
-        self._lock = threading.Lock()
 
     def admit(self, req_id: int, peer: bytes) -> tuple[AckStatus, OrderResult | None]:
         """Register ``peer``'s request; say whether it is new, pending or done (with its result)."""
-        with self._lock:
-            entry = self._entries.get(req_id)
-            if entry is None:
-                self._entries[req_id] = _Entry(waiters=[peer])
-                while len(self._entries) > self._capacity:
-                    oldest_id, oldest = next(iter(self._entries.items()))
-                    if oldest.result is None:  # never forget a pending request
-                        self._entries.move_to_end(oldest_id)
-                        break
-                    self._entries.popitem(last=False)
-                return AckStatus.QUEUED, None
-            self._entries.move_to_end(req_id)
-            if entry.result is None:
-                if peer not in entry.waiters:
-                    entry.waiters.append(peer)
-                return AckStatus.DUPLICATE_PENDING, None
-            return AckStatus.DUPLICATE_DONE, entry.result._replace(replayed=True)
+        entries = self._entries
+        entry = entries.get(req_id)
+        if entry is None:
+            entries[req_id] = _Entry(waiters=[peer])
+            if len(entries) > self._capacity:
+                self._evict()
+            return AckStatus.QUEUED, None
+        entries.move_to_end(req_id)
+        if entry.result is None:
+            if peer not in entry.waiters:
+                entry.waiters.append(peer)
+            return AckStatus.DUPLICATE_PENDING, None
+        return AckStatus.DUPLICATE_DONE, entry.result._replace(replayed=True)
+
+    def _evict(self) -> None:
+        entries = self._entries
+        while len(entries) > self._capacity:
+            oldest_id, oldest = next(iter(entries.items()))
+            if oldest.result is None:  # never forget a pending request
+                entries.move_to_end(oldest_id)
+                break
+            entries.popitem(last=False)
 
     def finish(self, result: OrderResult) -> list[bytes]:
         """Store the result; return the peers waiting for it."""
-        with self._lock:
-            entry = self._entries.setdefault(result.req_id, _Entry())
-            entry.result = result
-            waiters, entry.waiters = entry.waiters, []
-            return waiters
+        entry = self._entries.get(result.req_id)
+        if entry is None:
+            entry = self._entries[result.req_id] = _Entry()
+        entry.result = result
+        waiters, entry.waiters = entry.waiters, []
+        return waiters
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -147,10 +159,10 @@ class OrderDesk:
                 self.link.lost()
             outcome = self.reconcile(req, error)
             return outcome._replace(mt5_ns=time.perf_counter_ns() - started)
-        return self._result(req, OrderStatus.SENT, result.retcode, result.comment, error,
-                            time.perf_counter_ns() - started, deal=result.deal, order=result.order,
-                            volume=result.volume, price=result.price, bid=result.bid, ask=result.ask,
-                            request_id=result.request_id, retcode_external=result.retcode_external)
+        return OrderResult(req.req_id, OrderStatus.SENT, result.retcode, result.deal, result.order,
+                           result.volume, result.price, result.bid, result.ask, result.comment,
+                           result.request_id, result.retcode_external, error,
+                           time.perf_counter_ns() - started)
 
     def reconcile(self, req: OrderRequest, error: tuple[int, str], attempts: int = 3) -> OrderResult:
         """Find the order by magic and comment after an unanswered send; never resend it."""

@@ -1,28 +1,28 @@
 """The bridge process: streams ticks and heartbeats on PUB, serves orders and backfill on ROUTER.
 
-Three threads, synchronous pyzmq (it runs on Windows, where uvloop and zmq.asyncio's default
+Two threads, synchronous pyzmq (it runs on Windows, where uvloop and zmq.asyncio's default
 loop do not work; nothing here needs a POSIX-only call):
 
 - the **stream** thread polls the terminal (``symbol_info_tick`` every ``poll_ms``, then
   ``copy_ticks_range`` on change), publishes new ticks with per-symbol seqs, publishes a
   heartbeat per symbol every ``heartbeat_ms``, and re-initializes the terminal with backoff
-  after a disconnect; it alone uses the PUB socket;
-- the **socket** thread owns the ROUTER: it decodes requests (counting rejects), ACKs an
-  order the moment it arrives, answers backfill from the tick history, and sends RESULTs;
-- the **MT5 order** thread runs order_check/order_send/reconciliation for queued requests, so
-  a slow ``order_send`` never stalls the tick stream, the ACKs or the backfill.
+  after a disconnect; it alone uses the PUB socket, and never waits for an order;
+- the **order** thread owns the ROUTER *and* is the MT5 order thread. Its loop: drain every
+  message already waiting (non-blocking reads until none is left), answering backfill
+  requests and duplicate req_ids at once and ACKing each new order at once (the ACK leaves
+  before that order's ``order_send`` starts) into a local queue, in arrival order; then run
+  one queued order (``order_check``/``order_send``/reconciliation, inline) and send its
+  RESULT; then drain again before the next order. So an order arriving while another runs
+  is ACKed as soon as the one call in progress returns, and backfill is answered between
+  orders. When idle it blocks inside libzmq (GIL released) until a request comes.
 
-The two order hand-offs are the round trip's main cost beyond the network, so they are the
-cheapest wake-ups pyzmq offers: a pair of ``inproc`` PAIR sockets, each thread blocked inside
-libzmq (GIL released) until the other signals. Socket -> MT5 thread: the request object goes
-on a deque and one empty frame wakes the thread. MT5 thread -> socket thread: the RESULT frame,
-already encoded and stored in the idempotency log, followed by the peers waiting for it, so the
-socket thread only forwards bytes (no decode, no lookup). Nothing on this path logs.
+No thread hands an order to another: every cross-thread wake-up costs tens of microseconds on
+a small machine, which is the whole budget of a round trip. The ACK is packed into one
+preallocated buffer; nothing on this path logs.
 """
 from __future__ import annotations
 
 import logging
-import math
 import secrets
 import threading
 import time
@@ -43,7 +43,11 @@ from flowchain.ticks import TICK_DTYPE
 log = logging.getLogger("flowchain.bridge")
 
 _STOP_POLL_MS = 100
-"""How often the socket and MT5 threads look at the stop flag when idle (traffic wakes them)."""
+"""How often the idle order thread looks at the stop flag (a request wakes it at once)."""
+_DRAIN_MAX = 1000
+"""Most messages read in one drain; then one queued order runs, so a flood cannot starve orders."""
+_ACK_PACK = wire.ORDER_ACK.pack_into
+_ACK_TYPE = int(wire.FrameType.ORDER_ACK)
 
 
 class Bridge:
@@ -87,14 +91,14 @@ class Bridge:
         self._own_context = context is None
         self._context = context or zmq.Context()
         self._auth = None
-        self._orders: deque[wire.OrderRequest] = deque()
-        self._held_acks: dict[bytes, tuple[int, bytes, bytes]] = {}
-        """req_id (8 bytes LE) -> (due monotonic ns, peer, ACK frame); socket thread only."""
-        self._ack_hold_ns = int(config.ack_hold_ms * 1e6)
+        self.replies_dropped = 0
+        """ACKs/RESULTs/backfill answers not delivered because their peer had gone."""
+        self._queue: deque[wire.OrderRequest] = deque()
+        """ACKed orders waiting for the order thread, in arrival order (order thread only)."""
+        self._ack_buffer = bytearray(wire.ORDER_ACK.size)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._ready = threading.Event()
-        self._handoff_endpoint = f"inproc://flowchain-bridge-orders-{id(self)}"
         self.pub_endpoint = ""
         self.router_endpoint = ""
         self._pub = self._router = None
@@ -119,21 +123,14 @@ class Bridge:
                 keys.secure_server(sock, self.config.secret_key)
         self._pub.setsockopt(zmq.SNDHWM, 100_000)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self._router.setsockopt(zmq.RCVTIMEO, _STOP_POLL_MS)
         self._pub.bind(self.config.pub_endpoint)
         self._router.bind(self.config.router_endpoint)
         self.pub_endpoint = self._pub.getsockopt_string(zmq.LAST_ENDPOINT)
         self.router_endpoint = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
-        handoff = ctx.socket(zmq.PAIR)  # the socket thread's end; the MT5 thread connects its own
-        handoff.setsockopt(zmq.LINGER, 0)
-        handoff.bind(self._handoff_endpoint)
-        mt5_end = ctx.socket(zmq.PAIR)
-        mt5_end.setsockopt(zmq.LINGER, 0)
-        mt5_end.setsockopt(zmq.RCVTIMEO, _STOP_POLL_MS)
-        mt5_end.connect(self._handoff_endpoint)
         self._threads = [
             threading.Thread(target=self._stream_loop, name="bridge-stream", daemon=True),
-            threading.Thread(target=self._socket_loop, args=(handoff,), name="bridge-sockets", daemon=True),
-            threading.Thread(target=self._order_loop, args=(mt5_end,), name="bridge-mt5-orders", daemon=True),
+            threading.Thread(target=self._order_loop, name="bridge-orders", daemon=True),
         ]
         for thread in self._threads:
             thread.start()
@@ -143,7 +140,7 @@ class Bridge:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the threads, close the sockets and shut the terminal link down."""
-        self._stop.set()  # the socket and MT5 threads see it within their poll period
+        self._stop.set()  # the order thread sees it within _STOP_POLL_MS (or after its current order)
         for thread in self._threads:
             thread.join(timeout)
         if self._auth is not None:
@@ -171,7 +168,8 @@ class Bridge:
         return {"session_id": self.session_id, "ticks_published": self.ticks_published,
                 "heartbeats_published": self.heartbeats_published, "backfills_served": self.backfills_served,
                 "reconnects": self.link.reconnects, "orders_sent": self.desk.sent,
-                "orders_reconciled": self.desk.reconciled, "rejects": self.rejects.as_dict(),
+                "orders_reconciled": self.desk.reconciled, "orders_queued": len(self._queue),
+                "replies_dropped": self.replies_dropped, "rejects": self.rejects.as_dict(),
                 "last_seq": {s: h.last_seq for s, h in zip(self.symbols, self.histories)},
                 "state": int(self.link.state)}
 
@@ -236,92 +234,82 @@ class Bridge:
             pub.send_multipart((topic, frame))
         self.heartbeats_published += 1
 
-    # ------------------------------------------------------------------ socket thread
-    def _socket_loop(self, handoff: zmq.Socket) -> None:
+    # ------------------------------------------------------------------ order thread (ROUTER)
+    def _order_loop(self) -> None:
+        """Own the ROUTER and run the orders: drain, ACK, execute one, drain again, ..."""
         router = self._router
-        poller = zmq.Poller()
-        poller.register(router, zmq.POLLIN)
-        poller.register(handoff, zmq.POLLIN)
-        recv_router = router.recv_multipart
-        recv_handoff = handoff.recv_multipart
-        held = self._held_acks
-        while not self._stop.is_set():
-            # Woken by traffic; the timeout bounds a held ACK's wait, and stop() when idle.
-            timeout = _STOP_POLL_MS
-            if held:
-                due = next(iter(held.values()))[0]
-                timeout = max(0, math.ceil((due - time.monotonic_ns()) / 1e6))
-            events = dict(poller.poll(timeout))
-            if router in events:
-                for _ in range(1000):
-                    try:
-                        parts = recv_router(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    self._on_request(router, handoff, parts)
-            if handoff in events:
-                for _ in range(1000):
-                    try:
-                        req_id, frame, *peers = recv_handoff(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    acks = held.pop(req_id, None)
-                    if acks is not None:  # ACK then RESULT, back to back
-                        self._send(router, acks[1], acks[2])
-                    for peer in peers:
-                        self._send(router, peer, frame)
-            if held:
-                now = time.monotonic_ns()
-                while held:
-                    req_id, (due, peer, ack) = next(iter(held.items()))
-                    if due > now:
-                        break
-                    del held[req_id]
-                    self._send(router, peer, ack)
+        recv = router.recv
+        queue = self._queue
+        stop = self._stop
+        while not stop.is_set():
+            if not queue:
+                try:  # idle: block inside libzmq (GIL released) until a request or RCVTIMEO
+                    peer = recv()
+                except zmq.Again:
+                    continue
+                self._on_message(peer)
+            self._drain()
+            if queue:
+                self._execute(queue.popleft())
         router.close(0)
-        handoff.close(0)
 
-    def _send(self, router: zmq.Socket, peer: bytes, frame: bytes) -> None:
-        try:
-            router.send_multipart((peer, frame))
-        except zmq.ZMQError as exc:  # the peer went away (ROUTER_MANDATORY): its resend gets the cache
-            log.warning("reply to a departed peer dropped: %s", exc)
+    def _drain(self) -> None:
+        """Handle every message already waiting on the ROUTER (at most ``_DRAIN_MAX``), never blocking."""
+        router = self._router
+        recv = router.recv
+        events = router.getsockopt
+        for _ in range(_DRAIN_MAX):
+            if not events(zmq.EVENTS) & zmq.POLLIN:
+                return
+            try:
+                peer = recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._on_message(peer)
 
-    def _on_request(self, router: zmq.Socket, handoff: zmq.Socket, parts: list[bytes]) -> None:
-        if len(parts) != 2:
+    def _on_message(self, peer: bytes) -> None:
+        """Read the rest of a ROUTER message whose first frame (the peer id) was ``peer``."""
+        router = self._router
+        if not router.getsockopt(zmq.RCVMORE):
             self.rejects.count("length")
             return
-        peer, frame = parts
+        frame = router.recv()
+        if router.getsockopt(zmq.RCVMORE):  # more than one body frame: not ours
+            while router.getsockopt(zmq.RCVMORE):
+                router.recv()
+            self.rejects.count("length")
+            return
         try:
             ftype = wire.frame_type(frame)
             if ftype is wire.FrameType.ORDER_REQUEST:
-                self._on_order(router, handoff, peer, wire.decode_order_request(frame))
+                self._on_order(peer, wire.decode_order_request(frame))
             elif ftype is wire.FrameType.BACKFILL_REQUEST:
-                self._on_backfill(router, peer, wire.decode_backfill_request(frame))
+                self._on_backfill(peer, wire.decode_backfill_request(frame))
             else:
                 raise wire.FrameError("wrong_type", f"{ftype.name} sent to the bridge's ROUTER")
         except wire.FrameError as err:
             self.rejects.count(err.reason)
 
-    def _on_order(self, router: zmq.Socket, handoff: zmq.Socket, peer: bytes, req: wire.OrderRequest) -> None:
-        status, cached = self.idempotency.admit(req.req_id, peer)
-        ack = wire.encode_order_ack(wire.OrderAck(req.req_id, status, len(self._orders), time.time_ns()))
-        if status is not wire.AckStatus.QUEUED:
-            self._send(router, peer, ack)
-            if cached is not None:
-                self._send(router, peer, wire.encode_order_result(cached))
-            return
-        self._orders.append(req)
-        handoff.send(b"")  # wake the MT5 thread
-        if self._ack_hold_ns:
-            # Hold the ACK briefly: a RESULT ready by then goes out right behind it, in one
-            # wake-up of the node, instead of two messages competing with MT5 for the CPU.
-            self._held_acks[req.req_id.to_bytes(8, "little")] = (
-                time.monotonic_ns() + self._ack_hold_ns, peer, ack)
-        else:
-            self._send(router, peer, ack)
+    def _send(self, peer: bytes, frame: bytes | bytearray) -> None:
+        router = self._router
+        try:
+            router.send(peer, zmq.SNDMORE)
+            router.send(frame)
+        except zmq.ZMQError as exc:  # the peer went away (ROUTER_MANDATORY): its resend gets the cache
+            self.replies_dropped += 1
+            log.warning("reply to a departed peer dropped: %s", exc)
 
-    def _on_backfill(self, router: zmq.Socket, peer: bytes, req: wire.BackfillRequest) -> None:
+    def _on_order(self, peer: bytes, req: wire.OrderRequest) -> None:
+        status, cached = self.idempotency.admit(req.req_id, peer)
+        _ACK_PACK(self._ack_buffer, 0, wire.PROTOCOL_VERSION, _ACK_TYPE, status, 0, len(self._queue),
+                  req.req_id, time.time_ns())
+        self._send(peer, self._ack_buffer)  # copied into the message: the buffer is free again
+        if status is wire.AckStatus.QUEUED:
+            self._queue.append(req)
+        elif cached is not None:
+            self._send(peer, wire.encode_order_result(cached))
+
+    def _on_backfill(self, peer: bytes, req: wire.BackfillRequest) -> None:
         empty = np.zeros(0, dtype=TICK_DTYPE)
         if req.session_id != self.session_id:
             status, first, records = wire.BackfillStatus.SESSION_MISMATCH, 0, empty
@@ -331,28 +319,17 @@ class Bridge:
             first, records = self.histories[req.symbol_id].get(req.from_seq, req.to_seq, wire.MAX_BATCH_TICKS)
             status = wire.BackfillStatus.OK if len(records) else wire.BackfillStatus.GONE
         self.backfills_served += 1
-        self._send(router, peer, wire.encode_backfill_response(req.req_id, self.session_id, req.symbol_id,
-                                                               status, first, records))
+        self._send(peer, wire.encode_backfill_response(req.req_id, self.session_id, req.symbol_id,
+                                                       status, first, records))
 
-    # ------------------------------------------------------------------ MT5 order thread
-    def _order_loop(self, handoff: zmq.Socket) -> None:
-        orders = self._orders
-        while not self._stop.is_set():
-            try:
-                handoff.recv()  # a wake-up (the requests are on the deque), or Again after RCVTIMEO
-                while True:
-                    handoff.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                pass
-            while orders and not self._stop.is_set():
-                req = orders.popleft()
-                try:
-                    result = self.desk.execute(req)
-                except Exception as exc:  # a terminal bug must not kill the order thread
-                    log.exception("order %d failed inside the bridge", req.req_id)
-                    result = wire.OrderResult(req.req_id, wire.OrderStatus.UNKNOWN, 0, 0, 0, 0.0, 0.0, 0.0, 0.0,
-                                              f"bridge error: {type(exc).__name__}", 0, 0, (-1, str(exc)[:120]))
-                frame = wire.encode_order_result(result)
-                peers = self.idempotency.finish(result)
-                handoff.send_multipart((result.req_id.to_bytes(8, "little"), frame, *peers))
-        handoff.close(0)
+    def _execute(self, req: wire.OrderRequest) -> None:
+        """Run one admitted order through the desk and send its RESULT to every waiting peer."""
+        try:
+            result = self.desk.execute(req)
+        except Exception as exc:  # a terminal bug must not kill the order thread
+            log.exception("order %d failed inside the bridge", req.req_id)
+            result = wire.OrderResult(req.req_id, wire.OrderStatus.UNKNOWN, 0, 0, 0, 0.0, 0.0, 0.0, 0.0,
+                                      f"bridge error: {type(exc).__name__}", 0, 0, (-1, str(exc)[:120]))
+        frame = wire.encode_order_result(result)
+        for peer in self.idempotency.finish(result):
+            self._send(peer, frame)
