@@ -37,6 +37,13 @@ _REQUEST_KEYS = frozenset(TradeRequest._fields)
 _REQUEST_DEFAULTS = {**{k: 0 for k in TradeRequest._fields}, "symbol": "", "comment": "", "volume": 0.0,
                      "price": 0.0, "stoplimit": 0.0, "sl": 0.0, "tp": 0.0}
 """A request's fields before the caller's dict is applied (what the real package assumes)."""
+_PRICE_KEYS = ("volume", "price", "stoplimit", "sl", "tp")
+_REQUEST_FIELDS = TradeRequest._fields
+
+
+def _new_request(values: dict[str, Any]) -> TradeRequest:
+    """The TradeRequest of a complete ``values`` dict (positional: no keyword parsing)."""
+    return tuple.__new__(TradeRequest, [values[k] for k in _REQUEST_FIELDS])
 _OK = (_C.RES_S_OK, "Success")
 _NO_IPC = (_C.RES_E_INTERNAL_FAIL_CONNECT, "No IPC connection")
 _IPC_TIMEOUT = (_C.RES_E_INTERNAL_FAIL_TIMEOUT, "IPC timeout")
@@ -129,7 +136,7 @@ class _Market:
     def __init__(self, spec: FakeSymbol, rng: np.random.Generator, start_msc: int) -> None:
         self.spec = spec
         self.rng = rng
-        self.ticks = np.zeros(0, dtype=TICK_DTYPE)
+        self.ticks = np.zeros(0, dtype=TICK_DTYPE)  # also sets _times and the caches
         self.mid = spec.price
         self.bid = self.ask = 0.0  # of the last generated tick (flags compare with them)
         self.next_msc = start_msc
@@ -174,16 +181,45 @@ class _Market:
         self.bid, self.ask = float(bids[-1]), float(asks[-1])
         self.next_msc = int(times[-1]) + int(gaps[-1] if n > 1 else 1)
 
+    @property
+    def ticks(self) -> np.ndarray:
+        """Every generated tick, past and (for a while) future."""
+        return self._ticks
+
+    @ticks.setter
+    def ticks(self, value: np.ndarray) -> None:
+        self._ticks = value
+        self._times = value["time_msc"]
+        self.touched()
+
+    def touched(self) -> None:
+        """Forget the cached position of ``now`` (call after changing tick times in place)."""
+        self._seen_msc = -1
+        self._seen_n = 0
+        self._quote_n = -1
+        self._quote: tuple[float, float] | None = None
+
     def visible(self, now_msc: int) -> int:
-        """How many ticks have happened by ``now_msc``."""
-        return int(np.searchsorted(self.ticks["time_msc"], now_msc, side="right"))
+        """How many ticks have happened by ``now_msc`` (cached for the last ``now_msc`` asked)."""
+        if now_msc != self._seen_msc:
+            self._seen_n = int(self._times.searchsorted(now_msc, "right"))
+            self._seen_msc = now_msc
+        return self._seen_n
+
+    def quote(self, now_msc: int) -> tuple[float, float] | None:
+        """The bid and ask of the last tick by ``now_msc``; None before the first tick."""
+        n = self.visible(now_msc)
+        if n != self._quote_n:
+            self._quote_n = n
+            self._quote = (float(self._ticks["bid"][n - 1]), float(self._ticks["ask"][n - 1])) if n else None
+        return self._quote
 
     def advance(self, now_msc: int, history_limit: int) -> None:
         """Generate ticks until the market is ahead of ``now_msc``; trim old history."""
         if self.spec.ticks_per_second <= 0 or not self.spec.market_open:
             return
         guard = 0
-        while (not len(self.ticks) or self.ticks["time_msc"][-1] <= now_msc) and guard < 64:
+        while (not len(self._times) or self._times[-1] <= now_msc) and guard < 64:
             behind_s = max(0.0, (now_msc - self.next_msc) / 1000.0)
             self.generate(int(min(65536, max(64, self.spec.ticks_per_second * (behind_s + 0.25)))))
             guard += 1
@@ -263,6 +299,7 @@ class FakeMetaTrader5(MT5Constants):
                 market.ticks["time_msc"][before:][over] = now
                 market.ticks["time"][before:] = market.ticks["time_msc"][before:] // 1000
                 market.next_msc = now + 1
+                market.touched()
             return market.ticks[before:].copy()
 
     def generated_ticks(self, symbol: str) -> np.ndarray:
@@ -771,15 +808,15 @@ class FakeMetaTrader5(MT5Constants):
     def _trade_request(self, request: Any) -> tuple[TradeRequest | None, tuple[int, str] | None]:
         if not isinstance(request, dict):
             return None, (_C.RES_E_INVALID_PARAMS, "Invalid arguments")
-        for key in request:
-            if key not in _REQUEST_KEYS:
+        if not _REQUEST_KEYS.issuperset(request):
+            key = next(k for k in request if k not in _REQUEST_KEYS)
+            return None, (_C.RES_E_INVALID_PARAMS, f'Invalid "{key}" argument')
+        values = {**_REQUEST_DEFAULTS, **request}
+        for key in _PRICE_KEYS:
+            value = values[key]
+            if type(value) is not float and (not isinstance(value, (int, float)) or isinstance(value, bool)):
                 return None, (_C.RES_E_INVALID_PARAMS, f'Invalid "{key}" argument')
-        values = dict(_REQUEST_DEFAULTS)
-        values.update(request)
-        for key in ("volume", "price", "stoplimit", "sl", "tp"):
-            if not isinstance(values[key], (int, float)) or isinstance(values[key], bool):
-                return None, (_C.RES_E_INVALID_PARAMS, f'Invalid "{key}" argument')
-        return TradeRequest(**values), None
+        return _new_request(values), None
 
     def _check(self, req: TradeRequest) -> tuple[int, str]:
         """The retcode and comment a request gets before execution (0 = passes)."""
@@ -801,11 +838,15 @@ class FakeMetaTrader5(MT5Constants):
             if (req.volume < spec.volume_min or req.volume > spec.volume_max
                     or abs(steps - round(steps)) > 1e-7):
                 return _C.TRADE_RETCODE_INVALID_VOLUME, "Invalid volume"
-            allowed = {_C.ORDER_FILLING_FOK: bool(spec.filling_mode & 1),
-                       _C.ORDER_FILLING_IOC: bool(spec.filling_mode & 2),
-                       _C.ORDER_FILLING_RETURN: req.action == _C.TRADE_ACTION_PENDING,
-                       _C.ORDER_FILLING_BOC: req.action == _C.TRADE_ACTION_PENDING}
-            if not allowed.get(req.type_filling, False):
+            filling = req.type_filling
+            if filling == _C.ORDER_FILLING_FOK:
+                allowed = bool(spec.filling_mode & 1)
+            elif filling == _C.ORDER_FILLING_IOC:
+                allowed = bool(spec.filling_mode & 2)
+            else:  # RETURN and BOC rest in the book: pending orders only
+                allowed = (filling in (_C.ORDER_FILLING_RETURN, _C.ORDER_FILLING_BOC)
+                           and req.action == _C.TRADE_ACTION_PENDING)
+            if not allowed:
                 return _C.TRADE_RETCODE_INVALID_FILL, "Unsupported filling mode"
         if req.action == _C.TRADE_ACTION_DEAL:
             if req.type not in (_C.ORDER_TYPE_BUY, _C.ORDER_TYPE_SELL):
@@ -885,10 +926,10 @@ class FakeMetaTrader5(MT5Constants):
 
     def _quote(self, market: _Market) -> tuple[float, float]:
         """The bid and ask of the market's last tick so far (its seed price before any)."""
-        tick = market.last_tick(self._clock())
-        if tick is None:
+        quote = market.quote(self._clock())
+        if quote is None:
             return market.spec.price, market.spec.price
-        return float(tick["bid"]), float(tick["ask"])
+        return quote
 
     def _next_ticket(self) -> int:
         self._ticket += 1
