@@ -49,6 +49,16 @@ def invoke(*args):
     return runner.invoke(app, list(args), catch_exceptions=False)
 
 
+def test_every_command_is_attached():
+    def names(group):
+        return {c.name for c in group.registered_commands} | {g.name for g in group.registered_groups}
+
+    from flowchain.cli.app import bench_app, chains_app
+    assert names(app) == {"run", "bridge", "node", "status", "report", "keys", "chains", "bench"}
+    assert names(bench_app) == {"overhead", "wire", "node", "observe"}
+    assert names(chains_app) == {"validate", "list", "show", "diagram"}
+
+
 def test_validate_list_show(workdir):
     result = invoke("chains", "validate", "chains.yaml", "--import", "cli_test_components")
     assert result.exit_code == 0, result.output

@@ -1,11 +1,24 @@
-"""The ``flowchain`` command: one module per command group, all attached to :data:`app`."""
+"""The ``flowchain`` command: one module per command group, all attached to :data:`app`.
+
+Importing a command module registers its commands on the Typer apps of
+:mod:`flowchain.cli.app`; each module imports its heavy dependencies inside its commands, so
+``flowchain --help`` stays fast.
+"""
 from flowchain.cli.app import app, bench_app, chains_app  # noqa: F401
-from flowchain.cli import bench, chains, run  # noqa: F401,E402  (each registers its commands)
-from flowchain.cli import bridge as _bridge_cmd, keys as _keys_cmd  # noqa: F401,E402
-from flowchain.cli import node as _node_cmd, bench_node as _bench_node_cmd  # noqa: F401,E402
-from flowchain.cli import diagram as _diagram_cmd, status as _status_cmd  # noqa: F401,E402
-from flowchain.cli import report as _report_cmd, bench_observe as _bench_observe_cmd  # noqa: F401,E402
-from flowchain.cli import bench_wire as _bench_wire_cmd  # noqa: F401,E402
+from flowchain.cli import (  # noqa: F401,E402  (each registers its commands)
+    bench,
+    bench_node,
+    bench_observe,
+    bench_wire,
+    bridge,
+    chains,
+    diagram,
+    keys,
+    node,
+    report,
+    run,
+    status,
+)
 
 
 def main() -> None:
