@@ -8,11 +8,17 @@ real deployment, where the bridge runs beside the terminal, not inside the node)
   physical floor of one request/reply on this machine.
 * ``flowchain``: :meth:`flowchain.bridge.OrderClient.send` of an ``OrderRequest`` (encode,
   send, ACK, RESULT, decode) to a :class:`flowchain.bridge.Bridge` running on the
-  :class:`~flowchain.bridge.FakeMetaTrader5` with zero order latency: the bridge decodes the
-  request, admits it in the idempotency log, wakes its MT5 thread, which runs ``order_check``
-  + ``order_send`` on the fake, and the ACK and RESULT come back (the ACK is held up to the
-  bridge's ``ack_hold_ms``, 1 ms by default, so that a quick RESULT travels right behind it).
-  Every trip is a new req_id (a real trade on the fake), alternating buy and sell.
+  :class:`~flowchain.bridge.FakeMetaTrader5` with zero order latency: the bridge's order
+  thread (which owns the ROUTER) decodes the request, admits it in the idempotency log, sends
+  the ACK at once, then runs ``order_check`` + ``order_send`` on the fake inline and sends the
+  RESULT; the client returns when the RESULT is decoded. Every trip is a new req_id (a real
+  trade on the fake), alternating buy and sell.
+
+What stays above the bare echo, by design: the bridge's Python work per order (decode, admit,
+ACK, order_check + order_send on the fake, RESULT encode: about 30 us of CPU), the client's
+(encode, ACK and RESULT decode: about 8 us), and a second message (the RESULT, sent about
+20-30 us after the ACK), which usually finds the client already back asleep after the ACK
+and so costs a second wake-up of the client thread.
 
 Repetitions alternate bare and flowchain (A B A B ..., at least 5 each). Each repetition's
 latencies go into an HDR histogram (p50/p99/p99.9/max); the figures reported are the medians

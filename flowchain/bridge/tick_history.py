@@ -11,7 +11,7 @@ from flowchain.ticks import TICK_DTYPE
 class TickHistory:
     """The last ``capacity`` ticks of one symbol, with their seqs (1, 2, ...), in a ring.
 
-    Written by the stream thread, read by the socket thread: a lock guards both.
+    Written by the stream thread, read by the order thread (backfill): a lock guards both.
 
     Parameters
     ----------
