@@ -244,3 +244,19 @@ def test_multi_frame_messages_are_counted_not_answered(bridge, ctx, eventually):
     dealer.close(0)
     assert [(type(r), r.req_id) for r in replies] == [(wire.OrderAck, 617), (wire.OrderResult, 617)]
     eventually(lambda: bridge.rejects["length"] == 1)
+
+
+def test_result_for_a_departed_peer_is_counted_and_served_again_on_resend(bridge, mt5, ctx, eventually):
+    mt5.faults.order_latency_s = 0.3
+    leaving = _dealer(ctx, bridge)
+    leaving.send(_raw_order(818))
+    assert isinstance(_replies(leaving, 1)[0], wire.OrderAck)
+    leaving.close(0)  # gone before the RESULT
+    eventually(lambda: bridge.replies_dropped == 1)
+    mt5.faults.order_latency_s = 0.0
+    back = _dealer(ctx, bridge)
+    back.send(_raw_order(818))  # the resend gets the cached RESULT, no second trade
+    ack, result = _replies(back, 2)
+    back.close(0)
+    assert ack.status is wire.AckStatus.DUPLICATE_DONE and result.replayed
+    assert mt5.order_send_calls == 1
