@@ -51,7 +51,7 @@ def bridge(mt5, eventually):
 
 def new_feed(bridge: Bridge, ctx: zmq.Context, **kw) -> ZmqFeed:
     return ZmqFeed(bridge.pub_endpoint, SYMBOLS, bridge.router_endpoint, context=ctx,
-                   heartbeat_interval=BEAT_S, backfill_timeout=0.5, ring_capacity=8192, **kw)
+                   heartbeat_interval=BEAT_S, backfill_timeout=2.0, ring_capacity=8192, **kw)
 
 
 async def subscribed(feed: ZmqFeed, eventually_async) -> None:
@@ -85,7 +85,8 @@ async def test_every_fake_tick_reaches_the_ring_once_in_order(bridge, mt5, ctx,
         assert [seq for s, seq in handled if s == "GBPUSD"] == list(
             range(1, feed.ring("GBPUSD").count + 1))
         assert feed.stats.gaps == 0 and feed.stats.dropped == 0 and feed.stats.rejected == 0
-        assert feed.session_id == bridge.session_id and feed.state.orders_allowed
+        assert feed.session_id == bridge.session_id
+        await eventually_async(lambda: feed.state.orders_allowed)
     finally:
         await feed.stop()
 
@@ -146,7 +147,7 @@ async def test_bridge_restart_goes_stale_then_counts_a_restart_and_starts_again_
     eventually(lambda: first.ready)
     pub, router = first.pub_endpoint, first.router_endpoint
     feed = ZmqFeed(pub, SYMBOLS, router, context=ctx, heartbeat_interval=BEAT_S,
-                   backfill_timeout=0.5)
+                   backfill_timeout=2.0)
     await subscribed(feed, eventually_async)
     before = mt5.add_ticks("EURUSD", 7)
     await eventually_async(lambda: feed.ring("EURUSD").count == 7)
@@ -166,6 +167,6 @@ async def test_bridge_restart_goes_stale_then_counts_a_restart_and_starts_again_
             ring = feed.ring("EURUSD")
             assert ring.seq_window(11).tolist() == list(range(1, 8)) + [1, 2, 3, 4]
             assert ring.window(11).tobytes() == before.tobytes() + after.tobytes()
-            assert feed.state.orders_allowed
+            await eventually_async(lambda: feed.state.orders_allowed)
     finally:
         await feed.stop()
