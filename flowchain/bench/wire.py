@@ -12,7 +12,9 @@ What it measures, all in one run, on 127.0.0.1 TCP:
   bridge publishes) -> :class:`~flowchain.feeds.subscriber.ZmqFeed` on uvloop -> the tick in
   the ring (the timestamp is taken in the per-tick handler). Bare and FlowChain repetitions are
   interleaved (A B A B ...), each repetition's p50/p99 come from an HDR histogram, and the
-  reported figure is the median over repetitions.
+  reported figure is the median over repetitions. A third way, interleaved too, is reported for
+  the design choice: ``zmq_asyncio_oneway_*``, ``await recv_multipart()`` with zmq.asyncio on
+  the same uvloop (the feed uses ``add_reader`` on the socket's FD instead).
 * A sustained run of the FlowChain path for ``seconds`` at ``rate`` ticks/s: ``ticks_sent``,
   ``ticks_lost`` (sent but never in the ring).
 * Order round trips, interleaved: *bare*: a blocking DEALER ``send``/``recv`` of an
@@ -41,6 +43,7 @@ from flowchain.bench.environment import cpu, versions
 from flowchain.ticks import TICK_DTYPE
 
 BARE_SYMBOL = "BARE00"
+ASYNC_SYMBOL = "ASYNC0"
 FEED_SYMBOL = "EURUSD"
 SESSION = 0x5EED
 BUDGET = {"oneway": 1.3, "order_rtt": 1.5, "ticks_lost": 0}
@@ -199,6 +202,65 @@ class _BareReceiver:
         finally:
             self.sub.setsockopt(zmq.RCVTIMEO, -1)
         return lat[:got]
+
+
+class _AsyncioReceiver:
+    """The alternative the feed did not take: ``await sock.recv_multipart()`` with zmq.asyncio
+    on the same uvloop (one future per message)."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, runner: asyncio.Runner) -> None:
+        import zmq.asyncio
+
+        self.runner = runner
+        self.sub = zmq.asyncio.Context(ctx).socket(zmq.SUB)
+        self.sub.setsockopt(zmq.RCVHWM, 1_000_000)
+        self.sub.setsockopt(zmq.LINGER, 0)
+        self.sub.setsockopt(zmq.SUBSCRIBE, wire.tick_topic(ASYNC_SYMBOL))
+        self.sub.connect(endpoint)
+        self.heard = False
+
+    def pump_probe(self) -> None:
+        async def once() -> None:
+            try:
+                await asyncio.wait_for(self.sub.recv_multipart(), 0.01)
+                self.heard = True
+            except asyncio.TimeoutError:
+                pass
+        self.runner.run(once())
+
+    def drain(self) -> None:
+        async def drain() -> None:
+            while await self.sub.poll(50):
+                await self.sub.recv_multipart()
+        self.runner.run(drain())
+
+    def receive(self, n: int, stamps: np.ndarray, first_seq: int, timeout_s: float) -> np.ndarray:
+        lat = np.zeros(n, dtype=np.int64)
+        clock = time.perf_counter_ns
+        unpack = _SEQ_AT.unpack_from
+        got = 0
+
+        async def loop() -> None:
+            nonlocal got
+            recv = self.sub.recv_multipart
+            while got < n:
+                _, frame = await recv()
+                now = clock()
+                seq = unpack(frame, _SEQ_OFFSET)[0]
+                if seq >= first_seq:
+                    lat[got] = now - stamps[seq]
+                    got += 1
+
+        async def bounded() -> None:
+            try:
+                await asyncio.wait_for(loop(), timeout_s)
+            except asyncio.TimeoutError:
+                pass
+        self.runner.run(bounded())
+        return lat[:got]
+
+    def close(self) -> None:
+        self.sub.close(0)
 
 
 class _FeedReceiver:
@@ -458,20 +520,24 @@ def run(seconds: float = 10.0, rate: float = 20_000.0, repetitions: int = 5,
     runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
     bare = _BareReceiver(ctx, publisher.endpoint)
     feed = _FeedReceiver(publisher.endpoint, runner, ring_capacity=65_536)
+    aio = _AsyncioReceiver(ctx, publisher.endpoint, runner)
     bare_topic, feed_topic = wire.tick_topic(BARE_SYMBOL), wire.tick_topic(FEED_SYMBOL)
+    aio_topic = wire.tick_topic(ASYNC_SYMBOL)
     try:
         say("connecting (slow-joiner probes)")
         probe = wire.encode_tick(SESSION, 0, 0, bytes(TICK_DTYPE.itemsize))
         publisher.probe(bare_topic, probe, lambda: bare.heard, bare.pump_probe)
         bare.drain()
+        publisher.probe(aio_topic, probe, lambda: aio.heard, aio.pump_probe)
+        aio.drain()
         beat = wire.encode_heartbeat(SESSION, 0, 0, int(wire.HeartbeatState.CONNECTED))
         publisher.probe(wire.heartbeat_topic(FEED_SYMBOL), beat, feed.probe_heard, feed.pump)
         feed.pump()
-        bare_reps, feed_reps = [], []
-        bare_seq, feed_seq = 1, 1
+        bare_reps, feed_reps, aio_reps = [], [], []
+        bare_seq, feed_seq, aio_seq = 1, 1, 1
         timeout = rep_seconds * 4 + 5
         for rep in range(repetitions):
-            say(f"one-way repetition {rep + 1}/{repetitions}: bare, then flowchain")
+            say(f"one-way repetition {rep + 1}/{repetitions}: bare, flowchain, zmq.asyncio")
             publisher.publish(0, bare_topic, bare_seq, rep_ticks, rate)
             lat = bare.receive(rep_ticks, publisher.stamps[0], bare_seq, int(timeout * 1000))
             publisher.wait_sent(timeout)
@@ -482,6 +548,11 @@ def run(seconds: float = 10.0, rate: float = 20_000.0, repetitions: int = 5,
             publisher.wait_sent(timeout)
             feed_seq += rep_ticks
             feed_reps.append(_hdr(lat))
+            publisher.publish(0, aio_topic, aio_seq, rep_ticks, rate)
+            lat = aio.receive(rep_ticks, publisher.stamps[0], aio_seq, timeout)
+            publisher.wait_sent(timeout)
+            aio_seq += rep_ticks
+            aio_reps.append(_hdr(lat))
         say(f"sustained flowchain run: {sustained:,} ticks at {rate:,.0f}/s")
         before = feed.feed.ring(FEED_SYMBOL).count
         publisher.publish(1, feed_topic, feed_seq, sustained, rate)
@@ -494,11 +565,13 @@ def run(seconds: float = 10.0, rate: float = 20_000.0, repetitions: int = 5,
         result["feed_stats"] = feed.feed.stats.as_dict()
     finally:
         feed.close()
+        aio.close()
         runner.close()
         bare.sub.close(0)
         ctx.term()
         publisher.close()
-    for prefix, reps in (("bare_oneway", bare_reps), ("flowchain_oneway", feed_reps)):
+    for prefix, reps in (("bare_oneway", bare_reps), ("flowchain_oneway", feed_reps),
+                         ("zmq_asyncio_oneway", aio_reps)):
         result[f"{prefix}_p50_ns"] = int(statistics.median(r["p50_ns"] for r in reps))
         result[f"{prefix}_p99_ns"] = int(statistics.median(r["p99_ns"] for r in reps))
         result[f"{prefix}_reps"] = reps
