@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         for key in ("decode_ns", "feed_message_ns", "bare_oneway_p50_ns", "bare_oneway_p99_ns",
                     "flowchain_oneway_p50_ns", "flowchain_oneway_p99_ns", "oneway_p50_ratio",
-                    "oneway_p99_ratio", "bare_order_rtt_p50_ns", "bare_order_rtt_p99_ns",
+                    "oneway_p99_ratio", "zmq_asyncio_oneway_p50_ns",
+                    "zmq_asyncio_oneway_p99_ns", "bare_order_rtt_p50_ns", "bare_order_rtt_p99_ns",
                     "flowchain_order_rtt_p50_ns", "flowchain_order_rtt_p99_ns",
                     "order_rtt_p50_ratio", "order_rtt_p99_ratio", "ticks_sent", "ticks_lost",
                     "within_budget", "cpu", "versions"):
