@@ -51,7 +51,8 @@ class ScriptedBridge:
     def tick(self, seq: int, send: bool = True) -> None:
         self.history[seq] = record(seq)
         if send:
-            self.pub.send_multipart([TOPIC, wire.encode_tick(self.session, seq, 0, self.history[seq])])
+            frame = wire.encode_tick(self.session, seq, 0, self.history[seq])
+            self.pub.send_multipart([TOPIC, frame])
 
     def beat(self, last_seq: int = 0) -> None:
         self.pub.send_multipart([BEAT, wire.encode_heartbeat(self.session, 0, last_seq, STATE_OK)])

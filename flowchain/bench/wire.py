@@ -582,11 +582,10 @@ def run(seconds: float = 10.0, rate: float = 20_000.0, repetitions: int = 5,
             result[f"{way}_order_rtt_{q}_ns"] = int(statistics.median(
                 r[f"{q}_ns"] for r in rtt[way]))
         result[f"{way}_order_rtt_reps"] = rtt[way]
-    for name, num, den in (("oneway_p50", "flowchain_oneway_p50_ns", "bare_oneway_p50_ns"),
-                           ("oneway_p99", "flowchain_oneway_p99_ns", "bare_oneway_p99_ns"),
-                           ("order_rtt_p50", "flowchain_order_rtt_p50_ns", "bare_order_rtt_p50_ns"),
-                           ("order_rtt_p99", "flowchain_order_rtt_p99_ns", "bare_order_rtt_p99_ns")):
-        result[f"{name}_ratio"] = round(result[num] / result[den], 3)
+    for path in ("oneway", "order_rtt"):
+        for q in ("p50", "p99"):
+            result[f"{path}_{q}_ratio"] = round(
+                result[f"flowchain_{path}_{q}_ns"] / result[f"bare_{path}_{q}_ns"], 3)
     result["budget"] = dict(BUDGET)
     result["within_budget"] = (
         result["oneway_p50_ratio"] <= BUDGET["oneway"]

@@ -48,9 +48,11 @@ def _print(console: Console, r: dict) -> None:
                       f"<= {budget}x")
     console.print(table)
     console.print(f"for reference, zmq.asyncio on the same uvloop: p50 "
-                  f"{r['zmq_asyncio_oneway_p50_ns']:,} ns, p99 {r['zmq_asyncio_oneway_p99_ns']:,} ns"
+                  f"{r['zmq_asyncio_oneway_p50_ns']:,} ns, "
+                  f"p99 {r['zmq_asyncio_oneway_p99_ns']:,} ns"
                   " (the feed reads the socket's FD with add_reader instead)")
-    console.print(f"decode {r['decode_ns']:.0f} ns/frame; feed per message {r['feed_message_ns']:.0f}"
+    console.print(f"decode {r['decode_ns']:.0f} ns/frame; "
+                  f"feed per message {r['feed_message_ns']:.0f}"
                   f" ns; sustained {r['rate_ticks_per_s']:,.0f} ticks/s: sent {r['ticks_sent']:,},"
                   f" lost {r['ticks_lost']:,}")
     verdict = "[green]within budget[/green]" if r["within_budget"] else "[red]OUTSIDE budget[/red]"

@@ -165,7 +165,7 @@ class FeedState:
         return self.connected and not self.stale and self.terminal_connected and self.trade_allowed
 
     def add_listener(self, listener: StateListener) -> None:
-        """Call ``listener(state)`` after every change of ``connected``, ``stale`` or terminal state."""
+        """Call ``listener(state)`` after every change of connectivity, staleness or terminal."""
         self._listeners.append(listener)
 
     def update(self, *, connected: Optional[bool] = None, stale: Optional[bool] = None,

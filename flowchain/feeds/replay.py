@@ -13,8 +13,8 @@ The file is parsed once, when the feed is built, into one array of the MT5 dtype
 exact and the replay itself allocates nothing per tick); memory is 60 bytes per tick. A row that
 cannot be a tick is never fatal: it is counted in ``stats.rejects`` under its reason
 (``field_count``, ``not_a_number``, ``bad_timestamp``, ``non_finite_price``, ``negative_price``,
-``negative_value``, ``time_backwards``, ``unknown_symbol``) and the first few are kept as ``file:line: reason: detail``
-in ``stats.reject_examples``.
+``negative_value``, ``time_backwards``, ``unknown_symbol``) and the first few are kept as
+``file:line: reason: detail`` in ``stats.reject_examples``.
 """
 from __future__ import annotations
 

@@ -94,13 +94,13 @@ def _generate(sym: np.ndarray, z: np.ndarray, gap_ms: np.ndarray, u_spread: np.n
         ask = math.floor(ask / p + 0.5) * p
         flags = 0
         if bid != last_bid[s]:
-            flags |= 0x02
+            flags |= TICK_FLAG_BID
         if ask != last_ask[s]:
-            flags |= 0x04
+            flags |= TICK_FLAG_ASK
         if flags == 0:
-            flags = 0x06
+            flags = TICK_FLAG_BID | TICK_FLAG_ASK
         if u_flag[i] < unknown_share:
-            flags |= 0x80
+            flags |= UNKNOWN_FLAG
         last_bid[s] = bid
         last_ask[s] = ask
         clock[0] += gap_ms[i]

@@ -67,7 +67,7 @@ class _Track:
         self.bridge_id = -1
         self.last = 0
         self.joined = False
-        """False until the first frame: then ``last == 0`` means "joined mid-stream", not "expect 1"."""
+        """False until the first frame; then ``last == 0`` means "expect 1", not "joined"."""
         self.heard_ns = 0
         self.pending: Optional[_Backfill] = None
         self.hold = np.zeros(hold_capacity, dtype=TICK_DTYPE)
@@ -162,7 +162,8 @@ class ZmqFeed(Feed):
             try:
                 t_topic, h_topic = wire.tick_topic(symbol), wire.heartbeat_topic(symbol)
             except wire.FrameError as exc:
-                raise ValueError(f"ZmqFeed: symbol {symbol!r} cannot be subscribed: {exc}") from None
+                raise ValueError(
+                    f"ZmqFeed: symbol {symbol!r} cannot be subscribed: {exc}") from None
             track = _Track(self.rings[symbol], hold_capacity)
             self._tracks[t_topic] = self._beats[h_topic] = track
             self._all.append(track)
