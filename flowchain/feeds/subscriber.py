@@ -477,6 +477,9 @@ class ZmqFeed(Feed):
             self._dealer.send(frame, zmq.NOBLOCK)
         except zmq.ZMQError:
             self.stats.drop("backfill_send_failed")  # retried at the deadline
+        if self._loop is not None:
+            # A send may consume the FD's edge for a reply already queued: look once more.
+            self._loop.call_soon(self._on_dealer_readable)
 
     def _on_dealer_readable(self) -> None:
         dealer = self._dealer
