@@ -232,6 +232,9 @@ class Feed(ABC):
         self.stats = FeedStats()
         self.state = FeedState()
         self._handler: Optional[TickHandler] = None
+        self.delivering_backfill = False
+        """True while the handler is called for ticks recovered late (after a gap); a handler
+        may skip new orders on them. Only the ZeroMQ feed ever sets it."""
         self._task: Optional[asyncio.Task] = None
         self._finished: Optional[asyncio.Event] = None  # created on the running loop
 

@@ -175,8 +175,6 @@ class ZmqFeed(Feed):
         self._dealer: Optional[zmq.Socket] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._drain_scheduled = False
-        self.delivering_backfill = False
-        """True while ticks recovered by backfill (and ticks held behind them) are delivered."""
 
     # -- public state ---------------------------------------------------------------------
     def symbol_stale(self, symbol: str) -> bool:
