@@ -136,6 +136,9 @@ async def test_in_order_ticks_land_in_the_ring_and_reach_the_handler(bridge, ctx
 async def test_gap_is_backfilled_and_every_tick_arrives_once_in_order(bridge, ctx,
                                                                       eventually_async):
     feed = await connected_feed(bridge, ctx, eventually_async)
+    late = []
+    feed.on_tick(lambda ring, i: late.append(int(ring.seqs[i])) if feed.delivering_backfill
+                 else None)
     try:
         for seq in range(1, 21):
             bridge.tick(seq, send=not 6 <= seq <= 10)  # 6..10 lost on the way
@@ -154,6 +157,7 @@ async def test_gap_is_backfilled_and_every_tick_arrives_once_in_order(bridge, ct
         assert feed.stats.drops.get("duplicate") == 1
         assert feed.stats.unrecovered == 0
         assert [(r.from_seq, r.to_seq, r.session_id) for r in bridge.requests] == [(6, 10, 7)]
+        assert late == list(range(6, 22))  # recovered, then held behind them
     finally:
         await feed.stop()
 
