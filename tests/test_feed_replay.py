@@ -3,7 +3,7 @@ file:line; as fast as possible or at N x real time."""
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
+import sys
 import time
 
 import numpy as np
@@ -146,17 +146,17 @@ def test_file_level_problems_raise_with_what_to_do(tmp_path):
         ReplayFeed(good, symbol="EURUSD", speed=0)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pyarrow") is not None,
-                    reason="pyarrow is installed: the Parquet round trip test covers it")
-def test_parquet_without_pyarrow_says_how_to_fix(tmp_path):
+def test_parquet_without_pyarrow_says_how_to_fix(tmp_path, monkeypatch):
+    # None in sys.modules makes `import pyarrow...` raise ImportError, installed or not
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
     path = tmp_path / "t.parquet"
     path.write_bytes(b"PAR1")
     with pytest.raises(ImportError, match="pip install pyarrow"):
         ReplayFeed(path, symbol="EURUSD")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pyarrow") is None, reason="needs pyarrow")
-def test_parquet_round_trip(tmp_path):
+def test_parquet_round_trip(tmp_path):  # pyarrow comes with the test extra
     import pyarrow as pa
     import pyarrow.parquet as pq
 
