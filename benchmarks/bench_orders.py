@@ -33,122 +33,12 @@ import argparse
 import json
 import statistics
 import sys
-import time
-from multiprocessing import get_context
-from multiprocessing.connection import Connection
-from typing import Callable, Dict, List
 
-import numpy as np
-import zmq
-from hdrh.histogram import HdrHistogram
-
-from flowchain import wire
 from flowchain.bench.environment import cpu, versions
+from flowchain.bench.wire import BUDGET, measure_order_rtt
 
-BUDGET_RATIO = 1.5
+BUDGET_RATIO = BUDGET["order_rtt"]
 """Issue 3: the order round trip at most 1.5x the bare echo, at p50 and p99."""
-SYMBOL = "EURUSD"
-
-
-def _summary(values: np.ndarray) -> Dict[str, int]:
-    hist = HdrHistogram(1, 60_000_000_000, 3)
-    for v in values.tolist():
-        hist.record_value(max(1, int(v)))
-    return {"count": int(hist.get_total_count()), "p50_ns": int(hist.get_value_at_percentile(50)),
-            "p99_ns": int(hist.get_value_at_percentile(99)),
-            "p999_ns": int(hist.get_value_at_percentile(99.9)), "max_ns": int(hist.get_max_value())}
-
-
-# -- server processes -------------------------------------------------------------------------
-def _echo_main(conn: Connection) -> None:
-    """A bare ROUTER that echoes every message until the parent says stop."""
-    ctx = zmq.Context()
-    router = ctx.socket(zmq.ROUTER)
-    router.setsockopt(zmq.LINGER, 0)
-    router.bind("tcp://127.0.0.1:*")
-    conn.send(router.getsockopt_string(zmq.LAST_ENDPOINT))
-    router.setsockopt(zmq.RCVTIMEO, 200)
-    try:
-        while not conn.poll(0):
-            try:
-                router.send_multipart(router.recv_multipart())
-            except zmq.Again:
-                continue
-    finally:
-        router.close(0)
-        ctx.term()
-
-
-def _bridge_main(conn: Connection) -> None:
-    """A bridge on the fake MT5 (zero order latency) until the parent says stop."""
-    from flowchain.bridge import Bridge, BridgeConfig, FakeMetaTrader5
-
-    mt5 = FakeMetaTrader5(seed=3)
-    config = BridgeConfig(symbols=[SYMBOL], pub_endpoint="tcp://127.0.0.1:*",
-                          router_endpoint="tcp://127.0.0.1:*", reconcile_delay_s=0.0)
-    bridge = Bridge(mt5, config).start()
-    deadline = time.monotonic() + 30
-    while not bridge.ready and time.monotonic() < deadline:
-        time.sleep(0.01)
-    conn.send(bridge.router_endpoint if bridge.ready else "")
-    try:
-        conn.recv()
-    finally:
-        bridge.stop()
-
-
-class _Server:
-    """A helper process started with ``target`` that sends back its endpoint."""
-
-    def __init__(self, target: Callable[[Connection], None], name: str) -> None:
-        mp = get_context("spawn")
-        self._conn, child = mp.Pipe()
-        self._proc = mp.Process(target=target, args=(child,), daemon=True, name=name)
-        self._proc.start()
-        if not self._conn.poll(60):
-            self.close()
-            raise RuntimeError(f"the {name} process did not start within 60 s")
-        self.endpoint = self._conn.recv()
-        if not self.endpoint:
-            self.close()
-            raise RuntimeError(f"the {name} process started but its bridge never became ready")
-
-    def close(self) -> None:
-        try:
-            self._conn.send("stop")
-        except OSError:
-            pass
-        self._proc.join(10)
-        if self._proc.is_alive():
-            self._proc.terminate()
-            self._proc.join(5)
-
-
-# -- the two ways ---------------------------------------------------------------------------------
-def _bare_rep(dealer: zmq.Socket, body: bytes, trips: int) -> np.ndarray:
-    clock = time.perf_counter_ns
-    lat = np.zeros(trips, dtype=np.int64)
-    for i in range(trips):
-        t0 = clock()
-        dealer.send(body)
-        dealer.recv()
-        lat[i] = clock() - t0
-    return lat
-
-
-def _flowchain_rep(client, trips: int) -> np.ndarray:
-    clock = time.perf_counter_ns
-    lat = np.zeros(trips, dtype=np.int64)
-    for i in range(trips):
-        req = wire.OrderRequest(client.next_req_id(), time.time_ns() + 5_000_000_000, SYMBOL, i & 1,
-                                0.01, type_filling=1, magic=7)
-        t0 = clock()
-        result = client.send(req)
-        lat[i] = clock() - t0
-        if result.retcode != 10009:
-            raise RuntimeError(f"order {req.req_id} came back {result.status.name} retcode "
-                               f"{result.retcode} ({result.comment!r}); the benchmark needs fills")
-    return lat
 
 
 def measure(trips: int = 2000, repetitions: int = 5, warmup: int = 200) -> dict:
@@ -161,35 +51,9 @@ def measure(trips: int = 2000, repetitions: int = 5, warmup: int = 200) -> dict:
     RuntimeError
         If a server process does not start or an order does not fill.
     """
-    from flowchain.bridge import OrderClient
-
-    if repetitions < 5 or trips < 10:
-        raise ValueError(f"order benchmark: need repetitions >= 5 and trips >= 10, got "
-                         f"{repetitions} and {trips}")
-    echo = _Server(_echo_main, "echo")
-    bridge = _Server(_bridge_main, "bridge")
-    ctx = zmq.Context()
-    dealer = ctx.socket(zmq.DEALER)
-    dealer.setsockopt(zmq.LINGER, 0)
-    dealer.connect(echo.endpoint)
-    client = OrderClient(bridge.endpoint, context=ctx)
-    body = wire.encode_order_request(wire.OrderRequest(1, time.time_ns() + 10**10, SYMBOL, 0, 0.01))
-    bare_reps: List[dict] = []
-    fc_reps: List[dict] = []
-    try:
-        _bare_rep(dealer, body, warmup)
-        _flowchain_rep(client, warmup)
-        for _ in range(repetitions):
-            bare_reps.append(_summary(_bare_rep(dealer, body, trips)))
-            fc_reps.append(_summary(_flowchain_rep(client, trips)))
-    finally:
-        client.close()
-        dealer.close(0)
-        ctx.term()
-        echo.close()
-        bridge.close()
+    rtt = measure_order_rtt(trips, repetitions, warmup)
     result: dict = {"trips_per_repetition": trips, "repetitions": repetitions}
-    for prefix, reps in (("bare_order_rtt", bare_reps), ("flowchain_order_rtt", fc_reps)):
+    for prefix, reps in (("bare_order_rtt", rtt["bare"]), ("flowchain_order_rtt", rtt["flowchain"])):
         for key in ("p50_ns", "p99_ns", "p999_ns", "max_ns"):
             result[f"{prefix}_{key}"] = int(statistics.median(r[key] for r in reps))
         result[f"{prefix}_reps"] = reps

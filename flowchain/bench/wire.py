@@ -356,9 +356,14 @@ def _start_helper(target: Callable[[Connection], None], name: str):
     conn, child = mp.Pipe()
     proc = mp.Process(target=target, args=(child,), daemon=True, name=name)
     proc.start()
-    if not conn.poll(60) or not (endpoint := conn.recv()):
+    if not conn.poll(60):
         _stop_helper(conn, proc)
-        raise RuntimeError(f"the benchmark's {name} process did not become ready within 60 s")
+        raise RuntimeError(f"the benchmark's {name} process did not start within 60 s")
+    endpoint = conn.recv()
+    if not endpoint:
+        _stop_helper(conn, proc)
+        raise RuntimeError(f"the benchmark's {name} process started but its server never "
+                           "became ready (30 s)")
     return conn, proc, endpoint
 
 
@@ -420,13 +425,33 @@ def measure_order_rtt(trips: int, reps: int, warmup: int = 200) -> Dict[str, Lis
     """Interleave a bare DEALER/ROUTER echo and the node's order client -> bridge (fake MT5)
     -> RESULT; return one HDR summary per repetition of each.
 
+    Parameters
+    ----------
+    trips : int
+        Round trips per repetition, each way (at least 10).
+    reps : int
+        Interleaved repetitions of each way (at least 5).
+    warmup : int
+        Untimed round trips of each way before the first repetition.
+
+    Returns
+    -------
+    dict
+        ``{"bare": [summary, ...], "flowchain": [summary, ...]}``, one summary
+        (count, p50/p99/p99.9/max ns) per repetition.
+
     Raises
     ------
+    ValueError
+        If ``reps`` < 5 or ``trips`` < 10.
     RuntimeError
         If a helper process does not start or an order does not fill.
     """
     from flowchain.bridge import OrderClient
 
+    if reps < 5 or trips < 10:
+        raise ValueError(f"order benchmark: need repetitions >= 5 and trips >= 10, got "
+                         f"{reps} and {trips}")
     echo_conn, echo_proc, echo_endpoint = _start_helper(_echo_main, "echo")
     try:
         bridge_conn, bridge_proc, bridge_endpoint = _start_helper(_bridge_main, "bridge")
@@ -457,6 +482,7 @@ def measure_order_rtt(trips: int, reps: int, warmup: int = 200) -> Dict[str, Lis
 
 
 def _echo_main(conn: Connection) -> None:
+    """A bare ROUTER that echoes every message until the parent says stop."""
     ctx = zmq.Context()
     router = ctx.socket(zmq.ROUTER)
     router.setsockopt(zmq.LINGER, 0)
