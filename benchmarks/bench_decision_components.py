@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,8 +25,10 @@ from pathlib import Path
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-import flowchain
 from flowchain import ChainRegistry, ComponentRegistry
+from flowchain.bench.distribution import (SUMMARY_KEYS, interleave, new_histogram,
+                                          summarize_histogram)
+from flowchain.bench.environment import cpu, versions
 from flowchain.ticks import TICK_DTYPE
 from flowchain.trading.components import ai_decision_chain, register_decision_components
 from flowchain.trading.consensus import ConsensusEngine
@@ -37,16 +37,6 @@ from flowchain.trading.engine import TradingEngine
 from flowchain.trading.features import FeatureEngine
 from flowchain.trading.orchestrator import MultiAgentOrchestrator
 from flowchain.trading.risk import RiskGuard
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def make_ticks(n: int, seed: int = 42) -> np.ndarray:
@@ -62,18 +52,14 @@ def make_ticks(n: int, seed: int = 42) -> np.ndarray:
     return ticks
 
 
-def histogram() -> HdrHistogram:
-    return HdrHistogram(1, 60_000_000_000, 3)
-
-
 def summary(h: HdrHistogram) -> dict:
-    return {"p50_ns": h.get_value_at_percentile(50), "p99_ns": h.get_value_at_percentile(99),
-            "p999_ns": h.get_value_at_percentile(99.9), "max_ns": h.get_max_value(),
-            "samples": h.get_total_count()}
+    """Return p50/p99/p99.9/max (ns) and ``samples``, the number of values recorded."""
+    s = summarize_histogram(h)
+    return {**{key: s[key] for key in SUMMARY_KEYS}, "samples": s["count"]}
 
 
 def run_bare(ticks, fe, orch, ce, te, ctx):
-    whole, execution = histogram(), histogram()
+    whole, execution = new_histogram(), new_histogram()
     clock = time.perf_counter_ns
     for i in range(len(ticks)):
         ctx.point_at(ticks, i)
@@ -88,7 +74,7 @@ def run_bare(ticks, fe, orch, ce, te, ctx):
 
 
 def run_flowchain(ticks, runner, ctx):
-    whole = histogram()
+    whole = new_histogram()
     clock = time.perf_counter_ns
     run = runner.run
     for i in range(len(ticks)):
@@ -100,7 +86,7 @@ def run_flowchain(ticks, runner, ctx):
 
 
 def run_agents(ticks, fe, orch, ctx):
-    fused, python = histogram(), histogram()
+    fused, python = new_histogram(), new_histogram()
     clock = time.perf_counter_ns
     agents = orch.agents
     for i in range(len(ticks)):
@@ -143,16 +129,20 @@ def main() -> None:
         bare_ctx, chain_ctx, agent_ctx = (DecisionContext("EURUSD") for _ in range(3))
         run_bare(ticks[:2000], *bare, bare_ctx)  # warm caches and code paths
         run_flowchain(ticks[:2000], runner, chain_ctx)
-        reps = {"bare": [], "flowchain": [], "execution": [], "agents_fused": [],
-                "agents_python": []}
-        for _ in range(max(5, args.reps)):
-            whole, execution = run_bare(ticks, *bare, bare_ctx)
-            reps["bare"].append(summary(whole))
-            reps["execution"].append(summary(execution))
-            reps["flowchain"].append(summary(run_flowchain(ticks, runner, chain_ctx)))
-            fused, python = run_agents(ticks, bare[0], bare[1], agent_ctx)
-            reps["agents_fused"].append(summary(fused))
-            reps["agents_python"].append(summary(python))
+        ways = {
+            "bare": lambda rep: dict(zip(("bare", "execution"),
+                                         map(summary, run_bare(ticks, *bare, bare_ctx)))),
+            "flowchain": lambda rep: {"flowchain": summary(run_flowchain(ticks, runner,
+                                                                         chain_ctx))},
+            "agents": lambda rep: dict(zip(("agents_fused", "agents_python"),
+                                           map(summary, run_agents(ticks, bare[0], bare[1],
+                                                                   agent_ctx)))),
+        }
+        reps: dict[str, list[dict]] = {}
+        for per_way in interleave(ways, max(5, args.reps)).values():
+            for rep in per_way:
+                for name, s in rep.items():
+                    reps.setdefault(name, []).append(s)
         orders = dict(bare[3].outcomes)
     med = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
            for name, rs in reps.items()}
@@ -170,9 +160,8 @@ def main() -> None:
         "budget_decision_p99_ns": 30_000, "budget_execution_p99_ns": 12_000,
         "orders_bare_run": orders, "ticks_per_rep": args.ticks, "reps": max(5, args.reps),
         "distributions": med,
-        "versions": {"python": sys.version.split()[0], "numpy": np.__version__,
-                     "numba": __import__("numba").__version__, "flowchain": flowchain.__version__},
-        "cpu": cpu_name(),
+        "versions": versions(),
+        "cpu": cpu(),
     }
     if args.json:
         print(json.dumps(result))

@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 
+from flowchain.bench.distribution import SUMMARY_KEYS, median_summary
 from flowchain.bench.environment import cpu, versions
 from flowchain.bench.wire import BUDGET, measure_order_rtt
 
@@ -53,14 +53,16 @@ def measure(trips: int = 2000, repetitions: int = 5, warmup: int = 200) -> dict:
     """
     rtt = measure_order_rtt(trips, repetitions, warmup)
     result: dict = {"trips_per_repetition": trips, "repetitions": repetitions}
-    for prefix, reps in (("bare_order_rtt", rtt["bare"]), ("flowchain_order_rtt", rtt["flowchain"])):
-        for key in ("p50_ns", "p99_ns", "p999_ns", "max_ns"):
-            result[f"{prefix}_{key}"] = int(statistics.median(r[key] for r in reps))
-        result[f"{prefix}_reps"] = reps
-    result["ratio_p50"] = round(result["flowchain_order_rtt_p50_ns"] / result["bare_order_rtt_p50_ns"], 3)
-    result["ratio_p99"] = round(result["flowchain_order_rtt_p99_ns"] / result["bare_order_rtt_p99_ns"], 3)
+    for way in ("bare", "flowchain"):
+        for key, value in median_summary(rtt[way]).items():
+            result[f"{way}_order_rtt_{key}"] = value
+        result[f"{way}_order_rtt_reps"] = rtt[way]
+    for q in ("p50", "p99"):
+        result[f"ratio_{q}"] = round(result[f"flowchain_order_rtt_{q}_ns"]
+                                     / result[f"bare_order_rtt_{q}_ns"], 3)
     result["budget_ratio"] = BUDGET_RATIO
-    result["within_budget"] = result["ratio_p50"] <= BUDGET_RATIO and result["ratio_p99"] <= BUDGET_RATIO
+    result["within_budget"] = (result["ratio_p50"] <= BUDGET_RATIO
+                               and result["ratio_p99"] <= BUDGET_RATIO)
     return result
 
 
@@ -72,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repetitions", type=int, default=5, help="repetitions of each (>= 5)")
     args = parser.parse_args(argv)
     if args.repetitions < 5 or args.trips < 10:
-        parser.error(f"--repetitions must be >= 5 and --trips >= 10, got {args.repetitions}, {args.trips}")
+        parser.error(f"--repetitions must be >= 5 and --trips >= 10, got {args.repetitions}, "
+                     f"{args.trips}")
     result = measure(args.trips, args.repetitions)
     result["versions"] = versions()
     result["cpu"] = cpu()
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         table.add_column(column, justify="left" if column == "way" else "right")
     for way, prefix in (("bare DEALER/ROUTER echo", "bare_order_rtt"),
                         ("OrderClient -> bridge (fake MT5) -> RESULT", "flowchain_order_rtt")):
-        table.add_row(way, *(f"{result[f'{prefix}_{k}']:,}" for k in ("p50_ns", "p99_ns", "p999_ns", "max_ns")),
+        table.add_row(way, *(f"{result[f'{prefix}_{k}']:,}" for k in SUMMARY_KEYS),
                       " ".join(f"{r['p50_ns']:,}" for r in result[f"{prefix}_reps"]))
     console.print(table)
     verdict = "within budget" if result["within_budget"] else "OUTSIDE budget"

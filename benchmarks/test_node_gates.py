@@ -27,7 +27,7 @@ SEED_EXECUTION_TARGET_NS = 1_200_000
 @pytest.fixture(scope="module")
 def node_path():
     with tempfile.TemporaryDirectory(prefix="flowchain-gate-node-") as tmp:
-        path = bench._NodePath(Path(tmp), bench.SYMBOLS, seed=1)
+        path = bench.NodePath(Path(tmp), bench.SYMBOLS, seed=1)
         try:
             yield path
         finally:
@@ -46,7 +46,7 @@ def test_decision_under_the_seed_target(node_path, measured, benchmark):
     seq = iter(range(10**12, 2 * 10**12))
 
     def one_tick() -> int:
-        bench._decision_repetition(node_path, node_path.decide, ids, raw, next(seq), out)
+        bench.decision_repetition(node_path, node_path.decide, ids, raw, next(seq), out)
         return int(out[0])
 
     assert benchmark(one_tick) > 0

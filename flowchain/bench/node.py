@@ -29,15 +29,14 @@ from __future__ import annotations
 import gc
 import os
 import resource
-import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
-from hdrh.histogram import HdrHistogram
 
+from flowchain.bench.distribution import interleave, median_summary, summarize_ns
 from flowchain.chains import AI_DECISION_CHAIN, MT5_TO_DATABASE_CHAIN, TRADING_NODE_YAML
 from flowchain.components import ComponentRegistry
 from flowchain.config import NodeConfig, load_config
@@ -53,7 +52,6 @@ RSS_NOISE_BYTES = 4 * 1024 * 1024
 """Growth below this is allocator and page-cache noise (SQLite's page cache alone is 2 MiB)."""
 
 SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD")
-_HDR = (1, 60_000_000_000, 3)
 
 
 def _rss_bytes() -> int:
@@ -65,8 +63,37 @@ def _rss_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-class _NodePath:
-    """The node's components, registry and runners, built from its config in a temp dir."""
+class NodePath:
+    """The node's components, registry and runners, built from its config in ``workdir``.
+
+    What ``flowchain node`` builds for its per-tick path (the same config file shape,
+    :func:`~flowchain.chains.trading_node.build_parts`, the trading-node chains file), with
+    risk limits a benchmark never trips by accident, plus one :class:`TickRing` and one
+    DecisionContext per symbol and a seeded simulator to generate ticks.
+
+    Parameters
+    ----------
+    workdir : Path
+        Where the config file and the journal database are written.
+    symbols : tuple of str
+        The symbols; a tick's symbol id indexes ``rings`` and ``contexts``.
+    seed : int
+        The simulator's seed.
+
+    Attributes
+    ----------
+    decide : callable
+        ``runner.run`` of the AI decision chain (the FlowChain way).
+    bare : callable
+        The same four component instances as plain nested calls (the baseline).
+    store : callable
+        ``runner.run`` of the MT5 -> database chain.
+
+    Raises
+    ------
+    flowchain.config.ConfigError
+        When the generated config does not load (a bug in this class, not in the caller).
+    """
 
     def __init__(self, workdir: Path, symbols: tuple[str, ...], seed: int) -> None:
         from flowchain.chains.trading_node import build_parts
@@ -101,18 +128,45 @@ class _NodePath:
         self.simulator = SimulatorFeed(symbols, seed=seed)
 
     def ticks(self, n: int) -> tuple[list[int], np.ndarray]:
+        """Return ``n`` simulated ticks: their symbol ids and the MT5-dtype records."""
         ids, ticks = self.simulator.generate(n)
         return ids.tolist(), ticks
 
     def close(self) -> None:
+        """Close what :func:`build_parts` opened (journal, broker, feed)."""
         import asyncio
 
         asyncio.run(self.parts.close())
 
 
-def _decision_repetition(path: _NodePath, decide: Callable[[Any], Any], ids: list[int],
-                         raw: memoryview, seq0: int, out: np.ndarray) -> None:
-    """Append each tick to its ring and time ring -> decision; durations into ``out``."""
+def decision_repetition(path: NodePath, decide: Callable[[Any], Any], ids: list[int],
+                        raw: memoryview, seq0: int, out: np.ndarray) -> None:
+    """Run one repetition of the node's per-tick path and time it, tick by tick.
+
+    Each tick is appended to its symbol's ring (seqs from ``seq0``), then the symbol's
+    DecisionContext is pointed at the new slot and ``decide(ctx)`` runs; the time from the
+    append to the decision (ns) goes into ``out[i]``.
+
+    Parameters
+    ----------
+    path : NodePath
+        The rings and contexts to use.
+    decide : callable
+        ``path.decide`` (FlowChain) or ``path.bare`` (plain calls).
+    ids : list of int
+        The symbol id of each tick.
+    raw : memoryview
+        The ticks' MT5 records as bytes (60 per tick).
+    seq0 : int
+        The sequence number of the first tick.
+    out : numpy.ndarray
+        Preallocated int64 durations, at least ``len(ids)`` long.
+
+    Raises
+    ------
+    IndexError
+        When ``out`` or ``raw`` is shorter than ``ids`` or an id names no ring.
+    """
     rings, contexts = path.rings, path.contexts
     clock = time.perf_counter_ns
     for i, sid in enumerate(ids):
@@ -125,16 +179,7 @@ def _decision_repetition(path: _NodePath, decide: Callable[[Any], Any], ids: lis
         out[i] = clock() - t0
 
 
-def _percentiles(durations: np.ndarray) -> dict[str, int]:
-    h = HdrHistogram(*_HDR)
-    for v in durations.tolist():
-        h.record_value(max(1, v))
-    return {"count": int(h.get_total_count()), "p50_ns": int(h.get_value_at_percentile(50)),
-            "p99_ns": int(h.get_value_at_percentile(99)),
-            "p999_ns": int(h.get_value_at_percentile(99.9)), "max_ns": int(h.get_max_value())}
-
-
-def measure_decisions(path: _NodePath, *, ticks: int, repetitions: int,
+def measure_decisions(path: NodePath, *, ticks: int, repetitions: int,
                       warmup: int = 5_000) -> dict[str, Any]:
     """Interleave bare and FlowChain repetitions of the per-tick path; return both summaries.
 
@@ -150,27 +195,30 @@ def measure_decisions(path: _NodePath, *, ticks: int, repetitions: int,
     seq = 0
     ids, t = path.ticks(warmup)
     for way in ways.values():  # caches, branch predictors, the journal's first pages
-        _decision_repetition(path, way, ids, memoryview(t.view(np.uint8)), seq,
-                             np.zeros(warmup, dtype=np.int64))
+        decision_repetition(path, way, ids, memoryview(t.view(np.uint8)), seq,
+                            np.zeros(warmup, dtype=np.int64))
         seq += warmup
-    per_rep: dict[str, list[dict[str, int]]] = {k: [] for k in ways}
     durations = np.zeros(ticks, dtype=np.int64)
-    for _ in range(repetitions):
-        for name, way in ways.items():
+
+    def repetition_of(decide: Callable[[Any], Any]) -> Callable[[int], dict[str, int]]:
+        def measure(rep: int) -> dict[str, int]:
+            nonlocal seq
             ids, t = path.ticks(ticks)
             gc.collect()
-            _decision_repetition(path, way, ids, memoryview(t.view(np.uint8)), seq, durations)
+            decision_repetition(path, decide, ids, memoryview(t.view(np.uint8)), seq, durations)
             seq += ticks
-            per_rep[name].append(_percentiles(durations))
-    medians = {name: {key: int(statistics.median(r[key] for r in reps))
-                      for key in ("p50_ns", "p99_ns", "p999_ns", "max_ns")}
-               for name, reps in per_rep.items()}
+            return summarize_ns(durations)
+        return measure
+
+    per_rep = interleave({name: repetition_of(way) for name, way in ways.items()}, repetitions)
+    medians: dict[str, dict[str, int]] = {name: median_summary(reps)
+                                          for name, reps in per_rep.items()}
     for name in medians:
         medians[name]["samples"] = ticks * repetitions
     return {"medians": medians, "repetitions": per_rep}
 
 
-def measure_rss(path: _NodePath, *, ticks: int, warmup: int = 50_000,
+def measure_rss(path: NodePath, *, ticks: int, warmup: int = 50_000,
                 batch_every: int = 4096) -> dict[str, int]:
     """Run ``ticks`` ticks through both chains after a warm-up; return RSS before and after."""
     from flowchain.ingest.batch import RawTickBatch
@@ -182,8 +230,8 @@ def measure_rss(path: _NodePath, *, ticks: int, warmup: int = 50_000,
         while done < n:
             m = min(chunk, n - done)
             ids, t = path.ticks(m)
-            _decision_repetition(path, path.decide, ids, memoryview(t.view(np.uint8)),
-                                 seq0 + done, scratch[:m])
+            decision_repetition(path, path.decide, ids, memoryview(t.view(np.uint8)),
+                                seq0 + done, scratch[:m])
             done += m
             if done % batch_every < chunk or done == n:
                 for k, ring in enumerate(path.rings):
@@ -234,7 +282,7 @@ def run(*, ticks: int = 20_000, repetitions: int = 5, rss_ticks: int = 1_000_000
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="flowchain-bench-node-", dir=workdir) as tmp:
-        path = _NodePath(Path(tmp), SYMBOLS, seed)
+        path = NodePath(Path(tmp), SYMBOLS, seed)
         try:
             gc.freeze()  # what the node's start leaves behind never needs collecting again
             decisions = measure_decisions(path, ticks=ticks, repetitions=repetitions)

@@ -18,16 +18,16 @@ medians of the per-repetition percentiles. Budget: observed p99 <= 1.05x quiet p
 from __future__ import annotations
 
 import gc
-import statistics
 import tempfile
 import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
+from flowchain.bench.distribution import interleave, median_summary, summarize_ns
 from flowchain.bench.environment import cpu, versions
 
 BUDGET_RATIO = 1.05
@@ -147,46 +147,49 @@ def run(*, repetitions: int = 5, ticks: int = 300_000, seed: int = 7) -> dict[st
     ValueError
         When ``repetitions`` is below 5 or ``ticks`` is not positive.
     """
-    from flowchain.bench.node import SYMBOLS, _decision_repetition, _NodePath, _percentiles
+    from flowchain.bench.node import SYMBOLS, NodePath, decision_repetition
 
     if repetitions < 5 or ticks <= 0:
         raise ValueError(f"need at least 5 repetitions and positive ticks, got {repetitions}, "
                          f"{ticks}")
     with tempfile.TemporaryDirectory() as tmp:
-        path = _NodePath(Path(tmp), SYMBOLS, seed)
+        path = NodePath(Path(tmp), SYMBOLS, seed)
         totals = {"scrapes": 0, "sse_snapshots": 0, "errors": 0, "monitor_polls": 0,
                   "history_intervals": 0}
         try:
             seq = 0
             scratch = np.zeros(ticks, dtype=np.int64)
             ids, t = path.ticks(5_000)
-            _decision_repetition(path, path.decide, ids, memoryview(t.view(np.uint8)), seq,
-                                 np.zeros(5_000, dtype=np.int64))
+            decision_repetition(path, path.decide, ids, memoryview(t.view(np.uint8)), seq,
+                                np.zeros(5_000, dtype=np.int64))
             seq += 5_000
-            per_rep: dict[str, list[dict[str, int]]] = {"quiet": [], "observed": []}
-            for _ in range(repetitions):
-                for way in ("quiet", "observed"):
+
+            def repetition(observed: bool) -> Callable[[int], dict[str, int]]:
+                def measure(rep: int) -> dict[str, int]:
+                    nonlocal seq
                     ids, t = path.ticks(ticks)
-                    if way == "observed":
+                    if observed:
                         observers = Observers(path.registry, {"simulator": path.parts.feed},
                                               history_db=str(Path(tmp) / "history.db"))
                         observers.start()
                     gc.collect()
-                    _decision_repetition(path, path.decide, ids, memoryview(t.view(np.uint8)),
-                                         seq, scratch)
-                    if way == "observed":
+                    decision_repetition(path, path.decide, ids, memoryview(t.view(np.uint8)),
+                                        seq, scratch)
+                    if observed:
                         observers.stop()
                         for key in ("scrapes", "sse_snapshots", "errors"):
                             totals[key] += observers.counters[key]
                         totals["monitor_polls"] += observers.monitor.counters["polls"]
                         totals["history_intervals"] += observers.history.counters["intervals"]
                     seq += ticks
-                    per_rep[way].append(_percentiles(scratch))
+                    return summarize_ns(scratch)
+                return measure
+
+            per_rep = interleave({"quiet": repetition(False), "observed": repetition(True)},
+                                 repetitions)
         finally:
             path.close()
-    medians = {way: {key: int(statistics.median(r[key] for r in reps))
-                     for key in ("p50_ns", "p99_ns", "p999_ns", "max_ns")}
-               for way, reps in per_rep.items()}
+    medians = {way: median_summary(reps) for way, reps in per_rep.items()}
     ratio = medians["observed"]["p99_ns"] / max(1, medians["quiet"]["p99_ns"])
     return {
         "decision_p99_ns_quiet": medians["quiet"]["p99_ns"],

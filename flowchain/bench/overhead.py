@@ -19,6 +19,7 @@ import statistics
 import time
 from typing import Any, Callable
 
+from flowchain.bench.distribution import interleave
 from flowchain.bench.environment import cpu, versions
 
 STEP_NAMES = ("step_0", "step_1", "step_2", "step_3")
@@ -149,10 +150,8 @@ def run(repetitions: int = 7, n: int = 50_000, n_otel: int = 2_000) -> dict[str,
         _time_per_call(fn, max(count // 10, 100))
     runner = registry.runner(chain_id)
     runner.histograms.reset()
-    samples: dict[str, list[float]] = {k: [] for k in ways}
-    for _ in range(repetitions):
-        for name, (fn, count) in ways.items():
-            samples[name].append(_time_per_call(fn, count))
+    samples = interleave({name: (lambda rep, fn=fn, count=count: _time_per_call(fn, count))
+                          for name, (fn, count) in ways.items()}, repetitions)
     med = {k: statistics.median(v) for k, v in samples.items()}
     steps = {}
     for name in STEP_NAMES:

@@ -36,9 +36,9 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import zmq
-from hdrh.histogram import HdrHistogram
 
 from flowchain import wire
+from flowchain.bench.distribution import interleave, median_summary, summarize_ns
 from flowchain.bench.environment import cpu, versions
 from flowchain.ticks import TICK_DTYPE
 
@@ -50,15 +50,6 @@ BUDGET = {"oneway": 1.3, "order_rtt": 1.5, "ticks_lost": 0}
 """Issue 3: one-way at most 1.3x bare (p50 and p99), order RTT at most 1.5x, zero loss."""
 _SEQ_AT = struct.Struct("<Q")
 _SEQ_OFFSET = 12  # version u8, type u8, symbol_id u16, session_id u64, then seq u64
-
-
-def _hdr(values: np.ndarray) -> Dict[str, int]:
-    hist = HdrHistogram(1, 60_000_000_000, 3)
-    for v in values.tolist():
-        hist.record_value(max(1, int(v)))
-    return {"count": int(hist.get_total_count()), "p50_ns": int(hist.get_value_at_percentile(50)),
-            "p99_ns": int(hist.get_value_at_percentile(99)),
-            "p999_ns": int(hist.get_value_at_percentile(99.9)), "max_ns": int(hist.get_max_value())}
 
 
 # -- the publisher process ---------------------------------------------------------------------
@@ -465,20 +456,18 @@ def measure_order_rtt(trips: int, reps: int, warmup: int = 200) -> Dict[str, Lis
     client = OrderClient(bridge_endpoint, context=ctx)
     body = wire.encode_order_request(wire.OrderRequest(1, time.time_ns() + 10**10, FEED_SYMBOL,
                                                        0, 0.01))
-    out: Dict[str, List[Dict[str, int]]] = {"bare": [], "flowchain": []}
     try:
         _bare_trips(dealer, body, warmup)
         _order_trips(client, warmup)
-        for _ in range(reps):
-            out["bare"].append(_hdr(_bare_trips(dealer, body, trips)))
-            out["flowchain"].append(_hdr(_order_trips(client, trips)))
+        return interleave({"bare": lambda rep: summarize_ns(_bare_trips(dealer, body, trips)),
+                           "flowchain": lambda rep: summarize_ns(_order_trips(client, trips))},
+                          reps)
     finally:
         client.close()
         dealer.close(0)
         ctx.term()
         _stop_helper(echo_conn, echo_proc)
         _stop_helper(bridge_conn, bridge_proc)
-    return out
 
 
 def _echo_main(conn: Connection) -> None:
@@ -559,35 +548,41 @@ def run(seconds: float = 10.0, rate: float = 20_000.0, repetitions: int = 5,
         beat = wire.encode_heartbeat(SESSION, 0, 0, int(wire.HeartbeatState.CONNECTED))
         publisher.probe(wire.heartbeat_topic(FEED_SYMBOL), beat, feed.probe_heard, feed.pump)
         feed.pump()
-        bare_reps, feed_reps, aio_reps = [], [], []
-        bare_seq, feed_seq, aio_seq = 1, 1, 1
         timeout = rep_seconds * 4 + 5
-        for rep in range(repetitions):
-            say(f"one-way repetition {rep + 1}/{repetitions}: bare, flowchain, zmq.asyncio")
-            publisher.publish(0, bare_topic, bare_seq, rep_ticks, rate)
-            lat = bare.receive(rep_ticks, publisher.stamps[0], bare_seq, int(timeout * 1000))
-            publisher.wait_sent(timeout)
-            bare_seq += rep_ticks
-            bare_reps.append(_hdr(lat))
-            publisher.publish(1, feed_topic, feed_seq, rep_ticks, rate)
-            lat = feed.receive(rep_ticks, publisher.stamps[1], timeout)
-            publisher.wait_sent(timeout)
-            feed_seq += rep_ticks
-            feed_reps.append(_hdr(lat))
-            publisher.publish(0, aio_topic, aio_seq, rep_ticks, rate)
-            lat = aio.receive(rep_ticks, publisher.stamps[0], aio_seq, timeout)
-            publisher.wait_sent(timeout)
-            aio_seq += rep_ticks
-            aio_reps.append(_hdr(lat))
+
+        def oneway(lane: int, topic: bytes,
+                   receive: Callable[[int, np.ndarray, int], np.ndarray]) -> Callable[[int], dict]:
+            """One repetition of a way: publish ``rep_ticks`` on ``topic``, summarize."""
+            next_seq = 1
+
+            def measure(rep: int) -> Dict[str, int]:
+                nonlocal next_seq
+                publisher.publish(lane, topic, next_seq, rep_ticks, rate)
+                lat = receive(rep_ticks, publisher.stamps[lane], next_seq)
+                publisher.wait_sent(timeout)
+                next_seq += rep_ticks
+                return summarize_ns(lat)
+            return measure
+
+        oneway_reps = interleave({
+            "bare_oneway": oneway(0, bare_topic, lambda n, stamps, first: bare.receive(
+                n, stamps, first, int(timeout * 1000))),
+            "flowchain_oneway": oneway(1, feed_topic, lambda n, stamps, first: feed.receive(
+                n, stamps, timeout)),
+            "zmq_asyncio_oneway": oneway(0, aio_topic, lambda n, stamps, first: aio.receive(
+                n, stamps, first, timeout)),
+        }, repetitions, before_each=lambda rep: say(
+            f"one-way repetition {rep + 1}/{repetitions}: bare, flowchain, zmq.asyncio"))
         say(f"sustained flowchain run: {sustained:,} ticks at {rate:,.0f}/s")
         before = feed.feed.ring(FEED_SYMBOL).count
+        feed_seq = 1 + repetitions * rep_ticks
         publisher.publish(1, feed_topic, feed_seq, sustained, rate)
         lat = feed.receive(sustained, publisher.stamps[1], seconds * 2 + 10)
         sent = publisher.wait_sent(seconds * 2 + 10)
         delivered = feed.feed.ring(FEED_SYMBOL).count - before
         result["ticks_sent"] = sent
         result["ticks_lost"] = sent - delivered
-        result["sustained"] = _hdr(lat) if len(lat) else {}
+        result["sustained"] = summarize_ns(lat) if len(lat) else {}
         result["feed_stats"] = feed.feed.stats.as_dict()
     finally:
         feed.close()
@@ -596,17 +591,15 @@ def run(seconds: float = 10.0, rate: float = 20_000.0, repetitions: int = 5,
         bare.sub.close(0)
         ctx.term()
         publisher.close()
-    for prefix, reps in (("bare_oneway", bare_reps), ("flowchain_oneway", feed_reps),
-                         ("zmq_asyncio_oneway", aio_reps)):
-        result[f"{prefix}_p50_ns"] = int(statistics.median(r["p50_ns"] for r in reps))
-        result[f"{prefix}_p99_ns"] = int(statistics.median(r["p99_ns"] for r in reps))
+    for prefix, reps in oneway_reps.items():
+        for key, value in median_summary(reps, ("p50_ns", "p99_ns")).items():
+            result[f"{prefix}_{key}"] = value
         result[f"{prefix}_reps"] = reps
     say("order round trips: bare echo, then order client -> bridge (fake MT5) -> RESULT")
     rtt = measure_order_rtt(order_trips, repetitions)
     for way in ("bare", "flowchain"):
-        for q in ("p50", "p99"):
-            result[f"{way}_order_rtt_{q}_ns"] = int(statistics.median(
-                r[f"{q}_ns"] for r in rtt[way]))
+        for key, value in median_summary(rtt[way], ("p50_ns", "p99_ns")).items():
+            result[f"{way}_order_rtt_{key}"] = value
         result[f"{way}_order_rtt_reps"] = rtt[way]
     for path in ("oneway", "order_rtt"):
         for q in ("p50", "p99"):

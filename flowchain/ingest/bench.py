@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import gc
 import itertools
-import statistics
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 from typing import Any, Callable
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from flowchain.bench.distribution import interleave, new_histogram, summarize_histogram
 from flowchain.ingest.batch import RawTickBatch
 from flowchain.ingest.synthetic import synthetic_ticks
 from flowchain.store import INSERT_TICKS_SQL, ensure_schema, open_database
@@ -128,12 +129,6 @@ def _one_repetition(make_writer: Callable, path: Path, batches: list[RawTickBatc
     return rows / (elapsed / 1e9)
 
 
-def _summary(h: HdrHistogram) -> dict[str, int]:
-    return {"count": h.get_total_count(), "p50_ns": h.get_value_at_percentile(50),
-            "p99_ns": h.get_value_at_percentile(99), "p999_ns": h.get_value_at_percentile(99.9),
-            "max_ns": h.get_max_value()}
-
-
 def measure_ingest(*, ticks_total: int = 100_000, batch_size: int = 500, symbols: int = 2,
                    repetitions: int = 5, seed: int = 7,
                    workdir: str | Path | None = None) -> dict[str, Any]:
@@ -169,21 +164,25 @@ def measure_ingest(*, ticks_total: int = 100_000, batch_size: int = 500, symbols
         raise ValueError(f"at least 5 interleaved repetitions are needed, got {repetitions}")
     batches = make_batches(ticks_total, batch_size, symbols, seed)
     ways = {"bare": _bare_writer, "ingest": _ingest_writer}
-    rates: dict[str, list[float]] = {k: [] for k in ways}
-    latency = {k: HdrHistogram(1, 60_000_000_000, 3) for k in ways}
+    latency = {k: new_histogram() for k in ways}
     with tempfile.TemporaryDirectory(prefix="flowchain-bench-ingest-", dir=workdir) as tmp:
         directory = Path(tmp)
         warm_up = batches[: max(2, len(batches) // 20)]
         for name, make_writer in ways.items():  # imports, schema paths, allocator
             _one_repetition(make_writer, directory / f"warm-{name}.db", warm_up,
-                            HdrHistogram(1, 60_000_000_000, 3))
-        for rep in range(repetitions):
-            for name, make_writer in ways.items():
+                            new_histogram())
+
+        def repetition_of(name: str) -> Callable[[int], float]:
+            def measure(rep: int) -> float:
                 path = directory / f"{name}-{rep}.db"
-                rates[name].append(_one_repetition(make_writer, path, batches, latency[name]))
+                rate = _one_repetition(ways[name], path, batches, latency[name])
                 for suffix in ("", "-wal", "-shm"):
                     Path(f"{path}{suffix}").unlink(missing_ok=True)
-    ingest, bare = statistics.median(rates["ingest"]), statistics.median(rates["bare"])
+                return rate
+            return measure
+
+        rates = interleave({name: repetition_of(name) for name in ways}, repetitions)
+    ingest, bare = median(rates["ingest"]), median(rates["bare"])
     ratio = ingest / bare
     return {
         "ingest_ticks_per_s": round(ingest),
@@ -191,7 +190,7 @@ def measure_ingest(*, ticks_total: int = 100_000, batch_size: int = 500, symbols
         "ingest_vs_bare": round(ratio, 3),
         "budget": {"ingest_vs_bare_min": BUDGET_INGEST_VS_BARE_MIN},
         "within_budget": ratio >= BUDGET_INGEST_VS_BARE_MIN,
-        "batch_latency": {k: _summary(h) for k, h in latency.items()},
+        "batch_latency": {k: summarize_histogram(h) for k, h in latency.items()},
         "samples_per_s": {k: [round(r) for r in v] for k, v in rates.items()},
         "repetitions": repetitions,
         "ticks_per_repetition": sum(len(raw.payload) for raw in batches) // 60,
