@@ -1,12 +1,14 @@
 """The node's configuration: defaults, TOML file, flag overrides, and errors naming file and key."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
-from flowchain.config import (DEFAULT_DASHBOARD_PORT, DEFAULT_DB, ConfigError, NodeConfig,
-                              feed_kind, load_config, otlp_exporter_available)
+from flowchain.config import (DEFAULT_DASHBOARD_PORT, DEFAULT_DB, OTLP_EXPORTER_MODULE,
+                              ConfigError, NodeConfig, feed_kind, load_config,
+                              otlp_exporter_available)
 from flowchain.web.server import DEFAULT_PORT
 
 
@@ -225,8 +227,11 @@ def test_bad_observer_values_name_file_and_key(tmp_path: Path, text: str, key: s
     assert repr(key) in str(info.value)
 
 
-@pytest.mark.skipif(otlp_exporter_available(), reason="the OTLP exporter is installed here")
-def test_otel_endpoint_without_the_exporter_names_the_missing_extra(tmp_path: Path) -> None:
+def test_otel_endpoint_without_the_exporter_names_the_missing_extra(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # None in sys.modules hides the exporter whether or not the otel extra is installed
+    monkeypatch.setitem(sys.modules, OTLP_EXPORTER_MODULE, None)
+    assert not otlp_exporter_available()
     path = write(tmp_path, '[otel]\nendpoint = "http://127.0.0.1:4318/v1/traces"\n')
     with pytest.raises(ConfigError, match=r"'otel.endpoint'.*flowchain\[otel\].*otlp"):
         load_config(path)
