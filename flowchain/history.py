@@ -28,6 +28,7 @@ import numpy as np
 
 from flowchain.histograms import LatencyHistogram
 from flowchain.monitor import STATUS_SUCCEEDED, RingTail, built_runners
+from flowchain.periodic import PeriodicThread
 
 log = logging.getLogger("flowchain.history")
 
@@ -176,33 +177,20 @@ class HistoryWriter:
         self._interval_start = time.time_ns()
         self._lowest: dict[int, np.ndarray] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._periodic = PeriodicThread(self._guarded_flush, interval_s, "flowchain-history")
 
     # ------------------------------------------------------------------ driving
 
     def start(self) -> "HistoryWriter":
         """Flush every ``interval_s`` in a daemon thread until :meth:`close`."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="flowchain-history",
-                                            daemon=True)
-            self._thread.start()
+        self._periodic.start()
         return self
 
     def close(self) -> None:
         """Flush what is pending, stop the thread and close the database."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
-            self._thread = None
-        else:
+        if not self._periodic.stop(30):
             self.flush()
         self.conn.close()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self._guarded_flush()
-        self._guarded_flush()
 
     def _guarded_flush(self) -> None:
         try:

@@ -32,6 +32,7 @@ import numpy as np
 from flowchain.alerts import (ESCALATION, RECOVERY, SLOW_STEP, AlertEvent, AlertSink,
                               MemorySink)
 from flowchain.chain import ChainDefinition
+from flowchain.periodic import PeriodicThread
 
 log = logging.getLogger("flowchain.monitor")
 
@@ -213,8 +214,7 @@ class Monitor:
                          "poll_errors": 0}
         self._watches: dict[str, _ChainWatch] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._periodic = PeriodicThread(self._guarded_poll, interval_s, "flowchain-monitor")
 
     # ------------------------------------------------------------------ driving
 
@@ -239,30 +239,18 @@ class Monitor:
 
     def start(self) -> "Monitor":
         """Poll every ``interval_s`` in a daemon thread until :meth:`stop`."""
-        if self._thread is not None and self._thread.is_alive():
-            return self
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="flowchain-monitor", daemon=True)
-        self._thread.start()
+        self._periodic.start()
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the thread (after one last poll)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        self._periodic.stop(timeout)
 
     async def run(self) -> None:
         """Poll every ``interval_s`` on the running event loop until cancelled."""
         while True:
             self._guarded_poll()
             await asyncio.sleep(self.interval_s)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self._guarded_poll()
-        self._guarded_poll()
 
     def _guarded_poll(self) -> None:
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Union
 
 import numpy as np
 from opentelemetry import trace
@@ -21,6 +21,7 @@ from opentelemetry.trace import Status, StatusCode
 from flowchain.execution import ChainExecution, ExecutionStatus
 from flowchain.history import engine_to_epoch_offset
 from flowchain.monitor import STATUS_SUCCEEDED, RingTail, built_runners
+from flowchain.periodic import PeriodicThread
 
 log = logging.getLogger("flowchain.otel")
 
@@ -61,8 +62,7 @@ class TraceExporter:
         self._tails: dict[tuple[str, str], RingTail] = {}
         self._failed_seq: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._periodic = PeriodicThread(self._guarded, interval_s, "flowchain-otel")
 
     def export(self) -> int:
         """Export what completed since the last call; return the number of traces."""
@@ -148,24 +148,12 @@ class TraceExporter:
 
     def start(self) -> "TraceExporter":
         """Export every ``interval_s`` in a daemon thread until :meth:`stop`."""
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._loop, name="flowchain-otel",
-                                            daemon=True)
-            self._thread.start()
+        self._periodic.start()
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the thread after a last export."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self._guarded()
-        self._guarded()
+        self._periodic.stop(timeout)
 
     def _guarded(self) -> None:
         try:
