@@ -7,8 +7,7 @@ import threading
 import pytest
 
 from flowchain import (ChainBuilder, ChainRegistry, ChainStepError, ChainValidationError,
-                       ComponentRegistry, ExecutionStatus, UnknownChainError, UserContext,
-                       load_chains_file)
+                       ComponentRegistry, ExecutionStatus, UnknownChainError, UserContext)
 from flowchain._native import engine
 
 from pathlib import Path

@@ -1,7 +1,6 @@
 """RiskGuard: every check refuses with its named reason, and counts it."""
 import os
 import signal
-import sys
 
 import pytest
 

@@ -3,7 +3,6 @@ import json
 import time
 
 import numpy as np
-import pytest
 
 from flowchain import ChainRegistry, ComponentRegistry
 from flowchain.ticks import TICK_DTYPE
