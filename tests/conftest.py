@@ -6,6 +6,8 @@ from typing import Callable
 import pytest
 import uvloop
 
+pytest_plugins = ["bridge_fixtures"]  # ctx, bridge_config, bridge: the bridge on the fake MT5
+
 
 def pytest_asyncio_loop_factories(config, item):
     """Run every async test on uvloop, as the node does."""

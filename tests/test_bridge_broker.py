@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import zmq
 
-from flowchain.bridge import Bridge, BridgeConfig, FakeMetaTrader5, OrderFault
+from flowchain.bridge import OrderFault
 from flowchain.trading import layout as L
 from flowchain.trading.brokers import BridgeBroker, BridgeUnreachableError
 from flowchain.trading.brokers.bridge import req_id_of
@@ -16,28 +16,12 @@ from flowchain.trading.orders import (
     FILLED, NOT_SENT, PENDING, REJECTED, SENDING, UNKNOWN, OrderRequest,
 )
 
-
-@pytest.fixture
-def ctx():
-    context = zmq.Context()
-    yield context
-    context.destroy(linger=0)
+from bridge_fixtures import fake_mt5
 
 
 @pytest.fixture
 def mt5():
-    fake = FakeMetaTrader5(seed=2)
-    fake.set_rate("EURUSD", 50)
-    return fake
-
-
-@pytest.fixture
-def bridge(mt5, ctx, eventually):
-    config = BridgeConfig(symbols=["EURUSD"], pub_endpoint="tcp://127.0.0.1:*",
-                          router_endpoint="tcp://127.0.0.1:*", reconcile_delay_s=0.0, poll_ms=2.0)
-    with Bridge(mt5, config, ctx) as running:
-        eventually(lambda: running.ready)
-        yield running
+    return fake_mt5(seed=2)
 
 
 def _broker(bridge, ctx, **options):

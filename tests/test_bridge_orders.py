@@ -6,31 +6,21 @@ import pytest
 import zmq
 
 from flowchain import wire
-from flowchain.bridge import Bridge, BridgeConfig, FakeMetaTrader5, OrderClient, OrderFault
+from flowchain.bridge import FakeMetaTrader5, OrderClient, OrderFault
 
-
-@pytest.fixture
-def ctx():
-    context = zmq.Context()
-    yield context
-    context.destroy(linger=0)
+from bridge_fixtures import fake_mt5
 
 
 @pytest.fixture
 def mt5():
-    fake = FakeMetaTrader5(seed=1)
-    fake.set_rate("EURUSD", 50)
-    return fake
+    return fake_mt5(seed=1)
 
 
 @pytest.fixture
-def bridge(mt5, ctx, eventually):
-    config = BridgeConfig(symbols=["EURUSD"], pub_endpoint="tcp://127.0.0.1:*",
-                          router_endpoint="tcp://127.0.0.1:*", reconcile_delay_s=0.0, poll_ms=2.0)
-    with Bridge(mt5, config, ctx) as running:
-        eventually(lambda: running.ready)
-        eventually(lambda: mt5.symbol_info_tick("EURUSD").time_msc > 0)
-        yield running
+def bridge(bridge, mt5, eventually):
+    """The shared bridge, once the fake has made its first quote (orders need a price)."""
+    eventually(lambda: mt5.symbol_info_tick("EURUSD").time_msc > 0)
+    return bridge
 
 
 @pytest.fixture

@@ -4,15 +4,15 @@ import pytest
 import zmq
 
 from flowchain import wire
-from flowchain.bridge import Bridge, BridgeConfig, FakeMetaTrader5
+from flowchain.bridge import Bridge, FakeMetaTrader5
 from flowchain.ticks import TICK_DTYPE
+
+from bridge_fixtures import local_bridge_config
 
 
 def _config(**kw):
-    base = dict(symbols=["EURUSD", "GBPUSD"], pub_endpoint="tcp://127.0.0.1:*",
-                router_endpoint="tcp://127.0.0.1:*", poll_ms=1.0, heartbeat_ms=50, reconcile_delay_s=0.0)
-    base.update(kw)
-    return BridgeConfig(**base)
+    return local_bridge_config(**{"symbols": ["EURUSD", "GBPUSD"], "poll_ms": 1.0,
+                                  "heartbeat_ms": 50, **kw})
 
 
 class Subscriber:
@@ -42,13 +42,6 @@ class Subscriber:
                 for k, rec in enumerate(b.records):
                     self.ticks[symbol].append((b.session_id, b.first_seq + k, rec.tobytes()))
         return self
-
-
-@pytest.fixture
-def ctx():
-    context = zmq.Context()
-    yield context
-    context.destroy(linger=0)
 
 
 def _wait_subscribed(sub, eventually):

@@ -12,34 +12,23 @@ import numpy as np
 import pytest
 import zmq
 
-from flowchain.bridge import Bridge, BridgeConfig, FakeMetaTrader5
+from flowchain.bridge import Bridge, BridgeConfig
 from flowchain.feeds.subscriber import ZmqFeed
+
+from bridge_fixtures import fake_mt5, local_bridge_config
 
 SYMBOLS = ["EURUSD", "GBPUSD"]
 BEAT_S = 0.05
 
 
 def config(**kw) -> BridgeConfig:
-    base = dict(symbols=SYMBOLS, pub_endpoint="tcp://127.0.0.1:*",
-                router_endpoint="tcp://127.0.0.1:*", poll_ms=1.0, heartbeat_ms=int(BEAT_S * 1000),
-                reconcile_delay_s=0.0)
-    base.update(kw)
-    return BridgeConfig(**base)
-
-
-@pytest.fixture
-def ctx():
-    context = zmq.Context()
-    yield context
-    context.destroy(linger=0)
+    return local_bridge_config(**{"symbols": SYMBOLS, "poll_ms": 1.0,
+                                  "heartbeat_ms": int(BEAT_S * 1000), **kw})
 
 
 @pytest.fixture
 def mt5():
-    fake = FakeMetaTrader5(seed=11)
-    for symbol in SYMBOLS:
-        fake.set_rate(symbol, 0)  # ticks only when the test makes them
-    return fake
+    return fake_mt5(seed=11, symbols=SYMBOLS, rate=0)  # ticks only when the test makes them
 
 
 @pytest.fixture

@@ -43,6 +43,40 @@ def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str, str]:
     return proc.returncode, out, err
 
 
+def collect_stderr(proc: subprocess.Popen) -> tuple[list[str], threading.Thread]:
+    """Read the node's stderr lines (status lines, warnings) in a thread while it runs."""
+    lines: list[str] = []
+    assert proc.stderr is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")),
+                              daemon=True)
+    reader.start()
+    return lines, reader
+
+
+def sigterm(proc: subprocess.Popen) -> None:
+    """Ask a node that is still running to stop, as a service manager would."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+
+
+def stdout_after_sigterm(proc: subprocess.Popen, reader: threading.Thread,
+                         lines: list[str]) -> str:
+    """Wait (60 s at most) for the node to exit after SIGTERM; return its stdout.
+
+    Fails when it does not exit in time or exits with a code other than 0 (showing stderr).
+    """
+    try:
+        proc.wait(timeout=60)  # the JSON summary (a few KiB) fits the pipe's buffer
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("the node did not exit within 60 s of SIGTERM")
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    reader.join(timeout=10)
+    assert proc.returncode == 0, "".join(lines)
+    return out
+
+
 def count(db: Path, sql: str) -> int:
     """Read from the test process: a second process beside the node."""
     if not db.exists():
@@ -64,11 +98,7 @@ def test_node_trades_and_another_process_reads_while_it_runs_then_sigterm_flushe
     db = tmp_path / "node.db"
     proc = start_node("--db", str(db), "--duration", "120", "--status-interval", "0.2", "--json",
                       cwd=tmp_path)
-    status_lines: list[str] = []
-    assert proc.stderr is not None
-    reader = threading.Thread(target=lambda: status_lines.extend(iter(proc.stderr.readline, "")),
-                              daemon=True)
-    reader.start()
+    status_lines, reader = collect_stderr(proc)
     try:
         eventually(lambda: any("ticks/s=" in line for line in status_lines), timeout=60,
                    message="a periodic status line on stderr")
@@ -81,18 +111,8 @@ def test_node_trades_and_another_process_reads_while_it_runs_then_sigterm_flushe
         assert count(db, "SELECT COUNT(*) FROM bars") > 0
         assert proc.poll() is None, "the node exited on its own before SIGTERM"
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=60)  # the JSON summary (a few KiB) fits the pipe's buffer
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise AssertionError("the node did not exit within 60 s of SIGTERM")
-    assert proc.stdout is not None
-    out = proc.stdout.read()
-    reader.join(timeout=10)
-    assert proc.returncode == 0, "".join(status_lines)
-    summary = json.loads(out)
+        sigterm(proc)
+    summary = json.loads(stdout_after_sigterm(proc, reader, status_lines))
     assert summary["stopped_by"] == "SIGTERM"
     assert summary["orders"] >= 3 and summary["results"]["filled"] >= 3
     assert summary["decisions"] == summary["ticks"] > 0
@@ -288,11 +308,7 @@ def test_running_node_serves_metrics_status_and_history(tmp_path: Path, eventual
     proc = start_node("--config", str(config), "--db", str(db), "--duration", "120",
                       "--status-interval", "0.3", "--dashboard", "127.0.0.1:0",
                       "--dashboard-url-file", str(url_file), "--json", cwd=tmp_path)
-    lines: list[str] = []
-    assert proc.stderr is not None
-    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")),
-                              daemon=True)
-    reader.start()
+    lines, reader = collect_stderr(proc)
     try:
         url = eventually(lambda: proc.poll() is None and url_file.exists()
                          and url_file.read_text().strip(), timeout=60,
@@ -349,18 +365,8 @@ def test_running_node_serves_metrics_status_and_history(tmp_path: Path, eventual
                    timeout=30,
                    message="the status line counting the slow-step warning")
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise AssertionError("the node did not exit within 60 s of SIGTERM")
-    assert proc.stdout is not None
-    out = proc.stdout.read()
-    reader.join(timeout=10)
-    assert proc.returncode == 0, "".join(lines)
-    summary = json.loads(out)
+        sigterm(proc)
+    summary = json.loads(stdout_after_sigterm(proc, reader, lines))
     assert summary["dashboard"] == url
     assert summary["alerts"]["slow_step"] >= 1 and summary["alerts"]["escalation"] == 0
     assert summary["history"]["intervals"] >= 2 and summary["history"]["flush_errors"] == 0
