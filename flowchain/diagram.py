@@ -168,7 +168,9 @@ def to_dot(definition: ChainDefinition, views: Sequence[StepView]) -> str:
     return "\n".join(out) + "\n"
 
 
-BOX_W, BOX_H, GAP, PAD, END_R = 210, 96, 90, 20, 34
+BOX_W, BOX_H, MIN_GAP, PAD, END_R = 210, 96, 90, 20, 34
+LABEL_CHAR_W = 6.2
+"""Approximate width of one 10 px character: edges grow to fit their longest label."""
 
 
 def to_svg(definition: ChainDefinition, views: Sequence[StepView]) -> str:
@@ -178,8 +180,13 @@ def to_svg(definition: ChainDefinition, views: Sequence[StepView]) -> str:
     live; text lines carry ``data-field`` (``p50``, ``p99``, ``counts``) for updates.
     """
     n = len(views)
-    width = 2 * PAD + 2 * (2 * END_R + GAP) + n * BOX_W + (n - 1) * GAP
-    height = 2 * PAD + BOX_H + 30
+    labels = [views[0].input] + [v.output for v in views]
+    gap = max(MIN_GAP, int(LABEL_CHAR_W * max(len(label) for label in labels)) + 20)
+    # room for the end labels written under the circles
+    left_room = max(END_R, int(LABEL_CHAR_W * len(labels[0]) / 2) + 2)
+    right_room = max(END_R, int(LABEL_CHAR_W * len(labels[-1]) / 2) + 2)
+    width = 2 * PAD + left_room + right_room + 2 * (END_R + gap) + n * BOX_W + (n - 1) * gap
+    height = 2 * PAD + BOX_H + 30 + 24
     cy = PAD + 30 + BOX_H / 2
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chain-diagram" '
@@ -191,13 +198,11 @@ def to_svg(definition: ChainDefinition, views: Sequence[StepView]) -> str:
         f'<text x="{PAD}" y="{PAD + 8}" font-size="14" font-weight="bold">'
         f'{escape(definition.name)}</text>',
     ]
-    x = PAD + END_R
-    parts.append(f'<circle cx="{x}" cy="{cy}" r="{END_R}" fill="#eeeeee" stroke="#555"/>'
-                 f'<text x="{x}" y="{cy + 4}" font-size="10" text-anchor="middle">'
-                 f'{escape(views[0].input)}</text>')
+    x = PAD + left_room
+    parts.append(_end(x, cy, views[0].input))
     prev_right = x + END_R
     for i, v in enumerate(views):
-        left = prev_right + GAP
+        left = prev_right + gap
         label = views[0].input if i == 0 else views[i - 1].output
         parts.append(_edge(prev_right, left, cy, label))
         color = STATUS_COLORS[v.status]
@@ -214,13 +219,18 @@ def to_svg(definition: ChainDefinition, views: Sequence[StepView]) -> str:
                          f'data-field="{fields[j]}">{escape(line)}</text>')
         parts.append("</g>")
         prev_right = left + BOX_W
-    out_x = prev_right + GAP + END_R
+    out_x = prev_right + gap + END_R
     parts.append(_edge(prev_right, out_x - END_R, cy, views[-1].output))
-    parts.append(f'<circle cx="{out_x}" cy="{cy}" r="{END_R}" fill="#eeeeee" stroke="#555"/>'
-                 f'<text x="{out_x}" y="{cy + 4}" font-size="10" text-anchor="middle">'
-                 f'{escape(views[-1].output)}</text>')
+    parts.append(_end(out_x, cy, views[-1].output))
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
+
+
+def _end(x: float, y: float, label: str) -> str:
+    """The chain's input or output: a circle, its data type written under it."""
+    return (f'<circle cx="{x}" cy="{y}" r="{END_R}" fill="#eeeeee" stroke="#555"/>'
+            f'<text x="{x}" y="{y + END_R + 14}" font-size="10" text-anchor="middle">'
+            f'{escape(label)}</text>')
 
 
 def _edge(x1: float, x2: float, y: float, label: str) -> str:
