@@ -688,41 +688,41 @@ class FakeMetaTrader5(MT5Constants):
     # ------------------------------------------------------------------ account state
     def positions_total(self) -> int:
         """Open positions (0 when not connected)."""
-        with self._lock:
-            error = self._enter()
-            if error:
-                return self._fail(error, 0)
-            self._set_error(_OK)
-            return len(self._positions)
+        return self._count_open(self._positions)
 
     def positions_get(self, symbol: str | None = None, group: str | None = None,
                       ticket: int | None = None) -> tuple[TradePosition, ...] | None:
         """Open positions, optionally by symbol, group pattern or ticket; None when not connected."""
-        with self._lock:
-            error = self._enter()
-            if error:
-                return self._fail(error)
-            self._set_error(_OK)
-            return tuple(p for p in self._positions.values() if self._match(p, symbol, group, ticket))
+        return self._select_open(self._positions, symbol, group, ticket)
 
     def orders_total(self) -> int:
         """Active pending orders (0 when not connected)."""
+        return self._count_open(self._orders)
+
+    def orders_get(self, symbol: str | None = None, group: str | None = None,
+                   ticket: int | None = None) -> tuple[TradeOrder, ...] | None:
+        """Active pending orders, filtered like :meth:`positions_get`."""
+        return self._select_open(self._orders, symbol, group, ticket)
+
+    def _count_open(self, table: dict[int, Any]) -> int:
+        """How many open records ``table`` (positions or pending orders) holds; 0 when not
+        connected."""
         with self._lock:
             error = self._enter()
             if error:
                 return self._fail(error, 0)
             self._set_error(_OK)
-            return len(self._orders)
+            return len(table)
 
-    def orders_get(self, symbol: str | None = None, group: str | None = None,
-                   ticket: int | None = None) -> tuple[TradeOrder, ...] | None:
-        """Active pending orders, filtered like :meth:`positions_get`."""
+    def _select_open(self, table: dict[int, Any], symbol: str | None, group: str | None,
+                     ticket: int | None) -> tuple | None:
+        """The open records of ``table`` that pass :meth:`_match`; None when not connected."""
         with self._lock:
             error = self._enter()
             if error:
                 return self._fail(error)
             self._set_error(_OK)
-            return tuple(o for o in self._orders.values() if self._match(o, symbol, group, ticket))
+            return tuple(r for r in table.values() if self._match(r, symbol, group, ticket))
 
     @staticmethod
     def _match(record: Any, symbol: str | None, group: str | None, ticket: int | None) -> bool:
@@ -762,9 +762,7 @@ class FakeMetaTrader5(MT5Constants):
 
     def history_deals_total(self, date_from: Any, date_to: Any) -> int:
         """Deals between two dates."""
-        with self._lock:
-            deals = self._history(self._deals, "time", (date_from, date_to), None, None, None)
-            return len(deals) if deals is not None else 0
+        return self._history_count(self._deals, "time", date_from, date_to)
 
     def history_orders_get(self, *args: Any, group: str | None = None, ticket: int | None = None,
                            position: int | None = None) -> tuple[TradeOrder, ...] | None:
@@ -774,9 +772,14 @@ class FakeMetaTrader5(MT5Constants):
 
     def history_orders_total(self, date_from: Any, date_to: Any) -> int:
         """Finished orders between two dates."""
+        return self._history_count(self._history_orders, "time_setup", date_from, date_to)
+
+    def _history_count(self, records: list, time_field: str, date_from: Any, date_to: Any) -> int:
+        """How many of ``records`` fall between two dates (0 when not connected or the dates
+        are invalid, the error then set as :meth:`_history` sets it)."""
         with self._lock:
-            orders = self._history(self._history_orders, "time_setup", (date_from, date_to), None, None, None)
-            return len(orders) if orders is not None else 0
+            found = self._history(records, time_field, (date_from, date_to), None, None, None)
+            return len(found) if found is not None else 0
 
     # ------------------------------------------------------------------ trading
     def order_calc_margin(self, action: int, symbol: str, volume: float, price: float) -> float | None:
