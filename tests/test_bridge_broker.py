@@ -1,15 +1,11 @@
 """BridgeBroker against the real bridge on the fake MT5, over 127.0.0.1 sockets."""
-import time
 
-import numpy as np
 import pytest
 import zmq
 
 from flowchain.bridge import OrderFault
-from flowchain.trading import layout as L
 from flowchain.trading.brokers import BridgeBroker, BridgeUnreachableError
 from flowchain.trading.brokers.bridge import req_id_of
-from flowchain.trading.context import DecisionContext
 from flowchain.trading.engine import TradingEngine
 from flowchain.trading.journal import OrderJournal
 from flowchain.trading.orders import (
@@ -17,6 +13,7 @@ from flowchain.trading.orders import (
 )
 
 from bridge_fixtures import fake_mt5
+from decisions import ctx_with
 
 
 @pytest.fixture
@@ -148,14 +145,7 @@ def test_req_id_is_a_stable_hash():
 
 
 def _ctx(side, bid=1.0850, ask=1.0852, volume=0.1):
-    ctx = DecisionContext("EURUSD")
-    ctx.features[L.F_BID], ctx.features[L.F_ASK], ctx.features[L.F_TIME_MSC] = bid, ask, 5_000
-    ctx.received_ns = time.monotonic_ns()
-    ctx.signals, ctx.confidences, ctx.agent_names = np.array([0.9]), np.array([0.8]), ("momentum",)
-    d = ctx.decision
-    d.side, d.volume, d.action = side, volume, {1: "buy", -1: "sell", 0: "hold"}[side]
-    d.signals, d.confidences, d.agent_names = ctx.signals, ctx.confidences, ctx.agent_names
-    return ctx
+    return ctx_with(side, volume, bid, ask)
 
 
 def test_trading_engine_trade_through_the_bridge_is_journaled(bridge, broker, mt5, tmp_path, eventually):

@@ -1,12 +1,10 @@
 """TradingEngine: hold, risk refusal, journal-before-send, broker failure, latency fills, the chain."""
 import json
-import time
 
 import numpy as np
 
 from flowchain import ChainRegistry, ComponentRegistry
 from flowchain.ticks import TICK_DTYPE
-from flowchain.trading import layout as L
 from flowchain.trading.brokers.paper import PaperBroker
 from flowchain.trading.components import ai_decision_chain, register_decision_components
 from flowchain.trading.context import DecisionContext
@@ -15,16 +13,7 @@ from flowchain.trading.journal import OrderJournal
 from flowchain.trading.orders import FILLED, SENDING, UNKNOWN, BrokerReport
 from flowchain.trading.risk import RiskGuard
 
-
-def ctx_with(side, volume=0.1, bid=1.1000, ask=1.1002, time_msc=5_000, symbol="EURUSD"):
-    ctx = DecisionContext(symbol)
-    ctx.features[L.F_BID], ctx.features[L.F_ASK], ctx.features[L.F_TIME_MSC] = bid, ask, time_msc
-    ctx.received_ns = time.monotonic_ns()
-    ctx.signals, ctx.confidences, ctx.agent_names = np.array([0.9]), np.array([0.8]), ("momentum",)
-    d = ctx.decision
-    d.side, d.volume, d.action = side, volume, {1: "buy", -1: "sell", 0: "hold"}[side]
-    d.signals, d.confidences, d.agent_names = ctx.signals, ctx.confidences, ctx.agent_names
-    return ctx
+from decisions import ctx_with
 
 
 def test_hold_sends_and_journals_nothing(tmp_path):

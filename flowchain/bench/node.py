@@ -179,9 +179,8 @@ def decision_repetition(path: NodePath, decide: Callable[[Any], Any], ids: list[
         out[i] = clock() - t0
 
 
-def measure_decisions(path: NodePath, *, ticks: int, repetitions: int,
-                      warmup: int = 5_000) -> dict[str, Any]:
-    """Interleave bare and FlowChain repetitions of the per-tick path; return both summaries.
+def check_counts(*, ticks: int, repetitions: int) -> None:
+    """Refuse a decision benchmark of fewer than 5 repetitions or no ticks, before any work.
 
     Raises
     ------
@@ -191,6 +190,18 @@ def measure_decisions(path: NodePath, *, ticks: int, repetitions: int,
     if repetitions < 5 or ticks <= 0:
         raise ValueError(f"need at least 5 repetitions and positive ticks, got {repetitions}, "
                          f"{ticks}")
+
+
+def measure_decisions(path: NodePath, *, ticks: int, repetitions: int,
+                      warmup: int = 5_000) -> dict[str, Any]:
+    """Interleave bare and FlowChain repetitions of the per-tick path; return both summaries.
+
+    Raises
+    ------
+    ValueError
+        When ``repetitions`` is below 5 or ``ticks`` is not positive.
+    """
+    check_counts(ticks=ticks, repetitions=repetitions)
     ways = {"bare": path.bare, "flowchain": path.decide}
     seq = 0
     ids, t = path.ticks(warmup)

@@ -147,11 +147,9 @@ def run(*, repetitions: int = 5, ticks: int = 300_000, seed: int = 7) -> dict[st
     ValueError
         When ``repetitions`` is below 5 or ``ticks`` is not positive.
     """
-    from flowchain.bench.node import SYMBOLS, NodePath, decision_repetition
+    from flowchain.bench.node import SYMBOLS, NodePath, check_counts, decision_repetition
 
-    if repetitions < 5 or ticks <= 0:
-        raise ValueError(f"need at least 5 repetitions and positive ticks, got {repetitions}, "
-                         f"{ticks}")
+    check_counts(ticks=ticks, repetitions=repetitions)
     with tempfile.TemporaryDirectory() as tmp:
         path = NodePath(Path(tmp), SYMBOLS, seed)
         totals = {"scrapes": 0, "sse_snapshots": 0, "errors": 0, "monitor_polls": 0,
