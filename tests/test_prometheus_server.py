@@ -44,14 +44,14 @@ def query(base, expr):
 @contextmanager
 def prometheus(tmp_path, target):
     """Run Prometheus scraping ``target`` (host:port) every second; yield (base URL, process)."""
-    config = tmp_path / "prometheus-node.yml"
+    config = tmp_path / "prometheus.yml"
     config.write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
         "scrape_configs:\n  - job_name: flowchain-node\n    static_configs:\n"
         f"      - targets: ['{target}']\n")
     port = free_port()
     proc = subprocess.Popen(
-        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb-node'}",
+        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
          f"--web.listen-address=127.0.0.1:{port}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -121,38 +121,20 @@ def test_prometheus_scrapes_and_answers_queries(tmp_path, eventually):
     runner = reg.runner(cid)
     for i in range(25):
         runner.run(i)
-    with MetricsServer(FlowChainCollector(reg)) as metrics:
-        config = tmp_path / "prometheus.yml"
-        config.write_text(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-            "scrape_configs:\n  - job_name: flowchain\n    static_configs:\n"
-            f"      - targets: ['127.0.0.1:{metrics.port}']\n")
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        proc = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            found = eventually(lambda: proc.poll() is not None or query(
-                base, 'flowchain_chains_executed_total{chain="decision"}'), timeout=40)
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-            assert float(found[0]["value"][1]) == 25
-            assert found[0]["metric"]["tenant"] == "default"
-            for i in range(25):
-                runner.run(i)
-            eventually(lambda: any(float(r["value"][1]) == 50 for r in query(
-                base, 'flowchain_chains_executed_total{chain="decision"}')), timeout=30)
-            buckets = query(base, 'flowchain_step_execution_seconds_bucket'
-                                  '{chain="decision",step="a",le="+Inf"}')
-            assert float(buckets[0]["value"][1]) == 50
-            p99 = query(base, 'histogram_quantile(0.99, '
-                              'flowchain_chain_execution_seconds_bucket{chain="decision"})')
-            assert 0 < float(p99[0]["value"][1]) < 10
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+    with MetricsServer(FlowChainCollector(reg)) as metrics, \
+            prometheus(tmp_path, f"127.0.0.1:{metrics.port}") as (base, proc):
+        found = eventually(lambda: proc.poll() is not None or query(
+            base, 'flowchain_chains_executed_total{chain="decision"}'), timeout=40)
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert float(found[0]["value"][1]) == 25
+        assert found[0]["metric"]["tenant"] == "default"
+        for i in range(25):
+            runner.run(i)
+        eventually(lambda: any(float(r["value"][1]) == 50 for r in query(
+            base, 'flowchain_chains_executed_total{chain="decision"}')), timeout=30)
+        buckets = query(base, 'flowchain_step_execution_seconds_bucket'
+                              '{chain="decision",step="a",le="+Inf"}')
+        assert float(buckets[0]["value"][1]) == 50
+        p99 = query(base, 'histogram_quantile(0.99, '
+                          'flowchain_chain_execution_seconds_bucket{chain="decision"})')
+        assert 0 < float(p99[0]["value"][1]) < 10
