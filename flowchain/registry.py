@@ -99,16 +99,7 @@ class ChainRegistry:
         ChainValidationError
             When the definition has structural problems or names unknown components.
         """
-        problems = definition.problems()
-        for step in definition.steps:
-            if isinstance(step.component, str) and step.component and \
-                    step.component not in self.components:
-                known = ", ".join(self.components.names()) or "none"
-                problems.append(ChainProblem(
-                    f"unknown component {step.component!r} (registered: {known}); register it "
-                    f"with @flowchain.component({step.component!r})",
-                    chain=definition.name, step=step.name, source=definition.source,
-                    line=step.line))
+        problems = self._problems(definition)
         if problems:
             raise ChainValidationError(problems)
         chain_id = definition.chain_id
@@ -131,24 +122,25 @@ class ChainRegistry:
             When the file or any chain in it is invalid; nothing is registered then.
         """
         definitions = load_chains_file(path)
-        problems: list[ChainProblem] = []
-        for d in definitions:
-            try:
-                self._check_components(d)
-            except ChainValidationError as exc:
-                problems.extend(exc.problems)
+        problems = [p for d in definitions for p in self._problems(d)]
         if problems:
             raise ChainValidationError(problems)
         return [self.register_chain(d) for d in definitions]
 
-    def _check_components(self, definition: ChainDefinition) -> None:
-        missing = [ChainProblem(
-            f"unknown component {s.component!r}; register it with "
-            f"@flowchain.component({s.component!r})",
-            chain=definition.name, step=s.name, source=definition.source, line=s.line)
-            for s in definition.steps if s.component not in self.components]
-        if missing:
-            raise ChainValidationError(missing)
+    def _problems(self, definition: ChainDefinition) -> list[ChainProblem]:
+        """Structural problems of ``definition`` plus the components this registry lacks."""
+        problems = definition.problems()
+        known = None
+        for step in definition.steps:
+            if isinstance(step.component, str) and step.component and \
+                    step.component not in self.components:
+                known = known or ", ".join(self.components.names()) or "none"
+                problems.append(ChainProblem(
+                    f"unknown component {step.component!r} (registered: {known}); register it "
+                    f"with @flowchain.component({step.component!r})",
+                    chain=definition.name, step=step.name, source=definition.source,
+                    line=step.line))
+        return problems
 
     # ------------------------------------------------------------------ lookup
 

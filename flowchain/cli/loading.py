@@ -9,7 +9,7 @@ from typing import Iterable
 import typer
 from rich.console import Console
 
-from flowchain.chain import ChainDefinition, load_chains_file
+from flowchain.chain import ChainDefinition
 from flowchain.errors import ChainValidationError
 from flowchain.registry import ChainRegistry
 
@@ -49,8 +49,7 @@ def load_registry(path: Path, modules: Iterable[str]) -> tuple[ChainRegistry, li
     import_components(modules)
     registry = ChainRegistry()
     try:
-        registry.register_file(path)
-        definitions = load_chains_file(path)
+        definitions = [registry.get_chain(i) for i in registry.register_file(path)]
     except ChainValidationError as exc:
         err.print(f"[red]invalid:[/] {path}")
         for problem in exc.problems:
