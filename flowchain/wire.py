@@ -287,6 +287,46 @@ def _read_text(raw: bytes) -> str:
     return raw.rstrip(b"\0").decode("utf-8", "replace")
 
 
+_SYMBOLS_KEPT = 4096
+"""Most symbols the order codecs remember (validated text <-> fixed field); past it they start over."""
+_symbol_fields: dict[str, bytes] = {}
+_symbol_texts: dict[bytes, str] = {}
+
+
+def _symbol_field(symbol: str) -> bytes:
+    """``symbol`` checked and encoded (memoized: a node trades a handful of symbols)."""
+    raw = _symbol_fields.get(symbol)
+    if raw is None:
+        raw = _symbol_bytes(symbol)
+        if len(_symbol_fields) >= _SYMBOLS_KEPT:
+            _symbol_fields.clear()
+        _symbol_fields[symbol] = raw
+    return raw
+
+
+def _symbol_text(field: bytes) -> str:
+    """The symbol in a NUL-padded order field, checked (memoized like :func:`_symbol_field`).
+
+    Raises
+    ------
+    FrameError
+        ``bad_symbol`` when it is empty, holds a NUL inside or is not UTF-8.
+    """
+    text = _symbol_texts.get(field)
+    if text is None:
+        symbol = field.rstrip(b"\0")
+        if not symbol or b"\0" in symbol:
+            raise FrameError("bad_symbol", f"order symbol {field!r} is empty or holds NUL")
+        try:
+            text = symbol.decode("utf-8")
+        except UnicodeDecodeError:
+            raise FrameError("bad_symbol", f"order symbol {symbol!r} is not UTF-8") from None
+        if len(_symbol_texts) >= _SYMBOLS_KEPT:
+            _symbol_texts.clear()
+        _symbol_texts[field] = text
+    return text
+
+
 # ---------------------------------------------------------------------------------------------
 # Common checks
 def frame_type(frame: bytes) -> FrameType:
@@ -328,6 +368,13 @@ def _check_price(value: float, name: str) -> None:
         raise FrameError("nan_price", f"{name} is NaN")
     if value in (math.inf, -math.inf):
         raise FrameError("inf_price", f"{name} is infinite")
+
+
+def _check_prices(names: tuple[str, ...], *values: float) -> None:
+    """Name the first NaN or infinite value (called once a sum of them came out non-finite;
+    finite values whose sum merely overflowed pass)."""
+    for name, value in zip(names, values):
+        _check_price(value, name)
 
 
 def _check_records(records: np.ndarray) -> None:
@@ -730,6 +777,30 @@ class OrderResult(NamedTuple):
     replayed: bool = False
 
 
+_V = PROTOCOL_VERSION
+_T_REQUEST = int(FrameType.ORDER_REQUEST)
+_T_ACK = int(FrameType.ORDER_ACK)
+_T_RESULT = int(FrameType.ORDER_RESULT)
+_REQUEST_SIZE = ORDER_REQUEST.size
+_ACK_SIZE = ORDER_ACK.size
+_RESULT_SIZE = ORDER_RESULT.size
+_REQUEST_PACK = ORDER_REQUEST.pack
+_REQUEST_UNPACK = ORDER_REQUEST.unpack_from
+_ACK_PACK = ORDER_ACK.pack
+_ACK_UNPACK = ORDER_ACK.unpack_from
+_RESULT_PACK = ORDER_RESULT.pack
+_RESULT_UNPACK = ORDER_RESULT.unpack_from
+_ACK_STATUSES = AckStatus._value2member_map_
+_ORDER_STATUSES = OrderStatus._value2member_map_
+_REQUEST_PRICES = ("volume", "price", "stoplimit", "sl", "tp")
+_RESULT_PRICES = ("volume", "price", "bid", "ask")
+_NO_TEXT = bytes(MAX_COMMENT_BYTES)
+_new = tuple.__new__
+# The order frames are on the round trip's critical path (node and bridge each encode and decode
+# per order): the checks below are the ones of ``_expect``/``_check_price``, ordered so that a
+# valid frame pays one comparison per check and a rejected one gets the exact reason.
+
+
 def encode_order_request(req: OrderRequest) -> bytes:
     """Build an order request frame.
 
@@ -740,11 +811,12 @@ def encode_order_request(req: OrderRequest) -> bytes:
     struct.error
         When a number is out of its field's range.
     """
-    return ORDER_REQUEST.pack(
-        PROTOCOL_VERSION, FrameType.ORDER_REQUEST, req.action, req.type, req.type_filling,
-        req.type_time, 0, req.req_id, req.deadline_ns, req.magic, req.position, req.deviation, 0,
-        req.volume, req.price, req.stoplimit, req.sl, req.tp, _symbol_bytes(req.symbol),
-        _fixed_text(req.comment, MAX_COMMENT_BYTES),
+    comment = req.comment
+    return _REQUEST_PACK(
+        _V, _T_REQUEST, req.action, req.type, req.type_filling, req.type_time, 0, req.req_id,
+        req.deadline_ns, req.magic, req.position, req.deviation, 0, req.volume, req.price,
+        req.stoplimit, req.sl, req.tp, _symbol_field(req.symbol),
+        _fixed_text(comment, MAX_COMMENT_BYTES) if comment else b"",
     )
 
 
@@ -757,9 +829,10 @@ def decode_order_request(frame: bytes) -> OrderRequest:
         ``short``/``length``/``version``/``unknown_type``/``wrong_type``/``bad_field``/
         ``bad_symbol``/``bad_volume``/``nan_price``/``inf_price``.
     """
-    _expect(frame, FrameType.ORDER_REQUEST, ORDER_REQUEST.size)
+    if len(frame) != _REQUEST_SIZE or frame[0] != _V or frame[1] != _T_REQUEST:
+        _expect(frame, FrameType.ORDER_REQUEST, _REQUEST_SIZE)
     (_, _, action, otype, filling, type_time, _, req_id, deadline_ns, magic, position, deviation, _,
-     volume, price, stoplimit, sl, tp, symbol_raw, comment_raw) = ORDER_REQUEST.unpack_from(frame)
+     volume, price, stoplimit, sl, tp, symbol_raw, comment_raw) = _REQUEST_UNPACK(frame)
     if action not in _TRADE_ACTIONS:
         raise FrameError("bad_field", f"action {action} is not a TRADE_ACTION_*")
     if otype > _MAX_ORDER_TYPE:
@@ -768,21 +841,15 @@ def decode_order_request(frame: bytes) -> OrderRequest:
         raise FrameError("bad_field", f"filling {filling} is not an ORDER_FILLING_*")
     if type_time > _MAX_TYPE_TIME:
         raise FrameError("bad_field", f"type_time {type_time} is not an ORDER_TIME_*")
-    for name, value in (("volume", volume), ("price", price), ("stoplimit", stoplimit),
-                        ("sl", sl), ("tp", tp)):
-        _check_price(value, name)
+    total = volume + price + stoplimit + sl + tp
+    if total - total != 0.0:  # NaN or infinite somewhere (or a finite overflow: then it passes)
+        _check_prices(_REQUEST_PRICES, volume, price, stoplimit, sl, tp)
     if action == 1 and not volume > 0.0:
         raise FrameError("bad_volume", f"volume {volume} for a deal, > 0 expected")
-    symbol = symbol_raw.rstrip(b"\0")
-    if not symbol or b"\0" in symbol:
-        raise FrameError("bad_symbol", f"order symbol {symbol_raw!r} is empty or holds NUL")
-    try:
-        symbol_text = symbol.decode("utf-8")
-    except UnicodeDecodeError:
-        raise FrameError("bad_symbol", f"order symbol {symbol!r} is not UTF-8") from None
-    return OrderRequest(req_id, deadline_ns, symbol_text, otype, volume, price, sl, tp, deviation,
-                        magic, _read_text(comment_raw), filling, action, position, stoplimit,
-                        type_time)
+    return _new(OrderRequest, (req_id, deadline_ns, _symbol_text(symbol_raw), otype, volume, price,
+                               sl, tp, deviation, magic,
+                               "" if comment_raw == _NO_TEXT else _read_text(comment_raw), filling,
+                               action, position, stoplimit, type_time))
 
 
 def encode_order_ack(ack: OrderAck) -> bytes:
@@ -793,8 +860,7 @@ def encode_order_ack(ack: OrderAck) -> bytes:
     struct.error
         When a number is out of its field's range.
     """
-    return ORDER_ACK.pack(PROTOCOL_VERSION, FrameType.ORDER_ACK, int(ack.status), 0,
-                          ack.queue_depth, ack.req_id, ack.bridge_time_ns)
+    return _ACK_PACK(_V, _T_ACK, int(ack.status), 0, ack.queue_depth, ack.req_id, ack.bridge_time_ns)
 
 
 def decode_order_ack(frame: bytes) -> OrderAck:
@@ -805,11 +871,13 @@ def decode_order_ack(frame: bytes) -> OrderAck:
     FrameError
         ``short``/``length``/``version``/``unknown_type``/``wrong_type``/``bad_field``.
     """
-    _expect(frame, FrameType.ORDER_ACK, ORDER_ACK.size)
-    _, _, status, _, depth, req_id, bridge_ns = ORDER_ACK.unpack_from(frame)
-    if status not in AckStatus._value2member_map_:
+    if len(frame) != _ACK_SIZE or frame[0] != _V or frame[1] != _T_ACK:
+        _expect(frame, FrameType.ORDER_ACK, _ACK_SIZE)
+    _, _, status, _, depth, req_id, bridge_ns = _ACK_UNPACK(frame)
+    member = _ACK_STATUSES.get(status)
+    if member is None:
         raise FrameError("bad_field", f"ACK status {status} is not an AckStatus")
-    return OrderAck(req_id, AckStatus(status), depth, bridge_ns)
+    return _new(OrderAck, (req_id, member, depth, bridge_ns))
 
 
 def encode_order_result(res: OrderResult) -> bytes:
@@ -821,11 +889,11 @@ def encode_order_result(res: OrderResult) -> bytes:
         When a number is out of its field's range.
     """
     code, message = res.last_error
-    return ORDER_RESULT.pack(
-        PROTOCOL_VERSION, FrameType.ORDER_RESULT, int(res.status),
-        RESULT_FLAG_REPLAYED if res.replayed else 0, res.retcode, res.req_id, res.deal, res.order,
-        res.volume, res.price, res.bid, res.ask, res.request_id, res.retcode_external, code, 0,
-        res.mt5_ns, _fixed_text(res.comment, 64), _fixed_text(message, 128),
+    return _RESULT_PACK(
+        _V, _T_RESULT, int(res.status), RESULT_FLAG_REPLAYED if res.replayed else 0, res.retcode,
+        res.req_id, res.deal, res.order, res.volume, res.price, res.bid, res.ask, res.request_id,
+        res.retcode_external, code, 0, res.mt5_ns, _fixed_text(res.comment, 64),
+        _fixed_text(message, 128),
     )
 
 
@@ -838,18 +906,21 @@ def decode_order_result(frame: bytes) -> OrderResult:
         ``short``/``length``/``version``/``unknown_type``/``wrong_type``/``bad_field``/
         ``nan_price``/``inf_price``.
     """
-    _expect(frame, FrameType.ORDER_RESULT, ORDER_RESULT.size)
+    if len(frame) != _RESULT_SIZE or frame[0] != _V or frame[1] != _T_RESULT:
+        _expect(frame, FrameType.ORDER_RESULT, _RESULT_SIZE)
     (_, _, status, flags, retcode, req_id, deal, order, volume, price, bid, ask, request_id,
-     retcode_external, err_code, _, mt5_ns, comment, message) = ORDER_RESULT.unpack_from(frame)
-    if status not in OrderStatus._value2member_map_:
+     retcode_external, err_code, _, mt5_ns, comment, message) = _RESULT_UNPACK(frame)
+    member = _ORDER_STATUSES.get(status)
+    if member is None:
         raise FrameError("bad_field", f"RESULT status {status} is not an OrderStatus")
     if flags & ~RESULT_FLAG_REPLAYED:
         raise FrameError("bad_field", f"RESULT flags 0x{flags:02x} have unknown bits")
-    for name, value in (("volume", volume), ("price", price), ("bid", bid), ("ask", ask)):
-        _check_price(value, name)
-    return OrderResult(req_id, OrderStatus(status), retcode, deal, order, volume, price, bid, ask,
-                       _read_text(comment), request_id, retcode_external,
-                       (err_code, _read_text(message)), mt5_ns, bool(flags & RESULT_FLAG_REPLAYED))
+    total = volume + price + bid + ask
+    if total - total != 0.0:
+        _check_prices(_RESULT_PRICES, volume, price, bid, ask)
+    return _new(OrderResult, (req_id, member, retcode, deal, order, volume, price, bid, ask,
+                              _read_text(comment), request_id, retcode_external,
+                              (err_code, _read_text(message)), mt5_ns, flags == RESULT_FLAG_REPLAYED))
 
 
 _DECODERS = {

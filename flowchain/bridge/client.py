@@ -18,6 +18,8 @@ import zmq
 from flowchain import keys, wire
 
 
+_ACK = int(wire.FrameType.ORDER_ACK)
+_RESULT = int(wire.FrameType.ORDER_RESULT)
 _RESULT_GRACE_NS = 5_000_000_000
 """How long past the deadline :meth:`OrderClient.send` still waits for the RESULT of an ACKed
 order (the bridge may have started it just before the deadline)."""
@@ -111,15 +113,15 @@ class OrderClient:
                 reply = sock.recv()
             except zmq.Again:
                 return None
-            try:
-                ftype = wire.frame_type(reply)
-                if ftype is wire.FrameType.ORDER_RESULT:
+            try:  # dispatch on the type byte; the decoders check the rest
+                kind = reply[1] if len(reply) > 1 else -1
+                if kind == _RESULT:
                     return wire.decode_order_result(reply)
-                if ftype is wire.FrameType.ORDER_ACK:
+                if kind == _ACK:
                     ack = wire.decode_order_ack(reply)
                     self._keep_ack(ack)
                     return ack
-                raise wire.FrameError("wrong_type", f"{ftype.name} on the order socket")
+                raise wire.FrameError("wrong_type", f"{wire.frame_type(reply).name} on the order socket")
             except wire.FrameError as err:
                 self.rejects.count(err.reason)
 

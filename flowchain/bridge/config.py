@@ -29,6 +29,10 @@ class BridgeConfig:
     poll_ms, heartbeat_ms, history_ticks, idempotency_size, reconcile_delay_s
         Tick poll period, heartbeat period, ticks kept per symbol for backfill, req_ids
         remembered, wait before reconciling an unanswered order.
+    ack_defer_us
+        While the terminal finishes orders within this many microseconds, an order that runs
+        at once gets its ACK in the same burst as its RESULT (one wake-up for the node instead
+        of two); 0 ACKs every order the moment it is read. See :mod:`flowchain.bridge.server`.
     """
 
     login: int | None = None
@@ -46,6 +50,7 @@ class BridgeConfig:
     history_ticks: int = 65_536
     idempotency_size: int = 65_536
     reconcile_delay_s: float = 0.5
+    ack_defer_us: float = 1000.0
 
     @classmethod
     def load(cls, path: Path | str | None = None, env: dict[str, str] | None = None,

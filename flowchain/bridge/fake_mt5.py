@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
+import operator
 import threading
 import time
 from collections import deque
@@ -41,9 +42,19 @@ _PRICE_KEYS = ("volume", "price", "stoplimit", "sl", "tp")
 _REQUEST_FIELDS = TradeRequest._fields
 
 
-def _new_request(values: dict[str, Any]) -> TradeRequest:
-    """The TradeRequest of a complete ``values`` dict (positional: no keyword parsing)."""
-    return tuple.__new__(TradeRequest, [values[k] for k in _REQUEST_FIELDS])
+_request_values = operator.itemgetter(*_REQUEST_FIELDS)
+_price_values = operator.itemgetter(*_PRICE_KEYS)
+_FLOAT_PRICES = (float,) * len(_PRICE_KEYS)
+_new = tuple.__new__
+"""Records are built positionally with ``tuple.__new__`` on the order path (no argument parsing)."""
+_DEAL, _PENDING = _C.TRADE_ACTION_DEAL, _C.TRADE_ACTION_PENDING
+_CHECKED_ACTIONS = frozenset({_DEAL, _PENDING, _C.TRADE_ACTION_SLTP, _C.TRADE_ACTION_MODIFY,
+                              _C.TRADE_ACTION_REMOVE})
+_VOLUME_ACTIONS = frozenset({_DEAL, _PENDING})
+_ORDER_ACTIONS = frozenset({_C.TRADE_ACTION_REMOVE, _C.TRADE_ACTION_MODIFY})
+_MARKET_TYPES = frozenset({_C.ORDER_TYPE_BUY, _C.ORDER_TYPE_SELL})
+_FOK, _IOC = _C.ORDER_FILLING_FOK, _C.ORDER_FILLING_IOC
+_RESTING_FILLINGS = frozenset({_C.ORDER_FILLING_RETURN, _C.ORDER_FILLING_BOC})
 _OK = (_C.RES_S_OK, "Success")
 _NO_IPC = (_C.RES_E_INTERNAL_FAIL_CONNECT, "No IPC connection")
 _IPC_TIMEOUT = (_C.RES_E_INTERNAL_FAIL_TIMEOUT, "IPC timeout")
@@ -194,6 +205,8 @@ class _Market:
 
     def touched(self) -> None:
         """Forget the cached position of ``now`` (call after changing tick times in place)."""
+        times = self._times
+        self._horizon = int(times[-1]) if len(times) else -1  # the last tick's time, as a plain int
         self._seen_msc = -1
         self._seen_n = 0
         self._quote_n = -1
@@ -216,8 +229,8 @@ class _Market:
 
     def advance(self, now_msc: int, history_limit: int) -> None:
         """Generate ticks until the market is ahead of ``now_msc``; trim old history."""
-        if self.spec.ticks_per_second <= 0 or not self.spec.market_open:
-            return
+        if self._horizon > now_msc or self.spec.ticks_per_second <= 0 or not self.spec.market_open:
+            return  # the usual case: already ahead (every order and poll asks)
         guard = 0
         while (not len(self._times) or self._times[-1] <= now_msc) and guard < 64:
             behind_s = max(0.0, (now_msc - self.next_msc) / 1000.0)
@@ -809,21 +822,28 @@ class FakeMetaTrader5(MT5Constants):
             return round(sign * (price_close - price_open) * volume * market.spec.contract_size, 2)
 
     def _trade_request(self, request: Any) -> tuple[TradeRequest | None, tuple[int, str] | None]:
+        """The request dict as a TradeRequest, or the error the real package gives for it."""
+        if type(request) is dict and request.keys() <= _REQUEST_KEYS:  # the usual case, checked at once
+            values = {**_REQUEST_DEFAULTS, **request}
+            if tuple(map(type, _price_values(values))) == _FLOAT_PRICES:
+                return _new(TradeRequest, _request_values(values)), None
+        return self._checked_request(request)
+
+    def _checked_request(self, request: Any) -> tuple[TradeRequest | None, tuple[int, str] | None]:
         if not isinstance(request, dict):
             return None, (_C.RES_E_INVALID_PARAMS, "Invalid arguments")
         if not _REQUEST_KEYS.issuperset(request):
             key = next(k for k in request if k not in _REQUEST_KEYS)
             return None, (_C.RES_E_INVALID_PARAMS, f'Invalid "{key}" argument')
         values = {**_REQUEST_DEFAULTS, **request}
-        for key in _PRICE_KEYS:
-            value = values[key]
+        for key, value in zip(_PRICE_KEYS, _price_values(values)):
             if type(value) is not float and (not isinstance(value, (int, float)) or isinstance(value, bool)):
                 return None, (_C.RES_E_INVALID_PARAMS, f'Invalid "{key}" argument')
-        return _new_request(values), None
+        return _new(TradeRequest, _request_values(values)), None
 
-    def _check(self, req: TradeRequest) -> tuple[int, str]:
-        """The retcode and comment a request gets before execution (0 = passes)."""
-        market = self._markets.get(req.symbol)
+    def _check(self, req: TradeRequest, market: _Market | None, now_ms: int) -> tuple[int, str]:
+        """The retcode and comment a request gets before execution (0 = passes); ``market`` is
+        the request symbol's (None when unknown)."""
         if not self.server_connected:
             return _C.TRADE_RETCODE_CONNECTION, "No connection"
         if not self.trade_allowed:
@@ -831,39 +851,38 @@ class FakeMetaTrader5(MT5Constants):
         if market is None or not market.selected:
             return _C.TRADE_RETCODE_INVALID, "Invalid request"
         spec = market.spec
-        if req.action not in (_C.TRADE_ACTION_DEAL, _C.TRADE_ACTION_PENDING, _C.TRADE_ACTION_SLTP,
-                              _C.TRADE_ACTION_MODIFY, _C.TRADE_ACTION_REMOVE):
+        action = req.action
+        if action not in _CHECKED_ACTIONS:
             return _C.TRADE_RETCODE_INVALID, "Invalid request"
         if not spec.market_open:
             return _C.TRADE_RETCODE_MARKET_CLOSED, "Market closed"
-        if req.action in (_C.TRADE_ACTION_DEAL, _C.TRADE_ACTION_PENDING):
-            steps = req.volume / spec.volume_step
-            if (req.volume < spec.volume_min or req.volume > spec.volume_max
-                    or abs(steps - round(steps)) > 1e-7):
+        if action in _VOLUME_ACTIONS:
+            volume = req.volume
+            steps = volume / spec.volume_step
+            if volume < spec.volume_min or volume > spec.volume_max or abs(steps - round(steps)) > 1e-7:
                 return _C.TRADE_RETCODE_INVALID_VOLUME, "Invalid volume"
             filling = req.type_filling
-            if filling == _C.ORDER_FILLING_FOK:
-                allowed = bool(spec.filling_mode & 1)
-            elif filling == _C.ORDER_FILLING_IOC:
-                allowed = bool(spec.filling_mode & 2)
+            if filling == _FOK:
+                allowed = spec.filling_mode & 1
+            elif filling == _IOC:
+                allowed = spec.filling_mode & 2
             else:  # RETURN and BOC rest in the book: pending orders only
-                allowed = (filling in (_C.ORDER_FILLING_RETURN, _C.ORDER_FILLING_BOC)
-                           and req.action == _C.TRADE_ACTION_PENDING)
+                allowed = filling in _RESTING_FILLINGS and action == _PENDING
             if not allowed:
                 return _C.TRADE_RETCODE_INVALID_FILL, "Unsupported filling mode"
-        if req.action == _C.TRADE_ACTION_DEAL:
-            if req.type not in (_C.ORDER_TYPE_BUY, _C.ORDER_TYPE_SELL):
+        if action == _DEAL:
+            if req.type not in _MARKET_TYPES:
                 return _C.TRADE_RETCODE_INVALID, "Invalid request"
             if req.position and req.position not in self._positions:
                 return _C.TRADE_RETCODE_POSITION_CLOSED, "Position closed"
             if req.price:
-                bid, ask = self._quote(market)
+                bid, ask = self._quote(market, now_ms)
                 market_price = ask if req.type == _C.ORDER_TYPE_BUY else bid
                 if abs(req.price - market_price) > max(req.deviation, 0) * spec.point + 1e-12:
                     return _C.TRADE_RETCODE_REQUOTE, "Requote"
-        if req.action in (_C.TRADE_ACTION_REMOVE, _C.TRADE_ACTION_MODIFY) and req.order not in self._orders:
+        elif action in _ORDER_ACTIONS and req.order not in self._orders:
             return _C.TRADE_RETCODE_INVALID_ORDER, "Invalid order"
-        if req.action == _C.TRADE_ACTION_SLTP and req.position not in self._positions:
+        elif action == _C.TRADE_ACTION_SLTP and req.position not in self._positions:
             return _C.TRADE_RETCODE_POSITION_CLOSED, "Position closed"
         return 0, "Done"
 
@@ -877,15 +896,16 @@ class FakeMetaTrader5(MT5Constants):
             if error:
                 return self._fail(error)
             market = self._markets.get(req.symbol)
+            now = self._clock()
             if market is not None:
-                market.advance(self._clock(), self._history_limit)
-            retcode, comment = self._check(req)
+                market.advance(now, self._history_limit)
+            retcode, comment = self._check(req, market, now)
             margin = 0.0
             if market is not None and retcode == 0 and req.action == _C.TRADE_ACTION_DEAL:
-                margin = round(req.volume * market.spec.contract_size * self._quote(market)[1] / 100.0, 2)
+                margin = round(req.volume * market.spec.contract_size * self._quote(market, now)[1] / 100.0, 2)
             self._set_error(_OK)
-            return OrderCheckResult(retcode, self._balance, self._balance, 0.0, margin,
-                                    self._balance - margin, 0.0, comment, req)
+            return _new(OrderCheckResult, (retcode, self._balance, self._balance, 0.0, margin,
+                                           self._balance - margin, 0.0, comment, req))
 
     def order_send(self, request: dict) -> OrderSendResult | None:
         """Send a trade request; None (see ``last_error``) on a call or IPC failure."""
@@ -901,24 +921,25 @@ class FakeMetaTrader5(MT5Constants):
             if error:
                 return self._fail(error)
             market = self._markets.get(req.symbol)
+            now = self._clock()
             if market is not None:
-                market.advance(self._clock(), self._history_limit)
+                market.advance(now, self._history_limit)
             self._request_id += 1
             fault = self.faults.orders.popleft() if self.faults.orders else None
             if fault is not None and not isinstance(fault, OrderFault):
                 fault = OrderFault(fault)
-            bid, ask = self._quote(market) if market else (0.0, 0.0)
+            bid, ask = self._quote(market, now) if market else (0.0, 0.0)
             if fault in _SCRIPTED_REFUSALS:
                 retcode, comment = _SCRIPTED_REFUSALS[fault]
                 self._set_error(_OK)
                 return OrderSendResult(retcode, 0, 0, 0.0, 0.0, bid, ask, comment, self._request_id, 0, req)
             if fault is OrderFault.NONE_ABSENT:
                 return self._fail(_IPC_TIMEOUT)
-            retcode, comment = self._check(req)
+            retcode, comment = self._check(req, market, now)
             if retcode:
                 self._set_error(_OK)
                 return OrderSendResult(retcode, 0, 0, 0.0, 0.0, bid, ask, comment, self._request_id, 0, req)
-            result = self._execute(req, market)
+            result = self._execute(req, market, now, bid, ask)
             if fault is OrderFault.NONE_FILLED:
                 return self._fail(_IPC_TIMEOUT)
             self._set_error(_OK)
@@ -927,9 +948,9 @@ class FakeMetaTrader5(MT5Constants):
                                        comment="Request timed out")
             return result
 
-    def _quote(self, market: _Market) -> tuple[float, float]:
-        """The bid and ask of the market's last tick so far (its seed price before any)."""
-        quote = market.quote(self._clock())
+    def _quote(self, market: _Market, now_ms: int) -> tuple[float, float]:
+        """The bid and ask of the market's last tick by ``now_ms`` (its seed price before any)."""
+        quote = market.quote(now_ms)
         if quote is None:
             return market.spec.price, market.spec.price
         return quote
@@ -938,11 +959,10 @@ class FakeMetaTrader5(MT5Constants):
         self._ticket += 1
         return self._ticket
 
-    def _execute(self, req: TradeRequest, market: _Market) -> OrderSendResult:
-        now_ms = self._clock()
+    def _execute(self, req: TradeRequest, market: _Market, now_ms: int, bid: float,
+                 ask: float) -> OrderSendResult:
         now_s = now_ms // 1000
         comment = req.comment[:31]
-        bid, ask = self._quote(market)
         if req.action == _C.TRADE_ACTION_DEAL:
             price = ask if req.type == _C.ORDER_TYPE_BUY else bid
             order_ticket, deal_ticket = self._next_ticket(), self._next_ticket()
@@ -955,19 +975,19 @@ class FakeMetaTrader5(MT5Constants):
                 profit = round(sign * (price - closing.price_open) * closing.volume * market.spec.contract_size, 2)
                 self._balance += profit
             else:
-                self._positions[position_id] = TradePosition(
+                self._positions[position_id] = _new(TradePosition, (
                     position_id, now_s, now_ms, now_s, now_ms, req.type, req.magic, position_id,
                     _C.POSITION_REASON_EXPERT, req.volume, price, req.sl, req.tp, price, 0.0, 0.0,
-                    req.symbol, comment, "")
-            self._history_orders.append(TradeOrder(
+                    req.symbol, comment, ""))
+            self._history_orders.append(_new(TradeOrder, (
                 order_ticket, now_s, now_ms, now_s, now_ms, 0, req.type, req.type_time, req.type_filling,
                 _C.ORDER_STATE_FILLED, req.magic, position_id, 0, _C.ORDER_REASON_EXPERT, req.volume, 0.0,
-                price, req.sl, req.tp, price, 0.0, req.symbol, comment, ""))
-            self._deals.append(TradeDeal(
+                price, req.sl, req.tp, price, 0.0, req.symbol, comment, "")))
+            self._deals.append(_new(TradeDeal, (
                 deal_ticket, order_ticket, now_s, now_ms, req.type, entry, req.magic, position_id,
-                _C.DEAL_REASON_EXPERT, req.volume, price, 0.0, 0.0, profit, 0.0, req.symbol, comment, ""))
-            return OrderSendResult(_C.TRADE_RETCODE_DONE, deal_ticket, order_ticket, req.volume, price,
-                                   bid, ask, "Request executed", self._request_id, 0, req)
+                _C.DEAL_REASON_EXPERT, req.volume, price, 0.0, 0.0, profit, 0.0, req.symbol, comment, "")))
+            return _new(OrderSendResult, (_C.TRADE_RETCODE_DONE, deal_ticket, order_ticket, req.volume,
+                                          price, bid, ask, "Request executed", self._request_id, 0, req))
         if req.action == _C.TRADE_ACTION_PENDING:
             ticket = self._next_ticket()
             self._orders[ticket] = TradeOrder(

@@ -7,14 +7,23 @@ loop do not work; nothing here needs a POSIX-only call):
   ``copy_ticks_range`` on change), publishes new ticks with per-symbol seqs, publishes a
   heartbeat per symbol every ``heartbeat_ms``, and re-initializes the terminal with backoff
   after a disconnect; it alone uses the PUB socket, and never waits for an order;
-- the **order** thread owns the ROUTER *and* is the MT5 order thread. Its loop: drain every
-  message already waiting (non-blocking reads until none is left), answering backfill
-  requests and duplicate req_ids at once and ACKing each new order at once (the ACK leaves
-  before that order's ``order_send`` starts) into a local queue, in arrival order; then run
-  one queued order (``order_check``/``order_send``/reconciliation, inline) and send its
-  RESULT; then drain again before the next order. So an order arriving while another runs
-  is ACKed as soon as the one call in progress returns, and backfill is answered between
-  orders. When idle it blocks inside libzmq (GIL released) until a request comes.
+- the **order** thread owns the ROUTER *and* is the MT5 order thread. When idle it blocks
+  inside libzmq (GIL released) until a request comes; it admits the request (idempotency
+  log), runs it (``order_check``/``order_send``/reconciliation, inline) and sends its RESULT;
+  then it drains every message that came meanwhile (non-blocking reads until none is left),
+  answering backfill requests and duplicate req_ids at once and ACKing each new order at
+  once into a local queue, in arrival order; then it runs the next queued order. So an
+  order arriving while another runs is ACKed as soon as the one call in progress returns,
+  and backfill is answered between orders.
+
+When the ACK leaves (``ack_defer_us``): an order that must wait behind another, or any order
+while the terminal is slow, is ACKed the moment it is read, before its ``order_check``. Once
+:data:`FAST_STREAK` orders in a row have finished within ``ack_defer_us`` (a terminal
+answering in microseconds, such as the fake), an order that runs at once gets its ACK in the
+same burst as its RESULT instead: an early ACK would only cost the node a second wake-up
+for a RESULT that is already on its way. One slower order ends the streak, and so does a
+terminal that stops answering; ``ack_defer_us=0`` ACKs every order at once. Either way the
+node sees the ACK, then the RESULT.
 
 No thread hands an order to another: every cross-thread wake-up costs tens of microseconds on
 a small machine, which is the whole budget of a round trip. The ACK is packed into one
@@ -46,8 +55,12 @@ _STOP_POLL_MS = 100
 """How often the idle order thread looks at the stop flag (a request wakes it at once)."""
 _DRAIN_MAX = 1000
 """Most messages read in one drain; then one queued order runs, so a flood cannot starve orders."""
+FAST_STREAK = 8
+"""Orders in a row finished within ``ack_defer_us`` before an ACK may ride with its RESULT."""
 _ACK_PACK = wire.ORDER_ACK.pack_into
 _ACK_TYPE = int(wire.FrameType.ORDER_ACK)
+_ORDER_REQUEST = int(wire.FrameType.ORDER_REQUEST)
+_BACKFILL_REQUEST = int(wire.FrameType.BACKFILL_REQUEST)
 
 
 class Bridge:
@@ -93,8 +106,13 @@ class Bridge:
         self._auth = None
         self.replies_dropped = 0
         """ACKs/RESULTs/backfill answers not delivered because their peer had gone."""
-        self._queue: deque[wire.OrderRequest] = deque()
-        """ACKed orders waiting for the order thread, in arrival order (order thread only)."""
+        self._queue: deque[tuple[wire.OrderRequest, bytes | None]] = deque()
+        """Admitted orders waiting for the order thread, in arrival order, each with the peer
+        whose ACK rides with its RESULT (None when it was ACKed at once). Order thread only."""
+        self._ack_defer_ns = int(config.ack_defer_us * 1000)
+        self._fast_streak = 0
+        self.acks_deferred = 0
+        """ACKs sent in the same burst as their RESULT (see ``ack_defer_us``)."""
         self._ack_buffer = bytearray(wire.ORDER_ACK.size)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -169,6 +187,7 @@ class Bridge:
                 "heartbeats_published": self.heartbeats_published, "backfills_served": self.backfills_served,
                 "reconnects": self.link.reconnects, "orders_sent": self.desk.sent,
                 "orders_reconciled": self.desk.reconciled, "orders_queued": len(self._queue),
+                "acks_deferred": self.acks_deferred,
                 "replies_dropped": self.replies_dropped, "rejects": self.rejects.as_dict(),
                 "last_seq": {s: h.last_seq for s, h in zip(self.symbols, self.histories)},
                 "state": int(self.link.state)}
@@ -247,10 +266,13 @@ class Bridge:
                     peer = recv()
                 except zmq.Again:
                     continue
-                self._on_message(peer)
+                self._on_message(peer)  # an order is ACKed and queued, anything else answered
+                if not queue:
+                    continue
+            self._execute(queue.popleft())
+            # What came in meanwhile (or in the same burst) is ACKed now, after the RESULT has
+            # left: the drain's readiness check costs a system call, kept off the round trip.
             self._drain()
-            if queue:
-                self._execute(queue.popleft())
         router.close(0)
 
     def _drain(self) -> None:
@@ -279,14 +301,14 @@ class Bridge:
                 router.recv()
             self.rejects.count("length")
             return
-        try:
-            ftype = wire.frame_type(frame)
-            if ftype is wire.FrameType.ORDER_REQUEST:
+        try:  # dispatch on the type byte; the decoders check the rest
+            kind = frame[1] if len(frame) > 1 else -1
+            if kind == _ORDER_REQUEST:
                 self._on_order(peer, wire.decode_order_request(frame))
-            elif ftype is wire.FrameType.BACKFILL_REQUEST:
+            elif kind == _BACKFILL_REQUEST:
                 self._on_backfill(peer, wire.decode_backfill_request(frame))
             else:
-                raise wire.FrameError("wrong_type", f"{ftype.name} sent to the bridge's ROUTER")
+                raise wire.FrameError("wrong_type", f"{wire.frame_type(frame).name} sent to the bridge's ROUTER")
         except wire.FrameError as err:
             self.rejects.count(err.reason)
 
@@ -301,13 +323,20 @@ class Bridge:
 
     def _on_order(self, peer: bytes, req: wire.OrderRequest) -> None:
         status, cached = self.idempotency.admit(req.req_id, peer)
-        _ACK_PACK(self._ack_buffer, 0, wire.PROTOCOL_VERSION, _ACK_TYPE, status, 0, len(self._queue),
-                  req.req_id, time.time_ns())
-        self._send(peer, self._ack_buffer)  # copied into the message: the buffer is free again
+        queue = self._queue
+        if status is wire.AckStatus.QUEUED and not queue and self._fast_streak >= FAST_STREAK:
+            queue.append((req, peer))  # runs next on a fast terminal: the ACK rides with the RESULT
+            return
+        self._ack(peer, status, req.req_id)
         if status is wire.AckStatus.QUEUED:
-            self._queue.append(req)
+            queue.append((req, None))
         elif cached is not None:
             self._send(peer, wire.encode_order_result(cached))
+
+    def _ack(self, peer: bytes, status: wire.AckStatus, req_id: int) -> None:
+        _ACK_PACK(self._ack_buffer, 0, wire.PROTOCOL_VERSION, _ACK_TYPE, status, 0, len(self._queue),
+                  req_id, time.time_ns())
+        self._send(peer, self._ack_buffer)  # copied into the message: the buffer is free again
 
     def _on_backfill(self, peer: bytes, req: wire.BackfillRequest) -> None:
         empty = np.zeros(0, dtype=TICK_DTYPE)
@@ -322,14 +351,24 @@ class Bridge:
         self._send(peer, wire.encode_backfill_response(req.req_id, self.session_id, req.symbol_id,
                                                        status, first, records))
 
-    def _execute(self, req: wire.OrderRequest) -> None:
-        """Run one admitted order through the desk and send its RESULT to every waiting peer."""
+    def _execute(self, entry: tuple[wire.OrderRequest, bytes | None]) -> None:
+        """Run one admitted order through the desk and send its RESULT to every waiting peer
+        (after its ACK, when that was deferred)."""
+        req, ack_peer = entry
+        started = time.perf_counter_ns()
         try:
             result = self.desk.execute(req)
         except Exception as exc:  # a terminal bug must not kill the order thread
             log.exception("order %d failed inside the bridge", req.req_id)
             result = wire.OrderResult(req.req_id, wire.OrderStatus.UNKNOWN, 0, 0, 0, 0.0, 0.0, 0.0, 0.0,
                                       f"bridge error: {type(exc).__name__}", 0, 0, (-1, str(exc)[:120]))
+        if time.perf_counter_ns() - started <= self._ack_defer_ns:
+            self._fast_streak += 1
+        else:
+            self._fast_streak = 0
         frame = wire.encode_order_result(result)
+        if ack_peer is not None:
+            self.acks_deferred += 1
+            self._ack(ack_peer, wire.AckStatus.QUEUED, req.req_id)
         for peer in self.idempotency.finish(result):
             self._send(peer, frame)
