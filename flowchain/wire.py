@@ -196,7 +196,8 @@ count u32, req_id u64, session_id u64, first_seq u64; ``count`` MT5 tick records
 ORDER_REQUEST = struct.Struct("<BBBBBBHQqQQIIddddd32s32s")
 """Order request: version, type, action u8, order_type u8, filling u8, type_time u8,
 reserved u16, req_id u64, deadline_ns i64, magic u64, position u64, deviation u32,
-reserved u32, volume f64, price f64, stoplimit f64, sl f64, tp f64, symbol 32s, comment 32s."""
+expiration u32 (s since the epoch, 0: none), volume f64, price f64, stoplimit f64, sl f64,
+tp f64, symbol 32s, comment 32s."""
 ORDER_ACK = struct.Struct("<BBBBIQq")
 """Order ACK: version, type, status u8, reserved u8, queue_depth u32, req_id u64,
 bridge_time_ns i64."""
@@ -743,6 +744,9 @@ class OrderRequest(NamedTuple):
     position: int = 0
     stoplimit: float = 0.0
     type_time: int = 0
+    expiration: int = 0
+    """When a pending order with ``type_time`` ORDER_TIME_SPECIFIED(_DAY) expires: seconds since
+    the epoch, MT5's ``expiration``; 0 for none."""
 
 
 class OrderAck(NamedTuple):
@@ -814,7 +818,7 @@ def encode_order_request(req: OrderRequest) -> bytes:
     comment = req.comment
     return _REQUEST_PACK(
         _V, _T_REQUEST, req.action, req.type, req.type_filling, req.type_time, 0, req.req_id,
-        req.deadline_ns, req.magic, req.position, req.deviation, 0, req.volume, req.price,
+        req.deadline_ns, req.magic, req.position, req.deviation, req.expiration, req.volume, req.price,
         req.stoplimit, req.sl, req.tp, _symbol_field(req.symbol),
         _fixed_text(comment, MAX_COMMENT_BYTES) if comment else b"",
     )
@@ -831,8 +835,8 @@ def decode_order_request(frame: bytes) -> OrderRequest:
     """
     if len(frame) != _REQUEST_SIZE or frame[0] != _V or frame[1] != _T_REQUEST:
         _expect(frame, FrameType.ORDER_REQUEST, _REQUEST_SIZE)
-    (_, _, action, otype, filling, type_time, _, req_id, deadline_ns, magic, position, deviation, _,
-     volume, price, stoplimit, sl, tp, symbol_raw, comment_raw) = _REQUEST_UNPACK(frame)
+    (_, _, action, otype, filling, type_time, _, req_id, deadline_ns, magic, position, deviation,
+     expiration, volume, price, stoplimit, sl, tp, symbol_raw, comment_raw) = _REQUEST_UNPACK(frame)
     if action not in _TRADE_ACTIONS:
         raise FrameError("bad_field", f"action {action} is not a TRADE_ACTION_*")
     if otype > _MAX_ORDER_TYPE:
@@ -849,7 +853,7 @@ def decode_order_request(frame: bytes) -> OrderRequest:
     return _new(OrderRequest, (req_id, deadline_ns, _symbol_text(symbol_raw), otype, volume, price,
                                sl, tp, deviation, magic,
                                "" if comment_raw == _NO_TEXT else _read_text(comment_raw), filling,
-                               action, position, stoplimit, type_time))
+                               action, position, stoplimit, type_time, expiration))
 
 
 def encode_order_ack(ack: OrderAck) -> bytes:

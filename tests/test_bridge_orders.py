@@ -7,6 +7,7 @@ import zmq
 
 from flowchain import wire
 from flowchain.bridge import FakeMetaTrader5, OrderClient, OrderFault
+from flowchain.bridge.server import FAST_STREAK
 
 from bridge_fixtures import fake_mt5
 
@@ -250,3 +251,106 @@ def test_result_for_a_departed_peer_is_counted_and_served_again_on_resend(bridge
     back.close(0)
     assert ack.status is wire.AckStatus.DUPLICATE_DONE and result.replayed
     assert mt5.order_send_calls == 1
+
+
+
+@pytest.fixture
+def patient_bridge(mt5, ctx, eventually):
+    """A bridge whose ACK window is 250 ms, so that a busy test machine never ends a streak."""
+    from flowchain.bridge import Bridge
+    from bridge_fixtures import local_bridge_config
+    with Bridge(mt5, local_bridge_config(ack_defer_us=250_000), ctx) as running:
+        eventually(lambda: running.ready and mt5.symbol_info_tick("EURUSD").time_msc > 0)
+        yield running
+
+
+def _reply_messages(dealer, req_ids):
+    """Send each order and wait for its RESULT; return the replies to each as lists of frames."""
+    shapes = []
+    for req_id in req_ids:
+        dealer.send(_raw_order(req_id))
+        messages = []
+        while not messages or not isinstance(messages[-1][-1], wire.OrderResult):
+            assert dealer.poll(5000), f"no reply to order {req_id}"
+            messages.append([wire.decode(f) for f in dealer.recv_multipart()])
+        shapes.append(messages)
+    return shapes
+
+
+def _kinds(messages):
+    return [[type(f) for f in m] for m in messages]
+
+
+def test_ack_rides_with_the_result_once_the_terminal_answers_fast(patient_bridge, mt5, ctx):
+    dealer = _dealer(ctx, patient_bridge)
+    shapes = _reply_messages(dealer, range(4000, 4000 + FAST_STREAK + 3))
+    dealer.close(0)
+    for messages in shapes[:FAST_STREAK]:  # no streak yet: the ACK leaves first, on its own
+        assert _kinds(messages) == [[wire.OrderAck], [wire.OrderResult]]
+    for messages in shapes[FAST_STREAK:]:  # then one message: ACK, RESULT
+        (ack, result), = messages
+        assert ack.status is wire.AckStatus.QUEUED and ack.req_id == result.req_id
+        assert result.retcode == mt5.TRADE_RETCODE_DONE
+    assert patient_bridge.stats()["acks_deferred"] == 3 and mt5.order_send_calls == FAST_STREAK + 3
+
+
+def test_one_slow_order_ends_the_streak_and_acks_go_first_again(patient_bridge, mt5, ctx):
+    dealer = _dealer(ctx, patient_bridge)
+    _reply_messages(dealer, range(5000, 5000 + FAST_STREAK))
+    mt5.faults.order_latency_s = 0.3  # admitted during the streak: its ACK rides with its RESULT
+    (slow,) = _reply_messages(dealer, [5100])
+    mt5.faults.order_latency_s = 0.0
+    (after,) = _reply_messages(dealer, [5101])  # the streak is over: the ACK leaves at once
+    dealer.close(0)
+    assert _kinds(slow) == [[wire.OrderAck, wire.OrderResult]]
+    assert _kinds(after) == [[wire.OrderAck], [wire.OrderResult]]
+
+
+def test_ack_defer_zero_acks_every_order_at_once(mt5, ctx, eventually):
+    from flowchain.bridge import Bridge
+    from bridge_fixtures import local_bridge_config
+    with Bridge(mt5, local_bridge_config(ack_defer_us=0), ctx) as bridge:
+        eventually(lambda: bridge.ready and mt5.symbol_info_tick("EURUSD").time_msc > 0)
+        dealer = _dealer(ctx, bridge)
+        shapes = _reply_messages(dealer, range(6000, 6000 + FAST_STREAK + 4))
+        dealer.close(0)
+        assert all(_kinds(messages) == [[wire.OrderAck], [wire.OrderResult]] for messages in shapes)
+        assert bridge.stats()["acks_deferred"] == 0
+
+
+def test_order_client_reads_an_ack_and_result_sent_as_one_message(patient_bridge, ctx, mt5):
+    with OrderClient(patient_bridge.router_endpoint, context=ctx) as client:
+        results = [client.send(_order(client)) for _ in range(FAST_STREAK + 2)]
+        assert all(r.retcode == mt5.TRADE_RETCODE_DONE for r in results)
+        assert all(client.acks[r.req_id].status is wire.AckStatus.QUEUED for r in results)
+    assert patient_bridge.stats()["acks_deferred"] == 2
+
+
+def test_polling_client_sees_both_frames_of_a_combined_reply(patient_bridge, ctx, mt5):
+    with OrderClient(patient_bridge.router_endpoint, context=ctx) as client:
+        for _ in range(FAST_STREAK + 2):
+            req = _order(client)
+            client.post(req)
+            replies, deadline = [], time.monotonic() + 5
+            while not replies or type(replies[-1]) is not wire.OrderResult:
+                assert time.monotonic() < deadline, f"no RESULT for {req.req_id} through receive(0)"
+                reply = client.receive(0)  # the node's polling hook: never blocks
+                if reply is not None:
+                    replies.append(reply)
+            assert [type(r) for r in replies] == [wire.OrderAck, wire.OrderResult]
+    assert patient_bridge.stats()["acks_deferred"] == 2
+
+
+def test_pending_order_carries_its_expiration_to_mt5(client, mt5):
+    quote = mt5.symbol_info_tick("EURUSD")
+    expires = int(time.time()) + 3600
+    limit = dict(action=mt5.TRADE_ACTION_PENDING, type=mt5.ORDER_TYPE_BUY_LIMIT,
+                 price=round(quote.ask - 0.005, 5), type_filling=mt5.ORDER_FILLING_RETURN,
+                 type_time=mt5.ORDER_TIME_SPECIFIED)
+    placed = client.send(_order(client, expiration=expires, **limit))
+    assert placed.status is wire.OrderStatus.SENT and placed.retcode == mt5.TRADE_RETCODE_PLACED
+    (order,) = mt5.orders_get(symbol="EURUSD")
+    assert order.ticket == placed.order and order.time_expiration == expires
+    stale = client.send(_order(client, expiration=int(time.time()) - 60, **limit))
+    assert stale.status is wire.OrderStatus.CHECK_FAILED
+    assert stale.retcode == mt5.TRADE_RETCODE_INVALID_EXPIRATION and mt5.order_send_calls == 1

@@ -129,6 +129,8 @@ def test_backfill_round_trips():
 def test_order_request_ack_and_result_round_trip():
     req = _order()
     assert wire.decode_order_request(wire.encode_order_request(req)) == req
+    pending = _order(action=5, type=2, type_time=2, expiration=1_900_000_000, stoplimit=0.0)
+    assert wire.decode_order_request(wire.encode_order_request(pending)) == pending
     ack = wire.OrderAck(req.req_id, wire.AckStatus.DUPLICATE_DONE, 3, 77)
     assert wire.decode_order_ack(wire.encode_order_ack(ack)) == ack
     result = wire.OrderResult(req.req_id, wire.OrderStatus.SENT, 10009, 5001, 6001, 0.1, 1.10002,

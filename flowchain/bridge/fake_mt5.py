@@ -55,6 +55,7 @@ _ORDER_ACTIONS = frozenset({_C.TRADE_ACTION_REMOVE, _C.TRADE_ACTION_MODIFY})
 _MARKET_TYPES = frozenset({_C.ORDER_TYPE_BUY, _C.ORDER_TYPE_SELL})
 _FOK, _IOC = _C.ORDER_FILLING_FOK, _C.ORDER_FILLING_IOC
 _RESTING_FILLINGS = frozenset({_C.ORDER_FILLING_RETURN, _C.ORDER_FILLING_BOC})
+_EXPIRING = frozenset({_C.ORDER_TIME_SPECIFIED, _C.ORDER_TIME_SPECIFIED_DAY})
 _OK = (_C.RES_S_OK, "Success")
 _NO_IPC = (_C.RES_E_INTERNAL_FAIL_CONNECT, "No IPC connection")
 _IPC_TIMEOUT = (_C.RES_E_INTERNAL_FAIL_TIMEOUT, "IPC timeout")
@@ -221,7 +222,7 @@ class _Market:
 
     def quote(self, now_msc: int) -> tuple[float, float] | None:
         """The bid and ask of the last tick by ``now_msc``; None before the first tick."""
-        n = self.visible(now_msc)
+        n = self._seen_n if now_msc == self._seen_msc else self.visible(now_msc)
         if n != self._quote_n:
             self._quote_n = n
             self._quote = (float(self._ticks["bid"][n - 1]), float(self._ticks["ask"][n - 1])) if n else None
@@ -289,6 +290,11 @@ class FakeMetaTrader5(MT5Constants):
         self._orders: dict[int, TradeOrder] = {}
         self._history_orders: list[TradeOrder] = []
         self._deals: list[TradeDeal] = []
+        self._checked: tuple[dict, dict, TradeRequest] | None = None
+        """The last dict ``order_check`` accepted, a copy of it, and its TradeRequest: an
+        ``order_send`` of the same, unchanged dict skips the conversion."""
+        self._fills: list[tuple] = []
+        """Market fills whose history order and deal are not written yet (see :meth:`_settle`)."""
         self._balance = 10_000.0
         self._books: set[str] = set()
 
@@ -749,6 +755,8 @@ class FakeMetaTrader5(MT5Constants):
 
     def _history(self, records: list, time_field: str, args: tuple, group: str | None,
                  ticket: int | None, position: int | None) -> tuple | None:
+        if self._fills:
+            self._settle()
         error = self._enter()
         if error:
             return self._fail(error)
@@ -870,6 +878,8 @@ class FakeMetaTrader5(MT5Constants):
                 allowed = filling in _RESTING_FILLINGS and action == _PENDING
             if not allowed:
                 return _C.TRADE_RETCODE_INVALID_FILL, "Unsupported filling mode"
+            if action == _PENDING and req.type_time in _EXPIRING and req.expiration <= now_ms // 1000:
+                return _C.TRADE_RETCODE_INVALID_EXPIRATION, "Invalid expiration"
         if action == _DEAL:
             if req.type not in _MARKET_TYPES:
                 return _C.TRADE_RETCODE_INVALID, "Invalid request"
@@ -888,24 +898,27 @@ class FakeMetaTrader5(MT5Constants):
 
     def order_check(self, request: dict) -> OrderCheckResult | None:
         """Check a request without sending it; ``retcode`` 0 ("Done") when it would pass."""
+        # The order calls run per order on the bridge's round trip: their usual path makes as
+        # few Python calls as it can (no helper for what one line does).
         with self._lock:
-            error = self._enter()
-            if error:
-                return self._fail(error)
+            if not self._ipc or self.faults.ipc_timeouts > 0:
+                return self._fail(self._enter())
             req, error = self._trade_request(request)
             if error:
                 return self._fail(error)
+            self._checked = (request, request.copy(), req)
             market = self._markets.get(req.symbol)
             now = self._clock()
-            if market is not None:
+            if market is not None and market._horizon <= now:
                 market.advance(now, self._history_limit)
             retcode, comment = self._check(req, market, now)
             margin = 0.0
-            if market is not None and retcode == 0 and req.action == _C.TRADE_ACTION_DEAL:
+            if retcode == 0 and req.action == _DEAL:  # (a passing deal has a market)
                 margin = round(req.volume * market.spec.contract_size * self._quote(market, now)[1] / 100.0, 2)
-            self._set_error(_OK)
-            return _new(OrderCheckResult, (retcode, self._balance, self._balance, 0.0, margin,
-                                           self._balance - margin, 0.0, comment, req))
+            self._errors.value = _OK
+            balance = self._balance
+            return _new(OrderCheckResult, (retcode, balance, balance, 0.0, margin, balance - margin, 0.0,
+                                           comment, req))
 
     def order_send(self, request: dict) -> OrderSendResult | None:
         """Send a trade request; None (see ``last_error``) on a call or IPC failure."""
@@ -914,39 +927,52 @@ class FakeMetaTrader5(MT5Constants):
             time.sleep(latency)
         with self._lock:
             self.order_send_calls += 1
-            error = self._enter()
-            if error:
-                return self._fail(error)
-            req, error = self._trade_request(request)
+            if not self._ipc or self.faults.ipc_timeouts > 0:
+                return self._fail(self._enter())
+            checked = self._checked  # order_send of the dict order_check just passed: reuse its request
+            if checked is not None and checked[0] is request and checked[1] == request:
+                req, error = checked[2], None
+            else:
+                req, error = self._trade_request(request)
             if error:
                 return self._fail(error)
             market = self._markets.get(req.symbol)
             now = self._clock()
-            if market is not None:
+            if market is not None and market._horizon <= now:
                 market.advance(now, self._history_limit)
             self._request_id += 1
-            fault = self.faults.orders.popleft() if self.faults.orders else None
-            if fault is not None and not isinstance(fault, OrderFault):
-                fault = OrderFault(fault)
             bid, ask = self._quote(market, now) if market else (0.0, 0.0)
-            if fault in _SCRIPTED_REFUSALS:
-                retcode, comment = _SCRIPTED_REFUSALS[fault]
-                self._set_error(_OK)
-                return OrderSendResult(retcode, 0, 0, 0.0, 0.0, bid, ask, comment, self._request_id, 0, req)
-            if fault is OrderFault.NONE_ABSENT:
-                return self._fail(_IPC_TIMEOUT)
+            fault = self.faults.orders.popleft() if self.faults.orders else None
+            if fault is not None:
+                return self._faulty_send(OrderFault(fault), req, market, now, bid, ask)
             retcode, comment = self._check(req, market, now)
             if retcode:
-                self._set_error(_OK)
+                self._errors.value = _OK
                 return OrderSendResult(retcode, 0, 0, 0.0, 0.0, bid, ask, comment, self._request_id, 0, req)
             result = self._execute(req, market, now, bid, ask)
-            if fault is OrderFault.NONE_FILLED:
-                return self._fail(_IPC_TIMEOUT)
-            self._set_error(_OK)
-            if fault is OrderFault.TIMEOUT_FILLED:
-                return result._replace(retcode=_C.TRADE_RETCODE_TIMEOUT, deal=0, order=0,
-                                       comment="Request timed out")
+            self._errors.value = _OK
             return result
+
+    def _faulty_send(self, fault: OrderFault, req: TradeRequest, market: _Market | None, now: int,
+                     bid: float, ask: float) -> OrderSendResult | None:
+        """``order_send`` with a scripted fault (the lock held, the request valid)."""
+        if fault in _SCRIPTED_REFUSALS:
+            retcode, comment = _SCRIPTED_REFUSALS[fault]
+            self._set_error(_OK)
+            return OrderSendResult(retcode, 0, 0, 0.0, 0.0, bid, ask, comment, self._request_id, 0, req)
+        if fault is OrderFault.NONE_ABSENT:
+            return self._fail(_IPC_TIMEOUT)
+        retcode, comment = self._check(req, market, now)
+        if retcode:
+            self._set_error(_OK)
+            return OrderSendResult(retcode, 0, 0, 0.0, 0.0, bid, ask, comment, self._request_id, 0, req)
+        result = self._execute(req, market, now, bid, ask)
+        if fault is OrderFault.NONE_FILLED:
+            return self._fail(_IPC_TIMEOUT)
+        self._set_error(_OK)
+        if fault is OrderFault.TIMEOUT_FILLED:
+            return result._replace(retcode=_C.TRADE_RETCODE_TIMEOUT, deal=0, order=0, comment="Request timed out")
+        return result
 
     def _quote(self, market: _Market, now_ms: int) -> tuple[float, float]:
         """The bid and ask of the market's last tick by ``now_ms`` (its seed price before any)."""
@@ -959,13 +985,30 @@ class FakeMetaTrader5(MT5Constants):
         self._ticket += 1
         return self._ticket
 
+    def _settle(self) -> None:
+        """Write the fills since the last history read into the history (order, then deal).
+
+        A fill's position is opened at once (checks need it); its history records are built
+        only when the history is read, which keeps ``order_send`` short.
+        """
+        fills, self._fills = self._fills, []
+        for order_ticket, deal_ticket, now_s, now_ms, req, position_id, entry, price, profit, comment in fills:
+            self._history_orders.append(_new(TradeOrder, (
+                order_ticket, now_s, now_ms, now_s, now_ms, 0, req.type, req.type_time, req.type_filling,
+                _C.ORDER_STATE_FILLED, req.magic, position_id, 0, _C.ORDER_REASON_EXPERT, req.volume, 0.0,
+                price, req.sl, req.tp, price, 0.0, req.symbol, comment, "")))
+            self._deals.append(_new(TradeDeal, (
+                deal_ticket, order_ticket, now_s, now_ms, req.type, entry, req.magic, position_id,
+                _C.DEAL_REASON_EXPERT, req.volume, price, 0.0, 0.0, profit, 0.0, req.symbol, comment, "")))
+
     def _execute(self, req: TradeRequest, market: _Market, now_ms: int, bid: float,
                  ask: float) -> OrderSendResult:
         now_s = now_ms // 1000
         comment = req.comment[:31]
-        if req.action == _C.TRADE_ACTION_DEAL:
+        if req.action == _DEAL:
             price = ask if req.type == _C.ORDER_TYPE_BUY else bid
-            order_ticket, deal_ticket = self._next_ticket(), self._next_ticket()
+            self._ticket += 2
+            order_ticket, deal_ticket = self._ticket - 1, self._ticket
             closing = self._positions.pop(req.position, None) if req.position else None
             position_id = closing.ticket if closing else order_ticket
             entry = _C.DEAL_ENTRY_OUT if closing else _C.DEAL_ENTRY_IN
@@ -979,13 +1022,8 @@ class FakeMetaTrader5(MT5Constants):
                     position_id, now_s, now_ms, now_s, now_ms, req.type, req.magic, position_id,
                     _C.POSITION_REASON_EXPERT, req.volume, price, req.sl, req.tp, price, 0.0, 0.0,
                     req.symbol, comment, ""))
-            self._history_orders.append(_new(TradeOrder, (
-                order_ticket, now_s, now_ms, now_s, now_ms, 0, req.type, req.type_time, req.type_filling,
-                _C.ORDER_STATE_FILLED, req.magic, position_id, 0, _C.ORDER_REASON_EXPERT, req.volume, 0.0,
-                price, req.sl, req.tp, price, 0.0, req.symbol, comment, "")))
-            self._deals.append(_new(TradeDeal, (
-                deal_ticket, order_ticket, now_s, now_ms, req.type, entry, req.magic, position_id,
-                _C.DEAL_REASON_EXPERT, req.volume, price, 0.0, 0.0, profit, 0.0, req.symbol, comment, "")))
+            self._fills.append((order_ticket, deal_ticket, now_s, now_ms, req, position_id, entry, price,
+                                profit, comment))  # its history order and deal: see _settle
             return _new(OrderSendResult, (_C.TRADE_RETCODE_DONE, deal_ticket, order_ticket, req.volume,
                                           price, bid, ask, "Request executed", self._request_id, 0, req))
         if req.action == _C.TRADE_ACTION_PENDING:
@@ -998,6 +1036,8 @@ class FakeMetaTrader5(MT5Constants):
                                    ask, "Request executed", self._request_id, 0, req)
         if req.action == _C.TRADE_ACTION_REMOVE:
             order = self._orders.pop(req.order)
+            if self._fills:
+                self._settle()  # the history stays in time order
             self._history_orders.append(order._replace(state=_C.ORDER_STATE_CANCELED, time_done=now_s,
                                                        time_done_msc=now_ms))
             return OrderSendResult(_C.TRADE_RETCODE_DONE, 0, req.order, 0.0, 0.0, bid, ask,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Any
 
 from flowchain.bridge.terminal import IPC_ERRORS, TerminalLink
@@ -19,6 +18,7 @@ from flowchain.wire import AckStatus, OrderRequest, OrderResult, OrderStatus
 TRADE_RETCODE_DONE = 10009
 TRADE_RETCODE_TIMEOUT = 10012
 RECONCILE_WINDOW_S = 600
+_new = tuple.__new__
 
 
 def reconcile_comment(req: OrderRequest) -> str:
@@ -26,10 +26,14 @@ def reconcile_comment(req: OrderRequest) -> str:
     return req.comment or f"fc{req.req_id:x}"
 
 
-@dataclass
 class _Entry:
-    result: OrderResult | None = None
-    waiters: list[bytes] = field(default_factory=list)
+    """One req_id: its result once finished, and the peers waiting for it until then."""
+
+    __slots__ = ("result", "waiters")
+
+    def __init__(self, waiters: list[bytes]) -> None:
+        self.result: OrderResult | None = None
+        self.waiters = waiters
 
 
 class IdempotencyLog:
@@ -78,7 +82,7 @@ class IdempotencyLog:
         """Store the result; return the peers waiting for it."""
         entry = self._entries.get(result.req_id)
         if entry is None:
-            entry = self._entries[result.req_id] = _Entry()
+            entry = self._entries[result.req_id] = _Entry([])
         entry.result = result
         waiters, entry.waiters = entry.waiters, []
         return waiters
@@ -127,6 +131,8 @@ class OrderDesk:
             request["position"] = req.position
         if req.stoplimit:
             request["stoplimit"] = req.stoplimit
+        if req.expiration:
+            request["expiration"] = req.expiration
         return request
 
     def execute(self, req: OrderRequest) -> OrderResult:
@@ -136,9 +142,10 @@ class OrderDesk:
         if req.symbol not in self.link.symbols:
             return self._result(req, OrderStatus.INVALID,
                                 comment=f"symbol {req.symbol} is not one this bridge streams"[:64])
-        if not self.link.ensure() or not self.link.connected:
+        link = self.link
+        if not (link.initialized or link.ensure()) or not link.connected:
             return self._result(req, OrderStatus.DISCONNECTED, comment="terminal not connected",
-                                error=(self.link.last_error, self.link.last_error_message))
+                                error=(link.last_error, link.last_error_message))
         mt5 = self.mt5
         request = self.to_mt5(req)
         check = mt5.order_check(request)
@@ -159,10 +166,10 @@ class OrderDesk:
                 self.link.lost()
             outcome = self.reconcile(req, error)
             return outcome._replace(mt5_ns=time.perf_counter_ns() - started)
-        return OrderResult(req.req_id, OrderStatus.SENT, result.retcode, result.deal, result.order,
-                           result.volume, result.price, result.bid, result.ask, result.comment,
-                           result.request_id, result.retcode_external, error,
-                           time.perf_counter_ns() - started)
+        return _new(OrderResult, (req.req_id, OrderStatus.SENT, result.retcode, result.deal, result.order,
+                                  result.volume, result.price, result.bid, result.ask, result.comment,
+                                  result.request_id, result.retcode_external, error,
+                                  time.perf_counter_ns() - started, False))
 
     def reconcile(self, req: OrderRequest, error: tuple[int, str], attempts: int = 3) -> OrderResult:
         """Find the order by magic and comment after an unanswered send; never resend it."""

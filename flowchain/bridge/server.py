@@ -20,10 +20,10 @@ When the ACK leaves (``ack_defer_us``): an order that must wait behind another, 
 while the terminal is slow, is ACKed the moment it is read, before its ``order_check``. Once
 :data:`FAST_STREAK` orders in a row have finished within ``ack_defer_us`` (a terminal
 answering in microseconds, such as the fake), an order that runs at once gets its ACK in the
-same burst as its RESULT instead: an early ACK would only cost the node a second wake-up
-for a RESULT that is already on its way. One slower order ends the streak, and so does a
-terminal that stops answering; ``ack_defer_us=0`` ACKs every order at once. Either way the
-node sees the ACK, then the RESULT.
+same ZeroMQ message as its RESULT instead (two frames: ACK, RESULT): an early ACK would only
+cost the node a second wake-up for a RESULT that is already on its way. One slower order
+ends the streak, and so does a terminal that stops answering; ``ack_defer_us=0`` ACKs every
+order at once. Either way the node reads the ACK, then the RESULT.
 
 No thread hands an order to another: every cross-thread wake-up costs tens of microseconds on
 a small machine, which is the whole budget of a round trip. The ACK is packed into one
@@ -312,11 +312,15 @@ class Bridge:
         except wire.FrameError as err:
             self.rejects.count(err.reason)
 
-    def _send(self, peer: bytes, frame: bytes | bytearray) -> None:
+    def _send(self, peer: bytes, frame: bytes | bytearray, last: bytes | None = None) -> None:
         router = self._router
         try:
             router.send(peer, zmq.SNDMORE)
-            router.send(frame)
+            if last is None:
+                router.send(frame)
+            else:
+                router.send(frame, zmq.SNDMORE)
+                router.send(last)
         except zmq.ZMQError as exc:  # the peer went away (ROUTER_MANDATORY): its resend gets the cache
             self.replies_dropped += 1
             log.warning("reply to a departed peer dropped: %s", exc)
@@ -367,8 +371,11 @@ class Bridge:
         else:
             self._fast_streak = 0
         frame = wire.encode_order_result(result)
-        if ack_peer is not None:
-            self.acks_deferred += 1
-            self._ack(ack_peer, wire.AckStatus.QUEUED, req.req_id)
         for peer in self.idempotency.finish(result):
-            self._send(peer, frame)
+            if peer == ack_peer:  # one message of two frames, ACK then RESULT: one wake-up for the node
+                self.acks_deferred += 1
+                _ACK_PACK(self._ack_buffer, 0, wire.PROTOCOL_VERSION, _ACK_TYPE, wire.AckStatus.QUEUED, 0,
+                          len(self._queue), req.req_id, time.time_ns())
+                self._send(peer, self._ack_buffer, frame)
+            else:
+                self._send(peer, frame)
