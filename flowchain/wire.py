@@ -109,6 +109,10 @@ class OrderStatus(enum.IntEnum):
 
 
 RESULT_FLAG_REPLAYED = 0x01
+REQUEST_FLAG_RESEND = 0x0001
+"""An ORDER_REQUEST flag: this req_id may have been sent before (to this bridge or to an
+earlier run of it). A bridge that does not know the req_id then looks for the order in the
+terminal (magic + comment) before anything else, and answers RECONCILED_FILLED if it is there."""
 """RESULT ``flags`` bit: this is the cached result of an earlier identical req_id."""
 
 REJECT_REASONS: tuple[str, ...] = (
@@ -195,7 +199,7 @@ BACKFILL_HEAD = struct.Struct("<BBBBHHIQQQ")
 count u32, req_id u64, session_id u64, first_seq u64; ``count`` MT5 tick records follow."""
 ORDER_REQUEST = struct.Struct("<BBBBBBHQqQQIIddddd32s32s")
 """Order request: version, type, action u8, order_type u8, filling u8, type_time u8,
-reserved u16, req_id u64, deadline_ns i64, magic u64, position u64, deviation u32,
+flags u16 (bit 0: RESEND), req_id u64, deadline_ns i64, magic u64, position u64, deviation u32,
 expiration u32 (s since the epoch, 0: none), volume f64, price f64, stoplimit f64, sl f64,
 tp f64, symbol 32s, comment 32s."""
 ORDER_ACK = struct.Struct("<BBBBIQq")
@@ -747,6 +751,8 @@ class OrderRequest(NamedTuple):
     expiration: int = 0
     """When a pending order with ``type_time`` ORDER_TIME_SPECIFIED(_DAY) expires: seconds since
     the epoch, MT5's ``expiration``; 0 for none."""
+    resend: bool = False
+    """Set on every send after the first of this req_id (see :data:`REQUEST_FLAG_RESEND`)."""
 
 
 class OrderAck(NamedTuple):
@@ -817,7 +823,8 @@ def encode_order_request(req: OrderRequest) -> bytes:
     """
     comment = req.comment
     return _REQUEST_PACK(
-        _V, _T_REQUEST, req.action, req.type, req.type_filling, req.type_time, 0, req.req_id,
+        _V, _T_REQUEST, req.action, req.type, req.type_filling, req.type_time,
+        REQUEST_FLAG_RESEND if req.resend else 0, req.req_id,
         req.deadline_ns, req.magic, req.position, req.deviation, req.expiration, req.volume, req.price,
         req.stoplimit, req.sl, req.tp, _symbol_field(req.symbol),
         _fixed_text(comment, MAX_COMMENT_BYTES) if comment else b"",
@@ -835,8 +842,10 @@ def decode_order_request(frame: bytes) -> OrderRequest:
     """
     if len(frame) != _REQUEST_SIZE or frame[0] != _V or frame[1] != _T_REQUEST:
         _expect(frame, FrameType.ORDER_REQUEST, _REQUEST_SIZE)
-    (_, _, action, otype, filling, type_time, _, req_id, deadline_ns, magic, position, deviation,
+    (_, _, action, otype, filling, type_time, flags, req_id, deadline_ns, magic, position, deviation,
      expiration, volume, price, stoplimit, sl, tp, symbol_raw, comment_raw) = _REQUEST_UNPACK(frame)
+    if flags & ~REQUEST_FLAG_RESEND:
+        raise FrameError("bad_field", f"request flags 0x{flags:04x} have unknown bits")
     if action not in _TRADE_ACTIONS:
         raise FrameError("bad_field", f"action {action} is not a TRADE_ACTION_*")
     if otype > _MAX_ORDER_TYPE:
@@ -853,7 +862,8 @@ def decode_order_request(frame: bytes) -> OrderRequest:
     return _new(OrderRequest, (req_id, deadline_ns, _symbol_text(symbol_raw), otype, volume, price,
                                sl, tp, deviation, magic,
                                "" if comment_raw == _NO_TEXT else _read_text(comment_raw), filling,
-                               action, position, stoplimit, type_time, expiration))
+                               action, position, stoplimit, type_time, expiration,
+                               flags == REQUEST_FLAG_RESEND))
 
 
 def encode_order_ack(ack: OrderAck) -> bytes:

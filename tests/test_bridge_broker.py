@@ -162,3 +162,30 @@ def test_trading_engine_trade_through_the_bridge_is_journaled(bridge, broker, mt
     reader = OrderJournal(tmp_path / "journal.db", "n7")  # another connection sees it committed
     assert reader.states() == {"n7-1": FILLED}
     reader.close()
+
+
+def test_lookup_after_a_bridge_restart_finds_the_order_in_the_terminal(mt5, ctx, eventually):
+    from flowchain.bridge import Bridge
+    from bridge_fixtures import local_bridge_config
+
+    def started():
+        running = Bridge(mt5, local_bridge_config(), ctx).start()
+        eventually(lambda: running.ready and mt5.symbol_info_tick("EURUSD").time_msc > 0)
+        return running
+
+    first_run = started()
+    broker = _broker(first_run, ctx)
+    broker.send(_order("r1-7"))
+    (filled,) = _answers(broker, eventually)
+    broker.close()
+    first_run.stop()  # the bridge restarts: its req_id log is gone, the terminal keeps the deal
+    second_run = started()
+    node = _broker(second_run, ctx)
+    try:
+        again = node.lookup("r1-7")
+        assert again.state == FILLED and again.price == filled.price
+        assert node.lookup("r1-404") is None  # no trace in the terminal: never traded
+        assert mt5.order_send_calls == 1 and second_run.stats()["resends_checked"] == 2
+    finally:
+        node.close()
+        second_run.stop()

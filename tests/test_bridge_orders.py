@@ -354,3 +354,36 @@ def test_pending_order_carries_its_expiration_to_mt5(client, mt5):
     stale = client.send(_order(client, expiration=int(time.time()) - 60, **limit))
     assert stale.status is wire.OrderStatus.CHECK_FAILED
     assert stale.retcode == mt5.TRADE_RETCODE_INVALID_EXPIRATION and mt5.order_send_calls == 1
+
+
+def test_resend_unknown_to_a_restarted_bridge_is_found_in_the_terminal_not_traded_again(mt5, ctx, eventually):
+    from flowchain.bridge import Bridge
+    from bridge_fixtures import local_bridge_config
+
+    def started():
+        running = Bridge(mt5, local_bridge_config(), ctx).start()
+        eventually(lambda: running.ready and mt5.symbol_info_tick("EURUSD").time_msc > 0)
+        return running
+
+    first_run = started()
+    with OrderClient(first_run.router_endpoint, context=ctx) as client:
+        req = _order(client)
+        first = client.send(req)
+    first_run.stop()
+    second_run = started()
+    try:
+        with OrderClient(second_run.router_endpoint, context=ctx) as client:
+            again = client.send(req._replace(resend=True))
+            fresh = _order(client)
+            new = client.send(fresh._replace(resend=True))  # a resend the terminal never saw: sent once
+        assert again.status is wire.OrderStatus.RECONCILED_FILLED and again.deal == first.deal
+        assert new.status is wire.OrderStatus.SENT and new.retcode == mt5.TRADE_RETCODE_DONE
+        assert mt5.order_send_calls == 2 and second_run.stats()["resends_checked"] == 2
+    finally:
+        second_run.stop()
+
+
+def test_resend_is_not_sent_blind_when_the_terminal_cannot_be_asked(bridge, client, mt5):
+    mt5.faults.ipc_timeouts = 3  # the history/positions/orders queries all fail
+    result = client.send(_order(client)._replace(resend=True))
+    assert result.status is wire.OrderStatus.UNKNOWN and mt5.order_send_calls == 0

@@ -171,7 +171,7 @@ class OrderClient:
                     raise OrderTimeout(f"order {req_id}: ACKed by {self.endpoint} but no RESULT in time")
                 continue
             if time.monotonic() - last_send >= ack_timeout_s:
-                self.post(request)  # same req_id: the bridge never trades it twice
+                self.post(request._replace(resend=True))  # same req_id: never traded twice
                 self.resends += 1
                 last_send = time.monotonic()
 

@@ -19,6 +19,8 @@ TRADE_RETCODE_DONE = 10009
 TRADE_RETCODE_TIMEOUT = 10012
 RECONCILE_WINDOW_S = 600
 _new = tuple.__new__
+_ABSENT = object()
+"""What :meth:`OrderDesk._search` returns when the terminal holds no trace of the order."""
 
 
 def reconcile_comment(req: OrderRequest) -> str:
@@ -112,6 +114,8 @@ class OrderDesk:
         self._clock_ns = clock_ns
         self.sent = 0
         self.reconciled = 0
+        self.resends_checked = 0
+        """RESEND requests for unknown req_ids looked for in the terminal first."""
 
     def _result(self, req: OrderRequest, status: OrderStatus, retcode: int = 0, comment: str = "",
                 error: tuple[int, str] | None = None, mt5_ns: int = 0, **fields: Any) -> OrderResult:
@@ -136,7 +140,15 @@ class OrderDesk:
         return request
 
     def execute(self, req: OrderRequest) -> OrderResult:
-        """Check the deadline and the terminal, then order_check and order_send (never twice)."""
+        """Check the deadline and the terminal, then order_check and order_send (never twice).
+
+        A RESEND (a req_id the node sent before, which this bridge does not know) is first
+        looked for in the terminal: see :meth:`find_earlier`.
+        """
+        if req.resend:
+            earlier = self.find_earlier(req)
+            if earlier is not None:
+                return earlier
         if self._clock_ns() > req.deadline_ns:
             return self._result(req, OrderStatus.EXPIRED, comment="deadline passed before sending")
         if req.symbol not in self.link.symbols:
@@ -174,34 +186,62 @@ class OrderDesk:
     def reconcile(self, req: OrderRequest, error: tuple[int, str], attempts: int = 3) -> OrderResult:
         """Find the order by magic and comment after an unanswered send; never resend it."""
         self.reconciled += 1
-        comment = reconcile_comment(req)[:31]
         for attempt in range(attempts):
             if self.reconcile_delay_s:
                 time.sleep(self.reconcile_delay_s * (attempt + 1))
             if not self.link.ensure():
                 continue
-            now = self._clock_ns() // 1_000_000_000
-            deals = self.mt5.history_deals_get(now - RECONCILE_WINDOW_S, now + 60)
-            positions = self.mt5.positions_get(symbol=req.symbol)
-            orders = self.mt5.orders_get(symbol=req.symbol)
-            if deals is None or positions is None or orders is None:
-                self.link.lost()
+            found = self._search(req, error)
+            if found is None:
                 continue
-            mine = [d for d in deals if d.magic == req.magic and d.comment == comment and d.symbol == req.symbol]
-            if mine:
-                deal = mine[-1]
-                return self._result(req, OrderStatus.RECONCILED_FILLED, TRADE_RETCODE_DONE,
-                                    "reconciled: deal found", error, deal=deal.ticket, order=deal.order,
-                                    volume=deal.volume, price=deal.price)
-            held = [p for p in positions if p.magic == req.magic and p.comment == comment]
-            held += [o for o in orders if o.magic == req.magic and o.comment == comment]
-            if held:
-                rec = held[-1]
-                return self._result(req, OrderStatus.RECONCILED_FILLED, TRADE_RETCODE_DONE,
-                                    "reconciled: position/order found", error, order=rec.ticket,
-                                    volume=getattr(rec, "volume", 0.0) or getattr(rec, "volume_initial", 0.0),
-                                    price=rec.price_open)
+            if found is not _ABSENT:
+                return found
             return self._result(req, OrderStatus.RECONCILED_ABSENT, error=error,
                                 comment="reconciled: no trade with this magic and comment")
         return self._result(req, OrderStatus.UNKNOWN, error=error,
                             comment="reconciliation impossible: terminal unreachable")
+
+    def find_earlier(self, req: OrderRequest) -> OrderResult | None:
+        """For a RESEND of a req_id this bridge does not know (it restarted, or forgot the id):
+        the order's RECONCILED_FILLED result when the terminal already holds it, UNKNOWN when
+        the terminal cannot be asked (the order must not be sent blind), None to go on."""
+        self.resends_checked += 1
+        if self.reconcile_delay_s:  # an order still in flight in the terminal reaches the history
+            time.sleep(self.reconcile_delay_s)
+        ok = (1, "Success")
+        found = self._search(req, ok) if self.link.ensure() else None
+        if found is None:
+            return self._result(req, OrderStatus.UNKNOWN, error=(self.link.last_error, self.link.last_error_message),
+                                comment="resend not checked: terminal unreachable; not sent")
+        return None if found is _ABSENT else found
+
+    def _search(self, req: OrderRequest, error: tuple[int, str]) -> OrderResult | None:
+        """Deals (the last RECONCILE_WINDOW_S), positions and pending orders with the request's
+        magic and comment: RECONCILED_FILLED, :data:`_ABSENT`, or None when the terminal failed.
+        The request's symbol narrows the search when it is one this bridge trades."""
+        comment = reconcile_comment(req)[:31]
+        symbol = req.symbol if req.symbol in self.link.symbols else None
+        now = self._clock_ns() // 1_000_000_000
+        mt5 = self.mt5
+        deals = mt5.history_deals_get(now - RECONCILE_WINDOW_S, now + 60)
+        positions = mt5.positions_get(symbol=symbol) if symbol else mt5.positions_get()
+        orders = mt5.orders_get(symbol=symbol) if symbol else mt5.orders_get()
+        if deals is None or positions is None or orders is None:
+            self.link.lost()
+            return None
+        mine = [d for d in deals if d.magic == req.magic and d.comment == comment
+                and (symbol is None or d.symbol == symbol)]
+        if mine:
+            deal = mine[-1]
+            return self._result(req, OrderStatus.RECONCILED_FILLED, TRADE_RETCODE_DONE,
+                                "reconciled: deal found", error, deal=deal.ticket, order=deal.order,
+                                volume=deal.volume, price=deal.price)
+        held = [p for p in positions if p.magic == req.magic and p.comment == comment]
+        held += [o for o in orders if o.magic == req.magic and o.comment == comment]
+        if held:
+            rec = held[-1]
+            return self._result(req, OrderStatus.RECONCILED_FILLED, TRADE_RETCODE_DONE,
+                                "reconciled: position/order found", error, order=rec.ticket,
+                                volume=getattr(rec, "volume", 0.0) or getattr(rec, "volume_initial", 0.0),
+                                price=rec.price_open)
+        return _ABSENT

@@ -42,6 +42,12 @@ class BridgeUnreachableError(ConnectionError):
     """The bridge did not answer at its endpoint in time."""
 
 
+def _order_comment(client_order_id: str) -> str:
+    """The MT5 comment of an order: its client order id when that fits MT5's 31 bytes, else
+    empty (the bridge then writes ``fc<req_id hex>``)."""
+    return client_order_id if len(client_order_id.encode("utf-8")) <= 31 else ""
+
+
 def req_id_of(client_order_id: str) -> int:
     """Return the protocol req_id of a client order id (stable across processes and restarts)."""
     digest = hashlib.blake2b(client_order_id.encode("utf-8"), digest_size=8).digest()
@@ -198,7 +204,7 @@ class BridgeBroker:
             If a field cannot travel (e.g. a symbol too long).
         """
         req_id = req_id_of(order.client_order_id)
-        comment = order.client_order_id if len(order.client_order_id.encode("utf-8")) <= 31 else ""
+        comment = _order_comment(order.client_order_id)
         request = wire.OrderRequest(
             req_id, time.time_ns() + self.deadline_ns, order.symbol,
             ORDER_TYPE_BUY if order.side > 0 else ORDER_TYPE_SELL, order.volume, order.price,
@@ -238,10 +244,12 @@ class BridgeBroker:
         -------
         BrokerReport or None
             The bridge's cached RESULT as a report; ``pending`` if the bridge is still
-            executing it; None when the bridge never received it (it answers EXPIRED: the
-            resend's deadline is long past, so it is not executed now). The bridge remembers the
-            latest ``idempotency_size`` req_ids of its own session: after a bridge restart,
-            settle older orders in the terminal by their comment (the client order id) and magic.
+            executing it; None when the order was never traded (the bridge answers EXPIRED:
+            the resend's deadline is long past, so it is not executed now). The lookup is a
+            RESEND: a bridge that no longer knows the req_id (it restarted, or forgot it past
+            ``idempotency_size``) finds the order in the terminal by magic and comment (the
+            client order id) and reports it RECONCILED_FILLED; only when the terminal holds no
+            trace of it (deals of the last 10 minutes, positions, pending orders) is it EXPIRED.
 
         Raises
         ------
@@ -250,8 +258,12 @@ class BridgeBroker:
         """
         req_id = req_id_of(client_order_id)
         known = self._inflight.get(req_id)
-        request = known.request if known is not None else wire.OrderRequest(
-            req_id, _LONG_PAST_NS, "LOOKUP", ORDER_TYPE_BUY, 0.01, magic=self.magic)
+        # A RESEND: a bridge that does not know the req_id (it restarted since) looks for the
+        # order in the terminal by magic and comment before answering; the lookup's own request
+        # carries the comment the order was sent with, and a deadline long past.
+        request = (known.request if known is not None else wire.OrderRequest(
+            req_id, _LONG_PAST_NS, "LOOKUP", ORDER_TYPE_BUY, 0.01, magic=self.magic,
+            comment=_order_comment(client_order_id)))._replace(resend=True)
         self.client.post(request)
         give_up = time.monotonic() + self.lookup_timeout_s
         acked = None
