@@ -8,17 +8,18 @@ real deployment, where the bridge runs beside the terminal, not inside the node)
   physical floor of one request/reply on this machine.
 * ``flowchain``: :meth:`flowchain.bridge.OrderClient.send` of an ``OrderRequest`` (encode,
   send, ACK, RESULT, decode) to a :class:`flowchain.bridge.Bridge` running on the
-  :class:`~flowchain.bridge.FakeMetaTrader5` with zero order latency: the bridge's order
-  thread (which owns the ROUTER) decodes the request, admits it in the idempotency log, sends
-  the ACK at once, then runs ``order_check`` + ``order_send`` on the fake inline and sends the
-  RESULT; the client returns when the RESULT is decoded. Every trip is a new req_id (a real
-  trade on the fake), alternating buy and sell.
+  :class:`~flowchain.bridge.FakeMetaTrader5` with zero order latency, on its default config:
+  the bridge's order thread (which owns the ROUTER) decodes the request, admits it in the
+  idempotency log, runs ``order_check`` + ``order_send`` on the fake inline and sends the
+  RESULT; its ACK leaves at once for the first orders, and in the same message as the RESULT
+  once the terminal has answered within ``ack_defer_us`` 8 times in a row (the fake always
+  does). Every trip is a new req_id (a real trade on the fake), alternating buy and sell.
+* ``flowchain_ack_first``: the same against a second bridge with ``ack_defer_us=0`` (every ACK
+  sent before its order runs): what an early ACK costs when the terminal answers at once.
 
 What stays above the bare echo, by design: the bridge's Python work per order (decode, admit,
-ACK, order_check + order_send on the fake, RESULT encode: about 30 us of CPU), the client's
-(encode, ACK and RESULT decode: about 8 us), and a second message (the RESULT, sent about
-20-30 us after the ACK), which usually finds the client already back asleep after the ACK
-and so costs a second wake-up of the client thread.
+order_check + order_send on the fake, RESULT encode: 60-70 us of a cold CPU here, a third of
+that in a hot loop), the client's (encode, ACK and RESULT decode), and the ACK frame.
 
 Repetitions alternate bare and flowchain (A B A B ..., at least 5 each). Each repetition's
 latencies go into an HDR histogram (p50/p99/p99.9/max); the figures reported are the medians
@@ -53,13 +54,15 @@ def measure(trips: int = 2000, repetitions: int = 5, warmup: int = 200) -> dict:
     """
     rtt = measure_order_rtt(trips, repetitions, warmup)
     result: dict = {"trips_per_repetition": trips, "repetitions": repetitions}
-    for way in ("bare", "flowchain"):
+    for way in ("bare", "flowchain", "flowchain_ack_first"):
         for key, value in median_summary(rtt[way]).items():
             result[f"{way}_order_rtt_{key}"] = value
         result[f"{way}_order_rtt_reps"] = rtt[way]
     for q in ("p50", "p99"):
         result[f"ratio_{q}"] = round(result[f"flowchain_order_rtt_{q}_ns"]
                                      / result[f"bare_order_rtt_{q}_ns"], 3)
+        result[f"ack_first_ratio_{q}"] = round(result[f"flowchain_ack_first_order_rtt_{q}_ns"]
+                                               / result[f"bare_order_rtt_{q}_ns"], 3)
     result["budget_ratio"] = BUDGET_RATIO
     result["within_budget"] = (result["ratio_p50"] <= BUDGET_RATIO
                                and result["ratio_p99"] <= BUDGET_RATIO)
@@ -92,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     for column in ("way", "p50", "p99", "p99.9", "max", "p50 per repetition"):
         table.add_column(column, justify="left" if column == "way" else "right")
     for way, prefix in (("bare DEALER/ROUTER echo", "bare_order_rtt"),
-                        ("OrderClient -> bridge (fake MT5) -> RESULT", "flowchain_order_rtt")):
+                        ("OrderClient -> bridge (fake MT5) -> RESULT", "flowchain_order_rtt"),
+                        ("the same, every ACK at once (ack_defer_us=0)",
+                         "flowchain_ack_first_order_rtt")):
         table.add_row(way, *(f"{result[f'{prefix}_{k}']:,}" for k in SUMMARY_KEYS),
                       " ".join(f"{r['p50_ns']:,}" for r in result[f"{prefix}_reps"]))
     console.print(table)

@@ -46,9 +46,10 @@ def main(argv: list[str] | None = None) -> int:
                     "oneway_p99_ratio", "zmq_asyncio_oneway_p50_ns",
                     "zmq_asyncio_oneway_p99_ns", "bare_order_rtt_p50_ns", "bare_order_rtt_p99_ns",
                     "flowchain_order_rtt_p50_ns", "flowchain_order_rtt_p99_ns",
+                    "flowchain_ack_first_order_rtt_p50_ns", "flowchain_ack_first_order_rtt_p99_ns",
                     "order_rtt_p50_ratio", "order_rtt_p99_ratio", "ticks_sent", "ticks_lost",
                     "within_budget", "cpu", "versions"):
-            print(f"{key:28} {result[key]}")
+            print(f"{key:38} {result[key]}")
     return 0 if result["within_budget"] else 1
 
 

@@ -21,7 +21,10 @@ What it measures, all in one run, on 127.0.0.1 TCP:
   ORDER_REQUEST frame echoed by a bare ROUTER in another process; *flowchain*:
   :meth:`flowchain.bridge.OrderClient.send` (encode, send, ACK, RESULT, decode) to a
   :class:`flowchain.bridge.Bridge` on the fake MT5 with zero order latency, in another process
-  (every trip a new req_id, a real fill on the fake).
+  (every trip a new req_id, a real fill on the fake), on its default config: once the terminal
+  has answered fast 8 times in a row, the ACK rides with the RESULT (``ack_defer_us``);
+  *flowchain_ack_first*: the same with ``ack_defer_us=0``, every ACK sent before the order runs
+  (reported, not budgeted: what the early ACK costs when the terminal answers in microseconds).
 """
 from __future__ import annotations
 
@@ -342,10 +345,10 @@ def measure_decode(n: int = 200_000) -> Dict[str, float]:
     return {"decode_ns": round(decode_ns, 1), "feed_message_ns": round(message_ns, 1)}
 
 
-def _start_helper(target: Callable[[Connection], None], name: str):
+def _start_helper(target: Callable[..., None], name: str, *args: object):
     mp = get_context("spawn")
     conn, child = mp.Pipe()
-    proc = mp.Process(target=target, args=(child,), daemon=True, name=name)
+    proc = mp.Process(target=target, args=(child, *args), daemon=True, name=name)
     proc.start()
     if not conn.poll(60):
         _stop_helper(conn, proc)
@@ -369,12 +372,14 @@ def _stop_helper(conn: Connection, proc) -> None:
         proc.join(5)
 
 
-def _bridge_main(conn: Connection) -> None:
-    """A bridge on the fake MT5 (zero order latency) until the parent says stop."""
+def _bridge_main(conn: Connection, ack_defer_us: float | None = None) -> None:
+    """A bridge on the fake MT5 (zero order latency) until the parent says stop; its default
+    config unless ``ack_defer_us`` is given."""
     from flowchain.bridge import Bridge, BridgeConfig, FakeMetaTrader5
 
+    options = {} if ack_defer_us is None else {"ack_defer_us": ack_defer_us}
     config = BridgeConfig(symbols=[FEED_SYMBOL], pub_endpoint="tcp://127.0.0.1:*",
-                          router_endpoint="tcp://127.0.0.1:*", reconcile_delay_s=0.0)
+                          router_endpoint="tcp://127.0.0.1:*", reconcile_delay_s=0.0, **options)
     bridge = Bridge(FakeMetaTrader5(seed=3), config).start()
     deadline = time.monotonic() + 30
     while not bridge.ready and time.monotonic() < deadline:
@@ -413,8 +418,9 @@ def _order_trips(client, trips: int) -> np.ndarray:
 
 
 def measure_order_rtt(trips: int, reps: int, warmup: int = 200) -> Dict[str, List[Dict[str, int]]]:
-    """Interleave a bare DEALER/ROUTER echo and the node's order client -> bridge (fake MT5)
-    -> RESULT; return one HDR summary per repetition of each.
+    """Interleave a bare DEALER/ROUTER echo, the node's order client -> bridge (fake MT5)
+    -> RESULT, and the same with every ACK sent at once (``ack_defer_us=0``, a second bridge
+    process); return one HDR summary per repetition of each.
 
     Parameters
     ----------
@@ -428,7 +434,7 @@ def measure_order_rtt(trips: int, reps: int, warmup: int = 200) -> Dict[str, Lis
     Returns
     -------
     dict
-        ``{"bare": [summary, ...], "flowchain": [summary, ...]}``, one summary
+        ``{"bare": [...], "flowchain": [...], "flowchain_ack_first": [...]}``, one summary
         (count, p50/p99/p99.9/max ns) per repetition.
 
     Raises
@@ -443,31 +449,40 @@ def measure_order_rtt(trips: int, reps: int, warmup: int = 200) -> Dict[str, Lis
     if reps < 5 or trips < 10:
         raise ValueError(f"order benchmark: need repetitions >= 5 and trips >= 10, got "
                          f"{reps} and {trips}")
-    echo_conn, echo_proc, echo_endpoint = _start_helper(_echo_main, "echo")
+    helpers = []
     try:
-        bridge_conn, bridge_proc, bridge_endpoint = _start_helper(_bridge_main, "bridge")
+        helpers.append(_start_helper(_echo_main, "echo"))
+        helpers.append(_start_helper(_bridge_main, "bridge"))
+        helpers.append(_start_helper(_bridge_main, "bridge-ack-first", 0.0))
     except RuntimeError:
-        _stop_helper(echo_conn, echo_proc)
+        for conn, proc, _ in helpers:
+            _stop_helper(conn, proc)
         raise
+    (_, _, echo_endpoint), (_, _, bridge_endpoint), (_, _, ack_first_endpoint) = helpers
     ctx = zmq.Context()
     dealer = ctx.socket(zmq.DEALER)
     dealer.setsockopt(zmq.LINGER, 0)
     dealer.connect(echo_endpoint)
     client = OrderClient(bridge_endpoint, context=ctx)
+    ack_first = OrderClient(ack_first_endpoint, context=ctx)
     body = wire.encode_order_request(wire.OrderRequest(1, time.time_ns() + 10**10, FEED_SYMBOL,
                                                        0, 0.01))
     try:
         _bare_trips(dealer, body, warmup)
         _order_trips(client, warmup)
-        return interleave({"bare": lambda rep: summarize_ns(_bare_trips(dealer, body, trips)),
-                           "flowchain": lambda rep: summarize_ns(_order_trips(client, trips))},
-                          reps)
+        _order_trips(ack_first, warmup)
+        return interleave({
+            "bare": lambda rep: summarize_ns(_bare_trips(dealer, body, trips)),
+            "flowchain": lambda rep: summarize_ns(_order_trips(client, trips)),
+            "flowchain_ack_first": lambda rep: summarize_ns(_order_trips(ack_first, trips)),
+        }, reps)
     finally:
         client.close()
+        ack_first.close()
         dealer.close(0)
         ctx.term()
-        _stop_helper(echo_conn, echo_proc)
-        _stop_helper(bridge_conn, bridge_proc)
+        for conn, proc, _ in helpers:
+            _stop_helper(conn, proc)
 
 
 def _echo_main(conn: Connection) -> None:
@@ -597,7 +612,7 @@ def run(seconds: float = 10.0, rate: float = 20_000.0, repetitions: int = 5,
         result[f"{prefix}_reps"] = reps
     say("order round trips: bare echo, then order client -> bridge (fake MT5) -> RESULT")
     rtt = measure_order_rtt(order_trips, repetitions)
-    for way in ("bare", "flowchain"):
+    for way in ("bare", "flowchain", "flowchain_ack_first"):
         for key, value in median_summary(rtt[way], ("p50_ns", "p99_ns")).items():
             result[f"{way}_order_rtt_{key}"] = value
         result[f"{way}_order_rtt_reps"] = rtt[way]

@@ -293,15 +293,15 @@ class Bridge:
     def _on_message(self, peer: bytes) -> None:
         """Read the rest of a ROUTER message whose first frame (the peer id) was ``peer``."""
         router = self._router
-        if not router.getsockopt(zmq.RCVMORE):
-            self.rejects.count("length")
-            return
-        frame = router.recv()
-        if router.getsockopt(zmq.RCVMORE):  # more than one body frame: not ours
+        # A ROUTER message is the peer id and then at least one frame: the body. It comes as a
+        # zmq.Frame, whose ``more`` says whether a frame follows without a getsockopt call.
+        body = router.recv(copy=False)
+        if body.more:  # more than one body frame: not ours
             while router.getsockopt(zmq.RCVMORE):
                 router.recv()
             self.rejects.count("length")
             return
+        frame = body.bytes
         try:  # dispatch on the type byte; the decoders check the rest
             kind = frame[1] if len(frame) > 1 else -1
             if kind == _ORDER_REQUEST:

@@ -51,6 +51,9 @@ def _print(console: Console, r: dict) -> None:
                   f"{r['zmq_asyncio_oneway_p50_ns']:,} ns, "
                   f"p99 {r['zmq_asyncio_oneway_p99_ns']:,} ns"
                   " (the feed reads the socket's FD with add_reader instead)")
+    console.print(f"order round trip with every ACK at once (ack_defer_us=0), for reference: p50 "
+                  f"{r['flowchain_ack_first_order_rtt_p50_ns']:,} ns, "
+                  f"p99 {r['flowchain_ack_first_order_rtt_p99_ns']:,} ns")
     console.print(f"decode {r['decode_ns']:.0f} ns/frame; "
                   f"feed per message {r['feed_message_ns']:.0f}"
                   f" ns; sustained {r['rate_ticks_per_s']:,.0f} ticks/s: sent {r['ticks_sent']:,},"
