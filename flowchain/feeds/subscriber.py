@@ -263,30 +263,33 @@ class ZmqFeed(Feed):
         if sub is None:
             return
         recv = sub.recv
-        more = sub.getsockopt
+        option = sub.getsockopt
         on_frame = self._on_frame
         try:
-            for _ in range(self.max_batch):
-                # Two plain recv calls cost a fifth of recv_multipart (which asks RCVMORE per
-                # part); one RCVMORE check after the body keeps the framing honest.
+            for i in range(self.max_batch):
+                # At 20,000 ticks/s a wake-up usually brings one tick: after it, a readiness
+                # check (~1.5 us) costs less than the failing recv that ends a burst (~3-4 us,
+                # the zmq.Again it raises); within a burst, reading until Again is cheapest.
+                if i == 1 and not option(zmq.EVENTS) & zmq.POLLIN:
+                    return
                 try:
                     topic = recv(zmq.NOBLOCK)
                 except zmq.Again:
                     return
-                try:
-                    body = recv(zmq.NOBLOCK)
+                try:  # the body as a Frame: its ``more`` keeps the framing honest without a
+                    body = recv(zmq.NOBLOCK, copy=False)  # getsockopt(RCVMORE) call
                 except zmq.Again:
                     self.stats.reject("parts", self.endpoint, "1 message part, 2 expected")
                     continue
-                if more(zmq.RCVMORE):
+                if body.more:
                     extra = 0
-                    while more(zmq.RCVMORE):
+                    while option(zmq.RCVMORE):
                         recv(zmq.NOBLOCK)
                         extra += 1
                     self.stats.reject("parts", self.endpoint,
                                       f"{2 + extra} message parts, 2 expected")
                     continue
-                on_frame(topic, body)
+                on_frame(topic, body.bytes)
         except Exception:  # a bug here must not kill the loop's reader
             log.exception("ZmqFeed(%s): unexpected error while draining the SUB socket",
                           self.endpoint)
