@@ -1,7 +1,10 @@
 """The node's order client: a DEALER that sends a request, then waits for its ACK and RESULT.
 
-Resends the *same* req_id when no ACK comes in time (the bridge's idempotency log makes that
-safe), until the request's deadline; never invents a new req_id for the same order.
+Resends the *same* req_id, flagged RESEND, when no ACK comes in time, until the request's
+deadline; never invents a new req_id for the same order. The bridge's idempotency log makes
+that safe, and for a bridge that no longer knows the req_id (it restarted) the RESEND flag makes
+it look for the order in the terminal before anything (docs/protocol.md). A reply may come as
+one message of two frames, ACK then RESULT: each ``recv`` reads one frame.
 Synchronous pyzmq. :meth:`OrderClient.send` blocks (call it from a thread in an asyncio node);
 :meth:`OrderClient.post` and :meth:`OrderClient.receive` never block.
 """
