@@ -37,6 +37,16 @@ def fake_mt5(seed: int, symbols: Iterable[str] = ("EURUSD",), rate: float = 50) 
     return fake
 
 
+def started_bridge(mt5: FakeMetaTrader5, ctx: zmq.Context, eventually, **overrides: Any) -> Bridge:
+    """Start a bridge on ``mt5`` with :func:`local_bridge_config` (plus ``overrides``) and return
+    it once it is positioned and the fake has quoted EURUSD (orders need a price); the caller
+    stops it."""
+    running = Bridge(mt5, local_bridge_config(**overrides), ctx).start()
+    eventually(lambda: running.ready and mt5.symbol_info_tick("EURUSD").time_msc > 0,
+               message="the bridge never positioned on the fake MT5")
+    return running
+
+
 @pytest.fixture
 def ctx() -> Iterator[zmq.Context]:
     """A ZeroMQ context for the test's sockets, destroyed (linger 0) after it."""

@@ -12,7 +12,7 @@ from flowchain.trading.orders import (
     FILLED, NOT_SENT, PENDING, REJECTED, SENDING, UNKNOWN, OrderRequest,
 )
 
-from bridge_fixtures import fake_mt5
+from bridge_fixtures import fake_mt5, started_bridge
 from decisions import ctx_with
 
 
@@ -165,21 +165,13 @@ def test_trading_engine_trade_through_the_bridge_is_journaled(bridge, broker, mt
 
 
 def test_lookup_after_a_bridge_restart_finds_the_order_in_the_terminal(mt5, ctx, eventually):
-    from flowchain.bridge import Bridge
-    from bridge_fixtures import local_bridge_config
-
-    def started():
-        running = Bridge(mt5, local_bridge_config(), ctx).start()
-        eventually(lambda: running.ready and mt5.symbol_info_tick("EURUSD").time_msc > 0)
-        return running
-
-    first_run = started()
+    first_run = started_bridge(mt5, ctx, eventually)
     broker = _broker(first_run, ctx)
     broker.send(_order("r1-7"))
     (filled,) = _answers(broker, eventually)
     broker.close()
     first_run.stop()  # the bridge restarts: its req_id log is gone, the terminal keeps the deal
-    second_run = started()
+    second_run = started_bridge(mt5, ctx, eventually)
     node = _broker(second_run, ctx)
     try:
         again = node.lookup("r1-7")

@@ -9,7 +9,7 @@ from flowchain import wire
 from flowchain.bridge import FakeMetaTrader5, OrderClient, OrderFault
 from flowchain.bridge.server import FAST_STREAK
 
-from bridge_fixtures import fake_mt5
+from bridge_fixtures import fake_mt5, started_bridge
 
 
 @pytest.fixture
@@ -257,11 +257,9 @@ def test_result_for_a_departed_peer_is_counted_and_served_again_on_resend(bridge
 @pytest.fixture
 def patient_bridge(mt5, ctx, eventually):
     """A bridge whose ACK window is 250 ms, so that a busy test machine never ends a streak."""
-    from flowchain.bridge import Bridge
-    from bridge_fixtures import local_bridge_config
-    with Bridge(mt5, local_bridge_config(ack_defer_us=250_000), ctx) as running:
-        eventually(lambda: running.ready and mt5.symbol_info_tick("EURUSD").time_msc > 0)
-        yield running
+    running = started_bridge(mt5, ctx, eventually, ack_defer_us=250_000)
+    yield running
+    running.stop()
 
 
 def _reply_messages(dealer, req_ids):
@@ -307,15 +305,15 @@ def test_one_slow_order_ends_the_streak_and_acks_go_first_again(patient_bridge, 
 
 
 def test_ack_defer_zero_acks_every_order_at_once(mt5, ctx, eventually):
-    from flowchain.bridge import Bridge
-    from bridge_fixtures import local_bridge_config
-    with Bridge(mt5, local_bridge_config(ack_defer_us=0), ctx) as bridge:
-        eventually(lambda: bridge.ready and mt5.symbol_info_tick("EURUSD").time_msc > 0)
+    bridge = started_bridge(mt5, ctx, eventually, ack_defer_us=0)
+    try:
         dealer = _dealer(ctx, bridge)
         shapes = _reply_messages(dealer, range(6000, 6000 + FAST_STREAK + 4))
         dealer.close(0)
         assert all(_kinds(messages) == [[wire.OrderAck], [wire.OrderResult]] for messages in shapes)
         assert bridge.stats()["acks_deferred"] == 0
+    finally:
+        bridge.stop()
 
 
 def test_order_client_reads_an_ack_and_result_sent_as_one_message(patient_bridge, ctx, mt5):
@@ -357,20 +355,12 @@ def test_pending_order_carries_its_expiration_to_mt5(client, mt5):
 
 
 def test_resend_unknown_to_a_restarted_bridge_is_found_in_the_terminal_not_traded_again(mt5, ctx, eventually):
-    from flowchain.bridge import Bridge
-    from bridge_fixtures import local_bridge_config
-
-    def started():
-        running = Bridge(mt5, local_bridge_config(), ctx).start()
-        eventually(lambda: running.ready and mt5.symbol_info_tick("EURUSD").time_msc > 0)
-        return running
-
-    first_run = started()
+    first_run = started_bridge(mt5, ctx, eventually)
     with OrderClient(first_run.router_endpoint, context=ctx) as client:
         req = _order(client)
         first = client.send(req)
     first_run.stop()
-    second_run = started()
+    second_run = started_bridge(mt5, ctx, eventually)
     try:
         with OrderClient(second_run.router_endpoint, context=ctx) as client:
             again = client.send(req._replace(resend=True))
