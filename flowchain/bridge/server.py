@@ -112,7 +112,7 @@ class Bridge:
         self._ack_defer_ns = int(config.ack_defer_us * 1000)
         self._fast_streak = 0
         self.acks_deferred = 0
-        """ACKs sent in the same burst as their RESULT (see ``ack_defer_us``)."""
+        """ACKs sent in the same message as their RESULT (see ``ack_defer_us``)."""
         self._ack_buffer = bytearray(wire.ORDER_ACK.size)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -339,9 +339,13 @@ class Bridge:
             self._send(peer, wire.encode_order_result(cached))
 
     def _ack(self, peer: bytes, status: wire.AckStatus, req_id: int) -> None:
+        self._send(peer, self._packed_ack(status, req_id))
+
+    def _packed_ack(self, status: wire.AckStatus, req_id: int) -> bytearray:
+        """The ACK in the one preallocated buffer (a send copies it: the buffer is free again)."""
         _ACK_PACK(self._ack_buffer, 0, wire.PROTOCOL_VERSION, _ACK_TYPE, status, 0, len(self._queue),
                   req_id, time.time_ns())
-        self._send(peer, self._ack_buffer)  # copied into the message: the buffer is free again
+        return self._ack_buffer
 
     def _on_backfill(self, peer: bytes, req: wire.BackfillRequest) -> None:
         empty = np.zeros(0, dtype=TICK_DTYPE)
@@ -375,8 +379,6 @@ class Bridge:
         for peer in self.idempotency.finish(result):
             if peer == ack_peer:  # one message of two frames, ACK then RESULT: one wake-up for the node
                 self.acks_deferred += 1
-                _ACK_PACK(self._ack_buffer, 0, wire.PROTOCOL_VERSION, _ACK_TYPE, wire.AckStatus.QUEUED, 0,
-                          len(self._queue), req.req_id, time.time_ns())
-                self._send(peer, self._ack_buffer, frame)
+                self._send(peer, self._packed_ack(wire.AckStatus.QUEUED, req.req_id), frame)
             else:
                 self._send(peer, frame)
