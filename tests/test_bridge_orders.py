@@ -377,3 +377,25 @@ def test_resend_is_not_sent_blind_when_the_terminal_cannot_be_asked(bridge, clie
     mt5.faults.ipc_timeouts = 3  # the history/positions/orders queries all fail
     result = client.send(_order(client)._replace(resend=True))
     assert result.status is wire.OrderStatus.UNKNOWN and mt5.order_send_calls == 0
+
+
+def test_order_client_resends_the_same_req_id_flagged_until_its_deadline(ctx):
+    from flowchain.bridge.client import OrderTimeout
+    silent = ctx.socket(zmq.ROUTER)  # a bridge that reads and never answers
+    silent.setsockopt(zmq.LINGER, 0)
+    port = silent.bind_to_random_port("tcp://127.0.0.1")
+    with OrderClient(f"tcp://127.0.0.1:{port}", context=ctx) as client:
+        req = _order(client, deadline_ns=time.time_ns() + 400_000_000)
+        started = time.monotonic()
+        with pytest.raises(OrderTimeout, match="no ACK"):
+            client.send(req, ack_timeout_s=0.1)
+        assert 0.3 < time.monotonic() - started < 2.0
+        assert client.resends >= 2
+    seen = []
+    while silent.poll(100):
+        _, frame = silent.recv_multipart()
+        seen.append(wire.decode_order_request(frame))
+    silent.close(0)
+    assert len(seen) == 1 + client.resends and {r.req_id for r in seen} == {req.req_id}
+    assert not seen[0].resend and all(r.resend for r in seen[1:])
+    assert all(r._replace(resend=False) == req for r in seen)
