@@ -399,3 +399,8 @@ def test_order_client_resends_the_same_req_id_flagged_until_its_deadline(ctx):
     assert len(seen) == 1 + client.resends and {r.req_id for r in seen} == {req.req_id}
     assert not seen[0].resend and all(r.resend for r in seen[1:])
     assert all(r._replace(resend=False) == req for r in seen)
+
+
+def test_a_bridge_starts_once(bridge):
+    with pytest.raises(RuntimeError, match="started already"):
+        bridge.start()

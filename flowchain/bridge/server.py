@@ -129,7 +129,11 @@ class Bridge:
         ------
         zmq.ZMQError
             When an endpoint cannot be bound (address in use, bad address).
+        RuntimeError
+            When this bridge was started already (a bridge runs once; make a new one).
         """
+        if self._threads:
+            raise RuntimeError(f"bridge session {self.session_id:016x} was started already")
         ctx = self._context
         if self.secured:
             self._auth = keys.start_authenticator(ctx, self.config.authorized_dir)
