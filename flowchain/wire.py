@@ -109,11 +109,11 @@ class OrderStatus(enum.IntEnum):
 
 
 RESULT_FLAG_REPLAYED = 0x01
+"""RESULT ``flags`` bit: this is the cached result of an earlier identical req_id."""
 REQUEST_FLAG_RESEND = 0x0001
 """An ORDER_REQUEST flag: this req_id may have been sent before (to this bridge or to an
 earlier run of it). A bridge that does not know the req_id then looks for the order in the
 terminal (magic + comment) before anything else, and answers RECONCILED_FILLED if it is there."""
-"""RESULT ``flags`` bit: this is the cached result of an earlier identical req_id."""
 
 REJECT_REASONS: tuple[str, ...] = (
     "short",  # fewer bytes than the frame's fixed layout
@@ -300,6 +300,8 @@ _symbol_texts: dict[bytes, str] = {}
 
 def _symbol_field(symbol: str) -> bytes:
     """``symbol`` checked and encoded (memoized: a node trades a handful of symbols)."""
+    if type(symbol) is not str:
+        return _symbol_bytes(symbol)  # raises bad_symbol
     raw = _symbol_fields.get(symbol)
     if raw is None:
         raw = _symbol_bytes(symbol)
