@@ -202,3 +202,19 @@ def test_custom_symbols(clock):
     fake.symbol_select("BTCUSD")
     clock.now += 10_000
     assert 500 < len(fake.generated_ticks("BTCUSD")) < 2000
+
+
+def test_pending_order_expires_into_the_history_when_its_time_passes(mt5, clock):
+    clock.now += 2000
+    ask = mt5.symbol_info_tick("EURUSD").ask
+    expires = clock.now // 1000 + 60
+    placed = mt5.order_send(_buy(action=mt5.TRADE_ACTION_PENDING, type=mt5.ORDER_TYPE_BUY_LIMIT,
+                                 price=round(ask - 0.01, 5), type_filling=mt5.ORDER_FILLING_RETURN,
+                                 type_time=mt5.ORDER_TIME_SPECIFIED, expiration=expires))
+    assert placed.retcode == mt5.TRADE_RETCODE_PLACED and mt5.orders_total() == 1
+    clock.now += 61_000
+    assert mt5.orders_get() == () and mt5.orders_total() == 0
+    (expired,) = mt5.history_orders_get(ticket=placed.order)
+    assert expired.state == mt5.ORDER_STATE_EXPIRED and expired.time_done == clock.now // 1000
+    removal = mt5.order_send(_buy(action=mt5.TRADE_ACTION_REMOVE, order=placed.order))
+    assert removal.retcode == mt5.TRADE_RETCODE_INVALID_ORDER

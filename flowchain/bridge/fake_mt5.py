@@ -716,12 +716,33 @@ class FakeMetaTrader5(MT5Constants):
 
     def orders_total(self) -> int:
         """Active pending orders (0 when not connected)."""
+        self._expire_orders()
         return self._count_open(self._orders)
 
     def orders_get(self, symbol: str | None = None, group: str | None = None,
                    ticket: int | None = None) -> tuple[TradeOrder, ...] | None:
         """Active pending orders, filtered like :meth:`positions_get`."""
+        self._expire_orders()
         return self._select_open(self._orders, symbol, group, ticket)
+
+    def _expire_orders(self) -> None:
+        """Move pending orders whose ``time_expiration`` has passed (``type_time`` SPECIFIED or
+        SPECIFIED_DAY) to the history as ORDER_STATE_EXPIRED, as the trade server does."""
+        with self._lock:
+            if not self._orders:
+                return
+            now_ms = self._clock()
+            now_s = now_ms // 1000
+            due = [o for o in self._orders.values()
+                   if o.type_time in _EXPIRING and 0 < o.time_expiration <= now_s]
+            if not due:
+                return
+            if self._fills:
+                self._settle()  # the history stays in time order
+            for order in due:
+                del self._orders[order.ticket]
+                self._history_orders.append(order._replace(state=_C.ORDER_STATE_EXPIRED, time_done=now_s,
+                                                           time_done_msc=now_ms))
 
     def _count_open(self, table: dict[int, Any]) -> int:
         """How many open records ``table`` (positions or pending orders) holds; 0 when not
@@ -755,6 +776,7 @@ class FakeMetaTrader5(MT5Constants):
 
     def _history(self, records: list, time_field: str, args: tuple, group: str | None,
                  ticket: int | None, position: int | None) -> tuple | None:
+        self._expire_orders()
         if self._fills:
             self._settle()
         error = self._enter()
@@ -890,8 +912,10 @@ class FakeMetaTrader5(MT5Constants):
                 market_price = ask if req.type == _C.ORDER_TYPE_BUY else bid
                 if abs(req.price - market_price) > max(req.deviation, 0) * spec.point + 1e-12:
                     return _C.TRADE_RETCODE_REQUOTE, "Requote"
-        elif action in _ORDER_ACTIONS and req.order not in self._orders:
-            return _C.TRADE_RETCODE_INVALID_ORDER, "Invalid order"
+        elif action in _ORDER_ACTIONS:
+            self._expire_orders()  # an order past its expiration is gone
+            if req.order not in self._orders:
+                return _C.TRADE_RETCODE_INVALID_ORDER, "Invalid order"
         elif action == _C.TRADE_ACTION_SLTP and req.position not in self._positions:
             return _C.TRADE_RETCODE_POSITION_CLOSED, "Position closed"
         return 0, "Done"
