@@ -260,7 +260,8 @@ class Bridge:
 
     # ------------------------------------------------------------------ order thread (ROUTER)
     def _order_loop(self) -> None:
-        """Own the ROUTER and run the orders: drain, ACK, execute one, drain again, ..."""
+        """Own the ROUTER and run the orders: read one (admit, ACK unless it rides with the RESULT),
+        execute it, drain what came meanwhile, execute the next queued one, ..."""
         router = self._router
         recv = router.recv
         queue = self._queue
