@@ -26,7 +26,9 @@ import numpy
 DEBUG = os.environ.get("FLOWCHAIN_DEBUG", "") not in ("", "0")
 SANITIZE = os.environ.get("FLOWCHAIN_SANITIZE", "") not in ("", "0")
 
-macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+# CYTHON_CLINE_IN_TRACEBACK=0: a failing step's traceback names no C lines, and raising
+# through the engine skips the runtime lookup that decides whether it should.
+macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"), ("CYTHON_CLINE_IN_TRACEBACK", "0")]
 directives = {
     "language_level": "3",
     "boundscheck": False,
@@ -61,6 +63,7 @@ engine = Extension(
         "native/clock.pxi",
         "native/hdr.pxi",
         "native/ring.pxi",
+        "native/failures.pxi",
         "native/runner.pxi",
     ],
 )

@@ -10,4 +10,10 @@ if importlib.util.find_spec("flowchain._engine") is None:
 
 from flowchain import _engine as engine  # noqa: E402  (a broken build raises its own error)
 
-__all__ = ["engine"]
+# The ring's execution status codes, defined once in the engine; import them from here.
+STATUS_PENDING: int = engine.STATUS_PENDING
+STATUS_RUNNING: int = engine.STATUS_RUNNING
+STATUS_SUCCEEDED: int = engine.STATUS_SUCCEEDED
+STATUS_FAILED: int = engine.STATUS_FAILED
+
+__all__ = ["STATUS_FAILED", "STATUS_PENDING", "STATUS_RUNNING", "STATUS_SUCCEEDED", "engine"]

@@ -65,14 +65,61 @@ class UnknownChainError(FlowChainError, LookupError):
 class ChainStepError(FlowChainError):
     """A step raised during an execution; ``execution`` holds the full record.
 
-    The step's own exception is ``__cause__``.
+    The step's own exception is ``__cause__``. ``step`` (the failing step's name),
+    ``step_index``, ``chain_id`` and ``seq`` are cheap to read; the record (timings so far,
+    traceback, the input's repr) is built the first time ``execution`` or ``str()`` asks,
+    never on the tick path. ``ChainStepError(execution)`` wraps a record built elsewhere.
     """
 
-    def __init__(self, execution: "ChainExecution") -> None:
-        self.execution = execution
+    # Raised by the engine as ChainStepError(resolve, runner, seq, step_index, number,
+    # step_input): BaseException's own __init__ keeps the arguments, so raising one costs
+    # no more than building a tuple; ``resolve(error)`` materializes the record.
+
+    @property
+    def execution(self) -> "ChainExecution":
+        """The failed execution's record (materialized once, on first access)."""
+        cached = self.__dict__.get("_execution")
+        if cached is None:
+            cached = self.args[0] if len(self.args) == 1 else self.args[0](self)
+            self.__dict__["_execution"] = cached
+        return cached
+
+    @property
+    def step(self) -> str:
+        """The failing step's name."""
+        if len(self.args) == 1:
+            return self.args[0].failure.step
+        return self.args[1].step_names[self.args[3]]
+
+    @property
+    def step_index(self) -> int:
+        """The failing step's index in its chain."""
+        if len(self.args) == 1:
+            return self.args[0].failure.step_index
+        return self.args[3]
+
+    @property
+    def chain_id(self) -> str:
+        """The failed chain's id."""
+        if len(self.args) == 1:
+            return self.args[0].chain_id
+        return self.args[1].chain_id
+
+    @property
+    def seq(self) -> int:
+        """The execution's number on its chain's runner."""
+        if len(self.args) == 1:
+            return self.args[0].seq
+        return self.args[2]
+
+    def __str__(self) -> str:
+        execution = self.execution
         failure = execution.failure
-        assert failure is not None
-        super().__init__(
-            f"chain {execution.chain_name!r} ({execution.chain_id}) failed at step "
-            f"{failure.step!r} ({failure.component}): {failure.exception_type}: {failure.message}"
-        )
+        if failure is None:
+            return f"chain {execution.chain_name!r} ({execution.chain_id}) failed"
+        return (f"chain {execution.chain_name!r} ({execution.chain_id}) failed at step "
+                f"{failure.step!r} ({failure.component}): {failure.exception_type}: "
+                f"{failure.message}")
+
+    def __reduce__(self):
+        return (type(self), (self.execution,))

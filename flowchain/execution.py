@@ -1,12 +1,15 @@
 """Execution records: what happened in one run of a chain, step by step.
 
-Records are materialized on demand from the engine's ring (successes) or built on the failure
-path (failures); the hot path itself allocates none of this.
+Records are materialized on demand from the engine's rings: the execution ring (every
+execution) and the failure ring (the latest failures, by reference). The tick path allocates
+none of this, a failure's traceback and input repr included.
 """
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+import reprlib
+import traceback
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from flowchain.context import UserContext
@@ -49,18 +52,114 @@ class StepResult:
         return self.status is not ExecutionStatus.PENDING and self.duration_ns > self.expected_ns
 
 
-@dataclass(frozen=True, slots=True)
-class StepFailure:
-    """Why an execution failed: the step, its component, the exception and the input it got."""
+INPUT_REPR_LIMIT = 1000
+"""Characters kept of the repr of a failing step's input."""
 
-    step: str
-    step_index: int
-    component: str
-    exception_type: str
-    message: str
-    traceback: str
-    input_repr: str
-    exception: Optional[BaseException] = field(default=None, compare=False, repr=False)
+_input_repr = reprlib.Repr()
+_input_repr.maxstring = 200
+_input_repr.maxother = 200
+_input_repr.maxlist = _input_repr.maxtuple = _input_repr.maxdict = 20
+
+_STACKS_KEPT = 256
+_stacks: dict[tuple, str] = {}
+
+
+def describe_input(value: Any) -> str:
+    """Return the bounded repr (:data:`INPUT_REPR_LIMIT` characters) of a step's input."""
+    try:
+        shown = _input_repr.repr(value)
+    except Exception as exc:  # a broken __repr__ must not hide the real failure
+        shown = f"<unrepresentable {type(value).__name__}: {exc!r}>"
+    return shown[:INPUT_REPR_LIMIT]
+
+
+def format_traceback(exc: BaseException) -> str:
+    """Return ``exc``'s traceback as ``traceback.format_exception`` writes it.
+
+    A step failing on every tick fails at the same places: the stack part is formatted once
+    per (exception type, code locations) and reused; the message line is formatted each time.
+    Chained exceptions and exceptions with notes are formatted in full.
+    """
+    if exc.__cause__ is not None or exc.__context__ is not None or \
+            getattr(exc, "__notes__", None):
+        return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frames.append((tb.tb_frame.f_code, tb.tb_lasti))
+        tb = tb.tb_next
+    key = (type(exc), tuple(frames))
+    stack = _stacks.get(key)
+    if stack is None:
+        stack = "".join(traceback.format_list(traceback.extract_tb(exc.__traceback__)))
+        if len(_stacks) >= _STACKS_KEPT:
+            _stacks.clear()
+        _stacks[key] = stack
+    head = "Traceback (most recent call last):\n" if exc.__traceback__ is not None else ""
+    return head + stack + "".join(traceback.format_exception_only(type(exc), exc))
+
+
+class StepFailure:
+    """Why an execution failed: the step, its component, the exception and the input it got.
+
+    The tick path keeps only references (the exception, the input); the message, the
+    traceback and the input's bounded repr are formatted the first time they are read and
+    then kept. A step input that the chain's caller mutates later (a reused context object)
+    is shown as it is when first read.
+    """
+
+    __slots__ = ("step", "step_index", "component", "exception", "_input", "_message",
+                 "_traceback", "_input_repr", "_exception_type")
+
+    def __init__(self, step: str, step_index: int, component: str,
+                 exception_type: Optional[str] = None, message: Optional[str] = None,
+                 traceback: Optional[str] = None, input_repr: Optional[str] = None,
+                 exception: Optional[BaseException] = None, *,
+                 step_input: Any = None) -> None:
+        if exception is None and (exception_type is None or message is None):
+            raise ValueError("a StepFailure needs the exception, or its type and message")
+        self.step = step
+        self.step_index = step_index
+        self.component = component
+        self.exception = exception
+        self._input = step_input
+        self._exception_type = exception_type
+        self._message = message
+        self._traceback = traceback
+        self._input_repr = input_repr
+
+    @property
+    def exception_type(self) -> str:
+        """The exception's class name (qualified)."""
+        if self._exception_type is None:
+            self._exception_type = type(self.exception).__qualname__
+        return self._exception_type
+
+    @property
+    def message(self) -> str:
+        """``str()`` of the exception."""
+        if self._message is None:
+            try:
+                self._message = str(self.exception)
+            except Exception as exc:  # a broken __str__ must not hide the failure
+                self._message = f"<unprintable {self.exception_type}: {exc!r}>"
+        return self._message
+
+    @property
+    def traceback(self) -> str:
+        """The formatted traceback, down to the step's own frame."""
+        if self._traceback is None:
+            self._traceback = format_traceback(self.exception) \
+                if self.exception is not None else ""
+        return self._traceback
+
+    @property
+    def input_repr(self) -> str:
+        """A bounded repr (:data:`INPUT_REPR_LIMIT` characters) of the failing step's input."""
+        if self._input_repr is None:
+            self._input_repr = describe_input(self._input)
+            self._input = None
+        return self._input_repr
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +171,18 @@ class StepFailure:
             "traceback": self.traceback,
             "input": self.input_repr,
         }
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StepFailure):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (f"StepFailure(step={self.step!r}, step_index={self.step_index}, "
+                f"component={self.component!r}, exception_type={self.exception_type!r}, "
+                f"message={self.message!r})")
 
 
 @dataclass(frozen=True, slots=True)

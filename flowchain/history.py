@@ -27,7 +27,8 @@ from typing import Any, Mapping, Optional, Union
 import numpy as np
 
 from flowchain.histograms import LatencyHistogram
-from flowchain.monitor import STATUS_SUCCEEDED, RingTail, built_runners
+from flowchain._native import STATUS_SUCCEEDED
+from flowchain.monitor import RingTail, built_runners
 from flowchain.periodic import PeriodicThread
 
 log = logging.getLogger("flowchain.history")

@@ -29,16 +29,13 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
+from flowchain._native import STATUS_FAILED, STATUS_SUCCEEDED
 from flowchain.alerts import (ESCALATION, RECOVERY, SLOW_STEP, AlertEvent, AlertSink,
                               MemorySink)
 from flowchain.chain import ChainDefinition
 from flowchain.periodic import PeriodicThread
 
 log = logging.getLogger("flowchain.monitor")
-
-STATUS_RUNNING = 1
-STATUS_SUCCEEDED = 2
-STATUS_FAILED = 3
 
 
 def built_runners(registry: Any) -> list[tuple[ChainDefinition, Any]]:

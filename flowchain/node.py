@@ -402,7 +402,7 @@ class TradingNode:
         try:
             result = self._decide(ctx)  # type: ignore[misc]
         except ChainStepError as exc:
-            counters.decision_failures[exc.execution.failure.step] += 1
+            counters.decision_failures[exc.step] += 1
             return
         counters.results[result.status] += 1
         counters.decisions += 1
@@ -427,7 +427,7 @@ class TradingNode:
             try:
                 confirmation = run(raw)
             except ChainStepError as exc:
-                failures[exc.execution.failure.step] += 1
+                failures[exc.step] += 1
                 continue
             stored += 1
             rows.update(confirmation.inserted)

@@ -20,7 +20,8 @@ from opentelemetry.trace import Status, StatusCode
 
 from flowchain.execution import ChainExecution, ExecutionStatus
 from flowchain.history import engine_to_epoch_offset
-from flowchain.monitor import STATUS_SUCCEEDED, RingTail, built_runners
+from flowchain._native import STATUS_SUCCEEDED
+from flowchain.monitor import RingTail, built_runners
 from flowchain.periodic import PeriodicThread
 
 log = logging.getLogger("flowchain.otel")

@@ -6,16 +6,15 @@ execution, every step timed into the runner's ring and HDR histograms. The recor
 """
 from __future__ import annotations
 
-import reprlib
+import functools
 import threading
 import time
-import traceback
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
-from flowchain._native import engine
+from flowchain._native import (STATUS_FAILED, STATUS_PENDING, STATUS_RUNNING,
+                               STATUS_SUCCEEDED, engine)
 from flowchain.chain import ChainDefinition, load_chains_file
 from flowchain.components import ComponentRegistry, default_components
 from flowchain.context import UserContext
@@ -23,15 +22,11 @@ from flowchain.errors import ChainProblem, ChainStepError, ChainValidationError,
 from flowchain.execution import ChainExecution, ExecutionStatus, StepFailure, StepResult
 from flowchain.histograms import DEFAULT_SETTINGS, HistogramSettings, LatencyHistogram
 
-_STATUS = {0: ExecutionStatus.PENDING, 1: ExecutionStatus.RUNNING,
-           2: ExecutionStatus.SUCCEEDED, 3: ExecutionStatus.FAILED}
+_STATUS = {STATUS_PENDING: ExecutionStatus.PENDING, STATUS_RUNNING: ExecutionStatus.RUNNING,
+           STATUS_SUCCEEDED: ExecutionStatus.SUCCEEDED, STATUS_FAILED: ExecutionStatus.FAILED}
 
-_input_repr = reprlib.Repr()
-_input_repr.maxstring = 200
-_input_repr.maxother = 200
-_input_repr.maxlist = _input_repr.maxtuple = _input_repr.maxdict = 20
-INPUT_REPR_LIMIT = 1000
-"""Characters kept of the repr of a failing step's input."""
+OUTCOMES = ("success", "failure")
+"""The latency series of every step and chain: successful and failed executions, apart."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +41,25 @@ class ChainVersion:
 
 
 class _Entry:
-    __slots__ = ("definition", "version", "runner", "failures", "lock")
+    """One registered chain version: its definition, runner and materialized failures.
+
+    ``failures`` maps failure numbers (the runner's failure ring) to records built on the
+    cold path, ``failure_numbers`` execution seqs to failure numbers; both are pruned to what
+    the ring still holds.
+    """
+
+    __slots__ = ("definition", "version", "chain_id", "step_names", "runner", "failures",
+                 "failure_numbers", "failures_read", "lock")
 
     def __init__(self, definition: ChainDefinition, version: ChainVersion) -> None:
         self.definition = definition
         self.version = version
+        self.chain_id = version.chain_id
+        self.step_names = definition.step_names
         self.runner: Optional[engine.ChainRunner] = None
-        self.failures: "OrderedDict[int, StepFailure]" = OrderedDict()
+        self.failures: dict[int, ChainExecution] = {}
+        self.failure_numbers: dict[int, int] = {}
+        self.failures_read = 0
         self.lock = threading.Lock()
 
 
@@ -71,18 +78,34 @@ class ChainRegistry:
     histograms : HistogramSettings
         HDR parameters of every step and chain histogram.
     failures_kept : int
-        Failed executions kept in full (with traceback and input) per chain.
+        Failed executions kept in full (exception, input, timings) per chain, rounded up to a
+        power of two: the runner's failure ring.
+    contexts_kept : int
+        User contexts a runner's table holds (see ``ChainRunner``); older executions whose
+        entry was reused report no context.
+
+    Raises
+    ------
+    ValueError
+        When ``failures_kept`` or ``ring_capacity`` is below 1 or ``contexts_kept`` below 2.
     """
 
     def __init__(self, components: Optional[ComponentRegistry] = None, *,
                  ring_capacity: int = 4096,
                  histograms: HistogramSettings = DEFAULT_SETTINGS,
-                 failures_kept: int = 1000) -> None:
+                 failures_kept: int = 1000, contexts_kept: int = 1024) -> None:
+        if ring_capacity < 1:
+            raise ValueError(f"ring_capacity must be at least 1, got {ring_capacity}")
+        if failures_kept < 1:
+            raise ValueError(f"failures_kept must be at least 1, got {failures_kept}")
+        if contexts_kept < 2:
+            raise ValueError(f"contexts_kept must be at least 2, got {contexts_kept}")
         self.components = components if components is not None else default_components
         self.ring_capacity = ring_capacity
         self.histogram_settings = histograms
         self._layout = histograms.layout()
         self.failures_kept = failures_kept
+        self.contexts_kept = contexts_kept
         self._entries: dict[str, _Entry] = {}
         self._versions: dict[str, list[ChainVersion]] = {}
         self._lock = threading.Lock()
@@ -201,36 +224,14 @@ class ChainRegistry:
     def _build_runner(self, entry: _Entry) -> "engine.ChainRunner":
         d = entry.definition
         resolved = [self.components.resolve(s.component) for s in d.steps]
+        # on a failure the runner calls this with (runner, seq, step, number, input): building
+        # the error is one tuple; its record is resolved on the cold path, when asked for
+        on_failure = functools.partial(ChainStepError, functools.partial(self._error_record,
+                                                                         entry))
         return engine.ChainRunner(
-            d.chain_id, d.step_names, tuple(r.call for r in resolved),
+            entry.chain_id, entry.step_names, tuple(r.call for r in resolved),
             tuple(r.is_async for r in resolved), self.ring_capacity, self._layout,
-            self._failure_handler(entry))
-
-    def _failure_handler(self, entry: _Entry):
-        definition = entry.definition
-        kept = self.failures_kept
-
-        def on_failure(runner: Any, seq: int, index: int, exc: BaseException,
-                       step_input: Any) -> ChainStepError:
-            step = definition.steps[index]
-            try:
-                shown = _input_repr.repr(step_input)
-            except Exception as repr_exc:  # a broken __repr__ must not hide the real failure
-                shown = f"<unrepresentable {type(step_input).__name__}: {repr_exc!r}>"
-            failure = StepFailure(
-                step=step.name, step_index=index, component=step.component,
-                exception_type=type(exc).__qualname__, message=str(exc),
-                traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-                input_repr=shown[:INPUT_REPR_LIMIT], exception=exc)
-            with entry.lock:
-                entry.failures[seq] = failure
-                while len(entry.failures) > kept:
-                    entry.failures.popitem(last=False)
-            record = self._materialize(entry, seq)
-            assert record is not None
-            return ChainStepError(record)
-
-        return on_failure
+            on_failure, self.failures_kept, self.contexts_kept)
 
     def execute_chain(self, chain_id: ChainRef, input_data: Any,
                       user_context: Optional[UserContext] = None) -> ChainExecution:
@@ -280,6 +281,10 @@ class ChainRegistry:
             return None
         _, start, end, status_code, at_step, ctx_index, durations = row
         status = _STATUS[status_code]
+        if status is ExecutionStatus.FAILED:
+            failed = self._failure_of_seq(entry, seq)
+            if failed is not None:
+                return failed
         d = entry.definition
         steps = []
         t = start
@@ -302,12 +307,83 @@ class ChainRegistry:
         eta = self._eta(entry, runner, at_step, steps[-1]) \
             if status is ExecutionStatus.RUNNING and steps else None
         return ChainExecution(
-            execution_id=f"{d.chain_id}#{seq}", chain_id=d.chain_id, chain_name=d.name,
-            seq=seq, user_context=runner.contexts[ctx_index], status=status, start_ns=start,
+            execution_id=f"{entry.chain_id}#{seq}", chain_id=entry.chain_id, chain_name=d.name,
+            seq=seq, user_context=runner.context_of(ctx_index, seq), status=status,
+            start_ns=start,
             end_ns=end if status in (ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED) else None,
-            steps=tuple(steps), step_names=d.step_names,
-            failure=entry.failures.get(seq) if status is ExecutionStatus.FAILED else None,
-            eta_ns=eta)
+            steps=tuple(steps), step_names=entry.step_names, failure=None, eta_ns=eta)
+
+    def _read_failures(self, entry: _Entry) -> None:
+        """Materialize the failures the runner's ring gained since the last read (cold path).
+
+        Holds ``entry.lock``'s caller. Records are built from one consistent ring row each;
+        their traceback and input repr are formatted later, when read.
+        """
+        runner = entry.runner
+        if runner is None:
+            return
+        ring = runner.failed
+        written = ring.written
+        oldest = ring.oldest()
+        for number in range(max(entry.failures_read, oldest), written):
+            row = ring.read(number)
+            if row is not None:
+                entry.failures[number] = self._failure_record(entry, row)
+                entry.failure_numbers[row[1]] = number
+        entry.failures_read = max(entry.failures_read, written)
+        if entry.failures and next(iter(entry.failures)) < oldest:
+            for number in [k for k in entry.failures if k < oldest]:
+                record = entry.failures.pop(number)
+                entry.failure_numbers.pop(record.seq, None)
+
+    def _failure_record(self, entry: _Entry, row: tuple) -> ChainExecution:
+        number, seq, at_step, start, end, durations, exc, step_input, context = row
+        d = entry.definition
+        steps = []
+        t = start
+        for i in range(at_step + 1):
+            step = d.steps[i]
+            status = ExecutionStatus.SUCCEEDED if i < at_step else ExecutionStatus.FAILED
+            duration = int(durations[i])
+            steps.append(StepResult(step.name, step.component, status, t, t + duration,
+                                    step.expected_duration_ns))
+            t += duration
+        failing = d.steps[at_step]
+        failure = StepFailure(failing.name, at_step, failing.component, exception=exc,
+                              step_input=step_input)
+        return ChainExecution(
+            execution_id=f"{entry.chain_id}#{seq}", chain_id=entry.chain_id, chain_name=d.name,
+            seq=seq, user_context=context, status=ExecutionStatus.FAILED, start_ns=start,
+            end_ns=end, steps=tuple(steps), step_names=entry.step_names, failure=failure)
+
+    def _failure_of_seq(self, entry: _Entry, seq: int) -> Optional[ChainExecution]:
+        with entry.lock:
+            self._read_failures(entry)
+            number = entry.failure_numbers.get(seq)
+            return entry.failures.get(number) if number is not None else None
+
+    def _error_record(self, entry: _Entry, error: ChainStepError) -> ChainExecution:
+        """The record of a ChainStepError the runner raised (see ``ChainStepError.execution``).
+
+        From the failure ring while it holds the failure; after ring overwrote it, rebuilt
+        from what the error itself keeps (step, exception, input), without timings.
+        """
+        _, runner, seq, index, number, step_input = error.args
+        with entry.lock:
+            self._read_failures(entry)
+            record = entry.failures.get(number)
+        if record is not None:
+            return record
+        d = entry.definition
+        step = d.steps[index]
+        exc = error.__cause__
+        failure = StepFailure(step.name, index, step.component,
+                              exception_type=None if exc is not None else "unknown",
+                              message=None if exc is not None else "",
+                              exception=exc, step_input=step_input)
+        return ChainExecution(
+            f"{entry.chain_id}#{seq}", entry.chain_id, d.name, seq, None, ExecutionStatus.FAILED,
+            0, None, (), entry.step_names, failure)
 
     def _eta(self, entry: _Entry, runner: Any, at_step: int, current: StepResult) -> int:
         hist = runner.histograms
@@ -345,22 +421,29 @@ class ChainRegistry:
             out.append(record)
         return out
 
-    def failures(self, chain: ChainRef) -> list[ChainExecution]:
+    def failures(self, chain: ChainRef, *, after_seq: int = -1,
+                 limit: Optional[int] = None) -> list[ChainExecution]:
         """Return the kept failed executions of a chain, oldest first.
 
-        Records whose ring slot was overwritten keep their failure but lose step timings.
+        The runner keeps the latest ``failures_kept`` failures (exception, input, timings);
+        records are built here, on first request, and reused afterwards.
+
+        Parameters
+        ----------
+        after_seq : int
+            Only failures of executions numbered above this (a reader's cursor).
+        limit : int, optional
+            Only the newest ``limit`` of them.
         """
         entry = self._entry(chain)
-        out = []
-        for seq, failure in list(entry.failures.items()):
-            record = self._materialize(entry, seq)
-            if record is None:
-                d = entry.definition
-                record = ChainExecution(
-                    f"{d.chain_id}#{seq}", d.chain_id, d.name, seq, None, ExecutionStatus.FAILED,
-                    0, None, (), d.step_names, failure)
-            out.append(record)
-        return out
+        if entry.runner is None:
+            return []
+        with entry.lock:
+            self._read_failures(entry)
+            records = [r for r in entry.failures.values() if r.seq > after_seq]
+        if limit is not None:
+            records = records[-limit:] if limit > 0 else []
+        return records
 
     def active_executions(self) -> list[ChainExecution]:
         """Return a live snapshot of every running execution (current step, progress, ETA)."""
@@ -376,47 +459,81 @@ class ChainRegistry:
 
     # ------------------------------------------------------------------ statistics
 
-    def histogram(self, chain: ChainRef, step: Optional[str] = None) -> LatencyHistogram:
-        """Return a chain's whole-execution histogram, or one step's (ns, successes only).
+    def histogram(self, chain: ChainRef, step: Optional[str] = None, *,
+                  outcome: str = "success") -> LatencyHistogram:
+        """Return a chain's whole-execution histogram, or one step's (ns).
+
+        ``outcome="success"`` (the default) holds successful executions (a step's: each time
+        it returned); ``outcome="failure"`` the failed ones, timed the same way (a step's: each
+        time it raised, until it raised; the chain's: from start to the failure). The two
+        series are never mixed.
 
         Raises
         ------
         KeyError
             When ``step`` is not a step of the chain.
+        ValueError
+            When ``outcome`` is not ``"success"`` or ``"failure"``.
         """
         entry = self._entry(chain)
         runner = self.runner(chain)
-        if step is None:
-            row = len(entry.definition.steps)
-        else:
-            try:
-                row = entry.definition.step_names.index(step)
-            except ValueError:
-                raise KeyError(f"chain {entry.definition.name!r} has no step {step!r}; its "
-                               f"steps: {', '.join(entry.definition.step_names)}") from None
-        counts, stats = runner.histograms.snapshot(row)
+        row = self._histogram_row(entry, step)
+        counts, stats = self._histograms_of(runner, outcome).snapshot(row)
         return LatencyHistogram.from_counts(counts, stats, self.histogram_settings)
 
+    @staticmethod
+    def _histogram_row(entry: _Entry, step: Optional[str]) -> int:
+        if step is None:
+            return len(entry.step_names)
+        try:
+            return entry.step_names.index(step)
+        except ValueError:
+            raise KeyError(f"chain {entry.definition.name!r} has no step {step!r}; its "
+                           f"steps: {', '.join(entry.step_names)}") from None
+
+    @staticmethod
+    def _histograms_of(runner: Any, outcome: str) -> Any:
+        if outcome == "success":
+            return runner.histograms
+        if outcome == "failure":
+            return runner.failure_histograms
+        raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
+
     def stats(self, chain: ChainRef) -> dict[str, Any]:
-        """Return executions, failures, success ratio and per-step summaries of a chain."""
+        """Return executions, failures, success ratio and per-step summaries of a chain.
+
+        Every figure comes from one consistent copy of the runner's counters
+        (``ChainRunner.snapshot``): the counts agree with each other even while the chain
+        runs in another thread. ``latency`` summarizes successful executions,
+        ``failure_latency`` failed ones (per step: the failing step's time until it raised).
+        """
         entry = self._entry(chain)
         runner = self.runner(chain)
         d = entry.definition
-        errors = runner.step_errors
-        executions = int(runner.executions)
-        failures = int(runner.failures)
+        snap = runner.snapshot()
+        settings = self.histogram_settings
+        n = len(d.steps)
+
+        def summary(counts: Any, stats: Any, row: int) -> dict[str, Any]:
+            return LatencyHistogram.from_counts(counts[row], stats[row], settings).summary()
+
+        executions, failures = snap.executions, snap.failures
         return {
-            "chain_id": d.chain_id,
+            "chain_id": entry.chain_id,
             "chain": d.name,
             "version": entry.version.version,
             "executions": executions,
+            "succeeded": int(snap.stats[n, 0]),
             "failures": failures,
+            "running": executions - int(snap.stats[n, 0]) - failures,
             "success_ratio": (executions - failures) / executions if executions else None,
-            "latency": self.histogram(chain).summary(),
+            "latency": summary(snap.counts, snap.stats, n),
+            "failure_latency": summary(snap.failure_counts, snap.failure_stats, n),
             "steps": [
                 {"name": s.name, "component": s.component,
-                 "expected_ns": s.expected_duration_ns, "errors": int(errors[i]),
-                 "latency": self.histogram(chain, s.name).summary()}
+                 "expected_ns": s.expected_duration_ns, "errors": int(snap.step_errors[i]),
+                 "latency": summary(snap.counts, snap.stats, i),
+                 "failure_latency": summary(snap.failure_counts, snap.failure_stats, i)}
                 for i, s in enumerate(d.steps)
             ],
         }

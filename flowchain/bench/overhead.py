@@ -9,6 +9,15 @@ run five ways in one process, interleaved (A B C D E, A B C D E, ...):
 * ``flowchain`` ``ChainRunner.run``: one public call per execution, every step timed by the
   native engine into its ring and HDR histograms.
 
+and the failure path, two more ways interleaved with them:
+
+* ``bare_failure`` the same nested calls with the last one raising, caught by a bare
+  ``try/except``;
+* ``failure``      ``ChainRunner.run`` of the same chain whose last step raises, caught as
+  ``ChainStepError``: the engine times the failed execution, keeps the exception, the input and
+  the clock readings in its failure ring, and raises a ``ChainStepError`` whose record is built
+  only when asked.
+
 Each figure is the median over repetitions of (time for N executions) / N, in ns per whole
 chain. The engine's own per-step histograms give the p50/p99/p99.9 of each step.
 """
@@ -43,9 +52,27 @@ def _inc3(x: int) -> int:
 
 STEPS = (_inc0, _inc1, _inc2, _inc3)
 
+FAILURE_RATIO_BUDGET = 3.0
+"""``failure_ns / bare_failure_ns`` at most: a failure costs about what the bare raise costs."""
+
+
+class StepFailed(Exception):
+    """What the failing last step raises."""
+
+
+def _raise3(x: int) -> int:
+    raise StepFailed(x)
+
 
 def _floor(x: int) -> int:
     return _inc3(_inc2(_inc1(_inc0(x))))
+
+
+def _bare_failure(x: int) -> Any:
+    try:
+        return _raise3(_inc2(_inc1(_inc0(x))))
+    except StepFailed:
+        return None
 
 
 def _make_naive() -> Callable[[int], int]:
@@ -108,17 +135,33 @@ def _make_prom_hdr() -> Callable[[int], int]:
     return prom_hdr
 
 
-def _make_flowchain() -> tuple[Callable[[int], int], Any, str]:
+def _make_flowchain(steps: tuple = STEPS,
+                    name: str = "overhead_bench") -> tuple[Callable[[int], int], Any, str]:
     from flowchain import ChainBuilder, ChainRegistry, ComponentRegistry
 
     components = ComponentRegistry()
-    builder = ChainBuilder("overhead_bench")
-    for i, (name, fn) in enumerate(zip(STEP_NAMES, STEPS)):
-        components.register(f"Inc{i}", fn)
-        builder.step(name, f"Inc{i}", f"int{i}", f"int{i + 1}", 0.001)
+    builder = ChainBuilder(name)
+    for i, (step, fn) in enumerate(zip(STEP_NAMES, steps)):
+        components.register(f"Step{i}", fn)
+        builder.step(step, f"Step{i}", f"int{i}", f"int{i + 1}", 0.001)
     registry = ChainRegistry(components)
     chain_id = registry.register_chain(builder.build())
     return registry.runner(chain_id).run, registry, chain_id
+
+
+def _make_failure() -> tuple[Callable[[int], Any], Any, str]:
+    """The same chain with the last step raising, called and caught as a user would."""
+    from flowchain import ChainStepError
+
+    run, registry, chain_id = _make_flowchain(STEPS[:3] + (_raise3,), "overhead_failure_bench")
+
+    def failure(x: int) -> Any:
+        try:
+            return run(x)
+        except ChainStepError:
+            return None
+
+    return failure, registry, chain_id
 
 
 def _time_per_call(fn: Callable[[int], int], n: int) -> float:
@@ -139,12 +182,16 @@ def run(repetitions: int = 7, n: int = 50_000, n_otel: int = 2_000) -> dict[str,
     if repetitions < 5:
         raise ValueError(f"at least 5 interleaved repetitions are needed, got {repetitions}")
     flowchain_run, registry, chain_id = _make_flowchain()
-    ways: dict[str, tuple[Callable[[int], int], int]] = {
+    failure_run, failure_registry, failure_id = _make_failure()
+    n_fail = max(n // 5, 1000)
+    ways: dict[str, tuple[Callable[[int], Any], int]] = {
         "floor": (_floor, n),
         "naive": (_make_naive(), n),
         "otel": (_make_otel(), n_otel),
         "prom_hdr": (_make_prom_hdr(), max(n // 5, 1000)),
         "flowchain": (flowchain_run, n),
+        "bare_failure": (_bare_failure, n_fail),
+        "failure": (failure_run, n_fail),
     }
     for fn, count in ways.values():  # warm-up: caches, branch predictors, lazy init
         _time_per_call(fn, max(count // 10, 100))
@@ -159,6 +206,8 @@ def run(repetitions: int = 7, n: int = 50_000, n_otel: int = 2_000) -> dict[str,
         steps[name] = {"p50_ns": s["p50_ns"], "p99_ns": s["p99_ns"], "p999_ns": s["p999_ns"],
                        "max_ns": s["max_ns"], "count": s["count"]}
     chain = registry.histogram(chain_id).summary()
+    failed = failure_registry.histogram(failure_id, outcome="failure").summary()
+    failure_ratio = med["failure"] / med["bare_failure"]
     return {
         "floor_ns": round(med["floor"], 1),
         "naive_ns": round(med["naive"], 1),
@@ -169,13 +218,20 @@ def run(repetitions: int = 7, n: int = 50_000, n_otel: int = 2_000) -> dict[str,
         "otel_vs_flowchain": round(med["otel"] / med["flowchain"], 1),
         "naive_vs_flowchain": round(med["naive"] / med["flowchain"], 2),
         "prom_hdr_vs_flowchain": round(med["prom_hdr"] / med["flowchain"], 2),
+        "failure_ns": round(med["failure"], 1),
+        "bare_failure_ns": round(med["bare_failure"], 1),
+        "failure_vs_bare_failure": round(failure_ratio, 3),
         "budget": {"flowchain_vs_floor_max": 2.0, "otel_vs_flowchain_min": 20.0,
-                   "naive_vs_flowchain_min": 3.0},
+                   "naive_vs_flowchain_min": 3.0,
+                   "failure_vs_bare_failure_max": FAILURE_RATIO_BUDGET},
         "within_budget": (med["flowchain"] <= 2.0 * med["floor"]
                           and med["otel"] >= 20.0 * med["flowchain"]
-                          and med["naive"] >= 3.0 * med["flowchain"]),
+                          and med["naive"] >= 3.0 * med["flowchain"]
+                          and failure_ratio <= FAILURE_RATIO_BUDGET),
         "step_latency": steps,
         "chain_latency": {k: chain[k] for k in ("count", "p50_ns", "p99_ns", "p999_ns", "max_ns")},
+        "failure_latency": {k: failed[k] for k in ("count", "p50_ns", "p99_ns", "p999_ns",
+                                                   "max_ns")},
         "repetitions": repetitions,
         "executions_per_repetition": {k: c for k, (_, c) in ways.items()},
         "samples_ns": {k: [round(x, 1) for x in v] for k, v in samples.items()},

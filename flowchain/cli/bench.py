@@ -34,6 +34,12 @@ def overhead(
                        ("otel_ns", "OpenTelemetry SDK spans")):
         table.add_row(label, f"{result[key]:,.0f}", f"{result[key] / result['flowchain_ns']:.2f}x")
     console.print(table)
+    failing = Table(title="ns per failing 4-step chain (last step raises)")
+    failing.add_column("way")
+    failing.add_column("ns", justify="right")
+    failing.add_row("nested calls, bare try/except", f"{result['bare_failure_ns']:,.0f}")
+    failing.add_row("flowchain engine, except ChainStepError", f"{result['failure_ns']:,.0f}")
+    console.print(failing)
     steps = Table(title="engine per-step latency (its own HDR histograms)")
     for col in ("step", "count", "p50 ns", "p99 ns", "p99.9 ns", "max ns"):
         steps.add_column(col, justify="right" if col != "step" else "left")
@@ -44,5 +50,6 @@ def overhead(
     verdict = "within budget" if result["within_budget"] else "OUTSIDE budget"
     console.print(f"flowchain/floor {result['flowchain_vs_floor']}x (<= 2.0), "
                   f"otel/flowchain {result['otel_vs_flowchain']}x (>= 20), "
-                  f"naive/flowchain {result['naive_vs_flowchain']}x (>= 3): {verdict}")
+                  f"naive/flowchain {result['naive_vs_flowchain']}x (>= 3), "
+                  f"failure/bare failure {result['failure_vs_bare_failure']}x (<= 3.0): {verdict}")
     console.print(f"{result['cpu']}; {result['versions']}")
