@@ -4,7 +4,12 @@ from typing import Any, Awaitable, Callable, Optional
 import numpy as np
 import numpy.typing as npt
 
+STATUS_PENDING: int
+STATUS_RUNNING: int
+STATUS_SUCCEEDED: int
+STATUS_FAILED: int
 STATUS_NAMES: dict[int, str]
+LAYOUT_KEYS: tuple[str, ...]
 
 def now_ns() -> int: ...
 def os_now_ns() -> int: ...
@@ -19,7 +24,9 @@ class HdrCounts:
     def record(self, h: int, value: int) -> None: ...
     def index_of(self, value: int) -> int: ...
     def snapshot(self, h: int) -> tuple[npt.NDArray[np.int64], tuple[int, int, int, int]]: ...
+    def snapshot_all(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]: ...
     def value_at_percentile(self, h: int, percentile: float) -> int: ...
+    def total(self, h: int) -> int: ...
     def reset(self) -> None: ...
 
 class ExecutionRing:
@@ -36,6 +43,25 @@ class ExecutionRing:
     def read(self, seq: int) -> Optional[tuple[int, int, int, int, int, int, tuple[int, ...]]]: ...
     def running(self) -> list[int]: ...
 
+class FailureRing:
+    capacity: int
+    n_steps: int
+    written: int
+    def __init__(self, capacity: int, n_steps: int) -> None: ...
+    def read(self, number: int) -> Optional[tuple[int, int, int, int, int, npt.NDArray[np.int64],
+                                                  BaseException, Any, Any]]: ...
+    def oldest(self) -> int: ...
+    def clear(self) -> None: ...
+
+class RunnerSnapshot:
+    executions: int
+    failures: int
+    step_errors: npt.NDArray[np.int64]
+    counts: npt.NDArray[np.int64]
+    stats: npt.NDArray[np.int64]
+    failure_counts: npt.NDArray[np.int64]
+    failure_stats: npt.NDArray[np.int64]
+
 class ChainRunner:
     chain_id: str
     step_names: tuple[str, ...]
@@ -44,16 +70,22 @@ class ChainRunner:
     has_async: bool
     n_steps: int
     ring: ExecutionRing
+    failed: FailureRing
     histograms: HdrCounts
+    failure_histograms: HdrCounts
     step_errors: npt.NDArray[np.int64]
     executions: int
     failures: int
-    contexts: list[Any]
+    contexts_kept: int
+    contexts: tuple[Any, ...]
     on_failure: Optional[Callable[..., BaseException]]
     busy: bool
     def __init__(self, chain_id: str, step_names: tuple[str, ...],
                  steps: tuple[Callable[[Any], Any], ...], step_is_async: tuple[bool, ...],
                  capacity: int, hdr_layout: dict[str, int],
-                 on_failure: Optional[Callable[..., BaseException]]) -> None: ...
+                 on_failure: Optional[Callable[..., BaseException]],
+                 failures_kept: int = ..., contexts_kept: int = ...) -> None: ...
+    def context_of(self, index: int, seq: int) -> Any: ...
+    def snapshot(self) -> RunnerSnapshot: ...
     def run(self, data: Any, context: Any = None) -> Any: ...
     def run_async(self, data: Any, context: Any = None) -> Awaitable[Any]: ...
