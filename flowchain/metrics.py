@@ -6,6 +6,9 @@ the fixed buckets of :data:`BUCKETS_S` (1 us to 10 s) and yields
 
 ``flowchain_chain_execution_seconds``   histogram, labels chain, tenant (successful executions)
 ``flowchain_step_execution_seconds``    histogram, labels chain, step, tenant
+``flowchain_chain_failure_seconds``     histogram, labels chain, tenant (failed executions,
+                                        start to failure: their own series, never mixed)
+``flowchain_step_failure_seconds``      histogram, labels chain, step, tenant (until it raised)
 ``flowchain_chains_executed_total``     counter, labels chain, tenant
 ``flowchain_chain_failures_total``      counter, labels chain, tenant
 ``flowchain_step_failures_total``       counter, labels chain, step, tenant
@@ -133,6 +136,14 @@ class FlowChainCollector:
             "flowchain_step_execution_seconds",
             "Duration of successful step executions, from the engine's HDR counts.",
             labels=["chain", "step", "tenant"])
+        chain_fail_hist = HistogramMetricFamily(
+            "flowchain_chain_failure_seconds",
+            "Duration of failed chain executions (start to failure), from the engine's HDR "
+            "counts.", labels=["chain", "tenant"])
+        step_fail_hist = HistogramMetricFamily(
+            "flowchain_step_failure_seconds",
+            "Duration of step executions that raised (until they raised).",
+            labels=["chain", "step", "tenant"])
         executed = CounterMetricFamily("flowchain_chains_executed",
                                        "Chain executions started.", labels=["chain", "tenant"])
         failures = CounterMetricFamily("flowchain_chain_failures",
@@ -149,19 +160,25 @@ class FlowChainCollector:
                 chain = definition.name
                 n = len(definition.steps)
                 counts = np.array(runner.histograms.counts)     # one copy per scrape
+                failed = np.array(runner.failure_histograms.counts)
                 errors = np.array(runner.step_errors)
                 for i, step in enumerate(definition.steps):
                     buckets, total_s, _ = conv.convert(counts[i])
                     step_hist.add_metric([chain, step.name, tenant], buckets, total_s)
+                    buckets, total_s, _ = conv.convert(failed[i])
+                    step_fail_hist.add_metric([chain, step.name, tenant], buckets, total_s)
                     step_failures.add_metric([chain, step.name, tenant], float(errors[i]))
                 buckets, total_s, _ = conv.convert(counts[n])
                 chain_hist.add_metric([chain, tenant], buckets, total_s)
+                buckets, total_s, _ = conv.convert(failed[n])
+                chain_fail_hist.add_metric([chain, tenant], buckets, total_s)
                 runs, failed = int(runner.executions), int(runner.failures)
                 executed.add_metric([chain, tenant], float(runs))
                 failures.add_metric([chain, tenant], float(failed))
                 if runs:
                     ratio.add_metric([chain, tenant], (runs - failed) / runs)
-        yield from (chain_hist, step_hist, executed, failures, step_failures, ratio)
+        yield from (chain_hist, step_hist, chain_fail_hist, step_fail_hist, executed, failures,
+                    step_failures, ratio)
         for provider in self.providers:
             try:
                 yield from provider()

@@ -137,3 +137,27 @@ def test_metrics_server_serves_over_http():
             text = response.read().decode()
     assert samples(families(text)["flowchain_chains_executed"],
                    "flowchain_chains_executed_total")[0].value == 1
+
+
+def test_failed_executions_have_their_own_latency_series():
+    reg, cid = make_registry()
+    runner = reg.runner(cid)
+    for x in range(10):
+        runner.run(x)
+    for x in (1000, 2000, 3000):
+        with pytest.raises(ChainStepError):
+            runner.run(x)
+    fams = families(render(exposition_registry(FlowChainCollector(reg))).decode())
+    ok = samples(fams["flowchain_chain_execution_seconds"],
+                 "flowchain_chain_execution_seconds_count", chain="pricing")
+    failed = samples(fams["flowchain_chain_failure_seconds"],
+                     "flowchain_chain_failure_seconds_count", chain="pricing")
+    assert ok[0].value == 10 and failed[0].value == 3   # never mixed
+    assert samples(fams["flowchain_chain_failure_seconds"],
+                   "flowchain_chain_failure_seconds_sum", chain="pricing")[0].value > 0
+    by_step = {s.labels["step"]: s.value for s in samples(
+        fams["flowchain_step_failure_seconds"], "flowchain_step_failure_seconds_count")}
+    assert by_step == {"double": 0.0, "check": 3.0}
+    # the failing step's successes stay in the success series
+    assert samples(fams["flowchain_step_execution_seconds"],
+                   "flowchain_step_execution_seconds_count", step="check")[0].value == 10
