@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
@@ -51,7 +51,8 @@ HISTORY_SCHEMA: tuple[str, ...] = (
         count       INTEGER NOT NULL,
         errors      INTEGER NOT NULL,
         expected_ns INTEGER,
-        histogram   TEXT    NOT NULL
+        histogram   TEXT    NOT NULL,
+        failure_histogram TEXT
     )
     """,
     "CREATE INDEX IF NOT EXISTS latency_intervals_by_chain "
@@ -78,6 +79,9 @@ HISTORY_SCHEMA: tuple[str, ...] = (
 )
 """The history tables; :func:`open_history` creates them."""
 
+_ADDED_COLUMNS = (("latency_intervals", "failure_histogram", "TEXT"),)
+"""Columns added since a table was first written: :func:`open_history` adds them to old files."""
+
 DatabasePath = Union[str, Path]
 
 
@@ -96,6 +100,10 @@ def open_history(path: DatabasePath, readonly: bool = False) -> sqlite3.Connecti
     conn = open_database(path, readonly=readonly)
     if not readonly:
         ensure_schema(conn, HISTORY_SCHEMA)
+        for table, column, kind in _ADDED_COLUMNS:
+            have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
     return conn
 
 
@@ -122,11 +130,12 @@ def histogram_of_counts(counts: np.ndarray, lowest: np.ndarray,
 
 
 class _Baseline:
-    __slots__ = ("counts", "errors", "failures", "failed_seq", "tail", "runner")
+    __slots__ = ("counts", "failed_counts", "errors", "failures", "failed_seq", "tail", "runner")
 
     def __init__(self, runner: Any) -> None:
         self.runner = runner
         self.counts = np.zeros_like(runner.histograms.counts)
+        self.failed_counts = np.zeros_like(runner.failure_histograms.counts)
         self.errors = np.zeros(runner.n_steps, dtype=np.int64)
         self.failures = 0
         self.failed_seq = -1
@@ -233,8 +242,9 @@ class HistoryWriter:
             with transaction(self.conn):
                 self.conn.executemany(
                     "INSERT INTO latency_intervals (run_id, start_ns, end_ns, chain, chain_id, "
-                    "step, step_index, tenant, count, errors, expected_ns, histogram) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", intervals)
+                    "step, step_index, tenant, count, errors, expected_ns, histogram, "
+                    "failure_histogram) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    intervals)
                 self.conn.executemany(
                     "INSERT OR IGNORE INTO execution_records (run_id, execution_id, chain, "
                     "chain_id, tenant, status, sampled, start_epoch_ns, duration_ns, "
@@ -256,13 +266,15 @@ class HistoryWriter:
 
     def _interval_rows(self, tenant: str, definition: Any, runner: Any, base: _Baseline,
                        settings: Any, start: int, end: int) -> list[tuple]:
-        counts = np.array(runner.histograms.counts)
-        errors = np.array(runner.step_errors, dtype=np.int64)
-        failures = int(runner.failures)
+        snap = runner.snapshot()  # one consistent copy: counts, failures and errors agree
+        counts, failed, errors, failures = (snap.counts, snap.failure_counts, snap.step_errors,
+                                            snap.failures)
         diff = counts - base.counts
+        failed_diff = failed - base.failed_counts
         d_err = errors - base.errors
         d_fail = failures - base.failures
-        base.counts, base.errors, base.failures = counts, errors, failures
+        base.counts, base.failed_counts = counts, failed
+        base.errors, base.failures = errors, failures
         lowest = self._lowest_values(settings)
         rows = []
         n = len(definition.steps)
@@ -271,12 +283,14 @@ class HistoryWriter:
             if not diff[i].any() and not n_err:
                 continue
             hist = histogram_of_counts(diff[i], lowest, settings)
+            failed_hist = histogram_of_counts(failed_diff[i], lowest, settings) \
+                if failed_diff[i].any() else None
             step = definition.steps[i].name if i < n else CHAIN_ROW
             expected = definition.steps[i].expected_duration_ns if i < n else \
                 sum(s.expected_duration_ns for s in definition.steps)
             rows.append((self.run_id, start, end, definition.name, definition.chain_id, step,
                          i if i < n else -1, tenant, hist.count, n_err, expected,
-                         hist.encode()))
+                         hist.encode(), failed_hist.encode() if failed_hist else None))
         return rows
 
     def _record_row(self, tenant: str, record: Any, sampled: bool, offset: int) -> tuple:
@@ -293,9 +307,7 @@ class HistoryWriter:
     def _failure_rows(self, tenant: str, registry: Any, definition: Any, base: _Baseline,
                       offset: int) -> list[tuple]:
         rows = []
-        for record in registry.failures(definition.chain_id):
-            if record.seq <= base.failed_seq:
-                continue
+        for record in registry.failures(definition.chain_id, after_seq=base.failed_seq):
             rows.append(self._record_row(tenant, record, False, offset))
             base.failed_seq = record.seq
         self.counters["failures"] += len(rows)
@@ -328,6 +340,8 @@ class StepHistory:
     expected_ns: Optional[int]
     errors: int
     histogram: LatencyHistogram
+    failure_histogram: LatencyHistogram = field(default_factory=LatencyHistogram)
+    """Failed executions' latency (a step's: until it raised), apart from the successes."""
 
     @property
     def count(self) -> int:
@@ -403,16 +417,26 @@ class HistoryReader:
 
     def histogram(self, chain: str, step: Optional[str] = CHAIN_ROW, *,
                   tenant: Optional[str] = None, since_ns: Optional[int] = None,
-                  until_ns: Optional[int] = None) -> LatencyHistogram:
+                  until_ns: Optional[int] = None, outcome: str = "success") -> LatencyHistogram:
         """Return the merged histogram of a chain (``step=''``) or a step over a range.
 
         ``tenant=None`` merges every tenant; intervals overlapping the range are included.
+        ``outcome="failure"`` merges the failed executions' latency instead.
+
+        Raises
+        ------
+        ValueError
+            When ``outcome`` is neither ``"success"`` nor ``"failure"``.
         """
+        if outcome not in ("success", "failure"):
+            raise ValueError(f"outcome must be 'success' or 'failure', got {outcome!r}")
+        column = "histogram" if outcome == "success" else "failure_histogram"
         where, args = self._where(chain, step, tenant, since_ns, until_ns)
         merged = LatencyHistogram()
-        for (encoded,) in self.conn.execute(f"SELECT histogram FROM latency_intervals{where}",
+        for (encoded,) in self.conn.execute(f"SELECT {column} FROM latency_intervals{where}",
                                             args):
-            merged.merge(LatencyHistogram.decode(encoded))
+            if encoded:
+                merged.merge(LatencyHistogram.decode(encoded))
         return merged
 
     def steps(self, chain: str, *, tenant: Optional[str] = None,
@@ -421,21 +445,26 @@ class HistoryReader:
         """Return every step's merged history in step order, then the whole chain's."""
         where, args = self._where(chain, None, tenant, since_ns, until_ns)
         found: dict[tuple[int, str], list] = {}
-        for step, index, expected, errors, encoded in self.conn.execute(
-                "SELECT step, step_index, expected_ns, errors, histogram FROM latency_intervals"
-                f"{where} ORDER BY start_ns", args):
+        for step, index, expected, errors, encoded, failed in self.conn.execute(
+                "SELECT step, step_index, expected_ns, errors, histogram, failure_histogram "
+                f"FROM latency_intervals{where} ORDER BY start_ns", args):
             key = (index if index >= 0 else 1 << 30, step)
-            held = found.setdefault(key, [expected, 0, LatencyHistogram()])
+            held = found.setdefault(key, [expected, 0, LatencyHistogram(), LatencyHistogram()])
             held[0] = expected
             held[1] += errors
             held[2].merge(LatencyHistogram.decode(encoded))
-        return [StepHistory(chain, step, -1 if index == 1 << 30 else index, e, err, h)
-                for (index, step), (e, err, h) in sorted(found.items())]
+            if failed:
+                held[3].merge(LatencyHistogram.decode(failed))
+        return [StepHistory(chain, step, -1 if index == 1 << 30 else index, e, err, h, fh)
+                for (index, step), (e, err, h, fh) in sorted(found.items())]
 
     def trend(self, chain: str, step: Optional[str] = CHAIN_ROW, *, bucket_s: float = 60.0,
               tenant: Optional[str] = None, since_ns: Optional[int] = None,
               until_ns: Optional[int] = None) -> list[dict[str, Any]]:
         """Return per time bucket: count, errors, throughput (/s), error rate, p50/p99 (ns).
+
+        ``p50_ns``/``p99_ns`` are of successful executions (0 when a bucket has none),
+        ``failure_p50_ns``/``failure_p99_ns`` of failed ones (0 when none failed).
 
         Each interval lands in the bucket of its start; ``bucket_s`` should be a multiple of
         the writer's interval for exact buckets.
@@ -450,24 +479,29 @@ class HistoryReader:
         width = int(bucket_s * 1e9)
         where, args = self._where(chain, step, tenant, since_ns, until_ns)
         buckets: dict[int, list] = {}
-        for start, end, errors, encoded in self.conn.execute(
-                f"SELECT start_ns, end_ns, errors, histogram FROM latency_intervals{where}",
-                args):
+        for start, end, errors, encoded, failed in self.conn.execute(
+                "SELECT start_ns, end_ns, errors, histogram, failure_histogram "
+                f"FROM latency_intervals{where}", args):
             key = start // width * width
-            held = buckets.setdefault(key, [0, LatencyHistogram(), start, end])
+            held = buckets.setdefault(key, [0, LatencyHistogram(), start, end,
+                                            LatencyHistogram()])
             held[0] += errors
             held[1].merge(LatencyHistogram.decode(encoded))
+            if failed:
+                held[4].merge(LatencyHistogram.decode(failed))
             held[2], held[3] = min(held[2], start), max(held[3], end)
         out = []
         for key in sorted(buckets):
-            errors, hist, first, last = buckets[key]
+            errors, hist, first, last, failed_hist = buckets[key]
             seconds = max((last - first) / 1e9, 1e-9)
             attempts = hist.count + errors
             ps = hist.percentiles((50.0, 99.0))
+            fps = failed_hist.percentiles((50.0, 99.0))
             out.append({"start_ns": key, "count": hist.count, "errors": errors,
                         "throughput_per_s": (hist.count + errors) / seconds,
                         "error_rate": errors / attempts if attempts else 0.0,
-                        "p50_ns": ps[50.0], "p99_ns": ps[99.0]})
+                        "p50_ns": ps[50.0], "p99_ns": ps[99.0],
+                        "failure_p50_ns": fps[50.0], "failure_p99_ns": fps[99.0]})
         return out
 
     def executions(self, chain: Optional[str] = None, *, status: Optional[str] = None,

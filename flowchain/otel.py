@@ -77,15 +77,15 @@ class TraceExporter:
                     if tail is None or tail.runner is not runner:
                         tail = self._tails[key] = RingTail(runner, from_start=True)
                         self._failed_seq[key] = -1
-                    for record in registry.failures(definition.chain_id):
-                        if record.seq > self._failed_seq[key]:
-                            self._failed_seq[key] = record.seq
-                            if record.steps:
-                                self.trace_execution(record, offset, tenant)
-                                self.counters["failed"] += 1
-                                exported += 1
-                            else:
-                                self.counters["lost"] += 1
+                    for record in registry.failures(definition.chain_id,
+                                                    after_seq=self._failed_seq[key]):
+                        self._failed_seq[key] = record.seq
+                        if record.steps:
+                            self.trace_execution(record, offset, tenant)
+                            self.counters["failed"] += 1
+                            exported += 1
+                        else:
+                            self.counters["lost"] += 1
                     rows = tail.read()
                     if self.sample_rate <= 0:
                         continue

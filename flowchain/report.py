@@ -1,6 +1,7 @@
 """An offline HTML report of a history database: distributions, trends, slowest steps.
 
-Per chain: the latency percentile distribution of the whole chain and of each step plotted
+Per chain: the latency percentile distribution of the whole chain and of each step (failed
+executions as their own lines) plotted
 the HdrHistogram way (latency against a log ``1/(1-percentile)`` axis, so the tail gets as
 much room as the median), throughput and error rate over time, and a table of every step's
 percentiles; then the slowest steps of all chains by p99. Charts are inline SVG drawn here;
@@ -127,17 +128,31 @@ def _bucket_seconds(start_ns: Optional[int], end_ns: Optional[int]) -> float:
     return 86400.0
 
 
+def _latency(hist: Any, value: int) -> str:
+    """A latency figure, or "-" when the histogram is empty (never a made-up 0 ns)."""
+    return format_ns(value) if hist.count else "-"
+
+
+def _points(xs: Sequence[float], ys: Sequence[int],
+            counts: Sequence[int]) -> tuple[list[float], list[int]]:
+    """The (x, y) points of a trend whose bucket has data: an empty bucket is a gap."""
+    kept = [(x, y) for x, y, c in zip(xs, ys, counts) if c]
+    return [x for x, _ in kept], [y for _, y in kept]
+
+
 def _step_table(rows: Sequence[StepHistory]) -> str:
     head = ("step", "count", "errors", "error rate", "expected", "p50", "p90", "p99", "p99.9",
-            "max")
+            "max", "failed p50", "failed p99")
     out = ["<table><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
     for s in rows:
-        ps = s.histogram.percentiles((50.0, 90.0, 99.0, 99.9))
+        h, fh = s.histogram, s.failure_histogram
+        ps = h.percentiles((50.0, 90.0, 99.0, 99.9))
+        fps = fh.percentiles((50.0, 99.0))
         out.append("<tr>" + "".join(f"<td>{_esc(v)}</td>" for v in (
             s.step or "(whole chain)", s.count, s.errors, f"{100 * s.error_rate:.2f}%",
-            format_ns(s.expected_ns) if s.expected_ns else "-", format_ns(ps[50.0]),
-            format_ns(ps[90.0]), format_ns(ps[99.0]), format_ns(ps[99.9]),
-            format_ns(s.histogram.max))) + "</tr>")
+            format_ns(s.expected_ns) if s.expected_ns else "-", _latency(h, ps[50.0]),
+            _latency(h, ps[90.0]), _latency(h, ps[99.0]), _latency(h, ps[99.9]),
+            _latency(h, h.max), _latency(fh, fps[50.0]), _latency(fh, fps[99.0]))) + "</tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
 
@@ -172,6 +187,10 @@ def build_report(reader: HistoryReader, *, since_ns: Optional[int] = None,
         for s in rows:
             xs, ys = percentile_curve(s.histogram)
             curves.append((s.step or "whole chain", xs, ys))
+        for s in rows:  # failed executions: their own lines, never mixed with the successes
+            if s.failure_histogram.count:
+                xs, ys = percentile_curve(s.failure_histogram)
+                curves.append((f"{s.step or 'whole chain'} (failed)", xs, ys))
         dist = line_chart(curves, title=f"{chain}: latency by percentile",
                           x_ticks=_nines_ticks(), y_log=True)
         trend = reader.trend(chain, bucket_s=bucket_s, since_ns=since_ns, until_ns=until_ns)
@@ -184,9 +203,18 @@ def build_report(reader: HistoryReader, *, since_ns: Optional[int] = None,
         errors = line_chart([("error rate %", times, [100 * t["error_rate"] for t in trend])],
                             title=f"{chain}: error rate", x_ticks=ticks,
                             y_format=lambda v: f"{v:.2g}%")
-        p99 = line_chart([("p50", times, [t["p50_ns"] for t in trend]),
-                          ("p99", times, [t["p99_ns"] for t in trend])],
-                         title=f"{chain}: p50 and p99 over time", x_ticks=ticks, y_log=True)
+        ok_counts = [t["count"] for t in trend]
+        failed_counts = [t["errors"] if t["failure_p99_ns"] else 0 for t in trend]
+        over_time = [("p50", *_points(times, [t["p50_ns"] for t in trend], ok_counts)),
+                     ("p99", *_points(times, [t["p99_ns"] for t in trend], ok_counts))]
+        if any(failed_counts):
+            over_time += [
+                ("failed p50", *_points(times, [t["failure_p50_ns"] for t in trend],
+                                        failed_counts)),
+                ("failed p99", *_points(times, [t["failure_p99_ns"] for t in trend],
+                                        failed_counts))]
+        p99 = line_chart(over_time, title=f"{chain}: p50 and p99 over time", x_ticks=ticks,
+                         y_log=True)
         sections.append(f'<section class="chain" data-chain="{_esc(chain)}"><h2>{_esc(chain)}'
                         f'</h2><div class="charts">{dist}{p99}{throughput}{errors}</div>'
                         f"{_step_table(rows)}</section>")
@@ -209,5 +237,6 @@ def build_report(reader: HistoryReader, *, since_ns: Optional[int] = None,
             f"<title>{_esc(title)}</title><style>{STYLE}</style></head><body>"
             f"<h1>{_esc(title)}</h1><p class=\"note\">{_esc(str(reader.path))}: {span}. "
             "Percentile axes are log 1/(1-percentile): each step right is one more nine. "
-            "Latencies are of successful executions; errors are counted apart.</p>"
+            "Latencies of successful executions and of failed ones (lines marked failed: until "
+            "the step raised) are drawn apart, never mixed; errors are counted apart.</p>"
             f"<h2>Slowest steps (by p99)</h2>{''.join(slow_rows)}{body}</body></html>\n")

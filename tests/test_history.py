@@ -155,3 +155,27 @@ def test_parse_since():
     assert parse_since(None) is None
     with pytest.raises(ValueError, match="neither a duration"):
         parse_since("yesterday-ish", now)
+
+
+def test_an_old_history_file_gains_the_failure_column(tmp_path):
+    from flowchain.histograms import LatencyHistogram
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute("""CREATE TABLE latency_intervals (id INTEGER PRIMARY KEY, run_id TEXT NOT NULL,
+        start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL, chain TEXT NOT NULL,
+        chain_id TEXT NOT NULL, step TEXT NOT NULL, step_index INTEGER NOT NULL,
+        tenant TEXT NOT NULL, count INTEGER NOT NULL, errors INTEGER NOT NULL,
+        expected_ns INTEGER, histogram TEXT NOT NULL)""")
+    hist = LatencyHistogram.from_values([1000, 2000])
+    conn.execute("INSERT INTO latency_intervals (run_id, start_ns, end_ns, chain, chain_id, step, "
+                 "step_index, tenant, count, errors, expected_ns, histogram) VALUES "
+                 "('r', 1, 2, 'old', 'old@1', '', -1, 'default', 2, 1, 5, ?)", (hist.encode(),))
+    conn.commit()
+    conn.close()
+    with HistoryReader(path) as reader:
+        (chain,) = reader.steps("old")
+        assert chain.count == 2 and chain.failure_histogram.count == 0
+        assert reader.histogram("old", outcome="failure").count == 0
+        with pytest.raises(ValueError, match="outcome must be"):
+            reader.histogram("old", outcome="all")

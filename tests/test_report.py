@@ -56,7 +56,8 @@ def test_report_is_self_contained_html_with_charts_and_slowest_steps(tmp_path):
         ET.fromstring(svg)                              # each chart is valid XML
     dist = ET.fromstring(svgs[0])
     series = [p.get("data-series") for p in dist.iter("{http://www.w3.org/2000/svg}path")]
-    assert series == ["fast_step", "slow_step", "whole chain"]
+    assert series == ["fast_step", "slow_step", "whole chain", "slow_step (failed)",
+                      "whole chain (failed)"]
     assert ">99%<" in svgs[0]                              # 285 samples: two nines and a half
     slowest = re.search(r'<table id="slowest">.*?</table>', page, flags=re.S).group(0)
     rows = re.findall(r"<tr><td>decision</td><td>(\w+)</td>", slowest)
@@ -81,3 +82,41 @@ def test_cli_writes_report_and_reports_bad_input(tmp_path):
     assert bad.exit_code == 1 and "neither a duration" in bad.output
     missing = runner.invoke(app, ["report", "--db", str(tmp_path / "x.db"), "--out", str(out)])
     assert missing.exit_code == 1
+
+
+def test_a_chain_that_only_fails_shows_its_failure_latency_not_zero(tmp_path):
+    components = ComponentRegistry()
+
+    def refuse(x):
+        sum(range(500))
+        raise ValueError(f"refused {x}")
+
+    components.register("Refuse", refuse)
+    reg = ChainRegistry(components)
+    cid = reg.register_chain(ChainBuilder("broken").step("refuse", "Refuse", "a", "b", 1)
+                             .build())
+    writer = HistoryWriter(reg, tmp_path / "h.db", sample_rate=0)
+    for batch in range(2):
+        for x in range(50):
+            with pytest.raises(ChainStepError):
+                reg.runner(cid).run(x)
+        writer.flush()
+    writer.close()
+    with HistoryReader(tmp_path / "h.db") as reader:
+        (step, chain) = reader.steps("broken")
+        assert step.count == 0 and step.errors == 100 and step.failure_histogram.count == 100
+        assert reader.histogram("broken", outcome="failure").count == 100
+        assert reader.histogram("broken").count == 0
+        trend = reader.trend("broken", bucket_s=3600)
+        assert trend[0]["failure_p50_ns"] > 0 and trend[0]["count"] == 0
+        page = build_report(reader)
+    svgs = re.findall(r"<svg.*?</svg>", page, flags=re.S)
+    dist, over_time = ET.fromstring(svgs[0]), ET.fromstring(svgs[1])
+    ns = "{http://www.w3.org/2000/svg}path"
+    assert [p.get("data-series") for p in dist.iter(ns)] == ["refuse (failed)",
+                                                             "whole chain (failed)"]
+    # no flat 1 ns success line: the empty success series draws nothing
+    assert [p.get("data-series") for p in over_time.iter(ns)] == ["failed p50", "failed p99"]
+    table = re.search(r"<table><thead>.*?</table>", page, flags=re.S).group(0)
+    assert "0 ns" not in table and "<td>-</td>" in table
+    assert "failed p99" in table
