@@ -4,11 +4,18 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install node test bench debug clean
+BUILD_DEPS := 'setuptools>=68' wheel 'Cython>=3.0.10' 'numpy>=1.26'
+ASAN_VENV ?= .venv-asan
+ASAN_SRC := build/asan-src
+ENGINE_TESTS ?= tests/test_native.py tests/test_registry.py tests/test_histograms.py \
+	tests/test_failures.py tests/test_engine_threads.py tests/test_monitor.py tests/test_readme.py
 
-$(STAMP): pyproject.toml setup.py $(wildcard native/*)
+.PHONY: install node test bench debug test-asan clean
+
+$(STAMP): pyproject.toml setup.py $(wildcard native/*.pyx native/*.pxi native/*.h)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	rm -f flowchain/_engine*.so  # never keep a debug build's engine
 	$(BIN)/python -m pip install -q -e '.[test,otel]'
 	touch $(STAMP)
 
@@ -26,9 +33,33 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/flowchain bench overhead
 
-## debug: rebuild the engine with line tracing and -O0 (FLOWCHAIN_SANITIZE=1 adds ASan/UBSan)
+## debug: rebuild the engine in place with line tracing, bounds checks and -O0 (its C goes to
+## build/cython-debug, never over native/engine.c); `make install` builds the optimized one again
 debug:
-	FLOWCHAIN_DEBUG=1 $(BIN)/python -m pip install -q --no-build-isolation -e .
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q $(BUILD_DEPS)
+	rm -f flowchain/_engine*.so $(STAMP)
+	FLOWCHAIN_DEBUG=1 $(BIN)/python -m pip install -q --no-build-isolation -e '.[test,otel]'
+
+## test-asan: the engine-focused tests against an AddressSanitizer/UBSan build of the engine, in
+## its own venv ($(ASAN_VENV)) and its own copy of the tree ($(ASAN_SRC)), so neither the
+## optimized engine nor native/engine.c is touched. CPython itself is not instrumented: the ASan
+## runtime is preloaded, pymalloc is off (every object is a malloc ASan sees), leaks unchecked.
+test-asan:
+	test -x $(ASAN_VENV)/bin/python || $(PY) -m venv $(ASAN_VENV)
+	$(ASAN_VENV)/bin/python -m pip install -q $(BUILD_DEPS)
+	rm -rf $(ASAN_SRC) && mkdir -p $(ASAN_SRC)
+	tar -c --exclude=./.git --exclude='./.venv*' --exclude=./build --exclude='*.so' \
+	  --exclude=./native/engine.c --exclude=__pycache__ --exclude='*.db*' . | tar -x -C $(ASAN_SRC)
+	cd $(ASAN_SRC) && FLOWCHAIN_DEBUG=1 FLOWCHAIN_SANITIZE=1 \
+	  $(CURDIR)/$(ASAN_VENV)/bin/python -m pip install -q --no-build-isolation -e '.[test]'
+	ldd $(ASAN_SRC)/flowchain/_engine*.so | grep -q libasan || \
+	  { echo "the engine in $(ASAN_SRC) is not built with AddressSanitizer" >&2; exit 1; }
+	cd $(ASAN_SRC) && \
+	  LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:strict_init_order=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 PYTHONMALLOC=malloc \
+	  $(CURDIR)/$(ASAN_VENV)/bin/python -m pytest -q -p no:cacheprovider $(ENGINE_TESTS)
 
 clean:
-	rm -rf build $(VENV) flowchain/*.so native/engine.c
+	rm -rf build $(VENV) $(ASAN_VENV) flowchain/*.so native/engine.c

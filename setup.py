@@ -5,7 +5,8 @@ Everything else (metadata, dependencies, extras) lives in pyproject.toml.
 Environment switches:
     FLOWCHAIN_DEBUG=1     line tracing, assertions, ``-O0 -g``: a debug build for profilers
                           and debuggers.
-    FLOWCHAIN_SANITIZE=1  with FLOWCHAIN_DEBUG, build with AddressSanitizer/UBSan.
+    FLOWCHAIN_SANITIZE=1  with FLOWCHAIN_DEBUG, build with AddressSanitizer/UBSan (load it with
+                          the ASan runtime preloaded: ``make test-asan`` shows how).
 """
 import os
 import sys
@@ -74,5 +75,8 @@ setup(
         compiler_directives=directives,
         annotate=DEBUG,
         force=DEBUG,
+        # a debug build's C (bounds checks, line tracing) never replaces native/engine.c,
+        # which an optimized build would otherwise reuse
+        build_dir="build/cython-debug" if DEBUG else None,
     ),
 )
