@@ -79,6 +79,7 @@ class ChainRunner:
     contexts_kept: int
     contexts: tuple[Any, ...]
     on_failure: Optional[Callable[..., BaseException]]
+    resolve_failure: Optional[Callable[[BaseException], Any]]
     busy: bool
     def __init__(self, chain_id: str, step_names: tuple[str, ...],
                  steps: tuple[Callable[[Any], Any], ...], step_is_async: tuple[bool, ...],

@@ -71,16 +71,31 @@ class ChainStepError(FlowChainError):
     never on the tick path. ``ChainStepError(execution)`` wraps a record built elsewhere.
     """
 
-    # Raised by the engine as ChainStepError(resolve, runner, seq, step_index, number,
+    # Raised by the engine as ChainStepError(runner, seq, step_index, failure_number,
     # step_input): BaseException's own __init__ keeps the arguments, so raising one costs
-    # no more than building a tuple; ``resolve(error)`` materializes the record.
+    # no more than building a tuple; ``runner.resolve_failure(error)`` (set by the registry)
+    # materializes the record.
 
     @property
     def execution(self) -> "ChainExecution":
-        """The failed execution's record (materialized once, on first access)."""
+        """The failed execution's record (materialized once, on first access).
+
+        Raises
+        ------
+        LookupError
+            When the runner that raised it belongs to no registry (built by hand).
+        """
         cached = self.__dict__.get("_execution")
         if cached is None:
-            cached = self.args[0] if len(self.args) == 1 else self.args[0](self)
+            if len(self.args) == 1:
+                cached = self.args[0]
+            else:
+                resolve = self.args[0].resolve_failure
+                if resolve is None:
+                    raise LookupError(f"chain {self.args[0].chain_id} failed at step "
+                                      f"{self.step!r}; its runner has no registry to build "
+                                      "the record (use ChainRegistry.runner)")
+                cached = resolve(self)
             self.__dict__["_execution"] = cached
         return cached
 
@@ -89,28 +104,26 @@ class ChainStepError(FlowChainError):
         """The failing step's name."""
         if len(self.args) == 1:
             return self.args[0].failure.step
-        return self.args[1].step_names[self.args[3]]
+        return self.args[0].step_names[self.args[2]]
 
     @property
     def step_index(self) -> int:
         """The failing step's index in its chain."""
         if len(self.args) == 1:
             return self.args[0].failure.step_index
-        return self.args[3]
+        return self.args[2]
 
     @property
     def chain_id(self) -> str:
         """The failed chain's id."""
-        if len(self.args) == 1:
-            return self.args[0].chain_id
-        return self.args[1].chain_id
+        return self.args[0].chain_id
 
     @property
     def seq(self) -> int:
         """The execution's number on its chain's runner."""
         if len(self.args) == 1:
             return self.args[0].seq
-        return self.args[2]
+        return self.args[1]
 
     def __str__(self) -> str:
         execution = self.execution

@@ -224,14 +224,14 @@ class ChainRegistry:
     def _build_runner(self, entry: _Entry) -> "engine.ChainRunner":
         d = entry.definition
         resolved = [self.components.resolve(s.component) for s in d.steps]
-        # on a failure the runner calls this with (runner, seq, step, number, input): building
-        # the error is one tuple; its record is resolved on the cold path, when asked for
-        on_failure = functools.partial(ChainStepError, functools.partial(self._error_record,
-                                                                         entry))
-        return engine.ChainRunner(
+        # on a failure the runner builds ChainStepError(runner, seq, step, number, input): one
+        # tuple; its record is resolved on the cold path, when asked for
+        runner = engine.ChainRunner(
             entry.chain_id, entry.step_names, tuple(r.call for r in resolved),
             tuple(r.is_async for r in resolved), self.ring_capacity, self._layout,
-            on_failure, self.failures_kept, self.contexts_kept)
+            ChainStepError, self.failures_kept, self.contexts_kept)
+        runner.resolve_failure = functools.partial(self._error_record, entry)
+        return runner
 
     def execute_chain(self, chain_id: ChainRef, input_data: Any,
                       user_context: Optional[UserContext] = None) -> ChainExecution:
@@ -368,7 +368,7 @@ class ChainRegistry:
         From the failure ring while it holds the failure; after ring overwrote it, rebuilt
         from what the error itself keeps (step, exception, input), without timings.
         """
-        _, runner, seq, index, number, step_input = error.args
+        _, seq, index, number, step_input = error.args
         with entry.lock:
             self._read_failures(entry)
             record = entry.failures.get(number)

@@ -37,6 +37,11 @@ cdef class ChainRunner:
     assignment first). ``context_of(index, seq)`` resolves a ring row's context, or None when
     its entry has since been given to another context.
 
+    ``on_failure`` may be an exception class (``ChainStepError``): called with those five
+    arguments it is built as cheaply as a tuple. ``resolve_failure`` is for its owner (the
+    registry), which sets it to the cold-path function that turns such an error into its
+    record.
+
     A runner executes one synchronous execution at a time: it is not re-entrant and not for
     concurrent use from several threads (build one runner per thread); a second caller is
     refused, never let in. Async executions of the same runner may interleave freely on one
@@ -64,6 +69,7 @@ cdef class ChainRunner:
     cdef Py_ssize_t _contexts_used
     cdef Py_ssize_t _context_hand
     cdef public object on_failure
+    cdef public object resolve_failure
     cdef bint _busy
     cdef object _fns
     cdef unsigned char *_async
@@ -108,6 +114,7 @@ cdef class ChainRunner:
         self._contexts_used = 0
         self._context_hand = 1
         self.on_failure = on_failure
+        self.resolve_failure = None
         self._busy = 0
 
     cdef int32_t _context_of(self, object context, int64_t seq) except -1:
