@@ -126,7 +126,12 @@ class ChainStepError(FlowChainError):
         return self.args[1]
 
     def __str__(self) -> str:
-        execution = self.execution
+        try:
+            execution = self.execution
+        except LookupError:
+            cause = self.__cause__
+            return (f"chain {self.chain_id} failed at step {self.step!r}: "
+                    f"{type(cause).__qualname__}: {cause}")
         failure = execution.failure
         if failure is None:
             return f"chain {execution.chain_name!r} ({execution.chain_id}) failed"

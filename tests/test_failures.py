@@ -243,3 +243,23 @@ def test_traceback_stacks_are_reused_but_messages_are_not():
     except RuntimeError as chained:
         text = format_traceback(chained)
     assert "direct cause" in text and "KeyError: 9" in text
+
+
+def test_a_runner_built_by_hand_raises_errors_that_say_what_they_lack():
+    from flowchain._native import engine
+    from flowchain.histograms import DEFAULT_SETTINGS
+
+    runner = engine.ChainRunner("solo@1", ("a", "b"), (lambda x: x, reject), (False, False),
+                                8, DEFAULT_SETTINGS.layout(), ChainStepError)
+    with pytest.raises(ChainStepError) as info:
+        runner.run(Tick(3))
+    err = info.value
+    assert (err.step, err.step_index, err.seq, err.chain_id) == ("b", 1, 0, "solo@1")
+    assert str(err) == "chain solo@1 failed at step 'b': ValueError: odd tick 3"
+    with pytest.raises(LookupError, match="no registry to build the record"):
+        err.execution
+    # the failure ring has it all the same
+    number, seq, step, start, end, durations, exc, step_input, context = runner.failed.read(0)
+    assert (seq, step, exc, step_input.value, context) == (0, 1, err.__cause__, 3, None)
+    assert end - start == durations.sum() and durations[1] > 0
+    assert runner.failure_histograms.total(1) == 1 and runner.failure_histograms.total(2) == 1
