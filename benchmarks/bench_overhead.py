@@ -2,8 +2,10 @@
 
 Runs ``flowchain.bench.overhead`` (plain nested calls, a naive perf_counter tracker,
 OpenTelemetry SDK spans, prometheus_client + hdrhistogram, and the engine) interleaved in one
-process and prints the JSON object ``flowchain bench overhead --json`` prints, then a one-line
-verdict against the budget (engine <= 2x floor, >= 20x below OpenTelemetry, >= 3x below naive).
+process, with the failure path (the same chain whose last step raises, against nested calls
+raising into a bare try/except) interleaved among them, and prints the JSON object
+``flowchain bench overhead --json`` prints, then a one-line verdict against the budget (engine
+<= 2x floor, >= 20x below OpenTelemetry, >= 3x below naive, a failure <= 3x the bare raise).
 
     python benchmarks/bench_overhead.py [repetitions] [executions]
 """
@@ -18,5 +20,6 @@ if __name__ == "__main__":
     result = overhead.run(repetitions=reps, n=n)
     print(json.dumps(result, indent=2))
     print(f"flowchain/floor {result['flowchain_vs_floor']}x, otel/flowchain "
-          f"{result['otel_vs_flowchain']}x, naive/flowchain {result['naive_vs_flowchain']}x: "
+          f"{result['otel_vs_flowchain']}x, naive/flowchain {result['naive_vs_flowchain']}x, "
+          f"failure/bare failure {result['failure_vs_bare_failure']}x: "
           f"{'within' if result['within_budget'] else 'OUTSIDE'} budget", file=sys.stderr)

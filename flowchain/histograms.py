@@ -78,7 +78,10 @@ class LatencyHistogram:
             raise ValueError(f"counts of length {counts.shape} do not fit a histogram of "
                              f"{hdr.counts_len} counts ({settings})")
         np.frombuffer(hdr.counts, dtype=np.int64)[:] = counts
-        total, minimum, maximum, overflow = (int(v) for v in stats)
+        _, minimum, maximum, overflow = (int(v) for v in stats)
+        # the counts are what percentiles walk: their sum is the total (the engine's snapshots
+        # copy both together, so this only differs for a caller's hand-made pair)
+        total = int(counts.sum())
         if total:
             hdr.total_count = total
             hdr.min_value = minimum
@@ -120,7 +123,10 @@ class LatencyHistogram:
         ps = list(percentiles)
         if not self.count:
             return {p: 0 for p in ps}
-        return {p: int(v) for p, v in self.hdr.get_percentile_to_value_dict(ps).items()}
+        found = self.hdr.get_percentile_to_value_dict(ps)
+        top = self.max
+        # never above the maximum, and every percentile asked for answered
+        return {p: min(int(found.get(p, top)), top) for p in ps}
 
     def summary(self) -> dict[str, Any]:
         """Return count, min, max, mean and p50/p90/p99/p99.9 (ns)."""

@@ -77,3 +77,17 @@ def test_decode_rejects_garbage():
 def test_counts_of_the_wrong_layout_are_rejected():
     with pytest.raises(ValueError, match="do not fit"):
         LatencyHistogram.from_counts(np.zeros(10, dtype=np.int64), (0, 0, 0, 0))
+
+
+def test_a_hand_made_counts_pair_cannot_make_percentiles_disagree():
+    settings = HistogramSettings()
+    h = engine.HdrCounts(1, settings.layout())
+    for v in (100, 200, 300, 40_000):
+        h.record(0, v)
+    counts, stats = h.snapshot(0)
+    # a total that disagrees with the counts (as a torn copy would) is not trusted
+    hist = LatencyHistogram.from_counts(counts, (stats[0] + 5, *stats[1:]), settings)
+    s = hist.summary()
+    assert s["count"] == 4
+    assert s["p50_ns"] <= s["p99_ns"] <= s["max_ns"]
+    assert set(hist.percentiles((50.0, 99.0, 99.999))) == {50.0, 99.0, 99.999}
