@@ -79,7 +79,8 @@ class ChainRegistry:
         HDR parameters of every step and chain histogram.
     failures_kept : int
         Failed executions kept in full (exception, input, timings) per chain, rounded up to a
-        power of two: the runner's failure ring.
+        power of two: the runner's failure ring. They stay alive until overwritten; lower it
+        for chains with large inputs.
     contexts_kept : int
         User contexts a runner's table holds (see ``ChainRunner``); older executions whose
         entry was reused report no context.
