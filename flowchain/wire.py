@@ -141,6 +141,7 @@ TICK_REFUSALS: tuple[str, ...] = ("nan_price", "inf_price", "non_positive_price"
 _FAULT_REASONS = {"non_positive": "non_positive_price", "crossed": "crossed_price",
                   "volume_out_of_range": "bad_tick_volume"}
 _VOLUME_MAX = (1 << 63) - 1
+_INF = math.inf
 
 
 class FrameError(ValueError):
@@ -554,10 +555,9 @@ def decode_tick_into(frame: bytes, ring: memoryview, row: int) -> tuple:
     if len(frame) != TICK_FRAME_SIZE or frame[0] != PROTOCOL_VERSION or frame[1] != _TICK:
         _expect(frame, FrameType.TICK, TICK_FRAME_SIZE)  # raises the precise reason
     _, _, _, _, _, _, bid, ask, last, volume, _, _, volume_real = values = _TICK_UNPACK(frame)
-    # The quote rules of flowchain.ticks.tick_fault, inlined for the common case (x - x is 0.0
-    # for a finite x, NaN for NaN or +-inf); a tick that fails it is named by the rules.
-    if not ((bid - bid) + (ask - ask) + (last - last) + (volume_real - volume_real) == 0.0
-            and 0.0 < bid <= ask and last >= 0.0 and volume_real >= 0.0
+    # The quote rules of flowchain.ticks.tick_fault, inlined as chained comparisons (each is
+    # False for NaN; ``< inf`` rules out infinities); a tick that fails them is named by the rules.
+    if not (0.0 < bid <= ask < _INF and 0.0 <= last < _INF and 0.0 <= volume_real < _INF
             and volume <= _VOLUME_MAX):
         _check_tick(bid, ask, last, volume, volume_real)
     start = row * TICK_RECORD_SIZE

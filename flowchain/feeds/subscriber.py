@@ -55,6 +55,7 @@ _BATCH = int(wire.FrameType.TICK_BATCH)
 _UNPACK = wire.TICK_FRAME.unpack_from
 _REC = wire.TICK_RECORD_SIZE
 _VOLUME_MAX = (1 << 63) - 1
+_INF = float("inf")
 
 
 class _Track:
@@ -322,8 +323,7 @@ class ZmqFeed(Feed):
             return
         values = _UNPACK(frame)
         bid, ask, last, volume_real = values[6], values[7], values[8], values[12]
-        if not ((bid - bid) + (ask - ask) + (last - last) + (volume_real - volume_real) == 0.0
-                and 0.0 < bid <= ask and last >= 0.0 and volume_real >= 0.0
+        if not (0.0 < bid <= ask < _INF and 0.0 <= last < _INF and 0.0 <= volume_real < _INF
                 and values[9] <= _VOLUME_MAX):  # the quote rules, inlined (wire.decode_tick_into)
             self._reject_tick(frame, track)  # wire.decode_tick names the rule it breaks
             return
