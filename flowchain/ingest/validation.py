@@ -21,8 +21,8 @@ replay reader and the decision chain's guard apply too):
 ``duplicate``
     The identity of an accepted tick before it, in this batch or at the end of the symbol's
     previous batch. A tick's identity is its ``time_msc`` and the sequence number its feed gave
-    it (the bridge's per-symbol ``seq``, a replay file's row, the simulator's count), carried
-    through the ring and the batches: never its prices. Ticks that share a millisecond and
+    it (the bridge's per-symbol ``seq``, a replay file's tick number, the simulator's count),
+    carried through the ring and the batches: never its prices. Ticks that share a millisecond and
     their prices but not a sequence number are distinct and all kept, in order (a quote that
     moves A -> B -> A within a millisecond is three ticks, and the last one is the final quote
     of that millisecond).
