@@ -246,6 +246,8 @@ async def test_a_replay_file_with_poison_rows_trades_on_through_the_node(tmp_pat
     assert sum(node.counters.decision_failures.values()) == 0
     assert _stored(db, "SELECT count(*) FROM ticks") == [(300,)]
     assert _stored(db, "SELECT count(*) FROM quarantine") == [(0,)]
+    assert summary["refused_quotes"] == {} and summary["quarantined"] == {}
+    assert summary["feed_stats"]["rejects"]["crossed_price"] == 1
 
 
 class AlwaysBuy:
