@@ -310,3 +310,45 @@ def test_no_order_is_ever_sent_on_a_quote_the_validator_would_quarantine():
     assert orders_on == [s for s in range(1, len(ticks) + 1) if s not in would_quarantine]
     reasons = [reason_name(int(c)) for c in quarantined.rejected_reasons]
     assert sorted(features.refused.elements()) == sorted(reasons)
+
+
+async def test_the_bridge_on_the_fake_terminal_stores_every_tick_repeated_quotes_too(
+        ctx, tmp_path, eventually_async):
+    """The real bridge on the fake MT5, dense same-millisecond bursts: every tick the terminal
+    made is stored once, in order (repeated quotes within a millisecond included), and none is
+    quarantined as a duplicate."""
+    from flowchain.bridge import Bridge
+
+    from bridge_fixtures import fake_mt5, local_bridge_config
+
+    mt5 = fake_mt5(seed=5, symbols=[SYMBOL], rate=0)
+    made = []
+    with Bridge(mt5, local_bridge_config(symbols=[SYMBOL], poll_ms=1.0), ctx) as bridge:
+        config_file = tmp_path / "node.toml"
+        config_file.write_text(f'[bridge]\norders = "{bridge.router_endpoint}"\n'
+                               "connect_timeout = 10\n", encoding="utf-8")
+        config = load_config(config_file, {
+            "feed": bridge.pub_endpoint, "db": str(tmp_path / "node.db"), "duration": 120,
+            "symbols": [SYMBOL], "status_interval": 0, "dashboard_enabled": False})
+        node = TradingNode(config)
+        task = asyncio.ensure_future(node.run(install_signals=False))
+        try:
+            await eventually_async(lambda: node.feed is not None
+                                   and node.feed.stats.heartbeats > 0, timeout=30)
+            for _ in range(10):
+                made.append(mt5.add_ticks(SYMBOL, 300, spacing_ms=0.05))
+                total = sum(map(len, made))
+                await eventually_async(lambda: node.counters.decisions == total, timeout=30)
+        finally:
+            node.request_stop("test")
+            summary = await asyncio.wait_for(task, 60)
+    ticks = np.concatenate(made)
+    keys = list(zip(ticks["time_msc"].tolist(), ticks["bid"].tolist(), ticks["ask"].tolist(),
+                    ticks["last"].tolist(), ticks["flags"].tolist()))
+    repeats = sum(1 for i in range(1, len(keys)) if keys[i] in keys[max(0, i - 8):i])
+    assert repeats > 0, "the fake made no repeated quote within a millisecond: nothing tested"
+    rows = _stored(tmp_path / "node.db", "SELECT time, bid, ask, last, volume, time_msc, flags, "
+                                         "volume_real FROM ticks ORDER BY time_msc, seq")
+    stored = np.array([tuple(r) for r in rows], dtype=TICK_DTYPE)
+    assert stored.tobytes() == ticks.tobytes()
+    assert summary["quarantined"] == {} and summary["feed_stats"]["rejects"] == {}
