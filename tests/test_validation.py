@@ -160,6 +160,26 @@ def test_duplicates_across_batches_against_the_previous_tail():
     assert reasons_of(fourth) == ["duplicate"]
 
 
+def test_a_tick_dated_in_the_future_is_quarantined_and_does_not_move_the_clock():
+    now_ns = T0 * 1_000_000
+    validator = DataValidator(clock=lambda: now_ns)
+    day = 86_400_000
+    batch = validate(validator, make([(T0 - 10, 1.1, 1.2), (T0 + day + 1, 1.1, 1.2),
+                                      (T0 - 9, 1.1, 1.2), (T0 + day, 1.1, 1.2)]))
+    assert reasons_of(batch) == ["future"]
+    np.testing.assert_array_equal(batch.rejected_seqs, [1])
+    assert validator.last_time_msc("EURUSD") == T0 + day  # a day ahead is still allowed
+    later = DataValidator(clock=lambda: now_ns)
+    validate(later, make([(T0 + 365 * day, 1.1, 1.2)]))
+    assert later.last_time_msc("EURUSD") is None
+    assert validate(later, make([(T0, 1.1, 1.2)]), first_seq=1).accepted == 1
+    assert later.rejected_by_reason["future"] == 1
+    off = DataValidator(max_ahead_ms=None, clock=lambda: now_ns)
+    assert validate(off, make([(T0 + 365 * day, 1.1, 1.2)])).accepted == 1
+    with pytest.raises(ValueError, match="max_ahead_ms"):
+        DataValidator(max_ahead_ms=-1)
+
+
 def test_tails_are_per_symbol_and_reset_forgets():
     validator = DataValidator()
     ticks = make([(T0, 1.1, 1.2)])
@@ -186,8 +206,8 @@ def test_quarantine_keeps_the_original_records_and_totals_add_up():
     assert batch.accepted + len(batch.rejected) == batch.received == 5
     validate(validator, make([(T0 + 3, -1.0, 1.2), (T0 + 2, 1.1, 1.2)]), seqs=[105, 104])
     assert validator.rejected_by_reason == {"non_finite": 1, "non_positive": 1, "crossed": 1,
-                                            "volume_out_of_range": 0, "out_of_order": 0,
-                                            "duplicate": 1}
+                                            "volume_out_of_range": 0, "future": 0,
+                                            "out_of_order": 0, "duplicate": 1}
     assert validator.accepted_ticks == 3
 
 
@@ -235,12 +255,14 @@ def reference_codes(batches, seq_lists):
                 codes.append(3)
             elif volume > 2**63 - 1 or volume_real < 0:
                 codes.append(4)
-            elif last_msc is not None and time_msc < last_msc:
+            elif time_msc > T0 + 86_400_000:
                 codes.append(5)
+            elif last_msc is not None and time_msc < last_msc:
+                codes.append(6)
             else:
                 key = seq
                 if time_msc == last_msc and key in seen:
-                    codes.append(6)
+                    codes.append(7)
                 else:
                     if time_msc != last_msc:
                         last_msc, seen = time_msc, set()
@@ -252,7 +274,7 @@ def reference_codes(batches, seq_lists):
 
 prices = st.sampled_from([1.1, 1.2, 1.3, 0.0, -1.0, math.nan, math.inf])
 lasts = st.sampled_from([0.0, -0.0, 1.2, -1.0, math.nan])
-tick_rows = st.tuples(st.integers(0, 6), prices, prices, lasts,
+tick_rows = st.tuples(st.sampled_from([0, 1, 2, 3, 5, 6, 86_400_001]), prices, prices, lasts,
                       st.sampled_from([0, 1, 2**63, 2**64 - 1]),
                       st.sampled_from([0.0, -0.0, 1.0, -2.0, math.inf]),
                       st.integers(0, 5))  # the seq: a small range, so resends happen
@@ -268,7 +290,7 @@ def test_matches_the_reference(batch_rows):
             ticks[i] = ((T0 + dt) // 1000, bid, ask, last, volume, T0 + dt, 6, volume_real)
         batches.append(ticks)
         seq_lists.append([row[-1] for row in rows])
-    validator = DataValidator()
+    validator = DataValidator(clock=lambda: T0 * 1_000_000)
     expected = reference_codes(batches, seq_lists)
     for ticks, seqs, codes in zip(batches, seq_lists, expected):
         batch = validate(validator, ticks, seqs=seqs)

@@ -20,23 +20,26 @@ rules), for kernels to call."""
 # first four are flowchain.ticks.TICK_FAULTS' codes.
 NON_FINITE, NON_POSITIVE, CROSSED, VOLUME_OUT_OF_RANGE = (
     _ticks.NON_FINITE, _ticks.NON_POSITIVE, _ticks.CROSSED, _ticks.VOLUME_OUT_OF_RANGE)
-OUT_OF_ORDER, DUPLICATE = 5, 6
+FUTURE, OUT_OF_ORDER, DUPLICATE = 5, 6, 7
 
 
 @njit(cache=True, nogil=True)
-def reject_codes(bid, ask, last, volume, volume_real, time_msc, previous_msc, codes):  # pragma: no cover - compiled
+def reject_codes(bid, ask, last, volume, volume_real, time_msc, previous_msc, latest_allowed_msc,
+                 codes):  # pragma: no cover - compiled
     """Write each tick's first reject reason (or 0) into ``codes``; return how many were rejected.
 
-    Checks, in order: the quote rules (:func:`tick_fault`), then out of order (against the
-    latest accepted ``time_msc``, starting from ``previous_msc``). Duplicates are
-    :func:`mark_duplicates`' job.
+    Checks, in order: the quote rules (:func:`tick_fault`), dated in the future (``time_msc``
+    after ``latest_allowed_msc``), out of order (against the latest accepted ``time_msc``,
+    starting from ``previous_msc``). Duplicates are :func:`mark_duplicates`' job.
     """
     rejected = 0
     latest = previous_msc
     for i in range(len(bid)):
         code = tick_fault(bid[i], ask[i], last[i], volume[i], volume_real[i])
         if code == 0:
-            if time_msc[i] < latest:
+            if time_msc[i] > latest_allowed_msc:
+                code = FUTURE
+            elif time_msc[i] < latest:
                 code = OUT_OF_ORDER
             else:
                 latest = time_msc[i]
@@ -118,7 +121,8 @@ def warm_up() -> None:
     readonly = np.frombuffer(ticks.tobytes(), dtype=TICK_DTYPE)  # as DataBridge views bytes
     for view in (ticks, readonly):
         reject_codes(view["bid"], view["ask"], view["last"], view["volume"],
-                     view["volume_real"], view["time_msc"], np.iinfo(np.int64).min, codes)
+                     view["volume_real"], view["time_msc"], np.iinfo(np.int64).min,
+                     np.iinfo(np.int64).max, codes)
     mark_duplicates(ticks["time_msc"], np.arange(2, dtype=np.int64), np.zeros(2, dtype=np.bool_))
     tick_fault(1.0, 1.0, 0.0, np.uint64(0), 0.0)
     bars = np.zeros(2, dtype=BAR_DTYPE)

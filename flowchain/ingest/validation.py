@@ -15,6 +15,10 @@ replay reader and the decision chain's guard apply too):
     ``bid > ask`` (a locked quote, ``bid == ask``, is accepted).
 ``volume_out_of_range``
     ``volume`` does not fit a signed 64-bit integer (SQLite's) or ``volume_real`` is negative.
+``future``
+    ``time_msc`` is more than ``max_ahead_ms`` (a day by default: MT5 servers keep their own time
+    zone) after the validator's clock. Such a tick is never accepted, so it cannot push the
+    symbol's clock ahead and make every real tick after it ``out_of_order``.
 ``out_of_order``
     ``time_msc`` is earlier than an accepted tick before it, in this batch or in the symbol's
     previous batches.
@@ -40,8 +44,9 @@ symbol first when you replay on purpose.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections import Counter
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -50,12 +55,15 @@ from flowchain.ingest.batch import BatchStage, TickBatch
 from flowchain.ingest.errors import BatchStageError
 from flowchain.ticks import TICK_FAULTS
 
-REJECT_REASONS: tuple[str, ...] = TICK_FAULTS + ("out_of_order", "duplicate")
+REJECT_REASONS: tuple[str, ...] = TICK_FAULTS + ("future", "out_of_order", "duplicate")
 """Reject reasons in the order they are checked; reason code ``i + 1`` is ``REJECT_REASONS[i]``
 (code 0 means accepted)."""
 
 DUPLICATE = kernels.DUPLICATE
 _INT64_MIN = np.iinfo(np.int64).min
+_INT64_MAX = np.iinfo(np.int64).max
+DEFAULT_MAX_AHEAD_MS = 86_400_000
+"""How far past the validator's clock a tick may be dated before it is ``future``."""
 
 
 def reason_name(code: int) -> str:
@@ -84,6 +92,14 @@ class _SymbolTail:
 class DataValidator:
     """Split each batch into accepted and quarantined ticks (step ``data_validation``).
 
+    Parameters
+    ----------
+    max_ahead_ms : int or None, optional
+        Ticks dated more than this after ``clock()`` are quarantined as ``future``; ``None``
+        turns the check off.
+    clock : callable, optional
+        Wall-clock time in ns (``time.time_ns`` by default), read once per batch.
+
     Attributes
     ----------
     rejected_by_reason : collections.Counter
@@ -92,7 +108,13 @@ class DataValidator:
         Total accepted ticks.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_ahead_ms: int | None = DEFAULT_MAX_AHEAD_MS,
+                 clock: Callable[[], int] = time.time_ns) -> None:
+        if max_ahead_ms is not None and max_ahead_ms < 0:
+            raise ValueError(f"DataValidator: max_ahead_ms must be >= 0 or None, got "
+                             f"{max_ahead_ms}")
+        self.max_ahead_ms = max_ahead_ms
+        self._clock = clock
         self.rejected_by_reason: Counter[str] = Counter({r: 0 for r in REJECT_REASONS})
         self.accepted_ticks = 0
         self._tails: dict[str, _SymbolTail] = {}
@@ -127,7 +149,9 @@ class DataValidator:
         codes = np.empty(len(ticks), dtype=np.uint8)
         rejected = kernels.reject_codes(
             ticks["bid"], ticks["ask"], ticks["last"], ticks["volume"], ticks["volume_real"],
-            ticks["time_msc"], _INT64_MIN if tail is None else tail.last_msc, codes)
+            ticks["time_msc"], _INT64_MIN if tail is None else tail.last_msc,
+            _INT64_MAX if self.max_ahead_ms is None
+            else self._clock() // 1_000_000 + self.max_ahead_ms, codes)
         if rejected:
             accepted_idx = np.flatnonzero(codes == 0)
             accepted = ticks[accepted_idx]  # a copy
