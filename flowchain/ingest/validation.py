@@ -26,8 +26,8 @@ replay reader and the decision chain's guard apply too):
     The identity of an accepted tick before it, in this batch or at the end of the symbol's
     previous batch. A tick's identity is its ``time_msc`` and the sequence number its feed gave
     it (the bridge's per-symbol ``seq``, a replay file's tick number, the simulator's count),
-    carried through the ring and the batches: never its prices. Ticks that share a millisecond and
-    their prices but not a sequence number are distinct and all kept, in order (a quote that
+    carried through the ring and the batches: never its prices. Ticks that share a millisecond
+    and their prices but not a sequence number are distinct and all kept, in order (a quote that
     moves A -> B -> A within a millisecond is three ticks, and the last one is the final quote
     of that millisecond).
 
@@ -37,9 +37,10 @@ per batch and in total. ``-0.0`` in ``last`` and ``volume_real`` is normalized t
 accepted ticks, so equal values always have equal bytes and keys.
 
 The validator keeps, per symbol, the last accepted ``time_msc`` and the sequence numbers accepted
-at that millisecond. A batch that failed after validation (say the disk was full) and is sent again is
-therefore quarantined as ``duplicate``/``out_of_order``, not stored; call :meth:`reset` for the
-symbol first when you replay on purpose.
+at that millisecond. A batch that failed after validation (say the disk was full) and is sent
+again is therefore quarantined as ``duplicate``/``out_of_order``, not stored; call :meth:`reset`
+for the symbol first when you replay on purpose. A feed must number its ticks (a seq shared by
+two ticks of one millisecond makes the second a ``duplicate``); every FlowChain feed does.
 """
 from __future__ import annotations
 
