@@ -352,3 +352,48 @@ async def test_the_bridge_on_the_fake_terminal_stores_every_tick_repeated_quotes
     stored = np.array([tuple(r) for r in rows], dtype=TICK_DTYPE)
     assert stored.tobytes() == ticks.tobytes()
     assert summary["quarantined"] == {} and summary["feed_stats"]["rejects"] == {}
+
+
+_BAD = [dict(bid=0.0), dict(ask=0.0), dict(bid=-1.0), dict(bid=1.3, ask=1.2),
+        dict(bid=math.nan), dict(ask=math.inf), dict(ask=-math.inf)]
+
+
+def test_any_mix_of_good_and_bad_ticks_and_batches_delivers_exactly_the_good_ones():
+    """Random streams of TICK and TICK_BATCH frames, some ticks bad: the ring holds exactly the
+    good ticks in seq order, each bad one is counted once, and no bad tick leaves a gap."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from flowchain.feeds.subscriber import ZmqFeed
+    from flowchain.ticks import tick_fault
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(st.tuples(st.integers(1, 5), st.lists(st.integers(-1, len(_BAD) - 1),
+                                                         min_size=5, max_size=5)),
+                    min_size=1, max_size=12))
+    def check(frames):
+        feed = ZmqFeed("tcp://127.0.0.1:1", [SYMBOL], ring_capacity=256)
+        seq, good, bad = 1, [], 0
+        for size, kinds in frames:
+            records = np.concatenate([quote(seq + i, **(_BAD[k] if k >= 0 else {}))
+                                      for i, k in enumerate(kinds[:size])])
+            for i, k in enumerate(kinds[:size]):
+                if k >= 0:
+                    bad += 1
+                else:
+                    good.append(seq + i)
+            if size == 1:
+                feed.on_message([TOPIC, wire.encode_tick(9, seq, 0, records.tobytes())])
+            else:
+                feed.on_message([TOPIC, wire.encode_batch(9, seq, 0, records)])
+            seq += size
+        ring = feed.ring(SYMBOL)
+        assert ring.seq_window(ring.size).tolist() == good[-256:]
+        window = ring.window(ring.size)
+        assert all(tick_fault(float(t["bid"]), float(t["ask"]), float(t["last"]),
+                              int(t["volume"]), float(t["volume_real"])) == 0 for t in window)
+        assert feed.stats.rejected == bad
+        assert set(feed.stats.rejects) <= set(wire.TICK_REFUSALS)
+        assert (feed.stats.gaps, feed.stats.unrecovered, feed.stats.dropped) == (0, 0, 0)
+
+    check()
