@@ -536,6 +536,10 @@ class TradingNode:
             "batch_ticks_lost": c.batch_ticks_lost,
             "rows": dict(c.rows),
             "feed_stats": self.feed.stats.as_dict(),
+            "refused_quotes": dict(getattr(self.parts.components.get("FeatureEngine"),
+                                           "refused", {})),
+            "quarantined": {r: n for r, n in getattr(self.parts.components.get("DataValidator"),
+                                                     "rejected_by_reason", {}).items() if n},
             "chains": chains,
             **(self.observers.summary() if self.observers is not None else {}),
         }

@@ -5,9 +5,13 @@ Every module that persists something opens its connection with :func:`open_datab
 this module owns the market-data tables, defined once in :data:`MARKET_DATA_SCHEMA`:
 
 ``ticks``
-    One row per accepted MT5 tick. The primary key is the symbol and *every* field of the MT5
-    record, which is exactly the validator's definition of a duplicate, so a replayed batch (the
-    same ticks again, after a restart or a backfill) adds no row.
+    One row per accepted MT5 tick. The primary key is the tick's identity: the symbol, its
+    ``time_msc`` and the sequence number its feed gave it (the validator's definition of a
+    duplicate). A replayed batch (the same ticks again, after a restart or a failed write) adds
+    no row, while a quote that repeats within a millisecond (A -> B -> A: three seqs) is three
+    rows, and ``ORDER BY time_msc, seq`` gives them in arrival order. A database made when the
+    key was the tick's content is moved to this key when it is opened
+    (:func:`ensure_schema`).
 ``bars``
     1 s and 1 min OHLC bars on the mid price, keyed by (symbol, timeframe, start). Writes are
     upserts that merge with the stored bar (earliest open, latest close, extreme high/low), so a
@@ -73,7 +77,7 @@ MARKET_DATA_SCHEMA: tuple[str, ...] = (
         flags       INTEGER NOT NULL,
         volume_real REAL    NOT NULL,
         seq         INTEGER NOT NULL,
-        PRIMARY KEY (symbol, time_msc, time, bid, ask, last, volume, flags, volume_real)
+        PRIMARY KEY (symbol, time_msc, seq)
     ) WITHOUT ROWID
     """,
     """
@@ -219,8 +223,31 @@ def ensure_schema(conn: sqlite3.Connection, statements: Iterable[str] = MARKET_D
         When a statement is invalid or the database is read-only.
     """
     with transaction(conn):
+        if statements is MARKET_DATA_SCHEMA:
+            _key_ticks_by_sequence(conn)
         for statement in statements:
             conn.execute(statement)
+
+
+_TICK_KEY = ["symbol", "time_msc", "seq"]
+
+
+def _key_ticks_by_sequence(conn: sqlite3.Connection) -> None:
+    """Move a ``ticks`` table keyed by the tick's content to the (symbol, ms, seq) key.
+
+    Such a table merged real repeated quotes into one row; its rows are kept (a pair that
+    shares symbol, ``time_msc`` and seq keeps its first row).
+    """
+    columns = conn.execute("PRAGMA table_info(ticks)").fetchall()
+    key = [name for _, name, _, _, _, pk in sorted(columns, key=lambda c: c[5]) if pk]
+    if not columns or key == _TICK_KEY:
+        return
+    names = ", ".join(TICK_COLUMNS)
+    conn.execute("ALTER TABLE ticks RENAME TO ticks_keyed_by_content")
+    conn.execute(MARKET_DATA_SCHEMA[0])
+    conn.execute(f"INSERT OR IGNORE INTO ticks ({names}) SELECT {names} "
+                 "FROM ticks_keyed_by_content ORDER BY symbol, time_msc, seq")
+    conn.execute("DROP TABLE ticks_keyed_by_content")
 
 
 @contextmanager

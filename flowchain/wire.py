@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from flowchain.ticks import TICK_DTYPE
+from flowchain.ticks import TICK_DTYPE, TICK_FAULTS, tick_fault, tick_faults
 
 PROTOCOL_VERSION = 1
 """The version byte every frame opens with; a frame with another version is rejected."""
@@ -123,6 +123,9 @@ REJECT_REASONS: tuple[str, ...] = (
     "wrong_type",  # a valid frame of another type than the decoder expects
     "nan_price",  # a NaN price or volume_real
     "inf_price",  # an infinite price or volume_real
+    "non_positive_price",  # a tick's bid or ask <= 0, or its last < 0
+    "crossed_price",  # a tick's bid > ask
+    "bad_tick_volume",  # a tick's volume above int64 or its volume_real < 0
     "bad_topic",  # topic not `T<symbol>\0` / `H<symbol>\0`
     "bad_symbol",  # empty, too long, or not UTF-8
     "bad_volume",  # order volume not > 0
@@ -130,6 +133,15 @@ REJECT_REASONS: tuple[str, ...] = (
     "bad_count",  # batch/backfill count of 0 or above MAX_BATCH_TICKS
 )
 """Every reason a decoder can give; counters are preallocated from this tuple."""
+
+TICK_REFUSALS: tuple[str, ...] = ("nan_price", "inf_price", "non_positive_price", "crossed_price",
+                                  "bad_tick_volume")
+"""The reasons a well-formed tick is refused for (it breaks a quote rule of
+:func:`flowchain.ticks.tick_fault`): the frame is sound, so its ``seq`` is spent, not a gap."""
+_FAULT_REASONS = {"non_positive": "non_positive_price", "crossed": "crossed_price",
+                  "volume_out_of_range": "bad_tick_volume"}
+_VOLUME_MAX = (1 << 63) - 1
+_INF = math.inf
 
 
 class FrameError(ValueError):
@@ -384,12 +396,42 @@ def _check_prices(names: tuple[str, ...], *values: float) -> None:
         _check_price(value, name)
 
 
-def _check_records(records: np.ndarray) -> None:
-    for name in ("bid", "ask", "last", "volume_real"):
-        column = records[name]
-        if not np.isfinite(column).all():
-            bad = column[~np.isfinite(column)][0]
-            raise FrameError("nan_price" if bad != bad else "inf_price", f"a record's {name} is {bad}")
+def tick_refusal(bid: float, ask: float, last: float, volume: int,
+                 volume_real: float) -> str | None:
+    """The reason a tick with these fields is refused (one of :data:`TICK_REFUSALS`), or None.
+
+    The rules are :func:`flowchain.ticks.tick_fault`'s; a non-finite value is named
+    ``nan_price`` or ``inf_price``.
+    """
+    code = tick_fault(bid, ask, last, volume, volume_real)
+    if code == 0:
+        return None
+    name = TICK_FAULTS[code - 1]
+    if name == "non_finite":
+        values = (bid, ask, last, volume_real)
+        return "nan_price" if any(v != v for v in values) else "inf_price"
+    return _FAULT_REASONS[name]
+
+
+def _check_tick(bid: float, ask: float, last: float, volume: int, volume_real: float) -> None:
+    reason = tick_refusal(bid, ask, last, volume, volume_real)
+    if reason is not None:
+        raise FrameError(reason, f"bid={bid!r} ask={ask!r} last={last!r} volume={volume} "
+                                 f"volume_real={volume_real!r} break the quote rules")
+
+
+def record_refusals(records: np.ndarray) -> np.ndarray | None:
+    """The refusal of each record of a batch: None when every one is fine, else an object array
+    holding None or a :data:`TICK_REFUSALS` reason per record."""
+    codes = tick_faults(records)
+    if not codes.any():
+        return None
+    out = np.full(len(records), None, dtype=object)
+    for i in np.flatnonzero(codes).tolist():
+        r = records[i]
+        out[i] = tick_refusal(float(r["bid"]), float(r["ask"]), float(r["last"]),
+                              int(r["volume"]), float(r["volume_real"]))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -475,10 +517,7 @@ def decode_tick(frame: bytes) -> TickFrame:
     """
     _expect(frame, FrameType.TICK, TICK_FRAME_SIZE)
     out = TickFrame._make(_TICK_UNPACK(frame)[2:])
-    _check_price(out.bid, "bid")
-    _check_price(out.ask, "ask")
-    _check_price(out.last, "last")
-    _check_price(out.volume_real, "volume_real")
+    _check_tick(out.bid, out.ask, out.last, out.volume, out.volume_real)
     return out
 
 
@@ -508,19 +547,19 @@ def decode_tick_into(frame: bytes, ring: memoryview, row: int) -> tuple:
     Raises
     ------
     FrameError
-        Any frame fault; the ring row is left untouched then.
+        Any frame fault, or a tick that breaks a quote rule (:data:`TICK_REFUSALS`); the ring
+        row is left untouched then.
     IndexError
         When ``row`` is outside the ring (a caller bug, not a frame fault).
     """
     if len(frame) != TICK_FRAME_SIZE or frame[0] != PROTOCOL_VERSION or frame[1] != _TICK:
         _expect(frame, FrameType.TICK, TICK_FRAME_SIZE)  # raises the precise reason
-    _, _, _, _, _, _, bid, ask, last, _, _, _, volume_real = values = _TICK_UNPACK(frame)
-    # x - x is 0.0 for a finite x and NaN for NaN or +-inf: one test for the common case.
-    if (bid - bid) + (ask - ask) + (last - last) + (volume_real - volume_real) != 0.0:
-        _check_price(bid, "bid")
-        _check_price(ask, "ask")
-        _check_price(last, "last")
-        _check_price(volume_real, "volume_real")
+    _, _, _, _, _, _, bid, ask, last, volume, _, _, volume_real = values = _TICK_UNPACK(frame)
+    # The quote rules of flowchain.ticks.tick_fault, inlined as chained comparisons (each is
+    # False for NaN; ``< inf`` rules out infinities); a tick that fails them is named by the rules.
+    if not (0.0 < bid <= ask < _INF and 0.0 <= last < _INF and 0.0 <= volume_real < _INF
+            and volume <= _VOLUME_MAX):
+        _check_tick(bid, ask, last, volume, volume_real)
     start = row * TICK_RECORD_SIZE
     if not 0 <= start <= len(ring) - TICK_RECORD_SIZE:
         raise IndexError(f"ring row {row} is outside a ring of {len(ring) // TICK_RECORD_SIZE} rows")
@@ -531,12 +570,18 @@ def decode_tick_into(frame: bytes, ring: memoryview, row: int) -> tuple:
 # ---------------------------------------------------------------------------------------------
 # Batches
 class TickBatch(NamedTuple):
-    """A decoded batch: ``records`` is a read-only ``TICK_DTYPE`` view over the frame."""
+    """A decoded batch: ``records`` is a read-only ``TICK_DTYPE`` view over the frame.
+
+    ``refusals`` is None when every record keeps the quote rules; else it holds, per record,
+    None or the :data:`TICK_REFUSALS` reason it is refused for. A refused record's seq is
+    spent (it arrived), and the batch's other records stand.
+    """
 
     symbol_id: int
     session_id: int
     first_seq: int
     records: np.ndarray
+    refusals: np.ndarray | None = None
 
 
 def encode_batch(session_id: int, first_seq: int, symbol_id: int, records: np.ndarray) -> bytes:
@@ -559,16 +604,18 @@ def encode_batch(session_id: int, first_seq: int, symbol_id: int, records: np.nd
 def decode_batch(frame: bytes) -> TickBatch:
     """Decode and validate a batch frame.
 
+    A record that breaks a quote rule does not refuse the batch: it is named in
+    :attr:`TickBatch.refusals`.
+
     Raises
     ------
     FrameError
-        ``short``/``length``/``version``/``unknown_type``/``wrong_type``/``bad_count``/
-        ``nan_price``/``inf_price``.
+        ``short``/``length``/``version``/``unknown_type``/``wrong_type``/``bad_count``.
     """
     _expect(frame, FrameType.TICK_BATCH, BATCH_HEAD.size, exact=False)
     _, _, symbol_id, count, session_id, first_seq = BATCH_HEAD.unpack_from(frame)
     records = _records(frame, BATCH_HEAD.size, count, allow_empty=False)
-    return TickBatch(symbol_id, session_id, first_seq, records)
+    return TickBatch(symbol_id, session_id, first_seq, records, record_refusals(records))
 
 
 def _records(frame: bytes, offset: int, count: int, allow_empty: bool) -> np.ndarray:
@@ -577,9 +624,7 @@ def _records(frame: bytes, offset: int, count: int, allow_empty: bool) -> np.nda
     expected = offset + count * TICK_RECORD_SIZE
     if len(frame) != expected:
         raise FrameError("length", f"{len(frame)} bytes for {count} ticks, {expected} expected")
-    records = np.frombuffer(frame, dtype=TICK_DTYPE, count=count, offset=offset)
-    _check_records(records)
-    return records
+    return np.frombuffer(frame, dtype=TICK_DTYPE, count=count, offset=offset)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -651,7 +696,10 @@ class BackfillRequest(NamedTuple):
 
 
 class BackfillResponse(NamedTuple):
-    """Ticks ``first_seq .. first_seq+len(records)-1``; ``records`` views the frame."""
+    """Ticks ``first_seq .. first_seq+len(records)-1``; ``records`` views the frame.
+
+    ``refusals`` as in :class:`TickBatch`: None, or per record None or the reason it is refused.
+    """
 
     req_id: int
     session_id: int
@@ -659,6 +707,7 @@ class BackfillResponse(NamedTuple):
     status: BackfillStatus
     first_seq: int
     records: np.ndarray
+    refusals: np.ndarray | None = None
 
 
 def encode_backfill_request(req: BackfillRequest) -> bytes:
@@ -714,7 +763,7 @@ def decode_backfill_response(frame: bytes) -> BackfillResponse:
     ------
     FrameError
         ``short``/``length``/``version``/``unknown_type``/``wrong_type``/``bad_field``/
-        ``bad_count``/``nan_price``/``inf_price``.
+        ``bad_count``. A record that breaks a quote rule is named in ``refusals``.
     """
     _expect(frame, FrameType.BACKFILL_RESPONSE, BACKFILL_HEAD.size, exact=False)
     (_, _, status, _, symbol_id, _, count, req_id, session_id,
@@ -722,7 +771,8 @@ def decode_backfill_response(frame: bytes) -> BackfillResponse:
     if status not in BackfillStatus._value2member_map_:
         raise FrameError("bad_field", f"backfill status {status} is not a BackfillStatus")
     records = _records(frame, BACKFILL_HEAD.size, count, allow_empty=True)
-    return BackfillResponse(req_id, session_id, symbol_id, BackfillStatus(status), first_seq, records)
+    return BackfillResponse(req_id, session_id, symbol_id, BackfillStatus(status), first_seq, records,
+                            record_refusals(records))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ import pytest
 
 from flowchain.ticks import TICK_DTYPE, TICK_FLAG_BUY, TICK_FLAG_SELL
 from flowchain.trading.context import DecisionContext
-from flowchain.trading.features import FeatureEngine
+from flowchain.trading.features import FeatureEngine, QuoteRefused
 from flowchain.trading import layout as L
 
 N = 1500
@@ -190,3 +190,50 @@ def test_bad_parameters_and_short_history_are_refused():
         engine(DecisionContext("EURUSD", history=50))
     with pytest.raises(ValueError, match="symbol"):
         DecisionContext("")
+
+
+@pytest.mark.parametrize("fields, reason", [
+    ({"bid": 0.0}, "non_positive"), ({"ask": 0.0}, "non_positive"),
+    ({"bid": -1.1}, "non_positive"), ({"last": -1.0}, "non_positive"),
+    ({"bid": np.nan}, "non_finite"), ({"ask": np.inf}, "non_finite"),
+    ({"volume_real": np.nan}, "non_finite"), ({"bid": 1.3, "ask": 1.2}, "crossed"),
+    ({"volume_real": -1.0}, "volume_out_of_range"),
+])
+def test_a_bad_tick_is_refused_and_leaves_the_symbol_usable(fields, reason):
+    """One bad tick amid good ones: refused by name, the state untouched, and every later tick's
+    features exactly as if the bad tick had never come (no poisoned state)."""
+    ticks = make_ticks(400)
+    bad_at = 250
+    poisoned = ticks.copy()
+    for field, value in fields.items():
+        poisoned[field][bad_at] = value
+    engine = FeatureEngine()
+    ctx = DecisionContext("EURUSD")
+    features = []
+    for i in range(len(poisoned)):
+        ctx.point_at(poisoned, i)
+        if i == bad_at:
+            state, vector = ctx.state.copy(), ctx.features.copy()
+            with pytest.raises(QuoteRefused, match=reason) as info:
+                engine(ctx)
+            assert info.value.reason == reason and info.value.symbol == "EURUSD"
+            assert ctx.state.tobytes() == state.tobytes()
+            assert ctx.features.tobytes() == vector.tobytes()
+            continue
+        engine(ctx)
+        features.append(ctx.features.copy())
+    assert engine.refused == {reason: 1}
+    clean = run_incremental(FeatureEngine(), np.delete(ticks, bad_at))
+    np.testing.assert_array_equal(np.array(features), clean)
+    assert np.isfinite(clean).all()
+
+
+def test_the_first_tick_of_a_symbol_may_be_the_bad_one():
+    engine = FeatureEngine()
+    ctx = DecisionContext("EURUSD")
+    ctx.load_quote(0.0, 1.1, 1_700_000_000_000)
+    with pytest.raises(QuoteRefused, match="non_positive"):
+        engine(ctx)
+    ctx.load_quote(1.1, 1.1002, 1_700_000_000_001)
+    engine(ctx)
+    assert ctx.features[L.F_COUNT] == 1 and ctx.features[L.F_MID] == pytest.approx(1.1001)

@@ -65,7 +65,7 @@ def test_malformed_rows_are_counted_by_reason_with_file_and_line(tmp_path):
         "1700000000,abc,1.1001,0,0,1700000000001,6,0",    # 4: not_a_number
         "1700000000,nan,1.1001,0,0,1700000000002,6,0",    # 5: non_finite_price
         "1700000000,1.1,inf,0,0,1700000000002,6,0",       # 6: non_finite_price
-        "1700000000,-1.1,1.1,0,0,1700000000002,6,0",      # 7: negative_price
+        "1700000000,-1.1,1.1,0,0,1700000000002,6,0",      # 7: non_positive_price
         "1700000000,1.1,1.1001,0,-3,1700000000002,6,0",   # 8: negative_value
         "1699999999,1.1,1.1001,0,0,1699999999999,6,0",    # 9: time_backwards
         "",
@@ -73,12 +73,70 @@ def test_malformed_rows_are_counted_by_reason_with_file_and_line(tmp_path):
     ]) + "\n")
     feed = ReplayFeed(path, symbol="EURUSD")
     assert feed.stats.rejects == {"field_count": 1, "not_a_number": 1, "non_finite_price": 2,
-                                  "negative_price": 1, "negative_value": 1, "time_backwards": 1}
+                                  "non_positive_price": 1, "negative_value": 1,
+                                  "time_backwards": 1}
     assert feed.total == 2
     assert feed.stats.reject_examples[0] == f"{path}:3: field_count: 5 fields, the header has 8"
     assert feed.stats.reject_examples[1].startswith(f"{path}:4: not_a_number: bid=")
     feed.pump(10)
     assert feed.ring("EURUSD").window(2)["flags"].tolist() == [6, 134]
+
+
+def _rows(n, start=1_700_000_000_000, bid=1.1):
+    return [f"{(start + i) // 1000},{bid + i * 1e-5:.5f},{bid + 2e-4 + i * 1e-5:.5f},0,0,"
+            f"{start + i},6,0" for i in range(n)]
+
+
+@pytest.mark.parametrize("bad, reason", [
+    ("1700000000,0,1.1001,0,0,1700000000050,6,0", "non_positive_price"),
+    ("1700000000,1.1,0.0,0,0,1700000000050,6,0", "non_positive_price"),
+    ("1700000000,1.2,1.1,0,0,1700000000050,6,0", "crossed_price"),
+    ("1700000000,NaN,1.1,0,0,1700000000050,6,0", "non_finite_price"),
+    ("1700000000,1.1,1.1001,-2,0,1700000000050,6,0", "non_positive_price"),
+    ("1700000000,1.1,1.1001,0,0,1700000000050,6,-1", "volume_out_of_range"),
+    ("1700000000,1.1,1.1001,0,9223372036854775808,1700000000050,6,0", "volume_out_of_range"),
+    ("1700000000,1.1,1.1001,0,0,17000000000x0,6,0", "not_a_number"),
+    ("1700000000,1.1,1.1001", "field_count"),
+    ("1700086400,1.1,1.1001,0,0,1700086400050,6,0", "time_ahead"),  # dated a day ahead
+    ("1699913600,1.1,1.1001,0,0,1699913600050,6,0", "time_backwards"),  # a day behind
+])
+def test_one_bad_row_costs_that_row_only(tmp_path, bad, reason):
+    rows = _rows(100)
+    path = tmp_path / "ticks.csv"
+    path.write_text(HEADER + "\n".join(rows[:50] + [bad] + rows[50:]) + "\n")
+    feed = ReplayFeed(path, symbol="EURUSD")
+    assert feed.stats.rejects == {reason: 1}
+    assert feed.stats.reject_examples[0].startswith(f"{path}:52: {reason}")
+    assert feed.total == 100
+    assert feed.pump(1000) == 100
+    ring = feed.ring("EURUSD")
+    assert ring.window(100)["time_msc"].tolist() == [1_700_000_000_000 + i for i in range(100)]
+
+
+def test_several_rows_misdated_ahead_keep_the_longest_ordered_run(tmp_path):
+    rows = _rows(60)
+    ahead = "1800000000,1.1,1.1001,0,0,1800000000000,6,0"
+    lines = rows[:10] + [ahead, ahead, ahead] + rows[10:30] + [ahead] + rows[30:]
+    path = tmp_path / "ticks.csv"
+    path.write_text(HEADER + "\n".join(lines) + "\n")
+    feed = ReplayFeed(path, symbol="EURUSD")
+    assert feed.stats.rejects == {"time_ahead": 4}
+    assert feed.total == 60
+
+
+def test_time_order_is_per_symbol(tmp_path):
+    path = tmp_path / "two.csv"
+    path.write_text("symbol,time_msc,bid,ask\n"
+                    "EURUSD,1000,1.1,1.1001\n"
+                    "GBPUSD,5000,1.2,1.2001\n"
+                    "EURUSD,2000,1.1,1.1001\n"
+                    "GBPUSD,99999999,1.2,1.2001\n"
+                    "GBPUSD,6000,1.2,1.2001\n"
+                    "EURUSD,3000,1.1,1.1001\n"
+                    "GBPUSD,7000,1.2,1.2001\n")
+    feed = ReplayFeed(path)
+    assert feed.stats.rejects == {"time_ahead": 1}
+    assert feed.total == 6
 
 
 def test_histdata_csv_is_read_and_shifted_from_est_to_utc(tmp_path):
@@ -167,3 +225,32 @@ def test_parquet_round_trip(tmp_path):  # pyarrow comes with the test extra
     feed = ReplayFeed(path, symbol="EURUSD")
     feed.pump(1000)
     assert feed.ring("EURUSD").window(100).tobytes() == ticks.tobytes()
+
+
+def test_the_kept_rows_are_a_longest_time_ordered_run():
+    """Against an O(n^2) longest non-decreasing subsequence, on random misdated rows."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from flowchain.feeds.base import FeedStats
+    from flowchain.feeds.replay import _keep_in_time_order
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.integers(0, 12), max_size=30))
+    def check(times):
+        n = len(times)
+        best = [1] * n
+        for i in range(n):
+            for j in range(i):
+                if times[j] <= times[i]:
+                    best[i] = max(best[i], best[j] + 1)
+        kept = [False] * n
+        stats = FeedStats()
+        _keep_in_time_order(times, list(range(n)), kept, [(None, f"row {i}", None)
+                                                          for i in range(n)], stats)
+        chosen = [t for t, k in zip(times, kept) if k]
+        assert len(chosen) == max(best, default=0)
+        assert chosen == sorted(chosen)
+        assert stats.rejected == n - len(chosen)
+
+    check()

@@ -46,6 +46,18 @@ def test_ticks_look_like_fx():
     assert (counts > 1).sum() > 100  # same-millisecond bursts
 
 
+def test_every_tick_keeps_the_quote_rules_even_at_a_tiny_price():
+    from flowchain.feeds.simulator import SymbolSpec
+    from flowchain.ticks import tick_faults
+
+    # A mid of two points with a wide, volatile spread: rounding alone would quote bid 0.
+    tiny = SymbolSpec(mid=2e-5, digits=5, spread_points=8.0, sigma=3e-2)
+    feed = SimulatorFeed(["TINY", "EURUSD"], seed=3, specs={"TINY": tiny})
+    _, ticks = feed.generate(20_000)
+    assert not tick_faults(ticks).any()
+    assert (ticks["bid"] > 0).all() and (ticks["bid"] < ticks["ask"]).all()
+
+
 def test_weights_share_the_ticks():
     feed = SimulatorFeed(["EURUSD", "AUDUSD"], seed=1)  # weights 3 : 1
     feed.pump(20_000)

@@ -275,10 +275,11 @@ async def test_heartbeat_terminal_state_gates_orders(bridge, ctx, eventually_asy
 async def test_malformed_frames_are_counted_by_reason_and_never_stop_the_feed(bridge, ctx,
                                                                               eventually_async):
     feed = await connected_feed(bridge, ctx, eventually_async)
-    feed.on_tick(lambda ring, i: 1 / 0 if ring.seqs[i] == 2 else None)
+    feed.on_tick(lambda ring, i: 1 / 0 if ring.seqs[i] == 4 else None)
     good = wire.encode_tick(bridge.session, 1, 0, record(1))
+    # Well-formed ticks refused for their prices: their seqs (1, 2) are spent, not gaps.
     nan = wire.encode_tick(bridge.session, 1, 0, record(1, bid=math.nan))
-    inf = wire.encode_tick(bridge.session, 1, 0, record(1, bid=math.inf))
+    inf = wire.encode_tick(bridge.session, 2, 0, record(1, bid=math.inf))
     try:
         bridge.pub.send_multipart([TOPIC, good[:30]])
         bridge.pub.send_multipart([TOPIC, bytes([9]) + good[1:]])
@@ -288,14 +289,15 @@ async def test_malformed_frames_are_counted_by_reason_and_never_stop_the_feed(br
         bridge.pub.send_multipart([TOPIC + b"junk", good])
         bridge.pub.send_multipart([BEAT, b"\x01\x03"])
         bridge.pub.send_multipart([TOPIC, good[:1] + bytes([42]) + good[2:]])
-        for seq in (1, 2, 3):
+        for seq in (3, 4, 5):
             bridge.tick(seq)
         await eventually_async(lambda: feed.ring(SYMBOL).count == 3)
         assert feed.stats.rejects == {"short": 2, "version": 1, "nan_price": 1, "inf_price": 1,
                                       "parts": 1, "bad_topic": 1, "unknown_type": 1}
         assert feed.stats.handler_errors == 1
         assert isinstance(feed.stats.last_handler_error, ZeroDivisionError)
-        assert ring_seqs(feed) == [1, 2, 3]
+        assert ring_seqs(feed) == [3, 4, 5]
+        assert feed.stats.gaps == 0
     finally:
         await feed.stop()
 

@@ -54,7 +54,7 @@ def test_ticks_round_trip_and_replay_adds_nothing(db):
     with transaction(db):
         first = insert_ticks(db, "EURUSD", ticks, seqs)
     with transaction(db):
-        again = insert_ticks(db, "EURUSD", ticks, seqs + 1000)  # a replay after a bridge restart
+        again = insert_ticks(db, "EURUSD", ticks, seqs)  # a replay: the same ticks, same seqs
     assert (first.inserted, first.ignored) == (200, 0)
     assert (again.inserted, again.ignored) == (0, 200)
     assert count(db, "ticks") == 200
@@ -65,6 +65,46 @@ def test_ticks_round_trip_and_replay_adds_nothing(db):
     with transaction(db):
         other = insert_ticks(db, "GBPUSD", ticks, seqs)
     assert other.inserted == 200  # the key includes the symbol
+
+
+def test_a_quote_repeated_under_a_new_seq_is_a_new_tick(db):
+    ticks = synthetic_ticks(3, seed=1)
+    ticks["time_msc"] = ticks["time_msc"][0]
+    ticks["time"] = ticks["time"][0]
+    ticks[2] = ticks[0]  # A -> B -> A within one millisecond
+    with transaction(db):
+        assert insert_ticks(db, "EURUSD", ticks, np.arange(5, 8)).inserted == 3
+    with transaction(db):
+        assert insert_ticks(db, "EURUSD", ticks, np.arange(5, 8)).ignored == 3
+    rows = db.execute("SELECT bid, ask FROM ticks ORDER BY time_msc, seq").fetchall()
+    assert rows == [(float(t["bid"]), float(t["ask"])) for t in ticks]
+    final = db.execute("SELECT bid FROM ticks ORDER BY time_msc DESC, seq DESC LIMIT 1")
+    assert final.fetchone()[0] == float(ticks["bid"][0])
+
+
+def test_a_database_keyed_by_tick_content_moves_to_the_seq_key(tmp_path):
+    path = tmp_path / "old.db"
+    conn = open_database(path)
+    old_schema = MARKET_DATA_SCHEMA[0].replace(
+        "PRIMARY KEY (symbol, time_msc, seq)",
+        "PRIMARY KEY (symbol, time_msc, time, bid, ask, last, volume, flags, volume_real)")
+    conn.execute(old_schema)
+    ticks = synthetic_ticks(50, seed=2)
+    with transaction(conn):
+        insert_ticks(conn, "EURUSD", ticks, np.arange(50))
+    conn.close()
+    conn = open_database(path)
+    ensure_schema(conn)
+    key = [r[1] for r in sorted(conn.execute("PRAGMA table_info(ticks)"), key=lambda r: r[5])
+           if r[5]]
+    assert key == ["symbol", "time_msc", "seq"]
+    assert count(conn, "ticks") == 50
+    assert {r[0] for r in conn.execute("SELECT name FROM sqlite_master")} >= {"ticks", "bars"}
+    assert "ticks_keyed_by_content" not in {
+        r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    ensure_schema(conn)  # a second open changes nothing
+    assert count(conn, "ticks") == 50
+    conn.close()
 
 
 def test_ticks_differing_in_one_field_are_both_kept(db):

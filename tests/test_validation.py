@@ -25,8 +25,9 @@ def make(rows):
     return ticks
 
 
-def validate(validator, ticks, symbol="EURUSD", first_seq=0):
-    return validator(DataBridge()(RawTickBatch(symbol, first_seq, ticks.tobytes())))
+def validate(validator, ticks, symbol="EURUSD", first_seq=0, seqs=None):
+    seqs = None if seqs is None else np.asarray(seqs, dtype=np.int64)
+    return validator(DataBridge()(RawTickBatch(symbol, first_seq, ticks.tobytes(), seqs)))
 
 
 def reasons_of(batch):
@@ -100,13 +101,23 @@ def test_out_of_order_across_batches():
     assert validator.last_time_msc("EURUSD") == T0 + 101
 
 
-def test_duplicates_within_a_batch_keep_the_first():
+def test_a_repeated_seq_within_a_millisecond_is_a_duplicate_and_the_first_is_kept():
     a, b = (T0, 1.1, 1.2), (T0, 1.11, 1.2)
-    batch = validate(DataValidator(), make([a, b, a, (T0 + 1, 1.1, 1.2), b, a]))
-    # b at T0 + 0 after T0 + 1 is out of order before it can be a duplicate.
+    batch = validate(DataValidator(), make([a, b, a, (T0 + 1, 1.1, 1.2), b, a]),
+                     seqs=[0, 1, 1, 2, 1, 3])
+    # seq 1 again at T0 is a resend; b at T0 after T0 + 1 is out of order before it can be one.
     assert reasons_of(batch) == ["duplicate", "out_of_order", "out_of_order"]
-    np.testing.assert_array_equal(batch.rejected_seqs, [2, 4, 5])
-    assert batch.accepted == 3
+    np.testing.assert_array_equal(batch.rejected_seqs, [1, 1, 3])
+    np.testing.assert_array_equal(batch.seqs, [0, 1, 2])
+    assert batch.ticks["bid"].tolist() == [1.1, 1.11, 1.1]
+
+
+def test_a_quote_that_moves_a_b_a_within_a_millisecond_is_three_ticks():
+    a, b = (T0, 1.1, 1.2), (T0, 1.11, 1.2)
+    batch = validate(DataValidator(), make([a, b, a]), first_seq=40)
+    assert batch.accepted == 3 and len(batch.rejected) == 0
+    np.testing.assert_array_equal(batch.seqs, [40, 41, 42])
+    assert batch.ticks["bid"].tolist() == [1.1, 1.11, 1.1]  # the final quote is A again
 
 
 def test_same_millisecond_with_other_fields_is_not_a_duplicate():
@@ -115,24 +126,58 @@ def test_same_millisecond_with_other_fields_is_not_a_duplicate():
     assert batch.accepted == 3
 
 
-def test_negative_zero_equals_zero_for_duplicates():
+def test_the_same_seq_at_another_millisecond_is_not_a_duplicate():
+    # A new bridge session counts from 1 again: its seq 1 is not the old session's seq 1.
+    batch = validate(DataValidator(), make([(T0, 1.1, 1.2), (T0 + 1, 1.1, 1.2)]), seqs=[1, 1])
+    assert batch.accepted == 2
+
+
+def test_negative_zero_is_stored_as_zero():
     batch = validate(DataValidator(), make([(T0, 1.1, 1.2, 0.0, 1, 0.0),
                                             (T0, 1.1, 1.2, -0.0, 1, -0.0)]))
-    assert reasons_of(batch) == ["duplicate"]
-    assert math.copysign(1.0, batch.ticks["last"][0]) == 1.0
+    assert batch.accepted == 2
+    assert [math.copysign(1.0, v) for v in batch.ticks["last"]] == [1.0, 1.0]
+    assert [math.copysign(1.0, v) for v in batch.ticks["volume_real"]] == [1.0, 1.0]
 
 
 def test_duplicates_across_batches_against_the_previous_tail():
     validator = DataValidator()
     first = make([(T0 - 1, 1.0, 1.2), (T0, 1.1, 1.2), (T0, 1.11, 1.2)])
     validate(validator, first)
+    # The same batch again (a replay after a failed write): nothing new.
+    again = validate(validator, first)
+    assert reasons_of(again) == ["out_of_order", "duplicate", "duplicate"]
+    # Seqs 1 and 2 again at T0 are resends; seq 3 and 4 at T0 repeat a quote but are new.
     batch = validate(validator, make([(T0, 1.11, 1.2), (T0, 1.12, 1.2), (T0, 1.1, 1.2),
-                                      (T0 + 1, 1.1, 1.2)]), first_seq=3)
+                                      (T0, 1.1, 1.2), (T0 + 1, 1.1, 1.2)]), seqs=[2, 3, 1, 4, 5])
     assert reasons_of(batch) == ["duplicate", "duplicate"]
-    np.testing.assert_array_equal(batch.rejected_seqs, [3, 5])
+    np.testing.assert_array_equal(batch.rejected_seqs, [2, 1])
+    np.testing.assert_array_equal(batch.seqs, [3, 4, 5])
     # The tail grows when a batch ends on the same millisecond.
-    third = validate(validator, make([(T0 + 1, 1.1, 1.2)]), first_seq=7)
+    third = validate(validator, make([(T0 + 1, 1.1, 1.2), (T0 + 1, 1.1, 1.2)]), seqs=[5, 6])
     assert reasons_of(third) == ["duplicate"]
+    fourth = validate(validator, make([(T0 + 1, 1.1, 1.2)]), seqs=[6])
+    assert reasons_of(fourth) == ["duplicate"]
+
+
+def test_a_tick_dated_in_the_future_is_quarantined_and_does_not_move_the_clock():
+    now_ns = T0 * 1_000_000
+    validator = DataValidator(clock=lambda: now_ns)
+    day = 86_400_000
+    batch = validate(validator, make([(T0 - 10, 1.1, 1.2), (T0 + day + 1, 1.1, 1.2),
+                                      (T0 - 9, 1.1, 1.2), (T0 + day, 1.1, 1.2)]))
+    assert reasons_of(batch) == ["future"]
+    np.testing.assert_array_equal(batch.rejected_seqs, [1])
+    assert validator.last_time_msc("EURUSD") == T0 + day  # a day ahead is still allowed
+    later = DataValidator(clock=lambda: now_ns)
+    validate(later, make([(T0 + 365 * day, 1.1, 1.2)]))
+    assert later.last_time_msc("EURUSD") is None
+    assert validate(later, make([(T0, 1.1, 1.2)]), first_seq=1).accepted == 1
+    assert later.rejected_by_reason["future"] == 1
+    off = DataValidator(max_ahead_ms=None, clock=lambda: now_ns)
+    assert validate(off, make([(T0 + 365 * day, 1.1, 1.2)])).accepted == 1
+    with pytest.raises(ValueError, match="max_ahead_ms"):
+        DataValidator(max_ahead_ms=-1)
 
 
 def test_tails_are_per_symbol_and_reset_forgets():
@@ -153,16 +198,17 @@ def test_quarantine_keeps_the_original_records_and_totals_add_up():
     ticks = make(rows)
     validator = DataValidator()
     batch = validate(validator, ticks, first_seq=100)
-    # The crossed tick does not move the clock, so the repeat of the first tick is a duplicate.
-    assert reasons_of(batch) == ["non_finite", "crossed", "duplicate"]
-    assert batch.rejected.tobytes() == ticks[[1, 2, 3]].tobytes()
-    np.testing.assert_array_equal(batch.rejected_seqs, [101, 102, 103])
+    # The crossed tick does not move the clock, so the repeat of the first quote (a new seq) is
+    # accepted in order.
+    assert reasons_of(batch) == ["non_finite", "crossed"]
+    assert batch.rejected.tobytes() == ticks[[1, 2]].tobytes()
+    np.testing.assert_array_equal(batch.rejected_seqs, [101, 102])
     assert batch.accepted + len(batch.rejected) == batch.received == 5
-    validate(validator, make([(T0 + 3, -1.0, 1.2)]), first_seq=105)
+    validate(validator, make([(T0 + 3, -1.0, 1.2), (T0 + 2, 1.1, 1.2)]), seqs=[105, 104])
     assert validator.rejected_by_reason == {"non_finite": 1, "non_positive": 1, "crossed": 1,
-                                            "volume_out_of_range": 0, "out_of_order": 0,
-                                            "duplicate": 1}
-    assert validator.accepted_ticks == 2
+                                            "volume_out_of_range": 0, "future": 0,
+                                            "out_of_order": 0, "duplicate": 1}
+    assert validator.accepted_ticks == 3
 
 
 def test_input_batch_is_left_intact():
@@ -191,13 +237,13 @@ def test_reason_names():
 
 # --- against a tick-by-tick reference -------------------------------------------------------
 
-def reference_codes(batches):
+def reference_codes(batches, seq_lists):
     """Validate tick by tick in plain Python; return each batch's reason codes."""
     last_msc, seen = None, set()
     out = []
-    for ticks in batches:
+    for ticks, seqs in zip(batches, seq_lists):
         codes = []
-        for rec in ticks:
+        for rec, seq in zip(ticks, seqs):
             bid, ask, last, volume_real = (float(rec[f]) for f in ("bid", "ask", "last",
                                                                  "volume_real"))
             volume, time_msc = int(rec["volume"]), int(rec["time_msc"])
@@ -209,13 +255,14 @@ def reference_codes(batches):
                 codes.append(3)
             elif volume > 2**63 - 1 or volume_real < 0:
                 codes.append(4)
-            elif last_msc is not None and time_msc < last_msc:
+            elif time_msc > T0 + 86_400_000:
                 codes.append(5)
+            elif last_msc is not None and time_msc < last_msc:
+                codes.append(6)
             else:
-                key = (int(rec["time"]), bid, ask, last + 0.0, volume, time_msc,
-                       int(rec["flags"]), volume_real + 0.0)
+                key = seq
                 if time_msc == last_msc and key in seen:
-                    codes.append(6)
+                    codes.append(7)
                 else:
                     if time_msc != last_msc:
                         last_msc, seen = time_msc, set()
@@ -227,31 +274,32 @@ def reference_codes(batches):
 
 prices = st.sampled_from([1.1, 1.2, 1.3, 0.0, -1.0, math.nan, math.inf])
 lasts = st.sampled_from([0.0, -0.0, 1.2, -1.0, math.nan])
-tick_rows = st.tuples(st.integers(0, 6), prices, prices, lasts,
+tick_rows = st.tuples(st.sampled_from([0, 1, 2, 3, 5, 6, 86_400_001]), prices, prices, lasts,
                       st.sampled_from([0, 1, 2**63, 2**64 - 1]),
-                      st.sampled_from([0.0, -0.0, 1.0, -2.0, math.inf]))
+                      st.sampled_from([0.0, -0.0, 1.0, -2.0, math.inf]),
+                      st.integers(0, 5))  # the seq: a small range, so resends happen
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.lists(tick_rows, max_size=12), min_size=1, max_size=4))
 def test_matches_the_reference(batch_rows):
-    batches = []
+    batches, seq_lists = [], []
     for rows in batch_rows:
         ticks = np.zeros(len(rows), dtype=TICK_DTYPE)
-        for i, (dt, bid, ask, last, volume, volume_real) in enumerate(rows):
+        for i, (dt, bid, ask, last, volume, volume_real, _) in enumerate(rows):
             ticks[i] = ((T0 + dt) // 1000, bid, ask, last, volume, T0 + dt, 6, volume_real)
         batches.append(ticks)
-    validator = DataValidator()
-    expected = reference_codes(batches)
-    seq = 0
-    for ticks, codes in zip(batches, expected):
-        batch = validate(validator, ticks, first_seq=seq)
-        got = np.zeros(len(ticks), dtype=np.uint8)
-        got[batch.rejected_seqs - seq] = batch.rejected_reasons
-        assert got.tolist() == codes
-        assert batch.seqs.tolist() == [seq + i for i, c in enumerate(codes) if c == 0]
-        assert batch.rejected.tobytes() == ticks[np.flatnonzero(got)].tobytes()
-        seq += len(ticks)
+        seq_lists.append([row[-1] for row in rows])
+    validator = DataValidator(clock=lambda: T0 * 1_000_000)
+    expected = reference_codes(batches, seq_lists)
+    for ticks, seqs, codes in zip(batches, seq_lists, expected):
+        batch = validate(validator, ticks, seqs=seqs)
+        accepted = [i for i, c in enumerate(codes) if c == 0]
+        rejected = [i for i, c in enumerate(codes) if c != 0]
+        assert batch.rejected_reasons.tolist() == [codes[i] for i in rejected]
+        assert batch.rejected_seqs.tolist() == [seqs[i] for i in rejected]
+        assert batch.seqs.tolist() == [seqs[i] for i in accepted]
+        assert batch.rejected.tobytes() == ticks[rejected].tobytes()
     flat = [c for codes in expected for c in codes]
     assert validator.accepted_ticks == flat.count(0)
     assert [validator.rejected_by_reason[r] for r in REJECT_REASONS] == \

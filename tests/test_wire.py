@@ -72,6 +72,73 @@ def test_non_finite_prices_are_rejected_and_the_ring_is_untouched(field, value, 
         wire.decode_tick(frame)
 
 
+@pytest.mark.parametrize("fields,reason", [
+    ({"bid": 0.0}, "non_positive_price"), ({"ask": -1.1}, "non_positive_price"),
+    ({"bid": -1.0, "ask": -0.5}, "non_positive_price"), ({"last": -0.1}, "non_positive_price"),
+    ({"bid": 1.2, "ask": 1.1}, "crossed_price"), ({"volume_real": -1.0}, "bad_tick_volume"),
+    ({"volume": 2**63}, "bad_tick_volume"), ({"bid": math.nan, "ask": 0.0}, "nan_price"),
+])
+def test_ticks_that_break_a_quote_rule_are_refused_by_name(fields, reason):
+    ticks = _ticks(1)
+    for field, value in fields.items():
+        ticks[field] = value
+    frame = wire.encode_tick(1, 1, 0, ticks.tobytes())
+    ring = np.zeros(1, dtype=TICK_DTYPE)
+    with pytest.raises(FrameError) as err:
+        wire.decode_tick_into(frame, memoryview(ring).cast("B"), 0)
+    assert err.value.reason == reason and reason in wire.TICK_REFUSALS
+    assert ring.tobytes() == bytes(60)
+    with pytest.raises(FrameError, match=reason):
+        wire.decode_tick(frame)
+
+
+def test_a_locked_quote_and_a_zero_last_are_fine():
+    ticks = _ticks(1)
+    ticks["ask"] = ticks["bid"]
+    frame = wire.encode_tick(1, 1, 0, ticks.tobytes())
+    assert wire.decode_tick(frame).ask == ticks["bid"][0]
+
+
+_EDGES = [0.0, -0.0, 1e-300, 1.1, 1.2, -1.0, math.nan, math.inf, -math.inf, 5e-324]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(_EDGES), st.sampled_from(_EDGES), st.sampled_from(_EDGES),
+       st.sampled_from([0, 1, 2**63 - 1, 2**63, 2**64 - 1]), st.sampled_from(_EDGES))
+def test_the_inlined_tick_check_is_the_quote_rules(bid, ask, last, volume, volume_real):
+    """decode_tick_into inlines flowchain.ticks.tick_fault for speed: both must always agree,
+    and the vectorized batch check too."""
+    from flowchain.ticks import tick_fault, tick_faults
+
+    record = np.zeros(1, dtype=TICK_DTYPE)
+    record[0] = (1, bid, ask, last, volume, 1000, 6, volume_real)
+    frame = wire.encode_tick(1, 1, 0, record.tobytes())
+    code = tick_fault(bid, ask, last, volume, volume_real)
+    try:
+        wire.decode_tick_into(frame, memoryview(np.zeros(1, dtype=TICK_DTYPE)).cast("B"), 0)
+        refused = None
+    except FrameError as err:
+        refused = err.reason
+    assert (refused is None) == (code == 0), (refused, code)
+    assert refused == wire.tick_refusal(bid, ask, last, volume, volume_real)
+    assert int(tick_faults(record)[0]) == code
+
+
+def test_a_batch_with_bad_records_keeps_the_good_ones_and_names_the_bad():
+    ticks = _ticks(6)
+    ticks["bid"][1] = 0.0
+    ticks["ask"][3] = ticks["bid"][3] - 1e-5
+    ticks["bid"][4] = math.nan
+    batch = wire.decode_batch(wire.encode_batch(3, 100, 1, ticks))
+    assert batch.records.tobytes() == ticks.tobytes()
+    assert list(batch.refusals) == [None, "non_positive_price", None, "crossed_price",
+                                    "nan_price", None]
+    assert wire.decode_batch(wire.encode_batch(3, 100, 1, _ticks(4))).refusals is None
+    resp = wire.decode_backfill_response(
+        wire.encode_backfill_response(9, 4, 1, wire.BackfillStatus.OK, 10, ticks))
+    assert list(resp.refusals) == list(batch.refusals)
+
+
 @pytest.mark.parametrize("mutate,reason", [
     (lambda f: f[:10], "short"), (lambda f: f + b"\0", "length"),
     (lambda f: b"\x02" + f[1:], "version"), (lambda f: f[:1] + b"\x63" + f[2:], "unknown_type"),
@@ -229,4 +296,4 @@ def test_fuzzed_frames_only_raise_frame_error_with_a_known_reason():
     _fuzz_decoders()
     reached = {reason for reason, n in _COUNTS.as_dict().items() if n}
     assert {"short", "length", "version", "unknown_type", "wrong_type", "bad_topic"} <= reached, reached
-    assert reached & {"nan_price", "inf_price"}, reached
+    assert reached & set(wire.TICK_REFUSALS), reached

@@ -11,14 +11,30 @@ Three formats are read:
 
 The file is parsed once, when the feed is built, into one array of the MT5 dtype (so pacing is
 exact and the replay itself allocates nothing per tick); memory is 60 bytes per tick. A row that
-cannot be a tick is never fatal: it is counted in ``stats.rejects`` under its reason
-(``field_count``, ``not_a_number``, ``bad_timestamp``, ``non_finite_price``, ``negative_price``,
-``negative_value``, ``time_backwards``, ``unknown_symbol``) and the first few are kept as
-``file:line: reason: detail`` in ``stats.reject_examples``.
+cannot be a tick is never fatal: it is skipped, counted in ``stats.rejects`` under its reason, and
+the rows after it are read as usual; the first few are kept as ``file:line: reason: detail`` in
+``stats.reject_examples``. The reasons:
+
+``field_count``, ``not_a_number``, ``bad_timestamp``, ``negative_value``
+    The row cannot be read as a tick (a missing field, text where a number belongs, a bad or
+    negative time, a negative volume or flags).
+``non_finite_price``, ``non_positive_price``, ``crossed_price``, ``volume_out_of_range``
+    The tick breaks a quote rule (:func:`flowchain.ticks.tick_fault`, the rules the wire decoder
+    and the validator apply): a NaN or infinite value, a zero or negative price, bid above ask,
+    a volume out of range.
+``time_backwards``, ``time_ahead``
+    The row is out of time order among its symbol's rows. The reader keeps the largest set of
+    each symbol's rows that is in time order (a longest non-decreasing run of ``time_msc``), so
+    one row misdated far ahead costs that row only, never the rows after it: a skipped row
+    earlier than a tick before it is ``time_backwards``, one later than the ticks after it is
+    ``time_ahead``.
+``unknown_symbol``
+    A ``symbol`` column names a symbol the feed was not asked for.
 """
 from __future__ import annotations
 
 import asyncio
+import bisect
 import csv
 import datetime as dt
 import math
@@ -30,11 +46,14 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from flowchain.feeds.base import DEFAULT_RING_CAPACITY, Feed, FeedStats
-from flowchain.ticks import TICK_DTYPE
+from flowchain.ticks import TICK_DTYPE, TICK_FAULTS, tick_fault
 
 MT5_FIELDS = ("time", "bid", "ask", "last", "volume", "time_msc", "flags", "volume_real")
 _HISTDATA_LINE = re.compile(r"^\s*\d{8} \d{9}\s*[,;]")
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_FAULT_REASONS = {"non_finite": "non_finite_price", "non_positive": "non_positive_price",
+                  "crossed": "crossed_price", "volume_out_of_range": "volume_out_of_range"}
+assert set(_FAULT_REASONS) == set(TICK_FAULTS)
 
 Row = Tuple[int, float, float, float, int, int, int, float]
 
@@ -95,21 +114,24 @@ class ReplayFeed(Feed):
         self.stats = stats
         self.speed = speed
         ids = {name: i for i, name in enumerate(self.symbols)}
-        keep_ids: List[int] = []
-        records: List[Row] = []
-        last_msc: Dict[int, int] = {}
-        for sym, where, row in named:
+        rows_of: Dict[int, List[int]] = {}
+        sids: List[int] = []
+        for k, (sym, where, row) in enumerate(named):
             sid = ids.get(sym if sym is not None else self.symbols[0])
+            sids.append(-1 if sid is None else sid)
             if sid is None:
                 stats.reject("unknown_symbol", where, f"symbol {sym!r} is not in {list(ids)}")
-                continue
-            if row[5] < last_msc.get(sid, row[5]):
-                stats.reject("time_backwards", where,
-                             f"time_msc {row[5]} is before the previous tick's {last_msc[sid]}")
-                continue
-            last_msc[sid] = row[5]
-            keep_ids.append(sid)
-            records.append(row)
+            else:
+                rows_of.setdefault(sid, []).append(k)
+        kept = [False] * len(named)
+        for rows in rows_of.values():
+            _keep_in_time_order([named[k][2][5] for k in rows], rows, kept, named, stats)
+        keep_ids: List[int] = []
+        records: List[Row] = []
+        for k, (_, _, row) in enumerate(named):
+            if kept[k]:
+                keep_ids.append(sids[k])
+                records.append(row)
         self._ticks = np.array(records, dtype=TICK_DTYPE) if records else np.zeros(0, TICK_DTYPE)
         self._raw = memoryview(self._ticks.view(np.uint8))
         self._ids = keep_ids
@@ -158,6 +180,49 @@ class ReplayFeed(Feed):
             else:
                 ahead_ms = int(msc[self.sent]) - due_ms
                 await sleep(min(max(ahead_ms / 1000.0 / self.speed, 0.0), 0.25))
+
+
+# -- time order ------------------------------------------------------------------------------
+def _keep_in_time_order(times: List[int], rows: List[int], kept: List[bool],
+                        named: list, stats: FeedStats) -> None:
+    """Mark the rows (of one symbol, in file order) of a longest non-decreasing run of
+    ``times`` as kept (of several, the one of the earliest rows); count every other one as
+    ``time_backwards`` or ``time_ahead``."""
+    n = len(times)
+    if all(times[i] <= times[i + 1] for i in range(n - 1)):
+        for k in rows:
+            kept[k] = True
+        return
+    # run_from[i]: the longest non-decreasing run of times that starts at row i (patience
+    # sorting from the end); then the earliest rows that still allow a longest run are kept.
+    tails: List[int] = []
+    run_from = [0] * n
+    for i in range(n - 1, -1, -1):
+        j = bisect.bisect_right(tails, -times[i])
+        if j == len(tails):
+            tails.append(-times[i])
+        else:
+            tails[j] = -times[i]
+        run_from[i] = j + 1
+    need, last = len(tails), None
+    in_run = [False] * n
+    for i, t in enumerate(times):
+        if need and run_from[i] >= need and (last is None or t >= last):
+            in_run[i] = True
+            need -= 1
+            last = t
+    latest = None
+    for i, t in enumerate(times):
+        where = named[rows[i]][1]
+        if in_run[i]:
+            kept[rows[i]] = True
+            latest = t
+        elif latest is not None and t < latest:
+            stats.reject("time_backwards", where,
+                         f"time_msc {t} is before the previous tick's {latest}")
+        else:
+            stats.reject("time_ahead", where,
+                         f"time_msc {t} is after the ticks that follow it in the file")
 
 
 # -- parsing ---------------------------------------------------------------------------------
@@ -288,14 +353,13 @@ def _read_parquet(path: str, stats: FeedStats) -> Iterator[Tuple[Optional[str], 
 
 def _row(values: dict, stats: FeedStats, where: str) -> Optional[Row]:
     """Validate one tick's fields; return the record tuple or count the reject."""
-    for name in ("bid", "ask", "last", "volume_real"):
-        v = float(values.get(name, 0.0))
-        if not math.isfinite(v):
-            stats.reject("non_finite_price", where, f"{name}={v}")
-            return None
-        if v < 0:
-            stats.reject("negative_price", where, f"{name}={v}")
-            return None
+    bid, ask = float(values["bid"]), float(values["ask"])
+    last, volume_real = float(values.get("last", 0.0)), float(values.get("volume_real", 0.0))
+    fault = tick_fault(bid, ask, last, max(0, int(values.get("volume", 0))), volume_real)
+    if fault:
+        stats.reject(_FAULT_REASONS[TICK_FAULTS[fault - 1]], where,
+                     f"bid={bid} ask={ask} last={last} volume_real={volume_real}")
+        return None
     for name in ("volume", "flags", "time_msc"):
         if int(values.get(name, 0)) < 0:
             stats.reject("negative_value" if name != "time_msc" else "bad_timestamp", where,

@@ -1,8 +1,9 @@
 """The per-symbol tick ring: a preallocated numpy buffer of MT5 ticks every feed writes into.
 
 A :class:`TickRing` holds the last ``capacity`` ticks of one symbol in the MT5 dtype
-(:data:`flowchain.ticks.TICK_DTYPE`) beside a parallel ``uint64`` array of their wire sequence
-numbers. It is a *mirrored* ring: every tick is written twice, at slot ``i`` and ``i +
+(:data:`flowchain.ticks.TICK_DTYPE`) beside a parallel ``uint64`` array of their sequence numbers
+(the bridge's wire seq, or the feed's own count), which the batches carry to the database as the
+ticks' identity. It is a *mirrored* ring: every tick is written twice, at slot ``i`` and ``i +
 capacity``, so the newest ``n`` ticks are always one contiguous slice of the buffer. Readers (the
 AI decision chain's numba kernels, the batch writer) therefore get zero-copy, chronologically
 ordered views with no wrap-around case, at the price of one extra 60-byte copy per tick.
@@ -84,7 +85,9 @@ class TickRing:
         record : bytes-like
             Exactly 60 bytes in the layout of :data:`TICK_DTYPE`.
         seq : int
-            The tick's wire sequence number (0 when it has none).
+            The tick's sequence number; with its ``time_msc``, the tick's identity in the
+            database (two ticks of one millisecond under one seq are one tick, the second a
+            duplicate), so a feed numbers every tick.
 
         Returns
         -------
@@ -112,7 +115,9 @@ class TickRing:
         time, bid, ask, last, volume, time_msc, flags, volume_real : scalars
             The MT5 tick fields (``time`` in s, ``time_msc`` in ms).
         seq : int
-            The tick's wire sequence number (0 when it has none).
+            The tick's sequence number; with its ``time_msc``, the tick's identity in the
+            database (two ticks of one millisecond under one seq are one tick, the second a
+            duplicate), so a feed numbers every tick.
 
         Returns
         -------

@@ -6,7 +6,8 @@ and is jittered around the symbol's typical spread, in whole points. Ticks of al
 interleaved on one millisecond clock with exponential gaps, and a share of ticks arrive in the
 same millisecond as the previous one (bursts). Flags carry ``TICK_FLAG_BID``/``TICK_FLAG_ASK``
 for what changed plus, on a share of ticks, the undocumented bit 0x80 real terminals send (the
-MQL5 docs show ``flags=134``). Ticks are generated in chunks by a numba kernel (compiled with
+MQL5 docs show ``flags=134``). Every tick keeps the quote rules of :func:`flowchain.ticks.tick_fault`
+(bid at least one point, ask above bid). Ticks are generated in chunks by a numba kernel (compiled with
 ``cache=True`` and warmed up when the module is first used) and copied one by one into the rings.
 """
 from __future__ import annotations
@@ -90,6 +91,8 @@ def _generate(sym: np.ndarray, z: np.ndarray, gap_ms: np.ndarray, u_spread: np.n
         spread = max(1.0, math.floor(spread + 0.5)) * point[s]
         p = point[s]
         bid = math.floor((mid[s] - 0.5 * spread) / p + 0.5) * p
+        if bid < p:  # a quote keeps the rules (flowchain.ticks.tick_fault) at any mid
+            bid = p
         ask = bid + spread
         ask = math.floor(ask / p + 0.5) * p
         flags = 0

@@ -54,6 +54,8 @@ _TICK = int(wire.FrameType.TICK)
 _BATCH = int(wire.FrameType.TICK_BATCH)
 _UNPACK = wire.TICK_FRAME.unpack_from
 _REC = wire.TICK_RECORD_SIZE
+_VOLUME_MAX = (1 << 63) - 1
+_INF = float("inf")
 
 
 class _Track:
@@ -321,8 +323,9 @@ class ZmqFeed(Feed):
             return
         values = _UNPACK(frame)
         bid, ask, last, volume_real = values[6], values[7], values[8], values[12]
-        if (bid - bid) + (ask - ask) + (last - last) + (volume_real - volume_real) != 0.0:
-            self._reject_tick(frame)  # NaN or infinite: wire.decode_tick names which
+        if not (0.0 < bid <= ask < _INF and 0.0 <= last < _INF and 0.0 <= volume_real < _INF
+                and values[9] <= _VOLUME_MAX):  # the quote rules, inlined (wire.decode_tick_into)
+            self._reject_tick(frame, track)  # wire.decode_tick names the rule it breaks
             return
         track.heard_ns = time.monotonic_ns()
         if track.stale:
@@ -392,22 +395,38 @@ class ZmqFeed(Feed):
         raw = memoryview(batch.records.view(np.uint8))
         ring = track.ring
         seq = batch.first_seq
+        refusals = batch.refusals
         for i in range(len(batch.records)):
             record = raw[i * _REC:(i + 1) * _REC]
-            if track.pending is None and seq == track.last + 1:
+            if refusals is not None and refusals[i] is not None:
+                self.stats.reject(refusals[i], self.endpoint, f"batch tick seq {seq}")
+                self._spend(track, seq)
+            elif track.pending is None and seq == track.last + 1:
                 track.last = seq
                 self._deliver(ring, ring.append_record(record, seq))
             else:
                 self._out_of_order(track, record, seq)
             seq += 1
 
-    def _reject_tick(self, frame: bytes) -> None:
+    def _reject_tick(self, frame: bytes, track: Optional[_Track] = None) -> None:
         try:
             wire.decode_tick(frame)
         except wire.FrameError as exc:
             self.stats.reject(exc.reason, self.endpoint, str(exc))
+            if track is not None and exc.reason in wire.TICK_REFUSALS:
+                values = _UNPACK(frame)
+                if values[3] == self._session:
+                    self._spend(track, values[4])
             return
         self.stats.reject("bad_field", self.endpoint, "tick failed the fast check")
+
+    def _spend(self, track: _Track, seq: int) -> None:
+        """A well-formed tick refused for its quote arrived: its seq is spent, not a gap (out of
+        order, it is left to the gap it leaves, whose backfill refuses it again)."""
+        if track.pending is None and (seq == track.last + 1
+                                      or (track.last == 0 and not track.joined)):
+            track.joined = True
+            track.last = seq
 
     def _unknown_topic(self, topic: bytes) -> None:
         try:
@@ -520,11 +539,16 @@ class ZmqFeed(Feed):
             if seq > track.last + 1:  # the bridge no longer had the oldest ones
                 self.stats.unrecovered += seq - track.last - 1
                 track.last = seq - 1
+            refusals = resp.refusals
             for i in range(len(resp.records)):
                 if seq == track.last + 1 and seq <= pending.to_seq:
                     track.last = seq
-                    self.stats.backfilled += 1
-                    self._deliver(ring, ring.append_record(raw[i * _REC:(i + 1) * _REC], seq))
+                    if refusals is not None and refusals[i] is not None:
+                        self.stats.reject(refusals[i], str(self.backfill_endpoint),
+                                          f"backfilled tick seq {seq}")
+                    else:
+                        self.stats.backfilled += 1
+                        self._deliver(ring, ring.append_record(raw[i * _REC:(i + 1) * _REC], seq))
                 else:
                     self.stats.drop("duplicate")
                 seq += 1

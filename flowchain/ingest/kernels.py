@@ -10,37 +10,39 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-INT64_MAX_AS_U64 = np.uint64(np.iinfo(np.int64).max)
+from flowchain import ticks as _ticks
 
-# Reason codes, as flowchain.ingest.validation.REJECT_REASONS numbers them (0 = accepted).
-NON_FINITE, NON_POSITIVE, CROSSED, VOLUME_OUT_OF_RANGE, OUT_OF_ORDER, DUPLICATE = range(1, 7)
+tick_fault = njit(cache=True, nogil=True)(_ticks.tick_fault)
+"""The compiled twin of :func:`flowchain.ticks.tick_fault` (the one definition of the quote
+rules), for kernels to call."""
+
+# Reason codes, as flowchain.ingest.validation.REJECT_REASONS numbers them (0 = accepted); the
+# first four are flowchain.ticks.TICK_FAULTS' codes.
+NON_FINITE, NON_POSITIVE, CROSSED, VOLUME_OUT_OF_RANGE = (
+    _ticks.NON_FINITE, _ticks.NON_POSITIVE, _ticks.CROSSED, _ticks.VOLUME_OUT_OF_RANGE)
+FUTURE, OUT_OF_ORDER, DUPLICATE = 5, 6, 7
 
 
 @njit(cache=True, nogil=True)
-def reject_codes(bid, ask, last, volume, volume_real, time_msc, previous_msc, codes):  # pragma: no cover - compiled
+def reject_codes(bid, ask, last, volume, volume_real, time_msc, previous_msc, latest_allowed_msc,
+                 codes):  # pragma: no cover - compiled
     """Write each tick's first reject reason (or 0) into ``codes``; return how many were rejected.
 
-    Checks, in order: non-finite, non-positive, crossed, volume out of range, out of order
-    (against the latest accepted ``time_msc``, starting from ``previous_msc``). Duplicates are
-    :func:`mark_duplicates`' job.
+    Checks, in order: the quote rules (:func:`tick_fault`), dated in the future (``time_msc``
+    after ``latest_allowed_msc``), out of order (against the latest accepted ``time_msc``,
+    starting from ``previous_msc``). Duplicates are :func:`mark_duplicates`' job.
     """
     rejected = 0
     latest = previous_msc
     for i in range(len(bid)):
-        b, a, p, v = bid[i], ask[i], last[i], volume_real[i]
-        if not (np.isfinite(b) and np.isfinite(a) and np.isfinite(p) and np.isfinite(v)):
-            code = NON_FINITE
-        elif b <= 0.0 or a <= 0.0 or p < 0.0:
-            code = NON_POSITIVE
-        elif b > a:
-            code = CROSSED
-        elif volume[i] > INT64_MAX_AS_U64 or v < 0.0:
-            code = VOLUME_OUT_OF_RANGE
-        elif time_msc[i] < latest:
-            code = OUT_OF_ORDER
-        else:
-            code = 0
-            latest = time_msc[i]
+        code = tick_fault(bid[i], ask[i], last[i], volume[i], volume_real[i])
+        if code == 0:
+            if time_msc[i] > latest_allowed_msc:
+                code = FUTURE
+            elif time_msc[i] < latest:
+                code = OUT_OF_ORDER
+            else:
+                latest = time_msc[i]
         codes[i] = code
         if code:
             rejected += 1
@@ -48,15 +50,16 @@ def reject_codes(bid, ask, last, volume, volume_real, time_msc, previous_msc, co
 
 
 @njit(cache=True, nogil=True)
-def mark_duplicates(time_msc, records, duplicate):  # pragma: no cover - compiled
-    """Set ``duplicate[i]`` when record ``i`` equals an earlier non-duplicate record.
+def mark_duplicates(time_msc, seqs, duplicate):  # pragma: no cover - compiled
+    """Set ``duplicate[i]`` when tick ``i`` has the identity (``time_msc``, ``seq``) of an
+    earlier non-duplicate tick.
 
-    ``time_msc`` is non-decreasing and identical records share a millisecond, so only records
-    within one millisecond are compared (byte for byte, rows of ``records``: ``uint8 [n, 60]``).
-    Return how many were marked.
+    ``time_msc`` is non-decreasing, so only ticks within one millisecond are compared. Ticks
+    that share a millisecond but not a sequence number are distinct, however equal their
+    prices (a quote that moves A -> B -> A within a millisecond is three ticks). Return how
+    many were marked.
     """
     n = len(time_msc)
-    width = records.shape[1]
     marked = 0
     group = 0
     for i in range(1, n):
@@ -66,14 +69,7 @@ def mark_duplicates(time_msc, records, duplicate):  # pragma: no cover - compile
         if duplicate[i]:
             continue
         for j in range(group, i):
-            if duplicate[j]:
-                continue
-            same = True
-            for k in range(width):
-                if records[i, k] != records[j, k]:
-                    same = False
-                    break
-            if same:
+            if not duplicate[j] and seqs[j] == seqs[i]:
                 duplicate[i] = True
                 marked += 1
                 break
@@ -125,9 +121,10 @@ def warm_up() -> None:
     readonly = np.frombuffer(ticks.tobytes(), dtype=TICK_DTYPE)  # as DataBridge views bytes
     for view in (ticks, readonly):
         reject_codes(view["bid"], view["ask"], view["last"], view["volume"],
-                     view["volume_real"], view["time_msc"], np.iinfo(np.int64).min, codes)
-    mark_duplicates(ticks["time_msc"], ticks.view(np.uint8).reshape(2, 60),
-                    np.zeros(2, dtype=np.bool_))
+                     view["volume_real"], view["time_msc"], np.iinfo(np.int64).min,
+                     np.iinfo(np.int64).max, codes)
+    mark_duplicates(ticks["time_msc"], np.arange(2, dtype=np.int64), np.zeros(2, dtype=np.bool_))
+    tick_fault(1.0, 1.0, 0.0, np.uint64(0), 0.0)
     bars = np.zeros(2, dtype=BAR_DTYPE)
     mid = np.ones(2)
     ohlc_bars(ticks["time_msc"], mid, ticks["volume_real"], 1000, bars["start_msc"],

@@ -2,7 +2,9 @@
 
 The checks run in one pass of a numba kernel per batch (:mod:`flowchain.ingest.kernels`).
 
-Each tick gets at most one reason, the first that applies in this order:
+Each tick gets at most one reason, the first that applies in this order (the first four are the
+quote rules of :func:`flowchain.ticks.tick_fault`, the one definition the wire decoders, the
+replay reader and the decision chain's guard apply too):
 
 ``non_finite``
     ``bid``, ``ask``, ``last`` or ``volume_real`` is NaN or infinite.
@@ -13,46 +15,56 @@ Each tick gets at most one reason, the first that applies in this order:
     ``bid > ask`` (a locked quote, ``bid == ask``, is accepted).
 ``volume_out_of_range``
     ``volume`` does not fit a signed 64-bit integer (SQLite's) or ``volume_real`` is negative.
+``future``
+    ``time_msc`` is more than ``max_ahead_ms`` (a day by default: MT5 servers keep their own time
+    zone) after the validator's clock. Such a tick is never accepted, so it cannot push the
+    symbol's clock ahead and make every real tick after it ``out_of_order``.
 ``out_of_order``
     ``time_msc`` is earlier than an accepted tick before it, in this batch or in the symbol's
     previous batches.
 ``duplicate``
-    Every field equal to an accepted tick before it (several ticks may share a ``time_msc``
-    and differ in other fields: those are kept), in this batch or at the end of the symbol's
-    previous batch.
+    The identity of an accepted tick before it, in this batch or at the end of the symbol's
+    previous batch. A tick's identity is its ``time_msc`` and the sequence number its feed gave
+    it (the bridge's per-symbol ``seq``, a replay file's tick number, the simulator's count),
+    carried through the ring and the batches: never its prices. Ticks that share a millisecond
+    and their prices but not a sequence number are distinct and all kept, in order (a quote that
+    moves A -> B -> A within a millisecond is three ticks, and the last one is the final quote
+    of that millisecond).
 
 Rejected ticks are never dropped: the batch carries them (exact original records, sequence
 numbers and reason codes) for the quarantine table, and the validator counts them by reason,
 per batch and in total. ``-0.0`` in ``last`` and ``volume_real`` is normalized to ``0.0`` in the
 accepted ticks, so equal values always have equal bytes and keys.
 
-The validator keeps, per symbol, the last accepted ``time_msc`` and the accepted records at that
-millisecond. A batch that failed after validation (say the disk was full) and is sent again is
-therefore quarantined as ``duplicate``/``out_of_order``, not stored; call :meth:`reset` for the
-symbol first when you replay on purpose.
+The validator keeps, per symbol, the last accepted ``time_msc`` and the sequence numbers accepted
+at that millisecond. A batch that failed after validation (say the disk was full) and is sent
+again is therefore quarantined as ``duplicate``/``out_of_order``, not stored; call :meth:`reset`
+for the symbol first when you replay on purpose. A feed must number its ticks (a seq shared by
+two ticks of one millisecond makes the second a ``duplicate``); every FlowChain feed does.
 """
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections import Counter
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from flowchain.ingest import kernels
 from flowchain.ingest.batch import BatchStage, TickBatch
 from flowchain.ingest.errors import BatchStageError
-from flowchain.ticks import TICK_DTYPE
+from flowchain.ticks import TICK_FAULTS
 
-REJECT_REASONS: tuple[str, ...] = ("non_finite", "non_positive", "crossed",
-                                   "volume_out_of_range", "out_of_order", "duplicate")
+REJECT_REASONS: tuple[str, ...] = TICK_FAULTS + ("future", "out_of_order", "duplicate")
 """Reject reasons in the order they are checked; reason code ``i + 1`` is ``REJECT_REASONS[i]``
 (code 0 means accepted)."""
 
 DUPLICATE = kernels.DUPLICATE
 _INT64_MIN = np.iinfo(np.int64).min
-_ITEM = TICK_DTYPE.itemsize
-_RECORD = np.dtype((np.void, _ITEM))
+_INT64_MAX = np.iinfo(np.int64).max
+DEFAULT_MAX_AHEAD_MS = 86_400_000
+"""How far past the validator's clock a tick may be dated before it is ``future``."""
 
 
 def reason_name(code: int) -> str:
@@ -72,14 +84,22 @@ def reason_name(code: int) -> str:
 
 @dataclasses.dataclass(slots=True)
 class _SymbolTail:
-    """What the validator remembers of a symbol: its last accepted ms and the records at it."""
+    """What the validator remembers of a symbol: its last accepted ms and the seqs at it."""
 
     last_msc: int
-    records: set[bytes]
+    seqs: set[int]
 
 
 class DataValidator:
     """Split each batch into accepted and quarantined ticks (step ``data_validation``).
+
+    Parameters
+    ----------
+    max_ahead_ms : int or None, optional
+        Ticks dated more than this after ``clock()`` are quarantined as ``future``; ``None``
+        turns the check off.
+    clock : callable, optional
+        Wall-clock time in ns (``time.time_ns`` by default), read once per batch.
 
     Attributes
     ----------
@@ -89,7 +109,13 @@ class DataValidator:
         Total accepted ticks.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_ahead_ms: int | None = DEFAULT_MAX_AHEAD_MS,
+                 clock: Callable[[], int] = time.time_ns) -> None:
+        if max_ahead_ms is not None and max_ahead_ms < 0:
+            raise ValueError(f"DataValidator: max_ahead_ms must be >= 0 or None, got "
+                             f"{max_ahead_ms}")
+        self.max_ahead_ms = max_ahead_ms
+        self._clock = clock
         self.rejected_by_reason: Counter[str] = Counter({r: 0 for r in REJECT_REASONS})
         self.accepted_ticks = 0
         self._tails: dict[str, _SymbolTail] = {}
@@ -124,7 +150,9 @@ class DataValidator:
         codes = np.empty(len(ticks), dtype=np.uint8)
         rejected = kernels.reject_codes(
             ticks["bid"], ticks["ask"], ticks["last"], ticks["volume"], ticks["volume_real"],
-            ticks["time_msc"], _INT64_MIN if tail is None else tail.last_msc, codes)
+            ticks["time_msc"], _INT64_MIN if tail is None else tail.last_msc,
+            _INT64_MAX if self.max_ahead_ms is None
+            else self._clock() // 1_000_000 + self.max_ahead_ms, codes)
         if rejected:
             accepted_idx = np.flatnonzero(codes == 0)
             accepted = ticks[accepted_idx]  # a copy
@@ -133,13 +161,15 @@ class DataValidator:
             accepted = ticks.copy()  # never a view of the caller's buffer
         accepted["last"] += 0.0  # -0.0 -> 0.0, so equal values have equal bytes
         accepted["volume_real"] += 0.0
-        duplicate = self._duplicates(accepted, tail)
+        accepted_seqs = seqs[accepted_idx] if rejected else seqs
+        duplicate = self._duplicates(accepted, accepted_seqs, tail)
         if duplicate.any():
             codes[accepted_idx[duplicate]] = DUPLICATE
             keep = ~duplicate
             accepted = accepted[keep]
             accepted_idx = accepted_idx[keep]
-        self._remember(batch.symbol, accepted, tail)
+            accepted_seqs = accepted_seqs[keep]
+        self._remember(batch.symbol, accepted, accepted_seqs, tail)
         self.accepted_ticks += len(accepted)
         if len(accepted) == len(ticks):
             return dataclasses.replace(
@@ -158,36 +188,37 @@ class DataValidator:
             rejected_reasons=codes[rejected_idx], reason_counts=reason_counts)
 
     @staticmethod
-    def _duplicates(accepted: np.ndarray, tail: _SymbolTail | None) -> np.ndarray:
-        """Mark accepted ticks (time-sorted) equal in every field to an earlier accepted one."""
+    def _duplicates(accepted: np.ndarray, seqs: np.ndarray,
+                    tail: _SymbolTail | None) -> np.ndarray:
+        """Mark accepted ticks (time-sorted) whose (``time_msc``, seq) an earlier one has."""
         n = len(accepted)
         duplicate = np.zeros(n, dtype=bool)
         if n == 0:
             return duplicate
-        records = accepted.view(_RECORD)
         time_msc = accepted["time_msc"]
-        if tail is not None and tail.records:
+        if tail is not None and tail.seqs:
             # Only the leading ticks can share the previous batch's last millisecond.
             at_tail = int(np.searchsorted(time_msc, tail.last_msc, side="right"))
-            for i in range(at_tail):
-                if records[i].tobytes() in tail.records:
-                    duplicate[i] = True
-        # Identical ticks share a millisecond: compare records only within one millisecond.
+            if at_tail:
+                for i, seq in enumerate(seqs[:at_tail].tolist()):
+                    if seq in tail.seqs:
+                        duplicate[i] = True
+        # Ticks of one identity share a millisecond: compare seqs only within one millisecond.
         if n > 1 and (time_msc[1:] == time_msc[:-1]).any():
-            kernels.mark_duplicates(time_msc, accepted.view(np.uint8).reshape(n, _ITEM),
-                                    duplicate)
+            kernels.mark_duplicates(time_msc, seqs, duplicate)
         return duplicate
 
-    def _remember(self, symbol: str, accepted: np.ndarray, tail: _SymbolTail | None) -> None:
+    def _remember(self, symbol: str, accepted: np.ndarray, seqs: np.ndarray,
+                  tail: _SymbolTail | None) -> None:
         if len(accepted) == 0:
             return
         last_msc = int(accepted["time_msc"][-1])
         start = int(np.searchsorted(accepted["time_msc"], last_msc, side="left"))
-        records = {r.tobytes() for r in accepted[start:].view(_RECORD)}
+        at_last = set(seqs[start:].tolist())
         if tail is not None and tail.last_msc == last_msc:
-            tail.records |= records
+            tail.seqs |= at_last
         else:
-            self._tails[symbol] = _SymbolTail(last_msc, records)
+            self._tails[symbol] = _SymbolTail(last_msc, at_last)
 
 
 def _describe(value: Any) -> str:

@@ -3,15 +3,24 @@
 Every tick costs exactly one crossing into numba: :func:`update_features` reads the tick straight
 from its buffer (a tick ring, zero copy), updates the symbol's preallocated state and writes the
 symbol's preallocated feature vector. The layout of both is in :mod:`flowchain.trading.layout`.
+
+A tick that breaks a quote rule (:func:`flowchain.ticks.tick_fault`: zero, negative, NaN or
+infinite price, bid above ask, volume out of range) is refused before the kernel touches the
+state: the step raises :class:`QuoteRefused`, so no agent, consensus or order ever sees it, and
+the symbol's next good tick is computed as if the bad one had never come.
 """
 from __future__ import annotations
 
 import math
 
+from collections import Counter
+
 import numpy as np
 from numba import njit
 
-from flowchain.ticks import TICK_DTYPE, TICK_FLAG_BUY, TICK_FLAG_SELL
+from flowchain.errors import FlowChainError
+from flowchain.ticks import TICK_DTYPE, TICK_FAULTS, TICK_FLAG_BUY, TICK_FLAG_SELL
+from flowchain.ticks import tick_fault as _tick_fault
 from flowchain.trading.context import DecisionContext
 from flowchain.trading.layout import (
     F_ASK, F_BID, F_CHANNEL_HIGH, F_CHANNEL_LOW, F_COUNT, F_EMA_FAST, F_EMA_SLOW, F_IMBALANCE,
@@ -25,6 +34,27 @@ from flowchain.trading.layout import (
 _BUY = TICK_FLAG_BUY
 _SELL = TICK_FLAG_SELL
 
+tick_fault = njit(cache=True, nogil=True)(_tick_fault)
+"""The compiled twin of :func:`flowchain.ticks.tick_fault`, the one definition of the quote rules."""
+
+
+class QuoteRefused(FlowChainError, ValueError):
+    """The tick breaks a quote rule: no decision is taken on it.
+
+    Attributes
+    ----------
+    symbol : str
+    reason : str
+        The rule's name, as the validator quarantines it (``non_finite``, ``non_positive``,
+        ``crossed``, ``volume_out_of_range``).
+    """
+
+    def __init__(self, symbol: str, reason: str, bid: float, ask: float) -> None:
+        super().__init__(f"{symbol}: tick refused ({reason}): bid={bid!r} ask={ask!r}; no "
+                         "decision is taken on it and the symbol's features are untouched")
+        self.symbol = symbol
+        self.reason = reason
+
 
 @njit(cache=True, nogil=True)
 def update_features(ticks, index, state, features, params):  # pragma: no cover - numba
@@ -32,6 +62,9 @@ def update_features(ticks, index, state, features, params):  # pragma: no cover 
 
     ``state`` holds ``N_STATE_SCALARS`` scalars followed by four rings of ``history`` entries:
     mids, ``time_msc`` values, and the channel's max and min monotonic queues (tick numbers).
+
+    Return 0, or the :func:`tick_fault` code of a tick that breaks a quote rule; then neither
+    ``state`` nor ``features`` is touched.
     """
     history = (state.shape[0] - N_STATE_SCALARS) // 4
     mids = state[N_STATE_SCALARS:N_STATE_SCALARS + history]
@@ -42,6 +75,9 @@ def update_features(ticks, index, state, features, params):  # pragma: no cover 
     tick = ticks[index]
     bid = tick["bid"]
     ask = tick["ask"]
+    fault = tick_fault(bid, ask, tick["last"], tick["volume"], tick["volume_real"])
+    if fault != 0:
+        return fault
     time_msc = float(tick["time_msc"])
     flags = tick["flags"]
     weight = tick["volume_real"]
@@ -167,6 +203,7 @@ def update_features(ticks, index, state, features, params):  # pragma: no cover 
     features[F_ASK] = ask
     features[F_TIME_MSC] = time_msc
     features[F_COUNT] = t + 1
+    return 0
 
 
 class FeatureEngine:
@@ -237,6 +274,8 @@ class FeatureEngine:
         params[P_H_SHORT], params[P_H_MEDIUM], params[P_H_LONG] = horizons
         self.params = params
         self._checked: set[int] = set()
+        self.refused: Counter = Counter()
+        """Ticks refused for a quote rule, by the rule's name (``crossed`` ...)."""
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -270,6 +309,9 @@ class FeatureEngine:
 
         Raises
         ------
+        QuoteRefused
+            When the tick breaks a quote rule (counted in :attr:`refused`); the context's
+            state and features are left as the previous tick left them.
         ValueError
             The first time it sees a context whose history is too short (see
             :meth:`check_context`).
@@ -277,5 +319,14 @@ class FeatureEngine:
         state = ctx.state
         if id(state) not in self._checked:
             self.check_context(ctx)
-        update_features(ctx.ticks, ctx.index, state, ctx.features, self.params)
+        if update_features(ctx.ticks, ctx.index, state, ctx.features, self.params):
+            self._refuse(ctx)
         return ctx
+
+    def _refuse(self, ctx: DecisionContext) -> None:
+        tick = ctx.ticks[ctx.index]
+        bid, ask = float(tick["bid"]), float(tick["ask"])
+        reason = TICK_FAULTS[_tick_fault(bid, ask, float(tick["last"]), int(tick["volume"]),
+                                         float(tick["volume_real"])) - 1]
+        self.refused[reason] += 1
+        raise QuoteRefused(ctx.symbol, reason, bid, ask)
