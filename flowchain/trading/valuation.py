@@ -75,6 +75,14 @@ class SymbolSpec(msgspec.Struct, frozen=True, kw_only=True):
     currency_base: str
     currency_profit: str
 
+    @classmethod
+    def from_symbol_info(cls, info: object) -> SymbolSpec:
+        """Return the spec of a MetaTrader 5 ``symbol_info()`` record (or anything with its
+        ``trade_contract_size``, ``currency_base`` and ``currency_profit`` attributes)."""
+        return cls(trade_contract_size=float(info.trade_contract_size),  # type: ignore[attr-defined]
+                   currency_base=str(info.currency_base),  # type: ignore[attr-defined]
+                   currency_profit=str(info.currency_profit))  # type: ignore[attr-defined]
+
     def __post_init__(self) -> None:
         size = self.trade_contract_size
         if isinstance(size, bool) or not size > 0 or size == float("inf"):
@@ -164,6 +172,11 @@ class Conversion:
             if not (quote.bid > 0.0 and quote.ask > 0.0):
                 return False
         return True
+
+    def unquoted(self) -> tuple[str, ...]:
+        """The pairs of the route that have no quote yet."""
+        return tuple(q.symbol for q in (self._q1, self._q2)[:self._n]
+                     if not (q.bid > 0.0 and q.ask > 0.0))
 
     def __call__(self, amount: float) -> float:
         """Return ``amount`` (in :attr:`currency`) in the account currency at the current rates.

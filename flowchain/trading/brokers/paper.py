@@ -155,7 +155,7 @@ class PaperBroker:
             c = instrument.conversion
             return self._refuse(order, f"paper: cannot value {order.symbol} in "
                                        f"{c.account_currency} yet: no quote of "
-                                       f"{' and '.join(c.route)} so far")
+                                       f"{' and '.join(c.unquoted())} so far")
         if self.latency_ms == 0.0:
             return self._fill(book, order, bid, ask)
         due = order.time_msc + self.latency_ms
