@@ -168,10 +168,14 @@ class Conversion:
     @property
     def ready(self) -> bool:
         """Whether every pair of the route has been quoted (a positive bid and ask)."""
-        for quote in (self._q1, self._q2)[:self._n]:
-            if not (quote.bid > 0.0 and quote.ask > 0.0):
-                return False
-        return True
+        n = self._n
+        if n == 0:
+            return True
+        quote = self._q1
+        if not (quote.bid > 0.0 and quote.ask > 0.0):
+            return False
+        quote = self._q2
+        return n == 1 or (quote.bid > 0.0 and quote.ask > 0.0)
 
     def unquoted(self) -> tuple[str, ...]:
         """The pairs of the route that have no quote yet."""

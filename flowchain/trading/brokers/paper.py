@@ -83,6 +83,8 @@ class PaperBroker:
         self._remember = int(remember)
         self._books: dict[str, _Book] = {}
         self._book_list: list[_Book] = []
+        self._quotes: dict[str, Quote] = {}
+        """Each book's live quote by symbol (the tick path marks it without the book)."""
         self._pending: dict[str, list[tuple[float, OrderRequest]]] = {}
         self._reports: OrderedDict[str, BrokerReport] = OrderedDict()
         self.fills = 0
@@ -101,6 +103,7 @@ class PaperBroker:
             book = self._books[symbol] = _Book(symbol, self.valuation.quote(symbol), instrument,
                                                refusal)
             self._book_list.append(book)
+            self._quotes[symbol] = book.quote
         return book
 
     def _keep(self, report: BrokerReport) -> BrokerReport:
@@ -142,7 +145,7 @@ class PaperBroker:
         """
         book = self._book(order.symbol)
         bid, ask = order.bid, order.ask
-        if not 0.0 < bid <= ask < _INF:
+        if not 0.0 < bid <= ask < 1.8e308:
             return self._refuse(order, f"paper: no valid quote for {order.symbol} (bid {bid!r}, "
                                        f"ask {ask!r})")
         quote = book.quote
@@ -169,14 +172,14 @@ class PaperBroker:
         A quote that is not valid (bid <= 0, ask < bid, NaN or infinite) marks nothing and fills
         nothing: the last valid quote stays.
         """
-        if not 0.0 < bid <= ask < _INF:
+        quote = self._quotes.get(symbol)
+        if quote is None:
+            quote = self._book(symbol).quote
+        if 0.0 < bid <= ask < 1.8e308:  # finite: below the largest double
+            quote.bid = bid
+            quote.ask = ask
+        else:
             return _NONE
-        book = self._books.get(symbol)
-        if book is None:
-            book = self._book(symbol)
-        quote = book.quote
-        quote.bid = bid
-        quote.ask = ask
         queue = self._pending.get(symbol)
         if not queue:
             return _NONE
@@ -184,6 +187,7 @@ class PaperBroker:
         if not done:
             return _NONE
         queue[:] = [(due, order) for due, order in queue if due > time_msc]
+        book = self._books[symbol]
         return tuple(self._fill(book, order, bid, ask) for order in done)
 
     def lookup(self, client_order_id: str) -> Optional[BrokerReport]:
@@ -213,10 +217,11 @@ class PaperBroker:
         total = 0.0
         for book in self._book_list:
             pos = book.position
-            if pos > 0.0:
-                total += book.instrument.profit(pos, book.avg_price, book.quote.bid)  # type: ignore[union-attr]
-            elif pos < 0.0:
-                total += book.instrument.profit(pos, book.avg_price, book.quote.ask)  # type: ignore[union-attr]
+            if pos != 0.0:
+                instrument = book.instrument
+                mark = book.quote.bid if pos > 0.0 else book.quote.ask
+                total += instrument.conversion(  # type: ignore[union-attr]
+                    (mark - book.avg_price) * pos * instrument.contract_size)  # type: ignore[union-attr]
         return total
 
     def pnl(self) -> float:
