@@ -150,9 +150,12 @@ class Conversion:
     account_currency : str
     route : tuple of str
         The pairs used, in order (empty when ``currency`` is the account currency).
+    identity : bool
+        True when ``currency`` is the account currency (calling returns the amount as is).
     """
 
-    __slots__ = ("currency", "account_currency", "route", "_n", "_q1", "_m1", "_q2", "_m2")
+    __slots__ = ("currency", "account_currency", "route", "identity", "_n", "_q1", "_m1", "_q2",
+                 "_m2")
 
     def __init__(self, currency: str, account_currency: str,
                  legs: tuple[tuple[Quote, bool], ...]) -> None:
@@ -162,6 +165,7 @@ class Conversion:
         self.account_currency = account_currency
         self.route = tuple(q.symbol for q, _ in legs)
         self._n = len(legs)
+        self.identity = not legs
         self._q1, self._m1 = legs[0] if legs else (None, True)
         self._q2, self._m2 = legs[1] if len(legs) > 1 else (None, True)
 

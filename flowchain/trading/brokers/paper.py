@@ -30,7 +30,8 @@ _INF = float("inf")
 class _Book:
     """One symbol's net position, average price, realized PnL and live quote."""
 
-    __slots__ = ("symbol", "quote", "instrument", "refusal", "position", "avg_price", "realized")
+    __slots__ = ("symbol", "quote", "instrument", "refusal", "contract_size", "conversion",
+                 "position", "avg_price", "realized")
 
     def __init__(self, symbol: str, quote: Quote, instrument: Optional[Instrument],
                  refusal: str) -> None:
@@ -39,6 +40,9 @@ class _Book:
         self.instrument = instrument
         """None when the symbol cannot be valued (``refusal`` says why): orders are refused."""
         self.refusal = refusal
+        self.contract_size = instrument.contract_size if instrument is not None else 0.0
+        self.conversion = instrument.conversion if instrument is not None else None
+        """The profit currency's conversion (valuing reads it without the instrument)."""
         self.position = 0.0
         self.avg_price = 0.0
         self.realized = 0.0
@@ -218,15 +222,30 @@ class PaperBroker:
         for book in self._book_list:
             pos = book.position
             if pos != 0.0:
-                instrument = book.instrument
-                mark = book.quote.bid if pos > 0.0 else book.quote.ask
-                total += instrument.conversion(  # type: ignore[union-attr]
-                    (mark - book.avg_price) * pos * instrument.contract_size)  # type: ignore[union-attr]
+                quote = book.quote
+                amount = ((quote.bid if pos > 0.0 else quote.ask) - book.avg_price) * pos \
+                    * book.contract_size
+                conversion = book.conversion
+                total += amount if conversion.identity else conversion(amount)  # type: ignore[union-attr]
         return total
 
     def pnl(self) -> float:
-        """Return realized plus unrealized PnL, in the account currency."""
-        return self.realized_pnl() + self.unrealized_pnl()
+        """Return realized plus unrealized PnL, in the account currency.
+
+        The risk guard reads it before every order: one pass over the books, no allocation
+        beyond the float returned.
+        """
+        total = 0.0
+        for book in self._book_list:
+            total += book.realized
+            pos = book.position
+            if pos != 0.0:
+                quote = book.quote
+                amount = ((quote.bid if pos > 0.0 else quote.ask) - book.avg_price) * pos \
+                    * book.contract_size
+                conversion = book.conversion
+                total += amount if conversion.identity else conversion(amount)  # type: ignore[union-attr]
+        return total
 
     def positions(self) -> dict[str, float]:
         """Return ``{symbol: net lots}`` for open positions."""
