@@ -88,7 +88,7 @@ import msgspec
 
 from flowchain.errors import FlowChainError
 from flowchain.trading.valuation import (
-    DEFAULT_ACCOUNT_CURRENCY, DEFAULT_SYMBOL_SPECS, SymbolSpec, Valuation, ValuationError,
+    DEFAULT_ACCOUNT_CURRENCY, DEFAULT_CONTRACT_SPECS, ContractSpec, Valuation, ValuationError,
     check_currency,
 )
 
@@ -209,7 +209,7 @@ class AccountSection(_Section):
 class SymbolSection(_Section, omit_defaults=True):
     """``[symbols.NAME]``: one symbol's spec, as MT5's ``symbol_info`` names it.
 
-    A symbol with a shipped default (:data:`~flowchain.trading.valuation.DEFAULT_SYMBOL_SPECS`)
+    A symbol with a shipped default (:data:`~flowchain.trading.valuation.DEFAULT_CONTRACT_SPECS`)
     may set only the keys that differ; any other symbol sets all three.
     """
 
@@ -379,7 +379,7 @@ class NodeConfig(_Section):
     paper: PaperSection = msgspec.field(default_factory=PaperSection)
     account: AccountSection = msgspec.field(default_factory=AccountSection)
     symbols: dict[str, SymbolSection] = msgspec.field(default_factory=dict)
-    """Symbol specs over the shipped defaults, by symbol name (see :attr:`symbol_specs`)."""
+    """Symbol specs over the shipped defaults, by symbol name (see :attr:`contract_specs`)."""
     bridge: BridgeSection = msgspec.field(default_factory=BridgeSection)
     dashboard: DashboardSection = msgspec.field(default_factory=DashboardSection)
     history: HistorySection = msgspec.field(default_factory=HistorySection)
@@ -406,7 +406,7 @@ class NodeConfig(_Section):
         return Path(self.node.feed.split(":", 1)[1]) if self.feed_kind == "replay" else None
 
     @property
-    def symbol_specs(self) -> dict[str, SymbolSpec]:
+    def contract_specs(self) -> dict[str, ContractSpec]:
         """Every symbol's spec: the shipped defaults, then ``[symbols.NAME]`` over them.
 
         Raises
@@ -414,7 +414,7 @@ class NodeConfig(_Section):
         ValueError
             When a symbol without a default leaves a key out (the message names the key).
         """
-        specs = dict(DEFAULT_SYMBOL_SPECS)
+        specs = dict(DEFAULT_CONTRACT_SPECS)
         for name, given in self.symbols.items():
             base = specs.get(name)
             values = {}
@@ -427,7 +427,7 @@ class NodeConfig(_Section):
                                          "currency_base and currency_profit")
                     value = getattr(base, key)
                 values[key] = value
-            specs[name] = SymbolSpec(**values)
+            specs[name] = ContractSpec(**values)
         return specs
 
     def valuation(self) -> Valuation:
@@ -439,7 +439,7 @@ class NodeConfig(_Section):
             When a spec is incomplete; :class:`~flowchain.trading.valuation.ValuationError`
             when a node symbol has no spec or its profit currency no conversion.
         """
-        valuation = Valuation(self.account.currency, self.symbol_specs, quoted=self.node.symbols)
+        valuation = Valuation(self.account.currency, self.contract_specs, quoted=self.node.symbols)
         valuation.check(self.node.symbols)
         return valuation
 
@@ -543,7 +543,7 @@ def _check_valuation(config: NodeConfig, source: str) -> None:
     """Refuse symbol specs that are incomplete and, for the paper broker, node symbols it could
     not value in the account currency (no spec, or no quoted pair converting the profit)."""
     try:
-        specs = config.symbol_specs
+        specs = config.contract_specs
     except ValueError as exc:
         key, _, what = str(exc).partition(": ")
         raise ConfigError(f"{source}: key {key!r}: {what}") from None

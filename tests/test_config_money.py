@@ -9,7 +9,7 @@ import pytest
 
 from flowchain.chains.trading_node import build_broker
 from flowchain.config import ConfigError, NodeConfig, load_config
-from flowchain.trading.valuation import DEFAULT_SYMBOL_SPECS, SymbolSpec
+from flowchain.trading.valuation import DEFAULT_CONTRACT_SPECS, ContractSpec
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -21,7 +21,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_defaults_are_a_usd_account_with_the_shipped_specs() -> None:
     config = load_config()
     assert config.account.currency == "USD"
-    assert config.symbol_specs == dict(DEFAULT_SYMBOL_SPECS)
+    assert config.contract_specs == dict(DEFAULT_CONTRACT_SPECS)
     broker = build_broker(config)
     assert broker.account_currency == "USD"
     assert broker.valuation.quoted == config.node.symbols
@@ -41,11 +41,11 @@ trade_contract_size = 1.0
 currency_base = "US500"
 currency_profit = "USD"
 '''))
-    specs = config.symbol_specs
-    assert specs["XAUUSD"] == SymbolSpec(trade_contract_size=10.0, currency_base="XAU",
+    specs = config.contract_specs
+    assert specs["XAUUSD"] == ContractSpec(trade_contract_size=10.0, currency_base="XAU",
                                          currency_profit="USD")
     assert specs["US500"].currency_base == "US500"
-    assert specs["EURUSD"] == DEFAULT_SYMBOL_SPECS["EURUSD"]
+    assert specs["EURUSD"] == DEFAULT_CONTRACT_SPECS["EURUSD"]
     data = config.to_dict()
     assert data["symbols"]["XAUUSD"] == {"trade_contract_size": 10.0}  # only what was set
     assert msgspec.convert(dict(data, source=config.source), NodeConfig) == config

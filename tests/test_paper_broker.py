@@ -6,10 +6,10 @@ import pytest
 
 from flowchain.trading.brokers.paper import PaperBroker
 from flowchain.trading.orders import FILLED, PENDING, REJECTED, OrderRequest
-from flowchain.trading.valuation import DEFAULT_SYMBOL_SPECS, SymbolSpec, Valuation
+from flowchain.trading.valuation import DEFAULT_CONTRACT_SPECS, ContractSpec, Valuation
 
 n = 0
-TOY = SymbolSpec(trade_contract_size=1.0, currency_base="TOY", currency_profit="USD")
+TOY = ContractSpec(trade_contract_size=1.0, currency_base="TOY", currency_profit="USD")
 
 
 def req(side, volume=1.0, bid=1.1000, ask=1.1002, time_msc=1_000, symbol="EURUSD"):
@@ -20,7 +20,7 @@ def req(side, volume=1.0, bid=1.1000, ask=1.1002, time_msc=1_000, symbol="EURUSD
 
 def toy_broker(**kwargs) -> PaperBroker:
     """A USD account whose TOYUSD has a contract of 1 unit (PnL = price difference x lots)."""
-    return PaperBroker(valuation=Valuation("USD", {**DEFAULT_SYMBOL_SPECS, "TOYUSD": TOY}), **kwargs)
+    return PaperBroker(valuation=Valuation("USD", {**DEFAULT_CONTRACT_SPECS, "TOYUSD": TOY}), **kwargs)
 
 
 def test_buy_fills_at_ask_sell_at_bid_with_slippage():

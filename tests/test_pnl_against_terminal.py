@@ -11,7 +11,7 @@ import pytest
 from flowchain.bridge.fake_mt5 import DEFAULT_SYMBOLS, FakeMetaTrader5, FakeSymbol
 from flowchain.trading.brokers.paper import PaperBroker
 from flowchain.trading.orders import FILLED, OrderRequest
-from flowchain.trading.valuation import SymbolSpec, Valuation
+from flowchain.trading.valuation import ContractSpec, Valuation
 
 SYMBOLS = DEFAULT_SYMBOLS + (FakeSymbol("EURGBP", 0.85500, 5, 15),)
 CENT = 0.005 + 1e-9
@@ -39,7 +39,7 @@ def terminal():
 
 def paper_for(fake: FakeMetaTrader5) -> PaperBroker:
     names = [s.name for s in SYMBOLS]
-    specs = {n: SymbolSpec.from_symbol_info(fake.symbol_info(n)) for n in names}
+    specs = {n: ContractSpec.from_symbol_info(fake.symbol_info(n)) for n in names}
     return PaperBroker(valuation=Valuation(fake.account_info().currency, specs, quoted=names))
 
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from flowchain.trading.brokers.paper import PaperBroker
 from flowchain.trading.orders import FILLED, OrderRequest
 from flowchain.trading.valuation import (
-    DEFAULT_SYMBOL_SPECS, SymbolSpec, Valuation, ValuationError,
+    DEFAULT_CONTRACT_SPECS, ContractSpec, Valuation, ValuationError,
 )
 
 
@@ -23,8 +23,8 @@ def marked(valuation: Valuation, **quotes: tuple[float, float]) -> Valuation:
 
 # -- specs ------------------------------------------------------------------------------------
 def test_default_specs_carry_real_contract_sizes_and_currencies():
-    d = DEFAULT_SYMBOL_SPECS
-    assert d["EURUSD"] == SymbolSpec(trade_contract_size=100_000.0, currency_base="EUR",
+    d = DEFAULT_CONTRACT_SPECS
+    assert d["EURUSD"] == ContractSpec(trade_contract_size=100_000.0, currency_base="EUR",
                                      currency_profit="USD")
     assert d["USDJPY"].currency_profit == "JPY" and d["USDJPY"].currency_base == "USD"
     assert d["XAUUSD"].trade_contract_size == 100.0 and d["XAUUSD"].currency_base == "XAU"
@@ -44,12 +44,12 @@ def test_default_specs_carry_real_contract_sizes_and_currencies():
 ])
 def test_bad_specs_are_refused_naming_the_field(kwargs, key):
     with pytest.raises(ValueError, match=key):
-        SymbolSpec(**kwargs)
+        ContractSpec(**kwargs)
 
 
 def test_spec_from_a_terminal_symbol_info():
     info = SimpleNamespace(trade_contract_size=100.0, currency_base="XAU", currency_profit="USD")
-    assert SymbolSpec.from_symbol_info(info) == DEFAULT_SYMBOL_SPECS["XAUUSD"]
+    assert ContractSpec.from_symbol_info(info) == DEFAULT_CONTRACT_SPECS["XAUUSD"]
 
 
 # -- conversions ------------------------------------------------------------------------------
@@ -216,7 +216,7 @@ def test_pnl_matches_an_exact_independent_computation(script):
 def test_pnl_in_the_profit_currency_is_the_cash_flow_of_the_fills(fills, symbol):
     """With the account in the symbol's profit currency, realized + unrealized is what the fills
     paid and received plus the open position at its mark, however the position was averaged."""
-    spec = DEFAULT_SYMBOL_SPECS[symbol]
+    spec = DEFAULT_CONTRACT_SPECS[symbol]
     broker = PaperBroker(valuation=Valuation(spec.currency_profit, quoted=[symbol]))
     cash, pos = Fraction(0), Fraction(0)
     for i, (side, hundredths, offset, spread) in enumerate(fills):

@@ -37,8 +37,8 @@ import msgspec
 
 from flowchain.errors import FlowChainError
 
-__all__ = ["DEFAULT_ACCOUNT_CURRENCY", "DEFAULT_SYMBOL_SPECS", "Conversion", "Instrument", "Quote",
-           "SymbolSpec", "Valuation", "ValuationError", "check_currency"]
+__all__ = ["DEFAULT_ACCOUNT_CURRENCY", "DEFAULT_CONTRACT_SPECS", "ContractSpec", "Conversion",
+           "Instrument", "Quote", "Valuation", "ValuationError", "check_currency"]
 
 DEFAULT_ACCOUNT_CURRENCY = "USD"
 
@@ -57,7 +57,7 @@ class ValuationError(FlowChainError, ValueError):
         self.symbol = symbol
 
 
-class SymbolSpec(msgspec.Struct, frozen=True, kw_only=True):
+class ContractSpec(msgspec.Struct, frozen=True, kw_only=True):
     """What valuing a symbol needs, as MetaTrader 5's ``symbol_info`` names it.
 
     Attributes
@@ -76,7 +76,7 @@ class SymbolSpec(msgspec.Struct, frozen=True, kw_only=True):
     currency_profit: str
 
     @classmethod
-    def from_symbol_info(cls, info: object) -> SymbolSpec:
+    def from_symbol_info(cls, info: object) -> ContractSpec:
         """Return the spec of a MetaTrader 5 ``symbol_info()`` record (or anything with its
         ``trade_contract_size``, ``currency_base`` and ``currency_profit`` attributes)."""
         return cls(trade_contract_size=float(info.trade_contract_size),  # type: ignore[attr-defined]
@@ -106,8 +106,8 @@ def check_currency(code: str, key: str = "currency") -> None:
 
 
 _FX = 100_000.0
-DEFAULT_SYMBOL_SPECS: Mapping[str, SymbolSpec] = MappingProxyType({
-    name: SymbolSpec(trade_contract_size=size, currency_base=base, currency_profit=profit)
+DEFAULT_CONTRACT_SPECS: Mapping[str, ContractSpec] = MappingProxyType({
+    name: ContractSpec(trade_contract_size=size, currency_base=base, currency_profit=profit)
     for name, size, base, profit in (
         ("EURUSD", _FX, "EUR", "USD"), ("GBPUSD", _FX, "GBP", "USD"),
         ("AUDUSD", _FX, "AUD", "USD"), ("NZDUSD", _FX, "NZD", "USD"),
@@ -236,7 +236,7 @@ class Instrument:
     Attributes
     ----------
     symbol : str
-    spec : SymbolSpec
+    spec : ContractSpec
     quote : Quote
         The symbol's own live quote (the broker marks it).
     conversion : Conversion
@@ -246,7 +246,7 @@ class Instrument:
 
     __slots__ = ("symbol", "spec", "quote", "conversion", "contract_size")
 
-    def __init__(self, symbol: str, spec: SymbolSpec, quote: Quote,
+    def __init__(self, symbol: str, spec: ContractSpec, quote: Quote,
                  conversion: Conversion) -> None:
         self.symbol = symbol
         self.spec = spec
@@ -283,7 +283,7 @@ class Valuation:
     account_currency : str, optional
         The currency PnL, exposure and loss limits are in (USD by default).
     specs : mapping, optional
-        Symbol name -> :class:`SymbolSpec`; :data:`DEFAULT_SYMBOL_SPECS` by default.
+        Symbol name -> :class:`ContractSpec`; :data:`DEFAULT_CONTRACT_SPECS` by default.
     quoted : iterable of str, optional
         The symbols whose quotes will arrive (the node's symbols): only these serve as
         conversion pairs. Every symbol of ``specs`` when omitted.
@@ -295,12 +295,12 @@ class Valuation:
     """
 
     def __init__(self, account_currency: str = DEFAULT_ACCOUNT_CURRENCY,
-                 specs: Optional[Mapping[str, SymbolSpec]] = None,
+                 specs: Optional[Mapping[str, ContractSpec]] = None,
                  quoted: Optional[Iterable[str]] = None) -> None:
         check_currency(account_currency, "account currency")
         self.account_currency = account_currency
-        self.specs: Mapping[str, SymbolSpec] = MappingProxyType(
-            dict(specs if specs is not None else DEFAULT_SYMBOL_SPECS))
+        self.specs: Mapping[str, ContractSpec] = MappingProxyType(
+            dict(specs if specs is not None else DEFAULT_CONTRACT_SPECS))
         names = list(self.specs) if quoted is None else list(dict.fromkeys(quoted))
         self.quoted: tuple[str, ...] = tuple(names)
         """The symbols conversions may use, in the order given."""

@@ -60,7 +60,7 @@ class PaperBroker:
         Price added to a buy's ask and taken from a sell's bid, in price units.
     valuation : Valuation, optional
         Symbol specs, account currency and conversions; by default a USD account with
-        :data:`~flowchain.trading.valuation.DEFAULT_SYMBOL_SPECS`.
+        :data:`~flowchain.trading.valuation.DEFAULT_CONTRACT_SPECS`.
     remember : int, optional
         How many orders :meth:`lookup` remembers (oldest forgotten first).
 
