@@ -515,7 +515,7 @@ def parse_host_port(text: str, flag: str = "--dashboard") -> tuple[str, int]:
     return host, int(port)
 
 
-def _convert(data: Mapping[str, Any], source: str) -> NodeConfig:
+def _convert(data: Mapping[str, Any], source: str, final: bool = True) -> NodeConfig:
     if "source" in data:
         raise ConfigError(f"{source}: unknown key 'source'; the known keys there are "
                           f"{_known_keys('')}. Remove it")
@@ -535,7 +535,8 @@ def _convert(data: Mapping[str, Any], source: str) -> NodeConfig:
         config = msgspec.convert(dict(data, source=source), NodeConfig)
     except msgspec.ValidationError as exc:
         raise ConfigError(_explain(str(exc), source)) from None
-    _check_valuation(config, source)
+    if final:  # (a file that flags complete is checked once they are applied)
+        _check_valuation(config, source)
     return config
 
 
@@ -627,8 +628,8 @@ def load_config(path: Union[str, os.PathLike, None] = None,
             raise ConfigError(f"{source}: cannot read the config file: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-    base = _convert(data, source)
     flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    base = _convert(data, source, final=not flags)
     unknown = set(flags) - set(_FLAG_KEYS)
     if unknown:
         raise ConfigError(f"unknown override(s) {sorted(unknown)}; known: {sorted(_FLAG_KEYS)}")

@@ -89,3 +89,11 @@ def test_the_bridge_broker_needs_no_paper_conversion(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, '[node]\nsymbols = ["EURGBP"]\nbroker = "bridge"\n'
                                          'feed = "tcp://127.0.0.1:5555"\n'))
     assert config.node.symbols == ("EURGBP",)
+
+
+def test_flags_that_complete_the_file_are_applied_before_the_check(tmp_path: Path) -> None:
+    path = write(tmp_path, '[node]\nsymbols = ["EURGBP"]\n')
+    config = load_config(path, {"symbols": ["EURGBP", "GBPUSD"]})
+    assert build_broker(config).valuation.conversion("GBP").route == ("GBPUSD",)
+    with pytest.raises(ConfigError, match=r"\+ --flags: key 'node.symbols': EURGBP"):
+        load_config(path, {"db": "x.db"})
