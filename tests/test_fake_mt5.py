@@ -245,6 +245,10 @@ def test_symbol_info_carries_contract_sizes_and_currencies(mt5):
     for symbol, spec in want.items():
         info = mt5.symbol_info(symbol)
         assert (info.trade_contract_size, info.currency_base, info.currency_profit) == spec
+    assert mt5.symbol_info("EURUSD").trade_tick_value == pytest.approx(1.0)  # 1 point, 1 lot: 1 USD
+    assert mt5.symbol_info("XAUUSD").trade_tick_value == pytest.approx(1.0)
+    jpy = mt5.symbol_info("USDJPY")  # 0.001 x 100,000 = 100 JPY, in dollars
+    assert jpy.trade_tick_value == pytest.approx(100.0 / jpy.ask if jpy.ask else 100.0 / 151.25)
     assert mt5.account_info().currency == "USD"
 
 

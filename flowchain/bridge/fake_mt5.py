@@ -508,7 +508,8 @@ class FakeMetaTrader5(MT5Constants):
                           _C.SYMBOL_CALC_MODE_FOREX,
                           _C.SYMBOL_TRADE_MODE_FULL if s.market_open else _C.SYMBOL_TRADE_MODE_DISABLED,
                           _C.SYMBOL_TRADE_EXECUTION_MARKET, s.filling_mode, 127, bid, ask, 0.0, s.point,
-                          1.0, s.point, s.contract_size, s.volume_min, s.volume_max, s.volume_step,
+                          self._to_account(s.point * s.contract_size, s.currency_profit, self._clock()),
+                          s.point, s.contract_size, s.volume_min, s.volume_max, s.volume_step,
                           s.currency_base, s.currency_profit, s.currency_base, f"{s.name} (fake)",
                           f"Forex\\{s.name}", s.name)
 
