@@ -28,6 +28,14 @@ overrides any of them, by section::
     latency_ms = 0.0             # in tick time
     slippage = 0.0               # price units
 
+    [account]
+    currency = "USD"             # PnL, exposure and max_daily_loss are in this currency
+
+    [symbols.XAUUSD]             # a symbol's spec (defaults ship for common symbols)
+    trade_contract_size = 100.0  # units per lot
+    currency_base = "XAU"
+    currency_profit = "USD"      # profit is made in this currency, then converted
+
     [bridge]
     orders = "tcp://127.0.0.1:5556"  # the bridge's ROUTER: orders and backfill
     connect_timeout = 3.0        # seconds to wait for the bridge's first heartbeat
@@ -79,6 +87,10 @@ from typing import Any, Mapping, Optional, Union
 import msgspec
 
 from flowchain.errors import FlowChainError
+from flowchain.trading.valuation import (
+    DEFAULT_ACCOUNT_CURRENCY, DEFAULT_CONTRACT_SPECS, ContractSpec, Valuation, ValuationError,
+    check_currency,
+)
 
 DEFAULT_SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD")
 DEFAULT_DB = "flowchain.db"
@@ -181,6 +193,39 @@ class PaperSection(_Section):
     def __post_init__(self) -> None:
         _positive(self.latency_ms, "latency_ms", allow_zero=True)
         _positive(self.slippage, "slippage", allow_zero=True)
+
+
+class AccountSection(_Section):
+    """``[account]``: the currency the node counts money in."""
+
+    currency: str = DEFAULT_ACCOUNT_CURRENCY
+    """PnL, exposure and ``[risk] max_daily_loss`` are in this currency (the paper account's;
+    with the bridge broker, set it to the terminal account's currency)."""
+
+    def __post_init__(self) -> None:
+        check_currency(self.currency, "currency")
+
+
+class SymbolSection(_Section, omit_defaults=True):
+    """``[symbols.NAME]``: one symbol's spec, as MT5's ``symbol_info`` names it.
+
+    A symbol with a shipped default (:data:`~flowchain.trading.valuation.DEFAULT_CONTRACT_SPECS`)
+    may set only the keys that differ; any other symbol sets all three.
+    """
+
+    trade_contract_size: Optional[float] = None
+    """Units per lot: 100000 for forex, 100 for XAUUSD."""
+    currency_base: Optional[str] = None
+    currency_profit: Optional[str] = None
+    """The currency the price is quoted in: profit is made in it, then converted."""
+
+    def __post_init__(self) -> None:
+        if self.trade_contract_size is not None:
+            _positive(self.trade_contract_size, "trade_contract_size")
+        for key in ("currency_base", "currency_profit"):
+            value = getattr(self, key)
+            if value is not None:
+                check_currency(value, key)
 
 
 class BridgeSection(_Section):
@@ -332,6 +377,9 @@ class NodeConfig(_Section):
     simulator: SimulatorSection = msgspec.field(default_factory=SimulatorSection)
     risk: RiskSection = msgspec.field(default_factory=RiskSection)
     paper: PaperSection = msgspec.field(default_factory=PaperSection)
+    account: AccountSection = msgspec.field(default_factory=AccountSection)
+    symbols: dict[str, SymbolSection] = msgspec.field(default_factory=dict)
+    """Symbol specs over the shipped defaults, by symbol name (see :attr:`contract_specs`)."""
     bridge: BridgeSection = msgspec.field(default_factory=BridgeSection)
     dashboard: DashboardSection = msgspec.field(default_factory=DashboardSection)
     history: HistorySection = msgspec.field(default_factory=HistorySection)
@@ -356,6 +404,44 @@ class NodeConfig(_Section):
     def replay_path(self) -> Optional[Path]:
         """The replay file of a ``replay:FILE`` feed, else None."""
         return Path(self.node.feed.split(":", 1)[1]) if self.feed_kind == "replay" else None
+
+    @property
+    def contract_specs(self) -> dict[str, ContractSpec]:
+        """Every symbol's spec: the shipped defaults, then ``[symbols.NAME]`` over them.
+
+        Raises
+        ------
+        ValueError
+            When a symbol without a default leaves a key out (the message names the key).
+        """
+        specs = dict(DEFAULT_CONTRACT_SPECS)
+        for name, given in self.symbols.items():
+            base = specs.get(name)
+            values = {}
+            for key in SymbolSection.__struct_fields__:
+                value = getattr(given, key)
+                if value is None:
+                    if base is None:
+                        raise ValueError(f"symbols.{name}.{key}: {name} has no shipped spec, so "
+                                         "[symbols." + name + "] must set trade_contract_size, "
+                                         "currency_base and currency_profit")
+                    value = getattr(base, key)
+                values[key] = value
+            specs[name] = ContractSpec(**values)
+        return specs
+
+    def valuation(self) -> Valuation:
+        """Return the account's valuation over the node's symbols (the paper broker's).
+
+        Raises
+        ------
+        ValueError
+            When a spec is incomplete; :class:`~flowchain.trading.valuation.ValuationError`
+            when a node symbol has no spec or its profit currency no conversion.
+        """
+        valuation = Valuation(self.account.currency, self.contract_specs, quoted=self.node.symbols)
+        valuation.check(self.node.symbols)
+        return valuation
 
     @property
     def history_db(self) -> str:
@@ -429,14 +515,47 @@ def parse_host_port(text: str, flag: str = "--dashboard") -> tuple[str, int]:
     return host, int(port)
 
 
-def _convert(data: Mapping[str, Any], source: str) -> NodeConfig:
+def _convert(data: Mapping[str, Any], source: str, final: bool = True) -> NodeConfig:
     if "source" in data:
         raise ConfigError(f"{source}: unknown key 'source'; the known keys there are "
                           f"{_known_keys('')}. Remove it")
+    symbols = data.get("symbols")
+    if isinstance(symbols, Mapping):  # msgspec names a bad entry `symbols[...]`: name it here
+        for name, table in symbols.items():
+            where = f"symbols.{name}"
+            if not name.strip():
+                raise ConfigError(f"{source}: key {where!r}: a symbol spec needs a symbol name")
+            try:
+                msgspec.convert(table, SymbolSection)
+            except msgspec.ValidationError as exc:
+                what, _, at = str(exc).rpartition(" - at `$")
+                message = f"{what} - at `$.{where}{at}" if what else f"{exc} - at `$.{where}`"
+                raise ConfigError(_explain(message, source)) from None
     try:
-        return msgspec.convert(dict(data, source=source), NodeConfig)
+        config = msgspec.convert(dict(data, source=source), NodeConfig)
     except msgspec.ValidationError as exc:
         raise ConfigError(_explain(str(exc), source)) from None
+    if final:  # (a file that flags complete is checked once they are applied)
+        _check_valuation(config, source)
+    return config
+
+
+def _check_valuation(config: NodeConfig, source: str) -> None:
+    """Refuse symbol specs that are incomplete and, for the paper broker, node symbols it could
+    not value in the account currency (no spec, or no quoted pair converting the profit)."""
+    try:
+        specs = config.contract_specs
+    except ValueError as exc:
+        key, _, what = str(exc).partition(": ")
+        raise ConfigError(f"{source}: key {key!r}: {what}") from None
+    if config.node.broker != "paper":
+        return
+    try:
+        config.valuation()
+    except ValuationError as exc:
+        key = "node.symbols" if exc.symbol in specs else f"symbols.{exc.symbol}"
+        raise ConfigError(f"{source}: key {key!r}: {exc} (the paper broker values every symbol "
+                          "in the account currency); fix it and start again") from None
 
 
 def _explain(message: str, source: str) -> str:
@@ -460,10 +579,13 @@ def _explain(message: str, source: str) -> str:
 
 def _known_keys(section: str) -> str:
     sections = {"": NodeConfig, "node": NodeSection, "simulator": SimulatorSection,
-                "risk": RiskSection, "paper": PaperSection, "bridge": BridgeSection,
+                "risk": RiskSection, "paper": PaperSection, "account": AccountSection,
+                "bridge": BridgeSection,
                 "dashboard": DashboardSection, "history": HistorySection,
                 "monitor": MonitorSection, "alerts": AlertsSection, "otel": OtelSection}
     struct = sections.get(section)
+    if section.startswith("symbols.") and section.count(".") == 1:
+        struct = SymbolSection
     if struct is None:
         return "unknown"
     return ", ".join(f for f in struct.__struct_fields__ if f != "source")
@@ -506,8 +628,8 @@ def load_config(path: Union[str, os.PathLike, None] = None,
             raise ConfigError(f"{source}: cannot read the config file: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-    base = _convert(data, source)
     flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    base = _convert(data, source, final=not flags)
     unknown = set(flags) - set(_FLAG_KEYS)
     if unknown:
         raise ConfigError(f"unknown override(s) {sorted(unknown)}; known: {sorted(_FLAG_KEYS)}")

@@ -530,6 +530,8 @@ class TradingNode:
             "orders": c.orders,
             "positions": self.parts.positions(),
             "pnl": round(self.parts.pnl(), 2),
+            "account_currency": self.parts.account_currency,
+            "exposure": {s: round(v, 2) for s, v in self.parts.exposure().items()},
             "trading": self.parts.orders_summary(),
             "batches": c.batches,
             "batch_failures": dict(c.batch_failures),

@@ -218,3 +218,127 @@ def test_pending_order_expires_into_the_history_when_its_time_passes(mt5, clock)
     assert expired.state == mt5.ORDER_STATE_EXPIRED and expired.time_done == clock.now // 1000
     removal = mt5.order_send(_buy(action=mt5.TRADE_ACTION_REMOVE, order=placed.order))
     assert removal.retcode == mt5.TRADE_RETCODE_INVALID_ORDER
+
+
+# -- money: contract size, profit currency, conversion to the account currency ----------------
+def _round_trip(fake, clock, symbol, side, volume, hold_ms=3_000):
+    """Open ``side`` (+1 buy, -1 sell) ``volume`` lots of ``symbol``, let the market move, close
+    it; return the opening and closing results and the closing deal."""
+    assert fake.symbol_select(symbol)
+    clock.now += 1_000
+    buy, sell = fake.ORDER_TYPE_BUY, fake.ORDER_TYPE_SELL
+    opened = fake.order_send(_buy(symbol=symbol, volume=volume, type=buy if side > 0 else sell))
+    assert opened.retcode == fake.TRADE_RETCODE_DONE
+    (position,) = fake.positions_get(symbol=symbol)
+    clock.now += hold_ms
+    closed = fake.order_send(_buy(symbol=symbol, volume=volume, type=sell if side > 0 else buy,
+                                  position=position.ticket))
+    assert closed.retcode == fake.TRADE_RETCODE_DONE
+    (deal,) = [d for d in fake.history_deals_get(position=position.ticket)
+               if d.entry == fake.DEAL_ENTRY_OUT]
+    return opened, closed, deal
+
+
+def test_symbol_info_carries_contract_sizes_and_currencies(mt5):
+    want = {"EURUSD": (100_000.0, "EUR", "USD"), "GBPUSD": (100_000.0, "GBP", "USD"),
+            "USDJPY": (100_000.0, "USD", "JPY"), "XAUUSD": (100.0, "XAU", "USD")}
+    for symbol, spec in want.items():
+        info = mt5.symbol_info(symbol)
+        assert (info.trade_contract_size, info.currency_base, info.currency_profit) == spec
+    assert mt5.symbol_info("EURUSD").trade_tick_value == pytest.approx(1.0)  # 1 point, 1 lot: 1 USD
+    assert mt5.symbol_info("XAUUSD").trade_tick_value == pytest.approx(1.0)
+    jpy = mt5.symbol_info("USDJPY")  # 0.001 x 100,000 = 100 JPY, in dollars
+    assert jpy.trade_tick_value == pytest.approx(100.0 / jpy.ask if jpy.ask else 100.0 / 151.25)
+    assert mt5.account_info().currency == "USD"
+
+
+@pytest.mark.parametrize("side", [1, -1])
+def test_eurusd_and_xauusd_deal_profit_is_points_times_volume_times_contract(mt5, clock, side):
+    for symbol, contract in (("EURUSD", 100_000), ("XAUUSD", 100)):
+        opened, closed, deal = _round_trip(mt5, clock, symbol, side, 0.3)
+        assert deal.profit == round(side * (closed.price - opened.price) * 0.3 * contract, 2)
+        assert deal.volume == 0.3 and deal.price == closed.price
+
+
+@pytest.mark.parametrize("side", [1, -1])
+def test_usdjpy_deal_profit_is_converted_from_yen_at_the_closing_quote(mt5, clock, side):
+    balance = mt5.account_info().balance
+    opened, closed, deal = _round_trip(mt5, clock, "USDJPY", side, 0.5, hold_ms=20_000)
+    yen = side * (closed.price - opened.price) * 0.5 * 100_000
+    rate = closed.ask if yen > 0 else closed.bid  # the less favourable side for the account
+    assert deal.profit == round(yen / rate, 2)
+    assert abs(deal.profit) < abs(yen) / 100  # dollars, not yen
+    assert mt5.account_info().balance == pytest.approx(balance + deal.profit)
+
+
+def test_open_positions_are_marked_at_the_current_quote_with_profit(mt5, clock):
+    mt5.symbol_select("USDJPY")
+    mt5.symbol_select("XAUUSD")
+    clock.now += 1_000
+    assert mt5.order_send(_buy(symbol="USDJPY", volume=1.0)).retcode == mt5.TRADE_RETCODE_DONE
+    sold = mt5.order_send(_buy(symbol="XAUUSD", volume=0.2, type=mt5.ORDER_TYPE_SELL))
+    assert sold.retcode == mt5.TRADE_RETCODE_DONE
+    clock.now += 30_000
+    jpy, xau = mt5.positions_get(symbol="USDJPY")[0], mt5.positions_get(symbol="XAUUSD")[0]
+    tick = mt5.symbol_info_tick("USDJPY")
+    assert jpy.price_current == tick.bid  # a buy is marked at the bid
+    yen = (tick.bid - jpy.price_open) * 100_000
+    assert jpy.profit == round(yen / (tick.ask if yen > 0 else tick.bid), 2)
+    gold = mt5.symbol_info_tick("XAUUSD")
+    assert xau.price_current == gold.ask  # a sell at the ask
+    assert xau.profit == round(-(gold.ask - xau.price_open) * 0.2 * 100, 2)
+    account = mt5.account_info()
+    assert account.profit == pytest.approx(jpy.profit + xau.profit, abs=0.011)
+    assert account.equity == pytest.approx(account.balance + account.profit)
+
+
+def test_partial_close_keeps_the_rest_and_a_larger_close_is_refused(mt5, clock):
+    clock.now += 1_000
+    opened = mt5.order_send(_buy(volume=0.5))
+    (position,) = mt5.positions_get()
+    clock.now += 2_000
+    too_much = mt5.order_send(_buy(type=mt5.ORDER_TYPE_SELL, volume=0.6, position=position.ticket))
+    assert too_much.retcode == mt5.TRADE_RETCODE_INVALID_CLOSE_VOLUME
+    part = mt5.order_send(_buy(type=mt5.ORDER_TYPE_SELL, volume=0.2, position=position.ticket))
+    assert part.retcode == mt5.TRADE_RETCODE_DONE
+    (rest,) = mt5.positions_get()
+    assert rest.ticket == position.ticket and rest.volume == pytest.approx(0.3)
+    out = [d for d in mt5.history_deals_get(position=position.ticket) if d.entry == mt5.DEAL_ENTRY_OUT]
+    assert out[0].profit == round((part.price - opened.price) * 0.2 * 100_000, 2)
+
+
+def test_a_cross_is_converted_through_another_pair(clock):
+    symbols = (FakeSymbol("EURGBP", 0.85500, 5, 15), FakeSymbol("GBPUSD", 1.26500, 5, 16))
+    fake = FakeMetaTrader5(symbols, seed=5, clock_ms=clock)
+    assert fake.initialize() and fake.symbol_select("GBPUSD")
+    opened, closed, deal = _round_trip(fake, clock, "EURGBP", 1, 1.0, hold_ms=20_000)
+    pounds = (closed.price - opened.price) * 100_000
+    gbpusd = fake.symbol_info_tick("GBPUSD")
+    assert deal.profit == round(pounds * (gbpusd.bid if pounds > 0 else gbpusd.ask), 2)
+    assert fake.symbol_info("EURGBP").currency_profit == "GBP"
+
+
+def test_an_account_in_another_currency_converts_every_profit(clock):
+    fake = FakeMetaTrader5(seed=6, clock_ms=clock, currency="EUR")
+    assert fake.initialize() and fake.account_info().currency == "EUR"
+    fake.symbol_select("EURUSD")
+    opened, closed, deal = _round_trip(fake, clock, "XAUUSD", 1, 0.1, hold_ms=20_000)
+    dollars = (closed.price - opened.price) * 0.1 * 100
+    eurusd = fake.symbol_info_tick("EURUSD")
+    assert deal.profit == round(dollars / (eurusd.ask if dollars > 0 else eurusd.bid), 2)
+
+
+def test_a_market_that_cannot_convert_a_profit_currency_is_refused():
+    with pytest.raises(ValueError, match="converts GBP to the account currency USD"):
+        FakeMetaTrader5([FakeSymbol("EURGBP", 0.855)])
+
+
+def test_calc_profit_and_margin_are_in_the_account_currency(mt5, clock):
+    mt5.symbol_select("USDJPY")
+    clock.now += 1_000
+    tick = mt5.symbol_info_tick("USDJPY")
+    profit = mt5.order_calc_profit(mt5.ORDER_TYPE_BUY, "USDJPY", 1.0, 150.000, 151.000)
+    assert profit == round(100_000 / tick.ask, 2)
+    margin = mt5.order_calc_margin(mt5.ORDER_TYPE_BUY, "USDJPY", 1.0, tick.ask)
+    assert margin == pytest.approx(1_000.0, abs=0.01)  # 1 lot of USD at 1:100
+    assert mt5.order_calc_profit(mt5.ORDER_TYPE_SELL, "XAUUSD", 0.1, 2350.0, 2340.0) == 100.0

@@ -127,6 +127,14 @@ class FakeSymbol:
     volume_step: float = 0.01
     contract_size: float = 100_000.0
     market_open: bool = True
+    currency_base: str = ""
+    """What a buy buys (``symbol_info().currency_base``); empty: the name's first three letters."""
+    currency_profit: str = ""
+    """The currency the price is quoted in, so profit is made in; empty: letters 4 to 6."""
+
+    def __post_init__(self) -> None:
+        self.currency_base = self.currency_base or self.name[:3]
+        self.currency_profit = self.currency_profit or self.name[3:6]
 
     @property
     def point(self) -> float:
@@ -260,6 +268,15 @@ class FakeMetaTrader5(MT5Constants):
         Wall-clock milliseconds since the epoch (UTC); injectable for tests.
     history_limit
         Ticks kept per symbol for ``copy_ticks_*``.
+    currency
+        The account's currency: deal and position profit, margin and equity are in it,
+        converted from each symbol's profit currency at the market's current rates.
+
+    Raises
+    ------
+    ValueError
+        When a symbol's profit currency cannot be converted to the account currency through
+        the market's symbols (directly, inversely, or through one other currency).
     """
 
     __version__ = "5.0.6231"
@@ -268,7 +285,7 @@ class FakeMetaTrader5(MT5Constants):
     def __init__(self, symbols: tuple[FakeSymbol, ...] | list[FakeSymbol] = DEFAULT_SYMBOLS, *,
                  seed: int = 7, login: int = 5_000_001, password: str = "fake",
                  server: str = "FlowChain-Fake", clock_ms: Callable[[], int] | None = None,
-                 history_limit: int = 500_000) -> None:
+                 history_limit: int = 500_000, currency: str = "USD") -> None:
         self._lock = threading.RLock()
         self._errors = threading.local()
         self._clock = clock_ms or (lambda: time.time_ns() // 1_000_000)
@@ -297,6 +314,8 @@ class FakeMetaTrader5(MT5Constants):
         """Market fills whose history order and deal are not written yet (see :meth:`_settle`)."""
         self._balance = 10_000.0
         self._books: set[str] = set()
+        self._currency = currency
+        self._routes = {s.currency_profit: self._route(s.currency_profit) for s in self._markets_specs()}
 
     # ------------------------------------------------------------------ control (not in MT5)
     def add_ticks(self, symbol: str, n: int, spacing_ms: float = 0.3) -> np.ndarray:
@@ -446,12 +465,13 @@ class FakeMetaTrader5(MT5Constants):
             if error:
                 return self._fail(error)
             self._set_error(_OK)
-            profit = 0.0
+            now = self._clock()
+            profit = round(sum(self._marked(p, now).profit for p in self._positions.values()), 2)
             return AccountInfo(self._credentials[0], _C.ACCOUNT_TRADE_MODE_DEMO, 100, 200,
                                _C.ACCOUNT_STOPOUT_MODE_PERCENT, True, True,
                                _C.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING, 2, False, self._balance, 0.0,
                                profit, self._balance + profit, 0.0, self._balance, 0.0, 50.0, 30.0,
-                               0.0, 0.0, 0.0, 0.0, 0.0, "FlowChain Fake", self._credentials[2], "USD",
+                               0.0, 0.0, 0.0, 0.0, 0.0, "FlowChain Fake", self._credentials[2], self._currency,
                                "FlowChain")
 
     # ------------------------------------------------------------------ symbols
@@ -488,8 +508,10 @@ class FakeMetaTrader5(MT5Constants):
                           _C.SYMBOL_CALC_MODE_FOREX,
                           _C.SYMBOL_TRADE_MODE_FULL if s.market_open else _C.SYMBOL_TRADE_MODE_DISABLED,
                           _C.SYMBOL_TRADE_EXECUTION_MARKET, s.filling_mode, 127, bid, ask, 0.0, s.point,
-                          1.0, s.point, s.contract_size, s.volume_min, s.volume_max, s.volume_step,
-                          s.name[:3], s.name[3:], s.name[:3], f"{s.name} (fake)", f"Forex\\{s.name}", s.name)
+                          self._to_account(s.point * s.contract_size, s.currency_profit, self._clock()),
+                          s.point, s.contract_size, s.volume_min, s.volume_max, s.volume_step,
+                          s.currency_base, s.currency_profit, s.currency_base, f"{s.name} (fake)",
+                          f"Forex\\{s.name}", s.name)
 
     def symbol_info(self, symbol: str) -> SymbolInfo | None:
         """A symbol's properties (works for unselected symbols); None when unknown."""
@@ -711,8 +733,17 @@ class FakeMetaTrader5(MT5Constants):
 
     def positions_get(self, symbol: str | None = None, group: str | None = None,
                       ticket: int | None = None) -> tuple[TradePosition, ...] | None:
-        """Open positions, optionally by symbol, group pattern or ticket; None when not connected."""
-        return self._select_open(self._positions, symbol, group, ticket)
+        """Open positions, optionally by symbol, group pattern or ticket; None when not connected.
+
+        Each is marked at its symbol's current quote (a buy at the bid, a sell at the ask):
+        ``price_current`` and ``profit`` in the account currency, as the terminal shows them.
+        """
+        found = self._select_open(self._positions, symbol, group, ticket)
+        if not found:
+            return found
+        with self._lock:
+            now = self._clock()
+            return tuple(self._marked(p, now) for p in found)
 
     def orders_total(self) -> int:
         """Active pending orders (0 when not connected)."""
@@ -835,11 +866,11 @@ class FakeMetaTrader5(MT5Constants):
             if market is None or action not in (_C.ORDER_TYPE_BUY, _C.ORDER_TYPE_SELL):
                 return self._fail((_C.RES_E_INVALID_PARAMS, "Invalid arguments"))
             self._set_error(_OK)
-            return round(volume * market.spec.contract_size * price / 100.0, 2)
+            return self._margin(market, volume, price, self._clock())
 
     def order_calc_profit(self, action: int, symbol: str, volume: float, price_open: float,
                           price_close: float) -> float | None:
-        """Profit of a deal closed at ``price_close`` (quote currency = account currency)."""
+        """Profit of a deal closed at ``price_close``, in the account currency at current rates."""
         with self._lock:
             error = self._enter()
             if error:
@@ -847,9 +878,8 @@ class FakeMetaTrader5(MT5Constants):
             market = self._markets.get(symbol)
             if market is None or action not in (_C.ORDER_TYPE_BUY, _C.ORDER_TYPE_SELL):
                 return self._fail((_C.RES_E_INVALID_PARAMS, "Invalid arguments"))
-            sign = 1.0 if action == _C.ORDER_TYPE_BUY else -1.0
             self._set_error(_OK)
-            return round(sign * (price_close - price_open) * volume * market.spec.contract_size, 2)
+            return round(self._profit(market, action, volume, price_open, price_close, self._clock()), 2)
 
     def _trade_request(self, request: Any) -> tuple[TradeRequest | None, tuple[int, str] | None]:
         """The request dict as a TradeRequest, or the error the real package gives for it."""
@@ -907,6 +937,8 @@ class FakeMetaTrader5(MT5Constants):
                 return _C.TRADE_RETCODE_INVALID, "Invalid request"
             if req.position and req.position not in self._positions:
                 return _C.TRADE_RETCODE_POSITION_CLOSED, "Position closed"
+            if req.position and req.volume > self._positions[req.position].volume + 1e-9:
+                return _C.TRADE_RETCODE_INVALID_CLOSE_VOLUME, "Invalid close volume"
             if req.price:
                 bid, ask = self._quote(market, now_ms)
                 market_price = ask if req.type == _C.ORDER_TYPE_BUY else bid
@@ -938,7 +970,7 @@ class FakeMetaTrader5(MT5Constants):
             retcode, comment = self._check(req, market, now)
             margin = 0.0
             if retcode == 0 and req.action == _DEAL:  # (a passing deal has a market)
-                margin = round(req.volume * market.spec.contract_size * self._quote(market, now)[1] / 100.0, 2)
+                margin = self._margin(market, req.volume, self._quote(market, now)[1], now)
             self._errors.value = _OK
             balance = self._balance
             return _new(OrderCheckResult, (retcode, balance, balance, 0.0, margin, balance - margin, 0.0,
@@ -1005,6 +1037,83 @@ class FakeMetaTrader5(MT5Constants):
             return market.spec.price, market.spec.price
         return quote
 
+    # ------------------------------------------------------------------ money (account currency)
+    def _markets_specs(self) -> list[FakeSymbol]:
+        return [m.spec for m in self._markets.values()]
+
+    def _route(self, currency: str) -> tuple[tuple[str, bool], ...]:
+        """The symbols that convert ``currency`` into the account currency: ``(name, divide)``
+        legs (a pair quoting it in the account currency, the inverse pair, or two pairs through
+        a third currency)."""
+        account = self._currency
+        if currency == account:
+            return ()
+        specs = self._markets_specs()
+
+        def leg(src: str, dst: str) -> tuple[str, bool] | None:
+            for s in specs:
+                if (s.currency_base, s.currency_profit) == (src, dst):
+                    return s.name, False
+            for s in specs:
+                if (s.currency_base, s.currency_profit) == (dst, src):
+                    return s.name, True
+            return None
+
+        direct = leg(currency, account)
+        if direct is not None:
+            return (direct,)
+        for via in dict.fromkeys(c for s in specs for c in (s.currency_base, s.currency_profit)):
+            if via in (currency, account):
+                continue
+            first, second = leg(currency, via), leg(via, account)
+            if first is not None and second is not None:
+                return first, second
+        raise ValueError(f"FakeMetaTrader5: no symbol of the market converts {currency} to the "
+                         f"account currency {account}; add a {currency}{account} or "
+                         f"{account}{currency} symbol")
+
+    def _to_account(self, amount: float, currency: str, now_ms: int) -> float:
+        """``amount`` of ``currency`` in the account currency at the current quotes, the side
+        less favourable to the account (a profit at the bid of a pair it multiplies by or the
+        ask of one it divides by; a loss the other way round)."""
+        for name, divide in self._routes[currency]:
+            market = self._markets[name]
+            if market._horizon <= now_ms:
+                market.advance(now_ms, self._history_limit)
+            bid, ask = self._quote(market, now_ms)
+            if divide:
+                amount /= ask if amount > 0 else bid
+            else:
+                amount *= bid if amount > 0 else ask
+        return amount
+
+    def _profit(self, market: _Market, position_type: int, volume: float, price_open: float,
+                price_close: float, now_ms: int) -> float:
+        """A buy's (type 0) or sell's profit from ``price_open`` to ``price_close``, unrounded:
+        points x volume x contract size in the profit currency, converted."""
+        sign = 1.0 if position_type == _C.POSITION_TYPE_BUY else -1.0
+        spec = market.spec
+        return self._to_account(sign * (price_close - price_open) * volume * spec.contract_size,
+                                spec.currency_profit, now_ms)
+
+    def _margin(self, market: _Market, volume: float, price: float, now_ms: int) -> float:
+        """The margin of ``volume`` lots at ``price`` at leverage 1:100, in the account currency."""
+        spec = market.spec
+        return round(self._to_account(volume * spec.contract_size * price / 100.0, spec.currency_profit,
+                                      now_ms), 2)
+
+    def _marked(self, position: TradePosition, now_ms: int) -> TradePosition:
+        """``position`` at its symbol's current quote: ``price_current`` and account-currency
+        ``profit``."""
+        market = self._markets[position.symbol]
+        if market._horizon <= now_ms:
+            market.advance(now_ms, self._history_limit)
+        bid, ask = self._quote(market, now_ms)
+        price = bid if position.type == _C.POSITION_TYPE_BUY else ask
+        profit = round(self._profit(market, position.type, position.volume, position.price_open, price,
+                                    now_ms), 2)
+        return position._replace(price_current=price, profit=profit)
+
     def _next_ticket(self) -> int:
         self._ticket += 1
         return self._ticket
@@ -1038,9 +1147,13 @@ class FakeMetaTrader5(MT5Constants):
             entry = _C.DEAL_ENTRY_OUT if closing else _C.DEAL_ENTRY_IN
             profit = 0.0
             if closing:
-                sign = 1.0 if closing.type == _C.POSITION_TYPE_BUY else -1.0
-                profit = round(sign * (price - closing.price_open) * closing.volume * market.spec.contract_size, 2)
+                closed = min(req.volume, closing.volume)  # less than the position: a partial close
+                profit = round(self._profit(market, closing.type, closed, closing.price_open, price, now_ms), 2)
                 self._balance += profit
+                rest = round(closing.volume - closed, 8)
+                if rest > 0:
+                    self._positions[position_id] = closing._replace(volume=rest, time_update=now_s,
+                                                                    time_update_msc=now_ms)
             else:
                 self._positions[position_id] = _new(TradePosition, (
                     position_id, now_s, now_ms, now_s, now_ms, req.type, req.magic, position_id,

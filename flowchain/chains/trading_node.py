@@ -46,6 +46,8 @@ class NodeParts:
     trading: Any
     database: Any
     closers: list[Callable[[], Any]] = field(default_factory=list)
+    account_currency: str = "USD"
+    """The currency of :meth:`pnl` (the broker's, else ``[account] currency``)."""
 
     def positions(self) -> dict[str, float]:
         """Return ``{symbol: net lots}`` of open positions, as the broker reports them."""
@@ -56,8 +58,14 @@ class NodeParts:
         return {s: broker.position(s) for s in self.feed.symbols if broker.position(s)}
 
     def pnl(self) -> float:
-        """Return the broker's realized plus unrealized PnL."""
+        """Return the broker's realized plus unrealized PnL, in :attr:`account_currency`."""
         return float(self.trading.broker.pnl())
+
+    def exposure(self) -> dict[str, float]:
+        """Return ``{symbol: signed notional}`` in :attr:`account_currency` when the broker
+        values it (the paper broker), else ``{}``."""
+        report = getattr(self.trading.broker, "exposure", None)
+        return dict(report()) if callable(report) else {}
 
     def orders_summary(self) -> dict[str, Any]:
         """Return the trading engine's outcomes, risk refusals and start-up reconciliation."""
@@ -157,7 +165,12 @@ def build_broker(config: NodeConfig) -> Any:
     if config.node.broker == "paper":
         from flowchain.trading.brokers.paper import PaperBroker
 
-        return PaperBroker(latency_ms=config.paper.latency_ms, slippage=config.paper.slippage)
+        try:
+            valuation = config.valuation()
+        except ValueError as exc:  # ValuationError: load_config refuses this before
+            raise NodeStartError(f"paper broker (from {config.source}): {exc}") from exc
+        return PaperBroker(latency_ms=config.paper.latency_ms, slippage=config.paper.slippage,
+                           valuation=valuation)
     from flowchain.trading.brokers.bridge import BridgeBroker, BridgeUnreachableError
 
     b = config.bridge
@@ -235,4 +248,6 @@ def build_parts(config: NodeConfig) -> NodeParts:
                 pass
         raise
     return NodeParts(feed=feed, components=components, min_history=features.min_history,
-                     trading=trading, database=database, closers=closers)
+                     trading=trading, database=database, closers=closers,
+                     account_currency=getattr(broker, "account_currency", None)
+                     or config.account.currency)

@@ -54,12 +54,18 @@ def print_summary(summary: dict[str, Any]) -> None:
                        ("start_s", "start (s)"), ("run_s", "ran (s)"), ("ticks", "ticks"),
                        ("ticks_per_s", "ticks/s"), ("decisions", "decisions"),
                        ("orders", "orders sent"), ("batches", "batches stored"),
-                       ("first_decision_ns", "first decision (ns)"), ("pnl", "PnL")):
+                       ("first_decision_ns", "first decision (ns)")):
         head.add_row(label, f"{summary[key]:,}" if isinstance(summary[key], (int, float))
                      else str(summary[key]))
+    currency = summary.get("account_currency", "")
+    head.add_row(f"PnL ({currency})" if currency else "PnL", f"{summary['pnl']:,.2f}")
     head.add_row("results", ", ".join(f"{k} {v:,}" for k, v in summary["results"].items()))
     head.add_row("positions", ", ".join(f"{k} {v:+g}" for k, v in summary["positions"].items())
                  or "flat")
+    exposure = summary.get("exposure") or {}
+    if exposure:
+        head.add_row(f"exposure ({currency})",
+                     ", ".join(f"{k} {v:+,.2f}" for k, v in exposure.items()))
     head.add_row("rows stored", ", ".join(f"{k} {v:,}" for k, v in summary["rows"].items()))
     alerts = summary.get("alerts") or {}
     head.add_row("alerts", ", ".join(f"{k} {v:,}" for k, v in alerts.items()) or "none")
