@@ -53,7 +53,11 @@ def load_registry(path: Path, modules: Iterable[str]) -> tuple[ChainRegistry, li
     except ChainValidationError as exc:
         err.print(f"[red]invalid:[/] {path}")
         for problem in exc.problems:
-            err.print(f"  {problem}")
+            err.print(f"  {problem}", markup=False, highlight=False)
+        if any(p.message.startswith("unknown component") for p in exc.problems):
+            err.print("  to fix an unknown component, import the module that registers it: "
+                      "--import MODULE (repeatable; the current directory is searched)",
+                      markup=False, highlight=False)
         raise typer.Exit(1) from exc
     return registry, definitions
 
