@@ -113,3 +113,61 @@ def test_console_script_bench_overhead_json():
     assert set(result["step_latency"]) == {"step_0", "step_1", "step_2", "step_3"}
     assert all(s["p50_ns"] <= s["p99_ns"] <= s["p999_ns"] for s in result["step_latency"].values())
     assert result["versions"]["cython"] and result["cpu"]
+
+
+def test_run_prints_the_output_and_json_includes_it(workdir):
+    result = invoke("run", "chains.yaml", "Good", "--input", "3", "-i", "cli_test_components")
+    assert result.exit_code == 0
+    assert result.output.rstrip().endswith("output:\n12")
+    result = invoke("run", "chains.yaml", "Good", "--input", '"ab"', "-i",
+                    "cli_test_components", "--json")
+    record = json.loads(result.output)
+    assert record["output"] == "abababab" and record["runs"] == 1
+    result = invoke("run", "chains.yaml", "Bad", "--input", "3", "-i", "cli_test_components",
+                    "--json")
+    assert result.exit_code == 1 and json.loads(result.output)["output"] is None
+
+
+CHAIN_FILE_MISTAKES = {
+    "latin1.yaml": (b"G:\n  description: caf\xe9\n  steps: []\n",
+                    "latin1.yaml:2: the file is not UTF-8 text: byte 0xe9"),
+    "deep.yaml": (b"G: " + b"[" * 20_000 + b"]" * 20_000 + b"\n", "nested too deeply"),
+    "python_tag.yaml": (b"G:\n  steps: !!python/object/apply:os.system [echo hi]\n",
+                        "python_tag.yaml:2: the tag 'tag:yaml.org,2002:python/object/apply:"
+                        "os.system' is not allowed"),
+    "bad_float.yaml": (b"G:\n  steps:\n    - {name: a, component: cli_test.Double, input: n,"
+                       b" output: m, expected_duration: !!float soon}\n",
+                       "bad_float.yaml:3: 'soon' is not a valid float"),
+    "dup_key.yaml": (b"G:\n  steps:\n    - name: a\n      component: cli_test.Double\n"
+                     b"      input: n\n      output: m\n      input: q\n"
+                     b"      expected_duration: 1\n",
+                     "dup_key.yaml:7: chain 'G' step 'a': duplicate key 'input' in the step "
+                     "(first at line 5)"),
+    "dup_chain.yaml": (b"G:\n  steps:\n    - {name: a, component: cli_test.Double, input: n,"
+                       b" output: m, expected_duration: 1}\nG:\n  steps: []\n",
+                       "dup_chain.yaml:4: chain 'G': the chain is defined twice in this file "
+                       "(first at line 1)"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHAIN_FILE_MISTAKES))
+def test_chain_file_mistakes_are_messages_and_nonzero_exits(workdir, name):
+    data, expected = CHAIN_FILE_MISTAKES[name]
+    (workdir / name).write_bytes(data)
+    for args in (("chains", "validate", name), ("chains", "show", name, "G"),
+                 ("run", name, "G", "--input", "1")):
+        result = invoke(*args, "-i", "cli_test_components")  # raises if anything escapes
+        assert result.exit_code == 1, (args, result.output)
+        assert expected in " ".join(result.output.split()), result.output
+        assert "Traceback" not in result.output
+
+
+def test_run_input_deeply_nested_or_invalid_json_exits_2(workdir):
+    deep = "[" * 100_000 + "]" * 100_000
+    result = invoke("run", "chains.yaml", "Good", "--input", deep, "-i", "cli_test_components")
+    assert result.exit_code == 2 and "--input is nested too deeply" in result.output
+    result = invoke("run", "chains.yaml", "Good", "--input", '{"a": 1,}', "-i",
+                    "cli_test_components")
+    assert result.exit_code == 2
+    assert "--input is not valid JSON: Expecting property name enclosed in double quotes at " \
+           "line 1 column 9" in " ".join(result.output.split())
