@@ -171,3 +171,25 @@ def test_run_input_deeply_nested_or_invalid_json_exits_2(workdir):
     assert result.exit_code == 2
     assert "--input is not valid JSON: Expecting property name enclosed in double quotes at " \
            "line 1 column 9" in " ".join(result.output.split())
+
+
+def test_names_that_look_like_console_markup_are_printed_as_written(workdir):
+    (workdir / "markup_components.py").write_text(
+        "import flowchain\nflowchain.component('[/c]')(lambda x: x)\n")
+    (workdir / "markup.yaml").write_text(
+        'G:\n  description: "[/z] desc"\n  steps:\n'
+        '    - {name: "[bold]x[/y]", component: "[/c]", input: "[/a]", output: b,'
+        ' expected_duration: 1}\n')
+    for args in (("chains", "validate", "markup.yaml"), ("chains", "list", "markup.yaml"),
+                 ("chains", "show", "markup.yaml", "G"), ("run", "markup.yaml", "G")):
+        result = invoke(*args, "-i", "markup_components")
+        assert result.exit_code == 0, (args, result.output)
+    assert "[bold]x[/y]" in invoke("chains", "show", "markup.yaml", "G", "-i",
+                                   "markup_components").output
+    result = invoke("run", "markup.yaml", "[/nope]", "-i", "markup_components")
+    assert result.exit_code == 1 and "has no chain '[/nope]'" in result.output
+    (workdir / "bad_markup.yaml").write_text(
+        'G:\n  steps:\n    - {name: "[bold]x[/y]", component: A, input: a, output: b,'
+        ' expected_duration: 0}\n')
+    result = invoke("chains", "diagram", "bad_markup.yaml", "G")
+    assert result.exit_code == 1 and "step '[bold]x[/y]'" in result.output

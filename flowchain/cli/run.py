@@ -21,12 +21,12 @@ err = Console(stderr=True)
 
 
 def _print_execution(record: ChainExecution) -> None:
-    table = Table(title=f"{record.chain_name} {record.execution_id}")
+    table = Table(title=escape(f"{record.chain_name} {record.execution_id}"))
     for col in ("step", "component", "status", "duration", "expected", ""):
         table.add_column(col)
     for s in record.steps:
         color = {"succeeded": "green", "failed": "red"}.get(s.status.value, "yellow")
-        table.add_row(s.name, s.component, f"[{color}]{s.status.value}[/]",
+        table.add_row(escape(s.name), escape(s.component), f"[{color}]{s.status.value}[/]",
                       f"{s.duration_ns / 1e3:,.1f} us", f"{s.expected_ns / 1e3:,.1f} us",
                       "[yellow]slow[/]" if s.slow else "")
     out.print(table)
@@ -102,9 +102,9 @@ def run(
             out.print(f"ran {runs} times (once per tick); the last run is shown")
         if record.failure is not None:
             f = record.failure
-            out.print(f"[red]failed at step {f.step!r} ({f.component}):[/] "
-                      f"{f.exception_type}: {f.message}")
-            out.print(f"input: {f.input_repr}")
+            out.print(f"[red]failed at step {escape(repr(f.step))} ({escape(f.component)}):[/] "
+                      f"{escape(f'{f.exception_type}: {f.message}')}")
+            out.print(f"input: {f.input_repr}", markup=False, highlight=False)
             out.print(f.traceback, markup=False, highlight=False)
         else:
             out.print("output:")
