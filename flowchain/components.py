@@ -126,7 +126,9 @@ class ComponentRegistry:
                 known = ", ".join(sorted(self._impls)) or "none"
                 raise UnknownComponentError(
                     f"unknown component {name!r}; registered components: {known}. Register it "
-                    f"with @flowchain.component({name!r}) before registering the chain")
+                    f"with @flowchain.component({name!r}) before registering the chain (from "
+                    "the command line: import its module with --import MODULE, or the node's "
+                    "[components] import)")
             call = impl() if inspect.isclass(impl) else impl
             if not callable(call):
                 raise TypeError(f"component {name!r}: instances of {impl.__name__} are not "

@@ -132,3 +132,14 @@ def test_a_module_that_fails_to_import_names_itself(tmp_path, monkeypatch):
     text = str(info.value)
     assert "component module 'node_components_broken'" in text
     assert "No module named 'no_such_dependency_xyz'" in text and str(tmp_path) in text
+
+
+def test_resolving_an_unknown_component_says_how_to_register_it():
+    from flowchain.components import ComponentRegistry
+    from flowchain.errors import UnknownComponentError
+
+    with pytest.raises(UnknownComponentError) as info:
+        ComponentRegistry().resolve("Mine")
+    text = str(info.value)
+    assert "@flowchain.component('Mine')" in text and "--import MODULE" in text
+    assert "[components] import" in text
