@@ -193,3 +193,18 @@ def test_names_that_look_like_console_markup_are_printed_as_written(workdir):
         ' expected_duration: 0}\n')
     result = invoke("chains", "diagram", "bad_markup.yaml", "G")
     assert result.exit_code == 1 and "step '[bold]x[/y]'" in result.output
+
+
+def test_run_awaits_async_steps_and_shows_their_output(workdir):
+    (workdir / "async_components.py").write_text(
+        "import asyncio\nimport flowchain\n\n"
+        "@flowchain.component('cli_test.Later')\n"
+        "async def later(x):\n    await asyncio.sleep(0)\n    return {'got': x, 'items': [x] * 3}\n")
+    (workdir / "async.yaml").write_text(
+        "A:\n  steps:\n    - {name: a, component: cli_test.Double, input: n, output: n,"
+        " expected_duration: 1}\n    - {name: b, component: cli_test.Later, input: n, output: m,"
+        " expected_duration: 1}\n")
+    result = invoke("run", "async.yaml", "A", "--input", "2", "-i", "cli_test_components",
+                    "-i", "async_components", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["output"] == {"got": 4, "items": [4, 4, 4]}
