@@ -208,3 +208,20 @@ def test_run_awaits_async_steps_and_shows_their_output(workdir):
                     "-i", "async_components", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["output"] == {"got": 4, "items": [4, 4, 4]}
+
+
+@pytest.mark.parametrize("ticks, fragment", [
+    ('{"symbol": "EURUSD", "ticks": []}', "'ticks' is empty"),
+    ('{"symbol": "", "ticks": [{"time_msc": 1, "bid": 1, "ask": 1}]}', "'symbol' must be"),
+    ('{"ticks": [{"time_msc": 1, "bid": NaN, "ask": 1}]}', "ticks[0].bid must be a finite number"),
+    ('{"ticks": [{"time_msc": 1e30, "bid": 1, "ask": 1}]}', "ticks[0].time_msc = 1e+30 does not fit"),
+    ('{"ticks": [{"time_msc": 99999999999999999999, "bid": 1, "ask": 1}]}', "does not fit"),
+    ('{"ticks": [{"time_msc": 1, "bid": 1, "ask": 1, "spread": 2}]}', "unknown field(s) ['spread']"),
+    ('{"ticks": [[1, 2, 3]]}', "ticks[0] must be an object"),
+])
+def test_run_node_chain_input_mistakes_exit_2(workdir, ticks, fragment):
+    from flowchain.chains import TRADING_NODE_YAML
+
+    result = invoke("run", str(TRADING_NODE_YAML), "MT5_To_Database_Chain", "--input", ticks)
+    assert result.exit_code == 2, result.output
+    assert fragment in " ".join(result.output.split())
