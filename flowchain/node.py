@@ -347,7 +347,10 @@ class TradingNode:
             self._decide = registry.runner(AI_DECISION_CHAIN).run
             self._store_runner = registry.runner(MT5_TO_DATABASE_CHAIN)
         except FlowChainError as exc:
-            raise NodeStartError(f"chains of the node: {exc}") from exc
+            raise NodeStartError(f"building the node's chains: {exc}") from exc
+        except Exception as exc:  # a component class of the author's may raise while built
+            raise NodeStartError(f"building the node's chains: {type(exc).__name__}: "
+                                 f"{exc}") from exc
         self.registry = registry
         self.feed = feed = self.parts.feed
         history = max(DEFAULT_HISTORY, self.parts.min_history)

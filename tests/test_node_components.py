@@ -143,3 +143,24 @@ def test_resolving_an_unknown_component_says_how_to_register_it():
     text = str(info.value)
     assert "@flowchain.component('Mine')" in text and "--import MODULE" in text
     assert "[components] import" in text
+
+
+def test_a_component_class_that_fails_to_build_stops_the_node_with_exit_3(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "node_components_fragile.py").write_text(
+        "import flowchain\n\n@flowchain.component('node_components_test.Fragile')\n"
+        "class Fragile:\n    def __init__(self):\n        raise OSError('model file missing')\n"
+        "    def __call__(self, ctx):\n        return ctx\n")
+    chains = _author_chains(tmp_path, "node_components_test.Fragile")
+    config = tmp_path / "node.toml"
+    config.write_text(f'[node]\ndb = "{tmp_path / "n.db"}"\n[dashboard]\nenabled = false\n'
+                      f'[components]\nimport = ["node_components_fragile"]\n'
+                      f'[chains]\nfile = "{chains}"\n')
+    proc = subprocess.run([sys.executable, "-m", "flowchain.cli", "node", "--config", str(config),
+                           "--duration", "5"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=240, env={**__import__("os").environ, "COLUMNS": "200"})
+    assert proc.returncode == 3, proc.stderr
+    assert "building the node's chains: OSError: model file missing" in proc.stderr
+    assert "Traceback" not in proc.stderr

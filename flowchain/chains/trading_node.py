@@ -313,10 +313,12 @@ def build_registry(config: NodeConfig, configured: dict[str, Any]) -> Any:
     except ChainValidationError as exc:
         unknown = any(p.message.startswith("unknown component") for p in exc.problems)
         hint = f"\n  to fix an unknown component, {IMPORT_HINT}" if unknown else ""
-        raise NodeStartError(f"chains file {files[-1]}: {exc}{hint}") from exc
+        raise NodeStartError(f"the node's chains ({' + '.join(map(str, files))}): "
+                             f"{exc}{hint}") from exc
     missing = [n for n in (AI_DECISION_CHAIN, MT5_TO_DATABASE_CHAIN) if n not in chains]
     if missing:
         raise NodeStartError(
-            f"chains file {files[-1]}: the node runs {', '.join(map(repr, missing))} and no "
-            f"chains file defines it; its chains: {', '.join(chains) or 'none'}")
+            f"the node's chains ({' + '.join(map(str, files))}): the node runs "
+            f"{', '.join(map(repr, missing))} and no chains file defines it; the chains there: "
+            f"{', '.join(chains) or 'none'}")
     return registry
