@@ -272,6 +272,8 @@ def _fail(message: str, source: Optional[str], line: Optional[int]) -> ChainVali
 def _resolve_scalar(loader: Any, event: Any, source: Optional[str]) -> _Scalar:
     line = event.start_mark.line + 1
     tag = event.tag
+    if tag is None and event.implicit == (False, True):  # quoted, untagged: a string
+        return _Scalar(event.value, event.value, line)
     if tag is None or tag == "!":
         tag = loader.resolve(yaml.ScalarNode, event.value, event.implicit)
     if tag == _STR_TAG:
