@@ -112,11 +112,11 @@ def node(
     imports: List[str] = typer.Option(
         [], "--import", "-i", metavar="MODULE",
         help="Import this module first: it registers your components with "
-             "@flowchain.component (repeatable; adds to [components] import)."),
+             "@flowchain.component (repeatable; adds to \\[components] import)."),
     chains: Optional[str] = typer.Option(
         None, "--chains", metavar="FILE",
         help="Your chains YAML: its chains replace the bundled ones of the same name "
-             "([chains] file)."),
+             "(\\[chains] file)."),
     as_json: bool = typer.Option(False, "--json", help="Print the exit summary as one JSON object."),
 ) -> None:
     """Run the trading node: ticks from the feed through the AI decision chain (every tick) and
