@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import flowchain.ingest.components  # noqa: F401  (registers the MT5 -> database components)
 import flowchain.trading.components  # noqa: F401  (registers the built-in decision components)
 import my_components
 from flowchain import ChainRegistry
