@@ -225,95 +225,267 @@ class ChainBuilder:
 
 # --------------------------------------------------------------------------- YAML loading
 
-def _line(node: yaml.Node) -> int:
-    return node.start_mark.line + 1
+MAX_DEPTH = 64
+"""The deepest nesting a chains file may have (a chain needs four levels)."""
+
+_DEPTH_HINT = "a chains file needs four levels (chains, chain, steps, step)"
+_STR_TAG = "tag:yaml.org,2002:str"
+_MAP_TAGS = (None, "!", "tag:yaml.org,2002:map")
+_SEQ_TAGS = (None, "!", "tag:yaml.org,2002:seq")
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's parser when PyYAML has it (about ten times faster), else the pure-Python one."""
 
 
-def _scalar(node: yaml.Node) -> Any:
-    return yaml.safe_load(yaml.serialize(node)) if isinstance(node, yaml.ScalarNode) else None
+class _Scalar:
+    __slots__ = ("value", "raw", "line")
+
+    def __init__(self, value: Any, raw: str, line: int) -> None:
+        self.value = value
+        self.raw = raw
+        self.line = line
 
 
-def _mapping(node: yaml.Node) -> dict[str, tuple[yaml.Node, yaml.Node]]:
-    out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
-    for key, value in node.value:
-        out[str(key.value)] = (key, value)
+class _Seq:
+    __slots__ = ("items", "line")
+
+    def __init__(self, line: int) -> None:
+        self.items: list[Any] = []
+        self.line = line
+
+
+class _Map:
+    __slots__ = ("items", "line", "key")
+
+    def __init__(self, line: int) -> None:
+        self.items: list[tuple[_Scalar, Any]] = []
+        self.line = line
+        self.key: Optional[_Scalar] = None  # a key read, waiting for its value
+
+
+_Node = Union[_Scalar, _Seq, _Map]
+
+
+def _fail(message: str, source: Optional[str], line: Optional[int]) -> ChainValidationError:
+    return ChainValidationError([ChainProblem(message, source=source, line=line)])
+
+
+def _resolve_scalar(loader: Any, event: Any, source: Optional[str]) -> _Scalar:
+    line = event.start_mark.line + 1
+    tag = event.tag
+    if tag is None and event.implicit == (False, True):  # quoted, untagged: a string
+        return _Scalar(event.value, event.value, line)
+    if tag is None or tag == "!":
+        tag = loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+    if tag == _STR_TAG:
+        return _Scalar(event.value, event.value, line)
+    construct = loader.yaml_constructors.get(tag)
+    if construct is None or tag.startswith("tag:yaml.org,2002:python/"):
+        raise _fail(f"the tag {event.tag or tag!r} is not allowed in a chains file; write plain "
+                    "strings and numbers", source, line)
+    node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+    try:
+        value = construct(loader, node)
+    except (ValueError, TypeError, OverflowError, yaml.YAMLError) as exc:
+        raise _fail(f"{event.value!r} is not a valid {tag.rsplit(':', 1)[-1]} "
+                    f"({type(exc).__name__}: {exc}); fix the value or remove the tag",
+                    source, line) from None
+    return _Scalar(value, event.value, line)
+
+
+def _compose(text: str, source: Optional[str]) -> Optional[_Node]:
+    """Read YAML text into light nodes that keep their line numbers, without recursion.
+
+    One pass over the parser's events: the nesting depth is bounded (:data:`MAX_DEPTH`), tags
+    other than YAML's plain ones are refused, and duplicate keys are kept for the caller to
+    report with their chain and step.
+    """
+    loader = _Loader(text)
+    anchors: dict[str, _Node] = {}
+    stack: list[Union[_Seq, _Map]] = []
+    root: Optional[_Node] = None
+    documents = 0
+
+    def attach(node: _Node, anchor: Optional[str], line: int) -> None:
+        nonlocal root
+        if anchor is not None:
+            anchors[anchor] = node
+        if not stack:
+            root = node
+            return
+        parent = stack[-1]
+        if isinstance(parent, _Seq):
+            parent.items.append(node)
+        elif parent.key is None:
+            if not isinstance(node, _Scalar):
+                raise _fail("a mapping key must be a plain value, not a list or mapping",
+                            source, line)
+            parent.key = node
+        else:
+            parent.items.append((parent.key, node))
+            parent.key = None
+
+    get_event = loader.get_event
+    try:
+        while True:
+            event = get_event()
+            kind = event.__class__
+            if kind is yaml.ScalarEvent:
+                attach(_resolve_scalar(loader, event, source), event.anchor,
+                       event.start_mark.line + 1)
+            elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+                line = event.start_mark.line + 1
+                is_map = kind is yaml.MappingStartEvent
+                if event.tag not in (_MAP_TAGS if is_map else _SEQ_TAGS):
+                    raise _fail(f"the tag {event.tag!r} is not allowed in a chains file; write "
+                                "plain mappings and lists", source, line)
+                if len(stack) >= MAX_DEPTH:
+                    raise _fail(f"nested too deeply (more than {MAX_DEPTH} levels); {_DEPTH_HINT}",
+                                source, line)
+                node: Union[_Seq, _Map] = _Map(line) if is_map else _Seq(line)
+                attach(node, event.anchor, line)
+                stack.append(node)
+            elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+                stack.pop()
+            elif kind is yaml.AliasEvent:
+                line = event.start_mark.line + 1
+                target = anchors.get(event.anchor)
+                if target is None:
+                    raise _fail(f"unknown alias *{event.anchor}", source, line)
+                attach(target, None, line)
+            elif kind is yaml.DocumentStartEvent:
+                documents += 1
+                if documents > 1:
+                    raise _fail("the file holds more than one YAML document (a second '---'); "
+                                "keep every chain in one document", source,
+                                event.start_mark.line + 1)
+            elif kind is yaml.StreamEndEvent:
+                break
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        reason = getattr(exc, "problem", None) or str(exc)
+        if "nesting depth" in reason:  # libyaml's own bound, met before ours in flow style
+            reason = f"nested too deeply ({reason}); {_DEPTH_HINT}"
+        raise _fail(f"malformed YAML: {reason}", source,
+                    mark.line + 1 if mark is not None else None) from None
+    finally:
+        loader.dispose()
+    return root
+
+
+def _kind(node: _Node) -> str:
+    return {_Scalar: "a single value", _Seq: "a list", _Map: "a mapping"}[type(node)]
+
+
+def _mapping(node: _Map, problems: list[ChainProblem], what: str,
+             **where: Any) -> dict[str, tuple[_Scalar, _Node]]:
+    """Return ``{key: (key node, value node)}``; a key given twice is a problem (first wins)."""
+    out: dict[str, tuple[_Scalar, _Node]] = {}
+    for key, value in node.items:
+        name = key.raw
+        if name in out:
+            problems.append(ChainProblem(
+                f"duplicate key {name!r} in {what} (first at line {out[name][0].line}); "
+                "give each key once", line=key.line, **where))
+            continue
+        out[name] = (key, value)
     return out
+
+
+_STEP_KEYS = ("name", "component", "input", "output", "expected_duration",
+              "expected_duration_ms", "description")
 
 
 def load_chains(text: str, source: Optional[str] = None) -> list[ChainDefinition]:
     """Parse YAML text into validated chain definitions.
 
-    Both shapes load: a mapping of chain names, or the seed's ``Data_Flow_Chains:`` mapping
+    Both shapes load: a mapping of chain names, or the ``Data_Flow_Chains:`` mapping
     around it. Each chain has ``steps:`` (a list of name/component/input/output/
-    expected_duration mappings) and optionally ``description`` and ``version``.
+    expected_duration mappings) and optionally ``description`` and ``version``. Loading is
+    one linear pass over the parser's events (libyaml's when available).
 
     Raises
     ------
     ChainValidationError
-        On malformed YAML or any problem in any chain; every problem names the file, line,
-        chain and step.
+        On malformed YAML, a tag other than YAML's plain ones, nesting deeper than
+        :data:`MAX_DEPTH`, a duplicate key or chain name, or any problem in any chain; every
+        problem names the file, line, chain and step.
     """
     problems: list[ChainProblem] = []
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        reason = getattr(exc, "problem", None) or str(exc)
-        raise ChainValidationError([ChainProblem(
-            f"malformed YAML: {reason}", source=source,
-            line=mark.line + 1 if mark is not None else None)]) from exc
+    root = _compose(text, source)
     if root is None:
-        raise ChainValidationError([ChainProblem("the file holds no chains", source=source)])
-    if not isinstance(root, yaml.MappingNode):
-        raise ChainValidationError([ChainProblem(
-            "expected a mapping of chain names at the top level", source=source,
-            line=_line(root))])
-    top = _mapping(root)
-    if WRAPPER_KEY in top:
-        wrapped = top[WRAPPER_KEY][1]
-        if not isinstance(wrapped, yaml.MappingNode):
-            raise ChainValidationError([ChainProblem(
-                f"'{WRAPPER_KEY}' must hold a mapping of chain names", source=source,
-                line=_line(wrapped))])
-        top = _mapping(wrapped)
+        raise _fail("the file holds no chains", source, None)
+    if not isinstance(root, _Map):
+        raise _fail("expected a mapping of chain names at the top level", source, root.line)
+    top_items = root.items
+    if len(top_items) == 1 and top_items[0][0].raw == WRAPPER_KEY:
+        wrapped = top_items[0][1]
+        if not isinstance(wrapped, _Map):
+            raise _fail(f"'{WRAPPER_KEY}' must hold a mapping of chain names", source,
+                        wrapped.line)
+        top_items = wrapped.items
+    elif any(key.raw == WRAPPER_KEY for key, _ in top_items):
+        key = next(k for k, _ in top_items if k.raw == WRAPPER_KEY)
+        raise _fail(f"'{WRAPPER_KEY}' must be the only top-level key when present; put every "
+                    "chain under it", source, key.line)
 
     chains: list[ChainDefinition] = []
-    for name, (key_node, chain_node) in top.items():
+    first_line: dict[str, int] = {}
+    for key_node, chain_node in top_items:
+        name = key_node.raw
         where = dict(chain=name, source=source)
-        if not isinstance(chain_node, yaml.MappingNode):
-            problems.append(ChainProblem("expected a mapping with 'steps:'", line=_line(chain_node),
-                                         **where))
+        if name in first_line:
+            problems.append(ChainProblem(
+                f"the chain is defined twice in this file (first at line {first_line[name]}); "
+                "rename one or remove it", line=key_node.line, **where))
             continue
-        fields = _mapping(chain_node)
+        first_line[name] = key_node.line
+        if not isinstance(chain_node, _Map):
+            problems.append(ChainProblem("expected a mapping with 'steps:'",
+                                         line=chain_node.line, **where))
+            continue
+        fields = _mapping(chain_node, problems, "the chain", **where)
         unknown = set(fields) - {"steps", "description", "version"}
         for key in sorted(unknown):
             problems.append(ChainProblem(
                 f"unknown key {key!r}; a chain has 'steps', 'description' and 'version'",
-                line=_line(fields[key][0]), **where))
+                line=fields[key][0].line, **where))
         if "steps" not in fields:
-            problems.append(ChainProblem("the chain has no 'steps:' list", line=_line(key_node),
+            problems.append(ChainProblem("the chain has no 'steps:' list", line=key_node.line,
                                          **where))
             continue
         steps_node = fields["steps"][1]
-        if not isinstance(steps_node, yaml.SequenceNode):
+        if not isinstance(steps_node, _Seq):
             problems.append(ChainProblem("'steps:' must be a list of steps",
-                                         line=_line(steps_node), **where))
+                                         line=steps_node.line, **where))
             continue
         steps: list[ChainStep] = []
-        for index, step_node in enumerate(steps_node.value):
-            if not isinstance(step_node, yaml.MappingNode):
+        for index, step_node in enumerate(steps_node.items):
+            if not isinstance(step_node, _Map):
                 problems.append(ChainProblem(f"step #{index + 1} must be a mapping",
-                                             line=_line(step_node), **where))
+                                             line=step_node.line, **where))
                 continue
-            sf = {k: _scalar(v) for k, (_, v) in _mapping(step_node).items()}
-            step_name = sf.get("name")
-            bad = set(sf) - {"name", "component", "input", "output", "expected_duration",
-                             "expected_duration_ms", "description"}
-            for key in sorted(bad):
+            raw_name = next((v for k, v in step_node.items if k.raw == "name"), None)
+            step_name = raw_name.value if isinstance(raw_name, _Scalar) else None
+            step_where = dict(where, step=None if step_name is None else str(step_name))
+            sf: dict[str, Any] = {}
+            for key, (key_node_, value) in _mapping(step_node, problems, "the step",
+                                                    **step_where).items():
+                if key not in _STEP_KEYS:
+                    problems.append(ChainProblem(
+                        f"unknown key {key!r}; a step has name, component, input, output, "
+                        "expected_duration (ms) and description", line=key_node_.line,
+                        **step_where))
+                elif not isinstance(value, _Scalar):
+                    problems.append(ChainProblem(
+                        f"the step's {key!r} must be a single value, got {_kind(value)}",
+                        line=value.line, **step_where))
+                    sf[key] = "" if key != "expected_duration" else None
+                else:
+                    sf[key] = value.value
+            if "expected_duration" in sf and "expected_duration_ms" in sf:
                 problems.append(ChainProblem(
-                    f"unknown key {key!r}; a step has name, component, input, output, "
-                    "expected_duration (ms) and description", step=str(step_name),
-                    line=_line(step_node), **where))
+                    "the step gives both 'expected_duration' and 'expected_duration_ms'; "
+                    "keep one", line=step_node.line, **step_where))
             duration = sf.get("expected_duration", sf.get("expected_duration_ms"))
             steps.append(ChainStep(
                 name=step_name if isinstance(step_name, str) else ("" if step_name is None
@@ -323,13 +495,16 @@ def load_chains(text: str, source: Optional[str] = None) -> list[ChainDefinition
                 output=sf.get("output") or "",
                 expected_duration_ms=duration,
                 description=sf.get("description") or "",
-                line=_line(step_node),
+                line=step_node.line,
             ))
-        description = _scalar(fields["description"][1]) if "description" in fields else ""
-        version = _scalar(fields["version"][1]) if "version" in fields else None
-        definition = ChainDefinition(name, tuple(steps), description or "",
-                                     None if version is None else str(version),
-                                     source=source, line=_line(key_node))
+        description = fields["description"][1] if "description" in fields else None
+        version = fields["version"][1] if "version" in fields else None
+        definition = ChainDefinition(
+            name, tuple(steps),
+            str(description.value or "") if isinstance(description, _Scalar) else "",
+            None if not isinstance(version, _Scalar) or version.value is None
+            else str(version.value),
+            source=source, line=key_node.line)
         problems.extend(definition.problems())
         chains.append(definition)
     if problems:
@@ -340,17 +515,27 @@ def load_chains(text: str, source: Optional[str] = None) -> list[ChainDefinition
 def load_chains_file(path: Union[str, os.PathLike]) -> list[ChainDefinition]:
     """Load and validate the chains of a YAML file (see :func:`load_chains`).
 
+    The file must be UTF-8 (a byte-order mark is allowed).
+
     Raises
     ------
     ChainValidationError
-        On a missing or unreadable file, malformed YAML or any invalid chain.
+        On a missing or unreadable file, text that is not UTF-8, malformed YAML or any
+        invalid chain.
     """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        data = p.read_bytes()
     except OSError as exc:
-        raise ChainValidationError([ChainProblem(f"cannot read the file: {exc.strerror}",
-                                                 source=str(p))]) from exc
+        raise _fail(f"cannot read the file: {exc.strerror}", str(p), None) from exc
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        before = data[:exc.start]
+        line = before.count(b"\n") + 1
+        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise _fail(f"the file is not UTF-8 text: byte 0x{data[exc.start]:02x} at column "
+                    f"{column} cannot be decoded; save the file as UTF-8", str(p), line) from None
     return load_chains(text, source=str(p))
 
 

@@ -95,6 +95,17 @@ class ComponentRegistry:
         """Return the registered names, sorted."""
         return sorted(self._impls)
 
+    def implementation(self, name: str) -> Any:
+        """Return what ``name`` was registered with (the class itself, not an instance).
+
+        Raises
+        ------
+        KeyError
+            When ``name`` is not registered.
+        """
+        with self._lock:
+            return self._impls[name]
+
     def resolve(self, name: str) -> ResolvedComponent:
         """Return the callable for ``name``, instantiating a class the first time.
 
@@ -115,7 +126,9 @@ class ComponentRegistry:
                 known = ", ".join(sorted(self._impls)) or "none"
                 raise UnknownComponentError(
                     f"unknown component {name!r}; registered components: {known}. Register it "
-                    f"with @flowchain.component({name!r}) before registering the chain")
+                    f"with @flowchain.component({name!r}) before registering the chain (from "
+                    "the command line: import its module with --import MODULE, or the node's "
+                    "[components] import)")
             call = impl() if inspect.isclass(impl) else impl
             if not callable(call):
                 raise TypeError(f"component {name!r}: instances of {impl.__name__} are not "

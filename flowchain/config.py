@@ -71,8 +71,17 @@ overrides any of them, by section::
     endpoint = ""                # OTLP/HTTP traces URL; needs the OTLP exporter (extra otel)
     sample_rate = 0.01           # fraction of successful executions exported (failed: all)
 
+    [components]
+    import = []                  # modules registering your components (@flowchain.component)
+    path = []                    # where to find them (relative to this file; empty: its dir)
+
+    [chains]
+    file = ""                    # your chains YAML (relative to this file); its chains replace
+                                 # the bundled ones of the same name, the rest stay bundled
+
 Flags given on the command line (``--feed``, ``--broker``, ``--db``, ``--duration``,
-``--dashboard HOST:PORT``, ``--no-dashboard`` ...) win over the file. Every problem is a :class:`ConfigError` that names the file, the key and what to do.
+``--dashboard HOST:PORT``, ``--no-dashboard``, ``--chains`` ...) win over the file; ``--import``
+adds to ``[components] import``. Every problem is a :class:`ConfigError` that names the file, the key and what to do.
 """
 from __future__ import annotations
 
@@ -365,6 +374,31 @@ def otlp_exporter_available() -> bool:
         return False
 
 
+class ComponentsSection(_Section):
+    """``[components]``: the author's modules, imported before the chains are registered."""
+
+    imports: tuple[str, ...] = msgspec.field(default=(), name="import")
+    """Dotted module names; each registers components with ``@flowchain.component(...)``."""
+    path: tuple[str, ...] = ()
+    """Directories searched first for those modules (relative to the config file); empty: the
+    config file's directory. The current directory is always searched."""
+
+    def __post_init__(self) -> None:
+        for name in self.imports:
+            parts = name.split(".")
+            if not all(p.isidentifier() for p in parts):
+                raise ValueError(f"import holds {name!r}, which is not a dotted module name "
+                                 "such as 'my_components' or 'strategy.components'")
+
+
+class ChainsSection(_Section):
+    """``[chains]``: the author's chains file beside the bundled ``trading_node.yaml``."""
+
+    file: str = ""
+    """A chains YAML (relative to the config file); its chains replace the bundled ones of the
+    same name and the others stay bundled (empty: the bundled file alone)."""
+
+
 def _fraction(value: float, key: str) -> None:
     if isinstance(value, bool) or not 0.0 <= value <= 1.0:
         raise ValueError(f"{key} must be a fraction in [0, 1], got {value!r}")
@@ -386,6 +420,8 @@ class NodeConfig(_Section):
     monitor: MonitorSection = msgspec.field(default_factory=MonitorSection)
     alerts: AlertsSection = msgspec.field(default_factory=AlertsSection)
     otel: OtelSection = msgspec.field(default_factory=OtelSection)
+    components: ComponentsSection = msgspec.field(default_factory=ComponentsSection)
+    chains: ChainsSection = msgspec.field(default_factory=ChainsSection)
     source: str = "<defaults>"
     """Where the configuration came from (for messages); not a file key."""
 
@@ -495,7 +531,8 @@ _FLAG_KEYS = {"feed": ("node", "feed"), "broker": ("node", "broker"), "db": ("no
               "dashboard_enabled": ("dashboard", "enabled"),
               "dashboard_url_file": ("dashboard", "url_file"),
               "dashboard_allow_remote": ("dashboard", "allow_remote"),
-              "dashboard": ("dashboard", "host:port")}
+              "dashboard": ("dashboard", "host:port"),
+              "imports": ("components", "import"), "chains": ("chains", "file")}
 """Command-line overrides and the ``(section, key)`` each one sets (``dashboard`` sets two)."""
 
 
@@ -582,13 +619,15 @@ def _known_keys(section: str) -> str:
                 "risk": RiskSection, "paper": PaperSection, "account": AccountSection,
                 "bridge": BridgeSection,
                 "dashboard": DashboardSection, "history": HistorySection,
-                "monitor": MonitorSection, "alerts": AlertsSection, "otel": OtelSection}
+                "monitor": MonitorSection, "alerts": AlertsSection, "otel": OtelSection,
+                "components": ComponentsSection, "chains": ChainsSection}
     struct = sections.get(section)
     if section.startswith("symbols.") and section.count(".") == 1:
         struct = SymbolSection
     if struct is None:
         return "unknown"
-    return ", ".join(f for f in struct.__struct_fields__ if f != "source")
+    return ", ".join(struct.__struct_encode_fields__[i]
+                     for i, f in enumerate(struct.__struct_fields__) if f != "source")
 
 
 def load_config(path: Union[str, os.PathLike, None] = None,
@@ -628,8 +667,11 @@ def load_config(path: Union[str, os.PathLike, None] = None,
             raise ConfigError(f"{source}: cannot read the config file: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    flags = {k: v for k, v in (overrides or {}).items()
+             if v is not None and not (k == "imports" and not v)}
     base = _convert(data, source, final=not flags)
+    if path is not None:
+        base = _relative_to_file(base, Path(path))
     unknown = set(flags) - set(_FLAG_KEYS)
     if unknown:
         raise ConfigError(f"unknown override(s) {sorted(unknown)}; known: {sorted(_FLAG_KEYS)}")
@@ -642,8 +684,29 @@ def load_config(path: Union[str, os.PathLike, None] = None,
         table = dict(held) if isinstance(held, dict) else {}
         if name == "dashboard":
             table["host"], table["port"] = parse_host_port(str(value))
+        elif name == "imports":
+            held_imports = table.get(key)
+            table[key] = [*(held_imports if isinstance(held_imports, list) else []), *value]
         else:
             table[key] = list(value) if name == "symbols" else value
         merged[section] = table
     label = f"{source} + --flags" if path is not None else "--flags"
+    if path is not None:  # keep the paths resolved against the file; a --chains flag is as given
+        if "chains" not in flags:
+            merged["chains"] = msgspec.to_builtins(base.chains)
+        merged["components"] = dict(merged.get("components") or {},
+                                    path=list(base.components.path))
     return _convert(merged, label)
+
+
+def _relative_to_file(config: NodeConfig, path: Path) -> NodeConfig:
+    """Resolve ``[chains] file`` and ``[components] path`` against the config file's directory
+    (``[components] path`` defaults to that directory)."""
+    here = path.parent
+    chains_file = config.chains.file
+    if chains_file and not Path(chains_file).is_absolute():
+        chains_file = str(here / chains_file)
+    search = tuple(str(here / p) for p in config.components.path) or (str(here),)
+    return msgspec.structs.replace(
+        config, chains=ChainsSection(file=chains_file),
+        components=ComponentsSection(imports=config.components.imports, path=search))

@@ -41,9 +41,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, TextIO
 
-from flowchain.chains import AI_DECISION_CHAIN, MT5_TO_DATABASE_CHAIN, TRADING_NODE_YAML
-from flowchain.chains.trading_node import NodeParts, NodeStartError, build_parts
-from flowchain.components import ComponentRegistry
+from flowchain.chains import AI_DECISION_CHAIN, MT5_TO_DATABASE_CHAIN
+from flowchain.chains.trading_node import (NodeParts, NodeStartError, build_parts,
+                                           build_registry)
 from flowchain.config import OTLP_EXPORTER_MODULE, NodeConfig
 from flowchain.errors import ChainStepError, FlowChainError
 from flowchain.feeds.base import Feed
@@ -342,17 +342,15 @@ class TradingNode:
         begun = time.perf_counter()
         config = self.config
         self.parts = build_parts(config)
-        components = ComponentRegistry()
-        for name, impl in self.parts.components.items():
-            components.register(name, impl)
-        registry = ChainRegistry(components)
-        chains_file = Path(config.node.chains) if config.node.chains else TRADING_NODE_YAML
+        registry = build_registry(config, self.parts.components)
         try:
-            registry.register_file(chains_file)
             self._decide = registry.runner(AI_DECISION_CHAIN).run
             self._store_runner = registry.runner(MT5_TO_DATABASE_CHAIN)
         except FlowChainError as exc:
-            raise NodeStartError(f"chains file {chains_file}: {exc}") from exc
+            raise NodeStartError(f"building the node's chains: {exc}") from exc
+        except Exception as exc:  # a component class of the author's may raise while built
+            raise NodeStartError(f"building the node's chains: {type(exc).__name__}: "
+                                 f"{exc}") from exc
         self.registry = registry
         self.feed = feed = self.parts.feed
         history = max(DEFAULT_HISTORY, self.parts.min_history)

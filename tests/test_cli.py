@@ -113,3 +113,115 @@ def test_console_script_bench_overhead_json():
     assert set(result["step_latency"]) == {"step_0", "step_1", "step_2", "step_3"}
     assert all(s["p50_ns"] <= s["p99_ns"] <= s["p999_ns"] for s in result["step_latency"].values())
     assert result["versions"]["cython"] and result["cpu"]
+
+
+def test_run_prints_the_output_and_json_includes_it(workdir):
+    result = invoke("run", "chains.yaml", "Good", "--input", "3", "-i", "cli_test_components")
+    assert result.exit_code == 0
+    assert result.output.rstrip().endswith("output:\n12")
+    result = invoke("run", "chains.yaml", "Good", "--input", '"ab"', "-i",
+                    "cli_test_components", "--json")
+    record = json.loads(result.output)
+    assert record["output"] == "abababab" and record["runs"] == 1
+    result = invoke("run", "chains.yaml", "Bad", "--input", "3", "-i", "cli_test_components",
+                    "--json")
+    assert result.exit_code == 1 and json.loads(result.output)["output"] is None
+
+
+CHAIN_FILE_MISTAKES = {
+    "latin1.yaml": (b"G:\n  description: caf\xe9\n  steps: []\n",
+                    "latin1.yaml:2: the file is not UTF-8 text: byte 0xe9"),
+    "deep.yaml": (b"G: " + b"[" * 20_000 + b"]" * 20_000 + b"\n", "nested too deeply"),
+    "python_tag.yaml": (b"G:\n  steps: !!python/object/apply:os.system [echo hi]\n",
+                        "python_tag.yaml:2: the tag 'tag:yaml.org,2002:python/object/apply:"
+                        "os.system' is not allowed"),
+    "bad_float.yaml": (b"G:\n  steps:\n    - {name: a, component: cli_test.Double, input: n,"
+                       b" output: m, expected_duration: !!float soon}\n",
+                       "bad_float.yaml:3: 'soon' is not a valid float"),
+    "dup_key.yaml": (b"G:\n  steps:\n    - name: a\n      component: cli_test.Double\n"
+                     b"      input: n\n      output: m\n      input: q\n"
+                     b"      expected_duration: 1\n",
+                     "dup_key.yaml:7: chain 'G' step 'a': duplicate key 'input' in the step "
+                     "(first at line 5)"),
+    "dup_chain.yaml": (b"G:\n  steps:\n    - {name: a, component: cli_test.Double, input: n,"
+                       b" output: m, expected_duration: 1}\nG:\n  steps: []\n",
+                       "dup_chain.yaml:4: chain 'G': the chain is defined twice in this file "
+                       "(first at line 1)"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHAIN_FILE_MISTAKES))
+def test_chain_file_mistakes_are_messages_and_nonzero_exits(workdir, name):
+    data, expected = CHAIN_FILE_MISTAKES[name]
+    (workdir / name).write_bytes(data)
+    for args in (("chains", "validate", name), ("chains", "show", name, "G"),
+                 ("run", name, "G", "--input", "1")):
+        result = invoke(*args, "-i", "cli_test_components")  # raises if anything escapes
+        assert result.exit_code == 1, (args, result.output)
+        assert expected in " ".join(result.output.split()), result.output
+        assert "Traceback" not in result.output
+
+
+def test_run_input_deeply_nested_or_invalid_json_exits_2(workdir):
+    deep = "[" * 100_000 + "]" * 100_000
+    result = invoke("run", "chains.yaml", "Good", "--input", deep, "-i", "cli_test_components")
+    assert result.exit_code == 2 and "--input is nested too deeply" in result.output
+    result = invoke("run", "chains.yaml", "Good", "--input", '{"a": 1,}', "-i",
+                    "cli_test_components")
+    assert result.exit_code == 2
+    assert "--input is not valid JSON: Expecting property name enclosed in double quotes at " \
+           "line 1 column 9" in " ".join(result.output.split())
+
+
+def test_names_that_look_like_console_markup_are_printed_as_written(workdir):
+    (workdir / "markup_components.py").write_text(
+        "import flowchain\nflowchain.component('[/c]')(lambda x: x)\n")
+    (workdir / "markup.yaml").write_text(
+        'G:\n  description: "[/z] desc"\n  steps:\n'
+        '    - {name: "[bold]x[/y]", component: "[/c]", input: "[/a]", output: b,'
+        ' expected_duration: 1}\n')
+    for args in (("chains", "validate", "markup.yaml"), ("chains", "list", "markup.yaml"),
+                 ("chains", "show", "markup.yaml", "G"), ("run", "markup.yaml", "G")):
+        result = invoke(*args, "-i", "markup_components")
+        assert result.exit_code == 0, (args, result.output)
+    assert "[bold]x[/y]" in invoke("chains", "show", "markup.yaml", "G", "-i",
+                                   "markup_components").output
+    result = invoke("run", "markup.yaml", "[/nope]", "-i", "markup_components")
+    assert result.exit_code == 1 and "has no chain '[/nope]'" in result.output
+    (workdir / "bad_markup.yaml").write_text(
+        'G:\n  steps:\n    - {name: "[bold]x[/y]", component: A, input: a, output: b,'
+        ' expected_duration: 0}\n')
+    result = invoke("chains", "diagram", "bad_markup.yaml", "G")
+    assert result.exit_code == 1 and "step '[bold]x[/y]'" in result.output
+
+
+def test_run_awaits_async_steps_and_shows_their_output(workdir):
+    (workdir / "async_components.py").write_text(
+        "import asyncio\nimport flowchain\n\n"
+        "@flowchain.component('cli_test.Later')\n"
+        "async def later(x):\n    await asyncio.sleep(0)\n    return {'got': x, 'items': [x] * 3}\n")
+    (workdir / "async.yaml").write_text(
+        "A:\n  steps:\n    - {name: a, component: cli_test.Double, input: n, output: n,"
+        " expected_duration: 1}\n    - {name: b, component: cli_test.Later, input: n, output: m,"
+        " expected_duration: 1}\n")
+    result = invoke("run", "async.yaml", "A", "--input", "2", "-i", "cli_test_components",
+                    "-i", "async_components", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["output"] == {"got": 4, "items": [4, 4, 4]}
+
+
+@pytest.mark.parametrize("ticks, fragment", [
+    ('{"symbol": "EURUSD", "ticks": []}', "'ticks' is empty"),
+    ('{"symbol": "", "ticks": [{"time_msc": 1, "bid": 1, "ask": 1}]}', "'symbol' must be"),
+    ('{"ticks": [{"time_msc": 1, "bid": NaN, "ask": 1}]}', "ticks[0].bid must be a finite number"),
+    ('{"ticks": [{"time_msc": 1e30, "bid": 1, "ask": 1}]}', "ticks[0].time_msc = 1e+30 does not fit"),
+    ('{"ticks": [{"time_msc": 99999999999999999999, "bid": 1, "ask": 1}]}', "does not fit"),
+    ('{"ticks": [{"time_msc": 1, "bid": 1, "ask": 1, "spread": 2}]}', "unknown field(s) ['spread']"),
+    ('{"ticks": [[1, 2, 3]]}', "ticks[0] must be an object"),
+])
+def test_run_node_chain_input_mistakes_exit_2(workdir, ticks, fragment):
+    from flowchain.chains import TRADING_NODE_YAML
+
+    result = invoke("run", str(TRADING_NODE_YAML), "MT5_To_Database_Chain", "--input", ticks)
+    assert result.exit_code == 2, result.output
+    assert fragment in " ".join(result.output.split())

@@ -75,9 +75,11 @@ def test_cli_writes_report_and_reports_bad_input(tmp_path):
     result = runner.invoke(app, ["report", "--db", str(db), "--since", "1h", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "decision" in out.read_text()
+    out.unlink()
     old = runner.invoke(app, ["report", "--db", str(db), "--since", "2200-01-01T00:00:00",
                               "--out", str(out)])
-    assert old.exit_code == 0 and "No history in this range" in out.read_text()
+    assert old.exit_code == 1 and "no history in" in old.output and "Nothing written" in old.output
+    assert not out.exists()
     bad = runner.invoke(app, ["report", "--db", str(db), "--since", "soon", "--out", str(out)])
     assert bad.exit_code == 1 and "neither a duration" in bad.output
     missing = runner.invoke(app, ["report", "--db", str(tmp_path / "x.db"), "--out", str(out)])

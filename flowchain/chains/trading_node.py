@@ -10,12 +10,19 @@ untouched, so several nodes or tests can live in one process).
 from __future__ import annotations
 
 import asyncio
+import importlib
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 from flowchain.config import NodeConfig
-from flowchain.errors import FlowChainError
+from flowchain.errors import ChainValidationError, FlowChainError
 from flowchain.feeds.base import Feed
+
+IMPORT_HINT = ("import the module that registers it: flowchain node --import MODULE, or "
+               "[components] import = [\"MODULE\"] in the node's config")
+"""What an unknown component in the node's chains means to do."""
 
 
 class NodeStartError(FlowChainError, RuntimeError):
@@ -251,3 +258,82 @@ def build_parts(config: NodeConfig) -> NodeParts:
                      trading=trading, database=database, closers=closers,
                      account_currency=getattr(broker, "account_currency", None)
                      or config.account.currency)
+
+
+def import_component_modules(config: NodeConfig) -> None:
+    """Import ``[components] import`` (and ``--import``) modules, searching ``[components]
+    path`` and the current directory first.
+
+    Raises
+    ------
+    NodeStartError
+        When a module cannot be imported; the message names it and the error.
+    """
+    for directory in (*config.components.path, str(Path.cwd())):
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+    for name in config.components.imports:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # an author's module may raise anything while importing
+            searched = ", ".join(config.components.path) or "the current directory"
+            raise NodeStartError(
+                f"component module {name!r} (from {config.source}): {type(exc).__name__}: "
+                f"{exc} (searched {searched} and sys.path)") from exc
+
+
+def build_registry(config: NodeConfig, configured: dict[str, Any]) -> Any:
+    """Return the node's ChainRegistry: the author's components beside the configured built-in
+    ones, the bundled chains, and the author's chains file over them.
+
+    The process-wide components (those the ``[components] import`` modules registered with
+    ``@flowchain.component``) are copied into a registry of the node's own; the configured
+    built-in instances take their names. ``[chains] file`` chains replace bundled chains of the
+    same name; ``[node] chains`` replaces the bundled file entirely.
+
+    Raises
+    ------
+    NodeStartError
+        When a module does not import, a chains file is invalid, a chain names a component
+        nobody registered (the message says how to import it), or a node chain is missing.
+    """
+    from flowchain.chain import load_chains_file
+    from flowchain.chains import AI_DECISION_CHAIN, MT5_TO_DATABASE_CHAIN, TRADING_NODE_YAML
+    from flowchain.components import ComponentRegistry, default_components
+    from flowchain.registry import ChainRegistry
+
+    import_component_modules(config)
+    components = ComponentRegistry()
+    for name in default_components.names():
+        if name not in configured:
+            components.register(name, default_components.implementation(name))
+    for name, impl in configured.items():
+        components.register(name, impl)
+    registry = ChainRegistry(components)
+    base = Path(config.node.chains) if config.node.chains else TRADING_NODE_YAML
+    files = [base] + ([Path(config.chains.file)] if config.chains.file else [])
+    chains: dict[str, Any] = {}
+    try:
+        for path in files:
+            for definition in load_chains_file(path):
+                chains[definition.name] = definition
+        problems = []
+        for definition in chains.values():
+            try:
+                registry.register_chain(definition)
+            except ChainValidationError as exc:
+                problems.extend(exc.problems)
+        if problems:
+            raise ChainValidationError(problems)
+    except ChainValidationError as exc:
+        unknown = any(p.message.startswith("unknown component") for p in exc.problems)
+        hint = f"\n  to fix an unknown component, {IMPORT_HINT}" if unknown else ""
+        raise NodeStartError(f"the node's chains ({' + '.join(map(str, files))}): "
+                             f"{exc}{hint}") from exc
+    missing = [n for n in (AI_DECISION_CHAIN, MT5_TO_DATABASE_CHAIN) if n not in chains]
+    if missing:
+        raise NodeStartError(
+            f"the node's chains ({' + '.join(map(str, files))}): the node runs "
+            f"{', '.join(map(repr, missing))} and no chains file defines it; the chains there: "
+            f"{', '.join(chains) or 'none'}")
+    return registry

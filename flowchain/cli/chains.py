@@ -4,6 +4,7 @@ from typing import List
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from flowchain.cli.app import chains_app
@@ -22,22 +23,23 @@ def validate(file: Path = FileArg, imports: List[str] = ImportOpt) -> None:
     """Validate every chain of FILE: structure, contracts, durations, known components."""
     _, definitions = load_registry(file, imports)
     for d in definitions:
-        out.print(f"[green]ok[/] {d.name} ({len(d.steps)} steps) id {d.chain_id}")
-    out.print(f"{file}: {len(definitions)} valid chain(s)")
+        out.print(f"[green]ok[/] {escape(f'{d.name} ({len(d.steps)} steps) id {d.chain_id}')}")
+    out.print(f"{file}: {len(definitions)} valid chain(s)", markup=False)
 
 
 @chains_app.command("list")
 def list_chains(file: Path = FileArg, imports: List[str] = ImportOpt) -> None:
     """List the chains of FILE with their ids and step counts."""
     registry, definitions = load_registry(file, imports)
-    table = Table(title=str(file))
+    table = Table(title=escape(str(file)))
     for col in ("chain", "id", "steps", "version", "expected ms"):
         table.add_column(col)
     for d in definitions:
         version = registry.version_of(d.chain_id)
         label = f"{version.version}" + (f" ({version.label})" if version.label else "")
         total = sum(s.expected_duration_ms for s in d.steps)
-        table.add_row(d.name, d.chain_id, str(len(d.steps)), label, f"{total:g}")
+        table.add_row(escape(d.name), escape(d.chain_id), str(len(d.steps)), escape(label),
+                      f"{total:g}")
     out.print(table)
 
 
@@ -47,16 +49,16 @@ def show(file: Path = FileArg, name: str = typer.Argument(..., help="The chain's
     """Show one chain: its steps, their contracts and expected durations, id and versions."""
     registry, definitions = load_registry(file, imports)
     d = find_chain(definitions, name, file)
-    out.print(f"[bold]{d.name}[/]  id {d.chain_id}")
+    out.print(f"[bold]{escape(d.name)}[/]  id {escape(d.chain_id)}")
     if d.description:
-        out.print(d.description)
+        out.print(d.description, markup=False)
     for v in registry.versions(d.name):
         label = f" label {v.label!r}" if v.label else ""
-        out.print(f"version {v.version}{label}: {v.chain_id}")
+        out.print(f"version {v.version}{label}: {v.chain_id}", markup=False)
     table = Table()
     for col in ("#", "step", "component", "input", "output", "expected ms", "line"):
         table.add_column(col)
     for i, s in enumerate(d.steps, 1):
-        table.add_row(str(i), s.name, s.component, s.input, s.output,
+        table.add_row(str(i), *(escape(v) for v in (s.name, s.component, s.input, s.output)),
                       f"{s.expected_duration_ms:g}", str(s.line or ""))
     out.print(table)

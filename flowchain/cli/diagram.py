@@ -4,6 +4,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from flowchain.chain import load_chains_file
 from flowchain.cli.app import chains_app
@@ -36,7 +37,7 @@ def diagram(
     try:
         definitions = load_chains_file(file)
     except ChainValidationError as exc:
-        err.print(f"[red]{file}: invalid chains[/]\n{exc}")
+        err.print(f"[red]{escape(str(file))}: invalid chains[/]\n{escape(str(exc))}")
         raise typer.Exit(1) from exc
     definition = find_chain(definitions, name, file)
     figures = None

@@ -8,6 +8,7 @@ from typing import Iterable
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from flowchain.chain import ChainDefinition
 from flowchain.errors import ChainValidationError
@@ -51,9 +52,13 @@ def load_registry(path: Path, modules: Iterable[str]) -> tuple[ChainRegistry, li
     try:
         definitions = [registry.get_chain(i) for i in registry.register_file(path)]
     except ChainValidationError as exc:
-        err.print(f"[red]invalid:[/] {path}")
+        err.print(f"[red]invalid:[/] {escape(str(path))}")
         for problem in exc.problems:
-            err.print(f"  {problem}")
+            err.print(f"  {problem}", markup=False, highlight=False)
+        if any(p.message.startswith("unknown component") for p in exc.problems):
+            err.print("  to fix an unknown component, import the module that registers it: "
+                      "--import MODULE (repeatable; the current directory is searched)",
+                      markup=False, highlight=False)
         raise typer.Exit(1) from exc
     return registry, definitions
 
@@ -70,5 +75,5 @@ def find_chain(definitions: list[ChainDefinition], name: str, path: Path) -> Cha
         if d.name == name:
             return d
     names = ", ".join(d.name for d in definitions) or "none"
-    err.print(f"[red]error:[/] {path} has no chain {name!r}; its chains: {names}")
+    err.print(f"[red]error:[/] {escape(f'{path} has no chain {name!r}; its chains: {names}')}")
     raise typer.Exit(1)

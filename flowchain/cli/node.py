@@ -5,7 +5,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import typer
 from rich.console import Console
@@ -115,6 +115,14 @@ def node(
     dashboard_allow_remote: bool = typer.Option(
         False, "--dashboard-allow-remote",
         help="Allow a non-loopback dashboard host (it has no authentication)."),
+    imports: List[str] = typer.Option(
+        [], "--import", "-i", metavar="MODULE",
+        help="Import this module first: it registers your components with "
+             "@flowchain.component (repeatable; adds to \\[components] import)."),
+    chains: Optional[str] = typer.Option(
+        None, "--chains", metavar="FILE",
+        help="Your chains YAML: its chains replace the bundled ones of the same name "
+             "(\\[chains] file)."),
     as_json: bool = typer.Option(False, "--json", help="Print the exit summary as one JSON object."),
 ) -> None:
     """Run the trading node: ticks from the feed through the AI decision chain (every tick) and
@@ -130,7 +138,8 @@ def node(
             "status_interval": status_interval, "dashboard": dashboard,
             "dashboard_enabled": False if no_dashboard else None,
             "dashboard_url_file": dashboard_url_file,
-            "dashboard_allow_remote": True if dashboard_allow_remote else None})
+            "dashboard_allow_remote": True if dashboard_allow_remote else None,
+            "imports": list(imports), "chains": chains})
     except ConfigError as exc:
         err.print(f"[red]invalid configuration:[/] {escape(str(exc))}")
         raise typer.Exit(2) from exc

@@ -2,27 +2,31 @@
 import asyncio
 import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from flowchain.cli.app import app
 from flowchain.cli.loading import find_chain, load_registry
+from flowchain.cli.run_inputs import InputError, chain_inputs, output_json
 from flowchain.context import UserContext
+from flowchain.errors import ChainStepError
 from flowchain.execution import ChainExecution
 
 out = Console()
+err = Console(stderr=True)
 
 
 def _print_execution(record: ChainExecution) -> None:
-    table = Table(title=f"{record.chain_name} {record.execution_id}")
+    table = Table(title=escape(f"{record.chain_name} {record.execution_id}"))
     for col in ("step", "component", "status", "duration", "expected", ""):
         table.add_column(col)
     for s in record.steps:
         color = {"succeeded": "green", "failed": "red"}.get(s.status.value, "yellow")
-        table.add_row(s.name, s.component, f"[{color}]{s.status.value}[/]",
+        table.add_row(escape(s.name), escape(s.component), f"[{color}]{s.status.value}[/]",
                       f"{s.duration_ns / 1e3:,.1f} us", f"{s.expected_ns / 1e3:,.1f} us",
                       "[yellow]slow[/]" if s.slow else "")
     out.print(table)
@@ -34,36 +38,76 @@ def _print_execution(record: ChainExecution) -> None:
 def run(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="A YAML file of chains."),
     name: str = typer.Argument(..., help="The chain to run."),
-    input_json: str = typer.Option("null", "--input", help="The first step's input, as JSON."),
+    input_json: str = typer.Option(
+        "null", "--input",
+        help="The first step's input, as JSON. The trading node's chains (RawTickBatch, "
+             "DecisionContext) take {\"symbol\": ..., \"ticks\": [{\"time_msc\": ..., "
+             "\"bid\": ..., \"ask\": ...}, ...]}."),
     imports: List[str] = typer.Option([], "--import", "-i",
                                       help="Import this module first (registers components)."),
     tenant: Optional[str] = typer.Option(None, help="Tenant id of the user context."),
-    as_json: bool = typer.Option(False, "--json", help="Print the record as one JSON object."),
+    as_json: bool = typer.Option(False, "--json",
+                                 help="Print the record and the output as one JSON object."),
 ) -> None:
-    """Execute chain NAME of FILE once on --input; print each step's timing, or the failing
-    step with its exception, input and traceback (exit code 1)."""
+    """Execute chain NAME of FILE on --input; print each step's timing and the chain's output,
+    or the failing step with its exception, input and traceback (exit code 1). Exit code 2:
+    --input is not valid JSON or does not fit the chain's first contract."""
     try:
         data = json.loads(input_json)
     except json.JSONDecodeError as exc:
-        out.print(f"[red]error:[/] --input is not valid JSON: {exc.msg} at column {exc.colno}")
+        err.print(f"[red]error:[/] --input is not valid JSON: {exc.msg} at line {exc.lineno} "
+                  f"column {exc.colno}")
         raise typer.Exit(2) from exc
+    except RecursionError:
+        err.print("[red]error:[/] --input is nested too deeply to read; flatten the JSON")
+        raise typer.Exit(2) from None
     registry, definitions = load_registry(file, imports)
     definition = find_chain(definitions, name, file)
     context = UserContext(tenant_id=tenant) if tenant else None
     runner = registry.runner(definition.chain_id)
-    if runner.has_async:
-        record = asyncio.run(registry.execute_chain_async(definition.chain_id, data, context))
-    else:
-        record = registry.execute_chain(definition.chain_id, data, context)
+    runs = 0
+    output: Any = None
+    record: Optional[ChainExecution] = None
+    loop = asyncio.new_event_loop() if runner.has_async else None
+    try:
+        for item in chain_inputs(definition.steps[0].input, data):
+            seq = runner.executions
+            runs += 1
+            try:
+                if loop is None:
+                    output = runner.run(item, context)
+                else:
+                    output = loop.run_until_complete(runner.run_async(item, context))
+            except ChainStepError as exc:
+                record, output = exc.execution, None
+                break
+            record = registry.execution(definition.chain_id, seq)
+    except InputError as exc:
+        err.print(f"[red]error:[/] --input for {definition.name!r} (its first step takes "
+                  f"{definition.steps[0].input!r}): {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    finally:
+        if loop is not None:
+            loop.close()
+    assert record is not None
+    shown = output_json(output) if record.is_successful() else None
     if as_json:
-        typer.echo(json.dumps(record.to_dict(), default=repr))
+        payload = record.to_dict()
+        payload["output"] = shown
+        payload["runs"] = runs
+        typer.echo(json.dumps(payload, default=repr))
     else:
         _print_execution(record)
+        if runs > 1:
+            out.print(f"ran {runs} times (once per tick); the last run is shown")
         if record.failure is not None:
             f = record.failure
-            out.print(f"[red]failed at step {f.step!r} ({f.component}):[/] "
-                      f"{f.exception_type}: {f.message}")
-            out.print(f"input: {f.input_repr}")
+            out.print(f"[red]failed at step {escape(repr(f.step))} ({escape(f.component)}):[/] "
+                      f"{escape(f'{f.exception_type}: {f.message}')}")
+            out.print(f"input: {f.input_repr}", markup=False, highlight=False)
             out.print(f.traceback, markup=False, highlight=False)
+        else:
+            out.print("output:")
+            out.print(json.dumps(shown, indent=2, default=repr), markup=False, highlight=False)
     if not record.is_successful():
         raise typer.Exit(1)
