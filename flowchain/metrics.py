@@ -1,8 +1,10 @@
 """Prometheus exposition: the engine's HDR counts become Prometheus histograms at scrape time.
 
 Nothing here runs on the hot path. :class:`FlowChainCollector` is a ``prometheus_client``
-custom collector: on every scrape it copies each runner's native HDR counts, folds them into
-the fixed buckets of :data:`BUCKETS_S` (1 us to 10 s) and yields
+custom collector: on every rendering it reads each runner's counters and the used part of its
+native HDR counts as one consistent snapshot (:func:`read_figures`: a chain's counters agree
+within one scrape), folds the counts into the fixed buckets of :data:`BUCKETS_S` (1 us to
+10 s) and yields
 
 ``flowchain_chain_execution_seconds``   histogram, labels chain, tenant (successful executions)
 ``flowchain_step_execution_seconds``    histogram, labels chain, step, tenant
@@ -10,17 +12,23 @@ the fixed buckets of :data:`BUCKETS_S` (1 us to 10 s) and yields
 ``flowchain_chain_failures_total``      counter, labels chain, tenant
 ``flowchain_step_failures_total``       counter, labels chain, step, tenant
 ``flowchain_chain_success_ratio``       gauge, labels chain, tenant
+``flowchain_chain_executions_running``  gauge, labels chain, tenant
+``flowchain_step_escalated``            gauge, labels chain, step, tenant (1 while escalated)
 
 plus whatever its *providers* yield (feed counters: :func:`feed_metrics`; order counters:
 :func:`counter_metrics`). A bucket holds every recorded value whose HDR bucket starts at or
 below its bound, exact to the histogram's 0.1% precision.
 
 Registries are per tenant: pass ``{tenant: registry}`` to label each registry's chains.
+:class:`ExpositionCache` renders the exposition off the request path, so a scrape costs about
+what serving its bytes costs, whatever the number of chains.
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 import numpy as np
@@ -29,6 +37,7 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily, Metric)
 
 from flowchain.monitor import built_runners
+from flowchain.periodic import PeriodicThread
 
 log = logging.getLogger("flowchain.metrics")
 
@@ -70,17 +79,70 @@ class HdrToBuckets:
         self._labels = [_le(b) for b in self.bounds_s]
 
     def convert(self, counts: np.ndarray) -> tuple[list[tuple[str, float]], float, int]:
-        """Return (cumulative buckets with ``+Inf``, sum in seconds, count) of a counts row."""
+        """Return (cumulative buckets with ``+Inf``, sum in seconds, count) of a counts row.
+
+        The row may be cut short after its last used bucket (the rest counts as zeros).
+        """
         cumulative = np.concatenate(([0], np.cumsum(counts, dtype=np.int64)))
         total = int(cumulative[-1])
-        buckets = [(label, float(cumulative[cut])) for label, cut in zip(self._labels, self._cut)]
+        cuts = np.minimum(self._cut, len(counts))
+        buckets = [(label, float(cumulative[cut])) for label, cut in zip(self._labels, cuts)]
         buckets.append(("+Inf", float(total)))
-        total_ns = float(np.dot(counts.astype(np.float64), self._median))
+        total_ns = float(np.dot(counts.astype(np.float64), self._median[: len(counts)]))
         return buckets, total_ns / 1e9, total
 
 
 def _le(bound: float) -> str:
     return repr(float(bound))
+
+
+@dataclass(frozen=True, slots=True)
+class ChainFigures:
+    """One runner's figures, read together: counters and HDR counts that agree.
+
+    ``counts`` holds rows ``0..n-1`` (steps) and ``n`` (the whole chain), cut after the highest
+    bucket any row has used. ``completed`` is ``counts`` total of the chain row plus
+    ``failures``; ``running`` the executions started and not yet completed when read.
+    """
+
+    tenant: str
+    definition: Any
+    counts: np.ndarray
+    step_errors: np.ndarray
+    completed: int
+    failures: int
+    running: int
+    escalated: tuple[bool, ...]
+
+
+def read_figures(tenant: str, definition: Any, runner: Any, escalated: tuple[bool, ...],
+                 attempts: int = 50) -> tuple[ChainFigures, bool]:
+    """Read one runner's counters and HDR counts as one consistent snapshot.
+
+    The runner keeps recording on its own thread while this reads; the read is repeated until
+    nothing changed between its first and its last look (each record bumps a row's count in
+    ``stats``; each start and failure the runner's counters), so a chain's figures agree
+    within one scrape: ``completed == chain count + failures``, ``failures == sum(step
+    errors)``. Only the used part of the counts (up to the highest recorded value's bucket) is
+    copied. Returns the figures and whether they are consistent (False only after
+    ``attempts`` reads all raced with the runner).
+    """
+    hist = runner.histograms
+    n = len(definition.steps)
+    for _ in range(attempts):
+        started, failed = int(runner.executions), int(runner.failures)
+        stats = np.array(hist.stats[: n + 1])
+        used = int(hist.index_of(int(stats[:, 2].max()))) + 1 if stats[:, 0].any() else 1
+        counts = np.array(hist.counts[: n + 1, :used])
+        errors = np.array(runner.step_errors[:n], dtype=np.int64)
+        consistent = (int(runner.executions) == started and int(runner.failures) == failed
+                      and np.array_equal(hist.stats[: n + 1], stats))
+        if consistent:
+            break
+    ok = int(stats[n, 0])
+    completed = ok + failed
+    return ChainFigures(tenant, definition, counts, errors, completed, failed,
+                        max(0, started - completed), escalated), consistent
 
 
 class FlowChainCollector:
@@ -92,6 +154,13 @@ class FlowChainCollector:
         A single registry is labelled ``tenant="default"``.
     providers : iterable of callables
         Each returns Prometheus metric families at scrape time (feed, order counters).
+    monitors : Monitor or mapping of tenant -> Monitor, optional
+        Source of ``flowchain_step_escalated`` (1 while a step is escalated, else 0).
+
+    Attributes
+    ----------
+    counters : dict
+        ``scrapes``, ``torn_reads`` (a runner's figures that never read consistently).
 
     Examples
     --------
@@ -100,13 +169,18 @@ class FlowChainCollector:
     """
 
     def __init__(self, registries: Union[Any, Mapping[str, Any]],
-                 providers: Iterable[Provider] = ()) -> None:
+                 providers: Iterable[Provider] = (), monitors: Any = None) -> None:
         if isinstance(registries, Mapping):
             self.registries = dict(registries)
         else:
             self.registries = {"default": registries}
+        if monitors is None or isinstance(monitors, Mapping):
+            self.monitors = dict(monitors or {})
+        else:
+            self.monitors = {next(iter(self.registries)): monitors}
         self.providers: list[Provider] = list(providers)
         self.provider_errors = 0
+        self.counters = {"scrapes": 0, "torn_reads": 0}
         self._converters: dict[tuple, HdrToBuckets] = {}
 
     def add_provider(self, provider: Provider) -> None:
@@ -124,7 +198,23 @@ class FlowChainCollector:
             conv = self._converters[key] = HdrToBuckets(layout)
         return conv
 
+    def snapshot(self) -> list[tuple[HdrToBuckets, ChainFigures]]:
+        """Read every tenant's latest runners (one :class:`ChainFigures` each, consistent)."""
+        out = []
+        for tenant, registry in self.registries.items():
+            conv = self._converter(registry)
+            monitor = self.monitors.get(tenant)
+            for definition, runner in self._latest_runners(registry):
+                escalated = tuple(monitor is not None and monitor.is_escalated(
+                    definition.chain_id, i) for i in range(len(definition.steps)))
+                figures, consistent = read_figures(tenant, definition, runner, escalated)
+                if not consistent:
+                    self.counters["torn_reads"] += 1
+                out.append((conv, figures))
+        return out
+
     def collect(self) -> Iterable[Metric]:
+        self.counters["scrapes"] += 1
         chain_hist = HistogramMetricFamily(
             "flowchain_chain_execution_seconds",
             "Duration of successful chain executions, from the engine's HDR counts.",
@@ -134,34 +224,39 @@ class FlowChainCollector:
             "Duration of successful step executions, from the engine's HDR counts.",
             labels=["chain", "step", "tenant"])
         executed = CounterMetricFamily("flowchain_chains_executed",
-                                       "Chain executions started.", labels=["chain", "tenant"])
+                                       "Chain executions completed (succeeded or failed).",
+                                       labels=["chain", "tenant"])
         failures = CounterMetricFamily("flowchain_chain_failures",
                                        "Chain executions that failed.", labels=["chain", "tenant"])
         step_failures = CounterMetricFamily("flowchain_step_failures",
                                             "Step executions that raised.",
                                             labels=["chain", "step", "tenant"])
         ratio = GaugeMetricFamily("flowchain_chain_success_ratio",
-                                  "Successful executions / executions since start.",
+                                  "Successful executions / completed executions since start.",
                                   labels=["chain", "tenant"])
-        for tenant, registry in self.registries.items():
-            conv = self._converter(registry)
-            for definition, runner in self._latest_runners(registry):
-                chain = definition.name
-                n = len(definition.steps)
-                counts = np.array(runner.histograms.counts)     # one copy per scrape
-                errors = np.array(runner.step_errors)
-                for i, step in enumerate(definition.steps):
-                    buckets, total_s, _ = conv.convert(counts[i])
-                    step_hist.add_metric([chain, step.name, tenant], buckets, total_s)
-                    step_failures.add_metric([chain, step.name, tenant], float(errors[i]))
-                buckets, total_s, _ = conv.convert(counts[n])
-                chain_hist.add_metric([chain, tenant], buckets, total_s)
-                runs, failed = int(runner.executions), int(runner.failures)
-                executed.add_metric([chain, tenant], float(runs))
-                failures.add_metric([chain, tenant], float(failed))
-                if runs:
-                    ratio.add_metric([chain, tenant], (runs - failed) / runs)
-        yield from (chain_hist, step_hist, executed, failures, step_failures, ratio)
+        running = GaugeMetricFamily("flowchain_chain_executions_running",
+                                    "Executions started and not yet completed.",
+                                    labels=["chain", "tenant"])
+        escalated = GaugeMetricFamily("flowchain_step_escalated",
+                                      "1 while the step's error rate is escalated, else 0.",
+                                      labels=["chain", "step", "tenant"])
+        for conv, f in self.snapshot():
+            chain, tenant = f.definition.name, f.tenant
+            n = len(f.definition.steps)
+            for i, step in enumerate(f.definition.steps):
+                buckets, total_s, _ = conv.convert(f.counts[i])
+                step_hist.add_metric([chain, step.name, tenant], buckets, total_s)
+                step_failures.add_metric([chain, step.name, tenant], float(f.step_errors[i]))
+                escalated.add_metric([chain, step.name, tenant], 1.0 if f.escalated[i] else 0.0)
+            buckets, total_s, _ = conv.convert(f.counts[n])
+            chain_hist.add_metric([chain, tenant], buckets, total_s)
+            executed.add_metric([chain, tenant], float(f.completed))
+            failures.add_metric([chain, tenant], float(f.failures))
+            running.add_metric([chain, tenant], float(f.running))
+            if f.completed:
+                ratio.add_metric([chain, tenant], (f.completed - f.failures) / f.completed)
+        yield from (chain_hist, step_hist, executed, failures, step_failures, ratio, running,
+                    escalated)
         for provider in self.providers:
             try:
                 yield from provider()
@@ -259,6 +354,104 @@ def exposition_registry(collector: FlowChainCollector) -> CollectorRegistry:
 def render(prom: CollectorRegistry) -> bytes:
     """Return the text exposition of ``prom`` (what ``/metrics`` serves)."""
     return generate_latest(prom)
+
+
+class ExpositionCache:
+    """The text exposition of a Prometheus registry, rendered off the request path.
+
+    Rendering every chain's histograms costs far more than serving bytes (tens of ms with a
+    hundred chains), so a scrape serves the latest rendering while it is at most
+    ``max_age_s`` old, and a daemon thread renders a fresh one every ``refresh_s`` while
+    someone scraped in the last ``idle_s`` seconds (nobody scraping: no rendering at all).
+    The first scrape, or one after a pause, renders inline. Each rendering is one
+    consistent snapshot of every chain (see :func:`read_figures`).
+
+    Parameters
+    ----------
+    prom : CollectorRegistry
+    refresh_s : float
+        Seconds between background renderings; a scrape may see figures up to
+        ``max_age_s = 2 * refresh_s`` old.
+    idle_s : float
+        Stop rendering when no scrape came for this long.
+
+    Attributes
+    ----------
+    counters : dict
+        ``renders`` (in the background), ``inline_renders`` (a scrape waited for one),
+        ``served``, ``render_errors``.
+
+    Raises
+    ------
+    ValueError
+        When ``refresh_s`` or ``idle_s`` is not positive.
+    """
+
+    def __init__(self, prom: CollectorRegistry, *, refresh_s: float = 1.0,
+                 idle_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        if not refresh_s > 0 or not idle_s > 0:
+            raise ValueError(f"refresh_s and idle_s must be positive, got {refresh_s}, {idle_s}")
+        self.prom = prom
+        self.refresh_s = refresh_s
+        self.max_age_s = 2 * refresh_s
+        self.idle_s = idle_s
+        self.clock = clock
+        self.counters = {"renders": 0, "inline_renders": 0, "served": 0, "render_errors": 0}
+        self._body: Optional[bytes] = None
+        self._rendered_at = 0.0
+        self._requested_at: Optional[float] = None
+        self._lock = threading.Lock()
+        self._closing = False
+        self._periodic = PeriodicThread(self._refresh, refresh_s, "flowchain-metrics")
+
+    def get(self) -> bytes:
+        """Return the exposition: the cached rendering, or a fresh one when it is too old.
+
+        Raises
+        ------
+        Exception
+            Whatever the collectors raised when an inline rendering was needed.
+        """
+        now = self.clock()
+        self._requested_at = now
+        body = self._body
+        if body is None or now - self._rendered_at > self.max_age_s:
+            with self._lock:
+                if self._body is None or self.clock() - self._rendered_at > self.max_age_s:
+                    self.counters["inline_renders"] += 1
+                    self._render()
+                body = self._body
+        self.counters["served"] += 1
+        assert body is not None
+        return body
+
+    def _render(self) -> None:
+        at = self.clock()
+        self._body = generate_latest(self.prom)
+        self._rendered_at = at
+
+    def _refresh(self) -> None:
+        requested = self._requested_at
+        if self._closing or requested is None or self.clock() - requested > self.idle_s:
+            return
+        try:
+            with self._lock:
+                self._render()
+                self.counters["renders"] += 1
+        except Exception:  # a broken collector must not end the refresher; the scrape shows it
+            self.counters["render_errors"] += 1
+            log.exception("rendering the metrics exposition failed")
+
+    def start(self) -> "ExpositionCache":
+        """Render in the background every ``refresh_s`` until :meth:`close`."""
+        self._closing = False
+        self._periodic.start()
+        return self
+
+    def close(self) -> None:
+        """Stop the background rendering."""
+        self._closing = True
+        self._periodic.stop()
 
 
 class MetricsServer:

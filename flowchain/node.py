@@ -174,14 +174,16 @@ class NodeObservers:
                 raise NodeStartError(f"[alerts] webhook (from {config.source}): {exc}") from exc
             self._closers.append(("webhook", self._webhook.close))
             sinks.append(self._webhook)
+        if config.history.enabled:  # before the monitor: it stores the monitor's events
+            self._start_history()
+            sinks.append(self.history)
         m = config.monitor
         self.monitor = Monitor(self.registry, sinks, interval_s=m.interval_s,
                                warning_interval_s=m.warning_interval_s, window_s=m.window_s,
-                               error_threshold=m.error_threshold, min_attempts=m.min_attempts)
+                               error_threshold=m.error_threshold, min_attempts=m.min_attempts,
+                               repeat_interval_s=m.repeat_interval_s)
         self.monitor.start()
-        self._closers.append(("monitor", self.monitor.stop))
-        if config.history.enabled:
-            self._start_history()
+        self._closers.append(("monitor", self.monitor.stop))  # closed before the history
         if config.otel.endpoint:
             self._start_traces()
         if config.dashboard.enabled:
@@ -279,6 +281,15 @@ class NodeObservers:
             except Exception:
                 log.exception("closing the node's %s failed", name)
 
+    def escalated_text(self) -> str:
+        """The status line's part naming every step escalated now ("" when none)."""
+        if self.monitor is None:
+            return ""
+        now = time.time_ns()
+        held = [f"{e.chain}/{e.step} {e.error_rate:.0%} for {(now - e.since_ns) / 1e9:.0f}s"
+                for e in self.monitor.escalations()]
+        return f" ESCALATED: {', '.join(held)}" if held else ""
+
     def summary(self) -> dict[str, Any]:
         """Return the observers' figures for the node's exit summary."""
         return {
@@ -321,6 +332,8 @@ class TradingNode:
         self._batcher: Optional[TickBatcher] = None
         self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
         self._stop: Optional[asyncio.Event] = None
+        self._storing: set[asyncio.Future] = set()
+        """Stores running in the executor (awaited at shutdown before the summary)."""
         self._stop_reason = ""
         self.start_s = 0.0
         """Seconds from :meth:`start` being called to the node being ready for its first tick."""
@@ -434,13 +447,29 @@ class TradingNode:
         return stored, rows, failures, lost
 
     async def _flush_batches(self) -> None:
+        """Store what the rings received since the last batch, and count what was stored.
+
+        The counting belongs to the store itself, not to this coroutine: when shutdown cancels
+        the batch loop while a store is running in the executor, the store still completes
+        (its rows are in the database) and is counted (:meth:`_drain` waits for it), so the
+        exit summary counts every stored row.
+        """
         assert self._batcher is not None
         batches = self._batcher.drain()
         if not batches:
             return
         loop = asyncio.get_running_loop()
-        stored, rows, failures, lost = await loop.run_in_executor(
-            self._executor, self._store_batches, batches)
+        storing = loop.run_in_executor(self._executor, self._store_batches, batches)
+        storing.add_done_callback(self._count_stored)
+        self._storing.add(storing)
+        await asyncio.shield(storing)
+
+    def _count_stored(self, storing: "asyncio.Future") -> None:
+        """Count one store's outcome (on the loop, once it completed, awaited or not)."""
+        self._storing.discard(storing)
+        if storing.cancelled() or storing.exception() is not None:
+            return  # the awaiting side logs it
+        stored, rows, failures, lost = storing.result()
         c = self.counters
         c.batches += stored
         c.rows.update(rows)
@@ -497,7 +526,7 @@ class TradingNode:
             return ""
         a = self.observers.alerts
         return (f" warnings={a['slow_step']} escalations={a['escalation']} "
-                f"recoveries={a['recovery']}")
+                f"recoveries={a['recovery']}{self.observers.escalated_text()}")
 
     def summary(self) -> dict[str, Any]:
         """Return what the node did, as plain data (the ``--json`` output of ``flowchain node``)."""
@@ -610,6 +639,8 @@ class TradingNode:
         """Stop the feed, store the last batch, close the broker and the database."""
         if self.feed is not None:
             await self.feed.stop()
+        if self._storing:  # a store the cancelled batch loop left running: let it be counted
+            await asyncio.gather(*self._storing, return_exceptions=True)
         if self._batcher is not None:
             try:
                 await self._flush_batches()

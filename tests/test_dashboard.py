@@ -6,6 +6,7 @@ The browser test drives Debian's chromium over the DevTools protocol on a pipe
 import asyncio
 import json
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -117,8 +118,13 @@ def test_routes_status_chains_metrics_and_errors(node):
     assert diagrams[0]["svg"].startswith("<svg")
     assert b"flowchain_chains_executed_total" in get(server.url + "/metrics")[2]
     page = get(server.url + "/")[2].decode()
-    assert "/static/app.js" in page and "http" not in page.replace(
-        'name="viewport"', "")            # no external resource
+    assert "/static/app.js" in page
+    assert not re.search(r'(src|href)="(https?:)?//', page)   # no external resource
+    carried = re.search(r'<script id="initial" type="application/json">(.*?)</script>', page,
+                        re.S)
+    initial = json.loads(carried.group(1))   # the page carries a first snapshot and diagrams
+    assert initial["snapshot"]["chains"][0]["executions"] == 20
+    assert initial["diagrams"][0]["svg"].startswith("<svg")
     assert get(server.url + "/static/app.js")[1].startswith("text/javascript")
     with pytest.raises(urllib.error.HTTPError) as missing:
         get(server.url + "/nothing")
@@ -238,7 +244,7 @@ def test_page_in_headless_chromium_shows_numbers_that_change(node, tmp_path, eve
 
         eventually(lambda: text("#chains td.executions") == "40", timeout=30,
                    message="executions shown")
-        assert text("#connection") == "live"
+        eventually(lambda: text("#connection") == "live", timeout=30, message="stream live")
         status = browser.evaluate(session, "Array.from(document.querySelectorAll("
                                            "'#diagrams g.step')).map(g => g.dataset.status)")
         assert status == ["ok", "failing", "ok"]
