@@ -582,8 +582,10 @@ class HistoryReader:
 
         Each has ``kind``, ``chain``, ``step``, ``tenant``, ``start_ns``, ``end_ns`` (None: an
         escalation still open when its run ended or still running), ``alerts`` (escalation
-        alerts sent, repeats included), ``message`` and the event's ``fields``. A range keeps
-        the events whose span overlaps it (an open one reaches to now).
+        alerts sent, repeats included), ``message``, the event's ``fields`` and, for an open
+        one, ``run_last_ns`` (the end of its run's last stored interval: it lasted at least
+        that long). A range keeps the events whose span overlaps it (an open one reaches to
+        now).
         """
         clauses, args = [], []
         for column, value in (("chain", chain), ("kind", kind)):
@@ -606,8 +608,15 @@ class HistoryReader:
                 = row
             out.append({"run_id": run_id, "kind": kind_, "chain": chain_, "chain_id": chain_id,
                         "step": step, "tenant": tenant, "start_ns": start, "end_ns": end,
-                        "alerts": alerts, "message": message, "fields": json.loads(fields)})
+                        "alerts": alerts, "message": message, "fields": json.loads(fields),
+                        "run_last_ns": None if end is not None else self._run_last(run_id)})
         return out
+
+    def _run_last(self, run_id: str) -> Optional[int]:
+        """The end of a run's last stored interval (how long an open escalation lasted at least)."""
+        row = self.conn.execute("SELECT max(end_ns) FROM latency_intervals WHERE run_id = ?",
+                                (run_id,)).fetchone()
+        return row[0] if row else None
 
 
 def parse_since(text: Optional[str], now_ns: Optional[int] = None) -> Optional[int]:
