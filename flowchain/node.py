@@ -241,7 +241,7 @@ class NodeObservers:
             feed_metrics(feeds),
             counter_metrics("flowchain_orders", "Orders by result: filled, pending, failed (by "
                             "the broker), rejected (by a risk check).", "status",
-                            self.order_counts)])
+                            self.order_counts)], monitors=self.monitor)
         server = DashboardServer(DashboardState(self.registry, self.monitor, feeds), d.host,
                                  d.port, interval_s=d.interval_s, collector=collector)
         thread = DashboardThread(server)

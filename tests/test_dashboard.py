@@ -264,6 +264,59 @@ def test_page_in_headless_chromium_shows_numbers_that_change(node, tmp_path, eve
         browser.close()
 
 
+@pytest.mark.skipif(CHROMIUM is None,
+                    reason="chromium absent (apt-get install chromium)")
+def test_page_shows_its_first_snapshot_and_the_escalation_banner_without_a_stream(
+        node, tmp_path, eventually):
+    reg, cid, monitor, server = node
+    run_chain(reg, cid, range(40))
+    monitor.poll()
+    assert [e.step for e in monitor.escalations()] == ["agents"]
+    browser = DevTools(CHROMIUM, tmp_path / "profile")
+    try:
+        target = browser.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
+            "sessionId"]
+        browser.call("Network.enable", {}, session)
+        # as behind a proxy that buffers event streams: neither the stream nor the API answers
+        browser.call("Network.setBlockedURLs", {"urls": ["*/api/events", "*/api/chains"]},
+                     session)
+        browser.call("Page.navigate", {"url": server.url + "/"}, session)
+
+        def text(selector):
+            return browser.evaluate(session, f"(document.querySelector({json.dumps(selector)})"
+                                             " || {}).textContent || ''")
+
+        eventually(lambda: text("#chains td.executions") == "40", timeout=30,
+                   message="executions shown from the page's own snapshot")
+        assert text("#connection") != "live"
+        banner = browser.evaluate(session, "document.getElementById('escalations').hidden")
+        assert banner is False
+        assert "ESCALATED decision/agents (Agents)" in text("#escalations")
+        assert "10.0% of 40 attempts failed" in text("#escalations")
+        status = browser.evaluate(session, "Array.from(document.querySelectorAll("
+                                           "'#diagrams g.step')).map(g => g.dataset.status)")
+        assert status == ["ok", "failing", "ok"]
+        assert "could not read tick" in text("#failures tbody")
+        assert server.counters["sse_clients"] == 0
+    finally:
+        browser.close()
+
+
+def test_throughput_shown_is_the_monitors_whoever_polls(node):
+    reg, cid, monitor, server = node
+    run_chain(reg, cid, range(10))
+    monitor.poll()
+    run_chain(reg, cid, range(10))
+    monitor.poll()
+    first = json.loads(get(server.url + "/api/status")[2])["chains"][0]
+    for _ in range(3):                   # other clients polling change nothing
+        again = json.loads(get(server.url + "/api/status")[2])["chains"][0]
+        assert (again["throughput_per_s"], again["throughput_10s_per_s"]) == \
+            (first["throughput_per_s"], first["throughput_10s_per_s"])
+    assert first["throughput_per_s"] == monitor.throughput(cid)["per_1s"] > 0
+
+
 def test_status_cli_reads_a_running_node(node):
     from typer.testing import CliRunner
 

@@ -59,7 +59,7 @@ class Observers:
 
         self.monitor = Monitor(registry, interval_s=monitor_every_s)
         state = DashboardState(registry, self.monitor, feeds)
-        collector = FlowChainCollector(registry, [feed_metrics(feeds)])
+        collector = FlowChainCollector(registry, [feed_metrics(feeds)], monitors=self.monitor)
         self.server = DashboardServer(state, interval_s=sse_every_s, collector=collector)
         self.dashboard = DashboardThread(self.server)
         # the node's history writer, at a short interval so it flushes during the repetitions
