@@ -360,11 +360,12 @@ class ExpositionCache:
     """The text exposition of a Prometheus registry, rendered off the request path.
 
     Rendering every chain's histograms costs far more than serving bytes (tens of ms with a
-    hundred chains), so a scrape serves the latest rendering while it is at most
-    ``max_age_s`` old, and a daemon thread renders a fresh one every ``refresh_s`` while
-    someone scraped in the last ``idle_s`` seconds (nobody scraping: no rendering at all).
-    The first scrape, or one after a pause, renders inline. Each rendering is one
-    consistent snapshot of every chain (see :func:`read_figures`).
+    hundred chains), so a daemon thread (:meth:`start`) renders a fresh exposition every
+    ``refresh_s`` while someone scraped in the last ``idle_s`` seconds (nobody scraping: no
+    rendering at all), and a scrape serves its latest rendering. A scrape renders inline only
+    when there is none yet, or when the refresher is not running or went idle and the latest
+    rendering is older than ``max_age_s``. Each rendering is one consistent snapshot of every
+    chain (see :func:`read_figures`).
 
     Parameters
     ----------
@@ -413,11 +414,17 @@ class ExpositionCache:
             Whatever the collectors raised when an inline rendering was needed.
         """
         now = self.clock()
-        self._requested_at = now
+        previous, self._requested_at = self._requested_at, now
         body = self._body
-        if body is None or now - self._rendered_at > self.max_age_s:
+        # while scrapes keep coming the refresher keeps rendering: serve what it last made,
+        # even a little late (a rendering can outlast refresh_s on a busy machine); render
+        # here only when there is none, or when it went idle and its latest is too old
+        refreshing = (self._periodic.running and previous is not None
+                      and now - previous <= self.idle_s)
+        if body is None or (not refreshing and now - self._rendered_at > self.max_age_s):
             with self._lock:
-                if self._body is None or self.clock() - self._rendered_at > self.max_age_s:
+                if self._body is None or (not refreshing
+                                          and self.clock() - self._rendered_at > self.max_age_s):
                     self.counters["inline_renders"] += 1
                     self._render()
                 body = self._body

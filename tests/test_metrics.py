@@ -255,11 +255,22 @@ def test_exposition_cache_serves_the_latest_rendering_and_refreshes_while_scrape
     assert cache.counters["renders"] == 1
     with pytest.raises(ValueError, match="refresh_s"):
         ExpositionCache(exposition_registry(FlowChainCollector(reg)), refresh_s=0)
+    # while its refresher runs and scrapes keep coming, a late rendering is served, not redone
+    busy = ExpositionCache(exposition_registry(FlowChainCollector(reg)), refresh_s=3600,
+                           idle_s=1e6, clock=clock).start()
+    try:
+        assert completed(busy.get()) == 3
+        runner.run(5)
+        clock.now += 7300                       # older than max_age (7200 s), still scraped
+        assert completed(busy.get()) == 3 and busy.counters["inline_renders"] == 1
+    finally:
+        busy.close()
+    assert completed(busy.get()) == 4           # refresher stopped: too old, rendered inline
     live = ExpositionCache(exposition_registry(FlowChainCollector(reg)), refresh_s=0.02).start()
     try:
         live.get()
-        runner.run(4)
-        eventually(lambda: completed(live.get()) == 4, timeout=10, message="refreshed")
+        runner.run(6)
+        eventually(lambda: completed(live.get()) == 5, timeout=10, message="refreshed")
         assert live.counters["renders"] >= 1 and live.counters["inline_renders"] == 1
     finally:
         live.close()
