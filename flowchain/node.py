@@ -14,8 +14,10 @@ configured for this node, and the runners of its two chains:
 
 * **Watching** (the cold path, off the loop): :class:`NodeObservers` runs
   the monitor (slow-step warnings, error-rate escalations, recoveries: logged, counted in
-  the status line, shown on the dashboard, optionally POSTed to a webhook), the history writer
-  (interval histograms and failed/sampled executions in SQLite), the dashboard with
+  the status line, shown on the dashboard, optionally POSTed to a webhook; a step escalated
+  now is named in every status line until it recovers), the history writer (interval
+  histograms, failed/sampled executions and every alert with its span in SQLite), the
+  dashboard with
   ``/metrics`` and ``/api/status`` on a loop of its own, and, when configured, the
   OpenTelemetry trace export. Each only reads what the engine recorded.
 
@@ -294,6 +296,8 @@ class NodeObservers:
         """Return the observers' figures for the node's exit summary."""
         return {
             "alerts": dict(self.alerts),
+            "escalated": [e.to_dict() for e in self.monitor.escalations()]
+            if self.monitor is not None else [],
             "dashboard": self.url,
             "monitor": dict(self.monitor.counters) if self.monitor is not None else {},
             "history": dict(self.history.counters) if self.history is not None else {},

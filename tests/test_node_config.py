@@ -155,6 +155,7 @@ def test_observer_defaults_are_the_documented_ones() -> None:
     assert config.history_db == config.node.db
     m = config.monitor
     assert (m.warning_interval_s, m.window_s, m.error_threshold) == (10.0, 60.0, 0.05)
+    assert m.repeat_interval_s == 60.0
     assert config.alerts.webhook == "" and config.otel.endpoint == ""
 
 
@@ -172,9 +173,11 @@ sample_rate = 0.25
 warning_interval_s = 0
 error_threshold = 0.1
 min_attempts = 5
+repeat_interval_s = 15
 [alerts]
 webhook = "https://hooks.example/flowchain"
 """))
+    assert config.monitor.repeat_interval_s == 15.0
     assert (config.dashboard.host, config.dashboard.port) == ("::1", 0)
     assert config.history_db == "history.db" and config.history.sample_rate == 0.25
     assert config.monitor.error_threshold == 0.1 and config.monitor.warning_interval_s == 0
@@ -215,6 +218,7 @@ def test_non_loopback_dashboard_is_refused_unless_allowed(tmp_path: Path) -> Non
     ('[monitor]\nerror_threshold = 1.5\n', "monitor.error_threshold"),
     ('[monitor]\nwindow_s = 0\n', "monitor.window_s"),
     ('[monitor]\nmin_attempts = 0\n', "monitor.min_attempts"),
+    ('[monitor]\nrepeat_interval_s = 0\n', "monitor.repeat_interval_s"),
     ('[alerts]\nwebhook = "ftp://x"\n', "alerts.webhook"),
     ('[otel]\nendpoint = "collector:4318"\n', "otel.endpoint"),
     ('[dashboard]\nlisten = "x"\n', "dashboard.listen"),
