@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, TextIO
 
 from flowchain.chains import AI_DECISION_CHAIN, MT5_TO_DATABASE_CHAIN, TRADING_NODE_YAML
-from flowchain.chains.trading_node import NodeParts, NodeStartError, build_parts
+from flowchain.node_parts import NodeParts, NodeStartError, build_parts
 from flowchain.components import ComponentRegistry
 from flowchain.config import OTLP_EXPORTER_MODULE, NodeConfig
 from flowchain.errors import ChainStepError, FlowChainError
@@ -138,7 +138,7 @@ class NodeObservers:
 
     def __init__(self, config: NodeConfig, registry: ChainRegistry, feed: Feed,
                  order_counts: Callable[[], Mapping[str, int]], out: TextIO) -> None:
-        from flowchain.alerts import EVENT_KINDS
+        from flowchain.observe.alerts import EVENT_KINDS
 
         self.config = config
         self.registry = registry
@@ -164,8 +164,8 @@ class NodeObservers:
             When the webhook URL is refused, the history database cannot be opened, the OTLP
             exporter cannot be built or the dashboard's address cannot be bound.
         """
-        from flowchain.alerts import CallbackSink, LogSink, WebhookSink
-        from flowchain.monitor import Monitor
+        from flowchain.observe.alerts import CallbackSink, LogSink, WebhookSink
+        from flowchain.observe.monitor import Monitor
 
         config = self.config
         sinks: list[Any] = [LogSink(), CallbackSink(self._count)]
@@ -197,7 +197,7 @@ class NodeObservers:
     def _start_history(self) -> None:
         import sqlite3
 
-        from flowchain.history import HistoryWriter
+        from flowchain.observe.history import HistoryWriter
         from flowchain.store import StoreError
 
         h = self.config.history
@@ -216,7 +216,7 @@ class NodeObservers:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        from flowchain.otel import TraceExporter
+        from flowchain.observe.otel import TraceExporter
 
         o = self.config.otel
         try:
@@ -234,8 +234,8 @@ class NodeObservers:
         self._closers.append(("trace export", self.traces.stop))
 
     def _start_dashboard(self) -> None:
-        from flowchain.metrics import FlowChainCollector, counter_metrics, feed_metrics
-        from flowchain.web import DashboardServer, DashboardState, DashboardThread
+        from flowchain.observe.metrics import FlowChainCollector, counter_metrics, feed_metrics
+        from flowchain.observe.web import DashboardServer, DashboardState, DashboardThread
 
         d = self.config.dashboard
         feeds = {"feed": self.feed}

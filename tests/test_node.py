@@ -318,7 +318,7 @@ def sample(families: dict[str, list], name: str, **labels: str) -> float:
 
 
 def test_running_node_serves_metrics_status_and_history(tmp_path: Path, eventually) -> None:
-    from flowchain.history import HistoryReader
+    from flowchain.observe.history import HistoryReader
 
     db = tmp_path / "observed.db"
     url_file = tmp_path / "dashboard.url"
@@ -520,7 +520,7 @@ def test_every_event_kind_is_one_readable_line_on_the_node_terminal() -> None:
     import io
     import logging
 
-    from flowchain.alerts import ESCALATION, RECOVERY, SLOW_STEP, AlertEvent, LogSink
+    from flowchain.observe.alerts import ESCALATION, RECOVERY, SLOW_STEP, AlertEvent, LogSink
     from flowchain.cli.node import NodeLogFormatter
 
     stream = io.StringIO()

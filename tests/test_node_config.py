@@ -9,7 +9,7 @@ import pytest
 from flowchain.config import (DEFAULT_DASHBOARD_PORT, DEFAULT_DB, OTLP_EXPORTER_MODULE,
                               ConfigError, NodeConfig, feed_kind, load_config,
                               otlp_exporter_available)
-from flowchain.web.server import DEFAULT_PORT
+from flowchain.observe.web.server import DEFAULT_PORT
 
 
 def write(tmp_path: Path, text: str) -> Path:

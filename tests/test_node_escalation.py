@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_dashboard import CHROMIUM, DevTools
+from chromium import CHROMIUM, DevTools
 from test_node import WebhookReceiver, sample, scrape
 
 import flowchain.node as node_module
@@ -174,7 +174,7 @@ def test_failing_step_keeps_the_tick_rate_and_escalates_everywhere_until_recover
                   if s.labels["step"] != STEP]
         assert others and set(others) == {0.0}
         # the webhook: the escalation, then repeated while it lasts
-        kinds = lambda: [(e["kind"], e.get("repeat")) for e in hook.received  # noqa: E731
+        kinds = lambda: [(e["kind"], e.get("repeat")) for e in hook.received
                          if e["step"] == STEP]
         eventually(lambda: ("escalation", 2) in kinds(), timeout=20, message="repeats")
         # the dashboard: a banner naming the step, which stays while it lasts
@@ -205,7 +205,7 @@ def test_failing_step_keeps_the_tick_rate_and_escalates_everywhere_until_recover
         alert_log.setLevel(level)
         hook.close()
     assert summary["alerts"]["escalation"] >= 3 and summary["alerts"]["recovery"] >= 1
-    from flowchain.history import HistoryReader
+    from flowchain.observe.history import HistoryReader
 
     with HistoryReader(tmp_path / "node.db") as reader:
         stored = [a for a in reader.alerts(chain=CHAIN) if a["step"] == STEP]

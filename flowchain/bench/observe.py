@@ -7,10 +7,10 @@ What ``flowchain bench observe`` measures, in one process:
   steps with the paper broker and SQLite journal: exactly :mod:`flowchain.bench.node`'s path),
   each tick timed with ``perf_counter_ns``, recorded into an HDR histogram per repetition.
 * **observed**: the same, while the cold path runs as the node would run it: the
-  :class:`~flowchain.monitor.Monitor` polling every 250 ms in its thread, the dashboard server
-  (:class:`~flowchain.web.DashboardServer`, on its own uvloop thread) pushing a snapshot every
-  500 ms to a connected server-sent-events client, and ``/metrics`` scraped over HTTP every
-  second.
+  :class:`~flowchain.observe.monitor.Monitor` polling every 250 ms in its thread, the dashboard
+  server (:class:`~flowchain.observe.web.DashboardServer`, on its own uvloop thread) pushing a
+  snapshot every 500 ms to a connected server-sent-events client, and ``/metrics`` scraped
+  over HTTP every second.
 
 Repetitions interleave quiet and observed (A B A B ..., at least 5 each); the figures are the
 medians of the per-repetition percentiles. Budget: observed p99 <= 1.05x quiet p99.
@@ -89,11 +89,11 @@ class Observers:
     def __init__(self, registry: Any, feeds: dict, *, scrape_every_s: float = 1.0,
                  sse_every_s: float = 0.5, monitor_every_s: float = 0.25,
                  history_db: str) -> None:
-        from flowchain.history import HistoryWriter
-        from flowchain.metrics import FlowChainCollector, feed_metrics
-        from flowchain.monitor import Monitor
-        from flowchain.web import DashboardServer, DashboardState
-        from flowchain.web.background import DashboardThread
+        from flowchain.observe.history import HistoryWriter
+        from flowchain.observe.metrics import FlowChainCollector, feed_metrics
+        from flowchain.observe.monitor import Monitor
+        from flowchain.observe.web import DashboardServer, DashboardState
+        from flowchain.observe.web.background import DashboardThread
 
         self.monitor = Monitor(registry, interval_s=monitor_every_s)
         state = DashboardState(registry, self.monitor, feeds)
@@ -259,11 +259,11 @@ def measure_scrape_vs_status(*, chains: int = SCRAPE_CHAINS, requests: int = 200
     from flowchain.chain import ChainBuilder
     from flowchain.components import ComponentRegistry
     from flowchain.errors import ChainStepError
-    from flowchain.metrics import FlowChainCollector
-    from flowchain.monitor import Monitor
+    from flowchain.observe.metrics import FlowChainCollector
+    from flowchain.observe.monitor import Monitor
     from flowchain.registry import ChainRegistry
-    from flowchain.web import DashboardServer, DashboardState
-    from flowchain.web.background import DashboardThread
+    from flowchain.observe.web import DashboardServer, DashboardState
+    from flowchain.observe.web.background import DashboardThread
 
     def check(x: int) -> int:
         if x % 50 == 49:

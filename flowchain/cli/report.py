@@ -19,8 +19,8 @@ def report(
 ) -> None:
     """Write an HTML report: latency percentile distributions (HdrHistogram style),
     throughput and error rate over time, and the slowest steps. Opens with no network."""
-    from flowchain.history import HistoryReader, parse_since
-    from flowchain.report import build_report
+    from flowchain.observe.history import HistoryReader, parse_since
+    from flowchain.observe.report import build_report
 
     try:
         since_ns = parse_since(since)

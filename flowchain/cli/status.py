@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flowchain.cli.app import app
-from flowchain.web.server import DEFAULT_PORT
+from flowchain.observe.web.server import DEFAULT_PORT
 
 err = Console(stderr=True)
 
@@ -47,7 +47,7 @@ def _rate(rate: Optional[float]) -> str:
 
 
 def _ns(ns) -> str:
-    from flowchain.diagram import format_ns
+    from flowchain.observe.diagram import format_ns
 
     return "-" if ns is None else format_ns(ns)
 

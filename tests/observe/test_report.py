@@ -7,8 +7,8 @@ from typer.testing import CliRunner
 
 from flowchain import ChainBuilder, ChainRegistry, ChainStepError, ComponentRegistry
 from flowchain.histograms import LatencyHistogram
-from flowchain.history import HistoryReader, HistoryWriter
-from flowchain.report import build_report, percentile_curve
+from flowchain.observe.history import HistoryReader, HistoryWriter
+from flowchain.observe.report import build_report, percentile_curve
 
 
 def history(tmp_path):
@@ -84,7 +84,7 @@ def test_cli_writes_report_and_reports_bad_input(tmp_path):
 
 
 def test_report_lists_warnings_escalations_and_recoveries_with_their_spans(tmp_path):
-    from flowchain.alerts import ESCALATION, RECOVERY, SLOW_STEP, AlertEvent
+    from flowchain.observe.alerts import ESCALATION, RECOVERY, SLOW_STEP, AlertEvent
 
     db = history(tmp_path)
     writer = HistoryWriter(ChainRegistry(ComponentRegistry()), db)

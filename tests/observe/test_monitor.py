@@ -5,8 +5,9 @@ import threading
 import pytest
 
 from flowchain import ChainBuilder, ChainRegistry, ChainStepError, ComponentRegistry
-from flowchain.alerts import ESCALATION, RECOVERY, SLOW_STEP, CallbackSink
-from flowchain.monitor import Monitor, RingTail, step_statuses
+from flowchain.observe.alerts import ESCALATION, RECOVERY, SLOW_STEP, CallbackSink
+from flowchain.observe._reader import RingTail
+from flowchain.observe.monitor import Monitor, step_statuses
 
 
 class FakeClock:

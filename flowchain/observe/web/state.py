@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any, Mapping, Optional, Union
 
-from flowchain.diagram import StepFigures, render, status_of
-from flowchain.monitor import built_runners
+from flowchain.observe.diagram import StepFigures, render, status_of
+from flowchain.observe._reader import built_runners
 
 
 class DashboardState:
@@ -20,7 +20,7 @@ class DashboardState:
     Parameters
     ----------
     registries : ChainRegistry or mapping of tenant -> ChainRegistry
-    monitor : flowchain.monitor.Monitor, optional
+    monitor : flowchain.observe.monitor.Monitor, optional
         Source of warnings, escalations, step health and live executions.
     feeds : mapping of name -> feed, optional
         Objects with ``state.as_dict()`` and ``stats.as_dict()``.

@@ -5,7 +5,7 @@ import pytest
 
 from flowchain import (ChainBuilder, ChainRegistry, ChainStepError, ComponentRegistry,
                        UserContext)
-from flowchain.history import CHAIN_ROW, HistoryReader, HistoryWriter, parse_since
+from flowchain.observe.history import CHAIN_ROW, HistoryReader, HistoryWriter, parse_since
 
 
 def make_registry():
@@ -158,8 +158,8 @@ def test_parse_since():
 
 
 def test_warnings_escalations_and_recoveries_are_stored_with_their_spans(tmp_path):
-    from flowchain.alerts import ESCALATION, RECOVERY, SLOW_STEP
-    from flowchain.monitor import Monitor
+    from flowchain.observe.alerts import ESCALATION, RECOVERY, SLOW_STEP
+    from flowchain.observe.monitor import Monitor
 
     class Clock:
         now = 50.0
@@ -219,8 +219,8 @@ def test_warnings_escalations_and_recoveries_are_stored_with_their_spans(tmp_pat
 
 
 def test_event_queue_is_bounded_and_counts_what_it_drops(tmp_path, monkeypatch):
-    import flowchain.history as history
-    from flowchain.alerts import SLOW_STEP, AlertEvent
+    import flowchain.observe.history as history
+    from flowchain.observe.alerts import SLOW_STEP, AlertEvent
 
     monkeypatch.setattr(history, "EVENT_QUEUE", 3)
     reg, _ = make_registry()

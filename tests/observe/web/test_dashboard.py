@@ -5,26 +5,20 @@ The browser test drives Debian's chromium over the DevTools protocol on a pipe
 """
 import asyncio
 import json
-import os
 import re
-import select
-import shutil
-import subprocess
 import threading
 import urllib.error
 import urllib.request
 
 import pytest
 import uvloop
+from chromium import CHROMIUM, DevTools
 
 from flowchain import ChainBuilder, ChainRegistry, ChainStepError, ComponentRegistry
 from flowchain.feeds.base import FeedState, FeedStats
-from flowchain.metrics import FlowChainCollector
-from flowchain.monitor import Monitor
-from flowchain.web import DashboardServer, DashboardState
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
+from flowchain.observe.metrics import FlowChainCollector
+from flowchain.observe.monitor import Monitor
+from flowchain.observe.web import DashboardServer, DashboardState
 
 class FakeFeed:
     def __init__(self):
@@ -161,73 +155,6 @@ def test_event_stream_pushes_changing_snapshots(node, eventually):
         assert counts and first["chains"][0]["executions"] == 0
 
 
-class DevTools:
-    """Chromium's DevTools protocol over --remote-debugging-pipe (fd 3 in, fd 4 out)."""
-
-    def __init__(self, binary, profile):
-        to_child_r, self._to_child = os.pipe()
-        self._from_child, from_child_w = os.pipe()
-
-        def wire():
-            os.dup2(to_child_r, 3)
-            os.dup2(from_child_w, 4)
-
-        self.proc = subprocess.Popen(
-            [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             "--disable-dev-shm-usage", "--remote-debugging-pipe", f"--user-data-dir={profile}",
-             "about:blank"],
-            preexec_fn=wire, pass_fds=(3, 4), stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
-        os.close(to_child_r)
-        os.close(from_child_w)
-        self._next = 0
-        self._buffer = b""
-
-    def call(self, method, params=None, session=None, timeout=30):
-        self._next += 1
-        message = {"id": self._next, "method": method, "params": params or {}}
-        if session:
-            message["sessionId"] = session
-        os.write(self._to_child, json.dumps(message).encode() + b"\0")
-        import time
-        deadline = time.monotonic() + timeout
-        while True:
-            while b"\0" in self._buffer:
-                raw, self._buffer = self._buffer.split(b"\0", 1)
-                reply = json.loads(raw)
-                if reply.get("id") == self._next:
-                    if "error" in reply:
-                        raise RuntimeError(f"{method}: {reply['error']}")
-                    return reply["result"]
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self._from_child], [], [], left)[0]:
-                raise TimeoutError(f"chromium did not answer {method} within {timeout}s")
-            chunk = os.read(self._from_child, 1 << 16)
-            if not chunk:
-                raise RuntimeError("chromium closed the DevTools pipe")
-            self._buffer += chunk
-
-    def open(self, url):
-        target = self.call("Target.createTarget", {"url": url})["targetId"]
-        return self.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
-            "sessionId"]
-
-    def evaluate(self, session, expression):
-        result = self.call("Runtime.evaluate", {"expression": expression,
-                                                "returnByValue": True}, session)
-        return result["result"].get("value")
-
-    def close(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-        os.close(self._to_child)
-        os.close(self._from_child)
-
-
 @pytest.mark.skipif(CHROMIUM is None,
                     reason="chromium absent (apt-get install chromium)")
 def test_page_in_headless_chromium_shows_numbers_that_change(node, tmp_path, eventually):
@@ -352,7 +279,7 @@ def test_bench_observers_run_everything_the_node_runs(tmp_path):
 
 
 def test_dashboard_thread_serves_from_its_own_loop_and_closes():
-    from flowchain.web import DashboardThread
+    from flowchain.observe.web import DashboardThread
 
     reg, cid = make_node()
     run_chain(reg, cid, range(20))

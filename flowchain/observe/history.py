@@ -32,7 +32,8 @@ from typing import Any, Mapping, Optional, Union
 import numpy as np
 
 from flowchain.histograms import LatencyHistogram
-from flowchain.monitor import STATUS_SUCCEEDED, RingTail, built_runners
+from flowchain.observe._reader import (STATUS_SUCCEEDED, RingTail, bucket_values,
+                                       built_runners, engine_to_epoch_offset)
 from flowchain.periodic import PeriodicThread
 
 log = logging.getLogger("flowchain.history")
@@ -118,16 +119,6 @@ def open_history(path: DatabasePath, readonly: bool = False) -> sqlite3.Connecti
     if not readonly:
         ensure_schema(conn, HISTORY_SCHEMA)
     return conn
-
-
-def engine_to_epoch_offset() -> int:
-    """Return ``epoch_ns - engine_ns`` now: add it to an engine timestamp to get epoch ns."""
-    from flowchain import now_ns
-
-    before = time.time_ns()
-    engine = now_ns()
-    after = time.time_ns()
-    return (before + after) // 2 - engine
 
 
 def histogram_of_counts(counts: np.ndarray, lowest: np.ndarray,
@@ -229,7 +220,7 @@ class HistoryWriter:
             log.exception("history flush to %s failed", self.path)
 
     def emit(self, event: Any) -> None:
-        """Queue a monitor event (an :class:`~flowchain.alerts.AlertEvent`) for the next flush.
+        """Queue a monitor event (an :class:`~flowchain.observe.alerts.AlertEvent`) to store.
 
         The alert-sink interface: it returns at once and never raises; the event is stored by
         the next :meth:`flush` (every ``interval_s``, and on :meth:`close`).
@@ -291,7 +282,7 @@ class HistoryWriter:
 
     def _store_event(self, event: Any) -> None:
         """Insert (or, for a repeated escalation or a recovery, update) an event's span row."""
-        from flowchain.alerts import ESCALATION, RECOVERY
+        from flowchain.observe.alerts import ESCALATION, RECOVERY
 
         fields = dict(event.fields)
         tenant = str(fields.get("tenant", "default"))
@@ -325,8 +316,6 @@ class HistoryWriter:
     # ------------------------------------------------------------------ rows
 
     def _lowest_values(self, settings: Any) -> np.ndarray:
-        from flowchain.metrics import bucket_values
-
         layout = settings.layout()
         key = int(layout["counts_len"])
         if key not in self._lowest:

@@ -20,7 +20,7 @@ import logging
 from importlib import resources
 from typing import Any, Optional
 
-from flowchain.web.state import DashboardState
+from flowchain.observe.web.state import DashboardState
 
 log = logging.getLogger("flowchain.web")
 
@@ -33,7 +33,7 @@ STATIC_TYPES = {"app.js": "text/javascript; charset=utf-8",
 
 
 def _static(name: str) -> bytes:
-    return resources.files("flowchain.web").joinpath("static", name).read_bytes()
+    return resources.files("flowchain.observe.web").joinpath("static", name).read_bytes()
 
 
 class DashboardServer:
@@ -48,8 +48,8 @@ class DashboardServer:
         0 picks a free port (read :attr:`port` after :meth:`start`).
     interval_s : float
         Seconds between snapshots pushed to event-stream clients.
-    collector : flowchain.metrics.FlowChainCollector, optional
-        Serves ``/metrics`` when given, from an :class:`~flowchain.metrics.ExpositionCache`.
+    collector : flowchain.observe.metrics.FlowChainCollector, optional
+        Serves ``/metrics`` when given, from an :class:`~flowchain.observe.metrics.ExpositionCache`.
     metrics_refresh_s : float
         Seconds between background renderings of ``/metrics`` while it is scraped.
 
@@ -72,7 +72,7 @@ class DashboardServer:
                                          "method_not_allowed": 0, "errors": 0, "sse_clients": 0}
         self.exposition: Any = None
         if collector is not None:
-            from flowchain.metrics import ExpositionCache, exposition_registry
+            from flowchain.observe.metrics import ExpositionCache, exposition_registry
 
             self.exposition = ExpositionCache(exposition_registry(collector),
                                               refresh_s=metrics_refresh_s)

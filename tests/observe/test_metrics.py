@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from flowchain import ChainBuilder, ChainRegistry, ChainStepError, ComponentRegistry
 from flowchain.feeds.base import FeedState, FeedStats
 from flowchain.histograms import DEFAULT_SETTINGS, LatencyHistogram
-from flowchain.metrics import (BUCKETS_S, FlowChainCollector, HdrToBuckets, MetricsServer,
+from flowchain.observe.metrics import (BUCKETS_S, FlowChainCollector, HdrToBuckets, MetricsServer,
                                counter_metrics, exposition_registry, feed_metrics, render)
 
 
@@ -204,7 +204,7 @@ def test_one_scrapes_counters_agree_while_the_chain_runs_in_another_thread():
 
 
 def test_escalated_gauge_per_step_follows_the_monitor():
-    from flowchain.monitor import Monitor
+    from flowchain.observe.monitor import Monitor
 
     reg, cid = make_registry()
     runner = reg.runner(cid)
@@ -226,7 +226,7 @@ def test_escalated_gauge_per_step_follows_the_monitor():
 
 
 def test_exposition_cache_serves_the_latest_rendering_and_refreshes_while_scraped(eventually):
-    from flowchain.metrics import ExpositionCache
+    from flowchain.observe.metrics import ExpositionCache
 
     class Clock:
         now = 100.0

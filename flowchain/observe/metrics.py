@@ -36,7 +36,7 @@ from prometheus_client import CollectorRegistry, generate_latest, start_http_ser
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily, Metric)
 
-from flowchain.monitor import built_runners
+from flowchain.observe._reader import bucket_values, built_runners
 from flowchain.periodic import PeriodicThread
 
 log = logging.getLogger("flowchain.metrics")
@@ -46,26 +46,6 @@ BUCKETS_S = (1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2
 """Histogram bucket bounds in seconds: microseconds to seconds, 1-2.5-5 per decade."""
 
 Provider = Callable[[], Iterable[Metric]]
-
-
-def bucket_values(layout: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Return the lowest and the median equivalent value (ns) of every counts index.
-
-    The same bucket arithmetic as HdrHistogram's ``get_value_from_index``, vectorized.
-    """
-    n = int(layout["counts_len"])
-    shm = int(layout["sub_bucket_half_count_magnitude"])
-    half = int(layout["sub_bucket_half_count"])
-    unit = int(layout["unit_magnitude"])
-    index = np.arange(n, dtype=np.int64)
-    bucket = (index >> shm) - 1
-    sub = (index & (half - 1)) + half
-    low = bucket < 0
-    sub[low] -= half
-    bucket[low] = 0
-    lowest = sub << (bucket + unit)
-    width = np.left_shift(np.int64(1), bucket + unit)
-    return lowest, lowest + (width >> 1)
 
 
 class HdrToBuckets:

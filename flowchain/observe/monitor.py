@@ -1,23 +1,24 @@
 """The cold-path monitor: slow-step warnings, error-rate escalation, live status.
 
-The monitor only *reads* what the engine wrote: each runner's execution ring (by a seq cursor,
+The monitor only *reads* what the engine wrote, through :mod:`flowchain.observe._reader`: each
+runner's execution ring (a :class:`~flowchain.observe._reader.RingTail`: by a seq cursor,
 copying rows with numpy and re-checking their seq so a slot overwritten mid-copy is discarded),
 its per-step error counters and its HDR totals. It runs in its own thread (:meth:`Monitor.start`)
 or as an asyncio task (:meth:`Monitor.run`), or is driven by hand (:meth:`Monitor.poll`); the
 runner never waits for it.
 
 * **Slow steps.** A completed step whose duration exceeded its ``expected_duration`` raises a
-  :data:`~flowchain.alerts.SLOW_STEP` event naming the execution, chain, step, observed and
+  :data:`~flowchain.observe.alerts.SLOW_STEP` event naming the execution, chain, step, observed and
   expected ns. At most one event per (chain, step) every ``warning_interval_s``; the next one
   carries how many slow executions were ``suppressed`` in between, so a slow period never floods.
 * **Error rate.** Per step, attempts (successes from the HDR totals + errors from the error
   counters) and errors are summed over a rolling ``window_s``. Above ``error_threshold`` (5%),
   with at least ``min_attempts`` attempts, the step is *escalated*: a state, not a passing
   event. :meth:`Monitor.escalations` lists every escalated step (since when, its error rate)
-  until it recovers; an :data:`~flowchain.alerts.ESCALATION` event goes out when it starts and
-  again every ``repeat_interval_s`` while it lasts (``repeat`` counts them); when the rate falls
-  back to the threshold or below, a :data:`~flowchain.alerts.RECOVERY` event closes it with its
-  duration.
+  until it recovers; an :data:`~flowchain.observe.alerts.ESCALATION` event goes out when it
+  starts and again every ``repeat_interval_s`` while it lasts (``repeat`` counts them); when the
+  rate falls back to the threshold or below, a :data:`~flowchain.observe.alerts.RECOVERY` event
+  closes it with its duration.
 * **Throughput.** Every poll samples each chain's execution count on the monitor's own clock;
   :meth:`Monitor.throughput` is the rate over the last 1 s and 10 s of those samples, the same
   whoever asks and however often.
@@ -36,113 +37,13 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
-from flowchain.alerts import (ESCALATION, RECOVERY, SLOW_STEP, AlertEvent, AlertSink,
-                              MemorySink)
 from flowchain.chain import ChainDefinition
+from flowchain.observe._reader import RingTail, built_runners
+from flowchain.observe.alerts import (ESCALATION, RECOVERY, SLOW_STEP, AlertEvent, AlertSink,
+                                      MemorySink)
 from flowchain.periodic import PeriodicThread
 
 log = logging.getLogger("flowchain.monitor")
-
-STATUS_RUNNING = 1
-STATUS_SUCCEEDED = 2
-STATUS_FAILED = 3
-
-
-def built_runners(registry: Any) -> list[tuple[ChainDefinition, Any]]:
-    """Return ``(definition, runner)`` for every chain of ``registry`` whose runner exists.
-
-    Chains never run have no runner and nothing to read; none is built here. The cold path's
-    modules (metrics, history, dashboard, OpenTelemetry) all read runners through this one
-    function, which asks the registry's public :meth:`~flowchain.ChainRegistry.built_runners`.
-    """
-    return list(registry.built_runners())
-
-
-@dataclass(frozen=True, slots=True)
-class CompletedRows:
-    """Executions a :class:`RingTail` read: one row per execution, columns as numpy arrays.
-
-    ``step`` is ``n_steps`` for a success and the failing step's index for a failure;
-    ``step_ns[r, i]`` is step ``i``'s duration (meaningful for ``i < step`` and, for a
-    success, for every step).
-    """
-
-    seq: np.ndarray
-    start_ns: np.ndarray
-    end_ns: np.ndarray
-    status: np.ndarray
-    step: np.ndarray
-    context: np.ndarray
-    step_ns: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.seq)
-
-    def completed_mask(self) -> np.ndarray:
-        """Return a (rows, steps) boolean mask of the steps that completed successfully."""
-        n_steps = self.step_ns.shape[1]
-        return np.arange(n_steps)[None, :] < self.step[:, None]
-
-
-class RingTail:
-    """Read a runner's completed executions in seq order, each exactly once.
-
-    Parameters
-    ----------
-    runner : flowchain.ChainRunner
-        The runner whose ring to read.
-    from_start : bool
-        Start at execution 0 (what the ring still holds) instead of at the next execution.
-
-    Attributes
-    ----------
-    lost : int
-        Executions the ring overwrote before they were read (the reader fell behind by more than
-        the ring's capacity, or a slot was overwritten while it was being copied).
-    """
-
-    def __init__(self, runner: Any, from_start: bool = False) -> None:
-        self.runner = runner
-        self.ring = runner.ring
-        self.cursor = 0 if from_start else int(runner.executions)
-        self.lost = 0
-        self._mask = self.ring.capacity - 1
-
-    def read(self, limit: Optional[int] = None) -> CompletedRows:
-        """Return the executions completed since the last read (up to ``limit``).
-
-        Reading stops at the first execution still running, so every execution is returned
-        once, after it completed.
-        """
-        ring = self.ring
-        end = int(self.runner.executions)
-        capacity = ring.capacity
-        if end - self.cursor > capacity:
-            self.lost += end - capacity - self.cursor
-            self.cursor = end - capacity
-        if limit is not None:
-            end = min(end, self.cursor + limit)
-        seqs = np.arange(self.cursor, end, dtype=np.int64)
-        slots = seqs & self._mask
-        seq_before = ring.seq[slots]
-        status = ring.status[slots]
-        step = ring.step[slots]
-        start_ns = ring.start_ns[slots]
-        end_ns = ring.end_ns[slots]
-        context = ring.context[slots]
-        step_ns = ring.step_ns[slots]
-        seq_after = ring.seq[slots]
-        valid = (seq_before == seqs) & (seq_after == seqs)
-        done = valid & ((status == STATUS_SUCCEEDED) | (status == STATUS_FAILED))
-        waiting = valid & ~done
-        stop = int(np.argmax(waiting)) if waiting.any() else len(seqs)
-        self.lost += int(np.count_nonzero(~valid[:stop]))
-        self.cursor += stop
-        keep = done[:stop]
-        return CompletedRows(seqs[:stop][keep], start_ns[:stop][keep], end_ns[:stop][keep],
-                             status[:stop][keep], step[:stop][keep].astype(np.int64),
-                             context[:stop][keep], step_ns[:stop][keep])
-
 
 THROUGHPUT_WINDOWS_S = (1.0, 10.0)
 """The windows :meth:`Monitor.throughput` reports, in seconds of the monitor's clock."""

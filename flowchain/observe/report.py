@@ -15,8 +15,8 @@ import math
 import time
 from typing import Any, Optional, Sequence
 
-from flowchain.diagram import format_ns
-from flowchain.history import HistoryReader, StepHistory
+from flowchain.observe.diagram import format_ns
+from flowchain.observe.history import HistoryReader, StepHistory
 
 PALETTE = ("#1565c0", "#c62828", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#8d6e63",
            "#ad1457", "#558b2f", "#37474f")
@@ -145,7 +145,8 @@ def _step_table(rows: Sequence[StepHistory]) -> str:
 
 
 def _clock(ns: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ns / 1e9)) + f".{ns // 1_000_000 % 1000:03d}"
+    seconds = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ns / 1e9))
+    return f"{seconds}.{ns // 1_000_000 % 1000:03d}"
 
 
 def _span(seconds: float) -> str:
