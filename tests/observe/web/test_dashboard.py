@@ -258,6 +258,11 @@ def test_status_cli_reads_a_running_node(node):
     assert json.loads(result.stdout)["chains"][0]["executions"] == 12
     table = runner.invoke(app, ["status", "--url", server.url], env={"COLUMNS": "200"})
     assert table.exit_code == 0 and "decision" in table.stdout and "12" in table.stdout
+    assert "ESCALATED" not in table.stdout
+    run_chain(reg, cid, range(12, 40))        # 10% of the agents' attempts fail
+    monitor.poll()
+    table = runner.invoke(app, ["status", "--url", server.url], env={"COLUMNS": "200"})
+    assert "ESCALATED decision/agents (Agents): 10.0% of 40 attempts failed" in table.stdout
     down = runner.invoke(app, ["status", "--url", "http://127.0.0.1:9"])
     assert down.exit_code == 1 and "no node dashboard" in down.output
 
