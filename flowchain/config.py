@@ -63,6 +63,7 @@ overrides any of them, by section::
     window_s = 60.0              # the error rate's rolling window
     error_threshold = 0.05       # escalate above this error rate (5%)
     min_attempts = 20            # attempts in the window before the rate is judged
+    repeat_interval_s = 60.0     # an escalated step's alert is sent again this often
 
     [alerts]
     webhook = ""                 # POST every event as JSON here; the log always gets them
@@ -322,11 +323,14 @@ class MonitorSection(_Section):
     window_s: float = 60.0
     error_threshold: float = 0.05
     min_attempts: int = 20
+    repeat_interval_s: float = 60.0
+    """While a step stays escalated, its escalation alert goes out again this often."""
 
     def __post_init__(self) -> None:
         _positive(self.interval_s, "interval_s")
         _positive(self.warning_interval_s, "warning_interval_s", allow_zero=True)
         _positive(self.window_s, "window_s")
+        _positive(self.repeat_interval_s, "repeat_interval_s")
         if isinstance(self.error_threshold, bool) or not 0 <= self.error_threshold < 1:
             raise ValueError("error_threshold must be a fraction in [0, 1) (0.05 is 5%), got "
                              f"{self.error_threshold!r}")

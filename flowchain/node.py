@@ -14,8 +14,10 @@ configured for this node, and the runners of its two chains:
 
 * **Watching** (the cold path, off the loop): :class:`NodeObservers` runs
   the monitor (slow-step warnings, error-rate escalations, recoveries: logged, counted in
-  the status line, shown on the dashboard, optionally POSTed to a webhook), the history writer
-  (interval histograms and failed/sampled executions in SQLite), the dashboard with
+  the status line, shown on the dashboard, optionally POSTed to a webhook; a step escalated
+  now is named in every status line until it recovers), the history writer (interval
+  histograms, failed/sampled executions and every alert with its span in SQLite), the
+  dashboard with
   ``/metrics`` and ``/api/status`` on a loop of its own, and, when configured, the
   OpenTelemetry trace export. Each only reads what the engine recorded.
 
@@ -42,8 +44,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, TextIO
 
 from flowchain.chains import AI_DECISION_CHAIN, MT5_TO_DATABASE_CHAIN
-from flowchain.chains.trading_node import (NodeParts, NodeStartError, build_parts,
-                                           build_registry)
+from flowchain.node_parts import NodeParts, NodeStartError, build_parts, build_registry
 from flowchain.config import OTLP_EXPORTER_MODULE, NodeConfig
 from flowchain.errors import ChainStepError, FlowChainError
 from flowchain.feeds.base import Feed
@@ -136,7 +137,7 @@ class NodeObservers:
 
     def __init__(self, config: NodeConfig, registry: ChainRegistry, feed: Feed,
                  order_counts: Callable[[], Mapping[str, int]], out: TextIO) -> None:
-        from flowchain.alerts import EVENT_KINDS
+        from flowchain.observe.alerts import EVENT_KINDS
 
         self.config = config
         self.registry = registry
@@ -162,8 +163,8 @@ class NodeObservers:
             When the webhook URL is refused, the history database cannot be opened, the OTLP
             exporter cannot be built or the dashboard's address cannot be bound.
         """
-        from flowchain.alerts import CallbackSink, LogSink, WebhookSink
-        from flowchain.monitor import Monitor
+        from flowchain.observe.alerts import CallbackSink, LogSink, WebhookSink
+        from flowchain.observe.monitor import Monitor
 
         config = self.config
         sinks: list[Any] = [LogSink(), CallbackSink(self._count)]
@@ -174,14 +175,16 @@ class NodeObservers:
                 raise NodeStartError(f"[alerts] webhook (from {config.source}): {exc}") from exc
             self._closers.append(("webhook", self._webhook.close))
             sinks.append(self._webhook)
+        if config.history.enabled:  # before the monitor: it stores the monitor's events
+            self._start_history()
+            sinks.append(self.history)
         m = config.monitor
         self.monitor = Monitor(self.registry, sinks, interval_s=m.interval_s,
                                warning_interval_s=m.warning_interval_s, window_s=m.window_s,
-                               error_threshold=m.error_threshold, min_attempts=m.min_attempts)
+                               error_threshold=m.error_threshold, min_attempts=m.min_attempts,
+                               repeat_interval_s=m.repeat_interval_s)
         self.monitor.start()
-        self._closers.append(("monitor", self.monitor.stop))
-        if config.history.enabled:
-            self._start_history()
+        self._closers.append(("monitor", self.monitor.stop))  # closed before the history
         if config.otel.endpoint:
             self._start_traces()
         if config.dashboard.enabled:
@@ -193,7 +196,7 @@ class NodeObservers:
     def _start_history(self) -> None:
         import sqlite3
 
-        from flowchain.history import HistoryWriter
+        from flowchain.observe.history import HistoryWriter
         from flowchain.store import StoreError
 
         h = self.config.history
@@ -212,7 +215,7 @@ class NodeObservers:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        from flowchain.otel import TraceExporter
+        from flowchain.observe.otel import TraceExporter
 
         o = self.config.otel
         try:
@@ -230,8 +233,8 @@ class NodeObservers:
         self._closers.append(("trace export", self.traces.stop))
 
     def _start_dashboard(self) -> None:
-        from flowchain.metrics import FlowChainCollector, counter_metrics, feed_metrics
-        from flowchain.web import DashboardServer, DashboardState, DashboardThread
+        from flowchain.observe.metrics import FlowChainCollector, counter_metrics, feed_metrics
+        from flowchain.observe.web import DashboardServer, DashboardState, DashboardThread
 
         d = self.config.dashboard
         feeds = {"feed": self.feed}
@@ -239,7 +242,7 @@ class NodeObservers:
             feed_metrics(feeds),
             counter_metrics("flowchain_orders", "Orders by result: filled, pending, failed (by "
                             "the broker), rejected (by a risk check).", "status",
-                            self.order_counts)])
+                            self.order_counts)], monitors=self.monitor)
         server = DashboardServer(DashboardState(self.registry, self.monitor, feeds), d.host,
                                  d.port, interval_s=d.interval_s, collector=collector)
         thread = DashboardThread(server)
@@ -279,10 +282,21 @@ class NodeObservers:
             except Exception:
                 log.exception("closing the node's %s failed", name)
 
+    def escalated_text(self) -> str:
+        """The status line's part naming every step escalated now ("" when none)."""
+        if self.monitor is None:
+            return ""
+        now = time.time_ns()
+        held = [f"{e.chain}/{e.step} {e.error_rate:.0%} for {(now - e.since_ns) / 1e9:.0f}s"
+                for e in self.monitor.escalations()]
+        return f" ESCALATED: {', '.join(held)}" if held else ""
+
     def summary(self) -> dict[str, Any]:
         """Return the observers' figures for the node's exit summary."""
         return {
             "alerts": dict(self.alerts),
+            "escalated": [e.to_dict() for e in self.monitor.escalations()]
+            if self.monitor is not None else [],
             "dashboard": self.url,
             "monitor": dict(self.monitor.counters) if self.monitor is not None else {},
             "history": dict(self.history.counters) if self.history is not None else {},
@@ -321,6 +335,8 @@ class TradingNode:
         self._batcher: Optional[TickBatcher] = None
         self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
         self._stop: Optional[asyncio.Event] = None
+        self._storing: set[asyncio.Future] = set()
+        """Stores running in the executor (awaited at shutdown before the summary)."""
         self._stop_reason = ""
         self.start_s = 0.0
         """Seconds from :meth:`start` being called to the node being ready for its first tick."""
@@ -432,13 +448,29 @@ class TradingNode:
         return stored, rows, failures, lost
 
     async def _flush_batches(self) -> None:
+        """Store what the rings received since the last batch, and count what was stored.
+
+        The counting belongs to the store itself, not to this coroutine: when shutdown cancels
+        the batch loop while a store is running in the executor, the store still completes
+        (its rows are in the database) and is counted (:meth:`_drain` waits for it), so the
+        exit summary counts every stored row.
+        """
         assert self._batcher is not None
         batches = self._batcher.drain()
         if not batches:
             return
         loop = asyncio.get_running_loop()
-        stored, rows, failures, lost = await loop.run_in_executor(
-            self._executor, self._store_batches, batches)
+        storing = loop.run_in_executor(self._executor, self._store_batches, batches)
+        storing.add_done_callback(self._count_stored)
+        self._storing.add(storing)
+        await asyncio.shield(storing)
+
+    def _count_stored(self, storing: "asyncio.Future") -> None:
+        """Count one store's outcome (on the loop, once it completed, awaited or not)."""
+        self._storing.discard(storing)
+        if storing.cancelled() or storing.exception() is not None:
+            return  # the awaiting side logs it
+        stored, rows, failures, lost = storing.result()
         c = self.counters
         c.batches += stored
         c.rows.update(rows)
@@ -495,7 +527,7 @@ class TradingNode:
             return ""
         a = self.observers.alerts
         return (f" warnings={a['slow_step']} escalations={a['escalation']} "
-                f"recoveries={a['recovery']}")
+                f"recoveries={a['recovery']}{self.observers.escalated_text()}")
 
     def summary(self) -> dict[str, Any]:
         """Return what the node did, as plain data (the ``--json`` output of ``flowchain node``)."""
@@ -614,6 +646,8 @@ class TradingNode:
         """Stop the feed, store the last batch, close the broker and the database."""
         if self.feed is not None:
             await self.feed.stop()
+        if self._storing:  # a store the cancelled batch loop left running: let it be counted
+            await asyncio.gather(*self._storing, return_exceptions=True)
         if self._batcher is not None:
             try:
                 await self._flush_batches()

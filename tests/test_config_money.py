@@ -7,7 +7,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from flowchain.chains.trading_node import build_broker
+from flowchain.node_parts import build_broker
 from flowchain.config import ConfigError, NodeConfig, load_config
 from flowchain.trading.valuation import DEFAULT_CONTRACT_SPECS, ContractSpec
 

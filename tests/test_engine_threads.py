@@ -15,7 +15,7 @@ import pytest
 
 from flowchain import ChainBuilder, ChainRegistry, ChainStepError, ComponentRegistry
 from flowchain._native import STATUS_FAILED, STATUS_SUCCEEDED
-from flowchain.monitor import RingTail
+from flowchain.observe._reader import RingTail
 
 EXECUTIONS = 6000
 

@@ -184,6 +184,27 @@ async def test_replay_feed_runs_to_its_end_and_stores_every_tick(tmp_path: Path)
                            "trading_execution"]
 
 
+@pytest.mark.parametrize("batch_interval", [0.001, 0.05])
+async def test_exit_summary_counts_every_stored_row_of_a_replay(tmp_path: Path,
+                                                                batch_interval: float) -> None:
+    """A store still running when the replay ends (and the batch loop is cancelled) is counted."""
+    replay = tmp_path / "ticks.csv"
+    ticks = write_replay(replay, 20_000)
+    db = tmp_path / "replay.db"
+    toml = tmp_path / "node.toml"
+    toml.write_text(f"[node]\nbatch_interval = {batch_interval}\n", encoding="utf-8")
+    config = load_config(toml, {"feed": f"replay:{replay}", "db": str(db), "duration": 120,
+                                "symbols": ["EURUSD"], "status_interval": 0,
+                                "dashboard_enabled": False})
+    summary = await TradingNode(config).run(install_signals=False)
+    assert summary["stopped_by"] == "feed finished"
+    for table in ("ticks", "quarantine"):
+        assert summary["rows"].get(table, 0) == count(db, f"SELECT COUNT(*) FROM {table}"), table
+    assert summary["rows"]["ticks"] + summary["rows"].get("quarantine", 0) == len(ticks)
+    store = summary["chains"]["MT5_To_Database_Chain"]
+    assert summary["batches"] == store["executions"] - store["failures"]
+
+
 async def test_request_stop_drains_in_process(tmp_path: Path, eventually_async) -> None:
     config = load_config(None, {"db": str(tmp_path / "stop.db"), "duration": 60,
                                 "status_interval": 0, "dashboard": "127.0.0.1:0"})
@@ -297,7 +318,7 @@ def sample(families: dict[str, list], name: str, **labels: str) -> float:
 
 
 def test_running_node_serves_metrics_status_and_history(tmp_path: Path, eventually) -> None:
-    from flowchain.history import HistoryReader
+    from flowchain.observe.history import HistoryReader
 
     db = tmp_path / "observed.db"
     url_file = tmp_path / "dashboard.url"
@@ -499,7 +520,7 @@ def test_every_event_kind_is_one_readable_line_on_the_node_terminal() -> None:
     import io
     import logging
 
-    from flowchain.alerts import ESCALATION, RECOVERY, SLOW_STEP, AlertEvent, LogSink
+    from flowchain.observe.alerts import ESCALATION, RECOVERY, SLOW_STEP, AlertEvent, LogSink
     from flowchain.cli.node import NodeLogFormatter
 
     stream = io.StringIO()

@@ -7,7 +7,7 @@ import pytest
 import flowchain
 from flowchain.chain import load_chains_file
 from flowchain.chains import AI_DECISION_CHAIN, MT5_TO_DATABASE_CHAIN, TRADING_NODE_YAML
-from flowchain.chains.trading_node import NodeStartError, build_registry
+from flowchain.node_parts import NodeStartError, build_registry
 from flowchain.config import ConfigError, load_config
 
 AUDIT_MODULE = '''

@@ -9,7 +9,7 @@ import pytest
 from flowchain.config import (DEFAULT_DASHBOARD_PORT, DEFAULT_DB, OTLP_EXPORTER_MODULE,
                               ConfigError, NodeConfig, feed_kind, load_config,
                               otlp_exporter_available)
-from flowchain.web.server import DEFAULT_PORT
+from flowchain.observe.web.server import DEFAULT_PORT
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -156,6 +156,7 @@ def test_observer_defaults_are_the_documented_ones() -> None:
     assert config.history_db == config.node.db
     m = config.monitor
     assert (m.warning_interval_s, m.window_s, m.error_threshold) == (10.0, 60.0, 0.05)
+    assert m.repeat_interval_s == 60.0
     assert config.alerts.webhook == "" and config.otel.endpoint == ""
 
 
@@ -173,9 +174,11 @@ sample_rate = 0.25
 warning_interval_s = 0
 error_threshold = 0.1
 min_attempts = 5
+repeat_interval_s = 15
 [alerts]
 webhook = "https://hooks.example/flowchain"
 """))
+    assert config.monitor.repeat_interval_s == 15.0
     assert (config.dashboard.host, config.dashboard.port) == ("::1", 0)
     assert config.history_db == "history.db" and config.history.sample_rate == 0.25
     assert config.monitor.error_threshold == 0.1 and config.monitor.warning_interval_s == 0
@@ -216,6 +219,7 @@ def test_non_loopback_dashboard_is_refused_unless_allowed(tmp_path: Path) -> Non
     ('[monitor]\nerror_threshold = 1.5\n', "monitor.error_threshold"),
     ('[monitor]\nwindow_s = 0\n', "monitor.window_s"),
     ('[monitor]\nmin_attempts = 0\n', "monitor.min_attempts"),
+    ('[monitor]\nrepeat_interval_s = 0\n', "monitor.repeat_interval_s"),
     ('[alerts]\nwebhook = "ftp://x"\n', "alerts.webhook"),
     ('[otel]\nendpoint = "collector:4318"\n', "otel.endpoint"),
     ('[dashboard]\nlisten = "x"\n', "dashboard.listen"),

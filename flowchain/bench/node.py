@@ -67,7 +67,7 @@ class NodePath:
     """The node's components, registry and runners, built from its config in ``workdir``.
 
     What ``flowchain node`` builds for its per-tick path (the same config file shape,
-    :func:`~flowchain.chains.trading_node.build_parts`, the trading-node chains file), with
+    :func:`~flowchain.node_parts.build_parts`, the trading-node chains file), with
     risk limits a benchmark never trips by accident, plus one :class:`TickRing` and one
     DecisionContext per symbol and a seeded simulator to generate ticks.
 
@@ -96,7 +96,7 @@ class NodePath:
     """
 
     def __init__(self, workdir: Path, symbols: tuple[str, ...], seed: int) -> None:
-        from flowchain.chains.trading_node import build_parts
+        from flowchain.node_parts import build_parts
         from flowchain.trading.context import DEFAULT_HISTORY, DecisionContext
 
         # Limits a bench never trips by accident: every order decision reaches the broker.

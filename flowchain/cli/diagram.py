@@ -28,8 +28,8 @@ def diagram(
 ) -> None:
     """Draw chain NAME of FILE: a node per step (component, expected duration), edges labelled
     with the data type, and with --db each step's status and p50/p99."""
-    from flowchain import diagram as drawing
-    from flowchain.history import HistoryReader, parse_since
+    from flowchain.observe import diagram as drawing
+    from flowchain.observe.history import HistoryReader, parse_since
 
     if fmt not in drawing.FORMATS:
         err.print(f"[red]unknown format {fmt!r}[/]; choose one of {', '.join(drawing.FORMATS)}")

@@ -29,8 +29,8 @@ def report(
     """Write an HTML report: latency percentile distributions (HdrHistogram style),
     throughput and error rate over time, and the slowest steps. Opens with no network.
     With no history in the range it says so, writes nothing and exits 1."""
-    from flowchain.history import HistoryReader, parse_since
-    from flowchain.report import build_report
+    from flowchain.observe.history import HistoryReader, parse_since
+    from flowchain.observe.report import build_report
 
     if out is None and sys.stdout.isatty():
         err.print("[red]error:[/] name the file with --out report.html, or redirect stdout "

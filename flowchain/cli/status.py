@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flowchain.cli.app import app
-from flowchain.web.server import DEFAULT_PORT
+from flowchain.observe.web.server import DEFAULT_PORT
 
 err = Console(stderr=True)
 
@@ -42,8 +42,12 @@ def _by_reason(counts: Optional[dict]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted((counts or {}).items())) or "0"
 
 
+def _rate(rate: Optional[float]) -> str:
+    return "-" if rate is None else f"{rate:.1f}"
+
+
 def _ns(ns) -> str:
-    from flowchain.diagram import format_ns
+    from flowchain.observe.diagram import format_ns
 
     return "-" if ns is None else format_ns(ns)
 
@@ -65,14 +69,19 @@ def status(
         return
     out = Console()
     chains = Table(title=f"chains at {url}")
-    for col in ("tenant", "chain", "executions", "failures", "success", "per s", "p50", "p99",
-                "steps"):
+    for col in ("tenant", "chain", "executions", "failures", "success", "/s (1 s)",
+                "/s (10 s)", "p50", "p99", "steps"):
         chains.add_column(col)
     for c in snap["chains"]:
         ratio = "-" if c["success_ratio"] is None else f"{100 * c['success_ratio']:.2f}%"
         steps = " > ".join(f"{s['name']}:{s['status']}" for s in c["steps"])
         chains.add_row(c["tenant"], c["chain"], str(c["executions"]), str(c["failures"]), ratio,
-                       f"{c['throughput_per_s']:.1f}", _ns(c["p50_ns"]), _ns(c["p99_ns"]), steps)
+                       _rate(c.get("throughput_per_s")), _rate(c.get("throughput_10s_per_s")),
+                       _ns(c["p50_ns"]), _ns(c["p99_ns"]), steps)
+    for e in snap.get("escalations", []):
+        out.print(f"[bold red]ESCALATED[/] {e['chain']}/{e['step']} ({e['component']}): "
+                  f"{100 * e['error_rate']:.1f}% of {e['attempts']} attempts failed, for "
+                  f"{e['duration_s']:.0f} s")
     out.print(chains)
     live = Table(title="running now")
     for col in ("execution", "current step", "completed", "progress", "remaining"):

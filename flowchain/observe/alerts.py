@@ -1,6 +1,6 @@
 """Alert events and where they go: a structured log, a Python callback, a webhook.
 
-The :class:`~flowchain.monitor.Monitor` turns what the engine recorded into
+The :class:`~flowchain.observe.monitor.Monitor` turns what the engine recorded into
 :class:`AlertEvent` objects and hands each to every sink. A sink never blocks the monitor:
 the log and callback sinks run inline (a raising callback is counted, never propagated), the
 webhook sink queues the event (bounded; a full queue drops the event and counts it) and POSTs

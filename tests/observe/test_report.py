@@ -7,8 +7,8 @@ from typer.testing import CliRunner
 
 from flowchain import ChainBuilder, ChainRegistry, ChainStepError, ComponentRegistry
 from flowchain.histograms import LatencyHistogram
-from flowchain.history import HistoryReader, HistoryWriter
-from flowchain.report import build_report, percentile_curve
+from flowchain.observe.history import HistoryReader, HistoryWriter
+from flowchain.observe.report import build_report, percentile_curve
 
 
 def history(tmp_path):
@@ -122,3 +122,44 @@ def test_a_chain_that_only_fails_shows_its_failure_latency_not_zero(tmp_path):
     table = re.search(r"<table><thead>.*?</table>", page, flags=re.S).group(0)
     assert "0 ns" not in table and "<td>-</td>" in table
     assert "failed p99" in table
+
+
+def test_report_lists_warnings_escalations_and_recoveries_with_their_spans(tmp_path):
+    from flowchain.observe.alerts import ESCALATION, RECOVERY, SLOW_STEP, AlertEvent
+
+    db = history(tmp_path)
+    writer = HistoryWriter(ChainRegistry(ComponentRegistry()), db)
+    t0 = 1_700_000_000_000_000_000
+    events = [
+        AlertEvent(SLOW_STEP, "decision", "c1", "slow_step", "took <b>2 ms</b>", t0 + 5 * 10**9,
+                   {"first_ns": t0 + 10**9, "tenant": "default"}),
+        AlertEvent(ESCALATION, "decision", "c1", "slow_step", "failed 9 of 10", t0,
+                   {"since_ns": t0, "repeat": 0, "tenant": "default"}),
+        AlertEvent(ESCALATION, "decision", "c1", "slow_step", "failed 30 of 30; escalated for "
+                   "60 s", t0 + 60 * 10**9, {"since_ns": t0, "repeat": 1, "tenant": "default"}),
+        AlertEvent(RECOVERY, "decision", "c1", "slow_step", "recovered", t0 + 90 * 10**9,
+                   {"since_ns": t0, "duration_s": 90.0, "tenant": "default"}),
+        AlertEvent(ESCALATION, "decision", "c1", "fast_step", "failed 5 of 5", t0 + 95 * 10**9,
+                   {"since_ns": t0 + 95 * 10**9, "repeat": 0, "tenant": "default"}),
+    ]
+    for event in events:
+        writer.emit(event)
+    writer.close()
+    with HistoryReader(db) as reader:
+        page = build_report(reader)
+    table = re.search(r'<table id="alerts">.*?</table>', page, flags=re.S).group(0)
+    rows = re.findall(r'<tr class="(\w+)">(.*?)</tr>', table, flags=re.S)
+    cells = [(kind, re.findall(r"<td>(.*?)</td>", row)) for kind, row in rows]
+    assert [k for k, _ in cells] == ["escalation", "slow_step", "recovery", "escalation"]
+    escalation = cells[0][1]
+    assert escalation[3] == "2023-11-14 22:13:20.000" and escalation[4] == \
+        "2023-11-14 22:14:50.000"
+    assert escalation[5] == "1.5 min" and escalation[6] == "2"     # first alert + one repeat
+    assert "escalated for 60 s" in escalation[7]
+    assert cells[1][1][5] == "4.0 s" and "&lt;b&gt;" in cells[1][1][7]   # escaped
+    still = cells[3][1]     # open, and its run (this writer) stored no interval to bound it
+    assert (still[4], still[5]) == ("still escalated", "-")
+    empty = tmp_path / "empty.db"
+    HistoryWriter(ChainRegistry(ComponentRegistry()), empty).close()
+    with HistoryReader(empty) as reader:
+        assert "No warning, escalation or recovery" in build_report(reader)

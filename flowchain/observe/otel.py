@@ -19,9 +19,8 @@ from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from flowchain.execution import ChainExecution, ExecutionStatus
-from flowchain.history import engine_to_epoch_offset
-from flowchain._native import STATUS_SUCCEEDED
-from flowchain.monitor import RingTail, built_runners
+from flowchain.observe._reader import (STATUS_SUCCEEDED, RingTail, built_runners,
+                                       engine_to_epoch_offset)
 from flowchain.periodic import PeriodicThread
 
 log = logging.getLogger("flowchain.otel")
@@ -107,7 +106,7 @@ class TraceExporter:
         """Emit one execution as a root span with a child span per step that started.
 
         ``offset_ns`` converts engine timestamps to epoch ns (see
-        :func:`flowchain.history.engine_to_epoch_offset`).
+        :func:`flowchain.observe._reader.engine_to_epoch_offset`).
         """
         ctx = record.user_context
         attributes = {"flowchain.chain": record.chain_name,

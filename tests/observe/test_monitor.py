@@ -5,8 +5,9 @@ import threading
 import pytest
 
 from flowchain import ChainBuilder, ChainRegistry, ChainStepError, ComponentRegistry
-from flowchain.alerts import ESCALATION, RECOVERY, SLOW_STEP, CallbackSink
-from flowchain.monitor import Monitor, RingTail, step_statuses
+from flowchain.observe.alerts import ESCALATION, RECOVERY, SLOW_STEP, CallbackSink
+from flowchain.observe._reader import RingTail
+from flowchain.observe.monitor import Monitor, step_statuses
 
 
 class FakeClock:
@@ -114,6 +115,82 @@ def test_escalation_above_threshold_then_recovery_below():
     assert len(recoveries) == 1 and recoveries[0].fields["errors"] == 0
 
 
+def test_escalation_is_a_state_repeated_while_it_lasts_until_recovery():
+    failing = threading.Event()
+    failing.set()
+
+    def score(x):
+        if failing.is_set():
+            raise ValueError(f"score cannot read {x}")
+        return x
+
+    reg, cid = make_registry(score)
+    clock = FakeClock()
+    mon = Monitor(reg, warning_interval_s=1e9, window_s=10, min_attempts=5,
+                  repeat_interval_s=30, clock=clock)
+    runner = reg.runner(cid)
+
+    def run(n):
+        for i in range(n):
+            try:
+                runner.run(i)
+            except ChainStepError:
+                pass
+
+    run(10)
+    first = [e for e in mon.poll() if e.kind == ESCALATION]
+    assert len(first) == 1 and first[0].fields["repeat"] == 0
+    since = first[0].fields["since_ns"]
+    [held] = mon.escalations()
+    assert (held.chain, held.step, held.since_ns, held.repeats) == ("trade", "score", since, 0)
+    assert held.error_rate == 1.0 and mon.is_escalated(cid, 1) and not mon.is_escalated(cid, 0)
+    kinds = []
+    for _ in range(12):                         # 60 s more of failing, polled every 5 s
+        clock.now += 5
+        run(10)
+        kinds += [(e.kind, e.fields.get("repeat")) for e in mon.poll()]
+        assert [e.step for e in mon.escalations()] == ["score"]   # still there, every poll
+    assert kinds == [(ESCALATION, 1), (ESCALATION, 2)]           # every 30 s, no more
+    [held] = mon.escalations()
+    assert held.since_ns == since and held.repeats == 2 and "escalated for" in held.message
+    failing.clear()
+    clock.now += 11                             # the failures leave the 10 s window
+    run(10)
+    [recovery] = [e for e in mon.poll() if e.kind == RECOVERY]
+    assert recovery.fields["since_ns"] == since and recovery.fields["repeats"] == 2
+    assert recovery.fields["duration_s"] >= 0 and "recovered after" in recovery.message
+    assert mon.escalations() == [] and not mon.is_escalated(cid, 1)
+    clock.now += 100
+    assert [e for e in mon.poll() if e.kind in (ESCALATION, RECOVERY)] == []
+
+
+def test_throughput_is_over_fixed_windows_of_the_monitors_clock_whoever_asks():
+    reg, cid = make_registry(lambda x: x)
+    clock = FakeClock()
+    mon = Monitor(reg, warning_interval_s=1e9, clock=clock)
+    runner = reg.runner(cid)
+    runner.run(0)
+    mon.poll()
+    assert mon.throughput(cid) == {"per_1s": None, "per_10s": None}   # one sample: no rate
+    for second in range(12):                     # 100 executions a second, polled at 4 Hz
+        for _ in range(4):
+            for i in range(25):
+                runner.run(i)
+            clock.now += 0.25
+            mon.poll()
+    rates = mon.throughput(cid)
+    assert rates == {"per_1s": 100.0, "per_10s": 100.0}
+    assert [mon.throughput(cid) for _ in range(5)] == [rates] * 5    # asking changes nothing
+    for i in range(300):                         # a burst: 300 more within the last second
+        runner.run(i)
+    clock.now += 0.25
+    mon.poll()
+    rates = mon.throughput(cid)
+    assert rates["per_1s"] == pytest.approx((300 + 75) / 1.0)
+    assert rates["per_10s"] == pytest.approx((300 + 975) / 10.0)
+    assert mon.throughput("no-such-chain") == {"per_1s": None, "per_10s": None}
+
+
 def test_no_escalation_below_min_attempts():
     reg, cid = make_registry(lambda x: 1 / 0)
     mon = Monitor(reg, min_attempts=20, warning_interval_s=1e9)
@@ -177,3 +254,5 @@ def test_bad_settings_are_refused():
         Monitor(reg, error_threshold=5)
     with pytest.raises(ValueError, match="interval_s"):
         Monitor(reg, interval_s=0)
+    with pytest.raises(ValueError, match="repeat_interval_s"):
+        Monitor(reg, repeat_interval_s=0)

@@ -11,7 +11,7 @@ import asyncio
 import threading
 from typing import Optional
 
-from flowchain.web.server import DashboardServer
+from flowchain.observe.web.server import DashboardServer
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

@@ -1,7 +1,8 @@
 """What the dashboard shows, gathered from the cold path into one JSON-ready snapshot.
 
 Figures come from the engine's own counters and native HDR counts (``value_at_percentile``,
-cheap), the monitor (events, step health, live executions) and the feeds (state, counters).
+cheap), the monitor (escalated steps, events, step health, throughput over the last 1 s and
+10 s on its own clock, live executions) and the feeds (state, counters).
 Nothing here makes a chain execution wait.
 """
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any, Mapping, Optional, Union
 
-from flowchain.diagram import StepFigures, render, status_of
-from flowchain.monitor import built_runners
+from flowchain.observe.diagram import StepFigures, render, status_of
+from flowchain.observe._reader import built_runners
 
 
 class DashboardState:
@@ -19,7 +20,7 @@ class DashboardState:
     Parameters
     ----------
     registries : ChainRegistry or mapping of tenant -> ChainRegistry
-    monitor : flowchain.monitor.Monitor, optional
+    monitor : flowchain.observe.monitor.Monitor, optional
         Source of warnings, escalations, step health and live executions.
     feeds : mapping of name -> feed, optional
         Objects with ``state.as_dict()`` and ``stats.as_dict()``.
@@ -34,7 +35,6 @@ class DashboardState:
         self.monitor = monitor
         self.feeds = dict(feeds or {})
         self.failures_shown = failures_shown
-        self._last: dict[str, tuple[int, int]] = {}
 
     def chains(self) -> list[tuple[str, Any, Any, Optional[Any]]]:
         """Return (tenant, registry, definition, runner or None) for each latest chain."""
@@ -52,19 +52,14 @@ class DashboardState:
 
     def snapshot(self) -> dict[str, Any]:
         """Return everything the page shows, as plain data."""
-        now = time.monotonic_ns()
-        health = self.monitor.step_health() if self.monitor is not None else {}
+        monitor = self.monitor
+        health = monitor.step_health() if monitor is not None else {}
         chains = []
         failures = []
         for tenant, registry, d, runner in self.chains():
-            key = f"{tenant}/{d.chain_id}"
             executions = int(runner.executions) if runner is not None else 0
             failed = int(runner.failures) if runner is not None else 0
-            prev = self._last.get(key)
-            throughput = 0.0
-            if prev is not None and now > prev[1]:
-                throughput = (executions - prev[0]) * 1e9 / (now - prev[1])
-            self._last[key] = (executions, now)
+            rates = monitor.throughput(d.chain_id) if monitor is not None else {}
             steps = []
             step_health = {h["step"]: h for h in health.get(d.chain_id, [])}
             for i, s in enumerate(d.steps):
@@ -101,11 +96,15 @@ class DashboardState:
                 "tenant": tenant, "chain": d.name, "chain_id": d.chain_id,
                 "executions": executions, "failures": failed,
                 "success_ratio": (executions - failed) / executions if executions else None,
-                "throughput_per_s": round(throughput, 1), "p50_ns": chain_p50,
+                "throughput_per_s": rates.get("per_1s"),
+                "throughput_10s_per_s": rates.get("per_10s"), "p50_ns": chain_p50,
                 "p99_ns": chain_p99, "steps": steps})
         failures.sort(key=lambda f: f["execution_id"], reverse=True)
+        now_ns = time.time_ns()
         return {
-            "time_ns": time.time_ns(),
+            "time_ns": now_ns,
+            "escalations": [e.to_dict(now_ns) for e in monitor.escalations()]
+            if monitor is not None else [],
             "chains": chains,
             "failures": failures[: self.failures_shown * 2],
             "events": self.monitor.recent_events(50) if self.monitor is not None else [],

@@ -79,7 +79,7 @@ def status_of(expected_ns: int, figures: Optional[StepFigures]) -> str:
 
 def figures_from_registry(registry: Any, definition: ChainDefinition) -> dict[str, StepFigures]:
     """Return live figures per step from a registry (empty when the chain has not run)."""
-    from flowchain.monitor import built_runners
+    from flowchain.observe._reader import built_runners
 
     runner = next((r for d, r in built_runners(registry) if d.chain_id == definition.chain_id),
                   None)
@@ -95,7 +95,7 @@ def figures_from_registry(registry: Any, definition: ChainDefinition) -> dict[st
 
 
 def figures_from_history(reader: Any, chain: str, **range_args: Any) -> dict[str, StepFigures]:
-    """Return stored figures per step from a :class:`~flowchain.history.HistoryReader`."""
+    """Return stored figures per step from a :class:`~flowchain.observe.history.HistoryReader`."""
     out = {}
     for s in reader.steps(chain, **range_args):
         if s.step:

@@ -6,7 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from flowchain.alerts import (ESCALATION, SLOW_STEP, AlertEvent, CallbackSink, LogSink,
+from flowchain.observe.alerts import (ESCALATION, SLOW_STEP, AlertEvent, CallbackSink, LogSink,
                               MemorySink, WebhookSink)
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from flowchain import (ChainBuilder, ChainRegistry, ChainStepError, ComponentRegistry,
                        UserContext)
-from flowchain.history import CHAIN_ROW, HistoryReader, HistoryWriter, parse_since
+from flowchain.observe.history import CHAIN_ROW, HistoryReader, HistoryWriter, parse_since
 
 
 def make_registry():
@@ -179,3 +179,80 @@ def test_an_old_history_file_gains_the_failure_column(tmp_path):
         assert reader.histogram("old", outcome="failure").count == 0
         with pytest.raises(ValueError, match="outcome must be"):
             reader.histogram("old", outcome="all")
+
+
+def test_warnings_escalations_and_recoveries_are_stored_with_their_spans(tmp_path):
+    from flowchain.observe.alerts import ESCALATION, RECOVERY, SLOW_STEP
+    from flowchain.observe.monitor import Monitor
+
+    class Clock:
+        now = 50.0
+
+        def __call__(self):
+            return self.now
+
+    failing = {"on": True}
+    components = ComponentRegistry()
+    components.register("Parse", lambda x: x)
+
+    def score(x):
+        if failing["on"]:
+            raise ValueError(f"cannot score {x}")
+        return x
+
+    components.register("Score", score)
+    reg = ChainRegistry(components, ring_capacity=256)
+    cid = reg.register_chain(ChainBuilder("trade").step("parse", "Parse", "t", "t", 0.000001)
+                             .step("score", "Score", "t", "s", 1).build())
+    writer = HistoryWriter(reg, tmp_path / "h.db", sample_rate=0)
+    clock = Clock()
+    monitor = Monitor(reg, [writer], warning_interval_s=0, window_s=5, min_attempts=5,
+                      repeat_interval_s=2, clock=clock)
+    runner = reg.runner(cid)
+    for _ in range(5):                           # 5 polls, 1.5 s apart, failing every time
+        run(runner, range(10))
+        monitor.poll()
+        clock.now += 1.5
+    writer.flush()                               # the escalation is stored while it lasts
+    with HistoryReader(tmp_path / "h.db") as reader:
+        [open_row] = reader.alerts(kind=ESCALATION)
+        assert open_row["end_ns"] is None and open_row["step"] == "score"
+        assert open_row["alerts"] == 3 and open_row["run_last_ns"] is not None  # 1 + 2 repeats
+        assert len(reader.alerts(kind=SLOW_STEP)) == 5    # warning_interval_s=0: each poll
+    failing["on"] = False
+    clock.now += 6                               # the failures leave the 5 s window
+    run(runner, range(10))
+    kinds = [e.kind for e in monitor.poll()]
+    assert RECOVERY in kinds
+    writer.close()
+    with HistoryReader(tmp_path / "h.db") as reader:
+        rows = reader.alerts()
+        [esc] = [r for r in rows if r["kind"] == ESCALATION]
+        [rec] = [r for r in rows if r["kind"] == RECOVERY]
+        assert esc["end_ns"] == rec["start_ns"] == rec["end_ns"]        # closed by the recovery
+        assert esc["start_ns"] == rec["fields"]["since_ns"] < esc["end_ns"]
+        assert esc["alerts"] == 3 and esc["fields"]["repeat"] == 2
+        slow = [r for r in rows if r["kind"] == SLOW_STEP]
+        assert len(slow) == 6 and all(r["start_ns"] <= r["end_ns"] for r in slow)
+        assert all(r["step"] == "parse" and r["tenant"] == "default" for r in slow)
+        assert [r["start_ns"] for r in rows] == sorted(r["start_ns"] for r in rows)
+        assert reader.alerts(chain="other") == []
+        assert reader.alerts(since_ns=esc["end_ns"] + 1, kind=ESCALATION) == []
+        assert reader.alerts(until_ns=esc["start_ns"] - 1, kind=ESCALATION) == []
+    assert writer.counters["events"] == len(rows) + 2   # the 2 repeats updated the open row
+
+
+def test_event_queue_is_bounded_and_counts_what_it_drops(tmp_path, monkeypatch):
+    import flowchain.observe.history as history
+    from flowchain.observe.alerts import SLOW_STEP, AlertEvent
+
+    monkeypatch.setattr(history, "EVENT_QUEUE", 3)
+    reg, _ = make_registry()
+    writer = HistoryWriter(reg, tmp_path / "h.db")
+    for i in range(5):
+        writer.emit(AlertEvent(SLOW_STEP, "trade", "c1", "score", f"slow {i}", 1000 + i,
+                               {"tenant": "default"}))
+    assert writer.counters["dropped_events"] == 2
+    writer.close()
+    with HistoryReader(tmp_path / "h.db") as reader:
+        assert [r["message"] for r in reader.alerts()] == ["slow 0", "slow 1", "slow 2"]

@@ -1,5 +1,7 @@
-// FlowChain dashboard: draws the chain diagrams once, then applies every snapshot pushed by
-// the server (server-sent events) to the tables and the diagrams' step colors and figures.
+// FlowChain dashboard: draws the chain diagrams and the first snapshot the page itself carries
+// (so it shows figures before, or without, a live connection), then applies every snapshot
+// pushed by the server (server-sent events) to the tables and the diagrams' step colors.
+// Escalated steps stay in a banner above everything until they recover.
 "use strict";
 
 const COLORS = { ok: "#2e7d32", slow: "#f9a825", erroring: "#ef6c00", failing: "#c62828",
@@ -31,9 +33,7 @@ function fillTable(id, rows) {
 
 function diagramKey(tenant, chainId) { return tenant + "/" + chainId; }
 
-async function loadDiagrams() {
-  const response = await fetch("/api/chains");
-  const diagrams = await response.json();
+function drawDiagrams(diagrams) {
   const holder = document.getElementById("diagrams");
   holder.replaceChildren();
   diagrams.forEach(function (d) {
@@ -43,6 +43,27 @@ async function loadDiagrams() {
     div.innerHTML = d.svg;
     holder.appendChild(div);
   });
+}
+
+async function loadDiagrams() {
+  const response = await fetch("/api/chains");
+  drawDiagrams(await response.json());
+}
+
+function fmtRate(rate) { return rate === null || rate === undefined ? "-" : rate.toFixed(1); }
+
+function showEscalations(escalations) {
+  const banner = document.getElementById("escalations");
+  banner.querySelector("ul").replaceChildren(...escalations.map(function (e) {
+    const li = document.createElement("li");
+    li.className = "escalation";
+    li.dataset.key = e.chain + "/" + e.step;
+    li.textContent = "ESCALATED " + e.chain + "/" + e.step + " (" + e.component + "): " +
+      (100 * e.error_rate).toFixed(1) + "% of " + e.attempts + " attempts failed, since " +
+      new Date(e.since_ns / 1e6).toLocaleTimeString() + " (" + e.duration_s.toFixed(0) + " s)";
+    return li;
+  }));
+  banner.hidden = escalations.length === 0;
 }
 
 function updateDiagram(chain) {
@@ -64,12 +85,14 @@ function updateDiagram(chain) {
 function apply(snap) {
   fillTable("chains", snap.chains.map(function (c) {
     return [cell(c.tenant), cell(c.chain), cell(String(c.executions), "num executions"),
-            cell(c.throughput_per_s.toFixed(1), "num throughput"),
+            cell(fmtRate(c.throughput_per_s), "num throughput"),
+            cell(fmtRate(c.throughput_10s_per_s), "num throughput10"),
             cell(c.success_ratio === null ? "-" : (100 * c.success_ratio).toFixed(2) + "%",
                  "num success"),
             cell(fmtNs(c.p50_ns), "num"), cell(fmtNs(c.p99_ns), "num")];
   }));
   snap.chains.forEach(updateDiagram);
+  showEscalations(snap.escalations || []);
   fillTable("live", snap.live.map(function (e) {
     return [cell(e.execution_id), cell(e.current_step || "-"), cell(e.progress + "%", "num"),
             cell(fmtNs(e.eta_ns), "num")];
@@ -116,6 +139,21 @@ function connect() {
   };
 }
 
-loadDiagrams().then(connect, function (err) {
-  document.getElementById("connection").textContent = "failed: " + err;
-});
+function start() {
+  const carried = document.getElementById("initial");
+  if (carried) {
+    const initial = JSON.parse(carried.textContent);
+    drawDiagrams(initial.diagrams);
+    apply(initial.snapshot);
+    const badge = document.getElementById("connection");
+    badge.textContent = "snapshot";
+    badge.className = "badge snapshot";
+    connect();
+    return;
+  }
+  loadDiagrams().then(connect, function (err) {
+    document.getElementById("connection").textContent = "failed: " + err;
+  });
+}
+
+start();

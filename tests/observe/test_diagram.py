@@ -6,9 +6,9 @@ from typer.testing import CliRunner
 
 from flowchain import ChainBuilder, ChainRegistry, ChainStepError, ComponentRegistry
 from flowchain.chain import dump_chains
-from flowchain.diagram import (StepFigures, figures_from_registry, format_ns, render,
+from flowchain.observe.diagram import (StepFigures, figures_from_registry, format_ns, render,
                                status_of, step_views)
-from flowchain.history import HistoryWriter
+from flowchain.observe.history import HistoryWriter
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -20,7 +20,7 @@ import logging
 from importlib import resources
 from typing import Any, Optional
 
-from flowchain.web.state import DashboardState
+from flowchain.observe.web.state import DashboardState
 
 log = logging.getLogger("flowchain.web")
 
@@ -33,7 +33,7 @@ STATIC_TYPES = {"app.js": "text/javascript; charset=utf-8",
 
 
 def _static(name: str) -> bytes:
-    return resources.files("flowchain.web").joinpath("static", name).read_bytes()
+    return resources.files("flowchain.observe.web").joinpath("static", name).read_bytes()
 
 
 class DashboardServer:
@@ -48,8 +48,10 @@ class DashboardServer:
         0 picks a free port (read :attr:`port` after :meth:`start`).
     interval_s : float
         Seconds between snapshots pushed to event-stream clients.
-    collector : flowchain.metrics.FlowChainCollector, optional
-        Serves ``/metrics`` when given.
+    collector : flowchain.observe.metrics.FlowChainCollector, optional
+        Serves ``/metrics`` when given, from an :class:`~flowchain.observe.metrics.ExpositionCache`.
+    metrics_refresh_s : float
+        Seconds between background renderings of ``/metrics`` while it is scraped.
 
     Raises
     ------
@@ -58,7 +60,8 @@ class DashboardServer:
     """
 
     def __init__(self, state: DashboardState, host: str = "127.0.0.1", port: int = 0, *,
-                 interval_s: float = 0.5, collector: Any = None) -> None:
+                 interval_s: float = 0.5, collector: Any = None,
+                 metrics_refresh_s: float = 1.0) -> None:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be positive, got {interval_s}")
         self.state = state
@@ -67,11 +70,12 @@ class DashboardServer:
         self.interval_s = interval_s
         self.counters: dict[str, int] = {"requests": 0, "bad_request": 0, "not_found": 0,
                                          "method_not_allowed": 0, "errors": 0, "sse_clients": 0}
-        self._prom = None
+        self.exposition: Any = None
         if collector is not None:
-            from flowchain.metrics import exposition_registry
+            from flowchain.observe.metrics import ExpositionCache, exposition_registry
 
-            self._prom = exposition_registry(collector)
+            self.exposition = ExpositionCache(exposition_registry(collector),
+                                              refresh_s=metrics_refresh_s)
         self._server: Optional[asyncio.AbstractServer] = None
         self._clients: set[asyncio.Queue] = set()
         self._broadcast: Optional[asyncio.Task] = None
@@ -94,10 +98,14 @@ class DashboardServer:
         self._server = await asyncio.start_server(self._handle, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         self._broadcast = asyncio.create_task(self._broadcast_loop())
+        if self.exposition is not None:
+            self.exposition.start()
         return self
 
     async def close(self) -> None:
         """Stop listening and end every event stream."""
+        if self.exposition is not None:
+            self.exposition.close()
         if self._broadcast is not None:
             self._broadcast.cancel()
             try:
@@ -199,10 +207,18 @@ class DashboardServer:
         finally:
             writer.close()
 
+    def _page(self) -> bytes:
+        """The page, carrying the diagrams and a first snapshot: it shows figures at once."""
+        initial = json.dumps({"snapshot": self.state.snapshot(),
+                              "diagrams": self.state.diagrams()}, default=str)
+        # inside <script>, "<" is written as its JSON escape: no "</script>" can end it early
+        script = ('<script id="initial" type="application/json">'
+                  + initial.replace("<", "\\u003c") + "</script>").encode()
+        return self._assets["index.html"].replace(b"<!--initial-->", script, 1)
+
     async def _route(self, path: str, writer: asyncio.StreamWriter) -> None:
         if path in ("/", "/index.html"):
-            await self._respond(writer, 200, STATIC_TYPES["index.html"],
-                                self._assets["index.html"])
+            await self._respond(writer, 200, STATIC_TYPES["index.html"], self._page())
         elif path.startswith("/static/") and path[8:] in self._assets:
             name = path[8:]
             await self._respond(writer, 200, STATIC_TYPES[name], self._assets[name])
@@ -214,11 +230,10 @@ class DashboardServer:
             await self._respond(writer, 200, "application/json", body)
         elif path == "/api/events":
             await self._stream(writer)
-        elif path == "/metrics" and self._prom is not None:
-            from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        elif path == "/metrics" and self.exposition is not None:
+            from prometheus_client import CONTENT_TYPE_LATEST
 
-            body = await asyncio.get_running_loop().run_in_executor(
-                None, generate_latest, self._prom)
+            body = await asyncio.get_running_loop().run_in_executor(None, self.exposition.get)
             await self._respond(writer, 200, CONTENT_TYPE_LATEST, body)
         else:
             self.counters["not_found"] += 1

@@ -4,8 +4,10 @@ Per chain: the latency percentile distribution of the whole chain and of each st
 executions as their own lines) plotted
 the HdrHistogram way (latency against a log ``1/(1-percentile)`` axis, so the tail gets as
 much room as the median), throughput and error rate over time, and a table of every step's
-percentiles; then the slowest steps of all chains by p99. Charts are inline SVG drawn here;
-the file opens in a browser with no network.
+percentiles; then the slowest steps of all chains by p99, and every slow-step warning,
+escalation and recovery the monitor raised, each with its time span (an escalation from its
+start to its recovery). Charts are inline SVG drawn here; the file opens in a browser with no
+network.
 """
 from __future__ import annotations
 
@@ -14,8 +16,8 @@ import math
 import time
 from typing import Any, Optional, Sequence
 
-from flowchain.diagram import format_ns
-from flowchain.history import HistoryReader, StepHistory
+from flowchain.observe.diagram import format_ns
+from flowchain.observe.history import HistoryReader, StepHistory
 
 PALETTE = ("#1565c0", "#c62828", "#2e7d32", "#ef6c00", "#6a1b9a", "#00838f", "#8d6e63",
            "#ad1457", "#558b2f", "#37474f")
@@ -157,6 +159,42 @@ def _step_table(rows: Sequence[StepHistory]) -> str:
     return "\n".join(out)
 
 
+def _clock(ns: int) -> str:
+    seconds = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ns / 1e9))
+    return f"{seconds}.{ns // 1_000_000 % 1000:03d}"
+
+
+def _span(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _alert_table(alerts: Sequence[dict[str, Any]]) -> str:
+    """The monitor's warnings, escalations and recoveries with their spans, oldest first."""
+    if not alerts:
+        return '<p id="alerts">No warning, escalation or recovery in this range.</p>'
+    head = ("kind", "chain", "step", "from (UTC)", "to (UTC)", "lasted", "alerts", "message")
+    out = ['<table id="alerts"><thead><tr>' + "".join(f"<th>{h}</th>" for h in head)
+           + "</tr></thead><tbody>"]
+    for a in alerts:
+        start, end = a["start_ns"], a["end_ns"]
+        if end is not None:
+            until, lasted = _clock(end), _span((end - start) / 1e9)
+        elif a.get("run_last_ns"):
+            until = f"still escalated when its run ended ({_clock(a['run_last_ns'])})"
+            lasted = "at least " + _span(max(0, a["run_last_ns"] - start) / 1e9)
+        else:
+            until, lasted = "still escalated", "-"
+        out.append(f'<tr class="{_esc(a["kind"])}">' + "".join(f"<td>{_esc(v)}</td>" for v in (
+            a["kind"], a["chain"], a["step"], _clock(start), until, lasted, a["alerts"],
+            a["message"])) + "</tr>")
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
 STYLE = """
 body { font-family: Helvetica, Arial, sans-serif; margin: 1.5em; color: #222; }
 h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 2em; } h3 { font-size: 1em; }
@@ -165,6 +203,8 @@ th, td { border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 .charts { display: flex; flex-wrap: wrap; gap: 1em; }
 .note { color: #666; font-size: 0.85em; }
+#alerts td:last-child { text-align: left; }
+#alerts tr.escalation td { color: #c62828; } #alerts tr.recovery td { color: #2e7d32; }
 """
 
 
@@ -233,10 +273,12 @@ def build_report(reader: HistoryReader, *, since_ns: Optional[int] = None,
         f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(start / 1e9))} to "
         f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(end / 1e9))} UTC")
     body = "\n".join(sections) if sections else "<p>No history in this range.</p>"
+    alerts = _alert_table(reader.alerts(since_ns=since_ns, until_ns=until_ns))
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{_esc(title)}</title><style>{STYLE}</style></head><body>"
             f"<h1>{_esc(title)}</h1><p class=\"note\">{_esc(str(reader.path))}: {span}. "
             "Percentile axes are log 1/(1-percentile): each step right is one more nine. "
             "Latencies of successful executions and of failed ones (lines marked failed: until "
             "the step raised) are drawn apart, never mixed; errors are counted apart.</p>"
-            f"<h2>Slowest steps (by p99)</h2>{''.join(slow_rows)}{body}</body></html>\n")
+            f"<h2>Slowest steps (by p99)</h2>{''.join(slow_rows)}"
+            f"<h2>Warnings, escalations and recoveries</h2>{alerts}{body}</body></html>\n")

@@ -1,11 +1,15 @@
-"""Latency history in SQLite: interval HDR histograms, failed and sampled executions.
+"""Latency history in SQLite: interval HDR histograms, executions, warnings and escalations.
 
 :class:`HistoryWriter` runs on the cold path. Every ``interval_s`` (10 s by default) it copies
 each runner's native HDR counts, subtracts the previous copy, and stores one encoded
 HdrHistogram per (chain, step, tenant) for that interval, with its count and error count (the
 whole chain is the row with ``step = ''``). Failed executions are stored with their full
 context (failing step, exception, traceback, input); successful ones are sampled at
-``sample_rate`` (deterministically: exactly that fraction of the sequence numbers).
+``sample_rate`` (deterministically: exactly that fraction of the sequence numbers). As an alert
+sink (:meth:`HistoryWriter.emit`) it stores every monitor event with its time span: a slow-step
+warning from its first covered slow execution to the warning, an escalation from its start to
+its recovery (the row is updated by each repeated alert and closed by the recovery; a step still
+escalated when the run ends keeps an open end), and each recovery.
 
 :class:`HistoryReader` merges the interval histograms of any time range, so percentiles and
 trends over any range are exact to the histogram's precision, from this process or another
@@ -20,6 +24,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
@@ -27,8 +32,8 @@ from typing import Any, Mapping, Optional, Union
 import numpy as np
 
 from flowchain.histograms import LatencyHistogram
-from flowchain._native import STATUS_SUCCEEDED
-from flowchain.monitor import RingTail, built_runners
+from flowchain.observe._reader import (STATUS_SUCCEEDED, RingTail, bucket_values,
+                                       built_runners, engine_to_epoch_offset)
 from flowchain.periodic import PeriodicThread
 
 log = logging.getLogger("flowchain.history")
@@ -76,6 +81,23 @@ HISTORY_SCHEMA: tuple[str, ...] = (
     """,
     "CREATE INDEX IF NOT EXISTS execution_records_by_chain "
     "ON execution_records (chain, status, start_epoch_ns)",
+    """
+    CREATE TABLE IF NOT EXISTS alert_events (
+        id          INTEGER PRIMARY KEY,
+        run_id      TEXT    NOT NULL,
+        kind        TEXT    NOT NULL,
+        chain       TEXT    NOT NULL,
+        chain_id    TEXT    NOT NULL,
+        step        TEXT    NOT NULL,
+        tenant      TEXT    NOT NULL,
+        start_ns    INTEGER NOT NULL,
+        end_ns      INTEGER,
+        alerts      INTEGER NOT NULL,
+        message     TEXT    NOT NULL,
+        fields      TEXT    NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS alert_events_by_time ON alert_events (start_ns)",
 )
 """The history tables; :func:`open_history` creates them."""
 
@@ -107,16 +129,6 @@ def open_history(path: DatabasePath, readonly: bool = False) -> sqlite3.Connecti
     return conn
 
 
-def engine_to_epoch_offset() -> int:
-    """Return ``epoch_ns - engine_ns`` now: add it to an engine timestamp to get epoch ns."""
-    from flowchain import now_ns
-
-    before = time.time_ns()
-    engine = now_ns()
-    after = time.time_ns()
-    return (before + after) // 2 - engine
-
-
 def histogram_of_counts(counts: np.ndarray, lowest: np.ndarray,
                         settings: Any) -> LatencyHistogram:
     """Return a LatencyHistogram of a counts row (total, min and max derived from it)."""
@@ -127,6 +139,10 @@ def histogram_of_counts(counts: np.ndarray, lowest: np.ndarray,
     else:
         stats = (0, 0, 0, 0)
     return LatencyHistogram.from_counts(counts, stats, settings)
+
+
+EVENT_QUEUE = 10_000
+"""Monitor events held for the next flush at most; more are counted as ``dropped_events``."""
 
 
 class _Baseline:
@@ -160,7 +176,8 @@ class HistoryWriter:
     ----------
     counters : dict
         ``intervals`` rows written, ``failures`` and ``samples`` persisted, ``lost_samples``
-        (overwritten in the ring before they were read), ``flush_errors``.
+        (overwritten in the ring before they were read), ``events`` stored, ``dropped_events``
+        (more than :data:`EVENT_QUEUE` waiting), ``flush_errors``.
 
     Raises
     ------
@@ -182,7 +199,9 @@ class HistoryWriter:
         self.run_id = uuid.uuid4().hex
         self.conn = open_history(self.path)
         self.counters = {"intervals": 0, "failures": 0, "samples": 0, "lost_samples": 0,
-                         "flush_errors": 0}
+                         "events": 0, "dropped_events": 0, "flush_errors": 0}
+        self._events: deque[Any] = deque()
+        self._events_lock = threading.Lock()
         self._baselines: dict[tuple[str, str], _Baseline] = {}
         self._interval_start = time.time_ns()
         self._lowest: dict[int, np.ndarray] = {}
@@ -209,8 +228,20 @@ class HistoryWriter:
             self.counters["flush_errors"] += 1
             log.exception("history flush to %s failed", self.path)
 
+    def emit(self, event: Any) -> None:
+        """Queue a monitor event (an :class:`~flowchain.observe.alerts.AlertEvent`) to store.
+
+        The alert-sink interface: it returns at once and never raises; the event is stored by
+        the next :meth:`flush` (every ``interval_s``, and on :meth:`close`).
+        """
+        with self._events_lock:
+            if len(self._events) >= EVENT_QUEUE:
+                self.counters["dropped_events"] += 1
+                return
+            self._events.append(event)
+
     def flush(self) -> int:
-        """Write one interval (since the previous flush) and new executions; return rows.
+        """Write one interval (since the previous flush), new executions and events; return rows.
 
         Raises
         ------
@@ -249,15 +280,52 @@ class HistoryWriter:
                     "INSERT OR IGNORE INTO execution_records (run_id, execution_id, chain, "
                     "chain_id, tenant, status, sampled, start_epoch_ns, duration_ns, "
                     "failed_step, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", records)
+                with self._events_lock:
+                    events = list(self._events)
+                    self._events.clear()
+                for event in events:
+                    self._store_event(event)
             self._interval_start = end
             self.counters["intervals"] += len(intervals)
-            return len(intervals) + len(records)
+            self.counters["events"] += len(events)
+            return len(intervals) + len(records) + len(events)
+
+    def _store_event(self, event: Any) -> None:
+        """Insert (or, for a repeated escalation or a recovery, update) an event's span row."""
+        from flowchain.observe.alerts import ESCALATION, RECOVERY
+
+        fields = dict(event.fields)
+        tenant = str(fields.get("tenant", "default"))
+        since = int(fields.get("since_ns", event.time_ns))
+        text = json.dumps(fields, default=str)
+        key = (self.run_id, ESCALATION, event.chain_id, event.step, tenant, since)
+        open_row = "run_id = ? AND kind = ? AND chain_id = ? AND step = ? AND tenant = ? " \
+                   "AND start_ns = ?"
+        if event.kind == ESCALATION and int(fields.get("repeat", 0)) > 0:
+            updated = self.conn.execute(
+                f"UPDATE alert_events SET alerts = ?, message = ?, fields = ? WHERE {open_row}",
+                (int(fields["repeat"]) + 1, event.message, text, *key)).rowcount
+            if updated:
+                return
+        if event.kind == RECOVERY:
+            self.conn.execute(f"UPDATE alert_events SET end_ns = ? WHERE {open_row}",
+                              (event.time_ns, *key))
+        if event.kind == ESCALATION:
+            start, end = since, None
+        elif event.kind == RECOVERY:
+            start = end = event.time_ns
+        else:  # a slow-step warning spans the slow executions it covers
+            start, end = int(fields.get("first_ns", event.time_ns)), event.time_ns
+        alerts = int(fields.get("repeat", 0)) + 1 if event.kind == ESCALATION else 1
+        self.conn.execute(
+            "INSERT INTO alert_events (run_id, kind, chain, chain_id, step, tenant, start_ns, "
+            "end_ns, alerts, message, fields) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (self.run_id, event.kind, event.chain, event.chain_id, event.step, tenant, start,
+             end, alerts, event.message, text))
 
     # ------------------------------------------------------------------ rows
 
     def _lowest_values(self, settings: Any) -> np.ndarray:
-        from flowchain.metrics import bucket_values
-
         layout = settings.layout()
         key = int(layout["counts_len"])
         if key not in self._lowest:
@@ -529,6 +597,49 @@ class HistoryReader:
     def failures(self, chain: Optional[str] = None, limit: int = 50) -> list[dict[str, Any]]:
         """Return stored failed executions with their context, newest first."""
         return self.executions(chain, status="failed", limit=limit)
+
+    def alerts(self, chain: Optional[str] = None, *, kind: Optional[str] = None,
+               since_ns: Optional[int] = None, until_ns: Optional[int] = None,
+               limit: int = 1000) -> list[dict[str, Any]]:
+        """Return stored warnings, escalations and recoveries with their spans, oldest first.
+
+        Each has ``kind``, ``chain``, ``step``, ``tenant``, ``start_ns``, ``end_ns`` (None: an
+        escalation still open when its run ended or still running), ``alerts`` (escalation
+        alerts sent, repeats included), ``message``, the event's ``fields`` and, for an open
+        one, ``run_last_ns`` (the end of its run's last stored interval: it lasted at least
+        that long). A range keeps the events whose span overlaps it (an open one reaches to
+        now).
+        """
+        clauses, args = [], []
+        for column, value in (("chain", chain), ("kind", kind)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        if since_ns is not None:
+            clauses.append("(end_ns IS NULL OR end_ns >= ?)")
+            args.append(since_ns)
+        if until_ns is not None:
+            clauses.append("start_ns <= ?")
+            args.append(until_ns)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        out = []
+        for row in self.conn.execute(
+                "SELECT run_id, kind, chain, chain_id, step, tenant, start_ns, end_ns, alerts, "
+                f"message, fields FROM alert_events{where} ORDER BY start_ns, id LIMIT ?",
+                (*args, int(limit))):
+            run_id, kind_, chain_, chain_id, step, tenant, start, end, alerts, message, fields \
+                = row
+            out.append({"run_id": run_id, "kind": kind_, "chain": chain_, "chain_id": chain_id,
+                        "step": step, "tenant": tenant, "start_ns": start, "end_ns": end,
+                        "alerts": alerts, "message": message, "fields": json.loads(fields),
+                        "run_last_ns": None if end is not None else self._run_last(run_id)})
+        return out
+
+    def _run_last(self, run_id: str) -> Optional[int]:
+        """The end of a run's last stored interval (how long an open escalation lasted at least)."""
+        row = self.conn.execute("SELECT max(end_ns) FROM latency_intervals WHERE run_id = ?",
+                                (run_id,)).fetchone()
+        return row[0] if row else None
 
 
 def parse_since(text: Optional[str], now_ns: Optional[int] = None) -> Optional[int]:

@@ -1,19 +1,27 @@
 """The cold-path monitor: slow-step warnings, error-rate escalation, live status.
 
-The monitor only *reads* what the engine wrote: each runner's execution ring (by a seq cursor,
+The monitor only *reads* what the engine wrote, through :mod:`flowchain.observe._reader`: each
+runner's execution ring (a :class:`~flowchain.observe._reader.RingTail`: by a seq cursor,
 copying rows with numpy and re-checking their seq so a slot overwritten mid-copy is discarded),
 its per-step error counters and its HDR totals. It runs in its own thread (:meth:`Monitor.start`)
 or as an asyncio task (:meth:`Monitor.run`), or is driven by hand (:meth:`Monitor.poll`); the
 runner never waits for it.
 
 * **Slow steps.** A completed step whose duration exceeded its ``expected_duration`` raises a
-  :data:`~flowchain.alerts.SLOW_STEP` event naming the execution, chain, step, observed and
+  :data:`~flowchain.observe.alerts.SLOW_STEP` event naming the execution, chain, step, observed and
   expected ns. At most one event per (chain, step) every ``warning_interval_s``; the next one
   carries how many slow executions were ``suppressed`` in between, so a slow period never floods.
 * **Error rate.** Per step, attempts (successes from the HDR totals + errors from the error
   counters) and errors are summed over a rolling ``window_s``. Above ``error_threshold`` (5%),
-  with at least ``min_attempts`` attempts, an :data:`~flowchain.alerts.ESCALATION` event; when it
-  falls back to the threshold or below, a :data:`~flowchain.alerts.RECOVERY` event.
+  with at least ``min_attempts`` attempts, the step is *escalated*: a state, not a passing
+  event. :meth:`Monitor.escalations` lists every escalated step (since when, its error rate)
+  until it recovers; an :data:`~flowchain.observe.alerts.ESCALATION` event goes out when it
+  starts and again every ``repeat_interval_s`` while it lasts (``repeat`` counts them); when the
+  rate falls back to the threshold or below, a :data:`~flowchain.observe.alerts.RECOVERY` event
+  closes it with its duration.
+* **Throughput.** Every poll samples each chain's execution count on the monitor's own clock;
+  :meth:`Monitor.throughput` is the rate over the last 1 s and 10 s of those samples, the same
+  whoever asks and however often.
 * **Live status.** :meth:`Monitor.live` lists running executions with their current step,
   completed steps, progress and estimated remaining time.
 """
@@ -29,116 +37,66 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import numpy as np
 
-from flowchain._native import STATUS_FAILED, STATUS_SUCCEEDED
-from flowchain.alerts import (ESCALATION, RECOVERY, SLOW_STEP, AlertEvent, AlertSink,
-                              MemorySink)
 from flowchain.chain import ChainDefinition
+from flowchain.observe._reader import RingTail, built_runners
+from flowchain.observe.alerts import (ESCALATION, RECOVERY, SLOW_STEP, AlertEvent, AlertSink,
+                                      MemorySink)
 from flowchain.periodic import PeriodicThread
 
 log = logging.getLogger("flowchain.monitor")
 
-
-def built_runners(registry: Any) -> list[tuple[ChainDefinition, Any]]:
-    """Return ``(definition, runner)`` for every chain of ``registry`` whose runner exists.
-
-    Chains never run have no runner and nothing to read; none is built here. The cold path's
-    modules (metrics, history, dashboard, OpenTelemetry) all read runners through this one
-    function, which asks the registry's public :meth:`~flowchain.ChainRegistry.built_runners`.
-    """
-    return list(registry.built_runners())
+THROUGHPUT_WINDOWS_S = (1.0, 10.0)
+"""The windows :meth:`Monitor.throughput` reports, in seconds of the monitor's clock."""
 
 
 @dataclass(frozen=True, slots=True)
-class CompletedRows:
-    """Executions a :class:`RingTail` read: one row per execution, columns as numpy arrays.
-
-    ``step`` is ``n_steps`` for a success and the failing step's index for a failure;
-    ``step_ns[r, i]`` is step ``i``'s duration (meaningful for ``i < step`` and, for a
-    success, for every step).
-    """
-
-    seq: np.ndarray
-    start_ns: np.ndarray
-    end_ns: np.ndarray
-    status: np.ndarray
-    step: np.ndarray
-    context: np.ndarray
-    step_ns: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.seq)
-
-    def completed_mask(self) -> np.ndarray:
-        """Return a (rows, steps) boolean mask of the steps that completed successfully."""
-        n_steps = self.step_ns.shape[1]
-        return np.arange(n_steps)[None, :] < self.step[:, None]
-
-
-class RingTail:
-    """Read a runner's completed executions in seq order, each exactly once.
-
-    Parameters
-    ----------
-    runner : flowchain.ChainRunner
-        The runner whose ring to read.
-    from_start : bool
-        Start at execution 0 (what the ring still holds) instead of at the next execution.
+class Escalation:
+    """One step's escalated state, from the escalation until its recovery.
 
     Attributes
     ----------
-    lost : int
-        Executions the ring overwrote before they were read (the reader fell behind by more than
-        the ring's capacity, or a slot was overwritten while it was being copied).
+    tenant, chain, chain_id, step, component : str
+        Where it is.
+    since_ns : int
+        Wall-clock time (``time.time_ns()``) it escalated.
+    error_rate : float
+        The error rate over the window at the latest poll.
+    errors, attempts : int
+        Behind that rate.
+    repeats : int
+        Repeated escalation alerts sent since the first one.
+    message : str
+        The latest escalation alert's sentence.
     """
 
-    def __init__(self, runner: Any, from_start: bool = False) -> None:
-        self.runner = runner
-        self.ring = runner.ring
-        self.cursor = 0 if from_start else int(runner.executions)
-        self.lost = 0
-        self._mask = self.ring.capacity - 1
+    tenant: str
+    chain: str
+    chain_id: str
+    step: str
+    component: str
+    since_ns: int
+    error_rate: float
+    errors: int
+    attempts: int
+    repeats: int
+    message: str
 
-    def read(self, limit: Optional[int] = None) -> CompletedRows:
-        """Return the executions completed since the last read (up to ``limit``).
-
-        Reading stops at the first execution still running, so every execution is returned
-        once, after it completed.
-        """
-        ring = self.ring
-        end = int(self.runner.executions)
-        capacity = ring.capacity
-        if end - self.cursor > capacity:
-            self.lost += end - capacity - self.cursor
-            self.cursor = end - capacity
-        if limit is not None:
-            end = min(end, self.cursor + limit)
-        seqs = np.arange(self.cursor, end, dtype=np.int64)
-        slots = seqs & self._mask
-        seq_before = ring.seq[slots]
-        status = ring.status[slots]
-        step = ring.step[slots]
-        start_ns = ring.start_ns[slots]
-        end_ns = ring.end_ns[slots]
-        context = ring.context[slots]
-        step_ns = ring.step_ns[slots]
-        seq_after = ring.seq[slots]
-        valid = (seq_before == seqs) & (seq_after == seqs)
-        done = valid & ((status == STATUS_SUCCEEDED) | (status == STATUS_FAILED))
-        waiting = valid & ~done
-        stop = int(np.argmax(waiting)) if waiting.any() else len(seqs)
-        self.lost += int(np.count_nonzero(~valid[:stop]))
-        self.cursor += stop
-        keep = done[:stop]
-        return CompletedRows(seqs[:stop][keep], start_ns[:stop][keep], end_ns[:stop][keep],
-                             status[:stop][keep], step[:stop][keep].astype(np.int64),
-                             context[:stop][keep], step_ns[:stop][keep])
+    def to_dict(self, now_ns: Optional[int] = None) -> dict[str, Any]:
+        """Return a JSON-ready description, with ``duration_s`` up to ``now_ns`` (now)."""
+        now = time.time_ns() if now_ns is None else now_ns
+        return {"tenant": self.tenant, "chain": self.chain, "chain_id": self.chain_id,
+                "step": self.step, "component": self.component, "since_ns": self.since_ns,
+                "duration_s": round(max(0, now - self.since_ns) / 1e9, 3),
+                "error_rate": self.error_rate, "errors": self.errors,
+                "attempts": self.attempts, "repeats": self.repeats, "message": self.message}
 
 
 class _ChainWatch:
     """The monitor's state for one runner: its ring cursor and rolling error window."""
 
     __slots__ = ("definition", "runner", "tail", "expected", "window", "prev_ok", "prev_err",
-                 "escalated", "last_warning", "suppressed", "worst", "slow_total")
+                 "escalated", "last_warning", "suppressed", "worst", "slow_total",
+                 "escalated_at", "alerted_at", "repeats", "executions", "slow_since")
 
     def __init__(self, definition: ChainDefinition, runner: Any) -> None:
         self.definition = definition
@@ -155,6 +113,11 @@ class _ChainWatch:
         self.suppressed = np.zeros(n, dtype=np.int64)
         self.worst: list[Optional[tuple[int, int]]] = [None] * n
         self.slow_total = np.zeros(n, dtype=np.int64)
+        self.slow_since = np.zeros(n, dtype=np.int64)     # wall ns a warning's slow run began
+        self.escalated_at = np.zeros(n, dtype=np.int64)   # wall ns of each escalation's start
+        self.alerted_at = np.zeros(n)                     # monitor clock of the latest alert
+        self.repeats = np.zeros(n, dtype=np.int64)
+        self.executions: deque[tuple[float, int]] = deque()  # (monitor clock, executions)
 
 
 class Monitor:
@@ -176,6 +139,8 @@ class Monitor:
         Error rate above which a step escalates (0.05 = 5%).
     min_attempts : int
         Attempts the window must hold before the error rate is judged.
+    repeat_interval_s : float
+        While a step stays escalated, its escalation alert is sent again this often.
     tenant : str
         Tenant label put on every event (registries are per tenant).
     clock : callable
@@ -190,11 +155,13 @@ class Monitor:
     def __init__(self, registry: Any, sinks: Iterable[AlertSink] = (), *,
                  interval_s: float = 0.25, warning_interval_s: float = 10.0,
                  window_s: float = 60.0, error_threshold: float = 0.05, min_attempts: int = 20,
-                 tenant: str = "default", event_capacity: int = 200,
+                 repeat_interval_s: float = 60.0, tenant: str = "default",
+                 event_capacity: int = 200,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        if interval_s <= 0 or warning_interval_s < 0 or window_s <= 0:
+        if interval_s <= 0 or warning_interval_s < 0 or window_s <= 0 or repeat_interval_s <= 0:
             raise ValueError(f"monitor intervals must be positive: interval_s={interval_s}, "
-                             f"warning_interval_s={warning_interval_s}, window_s={window_s}")
+                             f"warning_interval_s={warning_interval_s}, window_s={window_s}, "
+                             f"repeat_interval_s={repeat_interval_s}")
         if not 0 <= error_threshold < 1:
             raise ValueError(f"error_threshold is a fraction in [0, 1), got {error_threshold}")
         self.registry = registry
@@ -205,11 +172,13 @@ class Monitor:
         self.window_s = window_s
         self.error_threshold = error_threshold
         self.min_attempts = min_attempts
+        self.repeat_interval_s = repeat_interval_s
         self.tenant = tenant
         self.clock = clock
         self.counters = {"polls": 0, "events": 0, "lost_rows": 0, "sink_errors": 0,
                          "poll_errors": 0}
         self._watches: dict[str, _ChainWatch] = {}
+        self._escalations: dict[tuple[str, int], Escalation] = {}
         self._lock = threading.Lock()
         self._periodic = PeriodicThread(self._guarded_poll, interval_s, "flowchain-monitor")
 
@@ -224,6 +193,9 @@ class Monitor:
                 watch = self._watches.get(definition.chain_id)
                 if watch is None or watch.runner is not runner:
                     watch = self._watches[definition.chain_id] = _ChainWatch(definition, runner)
+                    for key in [k for k in self._escalations if k[0] == definition.chain_id]:
+                        del self._escalations[key]   # a new runner starts with a clean state
+                self._sample_executions(watch, now)
                 lost_before = watch.tail.lost
                 rows = watch.tail.read()
                 self.counters["lost_rows"] += watch.tail.lost - lost_before
@@ -282,6 +254,8 @@ class Monitor:
             worst = (int(rows.step_ns[worst_row, i]), int(rows.seq[worst_row]))
             if watch.worst[i] is None or worst[0] > watch.worst[i][0]:
                 watch.worst[i] = worst
+            if not watch.slow_since[i]:
+                watch.slow_since[i] = time.time_ns()
             if now - watch.last_warning[i] < self.warning_interval_s:
                 watch.suppressed[i] += len(hits)
                 continue
@@ -298,7 +272,8 @@ class Monitor:
                 time.time_ns(),
                 {"execution_id": execution_id, "component": step.component,
                  "observed_ns": observed, "expected_ns": expected, "suppressed": suppressed,
-                 "tenant": self.tenant}))
+                 "first_ns": int(watch.slow_since[i]), "tenant": self.tenant}))
+            watch.slow_since[i] = 0
             watch.last_warning[i] = now
             watch.suppressed[i] = 0
             watch.worst[i] = None
@@ -328,21 +303,61 @@ class Monitor:
             fields = {"error_rate": round(rate, 6), "errors": e, "attempts": a,
                       "window_s": self.window_s, "threshold": self.error_threshold,
                       "component": step.component, "tenant": self.tenant}
+            key = (d.chain_id, i)
             if not watch.escalated[i] and a >= self.min_attempts and rate > self.error_threshold:
                 watch.escalated[i] = True
-                events.append(AlertEvent(
-                    ESCALATION, d.name, d.chain_id, step.name,
-                    f"step {step.name!r} ({step.component}) of chain {d.name!r} failed {e} of "
-                    f"{a} attempts ({rate:.1%}) in the last {self.window_s:g} s, above the "
-                    f"{self.error_threshold:.0%} threshold", time.time_ns(), fields))
+                watch.escalated_at[i] = time.time_ns()
+                watch.repeats[i] = 0
+                events.append(self._escalation_event(watch, i, rate, e, a, fields, now))
             elif watch.escalated[i] and rate <= self.error_threshold:
                 watch.escalated[i] = False
+                since = int(watch.escalated_at[i])
+                at = time.time_ns()
+                fields.update(since_ns=since, duration_s=round((at - since) / 1e9, 3),
+                              repeats=int(watch.repeats[i]))
+                self._escalations.pop(key, None)
                 events.append(AlertEvent(
                     RECOVERY, d.name, d.chain_id, step.name,
-                    f"step {step.name!r} ({step.component}) of chain {d.name!r} recovered: "
-                    f"{e} errors in {a} attempts ({rate:.1%}) in the last {self.window_s:g} s",
-                    time.time_ns(), fields))
+                    f"step {step.name!r} ({step.component}) of chain {d.name!r} recovered after "
+                    f"{(at - since) / 1e9:.1f} s escalated: {e} errors in {a} attempts "
+                    f"({rate:.1%}) in the last {self.window_s:g} s", at, fields))
+            elif watch.escalated[i]:
+                if now - watch.alerted_at[i] >= self.repeat_interval_s:
+                    watch.repeats[i] += 1
+                    events.append(self._escalation_event(watch, i, rate, e, a, fields, now))
+                else:
+                    held = self._escalations[key]
+                    self._escalations[key] = Escalation(
+                        held.tenant, held.chain, held.chain_id, held.step, held.component,
+                        held.since_ns, round(rate, 6), e, a, held.repeats, held.message)
         return events
+
+    def _escalation_event(self, watch: _ChainWatch, i: int, rate: float, e: int, a: int,
+                          fields: dict[str, Any], now: float) -> AlertEvent:
+        """The escalation alert of step ``i`` (first or repeated); updates its held state."""
+        d = watch.definition
+        step = d.steps[i]
+        since = int(watch.escalated_at[i])
+        at = time.time_ns()
+        repeats = int(watch.repeats[i])
+        lasting = f"; escalated for {(at - since) / 1e9:.0f} s" if repeats else ""
+        message = (f"step {step.name!r} ({step.component}) of chain {d.name!r} failed {e} of "
+                   f"{a} attempts ({rate:.1%}) in the last {self.window_s:g} s, above the "
+                   f"{self.error_threshold:.0%} threshold{lasting}")
+        fields.update(since_ns=since, repeat=repeats)
+        watch.alerted_at[i] = now
+        self._escalations[(d.chain_id, i)] = Escalation(
+            self.tenant, d.name, d.chain_id, step.name, step.component, since, round(rate, 6),
+            e, a, repeats, message)
+        return AlertEvent(ESCALATION, d.name, d.chain_id, step.name, message, at, fields)
+
+    def _sample_executions(self, watch: _ChainWatch, now: float) -> None:
+        """Add (now, executions) to the chain's throughput samples; keep the longest window."""
+        samples = watch.executions
+        samples.append((now, int(watch.runner.executions)))
+        horizon = now - THROUGHPUT_WINDOWS_S[-1]
+        while len(samples) > 2 and samples[1][0] <= horizon:
+            samples.popleft()
 
     # ------------------------------------------------------------------ views
 
@@ -371,6 +386,43 @@ class Monitor:
                      "escalated": bool(watch.escalated[i]), "slow": int(watch.slow_total[i])}
                     for i, s in enumerate(watch.definition.steps)]
             return out
+
+    def escalations(self) -> list[Escalation]:
+        """Return every step escalated now (oldest first); each stays until it recovers."""
+        with self._lock:
+            return sorted(self._escalations.values(), key=lambda e: (e.since_ns, e.chain,
+                                                                      e.step))
+
+    def is_escalated(self, chain_id: str, step_index: int) -> bool:
+        """Whether step ``step_index`` of chain ``chain_id`` is escalated now."""
+        return (chain_id, step_index) in self._escalations
+
+    def throughput(self, chain_id: str) -> dict[str, Optional[float]]:
+        """Return executions per second over the last 1 s and 10 s of the monitor's clock.
+
+        Keys ``per_1s`` and ``per_10s``. Each rate is the change in executions between the
+        newest sample and the newest one at least that window older (the oldest held while the
+        monitor has not yet watched for that long), divided by the time between them; None
+        before two samples exist. It changes only when the monitor polls, so every client
+        sees the same figure.
+        """
+        with self._lock:
+            watch = self._watches.get(chain_id)
+            samples = list(watch.executions) if watch is not None else []
+        out: dict[str, Optional[float]] = {}
+        for window in THROUGHPUT_WINDOWS_S:
+            key = f"per_{window:g}s"
+            if len(samples) < 2:
+                out[key] = None
+                continue
+            t1, n1 = samples[-1]
+            t0, n0 = samples[0]
+            for t, n in reversed(samples[:-1]):
+                if t1 - t >= window:
+                    t0, n0 = t, n
+                    break
+            out[key] = round((n1 - n0) / (t1 - t0), 1) if t1 > t0 else None
+        return out
 
     def recent_events(self, limit: int = 50) -> list[dict[str, Any]]:
         """Return the newest events as dicts, newest first."""

@@ -5,25 +5,20 @@ The browser test drives Debian's chromium over the DevTools protocol on a pipe
 """
 import asyncio
 import json
-import os
-import select
-import shutil
-import subprocess
+import re
 import threading
 import urllib.error
 import urllib.request
 
 import pytest
 import uvloop
+from chromium import CHROMIUM, DevTools
 
 from flowchain import ChainBuilder, ChainRegistry, ChainStepError, ComponentRegistry
 from flowchain.feeds.base import FeedState, FeedStats
-from flowchain.metrics import FlowChainCollector
-from flowchain.monitor import Monitor
-from flowchain.web import DashboardServer, DashboardState
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
+from flowchain.observe.metrics import FlowChainCollector
+from flowchain.observe.monitor import Monitor
+from flowchain.observe.web import DashboardServer, DashboardState
 
 class FakeFeed:
     def __init__(self):
@@ -117,8 +112,13 @@ def test_routes_status_chains_metrics_and_errors(node):
     assert diagrams[0]["svg"].startswith("<svg")
     assert b"flowchain_chains_executed_total" in get(server.url + "/metrics")[2]
     page = get(server.url + "/")[2].decode()
-    assert "/static/app.js" in page and "http" not in page.replace(
-        'name="viewport"', "")            # no external resource
+    assert "/static/app.js" in page
+    assert not re.search(r'(src|href)="(https?:)?//', page)   # no external resource
+    carried = re.search(r'<script id="initial" type="application/json">(.*?)</script>', page,
+                        re.S)
+    initial = json.loads(carried.group(1))   # the page carries a first snapshot and diagrams
+    assert initial["snapshot"]["chains"][0]["executions"] == 20
+    assert initial["diagrams"][0]["svg"].startswith("<svg")
     assert get(server.url + "/static/app.js")[1].startswith("text/javascript")
     with pytest.raises(urllib.error.HTTPError) as missing:
         get(server.url + "/nothing")
@@ -155,73 +155,6 @@ def test_event_stream_pushes_changing_snapshots(node, eventually):
         assert counts and first["chains"][0]["executions"] == 0
 
 
-class DevTools:
-    """Chromium's DevTools protocol over --remote-debugging-pipe (fd 3 in, fd 4 out)."""
-
-    def __init__(self, binary, profile):
-        to_child_r, self._to_child = os.pipe()
-        self._from_child, from_child_w = os.pipe()
-
-        def wire():
-            os.dup2(to_child_r, 3)
-            os.dup2(from_child_w, 4)
-
-        self.proc = subprocess.Popen(
-            [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             "--disable-dev-shm-usage", "--remote-debugging-pipe", f"--user-data-dir={profile}",
-             "about:blank"],
-            preexec_fn=wire, pass_fds=(3, 4), stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
-        os.close(to_child_r)
-        os.close(from_child_w)
-        self._next = 0
-        self._buffer = b""
-
-    def call(self, method, params=None, session=None, timeout=30):
-        self._next += 1
-        message = {"id": self._next, "method": method, "params": params or {}}
-        if session:
-            message["sessionId"] = session
-        os.write(self._to_child, json.dumps(message).encode() + b"\0")
-        import time
-        deadline = time.monotonic() + timeout
-        while True:
-            while b"\0" in self._buffer:
-                raw, self._buffer = self._buffer.split(b"\0", 1)
-                reply = json.loads(raw)
-                if reply.get("id") == self._next:
-                    if "error" in reply:
-                        raise RuntimeError(f"{method}: {reply['error']}")
-                    return reply["result"]
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self._from_child], [], [], left)[0]:
-                raise TimeoutError(f"chromium did not answer {method} within {timeout}s")
-            chunk = os.read(self._from_child, 1 << 16)
-            if not chunk:
-                raise RuntimeError("chromium closed the DevTools pipe")
-            self._buffer += chunk
-
-    def open(self, url):
-        target = self.call("Target.createTarget", {"url": url})["targetId"]
-        return self.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
-            "sessionId"]
-
-    def evaluate(self, session, expression):
-        result = self.call("Runtime.evaluate", {"expression": expression,
-                                                "returnByValue": True}, session)
-        return result["result"].get("value")
-
-    def close(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-        os.close(self._to_child)
-        os.close(self._from_child)
-
-
 @pytest.mark.skipif(CHROMIUM is None,
                     reason="chromium absent (apt-get install chromium)")
 def test_page_in_headless_chromium_shows_numbers_that_change(node, tmp_path, eventually):
@@ -238,7 +171,7 @@ def test_page_in_headless_chromium_shows_numbers_that_change(node, tmp_path, eve
 
         eventually(lambda: text("#chains td.executions") == "40", timeout=30,
                    message="executions shown")
-        assert text("#connection") == "live"
+        eventually(lambda: text("#connection") == "live", timeout=30, message="stream live")
         status = browser.evaluate(session, "Array.from(document.querySelectorAll("
                                            "'#diagrams g.step')).map(g => g.dataset.status)")
         assert status == ["ok", "failing", "ok"]
@@ -258,6 +191,59 @@ def test_page_in_headless_chromium_shows_numbers_that_change(node, tmp_path, eve
         browser.close()
 
 
+@pytest.mark.skipif(CHROMIUM is None,
+                    reason="chromium absent (apt-get install chromium)")
+def test_page_shows_its_first_snapshot_and_the_escalation_banner_without_a_stream(
+        node, tmp_path, eventually):
+    reg, cid, monitor, server = node
+    run_chain(reg, cid, range(40))
+    monitor.poll()
+    assert [e.step for e in monitor.escalations()] == ["agents"]
+    browser = DevTools(CHROMIUM, tmp_path / "profile")
+    try:
+        target = browser.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
+            "sessionId"]
+        browser.call("Network.enable", {}, session)
+        # as behind a proxy that buffers event streams: neither the stream nor the API answers
+        browser.call("Network.setBlockedURLs", {"urls": ["*/api/events", "*/api/chains"]},
+                     session)
+        browser.call("Page.navigate", {"url": server.url + "/"}, session)
+
+        def text(selector):
+            return browser.evaluate(session, f"(document.querySelector({json.dumps(selector)})"
+                                             " || {}).textContent || ''")
+
+        eventually(lambda: text("#chains td.executions") == "40", timeout=30,
+                   message="executions shown from the page's own snapshot")
+        assert text("#connection") != "live"
+        banner = browser.evaluate(session, "document.getElementById('escalations').hidden")
+        assert banner is False
+        assert "ESCALATED decision/agents (Agents)" in text("#escalations")
+        assert "10.0% of 40 attempts failed" in text("#escalations")
+        status = browser.evaluate(session, "Array.from(document.querySelectorAll("
+                                           "'#diagrams g.step')).map(g => g.dataset.status)")
+        assert status == ["ok", "failing", "ok"]
+        assert "could not read tick" in text("#failures tbody")
+        assert server.counters["sse_clients"] == 0
+    finally:
+        browser.close()
+
+
+def test_throughput_shown_is_the_monitors_whoever_polls(node):
+    reg, cid, monitor, server = node
+    run_chain(reg, cid, range(10))
+    monitor.poll()
+    run_chain(reg, cid, range(10))
+    monitor.poll()
+    first = json.loads(get(server.url + "/api/status")[2])["chains"][0]
+    for _ in range(3):                   # other clients polling change nothing
+        again = json.loads(get(server.url + "/api/status")[2])["chains"][0]
+        assert (again["throughput_per_s"], again["throughput_10s_per_s"]) == \
+            (first["throughput_per_s"], first["throughput_10s_per_s"])
+    assert first["throughput_per_s"] == monitor.throughput(cid)["per_1s"] > 0
+
+
 def test_status_cli_reads_a_running_node(node):
     from typer.testing import CliRunner
 
@@ -272,6 +258,11 @@ def test_status_cli_reads_a_running_node(node):
     assert json.loads(result.stdout)["chains"][0]["executions"] == 12
     table = runner.invoke(app, ["status", "--url", server.url], env={"COLUMNS": "200"})
     assert table.exit_code == 0 and "decision" in table.stdout and "12" in table.stdout
+    assert "ESCALATED" not in table.stdout
+    run_chain(reg, cid, range(12, 40))        # 10% of the agents' attempts fail
+    monitor.poll()
+    table = runner.invoke(app, ["status", "--url", server.url], env={"COLUMNS": "200"})
+    assert "ESCALATED decision/agents (Agents): 10.0% of 40 attempts failed" in table.stdout
     down = runner.invoke(app, ["status", "--url", "http://127.0.0.1:9"])
     assert down.exit_code == 1 and "no node dashboard" in down.output
 
@@ -293,7 +284,7 @@ def test_bench_observers_run_everything_the_node_runs(tmp_path):
 
 
 def test_dashboard_thread_serves_from_its_own_loop_and_closes():
-    from flowchain.web import DashboardThread
+    from flowchain.observe.web import DashboardThread
 
     reg, cid = make_node()
     run_chain(reg, cid, range(20))

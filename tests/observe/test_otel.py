@@ -9,7 +9,7 @@ from opentelemetry.trace import StatusCode
 
 from flowchain import (ChainBuilder, ChainRegistry, ChainStepError, ComponentRegistry,
                        UserContext)
-from flowchain.otel import TraceExporter
+from flowchain.observe.otel import TraceExporter
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import pytest
 
 from flowchain import ChainBuilder, ChainRegistry, ComponentRegistry
-from flowchain.metrics import FlowChainCollector, MetricsServer
+from flowchain.observe.metrics import FlowChainCollector, MetricsServer
 
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = pytest.mark.skipif(PROMETHEUS is None,

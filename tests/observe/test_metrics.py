@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from flowchain import ChainBuilder, ChainRegistry, ChainStepError, ComponentRegistry
 from flowchain.feeds.base import FeedState, FeedStats
 from flowchain.histograms import DEFAULT_SETTINGS, LatencyHistogram
-from flowchain.metrics import (BUCKETS_S, FlowChainCollector, HdrToBuckets, MetricsServer,
+from flowchain.observe.metrics import (BUCKETS_S, FlowChainCollector, HdrToBuckets, MetricsServer,
                                counter_metrics, exposition_registry, feed_metrics, render)
 
 
@@ -161,3 +161,140 @@ def test_failed_executions_have_their_own_latency_series():
     # the failing step's successes stay in the success series
     assert samples(fams["flowchain_step_execution_seconds"],
                    "flowchain_step_execution_seconds_count", step="check")[0].value == 10
+
+
+def chain_figures(text, chain="pricing"):
+    """One scrape's figures of a chain: completed, failures, running, counts, step errors."""
+    fams = families(text)
+
+    def one(family, name, **labels):
+        found = samples(fams[family], name, chain=chain, **labels)
+        assert len(found) == 1, (name, labels, found)
+        return found[0].value
+
+    return {
+        "completed": one("flowchain_chains_executed", "flowchain_chains_executed_total"),
+        "failures": one("flowchain_chain_failures", "flowchain_chain_failures_total"),
+        "running": one("flowchain_chain_executions_running", "flowchain_chain_executions_running"),
+        "ok": one("flowchain_chain_execution_seconds", "flowchain_chain_execution_seconds_count"),
+        "ok_inf": one("flowchain_chain_execution_seconds",
+                      "flowchain_chain_execution_seconds_bucket", le="+Inf"),
+        "step_ok": [one("flowchain_step_execution_seconds",
+                        "flowchain_step_execution_seconds_count", step=s)
+                    for s in ("double", "check")],
+        "step_errors": [one("flowchain_step_failures", "flowchain_step_failures_total", step=s)
+                        for s in ("double", "check")],
+    }
+
+
+def test_one_scrapes_counters_agree_while_the_chain_runs_in_another_thread():
+    import threading
+
+    reg, cid = make_registry()
+    runner = reg.runner(cid)
+    stop = threading.Event()
+
+    def run_forever():
+        x = 0
+        while not stop.is_set():
+            x += 1
+            try:
+                runner.run(x % 1100)           # 100 of every 1100 fail in the check step
+            except ChainStepError:
+                pass
+
+    collector = FlowChainCollector(reg)
+    prom = exposition_registry(collector)
+    worker = threading.Thread(target=run_forever, daemon=True)
+    worker.start()
+    try:
+        seen = []
+        while len(seen) < 40 or seen[-1]["failures"] == 0:
+            f = chain_figures(render(prom).decode())
+            assert f["completed"] == f["ok"] + f["failures"], f
+            assert f["ok"] == f["ok_inf"], f
+            assert f["failures"] == sum(f["step_errors"]), f
+            assert f["running"] in (0, 1), f
+            # the first step ran in every completed execution (and maybe in the running one)
+            reached = f["step_ok"][0] + f["step_errors"][0]
+            assert f["completed"] <= reached <= f["completed"] + f["running"], f
+            assert f["step_ok"][1] == f["ok"], f        # the last step's successes are the chain's
+            seen.append(f)
+    finally:
+        stop.set()
+        worker.join(10)
+    assert seen[-1]["completed"] > seen[0]["completed"]  # it was really running meanwhile
+    assert collector.counters["torn_reads"] == 0
+
+
+def test_escalated_gauge_per_step_follows_the_monitor():
+    from flowchain.observe.monitor import Monitor
+
+    reg, cid = make_registry()
+    runner = reg.runner(cid)
+    monitor = Monitor(reg, warning_interval_s=1e9, min_attempts=5, window_s=60)
+    prom = exposition_registry(FlowChainCollector(reg, monitors=monitor))
+
+    def escalated():
+        fams = families(render(prom).decode())
+        return {s.labels["step"]: s.value for s in fams["flowchain_step_escalated"].samples}
+
+    runner.run(1)
+    monitor.poll()
+    assert escalated() == {"double": 0.0, "check": 0.0}
+    for x in range(1000, 1010):
+        with pytest.raises(ChainStepError):
+            runner.run(x)
+    monitor.poll()
+    assert escalated() == {"double": 0.0, "check": 1.0}
+
+
+def test_exposition_cache_serves_the_latest_rendering_and_refreshes_while_scraped(eventually):
+    from flowchain.observe.metrics import ExpositionCache
+
+    class Clock:
+        now = 100.0
+
+        def __call__(self):
+            return self.now
+
+    reg, cid = make_registry()
+    runner = reg.runner(cid)
+    runner.run(1)
+    clock = Clock()
+    cache = ExpositionCache(exposition_registry(FlowChainCollector(reg)), refresh_s=1.0,
+                            idle_s=10.0, clock=clock)
+    completed = lambda body: chain_figures(body.decode())["completed"]  # noqa: E731
+    assert completed(cache.get()) == 1 and cache.counters["inline_renders"] == 1
+    runner.run(2)
+    clock.now += 1.5                            # within max_age (2 s): the cached rendering
+    assert completed(cache.get()) == 1 and cache.counters["inline_renders"] == 1
+    cache._refresh()                            # what the refresher thread does every 1 s
+    assert completed(cache.get()) == 2 and cache.counters["renders"] == 1
+    clock.now += 2.5                            # too old and no refresh: rendered inline
+    runner.run(3)
+    assert completed(cache.get()) == 3 and cache.counters["inline_renders"] == 2
+    clock.now += 11                             # nobody scraped for idle_s: nothing rendered
+    cache._refresh()
+    assert cache.counters["renders"] == 1
+    with pytest.raises(ValueError, match="refresh_s"):
+        ExpositionCache(exposition_registry(FlowChainCollector(reg)), refresh_s=0)
+    # while its refresher runs and scrapes keep coming, a late rendering is served, not redone
+    busy = ExpositionCache(exposition_registry(FlowChainCollector(reg)), refresh_s=3600,
+                           idle_s=1e6, clock=clock).start()
+    try:
+        assert completed(busy.get()) == 3
+        runner.run(5)
+        clock.now += 7300                       # older than max_age (7200 s), still scraped
+        assert completed(busy.get()) == 3 and busy.counters["inline_renders"] == 1
+    finally:
+        busy.close()
+    assert completed(busy.get()) == 4           # refresher stopped: too old, rendered inline
+    live = ExpositionCache(exposition_registry(FlowChainCollector(reg)), refresh_s=0.02).start()
+    try:
+        live.get()
+        runner.run(6)
+        eventually(lambda: completed(live.get()) == 5, timeout=10, message="refreshed")
+        assert live.counters["renders"] >= 1 and live.counters["inline_renders"] == 1
+    finally:
+        live.close()
