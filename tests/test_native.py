@@ -74,7 +74,8 @@ def test_setup_py_fails_loudly_without_cython(tmp_path):
 
 
 def test_status_codes_are_defined_once_by_the_engine():
-    from flowchain import _native, history, monitor, otel, registry
+    from flowchain import _native, registry
+    from flowchain.observe import _reader, history, otel
     from flowchain.execution import ExecutionStatus
 
     codes = (engine.STATUS_PENDING, engine.STATUS_RUNNING, engine.STATUS_SUCCEEDED,
@@ -83,7 +84,8 @@ def test_status_codes_are_defined_once_by_the_engine():
     assert engine.STATUS_NAMES == {c: s.value for c, s in zip(codes, ExecutionStatus)}
     assert (_native.STATUS_RUNNING, _native.STATUS_FAILED) == (codes[1], codes[3])
     # the modules that read ring status columns use the engine's codes, not copies
-    assert monitor.STATUS_SUCCEEDED is _native.STATUS_SUCCEEDED
+    assert _reader.STATUS_SUCCEEDED is _native.STATUS_SUCCEEDED
+    assert _reader.STATUS_FAILED is _native.STATUS_FAILED
     assert history.STATUS_SUCCEEDED is otel.STATUS_SUCCEEDED is _native.STATUS_SUCCEEDED
     assert registry._STATUS[_native.STATUS_FAILED] is ExecutionStatus.FAILED
 
