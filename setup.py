@@ -62,6 +62,7 @@ engine = Extension(
         "native/hdr.pxi",
         "native/ring.pxi",
         "native/runner.pxi",
+        "native/admission.pxi",
     ],
 )
 

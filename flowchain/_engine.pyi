@@ -57,3 +57,44 @@ class ChainRunner:
                  on_failure: Optional[Callable[..., BaseException]]) -> None: ...
     def run(self, data: Any, context: Any = None) -> Any: ...
     def run_async(self, data: Any, context: Any = None) -> Awaitable[Any]: ...
+
+ADMIT_CONCURRENT: int
+ADMIT_RATE: int
+ADMIT_DAILY: int
+
+class TenantGate:
+    interval_ns: int
+    tolerance_ns: int
+    tat: int
+    max_depth_ns: int
+    max_running: int
+    running: int
+    peak_running: int
+    day_limit: int
+    day_used: int
+    day_reserved: int
+    period_end_ns: int
+    admitted: int
+    refused_concurrent: int
+    refused_rate: int
+    refused_daily: int
+    on_refuse: Optional[Callable[[TenantGate, int, int], BaseException]]
+    on_period: Optional[Callable[[TenantGate, int], None]]
+    on_reserve: Optional[Callable[[TenantGate], None]]
+    def __init__(self) -> None: ...
+    def try_admit(self) -> int: ...
+    def release(self) -> None: ...
+
+class AdmittedCall:
+    gate: TenantGate
+    call: Callable[[Any, Any], Any]
+    call_async: Callable[[Any, Any], Awaitable[Any]]
+    context: Any
+    meter: HdrCounts
+    executions: int
+    failures: int
+    def __init__(self, gate: TenantGate, call: Callable[[Any, Any], Any],
+                 call_async: Callable[[Any, Any], Awaitable[Any]], context: Any,
+                 hdr_layout: dict[str, int]) -> None: ...
+    def run(self, data: Any) -> Any: ...
+    def run_async(self, data: Any) -> Awaitable[Any]: ...

@@ -19,6 +19,7 @@ include "clock.pxi"
 include "hdr.pxi"
 include "ring.pxi"
 include "runner.pxi"
+include "admission.pxi"
 
 STATUS_NAMES = {ST_EMPTY: "pending", ST_RUNNING: "running",
                 ST_SUCCEEDED: "succeeded", ST_FAILED: "failed"}
