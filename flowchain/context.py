@@ -30,6 +30,10 @@ class UserContext:
     def __hash__(self) -> int:
         return self._hash
 
+    def __reduce__(self) -> tuple:
+        # string hashes differ between processes: rebuild (and rehash) on unpickling
+        return (UserContext, (self.tenant_id, self.user_id, self.tier))
+
     def labels(self) -> dict[str, str]:
         """Return the context as metric/record labels."""
         return {"tenant": self.tenant_id, "user": self.user_id, "tier": self.tier}
