@@ -14,7 +14,13 @@ from flowchain.tenancy.errors import (
     WorkerCrashed,
 )
 from flowchain.tenancy.manager import TenantManager, TenantUsage, UserPerformance
-from flowchain.tenancy.tiers import DEFAULT_TIERS_TOML, Tier, TierSet, load_tiers
+from flowchain.tenancy.tiers import (
+    DEFAULT_TIERS_TOML,
+    Tier,
+    TierSet,
+    load_tiers,
+    tiers_from_toml,
+)
 from flowchain.tenancy.triggers import UPGRADE_TRIGGER
 
 __all__ = [
@@ -33,4 +39,5 @@ __all__ = [
     "UserPerformance",
     "WorkerCrashed",
     "load_tiers",
+    "tiers_from_toml",
 ]

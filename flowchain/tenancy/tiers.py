@@ -276,7 +276,8 @@ def _tier(source: str, name: str, rank: int, table: Any, features: Mapping[str, 
 def tiers_from_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> TierSet:
     """Build a :class:`TierSet` from parsed TOML (the ``tiers`` and ``features`` tables).
 
-    Other top-level tables (a node's ``[node]``, ``[risk]``...) are ignored.
+    The node's own sections (``[node]``, ``[risk]``...) may sit beside them; any other
+    top-level key is an error (a misspelt ``[tier.free]`` never passes silently).
 
     Raises
     ------
@@ -284,6 +285,13 @@ def tiers_from_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> Ti
         When a table or key is unknown, a limit is not a positive number, a feature is not
         defined, or there are no tiers.
     """
+    from flowchain.config import NodeConfig
+
+    allowed = {"tiers", "features", *NodeConfig.__struct_fields__}
+    unknown = sorted(k for k in data if k not in allowed)
+    if unknown:
+        raise _fail(source, unknown[0], "unknown top-level key; tiers go under [tiers.NAME] "
+                    "and gated components under [features]")
     raw_features = data.get("features", {})
     if not isinstance(raw_features, dict):
         raise _fail(source, "features", f"expected a table [features], got {raw_features!r}")
@@ -304,6 +312,21 @@ def tiers_from_mapping(data: Mapping[str, Any], source: str = "<mapping>") -> Ti
     return TierSet(tiers, features, source)
 
 
+def tiers_from_toml(text: str, source: str = "<string>") -> TierSet:
+    """Build a :class:`TierSet` from TOML text.
+
+    Raises
+    ------
+    TierConfigError
+        As :func:`tiers_from_mapping`, or when the text is not TOML.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TierConfigError(f"{source}: not valid TOML: {exc}") from None
+    return tiers_from_mapping(data, source)
+
+
 def load_tiers(path: Union[str, os.PathLike, None] = None) -> TierSet:
     """Load tiers from a TOML file, or the shipped defaults when ``path`` is None.
 
@@ -314,7 +337,7 @@ def load_tiers(path: Union[str, os.PathLike, None] = None) -> TierSet:
         names the file and the key.
     """
     if path is None:
-        return tiers_from_mapping(tomllib.loads(DEFAULT_TIERS_TOML), "<default tiers>")
+        return tiers_from_toml(DEFAULT_TIERS_TOML, "<default tiers>")
     source = os.fspath(path)
     try:
         with open(path, "rb") as fh:

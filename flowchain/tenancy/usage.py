@@ -204,4 +204,4 @@ class UsageStore:
             rows = self.conn.execute(sql + " ORDER BY time_ns DESC", args).fetchall()
         keys = ("tenant", "limit", "threshold", "period", "time_ns", "usage", "limit_value",
                 "tier", "next_tier")
-        return [dict(zip(keys, r)) for r in rows]
+        return [dict(zip(keys, r, strict=True)) for r in rows]
