@@ -455,8 +455,6 @@ class TenantManager:
             self.shared.register_chain(definition)
         elif isolation == "process":
             assert t.worker is not None
-            if t.worker.pid is None:
-                t.worker.start()
             t.worker.register(definition)
 
     # ------------------------------------------------------------------ execution

@@ -152,6 +152,7 @@ class ProcessWorker:
         self._mp = multiprocessing.get_context(method)
         self._process: Any = None
         self._conn: Any = None
+        self._inherited: frozenset = frozenset()
 
     @property
     def pid(self) -> Optional[int]:
@@ -168,6 +169,7 @@ class ProcessWorker:
             target=_serve, name=f"flowchain-tenant-{self.tenant_id[:32]}",
             args=(child, self.components, self.settings, self.ring_capacity, self.memory_limit),
             daemon=True)
+        self._inherited = frozenset(self.components.names())
         proc.start()
         child.close()
         self._process, self._conn = proc, parent
@@ -224,9 +226,19 @@ class ProcessWorker:
     # ------------------------------------------------------------------ public
 
     def register(self, definition: ChainDefinition) -> str:
-        """Register ``definition`` in the worker (and again after every restart)."""
+        """Register ``definition`` in the worker (and again after every restart).
+
+        Components registered after the worker started are not in it yet: the worker is
+        started again (not counted as a restart) so that it inherits them.
+        """
         with self._lock:
             self._definitions[definition.chain_id] = definition
+            needed = {s.component for s in definition.steps}
+            if self._process is None or not needed <= self._inherited:
+                # the worker inherits components when it starts: start one that has them
+                self._kill()
+                self._spawn()
+                return definition.chain_id
             return self._request((_REGISTER, definition))[1]
 
     def execute(self, chain_id: str, data: Any, context: Any = None, *,
