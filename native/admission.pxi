@@ -93,13 +93,79 @@ cdef class TenantGate:
 
 
 @cython.final
+cdef class UserMeter:
+    """One HDR histogram in the engine's layout, a column of a shared counts block.
+
+    ``block`` is a zeroed C-contiguous int64 array of shape ``(counts_len, meters)`` (from an
+    anonymous memory map: pages never written cost no resident memory) and this meter owns
+    column ``column``. Meters side by side share pages for the buckets they have in common, so
+    ten meters of similar latencies touch one page, not ten. ``snapshot()`` returns the
+    counts row and (total, min, max, overflow), as a row of :class:`HdrCounts` does.
+    """
+
+    cdef fc_hdr_layout layout
+    cdef readonly object block
+    cdef readonly Py_ssize_t column
+    cdef int64_t *counts_ptr
+    cdef Py_ssize_t stride
+    cdef int64_t _stats[8]
+
+    def __cinit__(self, object block, Py_ssize_t column, dict layout):
+        cdef int64_t[:, ::1] view = block
+        self.layout.unit_magnitude = layout["unit_magnitude"]
+        self.layout.sub_bucket_half_count_magnitude = layout["sub_bucket_half_count_magnitude"]
+        self.layout.sub_bucket_half_count = layout["sub_bucket_half_count"]
+        self.layout.sub_bucket_mask = layout["sub_bucket_mask"]
+        self.layout.counts_len = layout["counts_len"]
+        self.layout.highest = layout["highest_trackable_value"]
+        if FC_HDR_STATS > 8:
+            raise ValueError("the engine's HDR stats do not fit a UserMeter")
+        if view.shape[0] != self.layout.counts_len or not 0 <= column < view.shape[1]:
+            raise ValueError(f"a meter needs a block of {self.layout.counts_len} rows and a "
+                             f"column inside it; got shape ({view.shape[0]}, {view.shape[1]}) "
+                             f"and column {column}")
+        self.block = block
+        self.column = column
+        self.stride = view.shape[1]
+        self.counts_ptr = &view[0, column]
+        self._stats[FC_HDR_TOTAL] = 0
+        self._stats[FC_HDR_MIN] = INT64_MAX
+        self._stats[FC_HDR_MAX] = 0
+        self._stats[FC_HDR_OVERFLOW] = 0
+
+    cdef inline void record_c(self, int64_t value) noexcept:
+        if value < 0:
+            value = 0
+        if value > self.layout.highest:
+            value = self.layout.highest
+            self._stats[FC_HDR_OVERFLOW] += 1
+        self.counts_ptr[fc_hdr_index(&self.layout, value) * self.stride] += 1
+        self._stats[FC_HDR_TOTAL] += 1
+        if value < self._stats[FC_HDR_MIN]:
+            self._stats[FC_HDR_MIN] = value
+        if value > self._stats[FC_HDR_MAX]:
+            self._stats[FC_HDR_MAX] = value
+
+    def record(self, int64_t value):
+        """Record ``value`` (ns; values above the highest are clamped and counted)."""
+        self.record_c(value)
+
+    def snapshot(self, Py_ssize_t h=0):
+        """Return a copy of the counts and (total, min, max, overflow)."""
+        return (np.array(self.block[:, self.column], dtype=np.int64, copy=True),
+                (self._stats[FC_HDR_TOTAL], self._stats[FC_HDR_MIN], self._stats[FC_HDR_MAX],
+                 self._stats[FC_HDR_OVERFLOW]))
+
+
+@cython.final
 cdef class AdmittedCall:
     """An execution path behind a :class:`TenantGate`: admit, call, release, meter.
 
     ``call(data, context)`` (and ``call_async`` for :meth:`run_async`) is the chain's runner
     (``ChainRunner.run``) or a worker process's proxy; ``context`` labels every record. The
     admitted wall time of every successful execution is recorded into ``meter`` (one HDR row,
-    the engine's layout): the exact per-user histogram, whatever the isolation level;
+    the engine's layout, a column of ``meter_block``): the exact per-user histogram, whatever the
+    isolation level;
     ``executions`` and ``failures`` count what was admitted and what raised.
     """
 
@@ -107,17 +173,17 @@ cdef class AdmittedCall:
     cdef readonly object call
     cdef readonly object call_async
     cdef readonly object context
-    cdef readonly HdrCounts meter
+    cdef readonly UserMeter meter
     cdef readonly int64_t executions
     cdef readonly int64_t failures
 
     def __cinit__(self, TenantGate gate, object call, object call_async, object context,
-                  dict hdr_layout):
+                  dict hdr_layout, object meter_block, Py_ssize_t meter_column):
         self.gate = gate
         self.call = call
         self.call_async = call_async
         self.context = context
-        self.meter = HdrCounts(1, hdr_layout)
+        self.meter = UserMeter(meter_block, meter_column, hdr_layout)
 
     def run(self, object data):
         """Admit and run one execution; return its output or raise its refusal or failure."""
@@ -131,7 +197,7 @@ cdef class AdmittedCall:
             self.failures += 1
             raise
         gate.running -= 1
-        self.meter.record_c(0, fc_now_ns() - t0)
+        self.meter.record_c(fc_now_ns() - t0)
         return out
 
     async def run_async(self, object data):
@@ -146,5 +212,5 @@ cdef class AdmittedCall:
             self.failures += 1
             raise
         gate.running -= 1
-        self.meter.record_c(0, fc_now_ns() - t0)
+        self.meter.record_c(fc_now_ns() - t0)
         return out

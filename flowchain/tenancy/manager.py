@@ -33,6 +33,7 @@ from flowchain.tenancy.errors import (
     TenancyError,
     UnknownTenantError,
 )
+from flowchain.tenancy.meters import MeterArena
 from flowchain.tenancy.tenant_id import check_tenant_id
 from flowchain.tenancy.tiers import Tier, TierSet, load_tiers
 from flowchain.tenancy.triggers import UpgradeTriggers
@@ -131,6 +132,10 @@ class _Tenant:
 
 ChainRef = Union[str, ChainDefinition]
 
+_want_record = threading.local()
+"""Set by execute_user_chain around a process-isolated execution: the worker sends the record
+back with the output (other executions skip building it)."""
+
 
 class TenantManager:
     """Hold one chain registry per tenant; admit, execute and account by tier.
@@ -168,6 +173,7 @@ class TenantManager:
         self.components = components if components is not None else default_components
         self.histogram_settings = histograms
         self._layout = histograms.layout()
+        self._meters = MeterArena(int(self._layout["counts_len"]))
         self.store = UsageStore(db) if db is not None else None
         self.triggers = UpgradeTriggers(self.tiers, self.store, sinks)
         self.shared = ChainRegistry(self.components, ring_capacity=shared_ring_capacity,
@@ -490,7 +496,8 @@ class TenantManager:
             call = t.calls.get((chain_id, user_id))
             if call is None:
                 run, run_async = self._backend_calls(t, chain_id)
-                call = engine.AdmittedCall(t.gate, run, run_async, ctx, self._layout)
+                call = engine.AdmittedCall(t.gate, run, run_async, ctx, self._layout,
+                                           *self._meters.place())
                 t.calls[(chain_id, user_id)] = call
             t.resolved[key] = call
         return call
@@ -502,7 +509,11 @@ class TenantManager:
             assert worker is not None
 
             def run(data: Any, context: Any) -> Any:
-                return worker.execute(chain_id, data, context)
+                if not getattr(_want_record, "on", False):
+                    return worker.execute(chain_id, data, context)
+                out, _want_record.record = worker.execute(chain_id, data, context,
+                                                          with_record=True)
+                return out
 
             async def run_async(data: Any, context: Any) -> Any:
                 return await worker.execute_async(chain_id, data, context)
@@ -547,22 +558,14 @@ class TenantManager:
         call = self.runner(t.id, chain_id, user_context.user_id)
         isolation = t.tier.isolation
         if isolation == "process":
-            assert t.worker is not None
-            holder: list = []
-            worker = t.worker
-            cid = t.registry.version_of(chain_id).chain_id
-
-            def run(data: Any, context: Any) -> Any:
-                out, record = worker.execute(cid, data, context, with_record=True)
-                holder.append(record)
-                return out
-
-            once = engine.AdmittedCall(t.gate, run, call.call_async, call.context, self._layout)
+            _want_record.on = True
             try:
-                once.run(input_data)
+                call.run(input_data)
             except ChainStepError as exc:
                 return exc.execution
-            return holder[0]
+            finally:
+                _want_record.on = False
+            return _want_record.record
         registry = self.shared if isolation == "shared" else t.registry
         cid = t.registry.version_of(chain_id).chain_id
         runner = registry.runner(cid)
