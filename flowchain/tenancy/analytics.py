@@ -190,6 +190,8 @@ def _analyze(conn: sqlite3.Connection, path: str, since_ns: Optional[int],
     for chain in sorted(per_chain):
         points = [dict(start_ns=int(b_values[b]) * width, **summary(per_chain[chain][b]))
                   for b in range(nb) if per_chain[chain][b].any()]
+        if not points:  # only failures: no latency to trend
+            continue
         first, last = points[0]["p50_ns"], points[-1]["p50_ns"]
         change = (last - first) / first if first else 0.0
         trends.append({"chain": chain, "bucket": bucket, "points": points,

@@ -84,6 +84,7 @@ isolation = "shared"
 chains = 5
 steps_per_chain = 4
 executions_per_day = 10
+history_retention_days = 7
 features = []
 
 [tiers.pro]
