@@ -120,7 +120,7 @@ class _Tenant:
         self.gate = engine.TenantGate()
         self.calls: dict[tuple[str, str], Any] = {}
         self.resolved: dict[tuple[str, str], Any] = {}
-        self.contexts: dict[str, UserContext] = {}
+        self.contexts: dict[str, TenantContext] = {}
         self.worker: Optional[ProcessWorker] = None
         self.period = ""
         self.block = 1
@@ -131,6 +131,25 @@ class _Tenant:
 
 
 ChainRef = Union[str, ChainDefinition]
+
+
+class TenantContext(UserContext):
+    """The manager's interned user context: one object per tenant, user and tier.
+
+    The runner interns every execution's context in a dict; hashing by identity keeps that
+    lookup in C (a dataclass ``__hash__`` is a Python call per execution). It compares equal
+    to any :class:`UserContext` with the same fields.
+    """
+
+    __slots__ = ()
+    __hash__ = object.__hash__
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, UserContext):
+            return NotImplemented
+        return (self.tenant_id, self.user_id, self.tier) == \
+            (other.tenant_id, other.user_id, other.tier)
+
 
 _want_record = threading.local()
 """Set by execute_user_chain around a process-isolated execution: the worker sends the record
@@ -470,7 +489,7 @@ class TenantManager:
         if ctx is None:
             if not isinstance(user_id, str) or not user_id:
                 raise ValueError(f"a user id is a non-empty string, got {user_id!r}")
-            ctx = t.contexts[user_id] = UserContext(t.id, user_id, t.tier.name)
+            ctx = t.contexts[user_id] = TenantContext(t.id, user_id, t.tier.name)
         return ctx
 
     def runner(self, tenant_id: str, chain: ChainRef, user_id: str = "default") -> Any:
