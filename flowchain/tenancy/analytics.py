@@ -29,6 +29,9 @@ from flowchain.tenancy.tenant_history import (
     percentiles_of,
 )
 
+_BUCKET_BITS = 24
+"""Bits of the time-bucket number in a row's key (hours since 1970 fit until the 3800s)."""
+
 REGRESSION_RATIO = 1.2
 """A new chain version whose p50 is this many times the previous one's is a regression."""
 
@@ -106,24 +109,31 @@ def _analyze(conn: sqlite3.Connection, path: str, since_ns: Optional[int],
     width = BUCKETS[bucket] * 1_000_000_000
     series = {row[0]: row[1:] for row in conn.execute(
         "SELECT series, tenant, user, tier, chain, chain_id FROM tenant_series")}
-    rows = conn.execute(f"SELECT series, start_ns, count, errors, buckets FROM tenant_intervals"
-                        f"{where}", args).fetchall()
-    if not rows:
+    # per-series totals, index-only (series, start_ns, end_ns, count, errors)
+    totals_rows = conn.execute(
+        "SELECT series, SUM(count), SUM(errors), MIN(start_ns) FROM tenant_intervals"
+        f"{where} GROUP BY series", args).fetchall()
+    if not totals_rows:
         return {"db": path, "tenants": 0, "bucket": bucket, "most_used": {}, "trends": [],
                 "regressions": [], "errors": _failure_patterns(conn, since_ns, tenant),
                 "usage_by_tier": []}
-    s_col, start_col, ok_col, err_col, blobs = zip(*rows)
-    del rows
-    s_ids = np.asarray(s_col, dtype=np.int64)
-    starts = np.asarray(start_col, dtype=np.int64)
-    ok = np.asarray(ok_col, dtype=np.int64)
-    err = np.asarray(err_col, dtype=np.int64)
-    s_values, s_code = np.unique(s_ids, return_inverse=True)
+    s_values = np.array([r[0] for r in totals_rows], dtype=np.int64)
+    ok_by_series = np.array([r[1] for r in totals_rows], dtype=np.int64)
+    errs_by_series = np.array([r[2] for r in totals_rows], dtype=np.int64)
+    runs_by_series = ok_by_series + errs_by_series
+    first_by_series = np.array([r[3] for r in totals_rows], dtype=np.int64)
     ns = len(s_values)
-    runs_by_series = np.bincount(s_code, weights=ok + err, minlength=ns).astype(np.int64)
-    errs_by_series = np.bincount(s_code, weights=err, minlength=ns).astype(np.int64)
-    first_by_series = np.full(ns, np.iinfo(np.int64).max)
-    np.minimum.at(first_by_series, s_code, starts)
+    # every row: one integer key (series, time bucket) and its buckets
+    rows = conn.execute(f"SELECT (series << {_BUCKET_BITS}) | (start_ns / ?), buckets "
+                        f"FROM tenant_intervals{where}", [width, *args]).fetchall()
+    key_col, blobs = zip(*rows)
+    del rows
+    keys = np.asarray(key_col, dtype=np.int64)
+    s_ids = keys >> _BUCKET_BITS
+    row_bucket = keys & ((1 << _BUCKET_BITS) - 1)
+    s_slot = np.zeros(int(s_values.max()) + 1, dtype=np.int64)
+    s_slot[s_values] = np.arange(ns)
+    s_code = s_slot[s_ids]
 
     by_tenant: Counter = Counter()
     by_user: Counter = Counter()
@@ -161,8 +171,10 @@ def _analyze(conn: sqlite3.Connection, path: str, since_ns: Optional[int],
         return {"count": int(row.sum()), "p50_ns": ps[50.0], "p99_ns": ps[99.0]}
 
     # every row's buckets merged per (chain version, time bucket) with one bincount
-    b_values, b_code = np.unique(starts // width, return_inverse=True)
-    nb = len(b_values)
+    first_bucket = int(row_bucket.min())
+    b_code = row_bucket - first_bucket
+    nb = int(b_code.max()) + 1
+    b_values = np.arange(first_bucket, first_bucket + nb, dtype=np.int64)
     group = version_of_series[s_code] * nb + b_code
     merged = _merged_by_group(group, len(versions) * nb, blobs, counts_len)
     merged = merged.reshape(len(versions), nb, counts_len)

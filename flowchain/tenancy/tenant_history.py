@@ -52,7 +52,7 @@ TENANT_HISTORY_SCHEMA: tuple[str, ...] = (
     )
     """,
     "CREATE INDEX IF NOT EXISTS tenant_intervals_by_series "
-    "ON tenant_intervals (series, start_ns)",
+    "ON tenant_intervals (series, start_ns, end_ns, count, errors)",
 )
 """Per-user interval rows: a series per (tenant, user, tier, chain version), its rows by time
 (integers and the buckets only, so a whole history reads at the speed of a plain scan)."""
