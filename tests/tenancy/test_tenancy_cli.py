@@ -97,3 +97,21 @@ def test_analytics_command(node_db, tmp_path):
     assert invoke("analytics", "--db", tmp_path / "absent.db").exit_code == 2
     result = invoke("analytics", "--db", node_db, "--since", "yesterday-ish")
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_report_has_a_tenancy_section(node_db, tmp_path):
+    out = tmp_path / "report.html"
+    result = invoke("report", "--db", node_db, "--out", out)
+    assert result.exit_code == 0, result.output
+    text = out.read_text(encoding="utf-8")
+    assert '<section class="tenancy">' in text and 'id="usage-by-tier"' in text
+    assert "x&#x27;); DROP TABLE tenants;--" in text  # the hostile id, escaped
+    assert "x'); DROP TABLE tenants;--" not in text
+
+
+def test_report_without_tenants_has_no_tenancy_section(tmp_path):
+    from flowchain.tenancy.report_section import tenancy_section
+    from flowchain.store import open_database
+
+    open_database(tmp_path / "plain.db").close()
+    assert tenancy_section(tmp_path / "plain.db") == ""
