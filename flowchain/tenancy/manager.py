@@ -353,9 +353,15 @@ class TenantManager:
         gate = t.gate
         period = utc_day(self._wall())
         if period != t.period:
-            self._persist(t, release=True)
+            used = 0
+            try:  # the day must roll even when the database does not answer
+                self._persist(t, release=True)
+                if self.store is not None:
+                    used = self.store.day(t.id, period).counted
+            except Exception:
+                self.usage_write_errors += 1
+                log.exception("tenant %r: usage could not be persisted at the day's end", t.id)
             t.period = period
-            used = self.store.day(t.id, period).counted if self.store is not None else 0
             gate.day_used = used
             gate.day_reserved = used
             gate.peak_running = gate.running

@@ -161,3 +161,38 @@ def test_usage_gauges_per_tenant_and_limit(manager):
     assert samples[key] == pytest.approx(0.4)
     assert samples[("flowchain_tenant_executions_today",
                     (("tenant", "acme"), ("tier", "free")))] == 4
+
+
+def test_a_failing_usage_store_never_fails_an_admission(components, tiers, tmp_path, caplog):
+    m = TenantManager(tiers, components=components, db=tmp_path / "node.db")
+    m.add_tenant("acme", "pro")
+    m.register_chain("acme", chain("inc"))
+    m.execute("acme", "inc", 1)
+    m.store.conn.close()  # the database goes away under the node
+    for i in range(2000):  # several reservation blocks (1% of 100,000)
+        assert m.execute("acme", "inc", i) == i + 4
+    assert m.usage_write_errors >= 1
+    m.check_usage()  # logged and counted, not raised
+    assert m.usage("acme").executions_today == 2001
+    assert "could not be written" in caplog.text or "could not be persisted" in caplog.text
+
+
+def test_the_previous_day_is_kept_exactly_when_the_day_rolls(components, tiers, tmp_path,
+                                                             eventually):
+    import datetime as dt
+
+    now = [dt.datetime(2026, 3, 1, 23, 59, 59, 900_000, tzinfo=dt.timezone.utc).timestamp()]
+    db = tmp_path / "node.db"
+    m = TenantManager(tiers, components=components, db=db, wall_clock=lambda: now[0])
+    m.add_tenant("acme", "free")
+    m.register_chain("acme", chain("inc"))
+    for i in range(6):
+        m.execute("acme", "inc", i)
+    now[0] += 1.0
+    eventually(lambda: m.check_usage() >= 0 and m.usage("acme").period == "2026-03-02",
+               timeout=5)
+    m.execute("acme", "inc", 0)
+    m.close()
+    days = {d.period: d for d in UsageStore(db).history("acme")}
+    assert (days["2026-03-01"].used, days["2026-03-01"].reserved) == (6, 6)
+    assert days["2026-03-02"].counted == 1
