@@ -833,6 +833,12 @@ class TenantManager:
                 fired += self.triggers.observe(t.id, t.tier, limit, ratio * bound, period)
         return fired
 
+    def dashboard_view(self) -> dict[str, Any]:
+        """What the dashboard shows (an operator's view): every tenant's usage and the latest
+        upgrade triggers, newest first."""
+        return {"tenants": [self.usage(t).to_dict() for t in self.tenants()],
+                "upgrade_triggers": [e.to_dict() for e in reversed(self.triggers.recent)]}
+
     def registries(self) -> dict[str, ChainRegistry]:
         """Tenant id -> registry of every dedicated tenant, plus :data:`SHARED_KEY` -> the
         shared runners (for the history writer, metrics and monitor; an operator's view)."""

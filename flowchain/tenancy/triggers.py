@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from typing import Any, Iterable, Optional
 
 from flowchain.alerts import AlertEvent
@@ -51,6 +52,8 @@ class UpgradeTriggers:
         self.sinks = list(sinks)
         self.fired = 0
         self.sink_errors = 0
+        self.recent: deque = deque(maxlen=50)
+        """The latest events delivered, newest last (the dashboard shows them)."""
         self._seen: set[tuple[str, str, float, str]] = set()
 
     def add_sink(self, sink: Any) -> None:
@@ -100,6 +103,7 @@ class UpgradeTriggers:
 
     def _emit(self, event: AlertEvent) -> None:
         self.fired += 1
+        self.recent.append(event)
         for sink in self.sinks:
             try:
                 sink.emit(event)
