@@ -44,15 +44,41 @@ def _known(store, tenant: str) -> str:
 
 @tenants_app.command("list")
 def list_tenants(
-    db: Path = typer.Option(..., "--db", help=DB_HELP),
+    db: Optional[Path] = typer.Option(None, "--db", help=DB_HELP),
+    url: Optional[str] = typer.Option(None, "--url", help="A running node's dashboard address "
+                                      "(live usage; the dashboard must host the tenants)."),
     tiers_path: Optional[Path] = typer.Option(None, "--tiers", help=TIERS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """List the tenants with their tier and today's executions."""
+    """List the tenants with their tier and today's executions (from --db or a live --url)."""
+    if (db is None) == (url is None):
+        err.print("[red]pass exactly one of --db PATH (a node database) or --url URL (a "
+                  "running node's dashboard)[/]")
+        raise typer.Exit(2)
+    if url is not None:
+        rows = _live_rows(url)
+    else:
+        rows = _stored_rows(db, tiers_path)
+    if as_json:
+        typer.echo(json.dumps({"tenants": rows}))
+        return
+    table = Table(title=f"tenants ({rows[0]['today'] if rows else '-'}, UTC)")
+    for col in ("tenant", "tier", "executions today", "daily limit", "refused"):
+        table.add_column(col, justify="left" if col in ("tenant", "tier") else "right")
+    for r in rows:
+        limit = "-" if r["executions_per_day"] is None else f"{r['executions_per_day']:,}"
+        table.add_row(r["tenant"], r["tier"], f"{r['executions_today']:,}", limit,
+                      f"{r['refused_today']:,}")
+    Console().print(table)
+
+
+def _stored_rows(db: Path, tiers_path: Optional[Path]) -> list[dict]:
+    import time
+
     from flowchain.tenancy.usage import utc_day
 
     store, tiers = _open(db, tiers_path)
-    today = utc_day(__import__("time").time())
+    today = utc_day(time.time())
     rows = []
     for t in store.tenants():
         day = store.day(t["tenant"], today)
@@ -61,17 +87,31 @@ def list_tenants(
                      "executions_today": day.counted, "executions_per_day": limit,
                      "refused_today": day.refused})
     store.close()
-    if as_json:
-        typer.echo(json.dumps({"tenants": rows}))
-        return
-    table = Table(title=f"tenants ({today}, UTC)")
-    for col in ("tenant", "tier", "executions today", "daily limit", "refused"):
-        table.add_column(col, justify="left" if col in ("tenant", "tier") else "right")
-    for r in rows:
-        limit = "-" if r["executions_per_day"] is None else f"{r['executions_per_day']:,}"
-        table.add_row(r["tenant"], r["tier"], f"{r['executions_today']:,}", limit,
-                      f"{r['refused_today']:,}")
-    Console().print(table)
+    return rows
+
+
+def _live_rows(url: str) -> list[dict]:
+    from flowchain.cli.status import fetch_status
+
+    try:
+        snap = fetch_status(url)
+    except ConnectionError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from exc
+    if "tenants" not in snap:
+        err.print(f"[red]the node at {url} hosts no tenants (its dashboard was not given a "
+                  "tenant manager); use --db with its database[/]")
+        raise typer.Exit(2)
+    rows = []
+    for u in snap["tenants"]:
+        limit = None
+        ratio = u["ratios"].get("executions_per_day")
+        if ratio:
+            limit = round(u["executions_today"] / ratio)
+        rows.append({"tenant": u["tenant"], "tier": u["tier"], "today": u["period"],
+                     "executions_today": u["executions_today"], "executions_per_day": limit,
+                     "refused_today": sum(u["refused"].values())})
+    return rows
 
 
 @tenants_app.command("show")

@@ -41,3 +41,31 @@ def test_status_carries_tenants_and_triggers(manager):
 def test_status_without_a_manager_has_no_tenant_keys(manager):
     snap = DashboardState(manager.registries()).snapshot()
     assert "tenants" not in snap and "upgrade_triggers" not in snap
+
+
+def test_tenants_list_asks_a_running_node(manager):
+    from typer.testing import CliRunner
+
+    from flowchain.cli import app
+
+    manager.add_tenant("acme", "free")
+    manager.register_chain("acme", chain("inc"))
+    for i in range(4):
+        manager.execute("acme", "inc", i)
+    hosted = DashboardThread(DashboardServer(DashboardState(manager.registries(),
+                                                            tenants=manager), port=0))
+    plain = DashboardThread(DashboardServer(DashboardState(manager.registries()), port=0))
+    hosted.start()
+    plain.start()
+    try:
+        result = CliRunner().invoke(app, ["tenants", "list", "--url", hosted.url, "--json"])
+        assert result.exit_code == 0, result.output
+        (row,) = json.loads(result.output)["tenants"]
+        assert row["executions_today"] == 4 and row["executions_per_day"] == 10
+        result = CliRunner().invoke(app, ["tenants", "list", "--url", plain.url])
+        assert result.exit_code == 2 and "hosts no tenants" in result.output
+    finally:
+        hosted.close()
+        plain.close()
+    result = CliRunner().invoke(app, ["tenants", "list"])
+    assert result.exit_code == 2 and "exactly one of --db" in result.output
