@@ -66,6 +66,7 @@ engine = Extension(
         "native/ring.pxi",
         "native/failures.pxi",
         "native/runner.pxi",
+        "native/admission.pxi",
     ],
 )
 

@@ -90,3 +90,53 @@ class ChainRunner:
     def snapshot(self) -> RunnerSnapshot: ...
     def run(self, data: Any, context: Any = None) -> Any: ...
     def run_async(self, data: Any, context: Any = None) -> Awaitable[Any]: ...
+
+ADMIT_CONCURRENT: int
+ADMIT_RATE: int
+ADMIT_DAILY: int
+
+class TenantGate:
+    interval_ns: int
+    tolerance_ns: int
+    tat: int
+    max_depth_ns: int
+    max_running: int
+    running: int
+    peak_running: int
+    day_limit: int
+    day_used: int
+    day_reserved: int
+    period_end_ns: int
+    admitted: int
+    refused_concurrent: int
+    refused_rate: int
+    refused_daily: int
+    on_refuse: Optional[Callable[[TenantGate, int, int], BaseException]]
+    on_period: Optional[Callable[[TenantGate, int], None]]
+    on_reserve: Optional[Callable[[TenantGate], None]]
+    def __init__(self) -> None: ...
+    def try_admit(self) -> int: ...
+    def release(self) -> None: ...
+
+class UserMeter:
+    block: npt.NDArray[np.int64]
+    column: int
+    def __init__(self, block: npt.NDArray[np.int64], column: int,
+                 layout: dict[str, int]) -> None: ...
+    def record(self, value: int) -> None: ...
+    def snapshot(self, h: int = ...) -> tuple[npt.NDArray[np.int64], tuple[int, int, int, int]]: ...
+
+class AdmittedCall:
+    gate: TenantGate
+    call: Callable[[Any, Any], Any]
+    call_async: Callable[[Any, Any], Awaitable[Any]]
+    context: Any
+    meter: UserMeter
+    executions: int
+    failures: int
+    def __init__(self, gate: TenantGate, call: Callable[[Any, Any], Any],
+                 call_async: Callable[[Any, Any], Awaitable[Any]], context: Any,
+                 hdr_layout: dict[str, int], meter_block: npt.NDArray[np.int64],
+                 meter_column: int) -> None: ...
+    def run(self, data: Any) -> Any: ...
+    def run_async(self, data: Any) -> Awaitable[Any]: ...

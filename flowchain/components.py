@@ -88,6 +88,19 @@ class ComponentRegistry:
             self._impls.pop(name, None)
             self._resolved.pop(name, None)
 
+    def implementation(self, name: str) -> Any:
+        """Return what ``name`` was registered with (the class itself, not an instance).
+
+        Raises
+        ------
+        UnknownComponentError
+            When ``name`` is not registered.
+        """
+        impl = self._impls.get(name)
+        if impl is None:
+            raise UnknownComponentError(f"unknown component {name!r}")
+        return impl
+
     def __contains__(self, name: object) -> bool:
         return name in self._impls
 

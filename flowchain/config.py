@@ -68,6 +68,9 @@ overrides any of them, by section::
     [alerts]
     webhook = ""                 # POST every event as JSON here; the log always gets them
 
+    [tiers.free]                 # service tiers of a multi-tenant node (docs/tenancy.md)
+    executions_per_day = 100000
+
     [otel]
     endpoint = ""                # OTLP/HTTP traces URL; needs the OTLP exporter (extra otel)
     sample_rate = 0.01           # fraction of successful executions exported (failed: all)
@@ -426,6 +429,10 @@ class NodeConfig(_Section):
     otel: OtelSection = msgspec.field(default_factory=OtelSection)
     components: ComponentsSection = msgspec.field(default_factory=ComponentsSection)
     chains: ChainsSection = msgspec.field(default_factory=ChainsSection)
+    tiers: dict[str, Any] = msgspec.field(default_factory=dict)
+    """Service tiers, ``[tiers.NAME]`` tables, validated by :func:`flowchain.tenancy.load_tiers`."""
+    features: dict[str, Any] = msgspec.field(default_factory=dict)
+    """Gated components by feature (``[features]``), for the tiers."""
     source: str = "<defaults>"
     """Where the configuration came from (for messages); not a file key."""
 
@@ -497,6 +504,9 @@ class NodeConfig(_Section):
         """Return the configuration as plain data (the TOML file's shape, keys included)."""
         out = msgspec.to_builtins(self)
         out.pop("source", None)
+        for optional in ("tiers", "features"):  # a node without tenants has neither table
+            if not out.get(optional):
+                out.pop(optional, None)
         return out
 
 

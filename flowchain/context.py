@@ -1,7 +1,7 @@
 """The user context every execution carries: tenant, user and tier label its records."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +21,18 @@ class UserContext:
     tenant_id: str = "default"
     user_id: str = "default"
     tier: str = "standard"
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        # the engine interns contexts in a dict on every labelled execution: hash once
+        object.__setattr__(self, "_hash", hash((self.tenant_id, self.user_id, self.tier)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple:
+        # string hashes differ between processes: rebuild (and rehash) on unpickling
+        return (UserContext, (self.tenant_id, self.user_id, self.tier))
 
     def labels(self) -> dict[str, str]:
         """Return the context as metric/record labels."""

@@ -6,9 +6,11 @@ Importing a command module registers its commands on the Typer apps of
 """
 from flowchain.cli.app import app, bench_app, chains_app  # noqa: F401
 from flowchain.cli import (  # noqa: F401,E402  (each registers its commands)
+    analytics,
     bench,
     bench_node,
     bench_observe,
+    bench_tenancy,
     bench_wire,
     bridge,
     chains,
@@ -18,6 +20,7 @@ from flowchain.cli import (  # noqa: F401,E402  (each registers its commands)
     report,
     run,
     status,
+    tenants,
 )
 
 

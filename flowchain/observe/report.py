@@ -274,6 +274,9 @@ def build_report(reader: HistoryReader, *, since_ns: Optional[int] = None,
         f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(end / 1e9))} UTC")
     body = "\n".join(sections) if sections else "<p>No history in this range.</p>"
     alerts = _alert_table(reader.alerts(since_ns=since_ns, until_ns=until_ns))
+    from flowchain.tenancy.report_section import tenancy_section  # empty without tenants
+
+    body += tenancy_section(reader.path, since_ns=since_ns)
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{_esc(title)}</title><style>{STYLE}</style></head><body>"
             f"<h1>{_esc(title)}</h1><p class=\"note\">{_esc(str(reader.path))}: {span}. "

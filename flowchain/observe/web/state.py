@@ -26,15 +26,19 @@ class DashboardState:
         Objects with ``state.as_dict()`` and ``stats.as_dict()``.
     failures_shown : int
         Recent failures listed per chain.
+    tenants : flowchain.tenancy.TenantManager, optional
+        Adds each tenant's usage against its tier and the recent upgrade triggers.
     """
 
     def __init__(self, registries: Union[Any, Mapping[str, Any]], monitor: Any = None,
-                 feeds: Optional[Mapping[str, Any]] = None, failures_shown: int = 10) -> None:
+                 feeds: Optional[Mapping[str, Any]] = None, failures_shown: int = 10,
+                 tenants: Any = None) -> None:
         self.registries = dict(registries) if isinstance(registries, Mapping) \
             else {"default": registries}
         self.monitor = monitor
         self.feeds = dict(feeds or {})
         self.failures_shown = failures_shown
+        self.tenants = tenants
 
     def chains(self) -> list[tuple[str, Any, Any, Optional[Any]]]:
         """Return (tenant, registry, definition, runner or None) for each latest chain."""
@@ -112,4 +116,5 @@ class DashboardState:
             [r.to_dict() for reg in self.registries.values() for r in reg.active_executions()],
             "feeds": {name: {**feed.state.as_dict(), **feed.stats.as_dict()}
                       for name, feed in self.feeds.items()},
+            **(self.tenants.dashboard_view() if self.tenants is not None else {}),
         }

@@ -82,7 +82,27 @@ function updateDiagram(chain) {
   });
 }
 
+function applyTenants(snap) {
+  if (!snap.tenants) return;
+  document.getElementById("tenancy").hidden = false;
+  fillTable("tenants", snap.tenants.map(function (t) {
+    const refused = Object.values(t.refused).reduce((a, b) => a + b, 0);
+    const closest = Object.entries(t.ratios).sort((a, b) => b[1] - a[1])[0];
+    return [cell(t.tenant), cell(t.tier), cell(t.isolation),
+            cell(String(t.executions_today), "num"), cell(String(t.running), "num"),
+            cell(String(refused), "num"),
+            cell(closest ? closest[0] + " " + (100 * closest[1]).toFixed(0) + "%" : "-")];
+  }));
+  const list = document.getElementById("triggers");
+  list.replaceChildren(...snap.upgrade_triggers.map(function (e) {
+    const li = document.createElement("li");
+    li.textContent = e.message;
+    return li;
+  }));
+}
+
 function apply(snap) {
+  applyTenants(snap);
   fillTable("chains", snap.chains.map(function (c) {
     return [cell(c.tenant), cell(c.chain), cell(String(c.executions), "num executions"),
             cell(fmtRate(c.throughput_per_s), "num throughput"),

@@ -1,0 +1,284 @@
+"""Process isolation: a tenant's chains run in a worker process of their own.
+
+The worker holds its own :class:`~flowchain.ChainRegistry` (runners, rings, histograms) and
+serves requests over a ``multiprocessing`` pipe, one at a time: register a chain, run one
+execution, or read records and statistics. A component that raises is an ordinary failed
+execution (the record comes back). One that hangs past the tier's ``execution_timeout_s``,
+crashes the interpreter, or makes the worker grow by more than ``worker_memory_mb`` takes
+down only the worker: it is killed or recycled, started again with the tenant's chains, and
+counted in :attr:`ProcessWorker.restarts`; the caller gets :class:`WorkerCrashed`.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import multiprocessing
+import os
+import sys
+import threading
+from typing import Any, Optional
+
+from flowchain.chain import ChainDefinition
+from flowchain.errors import ChainStepError
+from flowchain.tenancy.errors import WorkerCrashed
+
+log = logging.getLogger("flowchain.tenancy")
+
+_REGISTER, _RUN, _QUERY, _STOP = 0, 1, 2, 3
+_OK, _FAILED, _ERROR, _RECYCLE = 0, 1, 2, 3
+
+QUERIES = ("last_execution", "recent_executions", "failures", "execution", "stats",
+           "histogram", "active_executions")
+"""The registry reads a worker answers (all scoped to its one tenant)."""
+
+MEMORY_CHECK_EVERY = 64
+"""Executions between two reads of the worker's resident size."""
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # not Linux: the peak size is the best we have
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _portable(record: Any) -> Any:
+    """The record without the live exception object (it may not pickle)."""
+    if record is not None and getattr(record, "failure", None) is not None:
+        return dataclasses.replace(record, failure=dataclasses.replace(record.failure,
+                                                                      exception=None))
+    return record
+
+
+def _answer(registry: Any, method: str, args: tuple) -> Any:
+    result = getattr(registry, method)(*args)
+    if method == "histogram":
+        return result.encode()
+    if isinstance(result, list):
+        return [_portable(r) for r in result]
+    return _portable(result)
+
+
+def _serve(conn: Any, components: Any, settings: Any, ring_capacity: int,
+           memory_limit: Optional[int]) -> None:  # pragma: no cover - runs in the worker
+    from flowchain.registry import ChainRegistry
+
+    registry = ChainRegistry(components, ring_capacity=ring_capacity, histograms=settings)
+    runners: dict[str, Any] = {}
+    baseline = _rss_bytes()
+    served = 0
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        op = msg[0]
+        if op == _STOP:
+            return
+        reply: tuple
+        try:
+            if op == _RUN:
+                chain_id, data, context = msg[1], msg[2], msg[3]
+                runner = runners.get(chain_id)
+                if runner is None:
+                    runner = runners[chain_id] = registry.runner(chain_id)
+                seq = runner.executions
+                try:
+                    out = runner.run(data, context)
+                    reply = (_OK, (out, _portable(registry.execution(chain_id, seq)))
+                             if msg[4] else out)
+                except ChainStepError as exc:
+                    reply = (_FAILED, _portable(exc.execution))
+                served += 1
+                if memory_limit is not None and served % MEMORY_CHECK_EVERY == 0 \
+                        and _rss_bytes() - baseline > memory_limit:
+                    conn.send((_RECYCLE, reply))
+                    return
+            elif op == _REGISTER:
+                reply = (_OK, registry.register_chain(msg[1]))
+            elif op == _QUERY and msg[1] in QUERIES:
+                reply = (_OK, _answer(registry, msg[1], msg[2]))
+            else:
+                reply = (_ERROR, f"unknown worker request {msg[:2]!r}")
+        except Exception as exc:
+            reply = (_ERROR, f"{type(exc).__name__}: {exc}")
+        try:
+            conn.send(reply)
+        except Exception as exc:  # an output that does not pickle
+            conn.send((_ERROR, f"the result could not be sent back to the caller: "
+                               f"{type(exc).__name__}: {exc}; chains in a process worker "
+                               "must return picklable outputs"))
+
+
+class ProcessWorker:
+    """One tenant's worker process: start, serve, restart on failure.
+
+    Parameters
+    ----------
+    tenant_id : str
+    components : ComponentRegistry
+        What the worker resolves component names with (inherited by fork).
+    settings : HistogramSettings
+    ring_capacity : int
+    timeout_s : float
+        An execution or read running longer kills and restarts the worker.
+    memory_limit_mb : int or None
+        Growth of the worker's resident size (over its size at start) that recycles it.
+
+    Attributes
+    ----------
+    restarts : dict
+        Restarts by reason: ``crashed``, ``timeout``, ``memory``.
+    """
+
+    def __init__(self, tenant_id: str, components: Any, settings: Any, *,
+                 ring_capacity: int = 1024, timeout_s: float = 30.0,
+                 memory_limit_mb: Optional[int] = None) -> None:
+        self.tenant_id = tenant_id
+        self.components = components
+        self.settings = settings
+        self.ring_capacity = ring_capacity
+        self.timeout_s = timeout_s
+        self.memory_limit = None if memory_limit_mb is None else memory_limit_mb * 1024 * 1024
+        self.restarts = {"crashed": 0, "timeout": 0, "memory": 0}
+        self._definitions: dict[str, ChainDefinition] = {}
+        self._lock = threading.Lock()
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        self._mp = multiprocessing.get_context(method)
+        self._process: Any = None
+        self._conn: Any = None
+        self._inherited: frozenset = frozenset()
+
+    @property
+    def pid(self) -> Optional[int]:
+        return None if self._process is None else self._process.pid
+
+    def start(self) -> "ProcessWorker":
+        with self._lock:
+            self._spawn()
+        return self
+
+    def _spawn(self) -> None:
+        parent, child = self._mp.Pipe(duplex=True)
+        proc = self._mp.Process(
+            target=_serve, name=f"flowchain-tenant-{self.tenant_id[:32]}",
+            args=(child, self.components, self.settings, self.ring_capacity, self.memory_limit),
+            daemon=True)
+        self._inherited = frozenset(self.components.names())
+        proc.start()
+        child.close()
+        self._process, self._conn = proc, parent
+        for definition in self._definitions.values():
+            self._request((_REGISTER, definition))
+
+    def _kill(self) -> Optional[int]:
+        proc, conn = self._process, self._conn
+        self._process = self._conn = None
+        if conn is not None:
+            conn.close()
+        if proc is None:
+            return None
+        if proc.is_alive():
+            proc.kill()
+        proc.join(5)
+        return proc.exitcode
+
+    def _restart(self, reason: str, what: str) -> WorkerCrashed:
+        exitcode = self._kill()
+        self.restarts[reason] += 1
+        log.warning("tenant %r worker %s (%s, exit code %s); restarting it", self.tenant_id,
+                    reason, what, exitcode)
+        self._spawn()
+        return WorkerCrashed(
+            f"tenant {self.tenant_id!r}: the worker process {reason} during {what} (exit code "
+            f"{exitcode}); it was restarted and the execution is lost",
+            tenant_id=self.tenant_id, reason=reason, exitcode=exitcode)
+
+    def _request(self, msg: tuple) -> Any:
+        conn = self._conn
+        if conn is None:
+            raise WorkerCrashed(f"tenant {self.tenant_id!r}: the worker is not running",
+                                tenant_id=self.tenant_id, reason="crashed")
+        what = ("execution of " + msg[1]) if msg[0] == _RUN else \
+            ("registration" if msg[0] == _REGISTER else f"read {msg[1]}")
+        try:
+            conn.send(msg)
+            if not conn.poll(self.timeout_s):
+                raise self._restart("timeout", what)
+            status, value = conn.recv()
+        except (EOFError, OSError, BrokenPipeError):
+            raise self._restart("crashed", what) from None
+        if status == _RECYCLE:
+            self._kill()
+            self.restarts["memory"] += 1
+            log.warning("tenant %r worker outgrew its memory limit; recycled", self.tenant_id)
+            self._spawn()
+            status, value = value
+        if status == _ERROR:
+            raise RuntimeError(f"tenant {self.tenant_id!r} worker: {value}")
+        return status, value
+
+    # ------------------------------------------------------------------ public
+
+    def register(self, definition: ChainDefinition) -> str:
+        """Register ``definition`` in the worker (and again after every restart).
+
+        Components registered after the worker started are not in it yet: the worker is
+        started again (not counted as a restart) so that it inherits them.
+        """
+        with self._lock:
+            self._definitions[definition.chain_id] = definition
+            needed = {s.component for s in definition.steps}
+            if self._process is None or not needed <= self._inherited:
+                # the worker inherits components when it starts: start one that has them
+                self._kill()
+                self._spawn()
+                return definition.chain_id
+            return self._request((_REGISTER, definition))[1]
+
+    def execute(self, chain_id: str, data: Any, context: Any = None, *,
+                with_record: bool = False) -> Any:
+        """Run one execution in the worker and return its output (``(output, record)`` with
+        ``with_record``).
+
+        Raises
+        ------
+        ChainStepError
+            When a step raised (the record, from the worker).
+        WorkerCrashed
+            When the worker died, hung or outgrew its memory (it was restarted).
+        """
+        with self._lock:
+            status, value = self._request((_RUN, chain_id, data, context, with_record))
+        if status == _FAILED:
+            raise ChainStepError(value)
+        return value
+
+    async def execute_async(self, chain_id: str, data: Any, context: Any = None) -> Any:
+        """:meth:`execute` from a coroutine (the pipe is waited on in a thread)."""
+        return await asyncio.to_thread(self.execute, chain_id, data, context)
+
+    def query(self, method: str, *args: Any) -> Any:
+        """Ask the worker's registry one of :data:`QUERIES`."""
+        if method not in QUERIES:
+            raise ValueError(f"a worker answers {', '.join(QUERIES)}; not {method!r}")
+        with self._lock:
+            return self._request((_QUERY, method, args))[1]
+
+    def close(self) -> None:
+        """Stop the worker (it is killed when it does not stop within a second)."""
+        with self._lock:
+            conn, proc = self._conn, self._process
+            if conn is not None:
+                try:
+                    conn.send((_STOP,))
+                except (OSError, BrokenPipeError):
+                    pass
+            if proc is not None:
+                proc.join(1)
+            self._kill()
