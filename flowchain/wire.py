@@ -205,9 +205,9 @@ interval_ms u32, last_error i32, reconnects u32, session_id u64, last_seq u64, b
 BACKFILL_REQUEST = struct.Struct("<BBHIQQQQ")
 """Backfill request: version, type, symbol_id u16, reserved u32, req_id u64, session_id u64,
 from_seq u64, to_seq u64 (inclusive)."""
-BACKFILL_SINCE = struct.Struct("<BBHIQQq")
-"""Backfill-since request: version, type, symbol_id u16, seen_at_time u32, req_id u64,
-session_id u64, after_time_msc i64 (32 bytes)."""
+BACKFILL_SINCE = struct.Struct("<BBHIQQq32s")
+"""Backfill-since request: version, type, reserved u16, seen_at_time u32, req_id u64,
+session_id u64, after_time_msc i64, symbol 32s (NUL-padded UTF-8) (64 bytes)."""
 BACKFILL_HEAD = struct.Struct("<BBBBHHIQQQ")
 """Backfill response head: version, type, status u8, reserved u8, symbol_id u16, reserved u16,
 count u32, req_id u64, session_id u64, first_seq u64; ``count`` MT5 tick records follow."""
@@ -714,21 +714,25 @@ class BackfillSince(NamedTuple):
 
     req_id: int
     session_id: int
-    symbol_id: int
+    symbol: str
     after_time_msc: int
     seen_at_time: int
 
 
 def encode_backfill_since(req: BackfillSince) -> bytes:
-    """Build a backfill-since request frame.
+    """Build a backfill-since request frame (the symbol by name: a restarted bridge may number
+    its symbols differently).
 
     Raises
     ------
+    FrameError
+        ``bad_symbol`` for a symbol that cannot travel.
     struct.error
         When a number is out of its field's range.
     """
-    return BACKFILL_SINCE.pack(PROTOCOL_VERSION, FrameType.BACKFILL_SINCE, req.symbol_id,
-                               req.seen_at_time, req.req_id, req.session_id, req.after_time_msc)
+    return BACKFILL_SINCE.pack(PROTOCOL_VERSION, FrameType.BACKFILL_SINCE, 0, req.seen_at_time,
+                               req.req_id, req.session_id, req.after_time_msc,
+                               _symbol_bytes(req.symbol))
 
 
 def decode_backfill_since(frame: bytes) -> BackfillSince:
@@ -737,13 +741,14 @@ def decode_backfill_since(frame: bytes) -> BackfillSince:
     Raises
     ------
     FrameError
-        ``short``/``length``/``version``/``unknown_type``/``wrong_type``/``bad_time``.
+        ``short``/``length``/``version``/``unknown_type``/``wrong_type``/``bad_time``/
+        ``bad_symbol``.
     """
     _expect(frame, FrameType.BACKFILL_SINCE, BACKFILL_SINCE.size)
-    _, _, symbol_id, seen, req_id, session_id, after = BACKFILL_SINCE.unpack_from(frame)
+    _, _, _, seen, req_id, session_id, after, symbol = BACKFILL_SINCE.unpack_from(frame)
     if after < 0:
         raise FrameError("bad_time", f"backfill-since time {after} ms is before the epoch")
-    return BackfillSince(req_id, session_id, symbol_id, after, seen)
+    return BackfillSince(req_id, session_id, _symbol_text(symbol), after, seen)
 
 
 def encode_backfill_response(req_id: int, session_id: int, symbol_id: int, status: BackfillStatus,

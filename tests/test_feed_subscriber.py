@@ -45,6 +45,9 @@ class ScriptedBridge:
         self.session = session
         self.history: dict[int, bytes] = {}
         self.requests: list[wire.BackfillRequest] = []
+        self.since_requests: list[wire.BackfillSince] = []
+        self.since_answer = np.zeros(0, dtype=TICK_DTYPE)
+        """What a BACKFILL_SINCE (a restart's hole) is answered with."""
         self.answer = True
         self.status = wire.BackfillStatus.OK
 
@@ -64,6 +67,12 @@ class ScriptedBridge:
                 ident, body = self.router.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
+            if body[1] == wire.FrameType.BACKFILL_SINCE:
+                since = wire.decode_backfill_since(body)
+                self.since_requests.append(since)
+                self.router.send_multipart([ident, wire.encode_backfill_response(
+                    since.req_id, self.session, 0, wire.BackfillStatus.OK, 0, self.since_answer)])
+                continue
             req = wire.decode_backfill_request(body)
             self.requests.append(req)
             seqs = [s for s in range(req.from_seq, req.to_seq + 1) if s in self.history]
@@ -232,12 +241,43 @@ async def test_new_session_is_counted_as_restart_and_seq_starts_again(bridge, ct
         bridge.history.clear()
         for seq in range(1, 4):
             bridge.tick(seq)
+        await asyncio.sleep(0.05)  # the new session's ticks wait for the restart backfill
+        assert feed.ring(SYMBOL).count == 5
+        bridge.serve()  # answers it: nothing between the last tick and the new session
         await eventually_async(lambda: feed.ring(SYMBOL).count == 8)
         assert feed.stats.restarts == 1
         assert feed.session_id == 8 and feed.state.session_id == 8
         assert ring_seqs(feed) == [1, 2, 3, 4, 5, 1, 2, 3]
         assert feed.stats.gaps == 0 and feed.stats.dropped == 0
+        # the request named the last tick held: its time and how many ticks had that ms
+        assert [(r.symbol, r.session_id, r.after_time_msc, r.seen_at_time)
+                for r in bridge.since_requests] == [(SYMBOL, 8, 1_700_000_000_005, 1)]
     finally:
+        await feed.stop()
+
+
+async def test_a_restart_hole_is_filled_before_the_new_session_in_time_order(bridge, ctx,
+                                                                            eventually_async):
+    feed = await connected_feed(bridge, ctx, eventually_async)
+    server = asyncio.get_running_loop().create_task(serving(bridge))
+    try:
+        for seq in range(1, 4):
+            bridge.tick(seq)
+        await eventually_async(lambda: feed.ring(SYMBOL).count == 3)
+        hole = np.frombuffer(record(4) + record(5), dtype=TICK_DTYPE)  # made while the bridge was down
+        bridge.since_answer = hole
+        bridge.session = 9
+        bridge.history.clear()
+        for seq in range(1, 3):
+            bridge.history[seq] = record(5 + seq)
+            bridge.pub.send_multipart([TOPIC, wire.encode_tick(9, seq, 0, bridge.history[seq])])
+        await eventually_async(lambda: feed.ring(SYMBOL).count == 7)
+        ring = feed.ring(SYMBOL)
+        assert ring.window(7).tobytes() == b"".join(record(s) for s in range(1, 8))
+        assert ring_seqs(feed) == [1, 2, 3, 0, 0, 1, 2]  # recovered ticks carry no seq
+        assert feed.stats.backfilled == 2 and feed.stats.unrecovered_restarts == 0
+    finally:
+        server.cancel()
         await feed.stop()
 
 
@@ -388,7 +428,13 @@ async def test_restart_while_backfilling_releases_held_ticks_then_follows_the_ne
         bridge.session = 99
         for seq in (1, 2):
             bridge.tick(seq)
-        await eventually_async(lambda: feed.ring(SYMBOL).count == 7)
+        bridge.answer = True  # the restart backfill (nothing in the hole) is answered
+
+        def served() -> bool:
+            bridge.serve()
+            return feed.ring(SYMBOL).count == 7
+
+        await eventually_async(served)
         assert ring_seqs(feed) == [1, 2, 4, 5, 6, 1, 2]
         assert feed.stats.restarts == 1 and feed.stats.unrecovered == 1
         assert feed.stats.drops.get("restart") == 1 and feed.backfills_pending == 0

@@ -125,6 +125,7 @@ class Bridge:
                              "folder of node public keys it accepts")
         self.session_id = secrets.randbits(64) or 1
         self.symbols = list(config.symbols)
+        self._symbol_ids = {symbol: i for i, symbol in enumerate(self.symbols)}
         self.link = TerminalLink(mt5, self.symbols, login=config.login, password=config.password,
                                  server=config.server, path=config.terminal_path,
                                  max_attempts=config.connect_attempts)
@@ -471,15 +472,15 @@ class Bridge:
         records = empty
         if req.session_id != self.session_id:
             status = wire.BackfillStatus.SESSION_MISMATCH
-        elif req.symbol_id >= len(self.symbols):
+        elif req.symbol not in self._symbol_ids:
             status = wire.BackfillStatus.UNKNOWN_SYMBOL
-        elif self.poller.starts[req.symbol_id] is None or not self.link.initialized:
+        elif self.poller.starts[self._symbol_ids[req.symbol]] is None or not self.link.initialized:
             status = wire.BackfillStatus.NOT_READY
         else:
-            upto = self.poller.starts[req.symbol_id]
+            upto = self.poller.starts[self._symbol_ids[req.symbol]]
             status = wire.BackfillStatus.OK
             if (req.after_time_msc, req.seen_at_time) < upto:
-                found = self.link.mt5.copy_ticks_range(self.symbols[req.symbol_id], req.after_time_msc // 1000,
+                found = self.link.mt5.copy_ticks_range(req.symbol, req.after_time_msc // 1000,
                                                        upto[0] // 1000 + 1, _COPY_TICKS_ALL)
                 if found is None:
                     status = wire.BackfillStatus.TERMINAL_ERROR
@@ -487,7 +488,8 @@ class Bridge:
                     records = ticks_between(found, (req.after_time_msc, req.seen_at_time), upto)
                     records = records[:wire.MAX_BATCH_TICKS]
         self.backfills_served += 1
-        self._send(peer, wire.encode_backfill_response(req.req_id, self.session_id, req.symbol_id,
+        self._send(peer, wire.encode_backfill_response(req.req_id, self.session_id,
+                                                       self._symbol_ids.get(req.symbol, 0xFFFF),
                                                        status, 0, records))
 
     def _execute(self, entry: tuple[wire.OrderRequest, bytes | None]) -> None:
