@@ -379,7 +379,8 @@ def _bridge_main(conn: Connection, ack_defer_us: float | None = None) -> None:
 
     options = {} if ack_defer_us is None else {"ack_defer_us": ack_defer_us}
     config = BridgeConfig(symbols=[FEED_SYMBOL], pub_endpoint="tcp://127.0.0.1:*",
-                          router_endpoint="tcp://127.0.0.1:*", reconcile_delay_s=0.0, **options)
+                          router_endpoint="tcp://127.0.0.1:*", reconcile_delay_s=0.0,
+                          allow_unauthenticated_orders=True, **options)  # the fake, on loopback
     bridge = Bridge(FakeMetaTrader5(seed=3), config).start()
     deadline = time.monotonic() + 30
     while not bridge.ready and time.monotonic() < deadline:
