@@ -167,12 +167,11 @@ class Bridge:
         if self.secured:
             return ""
         if not config.allow_unauthenticated_orders:
-            return ("unauthenticated orders refused: this bridge runs without CurveZMQ keys; "
-                    "give it keys, or allow local orders with --allow-unauthenticated-orders")
+            return ("no CurveZMQ keys: give the bridge keys, or allow local orders with "
+                    "--allow-unauthenticated-orders")
         for endpoint in (config.pub_endpoint, config.router_endpoint):
             if not keys.is_loopback(endpoint):
-                return (f"unauthenticated orders refused: {endpoint} is not loopback; "
-                        "orders from other hosts need CurveZMQ keys")
+                return (f"{endpoint} is not loopback: orders from other hosts need CurveZMQ keys")
         return ""
 
     # ------------------------------------------------------------------ lifecycle
@@ -215,7 +214,7 @@ class Bridge:
                  self.pub_endpoint, self.router_endpoint, ", ".join(self.symbols),
                  " (Curve)" if self.secured else "")
         if self.orders_refusal:
-            log.warning("%s", self.orders_refusal)
+            log.warning("unauthenticated orders will be refused: %s", self.orders_refusal)
         return self
 
     def _fail(self, reason: str) -> None:
