@@ -500,7 +500,8 @@ class TradingNode:
             return ""
         why = [w for w, on in (("silent", state.silent), (f"terminal {state.terminal}",
                                                          state.terminal != "connected"),
-                               ("trading disabled", not state.trade_allowed)) if on]
+                               ("trading disabled", state.terminal == "connected"
+                                and not state.trade_allowed)) if on]
         return f" feed=STALE ({', '.join(why)}: orders blocked)"
 
     def _alert_text(self) -> str:

@@ -360,9 +360,11 @@ class ZmqFeed(Feed):
                         f" (MT5 error {state.terminal_error}); new orders blocked",
                         "" if before[1] == "connected" or state.terminal != "connected" else
                         "; orders allowed again")
-        if now[2] != before[2]:
-            log.warning("feed %s: the terminal %s algorithmic trading", self.endpoint,
-                        "allows" if state.trade_allowed else "disallows (new orders blocked)")
+        if now[1] == "connected" and not state.trade_allowed and (now[1] != before[1] or before[2]):
+            log.warning("feed %s: the terminal disallows algorithmic trading: new orders blocked",
+                        self.endpoint)
+        elif now[1] == before[1] == "connected" and state.trade_allowed and not before[2]:
+            log.warning("feed %s: the terminal allows algorithmic trading again", self.endpoint)
 
     def _log_gap(self, symbol: str, first: int, last: int) -> None:
         now = time.monotonic_ns()
