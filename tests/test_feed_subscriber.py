@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 
 import numpy as np
 import pytest
@@ -438,5 +439,76 @@ async def test_restart_while_backfilling_releases_held_ticks_then_follows_the_ne
         assert ring_seqs(feed) == [1, 2, 4, 5, 6, 1, 2]
         assert feed.stats.restarts == 1 and feed.stats.unrecovered == 1
         assert feed.stats.drops.get("restart") == 1 and feed.backfills_pending == 0
+    finally:
+        await feed.stop()
+
+
+def _tick_at(seq: int, time_msc: int, session: int = 7) -> bytes:
+    rec = np.frombuffer(record(seq), dtype=TICK_DTYPE).copy()
+    rec["time_msc"], rec["time"] = time_msc, time_msc // 1000
+    return wire.encode_tick(session, seq, 0, rec.tobytes())
+
+
+async def test_an_absurd_seq_is_refused_and_the_next_good_tick_is_delivered(bridge, ctx, eventually_async):
+    feed = await connected_feed(bridge, ctx, eventually_async)
+    try:
+        for seq in range(1, 4):
+            bridge.tick(seq)
+        bogus = wire.encode_tick(bridge.session, 3 + 2**40, 0, record(4))
+        bridge.pub.send_multipart([TOPIC, bogus])
+        bridge.pub.send_multipart([BEAT, wire.encode_heartbeat(bridge.session, 0, 3 + 2**40, STATE_OK)])
+        bridge.tick(4)
+        await eventually_async(lambda: feed.ring(SYMBOL).count == 4)
+        assert ring_seqs(feed) == [1, 2, 3, 4]
+        assert feed.stats.rejects == {"seq_jump": 2} and feed.stats.gaps == 0
+        assert feed.backfills_pending == 0 and feed.stats.dropped == 0
+        for seq in range(5, 8):  # and the symbol goes on
+            bridge.tick(seq)
+        await eventually_async(lambda: feed.ring(SYMBOL).count == 7)
+    finally:
+        await feed.stop()
+
+
+async def test_a_jump_repeated_by_every_frame_is_real_and_taken_as_a_gap(bridge, ctx, eventually_async):
+    feed = await connected_feed(bridge, ctx, eventually_async, seq_jump_confirm=3, max_seq_jump=100)
+    try:
+        bridge.tick(1)
+        await eventually_async(lambda: feed.ring(SYMBOL).count == 1)
+        for seq in range(1001, 1004):  # the bridge really lost 999: every frame says so
+            bridge.tick(seq)
+        await eventually_async(lambda: feed.stats.gaps == 1)
+        assert feed.stats.rejects == {"seq_jump": 2} and feed.stats.gap_ticks == 1001
+
+        def served() -> bool:
+            bridge.serve()
+            return feed.ring(SYMBOL).count == 4
+
+        await eventually_async(served)  # the refused two come back through the backfill
+        assert ring_seqs(feed) == [1, 1001, 1002, 1003] and feed.stats.unrecovered == 999
+    finally:
+        await feed.stop()
+
+
+async def test_a_far_future_time_is_refused_without_moving_the_cursors(bridge, ctx, eventually_async):
+    feed = await connected_feed(bridge, ctx, eventually_async, heartbeat_interval=0.05)
+    try:
+        for seq in range(1, 4):
+            bridge.tick(seq)
+        await eventually_async(lambda: feed.ring(SYMBOL).count == 3)
+        base = 1_700_000_000_000
+        tomorrow = time.time_ns() // 1_000_000 + 86_400_000
+        bridge.pub.send_multipart([TOPIC, _tick_at(4, tomorrow)])  # past any server time zone
+        await asyncio.sleep(0.1)  # the clock check learns the last tick's time
+        bridge.pub.send_multipart([TOPIC, _tick_at(5, base + 3 + 3_600_000)])  # an hour on, in ms
+        bridge.pub.send_multipart([TOPIC, _tick_at(6, base + 6)])
+        await eventually_async(lambda: feed.ring(SYMBOL).count == 4)
+        assert ring_seqs(feed) == [1, 2, 3, 6]  # 4 and 5 used up their seqs: no gap, no backfill
+        assert feed.stats.rejects == {"future_time": 2} and feed.stats.gaps == 0
+        assert int(feed.ring(SYMBOL).latest()["time_msc"][-1]) == base + 6
+        batch = np.frombuffer(b"".join(record(s) for s in (7, 8, 9)), dtype=TICK_DTYPE).copy()
+        batch["time_msc"][1] = tomorrow
+        bridge.pub.send_multipart([TOPIC, wire.encode_batch(bridge.session, 7, 0, batch)])
+        await eventually_async(lambda: feed.ring(SYMBOL).count == 6)
+        assert ring_seqs(feed) == [1, 2, 3, 6, 7, 9] and feed.stats.rejects == {"future_time": 3}
     finally:
         await feed.stop()
