@@ -159,3 +159,58 @@ async def test_bridge_restart_goes_stale_then_counts_a_restart_and_starts_again_
             await eventually_async(lambda: feed.state.orders_allowed)
     finally:
         await feed.stop()
+
+
+async def test_a_terminal_disconnect_makes_the_feed_stale_and_each_change_is_logged_once(
+        bridge, mt5, ctx, eventually_async, caplog):
+    caplog.set_level("WARNING", logger="flowchain.feeds.subscriber")
+    feed = new_feed(bridge, ctx)
+    await subscribed(feed, eventually_async)
+    try:
+        await eventually_async(lambda: feed.state.orders_allowed)
+        mt5.disconnect()  # the terminal closed: the bridge's next call fails with no IPC
+        await eventually_async(lambda: feed.state.terminal == "disconnected", timeout=10)
+        assert feed.state.stale and not feed.state.orders_allowed and not feed.state.silent
+        assert feed.state.terminal_error == -10004
+        # the bridge reconnects by itself (backoff), and trading may go on
+        await eventually_async(lambda: feed.state.terminal == "connected" and feed.state.orders_allowed,
+                               timeout=15)
+        assert not feed.state.stale
+        made = mt5.add_ticks("EURUSD", 5)
+        await eventually_async(lambda: feed.ring("EURUSD").count == 5)
+        assert feed.ring("EURUSD").window(5).tobytes() == made.tobytes()
+    finally:
+        await feed.stop()
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("MT5 terminal not reachable by the bridge" in line for line in lines) == 1, lines
+    assert sum("MT5 terminal connected to its trade server; orders allowed again" in line
+               for line in lines) == 1, lines
+
+
+async def test_a_bridge_restart_is_logged_with_what_its_backfill_recovered(
+        mt5, ctx, eventually, eventually_async, caplog):
+    caplog.set_level("INFO", logger="flowchain.feeds.subscriber")
+    first = Bridge(mt5, config()).start()
+    eventually(lambda: first.ready)
+    pub, router = first.pub_endpoint, first.router_endpoint
+    feed = ZmqFeed(pub, SYMBOLS, router, context=ctx, heartbeat_interval=BEAT_S, backfill_timeout=2.0)
+    await subscribed(feed, eventually_async)
+    try:
+        before = mt5.add_ticks("EURUSD", 3)
+        await eventually_async(lambda: feed.ring("EURUSD").count == 3)
+        first.stop()
+        mt5.initialize()  # the terminal runs on while no bridge streams it
+        mt5.symbol_select("EURUSD", True)
+        hole = mt5.add_ticks("EURUSD", 4)
+        with Bridge(mt5, config(pub_endpoint=pub, router_endpoint=router)) as second:
+            eventually(lambda: second.ready)
+            after = mt5.add_ticks("EURUSD", 2)
+            await eventually_async(lambda: feed.ring("EURUSD").count == 9)
+            ring = feed.ring("EURUSD")
+            assert ring.window(9).tobytes() == before.tobytes() + hole.tobytes() + after.tobytes()
+            assert ring.seq_window(9).tolist() == [1, 2, 3, 0, 0, 0, 0, 1, 2]
+    finally:
+        await feed.stop()
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("the bridge restarted" in line for line in lines) == 1, lines
+    assert any("EURUSD recovered 4 ticks the bridge restart would have missed" in line for line in lines)
