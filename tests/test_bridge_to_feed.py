@@ -214,3 +214,31 @@ async def test_a_bridge_restart_is_logged_with_what_its_backfill_recovered(
     lines = [r.getMessage() for r in caplog.records]
     assert sum("the bridge restarted" in line for line in lines) == 1, lines
     assert any("EURUSD recovered 4 ticks the bridge restart would have missed" in line for line in lines)
+
+
+async def test_a_restart_hole_larger_than_one_answer_is_fetched_in_parts(mt5, ctx, eventually,
+                                                                         eventually_async):
+    first = Bridge(mt5, config()).start()
+    eventually(lambda: first.ready)
+    pub, router = first.pub_endpoint, first.router_endpoint
+    feed = ZmqFeed(pub, SYMBOLS, router, context=ctx, heartbeat_interval=BEAT_S, backfill_timeout=5.0,
+                   ring_capacity=1 << 16)
+    await subscribed(feed, eventually_async)
+    try:
+        before = mt5.add_ticks("EURUSD", 3)
+        await eventually_async(lambda: feed.ring("EURUSD").count == 3)
+        first.stop()
+        mt5.initialize()
+        mt5.symbol_select("EURUSD", True)
+        hole = mt5.add_ticks("EURUSD", 20_000, spacing_ms=0.2)  # more than one answer holds (16,384)
+        with Bridge(mt5, config(pub_endpoint=pub, router_endpoint=router)) as second:
+            eventually(lambda: second.ready)
+            after = mt5.add_ticks("EURUSD", 2)
+            total = 3 + len(hole) + 2
+            await eventually_async(lambda: feed.ring("EURUSD").count == total, timeout=30)
+            ring = feed.ring("EURUSD")
+            assert ring.window(total).tobytes() == before.tobytes() + hole.tobytes() + after.tobytes()
+            assert feed.stats.backfilled == len(hole) and feed.stats.unrecovered_restarts == 0
+            assert second.backfills_served >= 2
+    finally:
+        await feed.stop()
