@@ -561,7 +561,8 @@ def run(seconds: float = 10.0, rate: float = 20_000.0, repetitions: int = 5,
         bare.drain()
         publisher.probe(aio_topic, probe, lambda: aio.heard, aio.pump_probe)
         aio.drain()
-        beat = wire.encode_heartbeat(SESSION, 0, 0, int(wire.HeartbeatState.CONNECTED))
+        up = wire.HeartbeatState.CONNECTED | wire.HeartbeatState.INITIALIZED  # a terminal that is up
+        beat = wire.encode_heartbeat(SESSION, 0, 0, int(up | wire.HeartbeatState.TRADE_ALLOWED))
         publisher.probe(wire.heartbeat_topic(FEED_SYMBOL), beat, feed.probe_heard, feed.pump)
         feed.pump()
         timeout = rep_seconds * 4 + 5
