@@ -103,3 +103,27 @@ def test_stop_shuts_the_terminal_link_down(mt5, ctx, eventually):
     assert mt5.terminal_info() is not None
     bridge.stop()
     assert mt5.terminal_info() is None and mt5.last_error()[0] == -10004  # shutdown(): no IPC
+
+
+class BrokenTerminal(FakeMetaTrader5):
+    """A terminal whose tick call starts raising (a package bug, a corrupted record)."""
+
+    broken = False
+
+    def symbol_info_tick(self, symbol):
+        if self.broken:
+            raise TypeError("unexpected record layout")
+        return super().symbol_info_tick(symbol)
+
+
+def test_a_failing_stream_thread_stops_the_bridge_instead_of_leaving_it_half_alive(ctx, eventually):
+    mt5 = BrokenTerminal(seed=3)
+    bridge = Bridge(mt5, local_bridge_config(), ctx).start()
+    try:
+        _ready(bridge, eventually)
+        mt5.broken = True
+        assert bridge.failed.wait(10), "the bridge ran on with a dead stream thread"
+        assert bridge.failure == "the stream thread failed: TypeError: unexpected record layout"
+        assert bridge.link.fatal is None  # not the terminal's refusal: the CLI exits 1, not 3
+    finally:
+        bridge.stop()

@@ -199,6 +199,7 @@ async def test_a_bridge_restart_is_logged_with_what_its_backfill_recovered(
         before = mt5.add_ticks("EURUSD", 3)
         await eventually_async(lambda: feed.ring("EURUSD").count == 3)
         first.stop()
+        await eventually_async(lambda: feed.state.silent and feed.state.stale)
         mt5.initialize()  # the terminal runs on while no bridge streams it
         mt5.symbol_select("EURUSD", True)
         hole = mt5.add_ticks("EURUSD", 4)
@@ -214,10 +215,16 @@ async def test_a_bridge_restart_is_logged_with_what_its_backfill_recovered(
     lines = [r.getMessage() for r in caplog.records]
     assert sum("the bridge restarted" in line for line in lines) == 1, lines
     assert any("EURUSD recovered 4 ticks the bridge restart would have missed" in line for line in lines)
+    for symbol in SYMBOLS:  # silent, then fresh again: each said once
+        assert sum(f"{symbol} silent for" in line for line in lines) == 1, lines
+        assert sum(f"{symbol} fresh again after" in line for line in lines) == 1, lines
+    assert sum("stale: a symbol went silent" in line for line in lines) == 1, lines
+    assert sum("every symbol fresh again" in line for line in lines) == 1, lines
 
 
 async def test_a_restart_hole_larger_than_one_answer_is_fetched_in_parts(mt5, ctx, eventually,
-                                                                         eventually_async):
+                                                                         eventually_async, caplog):
+    caplog.set_level("WARNING", logger="flowchain.feeds.subscriber")
     first = Bridge(mt5, config()).start()
     eventually(lambda: first.ready)
     pub, router = first.pub_endpoint, first.router_endpoint
@@ -238,7 +245,10 @@ async def test_a_restart_hole_larger_than_one_answer_is_fetched_in_parts(mt5, ct
             await eventually_async(lambda: feed.ring("EURUSD").count == total, timeout=30)
             ring = feed.ring("EURUSD")
             assert ring.window(total).tobytes() == before.tobytes() + hole.tobytes() + after.tobytes()
-            assert feed.stats.backfilled == len(hole) and feed.stats.unrecovered_restarts == 0
+            # the hole, and the new session's first ticks if they beat the SUB's reconnection
+            assert feed.stats.backfilled == len(hole) + feed.stats.gap_ticks
+            assert feed.stats.unrecovered_restarts == 0 and feed.stats.unrecovered == 0
             assert second.backfills_served >= 2
     finally:
         await feed.stop()
+    assert any(f"EURUSD recovered {len(hole)} ticks" in r.getMessage() for r in caplog.records)

@@ -121,7 +121,7 @@ class _Track:
 class _Backfill:
     """One outstanding backfill request: a seq range, or (``since``) a restart's hole."""
 
-    __slots__ = ("req_id", "from_seq", "to_seq", "deadline_ns", "tries", "since")
+    __slots__ = ("req_id", "from_seq", "to_seq", "deadline_ns", "tries", "since", "recovered")
 
     def __init__(self, req_id: int, from_seq: int, to_seq: int, deadline_ns: int,
                  since: Optional[tuple[int, int]] = None) -> None:
@@ -132,6 +132,8 @@ class _Backfill:
         self.tries = 1
         self.since = since
         """``(time_msc, ticks held at that ms)`` of the last tick before a restart."""
+        self.recovered = 0
+        """Ticks the earlier parts of this restart backfill delivered."""
 
 
 class ZmqFeed(Feed):
@@ -611,8 +613,9 @@ class ZmqFeed(Feed):
 
     def _fresh(self, track: _Track) -> None:
         track.stale = False
+        self._log_silence(self.symbols[track.ring.symbol_id], track, False, time.monotonic_ns())
         if not any(t.stale for t in self._all):
-            self.state.update(stale=False)
+            self.state.update(silent=False)
 
     def _new_session(self, session_id: int) -> None:
         old, self._session = self._session, session_id
@@ -641,8 +644,9 @@ class ZmqFeed(Feed):
 
     @staticmethod
     def _last_position(ring: TickRing) -> tuple[int, int]:
-        """``(time_msc, ticks of that ms)`` of the ring's newest tick(s)."""
-        times = ring.window(min(ring.count, ring.size, 4096))["time_msc"]
+        """``(time_msc, ticks of that ms)`` of the ring's newest tick(s) (a burst of one
+        millisecond can be thousands of ticks: the whole ring is looked at, once per restart)."""
+        times = ring.window(min(ring.count, ring.capacity))["time_msc"]
         newest = int(times[-1])
         other = np.flatnonzero(times != newest)
         return newest, len(times) - (int(other[-1]) + 1 if len(other) else 0)
@@ -655,9 +659,10 @@ class ZmqFeed(Feed):
         self._by_request[pending.req_id] = track
         self._send_backfill(track, pending)
 
-    def _request_since(self, track: _Track, since: tuple[int, int]) -> None:
+    def _request_since(self, track: _Track, since: tuple[int, int], recovered: int = 0) -> None:
         pending = _Backfill(next(self._req_ids), 0, 0,
                             time.monotonic_ns() + int(self.backfill_timeout * 1e9), since)
+        pending.recovered = recovered
         track.pending = pending
         self._by_request[pending.req_id] = track
         self._send_backfill(track, pending)
@@ -764,11 +769,12 @@ class ZmqFeed(Feed):
             self.delivering_backfill = False
         symbol = self.symbols[ring.symbol_id]
         track.pending = None
+        recovered = pending.recovered + len(resp.records)
         if len(resp.records) >= wire.MAX_BATCH_TICKS:  # cut: ask for the rest
-            self._request_since(track, self._last_position(ring))
+            self._request_since(track, self._last_position(ring), recovered)
             return
         log.warning("feed %s: %s recovered %d ticks the bridge restart would have missed",
-                    self.endpoint, symbol, len(resp.records))
+                    self.endpoint, symbol, recovered)
         self._release_held(track)
 
     def _give_up(self, track: _Track, reason: str, backfill: bool = True) -> None:
