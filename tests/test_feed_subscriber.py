@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flowchain import wire
-from flowchain.feeds.subscriber import ZmqFeed
+from flowchain.feeds.subscriber import RESTART_SEQ_BASE, ZmqFeed
 from flowchain.ticks import TICK_DTYPE
 
 SYMBOL = "EURUSD"
@@ -275,7 +275,8 @@ async def test_a_restart_hole_is_filled_before_the_new_session_in_time_order(bri
         await eventually_async(lambda: feed.ring(SYMBOL).count == 7)
         ring = feed.ring(SYMBOL)
         assert ring.window(7).tobytes() == b"".join(record(s) for s in range(1, 8))
-        assert ring_seqs(feed) == [1, 2, 3, 0, 0, 1, 2]  # recovered ticks carry no seq
+        # recovered ticks belong to no session: RESTART_SEQ_BASE + their index in their ms
+        assert ring_seqs(feed) == [1, 2, 3, RESTART_SEQ_BASE, RESTART_SEQ_BASE, 1, 2]
         assert feed.stats.backfilled == 2 and feed.stats.unrecovered_restarts == 0
     finally:
         server.cancel()

@@ -29,8 +29,10 @@ Protocol duties (docs/protocol.md, "Sequence, gaps, restarts, staleness"):
   session are delivered, and every symbol starts again from seq 1. For each symbol that had
   ticks, a BACKFILL_SINCE with the time of its last tick asks the new session for the ticks
   the terminal made in between (the new session's live ticks are held meanwhile); they are
-  delivered first, with seq 0 (they belong to no session). A restart whose hole cannot be
-  asked for is counted in ``stats.unrecovered_restarts``.
+  delivered first, each with seq :data:`RESTART_SEQ_BASE` + its index among the terminal's
+  ticks of its millisecond (they belong to no session: that identity is theirs alone, and the
+  same if a tick is ever recovered twice). A restart whose hole cannot be asked for is counted
+  in ``stats.unrecovered_restarts``.
 * **Staleness**: a symbol without any frame for ``stale_after`` heartbeat intervals is silent;
   ``feed.state.silent`` is True while any symbol is, and ``feed.state.stale`` (what blocks new
   orders) while any is silent or the terminal is not connected or refuses trading.
@@ -76,6 +78,9 @@ _RECORD_TIME = slice(40, 48)
 _WALL_AHEAD_MS = 14 * 3_600_000
 """How far past the node's wall clock a tick's time may be: MT5 stamps ticks in the trade
 server's time zone, at most UTC+14."""
+RESTART_SEQ_BASE = 1 << 62
+"""Seq of a tick recovered across a bridge restart, plus its index within its millisecond: far
+above any session's seqs, so (symbol, time_msc, seq) stays one tick's identity."""
 _NOT_READY = wire.BackfillStatus.NOT_READY
 _TERMINAL_ERROR = wire.BackfillStatus.TERMINAL_ERROR
 _AUTH_FAILED = -6  # MetaTrader5.RES_E_AUTH_FAILED
@@ -744,7 +749,8 @@ class ZmqFeed(Feed):
         self._release_held(track)
 
     def _on_since(self, track: _Track, pending: _Backfill, resp: wire.BackfillResponse) -> None:
-        """A restart backfill's answer: deliver the terminal's ticks of the hole (seq 0), ask
+        """A restart backfill's answer: deliver the terminal's ticks of the hole (seqs from
+        :data:`RESTART_SEQ_BASE`), ask
         for more when it was cut, then release the new session's held ticks."""
         if resp.status in (_NOT_READY, _TERMINAL_ERROR) and resp.session_id == self._session:
             if resp.status == _NOT_READY:
@@ -756,15 +762,20 @@ class ZmqFeed(Feed):
             return
         self.delivering_backfill = True
         ring = track.ring
+        at_msc, index = pending.since  # the next tick of that millisecond is its index-th
         try:
             raw = memoryview(resp.records.view(np.uint8))
-            times = resp.records["time_msc"]
-            for i in range(len(resp.records)):
+            times = resp.records["time_msc"].tolist()
+            for i in range(len(times)):
+                if times[i] != at_msc:
+                    at_msc, index = times[i], 0
+                seq = RESTART_SEQ_BASE + index
+                index += 1
                 if times[i] > track.time_limit:
-                    self._future_time(track, 0, int(times[i]))
+                    self._future_time(track, seq, times[i])
                     continue
                 self.stats.backfilled += 1
-                self._deliver(ring, ring.append_record(raw[i * _REC:(i + 1) * _REC], 0))
+                self._deliver(ring, ring.append_record(raw[i * _REC:(i + 1) * _REC], seq))
         finally:
             self.delivering_backfill = False
         symbol = self.symbols[ring.symbol_id]
