@@ -127,3 +127,12 @@ def test_a_failing_stream_thread_stops_the_bridge_instead_of_leaving_it_half_ali
         assert bridge.link.fatal is None  # not the terminal's refusal: the CLI exits 1, not 3
     finally:
         bridge.stop()
+
+
+def test_inconsistent_settings_are_refused_before_anything_starts():
+    with pytest.raises(ValueError, match="connect_attempts -1"):
+        Bridge(FakeMetaTrader5(), local_bridge_config(connect_attempts=-1))
+    with pytest.raises(ValueError, match="listed twice"):
+        Bridge(FakeMetaTrader5(), local_bridge_config(symbols=["EURUSD", "EURUSD"]))
+    with pytest.raises(ValueError, match="no symbol to stream"):
+        Bridge(FakeMetaTrader5(), local_bridge_config(symbols=[]))

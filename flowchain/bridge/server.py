@@ -116,6 +116,8 @@ class Bridge:
 
     def __init__(self, mt5: Any, config: BridgeConfig, context: zmq.Context | None = None) -> None:
         check_symbols(list(config.symbols))
+        if config.connect_attempts < 0:
+            raise ValueError(f"connect_attempts {config.connect_attempts}: must be >= 0 (0 retries for ever)")
         self.config = config
         self.secured = bool(config.secret_key)
         for endpoint in (config.pub_endpoint, config.router_endpoint):
