@@ -16,7 +16,7 @@ from flowchain.errors import ChainValidationError
 from flowchain.registry import ChainRegistry
 
 BUILTIN_COMPONENT_MODULES = ("flowchain.ingest.components", "flowchain.trading.components")
-"""Modules that register the trading node's components (the seed's names)."""
+"""Modules that register the trading node's components."""
 
 err = Console(stderr=True)
 

@@ -3,7 +3,7 @@
 The SUB socket's file descriptor is watched with ``loop.add_reader`` and drained with
 non-blocking ``recv_multipart`` until ``zmq.Again``: one loop wake-up per burst and no future or
 ``await`` per message (``zmq.asyncio`` costs about 60 us more per message on this machine; see
-DESIGN.md). Each tick frame is validated and its 60-byte MT5 record copied straight into the
+docs/benchmarks.md). Each tick frame is validated and its 60-byte MT5 record copied straight into the
 symbol's :class:`~flowchain.feeds.ring.TickRing`, then the per-tick handler runs. A TICK_BATCH
 frame (several ticks from one poll of the terminal) is delivered tick by tick the same way.
 
