@@ -499,7 +499,8 @@ async def test_a_far_future_time_is_refused_without_moving_the_cursors(bridge, c
         base = 1_700_000_000_000
         tomorrow = time.time_ns() // 1_000_000 + 86_400_000
         bridge.pub.send_multipart([TOPIC, _tick_at(4, tomorrow)])  # past any server time zone
-        await asyncio.sleep(0.1)  # the clock check learns the last tick's time
+        track = feed._by_symbol[SYMBOL]  # wait for the clock check to learn the last tick's time
+        await eventually_async(lambda: track.seen_count == 3 and track.last_msc == base + 3)
         bridge.pub.send_multipart([TOPIC, _tick_at(5, base + 3 + 3_600_000)])  # an hour on, in ms
         bridge.pub.send_multipart([TOPIC, _tick_at(6, base + 6)])
         await eventually_async(lambda: feed.ring(SYMBOL).count == 4)
