@@ -99,3 +99,76 @@ async def test_a_bridge_killed_and_restarted_mid_run_loses_no_tick(kill, eventua
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(30)
+
+
+def test_a_node_whose_bridge_is_killed_and_restarted_stores_every_tick(tmp_path):
+    """The same through `flowchain node`: every tick the terminal made from the node's first to
+    its last is in its database once (stored or quarantined), and the summary counts no hole."""
+    import json
+    import os
+    import sqlite3
+
+    pub, router = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    start_ms = time.time_ns() // 1_000_000 - 1000
+    config = tmp_path / "node.toml"
+    config.write_text(f'[bridge]\norders = "{router}"\nconnect_timeout = 60\n', encoding="utf-8")
+    db = tmp_path / "node.db"
+    first = start_bridge(pub, router, start_ms)
+    node = subprocess.Popen([sys.executable, "-m", "flowchain.cli", "node", "--config", str(config), "--feed", pub,
+                             "--db", str(db), "--duration", "12", "--status-interval", "0", "--no-dashboard",
+                             "--json"], cwd=tmp_path, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = None
+    try:
+        deadline = time.monotonic() + 60
+        while not _stored(db) and time.monotonic() < deadline:  # the node trades on the first bridge
+            time.sleep(0.1)
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+        time.sleep(1.0)
+        second = start_bridge(pub, router, start_ms)
+        out, err = node.communicate(timeout=120)
+    finally:
+        for proc in (first, second, node):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(30)
+    assert node.returncode == 0, err
+    summary = json.loads(out)
+    feed = summary["feed_stats"]
+    assert feed["restarts"] == 1 and feed["unrecovered"] == 0 and feed["unrecovered_restarts"] == 0, feed
+    assert "the bridge restarted" in err and "recovered" in err
+    terminal = terminal_history(start_ms)
+    conn = sqlite3.connect(db)
+    try:
+        total = 0
+        for symbol in SYMBOLS:
+            rows = conn.execute("SELECT time_msc, bid, ask FROM ticks WHERE symbol = ? UNION ALL "
+                                "SELECT time_msc, bid, ask FROM quarantine WHERE symbol = ?",
+                                (symbol, symbol)).fetchall()
+            total += len(rows)
+            truth = terminal.generated_ticks(symbol)
+            got = sorted(rows)
+            lo = int(np.searchsorted(truth["time_msc"], got[0][0], side="left"))
+            hi = int(np.searchsorted(truth["time_msc"], got[-1][0], side="right"))
+            expected = sorted(zip(truth["time_msc"][lo:hi].tolist(), truth["bid"][lo:hi].tolist(),
+                                  truth["ask"][lo:hi].tolist()))
+            assert got == expected, f"{symbol}: the database is not the terminal's history"
+    finally:
+        conn.close()
+    assert total == summary["ticks"] >= 2 * 1000
+
+
+def _stored(db) -> int:
+    import sqlite3
+
+    if not db.exists():
+        return 0
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            return conn.execute("SELECT COUNT(*) FROM ticks").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0
