@@ -218,6 +218,7 @@ class ZmqFeed(Feed):
         self.max_time_jump_ms = int(max_time_jump * 1000)
         self._gap_log_ns = 0
         self._gaps_unlogged = 0
+        self._future_log_ns = 0
         self._context = context
         self._socket_setup = socket_setup
         self._tracks: Dict[bytes, _Track] = {}
@@ -533,9 +534,12 @@ class ZmqFeed(Feed):
         symbol = self.symbols[track.ring.symbol_id]
         self.stats.reject("future_time", self.endpoint,
                           f"{symbol} seq {seq} time_msc {time_msc}, latest allowed {track.time_limit}")
-        log.warning("feed %s: %s tick seq %d refused: time_msc %d is %.1f s past the latest "
-                    "plausible time", self.endpoint, symbol, seq, time_msc,
-                    (time_msc - track.time_limit) / 1000)
+        now = time.monotonic_ns()
+        if now - self._future_log_ns >= 1_000_000_000:  # a clock gone wrong: a line a second
+            self._future_log_ns = now
+            log.warning("feed %s: %s tick seq %d refused: time_msc %d is %.1f s past the latest "
+                        "plausible time (%d refused so far)", self.endpoint, symbol, seq, time_msc,
+                        (time_msc - track.time_limit) / 1000, self.stats.rejects["future_time"])
         if track.pending is None and seq == track.last + 1:
             track.last = seq
 
