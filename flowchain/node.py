@@ -520,7 +520,19 @@ class TradingNode:
                 f"decisions={c.decisions} orders={c.orders} positions={shown} "
                 f"decision p50={_format_ns(decide['p50_ns'])} p99={_format_ns(decide['p99_ns'])} "
                 f"store p50={_format_ns(store['p50_ns'])} p99={_format_ns(store['p99_ns'])} "
-                f"batches={c.batches}{self._alert_text()}")
+                f"batches={c.batches}{self._alert_text()}{self._feed_text()}")
+
+    def _feed_text(self) -> str:
+        """`` feed=STALE (...)`` while new orders are blocked for the feed's sake, else nothing."""
+        assert self.feed is not None
+        state = self.feed.state
+        if not state.stale:
+            return ""
+        why = [w for w, on in (("silent", state.silent), (f"terminal {state.terminal}",
+                                                         state.terminal != "connected"),
+                               ("trading disabled", state.terminal == "connected"
+                                and not state.trade_allowed)) if on]
+        return f" feed=STALE ({', '.join(why)}: orders blocked)"
 
     def _alert_text(self) -> str:
         if self.observers is None:
@@ -572,6 +584,7 @@ class TradingNode:
                                            "refused", {})),
             "quarantined": {r: n for r, n in getattr(self.parts.components.get("DataValidator"),
                                                      "rejected_by_reason", {}).items() if n},
+            "feed_state": self.feed.state.as_dict(),
             "chains": chains,
             **(self.observers.summary() if self.observers is not None else {}),
         }

@@ -34,6 +34,11 @@ MAX_COMMENT_BYTES = 32
 """Longest order comment (UTF-8 bytes); MT5 itself keeps 31 characters."""
 MAX_BATCH_TICKS = 16384
 """Most ticks in one batch or backfill response (about 1 MiB)."""
+MAX_MESSAGE_BYTES = 1 << 20
+"""``zmq.MAXMSGSIZE`` of every socket that receives ticks, batches or backfill (the largest
+frame, a full backfill response, is 983,080 bytes): a peer sending more is disconnected."""
+MAX_REQUEST_BYTES = 4096
+"""``zmq.MAXMSGSIZE`` of the bridge's sockets (requests are at most 136 bytes, subscriptions 35)."""
 
 
 class FrameType(enum.IntEnum):
@@ -47,6 +52,7 @@ class FrameType(enum.IntEnum):
     ORDER_REQUEST = 6
     ORDER_ACK = 7
     ORDER_RESULT = 8
+    BACKFILL_SINCE = 9
 
 
 class HeartbeatState(enum.IntFlag):
@@ -71,6 +77,10 @@ class BackfillStatus(enum.IntEnum):
     """The request named another bridge session: the bridge restarted."""
     UNKNOWN_SYMBOL = 3
     """The bridge streams no symbol with that id."""
+    NOT_READY = 4
+    """(BACKFILL_SINCE) The bridge has not positioned its stream on the terminal yet: ask again."""
+    TERMINAL_ERROR = 5
+    """(BACKFILL_SINCE) The terminal's ``copy_ticks_range`` failed: ask again."""
 
 
 class AckStatus(enum.IntEnum):
@@ -131,6 +141,7 @@ REJECT_REASONS: tuple[str, ...] = (
     "bad_volume",  # order volume not > 0
     "bad_field",  # an enum field (order type, filling, action, status) out of range
     "bad_count",  # batch/backfill count of 0 or above MAX_BATCH_TICKS
+    "bad_time",  # a BACKFILL_SINCE time below 0
 )
 """Every reason a decoder can give; counters are preallocated from this tuple."""
 
@@ -206,6 +217,9 @@ interval_ms u32, last_error i32, reconnects u32, session_id u64, last_seq u64, b
 BACKFILL_REQUEST = struct.Struct("<BBHIQQQQ")
 """Backfill request: version, type, symbol_id u16, reserved u32, req_id u64, session_id u64,
 from_seq u64, to_seq u64 (inclusive)."""
+BACKFILL_SINCE = struct.Struct("<BBHIQQq32s")
+"""Backfill-since request: version, type, reserved u16, seen_at_time u32, req_id u64,
+session_id u64, after_time_msc i64, symbol 32s (NUL-padded UTF-8) (64 bytes)."""
 BACKFILL_HEAD = struct.Struct("<BBBBHHIQQQ")
 """Backfill response head: version, type, status u8, reserved u8, symbol_id u16, reserved u16,
 count u32, req_id u64, session_id u64, first_seq u64; ``count`` MT5 tick records follow."""
@@ -739,6 +753,53 @@ def decode_backfill_request(frame: bytes) -> BackfillRequest:
     return BackfillRequest(req_id, session_id, symbol_id, from_seq, to_seq)
 
 
+class BackfillSince(NamedTuple):
+    """Ask the bridge for the terminal's ticks of one symbol after the node's last one, up to
+    where the bridge's current session began streaming (the hole a bridge restart leaves).
+
+    ``after_time_msc`` is the time of the node's last tick of the symbol and ``seen_at_time``
+    how many ticks of that millisecond it holds (several ticks can share one ``time_msc``).
+    """
+
+    req_id: int
+    session_id: int
+    symbol: str
+    after_time_msc: int
+    seen_at_time: int
+
+
+def encode_backfill_since(req: BackfillSince) -> bytes:
+    """Build a backfill-since request frame (the symbol by name: a restarted bridge may number
+    its symbols differently).
+
+    Raises
+    ------
+    FrameError
+        ``bad_symbol`` for a symbol that cannot travel.
+    struct.error
+        When a number is out of its field's range.
+    """
+    return BACKFILL_SINCE.pack(PROTOCOL_VERSION, FrameType.BACKFILL_SINCE, 0, req.seen_at_time,
+                               req.req_id, req.session_id, req.after_time_msc,
+                               _symbol_bytes(req.symbol))
+
+
+def decode_backfill_since(frame: bytes) -> BackfillSince:
+    """Decode and validate a backfill-since request.
+
+    Raises
+    ------
+    FrameError
+        ``short``/``length``/``version``/``unknown_type``/``wrong_type``/``bad_time``/
+        ``bad_symbol``.
+    """
+    _expect(frame, FrameType.BACKFILL_SINCE, BACKFILL_SINCE.size)
+    _, _, _, seen, req_id, session_id, after, symbol = BACKFILL_SINCE.unpack_from(frame)
+    if after < 0:
+        raise FrameError("bad_time", f"backfill-since time {after} ms is before the epoch")
+    return BackfillSince(req_id, session_id, _symbol_text(symbol), after, seen)
+
+
 def encode_backfill_response(req_id: int, session_id: int, symbol_id: int, status: BackfillStatus,
                              first_seq: int, records: np.ndarray) -> bytes:
     """Build a backfill response frame (``records`` may be empty unless status is OK).
@@ -998,11 +1059,12 @@ _DECODERS = {
     FrameType.ORDER_REQUEST: decode_order_request,
     FrameType.ORDER_ACK: decode_order_ack,
     FrameType.ORDER_RESULT: decode_order_result,
+    FrameType.BACKFILL_SINCE: decode_backfill_since,
 }
 
 
 def decode(frame: bytes) -> (TickFrame | TickBatch | Heartbeat | BackfillRequest | BackfillResponse
-                             | OrderRequest | OrderAck | OrderResult):
+                             | OrderRequest | OrderAck | OrderResult | BackfillSince):
     """Decode any frame by its type byte.
 
     Raises

@@ -23,7 +23,8 @@ def local_bridge_config(symbols: Iterable[str] = ("EURUSD",), **overrides: Any) 
         When an override names no BridgeConfig field.
     """
     fields: dict[str, Any] = dict(symbols=list(symbols), pub_endpoint="tcp://127.0.0.1:*",
-                                  router_endpoint="tcp://127.0.0.1:*", reconcile_delay_s=0.0)
+                                  router_endpoint="tcp://127.0.0.1:*", reconcile_delay_s=0.0,
+                                  allow_unauthenticated_orders=True)
     fields.update(overrides)
     return BridgeConfig(**fields)
 

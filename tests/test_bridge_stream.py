@@ -171,3 +171,57 @@ def test_non_loopback_endpoint_without_keys_is_refused():
     with pytest.raises(InsecureEndpointError, match="allow-remote"):
         Bridge(FakeMetaTrader5(), _config(pub_endpoint="tcp://0.0.0.0:5555"))
     Bridge(FakeMetaTrader5(), _config(pub_endpoint="tcp://0.0.0.0:*", allow_remote=True))  # explicit: accepted
+
+
+def test_ticks_between_counts_ticks_that_share_a_millisecond():
+    from flowchain.bridge.stream import ticks_between
+
+    records = np.zeros(7, dtype=TICK_DTYPE)
+    records["time_msc"] = [100, 100, 101, 101, 101, 102, 103]
+    records["bid"] = np.arange(7)
+    assert ticks_between(records, (100, 1), (101, 2))["bid"].tolist() == [1, 2, 3]
+    assert ticks_between(records, (100, 2), (103, 1))["bid"].tolist() == [2, 3, 4, 5, 6]
+    assert ticks_between(records, (101, 3), (101, 3))["bid"].tolist() == []
+    assert ticks_between(records, (99, 0), (100, 2))["bid"].tolist() == [0, 1]
+    assert ticks_between(records, (100, 9), (102, 1))["bid"].tolist() == [2, 3, 4, 5]  # past what exists
+
+
+def test_backfill_since_serves_the_terminals_ticks_before_the_session_began(ctx, eventually):
+    mt5 = FakeMetaTrader5(seed=8)
+    mt5.set_rate("EURUSD", 0)
+    mt5.initialize()
+    mt5.symbol_select("EURUSD", True)
+    older = mt5.add_ticks("EURUSD", 30)  # made before this bridge started
+    with Bridge(mt5, _config(symbols=["EURUSD"]), ctx) as bridge:
+        eventually(lambda: bridge.ready)
+        mt5.add_ticks("EURUSD", 5)  # the session's own (seq 1..5): never in the answer
+        eventually(lambda: bridge.histories[0].last_seq == 5)
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.connect(bridge.router_endpoint)
+
+        def ask(after: int, seen: int, session: int | None = None, symbol: str = "EURUSD"):
+            dealer.send(wire.encode_backfill_since(wire.BackfillSince(
+                5, bridge.session_id if session is None else session, symbol, after, seen)))
+            assert dealer.poll(5000)
+            return wire.decode_backfill_response(dealer.recv())
+
+        last = older[9]
+        seen = int((older["time_msc"][:10] == last["time_msc"]).sum())
+        resp = ask(int(last["time_msc"]), seen)
+        assert resp.status is wire.BackfillStatus.OK and resp.first_seq == 0
+        assert resp.records.tobytes() == older[10:].tobytes()
+        assert len(ask(int(older["time_msc"][-1]), 99).records) == 0  # nothing after the last one
+        assert ask(1, 0, session=bridge.session_id ^ 1).status is wire.BackfillStatus.SESSION_MISMATCH
+        assert ask(1, 0, symbol="GBPUSD").status is wire.BackfillStatus.UNKNOWN_SYMBOL
+        dealer.close(0)
+    down = FakeMetaTrader5(seed=8)
+    down.faults.failed_initializes = 1_000  # a terminal that never comes up
+    with Bridge(down, _config(symbols=["EURUSD"]), ctx) as bridge:
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.connect(bridge.router_endpoint)
+        dealer.send(wire.encode_backfill_since(wire.BackfillSince(6, bridge.session_id, "EURUSD", 1, 0)))
+        assert dealer.poll(5000)
+        assert wire.decode_backfill_response(dealer.recv()).status is wire.BackfillStatus.NOT_READY
+        dealer.close(0)

@@ -13,7 +13,7 @@ import pytest
 import zmq
 
 from flowchain.bridge import Bridge, BridgeConfig
-from flowchain.feeds.subscriber import ZmqFeed
+from flowchain.feeds.subscriber import RESTART_SEQ_BASE, ZmqFeed
 
 from bridge_fixtures import fake_mt5, local_bridge_config
 
@@ -159,3 +159,100 @@ async def test_bridge_restart_goes_stale_then_counts_a_restart_and_starts_again_
             await eventually_async(lambda: feed.state.orders_allowed)
     finally:
         await feed.stop()
+
+
+async def test_a_terminal_disconnect_makes_the_feed_stale_and_each_change_is_logged_once(
+        bridge, mt5, ctx, eventually_async, caplog):
+    caplog.set_level("WARNING", logger="flowchain.feeds.subscriber")
+    feed = new_feed(bridge, ctx)
+    await subscribed(feed, eventually_async)
+    try:
+        await eventually_async(lambda: feed.state.orders_allowed)
+        mt5.disconnect()  # the terminal closed: the bridge's next call fails with no IPC
+        await eventually_async(lambda: feed.state.terminal == "disconnected", timeout=10)
+        assert feed.state.stale and not feed.state.orders_allowed and not feed.state.silent
+        assert feed.state.terminal_error == -10004
+        # the bridge reconnects by itself (backoff), and trading may go on
+        await eventually_async(lambda: feed.state.terminal == "connected" and feed.state.orders_allowed,
+                               timeout=15)
+        assert not feed.state.stale
+        made = mt5.add_ticks("EURUSD", 5)
+        await eventually_async(lambda: feed.ring("EURUSD").count == 5)
+        assert feed.ring("EURUSD").window(5).tobytes() == made.tobytes()
+    finally:
+        await feed.stop()
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("MT5 terminal not reachable by the bridge" in line for line in lines) == 1, lines
+    assert sum("MT5 terminal connected to its trade server; orders allowed again" in line
+               for line in lines) == 1, lines
+
+
+async def test_a_bridge_restart_is_logged_with_what_its_backfill_recovered(
+        mt5, ctx, eventually, eventually_async, caplog):
+    caplog.set_level("INFO", logger="flowchain.feeds.subscriber")
+    first = Bridge(mt5, config()).start()
+    eventually(lambda: first.ready)
+    pub, router = first.pub_endpoint, first.router_endpoint
+    feed = ZmqFeed(pub, SYMBOLS, router, context=ctx, heartbeat_interval=BEAT_S, backfill_timeout=2.0)
+    await subscribed(feed, eventually_async)
+    try:
+        before = mt5.add_ticks("EURUSD", 3)
+        await eventually_async(lambda: feed.ring("EURUSD").count == 3)
+        first.stop()
+        await eventually_async(lambda: feed.state.silent and feed.state.stale)
+        mt5.initialize()  # the terminal runs on while no bridge streams it
+        mt5.symbol_select("EURUSD", True)
+        hole = mt5.add_ticks("EURUSD", 4)
+        with Bridge(mt5, config(pub_endpoint=pub, router_endpoint=router)) as second:
+            eventually(lambda: second.ready)
+            after = mt5.add_ticks("EURUSD", 2)
+            await eventually_async(lambda: feed.ring("EURUSD").count == 9)
+            ring = feed.ring("EURUSD")
+            assert ring.window(9).tobytes() == before.tobytes() + hole.tobytes() + after.tobytes()
+            seqs = ring.seq_window(9).tolist()
+            assert seqs[:3] == [1, 2, 3] and seqs[-2:] == [1, 2]
+            recovered = [seq - RESTART_SEQ_BASE for seq in seqs[3:7]]
+            times = hole["time_msc"].tolist()  # the index of each among its millisecond's ticks
+            assert recovered == [times[:i].count(t) + (before["time_msc"] == t).sum() for i, t in enumerate(times)]
+    finally:
+        await feed.stop()
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("the bridge restarted" in line for line in lines) == 1, lines
+    assert any("EURUSD recovered 4 ticks the bridge restart would have missed" in line for line in lines)
+    for symbol in SYMBOLS:  # silent, then fresh again: each said once
+        assert sum(f"{symbol} silent for" in line for line in lines) == 1, lines
+        assert sum(f"{symbol} fresh again after" in line for line in lines) == 1, lines
+    assert sum("stale: a symbol went silent" in line for line in lines) == 1, lines
+    assert sum("every symbol fresh again" in line for line in lines) == 1, lines
+
+
+async def test_a_restart_hole_larger_than_one_answer_is_fetched_in_parts(mt5, ctx, eventually,
+                                                                         eventually_async, caplog):
+    caplog.set_level("WARNING", logger="flowchain.feeds.subscriber")
+    first = Bridge(mt5, config()).start()
+    eventually(lambda: first.ready)
+    pub, router = first.pub_endpoint, first.router_endpoint
+    feed = ZmqFeed(pub, SYMBOLS, router, context=ctx, heartbeat_interval=BEAT_S, backfill_timeout=5.0,
+                   ring_capacity=1 << 16)
+    await subscribed(feed, eventually_async)
+    try:
+        before = mt5.add_ticks("EURUSD", 3)
+        await eventually_async(lambda: feed.ring("EURUSD").count == 3)
+        first.stop()
+        mt5.initialize()
+        mt5.symbol_select("EURUSD", True)
+        hole = mt5.add_ticks("EURUSD", 20_000, spacing_ms=0.2)  # more than one answer holds (16,384)
+        with Bridge(mt5, config(pub_endpoint=pub, router_endpoint=router)) as second:
+            eventually(lambda: second.ready)
+            after = mt5.add_ticks("EURUSD", 2)
+            total = 3 + len(hole) + 2
+            await eventually_async(lambda: feed.ring("EURUSD").count == total, timeout=30)
+            ring = feed.ring("EURUSD")
+            assert ring.window(total).tobytes() == before.tobytes() + hole.tobytes() + after.tobytes()
+            # the hole, and the new session's first ticks if they beat the SUB's reconnection
+            assert feed.stats.backfilled == len(hole) + feed.stats.gap_ticks
+            assert feed.stats.unrecovered_restarts == 0 and feed.stats.unrecovered == 0
+            assert second.backfills_served >= 2
+    finally:
+        await feed.stop()
+    assert any(f"EURUSD recovered {len(hole)} ticks" in r.getMessage() for r in caplog.records)

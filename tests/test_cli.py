@@ -1,5 +1,6 @@
 """The `flowchain` command: chains validate/list/show, run, bench overhead."""
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from flowchain.chains import TRADING_NODE_YAML
 from flowchain.cli import app
 
 DATA = Path(__file__).parent / "data"
@@ -226,3 +228,41 @@ def test_run_node_chain_input_mistakes_exit_2(workdir, ticks, fragment):
     result = invoke("run", str(TRADING_NODE_YAML), "MT5_To_Database_Chain", "--input", ticks)
     assert result.exit_code == 2, result.output
     assert fragment in " ".join(result.output.split())
+
+
+SHADOW = 'raise SystemExit("numba.py of the current directory was imported")\n'
+USES_NUMBA = '''
+import numba
+import flowchain
+
+@flowchain.component("cwd_test.Jit")
+def jit(x):
+    return x + int(hasattr(numba, "njit"))
+'''
+
+
+@pytest.mark.parametrize("launch", [["-m", "flowchain.cli"], ["-c", "from flowchain.cli import main; main()"]])
+def test_a_module_in_the_current_directory_never_shadows_an_installed_one(tmp_path, launch):
+    (tmp_path / "numba.py").write_text(SHADOW)
+    (tmp_path / "chains.yaml").write_text(CHAINS)
+    shutil.copy(TRADING_NODE_YAML, tmp_path / "trading_node.yaml")
+    for args in (["chains", "validate", "trading_node.yaml"],  # imports the numba features
+                 ["run", "trading_node.yaml", "MT5_To_Database_Chain", "--input", "null"]):
+        proc = subprocess.run([sys.executable, *launch, *args], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=300)
+        assert "current directory was imported" not in proc.stdout + proc.stderr, args
+    assert proc.returncode == 1 and "MT5_To_Database_Chain" in proc.stdout  # ran; failed on null
+
+
+def test_import_names_a_module_of_the_current_directory_and_nothing_else(tmp_path):
+    (tmp_path / "numba.py").write_text(SHADOW)
+    (tmp_path / "cwd_components.py").write_text(USES_NUMBA)
+    (tmp_path / "jit.yaml").write_text(
+        "Jit:\n  steps:\n    - {name: a, component: cwd_test.Jit, input: n, output: m, expected_duration: 1}\n")
+    proc = subprocess.run([sys.executable, "-m", "flowchain.cli", "run", "jit.yaml", "Jit", "--input", "1",
+                           "--import", "cwd_components", "--json"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    # cwd_components came from the current directory; the numba it imports is the installed one
+    # (the numba.py beside it would have exited the process)
+    assert json.loads(proc.stdout)["status"] == "succeeded"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flowchain import wire
-from flowchain.feeds.subscriber import ZmqFeed
+from flowchain.feeds.subscriber import RESTART_SEQ_BASE, ZmqFeed
 from flowchain.ticks import TICK_DTYPE
 
 SYMBOL = "EURUSD"
@@ -45,6 +46,9 @@ class ScriptedBridge:
         self.session = session
         self.history: dict[int, bytes] = {}
         self.requests: list[wire.BackfillRequest] = []
+        self.since_requests: list[wire.BackfillSince] = []
+        self.since_answer = np.zeros(0, dtype=TICK_DTYPE)
+        """What a BACKFILL_SINCE (a restart's hole) is answered with."""
         self.answer = True
         self.status = wire.BackfillStatus.OK
 
@@ -64,6 +68,12 @@ class ScriptedBridge:
                 ident, body = self.router.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
+            if body[1] == wire.FrameType.BACKFILL_SINCE:
+                since = wire.decode_backfill_since(body)
+                self.since_requests.append(since)
+                self.router.send_multipart([ident, wire.encode_backfill_response(
+                    since.req_id, self.session, 0, wire.BackfillStatus.OK, 0, self.since_answer)])
+                continue
             req = wire.decode_backfill_request(body)
             self.requests.append(req)
             seqs = [s for s in range(req.from_seq, req.to_seq + 1) if s in self.history]
@@ -232,12 +242,44 @@ async def test_new_session_is_counted_as_restart_and_seq_starts_again(bridge, ct
         bridge.history.clear()
         for seq in range(1, 4):
             bridge.tick(seq)
+        await asyncio.sleep(0.05)  # the new session's ticks wait for the restart backfill
+        assert feed.ring(SYMBOL).count == 5
+        bridge.serve()  # answers it: nothing between the last tick and the new session
         await eventually_async(lambda: feed.ring(SYMBOL).count == 8)
         assert feed.stats.restarts == 1
         assert feed.session_id == 8 and feed.state.session_id == 8
         assert ring_seqs(feed) == [1, 2, 3, 4, 5, 1, 2, 3]
         assert feed.stats.gaps == 0 and feed.stats.dropped == 0
+        # the request named the last tick held: its time and how many ticks had that ms
+        assert [(r.symbol, r.session_id, r.after_time_msc, r.seen_at_time)
+                for r in bridge.since_requests] == [(SYMBOL, 8, 1_700_000_000_005, 1)]
     finally:
+        await feed.stop()
+
+
+async def test_a_restart_hole_is_filled_before_the_new_session_in_time_order(bridge, ctx,
+                                                                            eventually_async):
+    feed = await connected_feed(bridge, ctx, eventually_async)
+    server = asyncio.get_running_loop().create_task(serving(bridge))
+    try:
+        for seq in range(1, 4):
+            bridge.tick(seq)
+        await eventually_async(lambda: feed.ring(SYMBOL).count == 3)
+        hole = np.frombuffer(record(4) + record(5), dtype=TICK_DTYPE)  # made while the bridge was down
+        bridge.since_answer = hole
+        bridge.session = 9
+        bridge.history.clear()
+        for seq in range(1, 3):
+            bridge.history[seq] = record(5 + seq)
+            bridge.pub.send_multipart([TOPIC, wire.encode_tick(9, seq, 0, bridge.history[seq])])
+        await eventually_async(lambda: feed.ring(SYMBOL).count == 7)
+        ring = feed.ring(SYMBOL)
+        assert ring.window(7).tobytes() == b"".join(record(s) for s in range(1, 8))
+        # recovered ticks belong to no session: RESTART_SEQ_BASE + their index in their ms
+        assert ring_seqs(feed) == [1, 2, 3, RESTART_SEQ_BASE, RESTART_SEQ_BASE, 1, 2]
+        assert feed.stats.backfilled == 2 and feed.stats.unrecovered_restarts == 0
+    finally:
+        server.cancel()
         await feed.stop()
 
 
@@ -390,9 +432,87 @@ async def test_restart_while_backfilling_releases_held_ticks_then_follows_the_ne
         bridge.session = 99
         for seq in (1, 2):
             bridge.tick(seq)
-        await eventually_async(lambda: feed.ring(SYMBOL).count == 7)
+        bridge.answer = True  # the restart backfill (nothing in the hole) is answered
+
+        def served() -> bool:
+            bridge.serve()
+            return feed.ring(SYMBOL).count == 7
+
+        await eventually_async(served)
         assert ring_seqs(feed) == [1, 2, 4, 5, 6, 1, 2]
         assert feed.stats.restarts == 1 and feed.stats.unrecovered == 1
         assert feed.stats.drops.get("restart") == 1 and feed.backfills_pending == 0
+    finally:
+        await feed.stop()
+
+
+def _tick_at(seq: int, time_msc: int, session: int = 7) -> bytes:
+    rec = np.frombuffer(record(seq), dtype=TICK_DTYPE).copy()
+    rec["time_msc"], rec["time"] = time_msc, time_msc // 1000
+    return wire.encode_tick(session, seq, 0, rec.tobytes())
+
+
+async def test_an_absurd_seq_is_refused_and_the_next_good_tick_is_delivered(bridge, ctx, eventually_async):
+    feed = await connected_feed(bridge, ctx, eventually_async)
+    try:
+        for seq in range(1, 4):
+            bridge.tick(seq)
+        bogus = wire.encode_tick(bridge.session, 3 + 2**40, 0, record(4))
+        bridge.pub.send_multipart([TOPIC, bogus])
+        bridge.pub.send_multipart([BEAT, wire.encode_heartbeat(bridge.session, 0, 3 + 2**40, STATE_OK)])
+        bridge.tick(4)
+        await eventually_async(lambda: feed.ring(SYMBOL).count == 4)
+        assert ring_seqs(feed) == [1, 2, 3, 4]
+        assert feed.stats.rejects == {"seq_jump": 2} and feed.stats.gaps == 0
+        assert feed.backfills_pending == 0 and feed.stats.dropped == 0
+        for seq in range(5, 8):  # and the symbol goes on
+            bridge.tick(seq)
+        await eventually_async(lambda: feed.ring(SYMBOL).count == 7)
+    finally:
+        await feed.stop()
+
+
+async def test_a_jump_repeated_by_every_frame_is_real_and_taken_as_a_gap(bridge, ctx, eventually_async):
+    feed = await connected_feed(bridge, ctx, eventually_async, seq_jump_confirm=3, max_seq_jump=100)
+    try:
+        bridge.tick(1)
+        await eventually_async(lambda: feed.ring(SYMBOL).count == 1)
+        for seq in range(1001, 1004):  # the bridge really lost 999: every frame says so
+            bridge.tick(seq)
+        await eventually_async(lambda: feed.stats.gaps == 1)
+        assert feed.stats.rejects == {"seq_jump": 2} and feed.stats.gap_ticks == 1001
+
+        def served() -> bool:
+            bridge.serve()
+            return feed.ring(SYMBOL).count == 4
+
+        await eventually_async(served)  # the refused two come back through the backfill
+        assert ring_seqs(feed) == [1, 1001, 1002, 1003] and feed.stats.unrecovered == 999
+    finally:
+        await feed.stop()
+
+
+async def test_a_far_future_time_is_refused_without_moving_the_cursors(bridge, ctx, eventually_async):
+    feed = await connected_feed(bridge, ctx, eventually_async, heartbeat_interval=0.05)
+    try:
+        for seq in range(1, 4):
+            bridge.tick(seq)
+        await eventually_async(lambda: feed.ring(SYMBOL).count == 3)
+        base = 1_700_000_000_000
+        tomorrow = time.time_ns() // 1_000_000 + 86_400_000
+        bridge.pub.send_multipart([TOPIC, _tick_at(4, tomorrow)])  # past any server time zone
+        track = feed._by_symbol[SYMBOL]  # wait for the clock check to learn the last tick's time
+        await eventually_async(lambda: track.seen_count == 3 and track.last_msc == base + 3)
+        bridge.pub.send_multipart([TOPIC, _tick_at(5, base + 3 + 3_600_000)])  # an hour on, in ms
+        bridge.pub.send_multipart([TOPIC, _tick_at(6, base + 6)])
+        await eventually_async(lambda: feed.ring(SYMBOL).count == 4)
+        assert ring_seqs(feed) == [1, 2, 3, 6]  # 4 and 5 used up their seqs: no gap, no backfill
+        assert feed.stats.rejects == {"future_time": 2} and feed.stats.gaps == 0
+        assert int(feed.ring(SYMBOL).latest()["time_msc"][-1]) == base + 6
+        batch = np.frombuffer(b"".join(record(s) for s in (7, 8, 9)), dtype=TICK_DTYPE).copy()
+        batch["time_msc"][1] = tomorrow
+        bridge.pub.send_multipart([TOPIC, wire.encode_batch(bridge.session, 7, 0, batch)])
+        await eventually_async(lambda: feed.ring(SYMBOL).count == 6)
+        assert ring_seqs(feed) == [1, 2, 3, 6, 7, 9] and feed.stats.rejects == {"future_time": 3}
     finally:
         await feed.stop()

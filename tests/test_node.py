@@ -545,3 +545,48 @@ def test_every_event_kind_is_one_readable_line_on_the_node_terminal() -> None:
         "[node] INFO recovery AI_Decision_Chain/trading_execution: recovered",
         "[node] ERROR test_node.alerts: journal closed",
     ]
+
+
+def test_a_refused_terminal_login_reaches_the_node_which_says_so_and_exits_4(tmp_path: Path,
+                                                                              eventually) -> None:
+    pub, router = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    login = tmp_path / "login.json"
+    login.write_text(json.dumps({"login": 42, "password": "wrong", "connect_attempts": 0}))
+    bridge = subprocess.Popen([sys.executable, "-m", "flowchain.cli", "bridge", "--fake", "--pub", pub,
+                               "--router", router, "--config", str(login)], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url_file = tmp_path / "url"
+    try:
+        config = tmp_path / "bridge.toml"
+        config.write_text(f'[bridge]\norders = "{router}"\nconnect_timeout = 30\n', encoding="utf-8")
+        proc = start_node("--config", str(config), "--feed", pub, "--db", str(tmp_path / "n.db"),
+                          "--broker", "bridge", "--duration", "6", "--status-interval", "0.5", "--json",
+                          "--dashboard", "127.0.0.1:0", "--dashboard-url-file", str(url_file), cwd=tmp_path)
+        lines, reader = collect_stderr(proc)
+        eventually(lambda: url_file.exists() and url_file.read_text().strip(), timeout=60)
+        status = eventually(lambda: _feed_status(url_file.read_text().strip()), timeout=30,
+                            message="/api/status never showed the refused login")
+        assert status["stale"] and not status["orders_allowed"] and status["terminal_error"] == -6
+        proc.wait(60)
+        reader.join(10)
+        out = proc.stdout.read()
+    finally:
+        bridge.terminate()
+        bridge.communicate(timeout=30)
+    err = "".join(lines)
+    assert proc.returncode == 4, err
+    assert "MT5 terminal refusing the login (check login, password, server) (MT5 error -6)" in err
+    assert err.count("MT5 terminal refusing the login") == 1  # a state change is logged once
+    assert "feed=STALE (terminal login_failed: orders blocked)" in err  # in every status line
+    assert "feed=STALE (terminal login_failed: orders blocked)" in err
+    assert "never received a tick" in err
+    summary = json.loads(out)
+    assert summary["ticks"] == 0 and summary["feed_state"]["terminal"] == "login_failed"
+
+
+def _feed_status(url: str) -> dict | None:
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/api/status", timeout=10) as response:
+        feed = json.loads(response.read())["feeds"]["feed"]
+    return feed if feed["terminal"] == "login_failed" else None

@@ -193,6 +193,23 @@ def test_backfill_round_trips():
         wire.decode_backfill_request(bad)
 
 
+def test_backfill_since_round_trip_and_checks():
+    req = wire.BackfillSince(req_id=3, session_id=8, symbol="XAUUSD", after_time_msc=1_700_000_000_123,
+                             seen_at_time=2)
+    frame = wire.encode_backfill_since(req)
+    assert len(frame) == wire.BACKFILL_SINCE.size == 64
+    assert wire.decode_backfill_since(frame) == req and wire.decode(frame) == req
+    with pytest.raises(FrameError, match="bad_time"):
+        wire.decode_backfill_since(frame[:24] + struct.pack("<q", -1) + frame[32:])
+    with pytest.raises(FrameError, match="bad_symbol"):
+        wire.decode_backfill_since(frame[:32] + bytes(32))
+    with pytest.raises(FrameError, match="bad_symbol"):
+        wire.encode_backfill_since(req._replace(symbol="X" * 40))
+    for status in (wire.BackfillStatus.NOT_READY, wire.BackfillStatus.TERMINAL_ERROR):
+        answer = wire.encode_backfill_response(3, 8, 0, status, 0, _ticks(0))
+        assert wire.decode_backfill_response(answer).status is status
+
+
 def test_order_request_ack_and_result_round_trip():
     req = _order()
     assert wire.decode_order_request(wire.encode_order_request(req)) == req
@@ -251,6 +268,7 @@ _VALID_FRAMES = [
     wire.encode_heartbeat(1, 0, 5, 7),
     wire.encode_backfill_request(wire.BackfillRequest(1, 1, 0, 1, 2)),
     wire.encode_backfill_response(1, 1, 0, wire.BackfillStatus.OK, 1, _ticks(2)),
+    wire.encode_backfill_since(wire.BackfillSince(1, 1, "EURUSD", 1_700_000_000_000, 1)),
     wire.encode_order_request(_order()),
     wire.encode_order_ack(wire.OrderAck(1, wire.AckStatus.QUEUED, 0, 0)),
     wire.encode_order_result(wire.OrderResult(1, wire.OrderStatus.SENT, 10009, 1, 1, 0.1, 1.1, 1.1,
@@ -259,7 +277,8 @@ _VALID_FRAMES = [
 _COUNTS = wire.RejectCounts()
 _DECODERS = [wire.decode, wire.decode_tick, wire.decode_batch, wire.decode_heartbeat,
              wire.decode_backfill_request, wire.decode_backfill_response,
-             wire.decode_order_request, wire.decode_order_ack, wire.decode_order_result]
+             wire.decode_order_request, wire.decode_order_ack, wire.decode_order_result,
+             wire.decode_backfill_since]
 
 
 def _mutations():

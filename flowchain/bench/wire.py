@@ -379,7 +379,8 @@ def _bridge_main(conn: Connection, ack_defer_us: float | None = None) -> None:
 
     options = {} if ack_defer_us is None else {"ack_defer_us": ack_defer_us}
     config = BridgeConfig(symbols=[FEED_SYMBOL], pub_endpoint="tcp://127.0.0.1:*",
-                          router_endpoint="tcp://127.0.0.1:*", reconcile_delay_s=0.0, **options)
+                          router_endpoint="tcp://127.0.0.1:*", reconcile_delay_s=0.0,
+                          allow_unauthenticated_orders=True, **options)  # the fake, on loopback
     bridge = Bridge(FakeMetaTrader5(seed=3), config).start()
     deadline = time.monotonic() + 30
     while not bridge.ready and time.monotonic() < deadline:
@@ -560,7 +561,8 @@ def run(seconds: float = 10.0, rate: float = 20_000.0, repetitions: int = 5,
         bare.drain()
         publisher.probe(aio_topic, probe, lambda: aio.heard, aio.pump_probe)
         aio.drain()
-        beat = wire.encode_heartbeat(SESSION, 0, 0, int(wire.HeartbeatState.CONNECTED))
+        up = wire.HeartbeatState.CONNECTED | wire.HeartbeatState.INITIALIZED  # a terminal that is up
+        beat = wire.encode_heartbeat(SESSION, 0, 0, int(up | wire.HeartbeatState.TRADE_ALLOWED))
         publisher.probe(wire.heartbeat_topic(FEED_SYMBOL), beat, feed.probe_heard, feed.pump)
         feed.pump()
         timeout = rep_seconds * 4 + 5

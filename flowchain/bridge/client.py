@@ -67,6 +67,7 @@ class OrderClient:
         self._context = context or zmq.Context()
         self._socket = self._context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, wire.MAX_MESSAGE_BYTES)
         if secret_key:
             if not server_public_key:
                 raise ValueError("secret_key given without server_public_key (the bridge's .key file)")

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "FLOWCHAIN_BRIDGE_"
+DEFAULT_SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD")
+"""What the bridge streams unless told otherwise: the symbols a node trades by default."""
 
 
 @dataclass
@@ -19,7 +21,8 @@ class BridgeConfig:
     login, password, server, terminal_path
         MT5 account and terminal (``initialize(path, login=, password=, server=)``).
     symbols
-        The symbols to stream; their index is the wire ``symbol_id``.
+        The symbols to stream (default :data:`DEFAULT_SYMBOLS`, the node's own default); their
+        index is the wire ``symbol_id``.
     pub_endpoint, router_endpoint
         Where the PUB (ticks, heartbeats) and ROUTER (orders, backfill) sockets bind.
     secret_key, authorized_dir
@@ -33,13 +36,20 @@ class BridgeConfig:
         While the terminal finishes orders within this many microseconds, an order that runs
         at once gets its ACK in the same burst as its RESULT (one wake-up for the node instead
         of two); 0 ACKs every order the moment it is read. See :mod:`flowchain.bridge.server`.
+    connect_attempts
+        Failed terminal connections in a row (``initialize``/login) before the bridge gives up
+        and exits non-zero; 0 retries for ever. Between attempts it waits 0.5 s, doubling to 10 s.
+    allow_unauthenticated_orders
+        Without CurveZMQ keys, execute orders from any local process that reaches the ROUTER
+        (loopback endpoints only; never on a non-loopback endpoint). Off: such orders are
+        refused with a reason, while ticks and backfill still flow.
     """
 
     login: int | None = None
     password: str | None = None
     server: str | None = None
     terminal_path: str | None = None
-    symbols: list[str] = field(default_factory=lambda: ["EURUSD"])
+    symbols: list[str] = field(default_factory=lambda: list(DEFAULT_SYMBOLS))
     pub_endpoint: str = "tcp://127.0.0.1:5555"
     router_endpoint: str = "tcp://127.0.0.1:5556"
     secret_key: str | None = None
@@ -51,6 +61,8 @@ class BridgeConfig:
     idempotency_size: int = 65_536
     reconcile_delay_s: float = 0.5
     ack_defer_us: float = 1000.0
+    connect_attempts: int = 10
+    allow_unauthenticated_orders: bool = False
 
     @classmethod
     def load(cls, path: Path | str | None = None, env: dict[str, str] | None = None,

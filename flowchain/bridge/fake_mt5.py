@@ -164,6 +164,11 @@ class _Market:
 
     def generate(self, n: int, start_msc: int | None = None, spacing_ms: float | None = None) -> None:
         """Append ``n`` ticks from ``start_msc`` (default: after the last one)."""
+        out = self._make(n, start_msc, spacing_ms)
+        self.ticks = np.concatenate((self.ticks, out)) if len(self.ticks) else out
+
+    def _make(self, n: int, start_msc: int | None = None, spacing_ms: float | None = None) -> np.ndarray:
+        """The next ``n`` ticks (the market moves on to after them)."""
         spec, rng = self.spec, self.rng
         point = spec.point
         mean_gap = spacing_ms if spacing_ms is not None else 1000.0 / max(spec.ticks_per_second, 1e-9)
@@ -196,10 +201,10 @@ class _Market:
         flags[unknown < 0.05] |= 0x80  # undocumented bits appear in real data (flags=134)
         flags[unknown < 0.01] |= 0x100
         out["flags"] = flags
-        self.ticks = np.concatenate((self.ticks, out)) if len(self.ticks) else out
         self.mid = float(mids[-1])
         self.bid, self.ask = float(bids[-1]), float(asks[-1])
         self.next_msc = int(times[-1]) + int(gaps[-1] if n > 1 else 1)
+        return out
 
     @property
     def ticks(self) -> np.ndarray:
@@ -240,11 +245,14 @@ class _Market:
         """Generate ticks until the market is ahead of ``now_msc``; trim old history."""
         if self._horizon > now_msc or self.spec.ticks_per_second <= 0 or not self.spec.market_open:
             return  # the usual case: already ahead (every order and poll asks)
-        guard = 0
-        while (not len(self._times) or self._times[-1] <= now_msc) and guard < 64:
-            behind_s = max(0.0, (now_msc - self.next_msc) / 1000.0)
-            self.generate(int(min(65536, max(64, self.spec.ticks_per_second * (behind_s + 0.25)))))
-            guard += 1
+        # Blocks of one size (a quarter second of ticks) whenever this is called: the market's
+        # history is then a function of the seed, the rate and the start time only, so a fake
+        # built again with the same three (a restarted bridge) holds the same past ticks.
+        block = int(min(65536, max(64, self.spec.ticks_per_second * 0.25)))
+        blocks = [self._ticks] if len(self._ticks) else []
+        while len(blocks) < 4096 and (not blocks or blocks[-1]["time_msc"][-1] <= now_msc):
+            blocks.append(self._make(block))
+        self.ticks = np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
         if len(self.ticks) > 2 * history_limit:
             self.ticks = self.ticks[-history_limit:].copy()
 
@@ -268,6 +276,10 @@ class FakeMetaTrader5(MT5Constants):
         Wall-clock milliseconds since the epoch (UTC); injectable for tests.
     history_limit
         Ticks kept per symbol for ``copy_ticks_*``.
+    start_ms
+        When the market's first tick happens (epoch ms; default: now). Two fakes with the same
+        symbols, rates, seed and ``start_ms`` hold the same tick history, as one terminal seen
+        by a bridge and by the same bridge restarted.
     currency
         The account's currency: deal and position profit, margin and equity are in it,
         converted from each symbol's profit currency at the market's current rates.
@@ -285,13 +297,14 @@ class FakeMetaTrader5(MT5Constants):
     def __init__(self, symbols: tuple[FakeSymbol, ...] | list[FakeSymbol] = DEFAULT_SYMBOLS, *,
                  seed: int = 7, login: int = 5_000_001, password: str = "fake",
                  server: str = "FlowChain-Fake", clock_ms: Callable[[], int] | None = None,
-                 history_limit: int = 500_000, currency: str = "USD") -> None:
+                 history_limit: int = 500_000, currency: str = "USD",
+                 start_ms: int | None = None) -> None:
         self._lock = threading.RLock()
         self._errors = threading.local()
         self._clock = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._credentials = (login, password, server)
         self._history_limit = history_limit
-        now = self._clock()
+        now = self._clock() if start_ms is None else int(start_ms)
         root = np.random.default_rng(seed)
         self._markets = {s.name: _Market(FakeSymbol(**s.__dict__), np.random.default_rng(root.integers(2**63)), now)
                          for s in symbols}

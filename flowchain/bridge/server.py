@@ -25,6 +25,15 @@ cost the node a second wake-up for a RESULT that is already on its way. One slow
 ends the streak, and so does a terminal that stops answering; ``ack_defer_us=0`` ACKs every
 order at once. Either way the node reads the ACK, then the RESULT.
 
+Restart backfill: a node that followed an earlier session sends BACKFILL_SINCE with the time
+of its last tick of a symbol; the order thread answers it from the terminal
+(``copy_ticks_range``) with the ticks between that tick and where this session's stream began
+(:attr:`TickPoller.starts`), so a bridge restart leaves no hole.
+
+Without CurveZMQ keys, orders are executed only when ``allow_unauthenticated_orders`` is set
+and every endpoint is loopback; otherwise each is answered at once with an INVALID result
+naming the reason (ticks and backfill still flow).
+
 No thread hands an order to another: every cross-thread wake-up costs tens of microseconds on
 a small machine, which is the whole budget of a round trip. The ACK is packed into one
 preallocated buffer; nothing on this path logs.
@@ -44,7 +53,7 @@ import zmq
 from flowchain import keys, wire
 from flowchain.bridge.config import BridgeConfig
 from flowchain.bridge.orders import IdempotencyLog, OrderDesk
-from flowchain.bridge.stream import TickPoller
+from flowchain.bridge.stream import TickPoller, ticks_between
 from flowchain.bridge.terminal import TerminalLink
 from flowchain.bridge.tick_history import TickHistory
 from flowchain.ticks import TICK_DTYPE
@@ -61,6 +70,28 @@ _ACK_PACK = wire.ORDER_ACK.pack_into
 _ACK_TYPE = int(wire.FrameType.ORDER_ACK)
 _ORDER_REQUEST = int(wire.FrameType.ORDER_REQUEST)
 _BACKFILL_REQUEST = int(wire.FrameType.BACKFILL_REQUEST)
+_BACKFILL_SINCE = int(wire.FrameType.BACKFILL_SINCE)
+_COPY_TICKS_ALL = -1  # MetaTrader5.COPY_TICKS_ALL
+
+
+def check_symbols(symbols: list[str]) -> None:
+    """Refuse symbol names that cannot be streamed (before anything starts).
+
+    Raises
+    ------
+    ValueError
+        Naming the symbol: empty, over 32 UTF-8 bytes, holding NUL, or listed twice.
+    """
+    if not symbols:
+        raise ValueError("no symbol to stream: pass at least one with -s/--symbol")
+    for symbol in symbols:
+        try:
+            wire.tick_topic(symbol)
+        except wire.FrameError:
+            raise ValueError(f"symbol {symbol!r} cannot be streamed: a symbol is 1..{wire.MAX_SYMBOL_BYTES} "
+                             "UTF-8 bytes without NUL") from None
+    if len(set(symbols)) != len(symbols):
+        raise ValueError(f"a symbol is listed twice in {symbols}")
 
 
 class Bridge:
@@ -79,9 +110,14 @@ class Bridge:
     ------
     keys.InsecureEndpointError
         When an endpoint is not loopback and neither keys nor ``allow_remote`` are given.
+    ValueError
+        When a symbol cannot be streamed (empty, too long, twice) or a setting is inconsistent.
     """
 
     def __init__(self, mt5: Any, config: BridgeConfig, context: zmq.Context | None = None) -> None:
+        check_symbols(list(config.symbols))
+        if config.connect_attempts < 0:
+            raise ValueError(f"connect_attempts {config.connect_attempts}: must be >= 0 (0 retries for ever)")
         self.config = config
         self.secured = bool(config.secret_key)
         for endpoint in (config.pub_endpoint, config.router_endpoint):
@@ -91,8 +127,16 @@ class Bridge:
                              "folder of node public keys it accepts")
         self.session_id = secrets.randbits(64) or 1
         self.symbols = list(config.symbols)
+        self._symbol_ids = {symbol: i for i, symbol in enumerate(self.symbols)}
         self.link = TerminalLink(mt5, self.symbols, login=config.login, password=config.password,
-                                 server=config.server, path=config.terminal_path)
+                                 server=config.server, path=config.terminal_path,
+                                 max_attempts=config.connect_attempts)
+        self.orders_refusal = self._orders_refusal(config)
+        """Why orders are refused (no keys and not allowed, or not loopback), else ``""``."""
+        self.orders_refused = 0
+        self.failure: str | None = None
+        """Why the bridge stopped on its own (the terminal refused, a thread failed), else None."""
+        self.failed = threading.Event()
         self.poller = TickPoller(mt5, self.symbols)
         self.histories = [TickHistory(config.history_ticks) for _ in self.symbols]
         self.desk = OrderDesk(self.link, config.reconcile_delay_s)
@@ -121,6 +165,17 @@ class Bridge:
         self.router_endpoint = ""
         self._pub = self._router = None
 
+    def _orders_refusal(self, config: BridgeConfig) -> str:
+        if self.secured:
+            return ""
+        if not config.allow_unauthenticated_orders:
+            return ("no CurveZMQ keys: give the bridge keys, or allow local orders with "
+                    "--allow-unauthenticated-orders")
+        for endpoint in (config.pub_endpoint, config.router_endpoint):
+            if not keys.is_loopback(endpoint):
+                return (f"{endpoint} is not loopback: orders from other hosts need CurveZMQ keys")
+        return ""
+
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "Bridge":
         """Bind the sockets and start the threads (see :attr:`ready` for the terminal side).
@@ -141,6 +196,7 @@ class Bridge:
         self._router = ctx.socket(zmq.ROUTER)
         for sock in (self._pub, self._router):
             sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.MAXMSGSIZE, wire.MAX_REQUEST_BYTES)
             if self.secured:
                 keys.secure_server(sock, self.config.secret_key)
         self._pub.setsockopt(zmq.SNDHWM, 100_000)
@@ -156,9 +212,19 @@ class Bridge:
         ]
         for thread in self._threads:
             thread.start()
-        log.info("bridge session %016x: PUB %s ROUTER %s symbols %s", self.session_id,
-                 self.pub_endpoint, self.router_endpoint, self.symbols)
+        log.info("bridge session %016x: PUB %s ROUTER %s symbols %s%s", self.session_id,
+                 self.pub_endpoint, self.router_endpoint, ", ".join(self.symbols),
+                 " (Curve)" if self.secured else "")
+        if self.orders_refusal:
+            log.warning("unauthenticated orders will be refused: %s", self.orders_refusal)
         return self
+
+    def _fail(self, reason: str) -> None:
+        """Stop on our own: the threads end, :attr:`failed` is set (the CLI exits non-zero)."""
+        if self.failure is None:
+            self.failure = reason
+        self._stop.set()
+        self.failed.set()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the threads, close the sockets and shut the terminal link down."""
@@ -194,11 +260,23 @@ class Bridge:
                 "orders_queued": len(self._queue),
                 "acks_deferred": self.acks_deferred,
                 "replies_dropped": self.replies_dropped, "rejects": self.rejects.as_dict(),
+                "orders_refused": self.orders_refused,
                 "last_seq": {s: h.last_seq for s, h in zip(self.symbols, self.histories)},
-                "state": int(self.link.state)}
+                "state": int(self.link.state), "terminal": self.link.status,
+                "last_error": [self.link.last_error, self.link.last_error_message],
+                "failure": self.failure}
 
     # ------------------------------------------------------------------ stream thread
     def _stream_loop(self) -> None:
+        try:
+            self._stream()
+        except Exception as exc:  # never a dead stream thread under a bridge that runs on
+            log.exception("the stream thread failed")
+            self._fail(f"the stream thread failed: {type(exc).__name__}: {exc}")
+        finally:
+            self._pub.close(0)
+
+    def _stream(self) -> None:
         pub = self._pub
         topics = [wire.tick_topic(s) for s in self.symbols]
         hb_topics = [wire.heartbeat_topic(s) for s in self.symbols]
@@ -229,11 +307,14 @@ class Bridge:
                         self._publish(pub, sid, topics[sid], fresh)
                 if all(positioned):
                     self._ready.set()
+            elif self.link.fatal is not None:
+                self._heartbeat(pub, hb_topics)  # the nodes hear the state once more
+                self._fail(self.link.fatal)
+                return
             if now >= next_hb:
                 self._heartbeat(pub, hb_topics)
                 next_hb = now + hb_period
             self._stop.wait(poll_s)
-        pub.close(0)
 
     def _publish(self, pub: zmq.Socket, sid: int, topic: bytes, fresh: np.ndarray) -> None:
         history = self.histories[sid]
@@ -266,6 +347,15 @@ class Bridge:
         recv = router.recv
         queue = self._queue
         stop = self._stop
+        try:
+            self._serve_orders(router, recv, queue, stop)
+        except Exception as exc:  # the ROUTER must not die silently under a running bridge
+            log.exception("the order thread failed")
+            self._fail(f"the order thread failed: {type(exc).__name__}: {exc}")
+        finally:
+            router.close(0)
+
+    def _serve_orders(self, router: zmq.Socket, recv: Any, queue: deque, stop: threading.Event) -> None:
         while not stop.is_set():
             if not queue:
                 try:  # idle: block inside libzmq (GIL released) until a request or RCVTIMEO
@@ -279,7 +369,6 @@ class Bridge:
             # What came in meanwhile (or in the same burst) is ACKed now, after the RESULT has
             # left: the drain's readiness check costs a system call, kept off the round trip.
             self._drain()
-        router.close(0)
 
     def _drain(self) -> None:
         """Handle every message already waiting on the ROUTER (at most ``_DRAIN_MAX``), never blocking."""
@@ -313,6 +402,8 @@ class Bridge:
                 self._on_order(peer, wire.decode_order_request(frame))
             elif kind == _BACKFILL_REQUEST:
                 self._on_backfill(peer, wire.decode_backfill_request(frame))
+            elif kind == _BACKFILL_SINCE:
+                self._on_backfill_since(peer, wire.decode_backfill_since(frame))
             else:
                 raise wire.FrameError("wrong_type", f"{wire.frame_type(frame).name} sent to the bridge's ROUTER")
         except wire.FrameError as err:
@@ -332,6 +423,9 @@ class Bridge:
             log.warning("reply to a departed peer dropped: %s", exc)
 
     def _on_order(self, peer: bytes, req: wire.OrderRequest) -> None:
+        if self.orders_refusal:
+            self._refuse(peer, req)
+            return
         status, cached = self.idempotency.admit(req.req_id, peer)
         queue = self._queue
         if status is wire.AckStatus.QUEUED and not queue and self._fast_streak >= FAST_STREAK:
@@ -342,6 +436,13 @@ class Bridge:
             queue.append((req, None))
         elif cached is not None:
             self._send(peer, wire.encode_order_result(cached))
+
+    def _refuse(self, peer: bytes, req: wire.OrderRequest) -> None:
+        """Answer an order this bridge may not execute: ACK and an INVALID RESULT, never sent."""
+        self.orders_refused += 1
+        result = wire.OrderResult(req.req_id, wire.OrderStatus.INVALID, 0, 0, 0, 0.0, 0.0, 0.0, 0.0,
+                                  "unauthenticated orders refused", 0, 0, (-1, self.orders_refusal[:128]))
+        self._send(peer, self._packed_ack(wire.AckStatus.QUEUED, req.req_id), wire.encode_order_result(result))
 
     def _ack(self, peer: bytes, status: wire.AckStatus, req_id: int) -> None:
         self._send(peer, self._packed_ack(status, req_id))
@@ -364,6 +465,33 @@ class Bridge:
         self.backfills_served += 1
         self._send(peer, wire.encode_backfill_response(req.req_id, self.session_id, req.symbol_id,
                                                        status, first, records))
+
+    def _on_backfill_since(self, peer: bytes, req: wire.BackfillSince) -> None:
+        """Serve a restart backfill from the terminal: the ticks after the node's last one, up
+        to where this session's stream began (at most MAX_BATCH_TICKS; the node asks again)."""
+        empty = np.zeros(0, dtype=TICK_DTYPE)
+        records = empty
+        if req.session_id != self.session_id:
+            status = wire.BackfillStatus.SESSION_MISMATCH
+        elif req.symbol not in self._symbol_ids:
+            status = wire.BackfillStatus.UNKNOWN_SYMBOL
+        elif self.poller.starts[self._symbol_ids[req.symbol]] is None or not self.link.initialized:
+            status = wire.BackfillStatus.NOT_READY
+        else:
+            upto = self.poller.starts[self._symbol_ids[req.symbol]]
+            status = wire.BackfillStatus.OK
+            if (req.after_time_msc, req.seen_at_time) < upto:
+                found = self.link.mt5.copy_ticks_range(req.symbol, req.after_time_msc // 1000,
+                                                       upto[0] // 1000 + 1, _COPY_TICKS_ALL)
+                if found is None:
+                    status = wire.BackfillStatus.TERMINAL_ERROR
+                else:
+                    records = ticks_between(found, (req.after_time_msc, req.seen_at_time), upto)
+                    records = records[:wire.MAX_BATCH_TICKS]
+        self.backfills_served += 1
+        self._send(peer, wire.encode_backfill_response(req.req_id, self.session_id,
+                                                       self._symbol_ids.get(req.symbol, 0xFFFF),
+                                                       status, 0, records))
 
     def _execute(self, entry: tuple[wire.OrderRequest, bytes | None]) -> None:
         """Run one admitted order through the desk and send its RESULT to every waiting peer

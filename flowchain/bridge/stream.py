@@ -16,6 +16,24 @@ from flowchain.ticks import TICK_DTYPE
 _COPY_TICKS_ALL = -1  # MetaTrader5.COPY_TICKS_ALL
 
 
+def ticks_between(records: np.ndarray, after: tuple[int, int], upto: tuple[int, int]) -> np.ndarray:
+    """The records after position ``after`` and up to position ``upto`` (both included as said).
+
+    A position is ``(time_msc, n)``: the first ``n`` records of millisecond ``time_msc`` (several
+    ticks can share one). ``records`` is a ``copy_ticks_range`` result, sorted by time, that
+    starts at or before ``after``'s millisecond. This is what a restart backfill serves: after
+    the node's last tick, up to where the bridge's session began streaming.
+    """
+    times = records["time_msc"]
+    first = int(np.searchsorted(times, after[0], side="left"))
+    at = int(np.searchsorted(times, after[0], side="right")) - first
+    start = first + min(after[1], at)
+    first = int(np.searchsorted(times, upto[0], side="left"))
+    at = int(np.searchsorted(times, upto[0], side="right")) - first
+    stop = first + min(upto[1], at)
+    return records[start:max(start, stop)]
+
+
 class SymbolCursor:
     """Where one symbol's stream stands: the last emitted millisecond and how many ticks had it."""
 
@@ -71,6 +89,9 @@ class TickPoller:
     def __init__(self, mt5: Any, symbols: list[str]) -> None:
         self.mt5 = mt5
         self.cursors = [SymbolCursor(s) for s in symbols]
+        self.starts: list[tuple[int, int] | None] = [None] * len(symbols)
+        """Where each symbol's stream began, ``(time_msc, ticks of that ms)``: everything up
+        to it predates the session (a restart backfill serves it), after it has a seq."""
         self._empty = np.zeros(0, dtype=TICK_DTYPE)
 
     def start_at_now(self, symbol_id: int) -> bool:
@@ -82,6 +103,7 @@ class TickPoller:
         if tick.time_msc == 0:  # no tick yet: everything that comes is new
             cursor.last_msc, cursor.seen_at_last = 0, 0
             cursor.last_key = (0, 0.0, 0.0, 0.0, 0, 0)
+            self.starts[symbol_id] = (0, 0)
             return True
         records = self.mt5.copy_ticks_range(cursor.symbol, tick.time, tick.time + 1, _COPY_TICKS_ALL)
         if records is None:
@@ -90,6 +112,8 @@ class TickPoller:
         cursor.last_msc = tick.time_msc
         cursor.seen_at_last = int(np.count_nonzero(at_ms["time_msc"] == tick.time_msc)) or 1
         cursor.last_key = (tick.time_msc, tick.bid, tick.ask, tick.last, tick.volume, tick.flags)
+        if self.starts[symbol_id] is None:  # a reconnect repositions nothing: seqs go on
+            self.starts[symbol_id] = (cursor.last_msc, cursor.seen_at_last)
         return True
 
     def poll(self, symbol_id: int) -> np.ndarray | None:

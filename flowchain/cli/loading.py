@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
 import sys
 from pathlib import Path
 from typing import Iterable
@@ -15,21 +17,44 @@ from flowchain.errors import ChainValidationError
 from flowchain.registry import ChainRegistry
 
 BUILTIN_COMPONENT_MODULES = ("flowchain.ingest.components", "flowchain.trading.components")
-"""Modules that register the trading node's components (the seed's names)."""
+"""Modules that register the trading node's components."""
 
 err = Console(stderr=True)
 
 
+class NamedModuleFinder(importlib.abc.MetaPathFinder):
+    """Find exactly the top-level modules ``--import`` named in one directory, nothing else.
+
+    Putting the current directory on ``sys.path`` would let any file there shadow a real
+    module (a ``numba.py`` beside a chains file would replace numba); this finder answers only
+    for the names the operator gave, so everything else still comes from the installation.
+    """
+
+    def __init__(self, directory: Path, names: Iterable[str]) -> None:
+        self.directory = str(directory)
+        self.names = frozenset(names)
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> object:
+        if fullname not in self.names:
+            return None
+        return importlib.machinery.PathFinder.find_spec(fullname, [self.directory])
+
+
 def import_components(modules: Iterable[str]) -> None:
-    """Import the built-in component modules and ``modules`` (from the current directory too).
+    """Import the built-in component modules and ``modules``.
+
+    A module ``--import`` names is looked for in the current directory first, then where
+    Python finds modules; nothing else is ever imported from the current directory.
 
     Raises
     ------
     typer.Exit
         With code 2 when a module cannot be imported; the message names it.
     """
-    if "" not in sys.path and str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))
+    modules = list(modules)
+    tops = {name.split(".")[0] for name in modules}
+    if tops and not any(isinstance(f, NamedModuleFinder) and f.names >= tops for f in sys.meta_path):
+        sys.meta_path.insert(0, NamedModuleFinder(Path.cwd(), tops))
     for name in (*BUILTIN_COMPONENT_MODULES, *modules):
         try:
             importlib.import_module(name)

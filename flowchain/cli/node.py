@@ -15,6 +15,9 @@ from rich.table import Table
 from flowchain.cli.app import app
 
 err = Console(stderr=True)
+EXIT_NO_TICKS = 4
+"""The node ran and stopped without ever receiving a tick (bridge without a terminal, a
+login refused, symbols the feed never sends)."""
 
 
 class NodeLogFormatter(logging.Formatter):
@@ -129,7 +132,7 @@ def node(
     the MT5 -> database chain (batches), orders through the broker; serves the dashboard,
     /metrics and /api/status (127.0.0.1:8750). Defaults: simulated feed, paper broker,
     ./flowchain.db. SIGINT/SIGTERM drain and flush before exit. Exit codes: 2 invalid
-    configuration, 3 could not start. See docs/node.md."""
+    configuration, 3 could not start, 4 never received a tick. See docs/node.md."""
     from flowchain.config import ConfigError, load_config
 
     try:
@@ -156,6 +159,12 @@ def node(
         typer.echo(json.dumps(summary, default=str))
     else:
         print_summary(summary)
+    if summary["ticks"] == 0:
+        state = summary.get("feed_state") or {}
+        err.print(f"[red]the node never received a tick[/] from {escape(str(summary['feed']))} "
+                  f"(terminal: {state.get('terminal', 'unknown')}, MT5 error "
+                  f"{state.get('terminal_error', 1)}); exit code {EXIT_NO_TICKS}")
+        raise typer.Exit(EXIT_NO_TICKS)
 
 
 def _run(trading_node: Any) -> dict[str, Any]:

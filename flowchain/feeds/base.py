@@ -15,10 +15,12 @@ tick it accepts into that ring *before* anyone hears of it. Consumers then read 
   :class:`~flowchain.feeds.batches.TickBatcher` keeps one cursor per ring and, when the node
   asks (say every 100 ms), copies out every tick appended since the last call. The hot path
   never waits for it; if it falls more than a ring's capacity behind, the lost ticks are counted.
-* **Trading gate.** ``feed.state.stale`` is True while the source is silent (three missed
-  heartbeats for the ZeroMQ feed); the trading engine reads it before every new order and
-  blocks new orders while it is True. ``state.add_listener(fn)`` calls ``fn(state)`` on every
-  change of ``connected`` or ``stale``.
+* **Trading gate.** ``feed.state.stale`` is True whenever new orders are blocked for the feed:
+  while the source is silent (``state.silent``: three missed heartbeats for the ZeroMQ feed),
+  while the MT5 terminal is not connected (``state.terminal``: login failed, disconnected, no
+  trade server) and while the terminal does not allow trading. The trading engine reads
+  ``state.orders_allowed`` before every new order. ``state.add_listener(fn)`` calls
+  ``fn(state)`` on every change of ``connected``, ``silent`` or the terminal's state.
 
 Lifecycle: ``await feed.start()`` begins delivering in a background task on the running loop;
 ``await feed.stop()`` ends it (idempotent); ``await feed.wait_finished()`` returns when a finite
@@ -68,6 +70,9 @@ class FeedStats:
         Ticks recovered by backfill and delivered.
     unrecovered : int
         Ticks a backfill could not return (given up on).
+    unrecovered_restarts : int
+        Source restarts whose hole (the ticks between the last one held and the new session's
+        first) could not be asked for; how many ticks it held is unknown.
     restarts : int
         Source restarts detected (a new bridge session id).
     heartbeats : int
@@ -77,7 +82,7 @@ class FeedStats:
     """
 
     __slots__ = ("received", "rejects", "drops", "gaps", "gap_ticks", "backfilled",
-                 "unrecovered", "restarts", "heartbeats", "handler_errors",
+                 "unrecovered", "unrecovered_restarts", "restarts", "heartbeats", "handler_errors",
                  "last_handler_error", "reject_examples", "_max_examples")
 
     def __init__(self, max_examples: int = 20) -> None:
@@ -88,6 +93,7 @@ class FeedStats:
         self.gap_ticks = 0
         self.backfilled = 0
         self.unrecovered = 0
+        self.unrecovered_restarts = 0
         self.restarts = 0
         self.heartbeats = 0
         self.handler_errors = 0
@@ -122,12 +128,18 @@ class FeedStats:
         return {
             "received": self.received, "rejects": dict(self.rejects), "drops": dict(self.drops),
             "gaps": self.gaps, "gap_ticks": self.gap_ticks, "backfilled": self.backfilled,
-            "unrecovered": self.unrecovered, "restarts": self.restarts,
+            "unrecovered": self.unrecovered, "unrecovered_restarts": self.unrecovered_restarts,
+            "restarts": self.restarts,
             "heartbeats": self.heartbeats, "handler_errors": self.handler_errors,
         }
 
     def __repr__(self) -> str:
         return f"FeedStats({self.as_dict()})"
+
+
+TERMINAL_STATES = ("connected", "server_disconnected", "login_failed", "disconnected")
+"""What a feed knows of the MT5 terminal behind it (``FeedState.terminal``): connected to its
+trade server; running but without its trade server; refusing the login; not reachable."""
 
 
 class FeedState:
@@ -137,51 +149,67 @@ class FeedState:
     ----------
     connected : bool
         The feed is running and its source is reachable.
-    stale : bool
-        The source went silent (new orders must be blocked) until it speaks again.
+    silent : bool
+        The source went silent (no frame for the staleness period) until it speaks again.
     last_heartbeat_ns : int
         ``time.monotonic_ns()`` of the last heartbeat or tick (0 if none yet).
     session_id : int
         The source's current session id (0 for feeds without sessions).
     terminal_connected, trade_allowed : bool
         The MT5 terminal's state as the last heartbeat reported it (True for local feeds).
+    terminal : str
+        One of :data:`TERMINAL_STATES` (``connected`` for local feeds).
+    terminal_error : int
+        The terminal's ``last_error()`` code as the bridge last saw it (1: none).
     """
 
-    __slots__ = ("connected", "stale", "last_heartbeat_ns", "session_id",
-                 "terminal_connected", "trade_allowed", "_listeners")
+    __slots__ = ("connected", "silent", "last_heartbeat_ns", "session_id",
+                 "terminal_connected", "trade_allowed", "terminal", "terminal_error", "_listeners")
 
     def __init__(self) -> None:
         self.connected = False
-        self.stale = False
+        self.silent = False
         self.last_heartbeat_ns = 0
         self.session_id = 0
         self.terminal_connected = True
         self.trade_allowed = True
+        self.terminal = "connected"
+        self.terminal_error = 1
         self._listeners: List[StateListener] = []
+
+    @property
+    def stale(self) -> bool:
+        """True whenever new orders are blocked for the feed's sake: silent, terminal not
+        connected, or trading not allowed in the terminal."""
+        return self.silent or not self.terminal_connected or not self.trade_allowed
 
     @property
     def orders_allowed(self) -> bool:
         """True when a new order may be sent: connected, fresh, terminal up, trading allowed."""
-        return self.connected and not self.stale and self.terminal_connected and self.trade_allowed
+        return self.connected and not self.stale
 
     def add_listener(self, listener: StateListener) -> None:
-        """Call ``listener(state)`` after every change of connectivity, staleness or terminal."""
+        """Call ``listener(state)`` after every change of connectivity, silence or terminal."""
         self._listeners.append(listener)
 
     def update(self, *, connected: Optional[bool] = None, stale: Optional[bool] = None,
-               terminal_connected: Optional[bool] = None,
-               trade_allowed: Optional[bool] = None) -> bool:
-        """Set the given fields; notify listeners if any changed.
+               silent: Optional[bool] = None, terminal_connected: Optional[bool] = None,
+               trade_allowed: Optional[bool] = None, terminal: Optional[str] = None,
+               terminal_error: Optional[int] = None) -> bool:
+        """Set the given fields (``stale`` sets ``silent``); notify listeners if any changed.
 
         Returns
         -------
         bool
             True if something changed.
         """
+        if silent is None:
+            silent = stale
         changed = False
-        for name, value in (("connected", connected), ("stale", stale),
+        for name, value in (("connected", connected), ("silent", silent),
                             ("terminal_connected", terminal_connected),
-                            ("trade_allowed", trade_allowed)):
+                            ("trade_allowed", trade_allowed), ("terminal", terminal),
+                            ("terminal_error", terminal_error)):
             if value is not None and getattr(self, name) != value:
                 setattr(self, name, value)
                 changed = True
@@ -196,8 +224,9 @@ class FeedState:
     def as_dict(self) -> dict:
         """A JSON-ready snapshot."""
         age = (time.monotonic_ns() - self.last_heartbeat_ns) if self.last_heartbeat_ns else None
-        return {"connected": self.connected, "stale": self.stale,
+        return {"connected": self.connected, "stale": self.stale, "silent": self.silent,
                 "orders_allowed": self.orders_allowed, "session_id": self.session_id,
+                "terminal": self.terminal, "terminal_error": self.terminal_error,
                 "terminal_connected": self.terminal_connected,
                 "trade_allowed": self.trade_allowed, "last_heartbeat_age_ns": age}
 

@@ -3,7 +3,7 @@
 The SUB socket's file descriptor is watched with ``loop.add_reader`` and drained with
 non-blocking ``recv_multipart`` until ``zmq.Again``: one loop wake-up per burst and no future or
 ``await`` per message (``zmq.asyncio`` costs about 60 us more per message on this machine; see
-DESIGN.md). Each tick frame is validated and its 60-byte MT5 record copied straight into the
+docs/benchmarks.md). Each tick frame is validated and its 60-byte MT5 record copied straight into the
 symbol's :class:`~flowchain.feeds.ring.TickRing`, then the per-tick handler runs. A TICK_BATCH
 frame (several ticks from one poll of the terminal) is delivered tick by tick the same way.
 
@@ -17,10 +17,28 @@ Protocol duties (docs/protocol.md, "Sequence, gaps, restarts, staleness"):
   the batch limit is followed by a request for the rest. Ticks the bridge no longer has, or a
   request unanswered after its retries, are counted in ``stats.unrecovered``, never invented.
 * **Duplicate** (``seq <= last``): dropped, counted as ``duplicate``.
+* **Absurd jumps**: a tick whose seq is more than ``max_seq_jump`` ahead of the last one, or
+  whose ``time_msc`` is more than ``max_time_jump`` seconds ahead of what the symbol's last
+  tick and the time since allow (or 14 hours past the wall clock, the widest server time
+  zone), is refused and counted (``seq_jump``, ``future_time``): it moves neither the seq nor
+  the time cursor, and the next good tick is delivered as usual. (A refused future time with
+  the next seq still uses up that seq: no gap is opened for it.) When ``seq_jump_confirm``
+  consecutive frames all jump the same way, the jump is real (the bridge lost that many): it
+  is taken as a gap.
 * **Restart** (a new ``session_id``): counted in ``stats.restarts``; held ticks of the old
-  session are delivered, and every symbol starts again from seq 1.
-* **Staleness**: a symbol without any frame for ``stale_after`` heartbeat intervals is stale;
-  ``feed.state.stale`` is True while any symbol is, and the trading engine blocks new orders.
+  session are delivered, and every symbol starts again from seq 1. For each symbol that had
+  ticks, a BACKFILL_SINCE with the time of its last tick asks the new session for the ticks
+  the terminal made in between (the new session's live ticks are held meanwhile); they are
+  delivered first, each with seq :data:`RESTART_SEQ_BASE` + its index among the terminal's
+  ticks of its millisecond (they belong to no session: that identity is theirs alone, and the
+  same if a tick is ever recovered twice). A restart whose hole cannot be asked for is counted
+  in ``stats.unrecovered_restarts``.
+* **Staleness**: a symbol without any frame for ``stale_after`` heartbeat intervals is silent;
+  ``feed.state.silent`` is True while any symbol is, and ``feed.state.stale`` (what blocks new
+  orders) while any is silent or the terminal is not connected or refuses trading.
+* **Every state change is logged once** (logger ``flowchain.feeds.subscriber``): a symbol
+  silent or fresh again, the terminal's state (with its MT5 error), a bridge restart and what
+  its backfill recovered, gaps (at most one line a second) and absurd frames refused.
 * **Malformed input** never raises into the loop: every frame is counted under a reason (the
   :data:`flowchain.wire.REJECT_REASONS` plus ``parts`` for a message that is not
   ``[topic, body]``). A one-part message takes the next message's first part with it (the
@@ -38,7 +56,7 @@ import numpy as np
 import zmq
 
 from flowchain import wire
-from flowchain.feeds.base import DEFAULT_RING_CAPACITY, Feed
+from flowchain.feeds.base import DEFAULT_RING_CAPACITY, Feed, FeedState
 from flowchain.feeds.ring import TickRing
 from flowchain.ticks import TICK_DTYPE
 
@@ -56,13 +74,33 @@ _UNPACK = wire.TICK_FRAME.unpack_from
 _REC = wire.TICK_RECORD_SIZE
 _VOLUME_MAX = (1 << 63) - 1
 _INF = float("inf")
+_TIME_MSC = wire.TICK_TIME_MSC
+_RECORD_TIME = slice(40, 48)
+"""Bytes of ``time_msc`` inside a 60-byte MT5 tick record."""
+_WALL_AHEAD_MS = 14 * 3_600_000
+"""How far past the node's wall clock a tick's time may be: MT5 stamps ticks in the trade
+server's time zone, at most UTC+14."""
+RESTART_SEQ_BASE = 1 << 62
+"""Seq of a tick recovered across a bridge restart, plus its index within its millisecond: far
+above any session's seqs, so (symbol, time_msc, seq) stays one tick's identity."""
+_NOT_READY = wire.BackfillStatus.NOT_READY
+_TERMINAL_ERROR = wire.BackfillStatus.TERMINAL_ERROR
+_AUTH_FAILED = -6  # MetaTrader5.RES_E_AUTH_FAILED
+
+
+def terminal_state(beat: wire.Heartbeat) -> str:
+    """The terminal's state a heartbeat reports, one of :data:`flowchain.feeds.base.TERMINAL_STATES`."""
+    if beat.state & wire.HeartbeatState.INITIALIZED:
+        return "connected" if beat.connected else "server_disconnected"
+    return "login_failed" if beat.last_error == _AUTH_FAILED else "disconnected"
 
 
 class _Track:
     """Per-symbol protocol state: the last seq delivered, a pending backfill, held ticks."""
 
     __slots__ = ("ring", "bridge_id", "last", "joined", "heard_ns", "pending", "hold",
-                 "hold_raw", "hold_seqs", "held", "stale")
+                 "hold_raw", "hold_seqs", "held", "stale", "time_limit", "seen_count",
+                 "tick_ns", "last_msc", "jumps", "silent_since")
 
     def __init__(self, ring: TickRing, hold_capacity: int) -> None:
         self.ring = ring
@@ -77,19 +115,32 @@ class _Track:
         self.hold_seqs: List[int] = []
         self.held = 0
         self.stale = False
+        self.time_limit = (time.time_ns() // 1_000_000) + _WALL_AHEAD_MS
+        """The latest ``time_msc`` a tick may have (refreshed by the clock check)."""
+        self.seen_count = 0
+        self.tick_ns = 0
+        self.last_msc = 0
+        self.jumps = 0
+        """Consecutive frames refused as ``seq_jump``."""
+        self.silent_since = 0
 
 
 class _Backfill:
-    """One outstanding backfill request."""
+    """One outstanding backfill request: a seq range, or (``since``) a restart's hole."""
 
-    __slots__ = ("req_id", "from_seq", "to_seq", "deadline_ns", "tries")
+    __slots__ = ("req_id", "from_seq", "to_seq", "deadline_ns", "tries", "since", "recovered")
 
-    def __init__(self, req_id: int, from_seq: int, to_seq: int, deadline_ns: int) -> None:
+    def __init__(self, req_id: int, from_seq: int, to_seq: int, deadline_ns: int,
+                 since: Optional[tuple[int, int]] = None) -> None:
         self.req_id = req_id
         self.from_seq = from_seq
         self.to_seq = to_seq
         self.deadline_ns = deadline_ns
         self.tries = 1
+        self.since = since
+        """``(time_msc, ticks held at that ms)`` of the last tick before a restart."""
+        self.recovered = 0
+        """Ticks the earlier parts of this restart backfill delivered."""
 
 
 class ZmqFeed(Feed):
@@ -125,6 +176,13 @@ class ZmqFeed(Feed):
         ``setup(socket)`` before connecting, e.g. to set CurveZMQ keys.
     ring_capacity : int, optional
         Ticks each ring keeps.
+    max_seq_jump : int, optional
+        A seq further ahead than this of the symbol's last one is refused as ``seq_jump``.
+    seq_jump_confirm : int, optional
+        Consecutive jumping frames after which the jump is taken as real (a gap).
+    max_time_jump : float, optional
+        Seconds a tick's ``time_msc`` may run ahead of the symbol's last tick time plus the
+        time elapsed since it arrived; beyond that it is refused as ``future_time``.
 
     Raises
     ------
@@ -138,12 +196,15 @@ class ZmqFeed(Feed):
                  hold_capacity: int = 16_384, rcvhwm: int = 1_000_000, max_batch: int = 4096,
                  context: Optional[zmq.Context] = None,
                  socket_setup: Optional[SocketSetup] = None,
-                 ring_capacity: int = DEFAULT_RING_CAPACITY) -> None:
+                 ring_capacity: int = DEFAULT_RING_CAPACITY, max_seq_jump: int = 1 << 24,
+                 seq_jump_confirm: int = 16, max_time_jump: float = 300.0) -> None:
         super().__init__(symbols, ring_capacity)
         for name, value in (("heartbeat_interval", heartbeat_interval),
                             ("stale_after", stale_after), ("backfill_timeout", backfill_timeout),
                             ("backfill_tries", backfill_tries), ("hold_capacity", hold_capacity),
-                            ("max_batch", max_batch)):
+                            ("max_batch", max_batch), ("max_seq_jump", max_seq_jump),
+                            ("seq_jump_confirm", seq_jump_confirm),
+                            ("max_time_jump", max_time_jump)):
             if not value > 0:
                 raise ValueError(f"ZmqFeed({endpoint}): {name} must be positive, got {value}")
         self.endpoint = endpoint
@@ -154,6 +215,12 @@ class ZmqFeed(Feed):
         self.backfill_tries = backfill_tries
         self.rcvhwm = rcvhwm
         self.max_batch = max_batch
+        self.max_seq_jump = max_seq_jump
+        self.seq_jump_confirm = seq_jump_confirm
+        self.max_time_jump_ms = int(max_time_jump * 1000)
+        self._gap_log_ns = 0
+        self._gaps_unlogged = 0
+        self._future_log_ns = 0
         self._context = context
         self._socket_setup = socket_setup
         self._tracks: Dict[bytes, _Track] = {}
@@ -177,6 +244,8 @@ class ZmqFeed(Feed):
         self._dealer: Optional[zmq.Socket] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._drain_scheduled = False
+        self._logged_state = (False, "connected", True)
+        self.state.add_listener(self._log_state)
 
     # -- public state ---------------------------------------------------------------------
     def symbol_stale(self, symbol: str) -> bool:
@@ -207,6 +276,7 @@ class ZmqFeed(Feed):
         sub = ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.RCVHWM, self.rcvhwm)
         sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.MAXMSGSIZE, wire.MAX_MESSAGE_BYTES)
         if self._socket_setup is not None:
             self._socket_setup(sub)
         for topic in itertools.chain(self._tracks, self._beats):
@@ -216,6 +286,7 @@ class ZmqFeed(Feed):
         if self.backfill_endpoint is not None:
             dealer = ctx.socket(zmq.DEALER)
             dealer.setsockopt(zmq.LINGER, 0)
+            dealer.setsockopt(zmq.MAXMSGSIZE, wire.MAX_MESSAGE_BYTES)
             if self._socket_setup is not None:
                 self._socket_setup(dealer)
             dealer.connect(self.backfill_endpoint)
@@ -245,9 +316,23 @@ class ZmqFeed(Feed):
     def _check_clock(self, now: int) -> None:
         limit = int(self.stale_after * self.heartbeat_interval * 1e9)
         any_stale = False
-        for track in self._all:
-            track.stale = now - track.heard_ns > limit
-            any_stale = any_stale or track.stale
+        wall_limit = time.time_ns() // 1_000_000 + _WALL_AHEAD_MS
+        for symbol, track in self._by_symbol.items():
+            stale = now - track.heard_ns > limit
+            if stale != track.stale:
+                self._log_silence(symbol, track, stale, now)
+            track.stale = stale
+            any_stale = any_stale or stale
+            ring = track.ring
+            if ring.count != track.seen_count:  # ticks came: the time cursor moved
+                track.seen_count = ring.count
+                track.tick_ns = now
+                track.last_msc = int(ring.ticks["time_msc"][ring.head])
+            if track.seen_count:
+                ahead = track.last_msc + (now - track.tick_ns) // 1_000_000 + self.max_time_jump_ms
+                track.time_limit = min(ahead, wall_limit)
+            else:
+                track.time_limit = wall_limit
             pending = track.pending
             if pending is not None and now > pending.deadline_ns:
                 if pending.tries >= self.backfill_tries:
@@ -256,7 +341,51 @@ class ZmqFeed(Feed):
                     pending.tries += 1
                     pending.deadline_ns = now + int(self.backfill_timeout * 1e9)
                     self._send_backfill(track, pending)
-        self.state.update(stale=any_stale)
+        self.state.update(silent=any_stale)
+
+    # -- what the operator reads -------------------------------------------------------------
+    def _log_silence(self, symbol: str, track: _Track, stale: bool, now: int) -> None:
+        if stale:
+            track.silent_since = track.heard_ns
+            log.warning("feed %s: %s silent for %.2f s (no tick or heartbeat): stale, new orders "
+                        "blocked", self.endpoint, symbol, (now - track.heard_ns) / 1e9)
+        else:
+            log.warning("feed %s: %s fresh again after %.2f s of silence", self.endpoint, symbol,
+                        (now - track.silent_since) / 1e9)
+
+    def _log_state(self, state: FeedState) -> None:
+        """Log the feed-wide changes the operator must hear of: silence, the terminal's state."""
+        now = (state.silent, state.terminal, state.trade_allowed)
+        before, self._logged_state = self._logged_state, now
+        if now[0] != before[0]:
+            log.warning("feed %s: %s", self.endpoint, "stale: a symbol went silent, new orders "
+                        "blocked" if state.silent else "every symbol fresh again")
+        if now[1] != before[1]:
+            text = {"connected": "connected to its trade server",
+                    "server_disconnected": "running but disconnected from its trade server",
+                    "login_failed": "refusing the login (check login, password, server)",
+                    "disconnected": "not reachable by the bridge (terminal closed or starting)"}
+            log.warning("feed %s: MT5 terminal %s%s%s", self.endpoint, text[state.terminal],
+                        "" if state.terminal == "connected" else
+                        f" (MT5 error {state.terminal_error}); new orders blocked",
+                        "" if before[1] == "connected" or state.terminal != "connected" else
+                        "; orders allowed again")
+        if now[1] == "connected" and not state.trade_allowed and (now[1] != before[1] or before[2]):
+            log.warning("feed %s: the terminal disallows algorithmic trading: new orders blocked",
+                        self.endpoint)
+        elif now[1] == before[1] == "connected" and state.trade_allowed and not before[2]:
+            log.warning("feed %s: the terminal allows algorithmic trading again", self.endpoint)
+
+    def _log_gap(self, symbol: str, first: int, last: int) -> None:
+        now = time.monotonic_ns()
+        if now - self._gap_log_ns < 1_000_000_000:
+            self._gaps_unlogged += 1
+            return
+        more = f" (and {self._gaps_unlogged} more gaps since the last line)" if self._gaps_unlogged else ""
+        self._gap_log_ns, self._gaps_unlogged = now, 0
+        log.warning("feed %s: %s gap, seq %d..%d missing (%d ticks): %s%s", self.endpoint, symbol,
+                    first, last, last - first + 1,
+                    "asking the bridge" if self._dealer is not None else "counted unrecovered", more)
 
     # -- the SUB socket (hot path) -----------------------------------------------------------
     def _on_readable(self) -> None:
@@ -333,6 +462,9 @@ class ZmqFeed(Feed):
         if values[3] != self._session:
             self._new_session(values[3])
         seq = values[4]
+        if values[_TIME_MSC] > track.time_limit:
+            self._future_time(track, seq, values[_TIME_MSC])
+            return
         if track.pending is None and seq == track.last + 1:
             track.last = seq
             ring = track.ring
@@ -363,11 +495,15 @@ class ZmqFeed(Feed):
             # In order, or the first tick after joining mid-stream: nothing to recover.
             track.joined = True
             track.last = seq
+            track.jumps = 0
             ring = track.ring
             self._deliver(ring, ring.append_record(record, seq))
             return
+        if seq - track.last > self.max_seq_jump and not self._jump_confirmed(track, seq):
+            return
         self.stats.gaps += 1
         self.stats.gap_ticks += seq - track.last - 1
+        self._log_gap(self.symbols[track.ring.symbol_id], track.last + 1, seq - 1)
         if self._dealer is None:
             self.stats.unrecovered += seq - track.last - 1
             track.last = seq
@@ -378,6 +514,37 @@ class ZmqFeed(Feed):
         track.hold_seqs.append(seq)
         track.held = 1
         self._request(track, track.last + 1, seq - 1)
+
+    def _jump_confirmed(self, track: _Track, seq: int) -> bool:
+        """A seq absurdly far ahead: refuse it, unless ``seq_jump_confirm`` frames in a row say so."""
+        track.jumps += 1
+        if track.jumps >= self.seq_jump_confirm:
+            log.warning("feed %s: %s seq jumped from %d to %d in %d frames in a row: taken as real",
+                        self.endpoint, self.symbols[track.ring.symbol_id], track.last, seq, track.jumps)
+            track.jumps = 0
+            return True
+        self.stats.reject("seq_jump", self.endpoint,
+                          f"{self.symbols[track.ring.symbol_id]} seq {seq} after {track.last} "
+                          f"(more than {self.max_seq_jump} ahead)")
+        if track.jumps == 1:
+            log.warning("feed %s: %s tick with seq %d refused: %d ahead of the last (%d)",
+                        self.endpoint, self.symbols[track.ring.symbol_id], seq, seq - track.last,
+                        track.last)
+        return False
+
+    def _future_time(self, track: _Track, seq: int, time_msc: int) -> None:
+        """Refuse a tick dated absurdly far ahead; its seq (when next) is used up, nothing else moves."""
+        symbol = self.symbols[track.ring.symbol_id]
+        self.stats.reject("future_time", self.endpoint,
+                          f"{symbol} seq {seq} time_msc {time_msc}, latest allowed {track.time_limit}")
+        now = time.monotonic_ns()
+        if now - self._future_log_ns >= 1_000_000_000:  # a clock gone wrong: a line a second
+            self._future_log_ns = now
+            log.warning("feed %s: %s tick seq %d refused: time_msc %d is %.1f s past the latest "
+                        "plausible time (%d refused so far)", self.endpoint, symbol, seq, time_msc,
+                        (time_msc - track.time_limit) / 1000, self.stats.rejects["future_time"])
+        if track.pending is None and seq == track.last + 1:
+            track.last = seq
 
     def _on_batch(self, track: _Track, frame: bytes) -> None:
         """A TICK_BATCH (what the bridge publishes when one poll found several ticks)."""
@@ -396,11 +563,15 @@ class ZmqFeed(Feed):
         ring = track.ring
         seq = batch.first_seq
         refusals = batch.refusals
+        times = batch.records["time_msc"]
+        late = bool((times > track.time_limit).any())
         for i in range(len(batch.records)):
             record = raw[i * _REC:(i + 1) * _REC]
             if refusals is not None and refusals[i] is not None:
                 self.stats.reject(refusals[i], self.endpoint, f"batch tick seq {seq}")
                 self._spend(track, seq)
+            elif late and times[i] > track.time_limit:
+                self._future_time(track, seq, int(times[i]))
             elif track.pending is None and seq == track.last + 1:
                 track.last = seq
                 self._deliver(ring, ring.append_record(record, seq))
@@ -450,13 +621,17 @@ class ZmqFeed(Feed):
             self._new_session(beat.session_id)
         track.bridge_id = beat.symbol_id
         self.state.update(terminal_connected=beat.connected and bool(
-            beat.state & wire.HeartbeatState.INITIALIZED), trade_allowed=beat.trade_allowed)
+            beat.state & wire.HeartbeatState.INITIALIZED), trade_allowed=beat.trade_allowed,
+            terminal=terminal_state(beat), terminal_error=beat.last_error)
         if beat.last_seq > track.last and track.pending is None:
             if track.last == 0 and not track.joined:
                 track.joined = True
                 track.last = beat.last_seq  # joined mid-stream: start from here
                 return
+            if beat.last_seq - track.last > self.max_seq_jump and not self._jump_confirmed(track, beat.last_seq):
+                return
             self.stats.gaps += 1
+            self._log_gap(self.symbols[track.ring.symbol_id], track.last + 1, beat.last_seq)
             self.stats.gap_ticks += beat.last_seq - track.last
             if self._dealer is None:
                 self.stats.unrecovered += beat.last_seq - track.last
@@ -466,18 +641,43 @@ class ZmqFeed(Feed):
 
     def _fresh(self, track: _Track) -> None:
         track.stale = False
+        self._log_silence(self.symbols[track.ring.symbol_id], track, False, time.monotonic_ns())
         if not any(t.stale for t in self._all):
-            self.state.update(stale=False)
+            self.state.update(silent=False)
 
     def _new_session(self, session_id: int) -> None:
-        if self._session != 0:
-            self.stats.restarts += 1
-            for track in self._all:
-                if track.pending is not None:
-                    self._give_up(track, "restart", backfill=False)
-                track.last = 0
-                track.joined = True  # the new session counts from 1: a missing 1 is a gap
-        self._session = self.state.session_id = session_id
+        old, self._session = self._session, session_id
+        self.state.session_id = session_id
+        if old == 0:
+            log.info("feed %s: following bridge session %016x", self.endpoint, session_id)
+            return
+        self.stats.restarts += 1
+        asked = []
+        for symbol, track in self._by_symbol.items():
+            if track.pending is not None:
+                self._give_up(track, "restart", backfill=False)
+            track.last = 0
+            track.joined = True  # the new session counts from 1: a missing 1 is a gap
+            track.jumps = 0
+            if track.ring.count:  # the terminal's ticks since this one are the hole to fill
+                since = self._last_position(track.ring)
+                if self._dealer is None:
+                    self.stats.unrecovered_restarts += 1
+                else:
+                    self._request_since(track, since)
+                    asked.append(symbol)
+        log.warning("feed %s: the bridge restarted (session %016x -> %016x)%s", self.endpoint,
+                    old, session_id, f"; asking it for the ticks missed by {', '.join(asked)}"
+                    if asked else "")
+
+    @staticmethod
+    def _last_position(ring: TickRing) -> tuple[int, int]:
+        """``(time_msc, ticks of that ms)`` of the ring's newest tick(s) (a burst of one
+        millisecond can be thousands of ticks: the whole ring is looked at, once per restart)."""
+        times = ring.window(min(ring.count, ring.capacity))["time_msc"]
+        newest = int(times[-1])
+        other = np.flatnonzero(times != newest)
+        return newest, len(times) - (int(other[-1]) + 1 if len(other) else 0)
 
     # -- backfill -------------------------------------------------------------------------
     def _request(self, track: _Track, from_seq: int, to_seq: int) -> None:
@@ -487,10 +687,23 @@ class ZmqFeed(Feed):
         self._by_request[pending.req_id] = track
         self._send_backfill(track, pending)
 
+    def _request_since(self, track: _Track, since: tuple[int, int], recovered: int = 0) -> None:
+        pending = _Backfill(next(self._req_ids), 0, 0,
+                            time.monotonic_ns() + int(self.backfill_timeout * 1e9), since)
+        pending.recovered = recovered
+        track.pending = pending
+        self._by_request[pending.req_id] = track
+        self._send_backfill(track, pending)
+
     def _send_backfill(self, track: _Track, pending: _Backfill) -> None:
-        frame = wire.encode_backfill_request(wire.BackfillRequest(
-            pending.req_id, self._session, max(track.bridge_id, 0), pending.from_seq,
-            pending.to_seq))
+        if pending.since is not None:
+            frame = wire.encode_backfill_since(wire.BackfillSince(
+                pending.req_id, self._session, self.symbols[track.ring.symbol_id],
+                pending.since[0], pending.since[1]))
+        else:
+            frame = wire.encode_backfill_request(wire.BackfillRequest(
+                pending.req_id, self._session, max(track.bridge_id, 0), pending.from_seq,
+                pending.to_seq))
         try:
             self._dealer.send(frame, zmq.NOBLOCK)
         except zmq.ZMQError:
@@ -528,6 +741,9 @@ class ZmqFeed(Feed):
             self.stats.drop("late_backfill")  # answered after a retry, a give-up or a restart
             return
         pending = track.pending
+        if pending.since is not None:
+            self._on_since(track, pending, resp)
+            return
         if resp.status != wire.BackfillStatus.OK or resp.session_id != self._session:
             self._give_up(track, f"backfill_{resp.status.name.lower()}")
             return
@@ -560,12 +776,59 @@ class ZmqFeed(Feed):
             return
         self._release_held(track)
 
+    def _on_since(self, track: _Track, pending: _Backfill, resp: wire.BackfillResponse) -> None:
+        """A restart backfill's answer: deliver the terminal's ticks of the hole (seqs from
+        :data:`RESTART_SEQ_BASE`), ask
+        for more when it was cut, then release the new session's held ticks."""
+        if resp.status in (_NOT_READY, _TERMINAL_ERROR) and resp.session_id == self._session:
+            if resp.status == _NOT_READY:
+                pending.tries -= 1  # the bridge is still connecting: not a failed try
+            self._by_request[pending.req_id] = track  # asked again at the deadline
+            return
+        if resp.status != wire.BackfillStatus.OK or resp.session_id != self._session:
+            self._give_up(track, f"backfill_{resp.status.name.lower()}")
+            return
+        self.delivering_backfill = True
+        ring = track.ring
+        at_msc, index = pending.since  # the next tick of that millisecond is its index-th
+        try:
+            raw = memoryview(resp.records.view(np.uint8))
+            times = resp.records["time_msc"].tolist()
+            for i in range(len(times)):
+                if times[i] != at_msc:
+                    at_msc, index = times[i], 0
+                seq = RESTART_SEQ_BASE + index
+                index += 1
+                if times[i] > track.time_limit:
+                    self._future_time(track, seq, times[i])
+                    continue
+                self.stats.backfilled += 1
+                self._deliver(ring, ring.append_record(raw[i * _REC:(i + 1) * _REC], seq))
+        finally:
+            self.delivering_backfill = False
+        symbol = self.symbols[ring.symbol_id]
+        track.pending = None
+        recovered = pending.recovered + len(resp.records)
+        if len(resp.records) >= wire.MAX_BATCH_TICKS:  # cut: ask for the rest
+            self._request_since(track, self._last_position(ring), recovered)
+            return
+        log.warning("feed %s: %s recovered %d ticks the bridge restart would have missed",
+                    self.endpoint, symbol, recovered)
+        self._release_held(track)
+
     def _give_up(self, track: _Track, reason: str, backfill: bool = True) -> None:
         pending, track.pending = track.pending, None
         if pending is None:
             return
         self._by_request.pop(pending.req_id, None)
         self.stats.drop(reason)
+        if pending.since is not None:
+            self.stats.unrecovered_restarts += 1
+            log.warning("feed %s: %s: the ticks between the last one before the bridge restart "
+                        "and the new session could not be recovered (%s)", self.endpoint,
+                        self.symbols[track.ring.symbol_id], reason)
+            self._release_held(track, backfill)
+            return
         missing = pending.to_seq - track.last
         if missing > 0:
             self.stats.unrecovered += missing

@@ -306,7 +306,9 @@ def feed_metrics(feeds: Mapping[str, Any]) -> Provider:
                                     labels=["feed", "reason"])
         connected = GaugeMetricFamily("flowchain_feed_connected", "1 while the source is up.",
                                       labels=["feed"])
-        stale = GaugeMetricFamily("flowchain_feed_stale", "1 while the source is silent.",
+        stale = GaugeMetricFamily("flowchain_feed_stale",
+                                  "1 while new orders are blocked for the feed (silent, "
+                                  "terminal down).",
                                   labels=["feed"])
         for name, feed in feeds.items():
             stats, state = feed.stats, feed.state

@@ -10,15 +10,17 @@ Routes (GET only):
 ``/metrics``             Prometheus exposition, when a collector is given
 
 One snapshot is computed per interval and sent to every connected client. Malformed requests
-get a 400 and are counted in :attr:`DashboardServer.counters` by reason; they never stop it.
+get a 400, and a ``Host`` header naming another site a 421 (DNS rebinding); both are counted in
+:attr:`DashboardServer.counters` by reason and never stop it.
 """
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 from importlib import resources
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 from flowchain.observe.web.state import DashboardState
 
@@ -52,6 +54,15 @@ class DashboardServer:
         Serves ``/metrics`` when given, from an :class:`~flowchain.observe.metrics.ExpositionCache`.
     metrics_refresh_s : float
         Seconds between background renderings of ``/metrics`` while it is scraped.
+    allowed_hosts : iterable of str, optional
+        Host names accepted in the ``Host`` header besides the bound address itself.
+
+    Notes
+    -----
+    A request whose ``Host`` header names anything but the address the dashboard is bound to
+    (and, bound to loopback, ``localhost``; bound to every interface, any IP address) or an
+    ``allowed_hosts`` name gets 421 Misdirected Request: a web page that re-points its own
+    domain at 127.0.0.1 (DNS rebinding) cannot read ``/api/status``.
 
     Raises
     ------
@@ -61,14 +72,15 @@ class DashboardServer:
 
     def __init__(self, state: DashboardState, host: str = "127.0.0.1", port: int = 0, *,
                  interval_s: float = 0.5, collector: Any = None,
-                 metrics_refresh_s: float = 1.0) -> None:
+                 metrics_refresh_s: float = 1.0, allowed_hosts: Iterable[str] = ()) -> None:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be positive, got {interval_s}")
         self.state = state
         self.host = host
         self.port = port
         self.interval_s = interval_s
-        self.counters: dict[str, int] = {"requests": 0, "bad_request": 0, "not_found": 0,
+        self.allowed_hosts = frozenset(h.lower().strip("[]") for h in allowed_hosts)
+        self.counters: dict[str, int] = {"requests": 0, "bad_request": 0, "misdirected": 0, "not_found": 0,
                                          "method_not_allowed": 0, "errors": 0, "sse_clients": 0}
         self.exposition: Any = None
         if collector is not None:
@@ -189,6 +201,12 @@ class DashboardServer:
                                     b"malformed request line; expected 'GET /path HTTP/1.1'\n")
                 return
             self.counters["requests"] += 1
+            host = _host_header(head)
+            if host is not None and not self._host_allowed(host):
+                self.counters["misdirected"] += 1
+                await self._respond(writer, 421, "text/plain",
+                                    b"this dashboard answers only to its own address\n")
+                return
             path = target.split("?", 1)[0]
             if method != "GET":
                 self.counters["method_not_allowed"] += 1
@@ -215,6 +233,29 @@ class DashboardServer:
         script = ('<script id="initial" type="application/json">'
                   + initial.replace("<", "\\u003c") + "</script>").encode()
         return self._assets["index.html"].replace(b"<!--initial-->", script, 1)
+
+    def _host_allowed(self, host: str) -> bool:
+        """True when a ``Host`` header value names this dashboard (see the class notes)."""
+        name, port = _split_host(host)
+        if name is None or (port is not None and port != self.port):
+            return False
+        if name in self.allowed_hosts:
+            return True
+        bound = self.host.lower().strip("[]")
+        try:
+            literal = ipaddress.ip_address(name)
+        except ValueError:
+            literal = None
+        if literal is not None and bound in ("0.0.0.0", "::", ""):
+            return True
+        if literal is not None:
+            try:
+                return literal == ipaddress.ip_address(bound)
+            except ValueError:
+                return bound == "localhost" and literal.is_loopback
+        if name == "localhost":
+            return bound == "localhost" or _is_loopback(bound)
+        return name == bound
 
     async def _route(self, path: str, writer: asyncio.StreamWriter) -> None:
         if path in ("/", "/index.html"):
@@ -244,8 +285,48 @@ class DashboardServer:
     async def _respond(writer: asyncio.StreamWriter, status: int, content_type: str,
                        body: bytes) -> None:
         reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+                  421: "Misdirected Request",
                   431: "Request Header Fields Too Large", 500: "Internal Server Error"}[status]
         writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
                      f"Content-Length: {len(body)}\r\nCache-Control: no-cache\r\n"
                      "Connection: close\r\n\r\n".encode() + body)
         await writer.drain()
+
+
+def _host_header(head: bytes) -> Optional[str]:
+    """The ``Host`` header's value (lower case), or None when the request has none."""
+    for line in head.split(b"\r\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if sep and name.strip().lower() == b"host":
+            return value.strip().decode("latin-1").lower()
+    return None
+
+
+def _split_host(host: str) -> tuple[Optional[str], Optional[int]]:
+    """``("name", port or None)`` of a Host value; ``(None, None)`` when malformed."""
+    if host.startswith("["):  # [v6]:port
+        end = host.find("]")
+        if end < 0:
+            return None, None
+        name, rest = host[1:end], host[end + 1:]
+        if rest and not rest.startswith(":"):
+            return None, None
+        port_text = rest[1:] if rest else ""
+    elif host.count(":") == 1:
+        name, port_text = host.split(":")
+    else:
+        name, port_text = host, ""
+    if not name:
+        return None, None
+    if port_text:
+        if not port_text.isdigit():
+            return None, None
+        return name, int(port_text)
+    return name, None
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False

@@ -138,6 +138,39 @@ def test_malformed_request_gets_400_and_is_counted(node):
     assert server.counters["bad_request"] == 1
 
 
+def _raw_get(port: int, host_header: bytes | None) -> bytes:
+    import socket
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        head = b"GET /api/status HTTP/1.1\r\n" + (b"Host: " + host_header + b"\r\n" if host_header is not None else b"")
+        s.sendall(head + b"\r\n")
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+        return reply
+
+
+def test_a_host_header_naming_another_site_gets_421_dns_rebinding(node):
+    *_, server = node
+    port = str(server.port).encode()
+    for host in (b"evil.example:" + port, b"evil.example", b"127.0.0.1.evil.example:" + port,
+                 b"127.0.0.1:1", b"10.0.0.1:" + port, b"[::1", b"127.0.0.1:x"):
+        assert _raw_get(server.port, host).startswith(b"HTTP/1.1 421"), host
+    for host in (b"127.0.0.1:" + port, b"localhost:" + port, b"LOCALHOST:" + port, b"127.0.0.1", None):
+        reply = _raw_get(server.port, host)
+        assert reply.startswith(b"HTTP/1.1 200") and b'"chains"' in reply, host
+    assert server.counters["misdirected"] == 7
+
+
+def test_the_host_check_follows_the_bound_address():
+    from flowchain.web.server import DashboardServer
+    v6 = DashboardServer(None, "::1", 8750)
+    assert v6._host_allowed("[::1]:8750") and v6._host_allowed("localhost:8750")
+    assert not v6._host_allowed("[::2]:8750") and not v6._host_allowed("rebind.example:8750")
+    every = DashboardServer(None, "0.0.0.0", 8750, allowed_hosts=["node7.internal"])
+    assert every._host_allowed("192.168.1.5:8750") and every._host_allowed("node7.internal:8750")
+    assert not every._host_allowed("rebind.example:8750")
+
+
 def test_event_stream_pushes_changing_snapshots(node, eventually):
     reg, cid, monitor, server = node
     with urllib.request.urlopen(server.url + "/api/events", timeout=10) as stream:
