@@ -108,17 +108,6 @@ class ComponentRegistry:
         """Return the registered names, sorted."""
         return sorted(self._impls)
 
-    def implementation(self, name: str) -> Any:
-        """Return what ``name`` was registered with (the class itself, not an instance).
-
-        Raises
-        ------
-        KeyError
-            When ``name`` is not registered.
-        """
-        with self._lock:
-            return self._impls[name]
-
     def resolve(self, name: str) -> ResolvedComponent:
         """Return the callable for ``name``, instantiating a class the first time.
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from flowchain.component_modules import install_finder
 from flowchain.config import NodeConfig
 from flowchain.errors import ChainValidationError, FlowChainError
 from flowchain.feeds.base import Feed
@@ -261,25 +261,23 @@ def build_parts(config: NodeConfig) -> NodeParts:
 
 
 def import_component_modules(config: NodeConfig) -> None:
-    """Import ``[components] import`` (and ``--import``) modules, searching ``[components]
-    path`` and the current directory first.
+    """Import ``[components] import`` (and ``--import``) modules, looked for in ``[components]
+    path`` and the current directory first; nothing else is imported from those folders.
 
     Raises
     ------
     NodeStartError
         When a module cannot be imported; the message names it and the error.
     """
-    for directory in (*config.components.path, str(Path.cwd())):
-        if directory not in sys.path:
-            sys.path.insert(0, directory)
+    install_finder(config.components.imports, config.components.path)
     for name in config.components.imports:
         try:
             importlib.import_module(name)
         except Exception as exc:  # an author's module may raise anything while importing
-            searched = ", ".join(config.components.path) or "the current directory"
+            searched = ", ".join((*config.components.path, "the current directory"))
             raise NodeStartError(
                 f"component module {name!r} (from {config.source}): {type(exc).__name__}: "
-                f"{exc} (searched {searched} and sys.path)") from exc
+                f"{exc} (searched {searched} and the installed packages)") from exc
 
 
 def build_registry(config: NodeConfig, configured: dict[str, Any]) -> Any:

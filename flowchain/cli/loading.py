@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.abc
-import importlib.machinery
-import sys
 from pathlib import Path
 from typing import Iterable
 
@@ -13,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from flowchain.chain import ChainDefinition
+from flowchain.component_modules import install_finder
 from flowchain.errors import ChainValidationError
 from flowchain.registry import ChainRegistry
 
@@ -20,24 +18,6 @@ BUILTIN_COMPONENT_MODULES = ("flowchain.ingest.components", "flowchain.trading.c
 """Modules that register the trading node's components."""
 
 err = Console(stderr=True)
-
-
-class NamedModuleFinder(importlib.abc.MetaPathFinder):
-    """Find exactly the top-level modules ``--import`` named in one directory, nothing else.
-
-    Putting the current directory on ``sys.path`` would let any file there shadow a real
-    module (a ``numba.py`` beside a chains file would replace numba); this finder answers only
-    for the names the operator gave, so everything else still comes from the installation.
-    """
-
-    def __init__(self, directory: Path, names: Iterable[str]) -> None:
-        self.directory = str(directory)
-        self.names = frozenset(names)
-
-    def find_spec(self, fullname: str, path: object = None, target: object = None) -> object:
-        if fullname not in self.names:
-            return None
-        return importlib.machinery.PathFinder.find_spec(fullname, [self.directory])
 
 
 def import_components(modules: Iterable[str]) -> None:
@@ -52,9 +32,7 @@ def import_components(modules: Iterable[str]) -> None:
         With code 2 when a module cannot be imported; the message names it.
     """
     modules = list(modules)
-    tops = {name.split(".")[0] for name in modules}
-    if tops and not any(isinstance(f, NamedModuleFinder) and f.names >= tops for f in sys.meta_path):
-        sys.meta_path.insert(0, NamedModuleFinder(Path.cwd(), tops))
+    install_finder(modules)
     for name in (*BUILTIN_COMPONENT_MODULES, *modules):
         try:
             importlib.import_module(name)
