@@ -161,6 +161,12 @@ class StepFailure:
             self._input = None
         return self._input_repr
 
+    def detached(self) -> "StepFailure":
+        """Return this failure with every text formatted and no live object kept (neither the
+        exception nor the input), fit to pickle or to keep for long."""
+        return StepFailure(self.step, self.step_index, self.component, self.exception_type,
+                           self.message, self.traceback, self.input_repr)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "step": self.step,

@@ -5,7 +5,7 @@ from typer.testing import CliRunner
 
 from flowchain.cli import report  # noqa: F401  (registers the command)
 from flowchain.cli.app import app
-from test_report import history
+from recorded_history import history
 
 STAMP = r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC"
 

@@ -31,6 +31,7 @@ def report(
     With no history in the range it says so, writes nothing and exits 1."""
     from flowchain.observe.history import HistoryReader, parse_since
     from flowchain.observe.report import build_report
+    from flowchain.tenancy.report_section import tenancy_section
 
     if out is None and sys.stdout.isatty():
         err.print("[red]error:[/] name the file with --out report.html, or redirect stdout "
@@ -41,7 +42,8 @@ def report(
         with HistoryReader(db) as reader:
             first, last = reader.time_range()
             chains = [c for c in reader.chains() if reader.steps(c, since_ns=since_ns)]
-            if not chains:
+            if not chains and not reader.alerts(since_ns=since_ns) \
+                    and not tenancy_section(reader.path, since_ns=since_ns):
                 now = time.time_ns()
                 asked = (f"since {_utc(since_ns)} (now {_utc(now)})" if since_ns is not None
                          else "at all")

@@ -50,8 +50,7 @@ def _rss_bytes() -> int:
 def _portable(record: Any) -> Any:
     """The record without the live exception object (it may not pickle)."""
     if record is not None and getattr(record, "failure", None) is not None:
-        return dataclasses.replace(record, failure=dataclasses.replace(record.failure,
-                                                                      exception=None))
+        return dataclasses.replace(record, failure=record.failure.detached())
     return record
 
 

@@ -162,7 +162,7 @@ def test_a_host_header_naming_another_site_gets_421_dns_rebinding(node):
 
 
 def test_the_host_check_follows_the_bound_address():
-    from flowchain.web.server import DashboardServer
+    from flowchain.observe.web.server import DashboardServer
     v6 = DashboardServer(None, "::1", 8750)
     assert v6._host_allowed("[::1]:8750") and v6._host_allowed("localhost:8750")
     assert not v6._host_allowed("[::2]:8750") and not v6._host_allowed("rebind.example:8750")
