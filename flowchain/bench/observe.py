@@ -208,8 +208,7 @@ def measure_failing_throughput(path: Any, *, ticks: int, repetitions: int,
         try:
             return run_chain(ctx)
         except ChainStepError as exc:
-            step = exc.execution.failure.step
-            failures[step] = failures.get(step, 0) + 1
+            failures[exc.step] = failures.get(exc.step, 0) + 1
             return None
 
     scratch = np.zeros(ticks, dtype=np.int64)
