@@ -526,7 +526,7 @@ class TradingNode:
             "decisions": c.decisions,
             "decision_failures": dict(c.decision_failures),
             "first_decision_ns": c.first_decision_ns,
-            "results": dict(c.results),
+            "results": {**c.results, **self.parts.trading.outcomes},  # pending ones as settled since
             "orders": c.orders,
             "positions": self.parts.positions(),
             "pnl": round(self.parts.pnl(), 2),

@@ -121,6 +121,7 @@ class OrderJournal:
         self._seq = int(row[0]) if row[0] is not None else 0
         self.reconciled: Counter = Counter()
         """Orders settled by :meth:`reconcile`, by outcome."""
+        self._closed_counts: Optional[dict[str, int]] = None
 
     def next_client_order_id(self) -> str:
         """Return the next client order id (``<node_id>-<seq>``), never one used before."""
@@ -253,7 +254,10 @@ class OrderJournal:
         return [order for order in found if order is not None]
 
     def state_counts(self) -> dict[str, int]:
-        """Return ``{state: orders}`` of this node's journaled orders."""
+        """Return ``{state: orders}`` of this node's journaled orders (as at :meth:`close`, once
+        closed)."""
+        if self._closed_counts is not None:
+            return dict(self._closed_counts)
         return dict(self._db.execute("SELECT state, COUNT(*) FROM orders WHERE node_id = ? "
                                      "GROUP BY state ORDER BY state", (self.node_id,)))
 
@@ -307,5 +311,7 @@ class OrderJournal:
             (client_order_id,))]
 
     def close(self) -> None:
-        """Close the database."""
+        """Close the database (keeping :meth:`state_counts` for a summary written after)."""
+        if self._closed_counts is None:
+            self._closed_counts = self.state_counts()
         self._db.close()
