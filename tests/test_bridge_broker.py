@@ -5,7 +5,8 @@ import zmq
 
 from flowchain.bridge import OrderFault
 from flowchain.trading.brokers import BridgeBroker, BridgeUnreachableError
-from flowchain.trading.brokers.bridge import req_id_of
+from flowchain.store import NodeIdentity
+from flowchain.trading.brokers.bridge import order_comment
 from flowchain.trading.engine import TradingEngine
 from flowchain.trading.journal import OrderJournal
 from flowchain.trading.orders import (
@@ -32,8 +33,12 @@ def broker(bridge, ctx):
     b.close()
 
 
+IDENTITY = NodeIdentity("t", 0x5EED_0001)
+
+
 def _order(cid, side=+1, volume=0.1, symbol="EURUSD"):
-    return OrderRequest(cid, symbol, side, volume, 0.0, 0.0, 0)
+    """An order with the req_id a journal of :data:`IDENTITY` would give the cid's number."""
+    return OrderRequest(cid, symbol, side, volume, 0.0, 0.0, 0, IDENTITY.req_id(int(cid.rsplit("-", 1)[1])))
 
 
 def _answers(broker, eventually, n=1):
@@ -55,7 +60,8 @@ def test_fill_comes_back_through_the_polling_hook(broker, mt5, eventually):
     (deal,) = mt5.history_deals_get(0, 2**33)
     assert report.client_order_id == "n1-1" and report.state == FILLED
     assert (report.price, report.volume, report.retcode) == (deal.price, 0.2, 10009)
-    assert deal.comment == "n1-1" and deal.magic == broker.magic
+    assert deal.comment == order_comment(IDENTITY.req_id(1)) and deal.magic == broker.magic
+    assert (report.deal, report.order) == (deal.ticket, deal.order)
     assert broker.position("EURUSD") == pytest.approx(0.2) and broker.in_flight() == 0
     broker.send(_order("n1-2", side=-1, volume=0.2))
     _answers(broker, eventually)
@@ -121,9 +127,11 @@ def test_lookup_from_a_new_broker_replays_and_never_trades(bridge, ctx, broker, 
     (first,) = _answers(broker, eventually)
     restarted = _broker(bridge, ctx)
     try:
-        again = restarted.lookup("n1-9")
+        again = restarted.settle(_order("n1-9"))
         assert again.state == FILLED and again.price == first.price
-        assert restarted.lookup("n1-404") is None  # never sent: answered EXPIRED, not executed
+        assert restarted.settle(_order("n1-404")) is None  # never sent: answered EXPIRED, not executed
+        with pytest.raises(LookupError, match="not in flight"):
+            restarted.lookup("n1-9")  # a broker that did not send it needs the journaled order
         assert mt5.order_send_calls == 1
     finally:
         restarted.close()
@@ -139,9 +147,12 @@ def test_unreachable_bridge_is_a_clear_error(ctx):
     silent.close(0)
 
 
-def test_req_id_is_a_stable_hash():
-    assert req_id_of("node-1") == req_id_of("node-1") != req_id_of("node-2")
-    assert 0 <= req_id_of("node-1") < 2**64
+def test_req_id_and_comment_carry_the_node_namespace():
+    req_id = IDENTITY.req_id(7)
+    assert req_id == 0x5EED_0001_0000_0007 and order_comment(req_id) == "fc5eed000100000007"
+    assert order_comment(req_id).startswith(IDENTITY.comment_prefix) and len(order_comment(req_id)) <= 31
+    with pytest.raises(ValueError, match="sequence"):
+        IDENTITY.req_id(2**32)
 
 
 def _ctx(side, bid=1.0850, ask=1.0852, volume=0.1):
@@ -157,7 +168,8 @@ def test_trading_engine_trade_through_the_bridge_is_journaled(bridge, broker, mt
     eventually(lambda: engine(_ctx(0)) is not None and journal.states()["n7-1"] == FILLED)
     (deal,) = mt5.history_deals_get(0, 2**33)
     row = journal.order("n7-1")
-    assert row["fill_price"] == deal.price and row["retcode"] == 10009 and deal.comment == "n7-1"
+    assert row["fill_price"] == deal.price and row["retcode"] == 10009 and row["deal"] == deal.ticket
+    assert deal.comment == order_comment(journal.req_id_of("n7-1"))
     assert journal.events("n7-1") == [SENDING, PENDING, FILLED]
     reader = OrderJournal(tmp_path / "journal.db", "n7")  # another connection sees it committed
     assert reader.states() == {"n7-1": FILLED}
@@ -174,9 +186,9 @@ def test_lookup_after_a_bridge_restart_finds_the_order_in_the_terminal(mt5, ctx,
     second_run = started_bridge(mt5, ctx, eventually)
     node = _broker(second_run, ctx)
     try:
-        again = node.lookup("r1-7")
+        again = node.settle(_order("r1-7"))
         assert again.state == FILLED and again.price == filled.price
-        assert node.lookup("r1-404") is None  # no trace in the terminal: never traded
+        assert node.settle(_order("r1-404")) is None  # no trace in the terminal: never traded
         assert mt5.order_send_calls == 1 and second_run.stats()["resends_checked"] == 2
     finally:
         node.close()
