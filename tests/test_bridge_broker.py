@@ -193,3 +193,46 @@ def test_lookup_after_a_bridge_restart_finds_the_order_in_the_terminal(mt5, ctx,
     finally:
         node.close()
         second_run.stop()
+
+
+def test_positions_and_pnl_follow_the_terminal_through_account_queries(bridge, ctx, mt5, eventually):
+    broker = _broker(bridge, ctx, identity=IDENTITY, sync_every_s=0.05)
+    try:
+        broker.sync()
+        assert broker.positions() == {} and broker.pnl() == 0.0
+        broker.send(_order("t-1", volume=0.3))
+        _answers(broker, eventually)
+        assert broker.position("EURUSD") == pytest.approx(0.3)  # at once, from the fill
+        (held,) = mt5.positions_get()
+        closed = mt5.order_send({"action": mt5.TRADE_ACTION_DEAL, "symbol": "EURUSD", "volume": 0.3,
+                                 "type": mt5.ORDER_TYPE_SELL, "position": held.ticket,
+                                 "magic": broker.magic, "comment": order_comment(IDENTITY.req_id(2)),
+                                 "type_filling": mt5.ORDER_FILLING_IOC})
+        (deal,) = mt5.history_deals_get(ticket=closed.deal)
+        eventually(lambda: broker.on_quote("EURUSD", 1.0, 1.0, 0) == () and broker.position("EURUSD") == 0.0)
+        assert broker.pnl() == pytest.approx(deal.profit) == broker.daily_pnl()
+        assert broker.account.deals == 2 and broker.syncs >= 2
+    finally:
+        broker.close()
+
+
+def test_capacity_follows_the_bridges_pace(bridge, ctx, mt5, eventually):
+    broker = _broker(bridge, ctx, deadline_ms=2000)
+    try:
+        assert broker.capacity() == 1  # nothing measured yet: one order at a time
+        mt5.faults.order_latency_s = 0.3
+        broker.send(_order("n1-1"))
+        _answers(broker, eventually)
+        assert 4 <= broker.capacity() <= 5  # 80% of 2 s at ~0.3 s an order
+    finally:
+        broker.close()
+
+
+def test_sync_without_a_terminal_is_a_clear_error(bridge, ctx, mt5):
+    broker = _broker(bridge, ctx, identity=IDENTITY)
+    try:
+        mt5.disconnect()
+        with pytest.raises(ConnectionError, match="could not read the terminal"):
+            broker.sync()
+    finally:
+        broker.close()

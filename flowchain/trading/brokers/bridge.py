@@ -170,6 +170,7 @@ class BridgeBroker:
         self._next_sync = 0.0
         self._query_out = 0
         """req_id of the account query awaiting its answer (0: none)."""
+        self._query_given_up = 0.0
         self.account: Optional[wire.AccountState] = None
         """The latest account state the bridge sent (None before the first)."""
         self.order_ns = 0.0
@@ -255,11 +256,12 @@ class BridgeBroker:
         overdue is reported ``unknown`` once and its req_id resent (the bridge answers from its
         idempotency log; nothing trades twice) until an answer comes.
         """
-        if self.identity is not None and not self._query_out:
+        if self.identity is not None:
             now = time.monotonic()
             if now >= self._next_sync:
                 self._next_sync = now + self.sync_every_s
-                self._post_query()
+                if not self._query_out or now >= self._query_given_up:  # unanswered: ask again
+                    self._post_query()
         if not self._inflight and not self._ready and not self._query_out:
             return ()
         self._drain(0)
@@ -441,6 +443,7 @@ class BridgeBroker:
         except zmq.Again:  # the send queue is full: the next poll asks again
             return 0
         self._query_out = query_id
+        self._query_given_up = time.monotonic() + self.lookup_timeout_s
         return query_id
 
     def _apply(self, state: wire.AccountState) -> None:
