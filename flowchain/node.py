@@ -341,7 +341,12 @@ class TradingNode:
         """
         begun = time.perf_counter()
         config = self.config
-        self.parts = build_parts(config)
+        self.parts = build_parts(config)  # settles what an earlier run left in flight
+        recovered = self.parts.trading.recovered
+        if recovered:
+            print(f"[node] orders of node {self.parts.trading.journal.node_id} an earlier run left "
+                  f"unsettled: " + ", ".join(f"{k} {v}" for k, v in sorted(recovered.items())),
+                  file=self.out, flush=True)
         components = ComponentRegistry()
         for name, impl in self.parts.components.items():
             components.register(name, impl)

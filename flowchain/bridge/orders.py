@@ -26,6 +26,10 @@ from flowchain.wire import (
 TRADE_RETCODE_DONE = 10009
 TRADE_RETCODE_TIMEOUT = 10012
 RECONCILE_WINDOW_S = 600
+"""Deals searched after an unanswered ``order_send`` (the order was sent just now)."""
+RESEND_WINDOW_S = 7 * 86_400
+"""Deals searched for a RESEND of a req_id this bridge does not know: the node may have been
+down for a weekend, and a deal older than the window would be taken for an order never sent."""
 RECONCILE_ATTEMPTS = 3
 """Look-ups after an unanswered ``order_send`` before the outcome is UNKNOWN."""
 _new = tuple.__new__
@@ -293,7 +297,7 @@ class OrderDesk:
         the terminal cannot be asked (the order must not be sent blind), None to go on."""
         self.resends_checked += 1
         ok = (1, "Success")
-        found = self._search(req, ok) if self.link.ensure() else None
+        found = self._search(req, ok, RESEND_WINDOW_S) if self.link.ensure() else None
         if found is None:
             return self._result(req, OrderStatus.UNKNOWN, error=(self.link.last_error, self.link.last_error_message),
                                 comment="resend not checked: terminal unreachable; not sent")
@@ -339,15 +343,16 @@ class OrderDesk:
         return AccountState(query.req_id, AccountStatus.OK, query.since_s, count, round(realized, 2),
                             now_ns, symbols)
 
-    def _search(self, req: OrderRequest, error: tuple[int, str]) -> OrderResult | None:
-        """Deals (the last RECONCILE_WINDOW_S), positions and pending orders with the request's
+    def _search(self, req: OrderRequest, error: tuple[int, str],
+                window_s: int = RECONCILE_WINDOW_S) -> OrderResult | None:
+        """Deals (the last ``window_s``), positions and pending orders with the request's
         magic and comment: RECONCILED_FILLED, :data:`_ABSENT`, or None when the terminal failed.
         The request's symbol narrows the search when it is one this bridge trades."""
         comment = reconcile_comment(req)[:31]
         symbol = req.symbol if req.symbol in self.link.symbols else None
         now = self._clock_ns() // 1_000_000_000
         mt5 = self.mt5
-        deals = mt5.history_deals_get(now - RECONCILE_WINDOW_S, now + 60)
+        deals = mt5.history_deals_get(now - window_s, now + 60)
         positions = mt5.positions_get(symbol=symbol) if symbol else mt5.positions_get()
         orders = mt5.orders_get(symbol=symbol) if symbol else mt5.orders_get()
         if deals is None or positions is None or orders is None:
