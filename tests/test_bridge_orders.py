@@ -439,17 +439,17 @@ def test_a_conflict_while_the_first_is_pending_leaves_the_first_alone(bridge, mt
 def test_resends_of_unknown_req_ids_never_stall_a_live_order(mt5, ctx, eventually):
     """Twenty RESENDs of ids the bridge never saw wait for the terminal's history as rechecks;
     a live order sent after them is executed long before its 2 s deadline."""
-    bridge = started_bridge(mt5, ctx, eventually, reconcile_delay_s=0.5)
+    bridge = started_bridge(mt5, ctx, eventually, reconcile_delay_s=3.0)
     try:
         with OrderClient(bridge.router_endpoint, context=ctx) as client:
             for _ in range(20):
                 client.post(_order(client, resend=True, deadline_ns=1))
             live = _order(client, deadline_ns=time.time_ns() + 2_000_000_000)
-            began = time.monotonic()
             result = client.send(live)
-            took = time.monotonic() - began
             assert result.status is wire.OrderStatus.SENT and result.retcode == 10009
-            assert took < 1.0, f"the live order waited {took:.2f} s behind the resends"
+            # served while all twenty look-ups still wait for the terminal's history (a sleep
+            # of 3 s each on the order thread would have expired it)
+            assert bridge.stats()["rechecks_waiting"] == 20 and bridge.stats()["resends_checked"] == 0
             eventually(lambda: bridge.stats()["resends_checked"] == 20)
             assert bridge.stats()["rechecks_waiting"] == 0 and mt5.order_send_calls == 1
     finally:
@@ -473,16 +473,15 @@ def test_a_resend_deferred_then_found_in_the_terminal_is_not_traded_again(mt5, c
 
 
 def test_timeout_reconciliation_is_rechecked_not_slept_on(mt5, ctx, eventually):
-    bridge = started_bridge(mt5, ctx, eventually, reconcile_delay_s=0.5)
+    bridge = started_bridge(mt5, ctx, eventually, reconcile_delay_s=2.0)
     try:
         mt5.faults.orders.append(OrderFault.TIMEOUT_FILLED)
         with OrderClient(bridge.router_endpoint, context=ctx) as client:
             timed_out = _order(client)
             client.post(timed_out)
             eventually(lambda: bridge.stats()["rechecks_waiting"] == 1)
-            began = time.monotonic()
             other = client.send(_order(client))  # served while the first waits for the history
-            assert other.status is wire.OrderStatus.SENT and time.monotonic() - began < 0.4
+            assert other.status is wire.OrderStatus.SENT and bridge.stats()["rechecks_waiting"] == 1
             reply = None
             while reply is None or type(reply) is not wire.OrderResult or reply.req_id != timed_out.req_id:
                 reply = client.receive(3000)
