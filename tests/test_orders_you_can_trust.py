@@ -115,7 +115,7 @@ def test_a_node_killed_with_orders_in_flight_settles_them_all_at_restart(bridge,
     first.decide(mt5, +1, 0.02)
     first.settle(mt5, eventually)  # the broker has measured the bridge's pace
     sent = [first.decide(mt5, +1, 0.01 * (1 + i % 3)) for i in range(8)]
-    assert sum(r.status == "pending" for r in sent) >= 3
+    assert sum(r.status == "pending" for r in sent) >= 2
     assert first.engine.risk.rejections["orders_in_flight"] >= 1  # back-pressure, not a queue
     assert first.journal.unresolved()  # killed now: orders pending in the journal, in flight
     first.kill()
