@@ -181,3 +181,38 @@ def test_daily_loss_comes_from_the_terminals_deals_across_a_restart(bridge, ctx,
     assert other.broker.daily_pnl() == 0.0 and other.decide(mt5, +1, 0.01).status == "pending"
     other.stop()
     again.stop()
+
+
+async def test_the_node_on_a_slow_terminal_agrees_with_the_journal_and_the_terminal_across_runs(
+        bridge, mt5, tmp_path):
+    """Two runs of the trading node (feed, chains, journal, bridge broker) on one database
+    against a slow terminal: every order settled, the summary's positions are the terminal's
+    for this node, and max_position held."""
+    import io
+
+    from flowchain.config import load_config
+    from flowchain.node import TradingNode
+
+    mt5.faults.order_latency_s = 0.2
+    mt5.set_rate("EURUSD", 200)
+    toml = tmp_path / "node.toml"
+    toml.write_text(f'[bridge]\norders = "{bridge.router_endpoint}"\nconnect_timeout = 10\n'
+                    '[risk]\nmax_position = 0.1\nmax_orders_per_second = 50\nmax_tick_age_ms = 5000\n',
+                    encoding="utf-8")
+    db = tmp_path / "node.db"
+    summaries = []
+    for _ in range(2):
+        config = load_config(toml, {"feed": bridge.pub_endpoint, "broker": "bridge", "db": str(db),
+                                    "duration": 4, "symbols": ["EURUSD"], "status_interval": 0,
+                                    "dashboard_enabled": False})
+        summaries.append(await TradingNode(config, out=io.StringIO()).run(install_signals=False))
+    journal = OrderJournal(db)
+    identity, magic = journal.identity, 20_240_601
+    assert all(s["trading"]["node_id"] == identity.node_id for s in summaries)
+    assert sum(s["orders"] for s in summaries) > 0
+    assert journal.unresolved() == [] and misattributed(mt5, journal) == []
+    last = summaries[-1]
+    assert last["trading"]["journal"] == journal.state_counts() and "pending" not in last["trading"]["journal"]
+    net = terminal_net(mt5, identity, magic)
+    assert last["positions"].get("EURUSD", 0.0) == net and abs(net) <= 0.1 + 1e-9
+    journal.close()
