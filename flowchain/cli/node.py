@@ -65,6 +65,12 @@ def print_summary(summary: dict[str, Any]) -> None:
     head.add_row("alerts", ", ".join(f"{k} {v:,}" for k, v in alerts.items()) or "none")
     if summary.get("dashboard"):
         head.add_row("dashboard", summary["dashboard"])
+    trading = summary["trading"]
+    if trading.get("journal"):
+        head.add_row(f"journal ({trading.get('node_id', '')})",
+                     ", ".join(f"{k} {v:,}" for k, v in trading["journal"].items()))
+    if trading.get("recovered"):
+        head.add_row("settled at start", ", ".join(f"{k} {v:,}" for k, v in trading["recovered"].items()))
     refusals = summary["trading"]["risk_rejections"]
     if refusals:
         head.add_row("risk refusals", ", ".join(f"{k} {v:,}" for k, v in refusals.items()))
