@@ -168,7 +168,7 @@ def test_unanswered_sends_are_reconciled_never_resent(client, mt5, fault, status
     assert mt5.order_send_calls == 1, "the bridge resent an order blindly"
     if status is wire.OrderStatus.RECONCILED_FILLED:
         (deal,) = mt5.history_deals_get(0, 2**33)
-        assert result.deal == deal.ticket and deal.comment == f"fc{req.req_id:x}"
+        assert result.deal == deal.ticket and deal.comment == f"fc{req.req_id:016x}"
         assert mt5.positions_total() == 1
     else:
         assert mt5.positions_total() == 0 and result.deal == 0

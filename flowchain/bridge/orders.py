@@ -38,8 +38,8 @@ _ABSENT = object()
 
 
 def reconcile_comment(req: OrderRequest) -> str:
-    """The comment the order carries in MT5: the request's, or ``fc<req_id hex>`` when empty."""
-    return req.comment or f"fc{req.req_id:x}"
+    """The comment the order carries in MT5: the request's, or ``fc`` + the req_id in 16 hex digits when empty."""
+    return req.comment or f"fc{req.req_id:016x}"
 
 
 def request_digest(req: OrderRequest) -> int:
