@@ -231,8 +231,19 @@ def test_capacity_follows_the_bridges_pace(bridge, ctx, mt5, eventually):
 def test_sync_without_a_terminal_is_a_clear_error(bridge, ctx, mt5):
     broker = _broker(bridge, ctx, identity=IDENTITY)
     try:
+        mt5.faults.failed_initializes = 10**6  # the terminal is gone and stays gone
         mt5.disconnect()
         with pytest.raises(ConnectionError, match="could not read the terminal"):
-            broker.sync()
+            broker.sync(timeout_s=1.0)
+    finally:
+        broker.close()
+
+
+def test_sync_waits_for_a_terminal_that_comes_back(bridge, ctx, mt5, eventually):
+    broker = _broker(bridge, ctx, identity=IDENTITY)
+    try:
+        mt5.faults.ipc_timeouts = 3  # the next calls fail; the bridge and the broker ask again
+        state = broker.sync(timeout_s=5.0)
+        assert state.status.name == "OK" and mt5.faults.ipc_timeouts == 0
     finally:
         broker.close()

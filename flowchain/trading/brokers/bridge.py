@@ -46,6 +46,8 @@ _LONG_PAST_NS = 1
 """The deadline of a look-up: a request the bridge never had is never executable."""
 _MAX_REPLIES_PER_POLL = 256
 _MS_PER_DAY = 86_400_000
+SYNC_RETRY_S = 0.2
+"""How often :meth:`BridgeBroker.sync` asks again while the terminal cannot be read."""
 CAPACITY_SHARE = 0.8
 """Share of an order's deadline the orders in flight may fill at the bridge's measured pace."""
 
@@ -376,23 +378,29 @@ class BridgeBroker:
         BridgeUnreachableError
             If no account state came within ``timeout_s`` (``lookup_timeout_s`` by default).
         AccountUnavailableError
-            If the bridge could not read the terminal.
+            If the bridge could not read the terminal during all that time (it asks again every
+            :data:`SYNC_RETRY_S` meanwhile: a terminal reconnecting is waited for).
         """
         if self.identity is None:
             raise RuntimeError("BridgeBroker.sync needs the node's identity (identity=...)")
         query_id = self._post_query()
         give_up = time.monotonic() + (self.lookup_timeout_s if timeout_s is None else timeout_s)
+        unavailable = False
         while (left_ms := int((give_up - time.monotonic()) * 1000)) > 0:
             reply = self.client.receive(left_ms)
             if reply is None:
                 continue
             self._on_reply(reply)
             if type(reply) is wire.AccountState and reply.req_id == query_id:
-                if reply.status is not wire.AccountStatus.OK:
-                    raise AccountUnavailableError(
-                        f"the MT5 bridge at {self.client.endpoint} could not read the terminal's "
-                        "positions and deals (terminal not connected?)")
-                return reply
+                if reply.status is wire.AccountStatus.OK:
+                    return reply
+                unavailable = True
+                time.sleep(min(SYNC_RETRY_S, max(0.0, give_up - time.monotonic())))
+                query_id = self._post_query()
+        if unavailable:
+            raise AccountUnavailableError(
+                f"the MT5 bridge at {self.client.endpoint} could not read the terminal's "
+                "positions and deals (terminal not connected?)")
         raise BridgeUnreachableError(
             f"the MT5 bridge at {self.client.endpoint} sent no account state within "
             f"{self.lookup_timeout_s if timeout_s is None else timeout_s:g} s")
