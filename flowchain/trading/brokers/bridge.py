@@ -168,7 +168,6 @@ class BridgeBroker:
         self._positions: dict[str, float] = {}
         self._unrealized = 0.0
         self._realized = 0.0
-        self._synced_day = -1
         self._next_sync = 0.0
         self._query_out = 0
         """req_id of the account query awaiting its answer (0: none)."""
@@ -463,7 +462,6 @@ class BridgeBroker:
         self._positions = {row.symbol: row.net_volume for row in state.symbols}
         self._unrealized = sum(row.profit for row in state.symbols)
         self._realized = state.realized
-        self._synced_day = state.since_s // 86_400
         self.syncs += 1
 
     def _drain(self, timeout_ms: int) -> None:
