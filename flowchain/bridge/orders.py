@@ -160,8 +160,8 @@ class OrderDesk:
         """RESEND requests for unknown req_ids looked for in the terminal first."""
         self.account_queries = 0
         self.order_ns = 0.0
-        """Moving average of how long one order takes on the order thread (``order_check`` plus
-        ``order_send``), ns: the bridge's back-pressure estimate (0 until an order was sent)."""
+        """Moving average of how long one ``order_send`` takes, ns: the bridge's back-pressure
+        estimate (0 until an order was sent)."""
 
     def _result(self, req: OrderRequest, status: OrderStatus, retcode: int = 0, comment: str = "",
                 error: tuple[int, str] | None = None, mt5_ns: int = 0, **fields: Any) -> OrderResult:
@@ -192,7 +192,7 @@ class OrderDesk:
     def overloaded(self, req: OrderRequest, ahead: int, now_ns: int) -> OrderResult | None:
         """The OVERLOADED refusal of ``req`` when the ``ahead`` orders queued before it, then
         itself, would take it past its deadline at :attr:`order_ns` each; None when it fits
-        (or nothing was measured yet)."""
+        (or nothing was measured yet). The order thread makes the same comparison inline."""
         per_order = self.order_ns
         if not per_order or now_ns + (ahead + 1) * per_order <= req.deadline_ns:
             return None
@@ -230,7 +230,6 @@ class OrderDesk:
                                 error=(link.last_error, link.last_error_message))
         mt5 = self.mt5
         request = self.to_mt5(req)
-        started = time.perf_counter_ns()
         check = mt5.order_check(request)
         if check is None or check.retcode not in (0, TRADE_RETCODE_DONE):
             error = mt5.last_error()
@@ -245,7 +244,7 @@ class OrderDesk:
         error = mt5.last_error()
         done = time.perf_counter_ns()
         self.sent += 1
-        self.order_ns += ((done - started) - self.order_ns) * 0.25 if self.order_ns else done - started
+        self.order_ns += ((done - sent) - self.order_ns) * 0.25 if self.order_ns else done - sent
         if result is None or result.retcode == TRADE_RETCODE_TIMEOUT or error[0] in IPC_ERRORS:
             if result is None:
                 self.link.lost()

@@ -359,9 +359,11 @@ class Bridge:
         status, cached = self.idempotency.admit(req.req_id, peer, request_digest(req))
         queue = self._queue
         if status is wire.AckStatus.QUEUED:
-            if not req.resend and self.desk.order_ns:
-                refused = self.desk.overloaded(req, len(queue), time.time_ns())
-                if refused is not None:  # back-pressure: answered at once, never sent
+            per_order = self.desk.order_ns  # back-pressure (checked inline: the usual order fits)
+            if per_order and (now_ns := time.time_ns()) + (len(queue) + 1) * per_order > req.deadline_ns \
+                    and not req.resend:
+                refused = self.desk.overloaded(req, len(queue), now_ns)
+                if refused is not None:  # answered at once, never sent
                     self.overloaded += 1
                     self.idempotency.finish(refused)
                     self._send(peer, self._packed_ack(status, req.req_id), wire.encode_order_result(refused))
