@@ -2,8 +2,9 @@
 
 Every frame is one ZeroMQ message part of fixed little-endian binary, opening with
 ``version:u8, type:u8``. Ticks and heartbeats travel on PUB/SUB as two parts ``[topic, body]``;
-orders and backfill travel on DEALER/ROUTER as one part. The layouts are documented in
-``docs/protocol.md``; the ``struct.Struct`` objects below are the single source of truth.
+orders, backfill and account queries travel on DEALER/ROUTER as one part. The layouts are
+documented in ``docs/protocol.md``; the ``struct.Struct`` objects below are the single source
+of truth.
 
 Decoders either return a value or raise :class:`FrameError` whose ``reason`` is one of
 :data:`REJECT_REASONS` (short, stable codes that callers count with :class:`RejectCounts`).
