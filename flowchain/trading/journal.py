@@ -237,7 +237,8 @@ class OrderJournal:
 
     def request(self, client_order_id: str) -> Optional[OrderRequest]:
         """Return a journaled order as the :class:`OrderRequest` it was sent as (with its
-        req_id; ``bid``/``ask`` both hold its reference price), or None."""
+        req_id, 0 for an order journaled before req_ids were; ``bid``/``ask`` both hold its
+        reference price), or None."""
         row = self._db.execute(
             "SELECT client_order_id, symbol, side, volume, price, time_msc, seq, req_id "
             "FROM orders WHERE client_order_id = ? AND node_id = ?",
@@ -246,7 +247,7 @@ class OrderJournal:
             return None
         cid, symbol, side, volume, price, time_msc, seq, req_id = row
         return OrderRequest(cid, symbol, int(side), float(volume), float(price), float(price),
-                            int(time_msc), _loaded_u64(req_id) if req_id else self.identity.req_id(seq))
+                            int(time_msc), _loaded_u64(req_id) if req_id is not None else 0)
 
     def open_orders(self) -> list[OrderRequest]:
         """Return this node's unsettled orders (see :meth:`unresolved`) as requests."""

@@ -298,7 +298,8 @@ class BridgeBroker:
         """
         req_id = order.req_id or self._ids.get(order.client_order_id, 0)
         if not req_id:
-            raise LookupError(f"order {order.client_order_id} has no req_id: settle it from its journal")
+            raise LookupError(f"order {order.client_order_id} has no req_id (journaled before order "
+                              "identities, or not journaled): look for it in the terminal by hand")
         known = self._inflight.get(req_id)
         request = (known.request if known is not None
                    else self._wire_request(order, req_id, _LONG_PAST_NS))._replace(resend=True)
