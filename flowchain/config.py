@@ -8,6 +8,7 @@ overrides any of them, by section::
     feed = "sim"                 # "sim", "replay:FILE" or "tcp://host:port" (the bridge's ticks)
     broker = "paper"             # "paper" or "bridge"
     db = "flowchain.db"
+    id = ""                      # this node's id; empty: the database's own (created with it)
     duration = 0                 # seconds; 0 runs until SIGINT/SIGTERM
     symbols = ["EURUSD", "GBPUSD", "USDJPY", "XAUUSD"]
     status_interval = 5.0        # seconds between status lines; 0 turns them off
@@ -144,8 +145,15 @@ class NodeSection(_Section):
     batch_interval: float = 0.25
     chains: str = ""
     """A chains YAML file to use instead of the bundled ``trading_node.yaml`` (empty: bundled)."""
+    id: str = ""
+    """This node's id (1..32 letters, digits, ``_``): the prefix of its client order ids. Empty:
+    the database's own, created with it and stored in it (see ``flowchain.store.node_identity``)."""
 
     def __post_init__(self) -> None:
+        if self.id:
+            from flowchain.store import check_node_id
+
+            check_node_id(self.id)
         feed_kind(self.feed)
         if self.broker not in BROKERS:
             raise ValueError(f"broker must be one of {', '.join(BROKERS)}, got {self.broker!r}")
@@ -540,6 +548,7 @@ def _check_tcp(endpoint: str, key: str) -> None:
 
 
 _FLAG_KEYS = {"feed": ("node", "feed"), "broker": ("node", "broker"), "db": ("node", "db"),
+              "node_id": ("node", "id"),
               "duration": ("node", "duration"), "symbols": ("node", "symbols"),
               "status_interval": ("node", "status_interval"),
               "dashboard_enabled": ("dashboard", "enabled"),
@@ -653,7 +662,7 @@ def load_config(path: Union[str, os.PathLike, None] = None,
     path : str or PathLike, optional
         A TOML file; the embedded defaults alone when omitted.
     overrides : mapping, optional
-        Flag values by name (``feed``, ``broker``, ``db``, ``duration``, ``symbols``,
+        Flag values by name (``feed``, ``broker``, ``db``, ``node_id``, ``duration``, ``symbols``,
         ``status_interval``, ``dashboard`` as ``"HOST:PORT"``, ``dashboard_enabled``,
         ``dashboard_url_file``, ``dashboard_allow_remote``); ``None`` values are ignored.
 

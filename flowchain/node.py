@@ -357,7 +357,12 @@ class TradingNode:
         """
         begun = time.perf_counter()
         config = self.config
-        self.parts = build_parts(config)
+        self.parts = build_parts(config)  # settles what an earlier run left in flight
+        recovered = self.parts.trading.recovered
+        if recovered:
+            print(f"[node] orders of node {self.parts.trading.journal.node_id} an earlier run left "
+                  f"unsettled: " + ", ".join(f"{k} {v}" for k, v in sorted(recovered.items())),
+                  file=self.out, flush=True)
         registry = build_registry(config, self.parts.components)
         try:
             self._decide = registry.runner(AI_DECISION_CHAIN).run
@@ -568,7 +573,7 @@ class TradingNode:
             "decisions": c.decisions,
             "decision_failures": dict(c.decision_failures),
             "first_decision_ns": c.first_decision_ns,
-            "results": dict(c.results),
+            "results": {**c.results, **self.parts.trading.outcomes},  # pending ones as settled since
             "orders": c.orders,
             "positions": self.parts.positions(),
             "pnl": round(self.parts.pnl(), 2),

@@ -75,11 +75,13 @@ class NodeParts:
         return dict(report()) if callable(report) else {}
 
     def orders_summary(self) -> dict[str, Any]:
-        """Return the trading engine's outcomes, risk refusals and start-up reconciliation."""
+        """Return the trading engine's outcomes, risk refusals, start-up settlement, the
+        journal's orders by state and the orders still in flight."""
         t = self.trading
-        return {"outcomes": dict(t.outcomes), "holds": t.holds,
+        return {"node_id": t.journal.node_id, "outcomes": dict(t.outcomes), "holds": t.holds,
                 "risk_rejections": {k: v for k, v in t.risk.rejections.items() if v},
-                "send_errors": dict(t.send_errors), "recovered": dict(t.recovered)}
+                "send_errors": dict(t.send_errors), "recovered": dict(t.recovered),
+                "journal": t.journal.state_counts(), "in_flight": t.in_flight()}
 
     async def close(self) -> None:
         """Close the journal, the database and the broker (each once, errors swallowed after
@@ -160,8 +162,8 @@ def curve_setup(config: NodeConfig) -> Optional[Callable[[Any], None]]:
     return setup
 
 
-def build_broker(config: NodeConfig) -> Any:
-    """Return the broker the config names.
+def build_broker(config: NodeConfig, identity: Any = None) -> Any:
+    """Return the broker the config names (``identity``: the node's, from its journal).
 
     Raises
     ------
@@ -185,7 +187,7 @@ def build_broker(config: NodeConfig) -> Any:
         return BridgeBroker.connect(b.orders, timeout_s=b.connect_timeout,
                                     secret_key=b.secret_key or None,
                                     server_public_key=b.server_public_key or None,
-                                    allow_remote=b.allow_remote)
+                                    allow_remote=b.allow_remote, identity=identity)
     except BridgeUnreachableError as exc:
         raise NodeStartError(f"{exc} (broker 'bridge' from {config.source})") from exc
     except (TypeError, ValueError, OSError) as exc:
@@ -207,8 +209,9 @@ def build_parts(config: NodeConfig) -> NodeParts:
     from flowchain.ingest.validation import DataValidator
     from flowchain.store import StoreError
     from flowchain.trading.consensus import ConsensusEngine
-    from flowchain.trading.engine import TradingEngine
+    from flowchain.trading.engine import SettlementError, TradingEngine
     from flowchain.trading.features import FeatureEngine
+    from flowchain.trading.journal import OrderJournal
     from flowchain.trading.orchestrator import MultiAgentOrchestrator
     from flowchain.trading.risk import RiskGuard
 
@@ -227,15 +230,23 @@ def build_parts(config: NodeConfig) -> NodeParts:
                          max_daily_loss=r.max_daily_loss, max_tick_age_ms=r.max_tick_age_ms,
                          kill_file=r.kill_file or None,
                          feed_stale=lambda: not state.orders_allowed)
-        broker = build_broker(config)
+        try:
+            journal = OrderJournal(config.node.db, config.node.id or None)
+        except Exception as exc:  # sqlite3.Error and the journal's own checks
+            raise NodeStartError(f"order journal in {config.node.db!r}: {exc}") from exc
+        closers.append(journal.close)
+        broker = build_broker(config, journal.identity)
         close_broker = getattr(broker, "close", None)
         if callable(close_broker):
             closers.append(close_broker)
-        try:
-            trading = TradingEngine(broker=broker, journal=config.node.db, risk=risk)
-        except Exception as exc:  # sqlite3.Error and the journal's own checks
+        try:  # settles what an earlier run left in flight, restores positions: before any decision
+            trading = TradingEngine(broker=broker, journal=journal, risk=risk)
+        except SettlementError as exc:
+            raise NodeStartError(f"broker {config.node.broker!r} (from {config.source}): {exc}") \
+                from exc
+        except Exception as exc:  # sqlite3.Error while settling
             raise NodeStartError(f"order journal in {config.node.db!r}: {exc}") from exc
-        closers.append(trading.journal.close)
+        closers.append(trading.finish)  # runs first: the orders in flight reach the journal
         features = FeatureEngine()
         components = {
             "DataBridge": DataBridge(),

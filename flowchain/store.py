@@ -380,3 +380,119 @@ def insert_quarantine(conn: sqlite3.Connection, symbol: str, ticks: np.ndarray,
     cur = conn.executemany(INSERT_QUARANTINE_SQL,
                            quarantine_rows(symbol, ticks, seqs, reasons, when))
     return WriteCounts(cur.rowcount, len(ticks) - cur.rowcount)
+
+
+# ---------------------------------------------------------------------------------------------
+# Node identity
+NODE_IDENTITY_SCHEMA: tuple[str, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS node_identity (
+        node_id    TEXT    PRIMARY KEY,
+        namespace  INTEGER NOT NULL UNIQUE,
+        is_default INTEGER NOT NULL DEFAULT 0,
+        created_ns INTEGER NOT NULL
+    )
+    """,
+)
+"""Each node id that traded from this database, with the random namespace of its orders."""
+
+_NAMESPACE_BITS = 32
+
+
+@dataclass(frozen=True, slots=True)
+class NodeIdentity:
+    """Who a node is, for order identity: its id and the random namespace of its orders.
+
+    ``namespace`` is a random non-zero 32-bit number created with the (database, node id) pair
+    and stored with it: the node's req_ids are ``namespace << 32 | sequence``, so no other
+    database, node or restart produces the same one (short of a 1-in-2^32 draw, which the
+    bridge's request digest still refuses as a conflict).
+    """
+
+    node_id: str
+    namespace: int
+
+    @property
+    def comment_prefix(self) -> str:
+        """The start of every MT5 comment of this node's orders (``fc`` + 8 hex digits)."""
+        return f"fc{self.namespace:08x}"
+
+    def req_id(self, sequence: int) -> int:
+        """The u64 req_id of this node's order number ``sequence`` (1 .. 2^32-1).
+
+        Raises
+        ------
+        ValueError
+            When ``sequence`` is outside 1 .. 2^32-1.
+        """
+        if not 0 < sequence < 1 << _NAMESPACE_BITS:
+            raise ValueError(f"order sequence {sequence} of node {self.node_id!r} is outside "
+                             f"1..{(1 << _NAMESPACE_BITS) - 1}")
+        return self.namespace << _NAMESPACE_BITS | sequence
+
+    def comment(self, req_id: int) -> str:
+        """The MT5 comment of the order ``req_id``: ``fc`` + its 16 hex digits (18 characters,
+        within MT5's 31), which starts with :attr:`comment_prefix`."""
+        return f"fc{req_id:016x}"
+
+
+def _new_namespace(conn: sqlite3.Connection) -> int:
+    import secrets
+
+    while True:
+        namespace = secrets.randbits(_NAMESPACE_BITS)
+        if namespace and conn.execute("SELECT 1 FROM node_identity WHERE namespace = ?",
+                                      (namespace,)).fetchone() is None:
+            return namespace
+
+
+def node_identity(conn: sqlite3.Connection, node_id: str | None = None) -> NodeIdentity:
+    """Return this database's node identity, creating and storing it on first use.
+
+    Without ``node_id``: the database's default node, whose id (``n`` + 8 random hex digits)
+    was created with the database. With one: that node id, given its own namespace the first
+    time it trades from this database.
+
+    Raises
+    ------
+    ValueError
+        When ``node_id`` is empty, longer than 32 characters, or holds anything but letters,
+        digits and ``_``.
+    sqlite3.Error
+        When the database cannot be read or written.
+    """
+    import secrets
+
+    if node_id is not None:
+        check_node_id(node_id)
+    ensure_schema(conn, NODE_IDENTITY_SCHEMA)
+    with transaction(conn):
+        if node_id is None:
+            row = conn.execute("SELECT node_id, namespace FROM node_identity "
+                               "WHERE is_default = 1").fetchone()
+            if row is None:
+                row = (f"n{secrets.token_hex(4)}", _new_namespace(conn))
+                conn.execute("INSERT INTO node_identity (node_id, namespace, is_default, "
+                             "created_ns) VALUES (?, ?, 1, ?)", (*row, time.time_ns()))
+        else:
+            row = conn.execute("SELECT node_id, namespace FROM node_identity WHERE node_id = ?",
+                               (node_id,)).fetchone()
+            if row is None:
+                row = (node_id, _new_namespace(conn))
+                conn.execute("INSERT INTO node_identity (node_id, namespace, is_default, "
+                             "created_ns) VALUES (?, ?, 0, ?)", (*row, time.time_ns()))
+    return NodeIdentity(str(row[0]), int(row[1]))
+
+
+def check_node_id(node_id: str) -> str:
+    """Return ``node_id`` when it can name a node: 1..32 letters, digits or ``_``.
+
+    Raises
+    ------
+    ValueError
+        Naming the id and what is allowed.
+    """
+    if not isinstance(node_id, str) or not 0 < len(node_id) <= 32 \
+            or not all(c.isascii() and (c.isalnum() or c == "_") for c in node_id):
+        raise ValueError(f"node id {node_id!r} must be 1..32 ASCII letters, digits or '_'")
+    return node_id

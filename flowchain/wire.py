@@ -2,8 +2,9 @@
 
 Every frame is one ZeroMQ message part of fixed little-endian binary, opening with
 ``version:u8, type:u8``. Ticks and heartbeats travel on PUB/SUB as two parts ``[topic, body]``;
-orders and backfill travel on DEALER/ROUTER as one part. The layouts are documented in
-``docs/protocol.md``; the ``struct.Struct`` objects below are the single source of truth.
+orders, backfill and account queries travel on DEALER/ROUTER as one part. The layouts are
+documented in ``docs/protocol.md``; the ``struct.Struct`` objects below are the single source
+of truth.
 
 Decoders either return a value or raise :class:`FrameError` whose ``reason`` is one of
 :data:`REJECT_REASONS` (short, stable codes that callers count with :class:`RejectCounts`).
@@ -53,6 +54,8 @@ class FrameType(enum.IntEnum):
     ORDER_ACK = 7
     ORDER_RESULT = 8
     BACKFILL_SINCE = 9
+    ACCOUNT_QUERY = 10
+    ACCOUNT_STATE = 11
 
 
 class HeartbeatState(enum.IntFlag):
@@ -92,6 +95,9 @@ class AckStatus(enum.IntEnum):
     """The req_id is already queued or executing: nothing new is sent; one RESULT follows."""
     DUPLICATE_DONE = 2
     """The req_id already has a result: nothing is sent; the cached RESULT follows."""
+    REQ_ID_CONFLICT = 3
+    """The req_id is known with *other* content (another order): this request is refused,
+    nothing is sent; a RESULT with :attr:`OrderStatus.REQ_ID_CONFLICT` follows."""
 
 
 class OrderStatus(enum.IntEnum):
@@ -116,6 +122,21 @@ class OrderStatus(enum.IntEnum):
     """``order_check`` refused it (``retcode`` is the check's): never sent."""
     DISCONNECTED = 7
     """The terminal was not connected: never sent."""
+    REQ_ID_CONFLICT = 8
+    """The req_id is already held by a request with other content: this one was refused at
+    once, never sent; the earlier request's outcome is untouched and never given to it."""
+    OVERLOADED = 9
+    """Refused at once, never sent: the orders ahead of it on the bridge would take it past its
+    deadline (back-pressure on a slow terminal)."""
+
+
+class AccountStatus(enum.IntEnum):
+    """Outcome of an account query."""
+
+    OK = 0
+    """The figures are the terminal's, read when the query was served."""
+    UNAVAILABLE = 1
+    """The terminal could not be asked (not connected, IPC error): no figures."""
 
 
 RESULT_FLAG_REPLAYED = 0x01
@@ -231,6 +252,17 @@ tp f64, symbol 32s, comment 32s."""
 ORDER_ACK = struct.Struct("<BBBBIQq")
 """Order ACK: version, type, status u8, reserved u8, queue_depth u32, req_id u64,
 bridge_time_ns i64."""
+ACCOUNT_QUERY = struct.Struct("<BBHIQQq32s")
+"""Account query: version, type, reserved u16, reserved u32, req_id u64, magic u64, since_s i64,
+comment_prefix 32s (64 bytes)."""
+ACCOUNT_HEAD = struct.Struct("<BBBBHHIQqdq")
+"""Account state head: version, type, status u8, reserved u8, count u16 (symbol rows), reserved
+u16, deals u32, req_id u64, since_s i64, realized f64, bridge_time_ns i64 (44 bytes)."""
+ACCOUNT_ROW = struct.Struct("<32sddddII")
+"""One symbol of an account state: symbol 32s, net_volume f64, long_volume f64, short_volume f64,
+profit f64, positions u32, reserved u32 (72 bytes)."""
+MAX_ACCOUNT_SYMBOLS = 1024
+"""Most symbol rows in one account state."""
 ORDER_RESULT = struct.Struct("<BBBBIQQQddddIiiIq64s128s")
 """Order RESULT: version, type, status u8, flags u8, retcode u32, req_id u64, deal u64,
 order u64, volume f64, price f64, bid f64, ask f64, request_id u32, retcode_external i32,
@@ -1050,6 +1082,129 @@ def decode_order_result(frame: bytes) -> OrderResult:
                               (err_code, _read_text(message)), mt5_ns, flags == RESULT_FLAG_REPLAYED))
 
 
+# ---------------------------------------------------------------------------------------------
+# Account state (positions and the day's deals of one node, by magic and comment prefix)
+class AccountQuery(NamedTuple):
+    """Ask the bridge for the terminal's positions and deals of one node.
+
+    Matching records carry ``magic`` and a comment that starts with ``comment_prefix`` (the
+    node's namespace, so another node with the same magic is never counted); deals are those
+    since ``since_s`` (seconds since the epoch, the start of the trading day).
+    """
+
+    req_id: int
+    magic: int
+    comment_prefix: str
+    since_s: int
+
+
+class SymbolExposure(NamedTuple):
+    """The open positions of one symbol that match a query (lots; ``profit`` in account currency,
+    the positions' ``profit`` plus ``swap`` as the terminal reports them)."""
+
+    symbol: str
+    net_volume: float
+    long_volume: float
+    short_volume: float
+    profit: float
+    positions: int
+
+
+class AccountState(NamedTuple):
+    """The answer to an :class:`AccountQuery`: the terminal's own figures.
+
+    ``realized`` sums ``profit + commission + swap + fee`` of the matching deals since
+    ``since_s`` (account currency); ``deals`` counts them.
+    """
+
+    req_id: int
+    status: AccountStatus
+    since_s: int
+    deals: int
+    realized: float
+    bridge_time_ns: int
+    symbols: tuple[SymbolExposure, ...] = ()
+
+
+def encode_account_query(query: AccountQuery) -> bytes:
+    """Build an account query frame.
+
+    Raises
+    ------
+    struct.error
+        When a number is out of its field's range.
+    """
+    return ACCOUNT_QUERY.pack(_V, FrameType.ACCOUNT_QUERY, 0, 0, query.req_id, query.magic,
+                              query.since_s, _fixed_text(query.comment_prefix, MAX_COMMENT_BYTES))
+
+
+def decode_account_query(frame: bytes) -> AccountQuery:
+    """Decode and validate an account query.
+
+    Raises
+    ------
+    FrameError
+        ``short``/``length``/``version``/``unknown_type``/``wrong_type``.
+    """
+    _expect(frame, FrameType.ACCOUNT_QUERY, ACCOUNT_QUERY.size)
+    _, _, _, _, req_id, magic, since_s, prefix = ACCOUNT_QUERY.unpack_from(frame)
+    return AccountQuery(req_id, magic, _read_text(prefix), since_s)
+
+
+def encode_account_state(state: AccountState) -> bytes:
+    """Build an account state frame.
+
+    Raises
+    ------
+    ValueError
+        When it holds more than :data:`MAX_ACCOUNT_SYMBOLS` symbols.
+    FrameError
+        ``bad_symbol`` for a symbol that cannot travel.
+    """
+    if len(state.symbols) > MAX_ACCOUNT_SYMBOLS:
+        raise ValueError(f"account state of {len(state.symbols)} symbols, at most "
+                         f"{MAX_ACCOUNT_SYMBOLS} travel")
+    parts = [ACCOUNT_HEAD.pack(_V, FrameType.ACCOUNT_STATE, int(state.status), 0, len(state.symbols),
+                               0, state.deals, state.req_id, state.since_s, state.realized,
+                               state.bridge_time_ns)]
+    for row in state.symbols:
+        parts.append(ACCOUNT_ROW.pack(_symbol_field(row.symbol), row.net_volume, row.long_volume,
+                                      row.short_volume, row.profit, row.positions, 0))
+    return b"".join(parts)
+
+
+def decode_account_state(frame: bytes) -> AccountState:
+    """Decode and validate an account state.
+
+    Raises
+    ------
+    FrameError
+        ``short``/``length``/``version``/``unknown_type``/``wrong_type``/``bad_field``/
+        ``bad_count``/``bad_symbol``/``nan_price``/``inf_price``.
+    """
+    _expect(frame, FrameType.ACCOUNT_STATE, ACCOUNT_HEAD.size, exact=False)
+    (_, _, status, _, count, _, deals, req_id, since_s, realized,
+     bridge_ns) = ACCOUNT_HEAD.unpack_from(frame)
+    member = AccountStatus._value2member_map_.get(status)
+    if member is None:
+        raise FrameError("bad_field", f"account status {status} is not an AccountStatus")
+    if count > MAX_ACCOUNT_SYMBOLS:
+        raise FrameError("bad_count", f"account state of {count} symbols, at most "
+                                      f"{MAX_ACCOUNT_SYMBOLS}")
+    expected = ACCOUNT_HEAD.size + count * ACCOUNT_ROW.size
+    if len(frame) != expected:
+        raise FrameError("length", f"account state of {count} symbols is {expected} bytes, "
+                                   f"{len(frame)} received")
+    _check_price(realized, "realized")
+    rows = []
+    for offset in range(ACCOUNT_HEAD.size, expected, ACCOUNT_ROW.size):
+        raw, net, long_, short, profit, positions, _ = ACCOUNT_ROW.unpack_from(frame, offset)
+        _check_prices(("net_volume", "long_volume", "short_volume", "profit"), net, long_, short,
+                      profit)
+        rows.append(SymbolExposure(_symbol_text(raw), net, long_, short, profit, positions))
+    return AccountState(req_id, member, since_s, deals, realized, bridge_ns, tuple(rows))
+
+
 _DECODERS = {
     FrameType.TICK: decode_tick,
     FrameType.TICK_BATCH: decode_batch,
@@ -1060,11 +1215,14 @@ _DECODERS = {
     FrameType.ORDER_ACK: decode_order_ack,
     FrameType.ORDER_RESULT: decode_order_result,
     FrameType.BACKFILL_SINCE: decode_backfill_since,
+    FrameType.ACCOUNT_QUERY: decode_account_query,
+    FrameType.ACCOUNT_STATE: decode_account_state,
 }
 
 
 def decode(frame: bytes) -> (TickFrame | TickBatch | Heartbeat | BackfillRequest | BackfillResponse
-                             | OrderRequest | OrderAck | OrderResult | BackfillSince):
+                             | OrderRequest | OrderAck | OrderResult | BackfillSince
+                             | AccountQuery | AccountState):
     """Decode any frame by its type byte.
 
     Raises

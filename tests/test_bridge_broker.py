@@ -5,7 +5,8 @@ import zmq
 
 from flowchain.bridge import OrderFault
 from flowchain.trading.brokers import BridgeBroker, BridgeUnreachableError
-from flowchain.trading.brokers.bridge import req_id_of
+from flowchain.store import NodeIdentity
+from flowchain.trading.brokers.bridge import order_comment
 from flowchain.trading.engine import TradingEngine
 from flowchain.trading.journal import OrderJournal
 from flowchain.trading.orders import (
@@ -32,8 +33,12 @@ def broker(bridge, ctx):
     b.close()
 
 
+IDENTITY = NodeIdentity("t", 0x5EED_0001)
+
+
 def _order(cid, side=+1, volume=0.1, symbol="EURUSD"):
-    return OrderRequest(cid, symbol, side, volume, 0.0, 0.0, 0)
+    """An order with the req_id a journal of :data:`IDENTITY` would give the cid's number."""
+    return OrderRequest(cid, symbol, side, volume, 0.0, 0.0, 0, IDENTITY.req_id(int(cid.rsplit("-", 1)[1])))
 
 
 def _answers(broker, eventually, n=1):
@@ -55,7 +60,8 @@ def test_fill_comes_back_through_the_polling_hook(broker, mt5, eventually):
     (deal,) = mt5.history_deals_get(0, 2**33)
     assert report.client_order_id == "n1-1" and report.state == FILLED
     assert (report.price, report.volume, report.retcode) == (deal.price, 0.2, 10009)
-    assert deal.comment == "n1-1" and deal.magic == broker.magic
+    assert deal.comment == order_comment(IDENTITY.req_id(1)) and deal.magic == broker.magic
+    assert (report.deal, report.order) == (deal.ticket, deal.order)
     assert broker.position("EURUSD") == pytest.approx(0.2) and broker.in_flight() == 0
     broker.send(_order("n1-2", side=-1, volume=0.2))
     _answers(broker, eventually)
@@ -121,9 +127,11 @@ def test_lookup_from_a_new_broker_replays_and_never_trades(bridge, ctx, broker, 
     (first,) = _answers(broker, eventually)
     restarted = _broker(bridge, ctx)
     try:
-        again = restarted.lookup("n1-9")
+        again = restarted.settle(_order("n1-9"))
         assert again.state == FILLED and again.price == first.price
-        assert restarted.lookup("n1-404") is None  # never sent: answered EXPIRED, not executed
+        assert restarted.settle(_order("n1-404")) is None  # never sent: answered EXPIRED, not executed
+        with pytest.raises(LookupError, match="not in flight"):
+            restarted.lookup("n1-9")  # a broker that did not send it needs the journaled order
         assert mt5.order_send_calls == 1
     finally:
         restarted.close()
@@ -139,9 +147,12 @@ def test_unreachable_bridge_is_a_clear_error(ctx):
     silent.close(0)
 
 
-def test_req_id_is_a_stable_hash():
-    assert req_id_of("node-1") == req_id_of("node-1") != req_id_of("node-2")
-    assert 0 <= req_id_of("node-1") < 2**64
+def test_req_id_and_comment_carry_the_node_namespace():
+    req_id = IDENTITY.req_id(7)
+    assert req_id == 0x5EED_0001_0000_0007 and order_comment(req_id) == "fc5eed000100000007"
+    assert order_comment(req_id).startswith(IDENTITY.comment_prefix) and len(order_comment(req_id)) <= 31
+    with pytest.raises(ValueError, match="sequence"):
+        IDENTITY.req_id(2**32)
 
 
 def _ctx(side, bid=1.0850, ask=1.0852, volume=0.1):
@@ -157,7 +168,8 @@ def test_trading_engine_trade_through_the_bridge_is_journaled(bridge, broker, mt
     eventually(lambda: engine(_ctx(0)) is not None and journal.states()["n7-1"] == FILLED)
     (deal,) = mt5.history_deals_get(0, 2**33)
     row = journal.order("n7-1")
-    assert row["fill_price"] == deal.price and row["retcode"] == 10009 and deal.comment == "n7-1"
+    assert row["fill_price"] == deal.price and row["retcode"] == 10009 and row["deal"] == deal.ticket
+    assert deal.comment == order_comment(journal.req_id_of("n7-1"))
     assert journal.events("n7-1") == [SENDING, PENDING, FILLED]
     reader = OrderJournal(tmp_path / "journal.db", "n7")  # another connection sees it committed
     assert reader.states() == {"n7-1": FILLED}
@@ -174,10 +186,64 @@ def test_lookup_after_a_bridge_restart_finds_the_order_in_the_terminal(mt5, ctx,
     second_run = started_bridge(mt5, ctx, eventually)
     node = _broker(second_run, ctx)
     try:
-        again = node.lookup("r1-7")
+        again = node.settle(_order("r1-7"))
         assert again.state == FILLED and again.price == filled.price
-        assert node.lookup("r1-404") is None  # no trace in the terminal: never traded
+        assert node.settle(_order("r1-404")) is None  # no trace in the terminal: never traded
         assert mt5.order_send_calls == 1 and second_run.stats()["resends_checked"] == 2
     finally:
         node.close()
         second_run.stop()
+
+
+def test_positions_and_pnl_follow_the_terminal_through_account_queries(bridge, ctx, mt5, eventually):
+    broker = _broker(bridge, ctx, identity=IDENTITY, sync_every_s=0.05)
+    try:
+        broker.sync()
+        assert broker.positions() == {} and broker.pnl() == 0.0
+        broker.send(_order("t-1", volume=0.3))
+        _answers(broker, eventually)
+        assert broker.position("EURUSD") == pytest.approx(0.3)  # at once, from the fill
+        (held,) = mt5.positions_get()
+        closed = mt5.order_send({"action": mt5.TRADE_ACTION_DEAL, "symbol": "EURUSD", "volume": 0.3,
+                                 "type": mt5.ORDER_TYPE_SELL, "position": held.ticket,
+                                 "magic": broker.magic, "comment": order_comment(IDENTITY.req_id(2)),
+                                 "type_filling": mt5.ORDER_FILLING_IOC})
+        (deal,) = mt5.history_deals_get(ticket=closed.deal)
+        eventually(lambda: broker.on_quote("EURUSD", 1.0, 1.0, 0) == () and broker.position("EURUSD") == 0.0)
+        assert broker.pnl() == pytest.approx(deal.profit) == broker.daily_pnl()
+        assert broker.account.deals == 2 and broker.syncs >= 2
+    finally:
+        broker.close()
+
+
+def test_capacity_follows_the_bridges_pace(bridge, ctx, mt5, eventually):
+    broker = _broker(bridge, ctx, deadline_ms=2000)
+    try:
+        assert broker.capacity() == 1  # nothing measured yet: one order at a time
+        mt5.faults.order_latency_s = 0.3
+        broker.send(_order("n1-1"))
+        _answers(broker, eventually)
+        assert 4 <= broker.capacity() <= 5  # 80% of 2 s at ~0.3 s an order
+    finally:
+        broker.close()
+
+
+def test_sync_without_a_terminal_is_a_clear_error(bridge, ctx, mt5):
+    broker = _broker(bridge, ctx, identity=IDENTITY)
+    try:
+        mt5.faults.failed_initializes = 10**6  # the terminal is gone and stays gone
+        mt5.disconnect()
+        with pytest.raises(ConnectionError, match="could not read the terminal"):
+            broker.sync(timeout_s=1.0)
+    finally:
+        broker.close()
+
+
+def test_sync_waits_for_a_terminal_that_comes_back(bridge, ctx, mt5, eventually):
+    broker = _broker(bridge, ctx, identity=IDENTITY)
+    try:
+        mt5.faults.ipc_timeouts = 3  # the next calls fail; the bridge and the broker ask again
+        state = broker.sync(timeout_s=5.0)
+        assert state.status.name == "OK" and mt5.faults.ipc_timeouts == 0
+    finally:
+        broker.close()

@@ -168,7 +168,7 @@ def test_unanswered_sends_are_reconciled_never_resent(client, mt5, fault, status
     assert mt5.order_send_calls == 1, "the bridge resent an order blindly"
     if status is wire.OrderStatus.RECONCILED_FILLED:
         (deal,) = mt5.history_deals_get(0, 2**33)
-        assert result.deal == deal.ticket and deal.comment == f"fc{req.req_id:x}"
+        assert result.deal == deal.ticket and deal.comment == f"fc{req.req_id:016x}"
         assert mt5.positions_total() == 1
     else:
         assert mt5.positions_total() == 0 and result.deal == 0
@@ -404,3 +404,129 @@ def test_order_client_resends_the_same_req_id_flagged_until_its_deadline(ctx):
 def test_a_bridge_starts_once(bridge):
     with pytest.raises(RuntimeError, match="started already"):
         bridge.start()
+
+
+def test_a_reused_req_id_with_other_content_is_refused_never_given_the_cached_result(client, mt5, bridge):
+    first = _order(client)
+    done = client.send(first)
+    assert done.status is wire.OrderStatus.SENT and mt5.order_send_calls == 1
+    other = first._replace(symbol="EURUSD", volume=0.2, deadline_ns=time.time_ns() + 5_000_000_000)
+    refused = client.send(other)
+    assert refused.status is wire.OrderStatus.REQ_ID_CONFLICT and not refused.replayed
+    assert (refused.deal, refused.order, refused.volume, refused.price) == (0, 0, 0.0, 0.0)
+    assert client.acks[first.req_id].status is wire.AckStatus.REQ_ID_CONFLICT
+    again = client.send(first._replace(resend=True, deadline_ns=first.deadline_ns + 1))  # same content
+    assert again.replayed and (again.deal, again.price) == (done.deal, done.price)
+    assert mt5.order_send_calls == 1 and bridge.stats()["req_id_conflicts"] == 1
+
+
+def test_a_conflict_while_the_first_is_pending_leaves_the_first_alone(bridge, mt5, ctx):
+    mt5.faults.order_latency_s = 0.3
+    with OrderClient(bridge.router_endpoint, context=ctx) as one, \
+            OrderClient(bridge.router_endpoint, context=ctx) as two:
+        first = _order(one)
+        one.post(first)
+        time.sleep(0.05)  # the first is executing on the bridge's order thread
+        refused = two.send(first._replace(volume=0.3, comment="another order"))
+        assert refused.status is wire.OrderStatus.REQ_ID_CONFLICT
+        mine = None
+        while mine is None or type(mine) is not wire.OrderResult:
+            mine = one.receive(5000)
+        assert mine.status is wire.OrderStatus.SENT and mine.volume == 0.1
+    assert mt5.order_send_calls == 1
+
+
+def test_resends_of_unknown_req_ids_never_stall_a_live_order(mt5, ctx, eventually):
+    """Twenty RESENDs of ids the bridge never saw wait for the terminal's history as rechecks;
+    a live order sent after them is executed long before its 2 s deadline."""
+    bridge = started_bridge(mt5, ctx, eventually, reconcile_delay_s=3.0)
+    try:
+        with OrderClient(bridge.router_endpoint, context=ctx) as client:
+            for _ in range(20):
+                client.post(_order(client, resend=True, deadline_ns=1))
+            live = _order(client, deadline_ns=time.time_ns() + 2_000_000_000)
+            result = client.send(live)
+            assert result.status is wire.OrderStatus.SENT and result.retcode == 10009
+            # served while all twenty look-ups still wait for the terminal's history (a sleep
+            # of 3 s each on the order thread would have expired it)
+            assert bridge.stats()["rechecks_waiting"] == 20 and bridge.stats()["resends_checked"] == 0
+            eventually(lambda: bridge.stats()["resends_checked"] == 20)
+            assert bridge.stats()["rechecks_waiting"] == 0 and mt5.order_send_calls == 1
+    finally:
+        bridge.stop()
+
+
+def test_a_resend_deferred_then_found_in_the_terminal_is_not_traded_again(mt5, ctx, eventually):
+    first_run = started_bridge(mt5, ctx, eventually)
+    with OrderClient(first_run.router_endpoint, context=ctx) as client:
+        req = _order(client, comment="fc-deferred-1")
+        filled = client.send(req)
+    first_run.stop()
+    second_run = started_bridge(mt5, ctx, eventually, reconcile_delay_s=0.2)
+    try:
+        with OrderClient(second_run.router_endpoint, context=ctx) as client:
+            again = client.send(req._replace(resend=True), ack_timeout_s=2.0)
+        assert again.status is wire.OrderStatus.RECONCILED_FILLED and again.deal == filled.deal
+        assert mt5.order_send_calls == 1
+    finally:
+        second_run.stop()
+
+
+def test_timeout_reconciliation_is_rechecked_not_slept_on(mt5, ctx, eventually):
+    bridge = started_bridge(mt5, ctx, eventually, reconcile_delay_s=2.0)
+    try:
+        mt5.faults.orders.append(OrderFault.TIMEOUT_FILLED)
+        with OrderClient(bridge.router_endpoint, context=ctx) as client:
+            timed_out = _order(client)
+            client.post(timed_out)
+            eventually(lambda: bridge.stats()["rechecks_waiting"] == 1)
+            other = client.send(_order(client))  # served while the first waits for the history
+            assert other.status is wire.OrderStatus.SENT and bridge.stats()["rechecks_waiting"] == 1
+            reply = None
+            while reply is None or type(reply) is not wire.OrderResult or reply.req_id != timed_out.req_id:
+                reply = client.receive(3000)
+            assert reply.status is wire.OrderStatus.RECONCILED_FILLED
+        assert mt5.order_send_calls == 2
+    finally:
+        bridge.stop()
+
+
+def test_orders_that_would_pass_their_deadline_are_refused_at_once(bridge, mt5, ctx):
+    mt5.faults.order_latency_s = 0.4
+    with OrderClient(bridge.router_endpoint, context=ctx) as client:
+        measured = client.send(_order(client))  # teaches the bridge its pace: ~0.4 s an order
+        assert measured.status is wire.OrderStatus.SENT
+        burst = [_order(client, deadline_ns=time.time_ns() + 1_000_000_000) for _ in range(5)]
+        for req in burst:
+            client.post(req)
+        results = {}
+        while len(results) < len(burst):
+            reply = client.receive(5000)
+            assert reply is not None, f"only {len(results)} of {len(burst)} answered"
+            if type(reply) is wire.OrderResult:
+                results[reply.req_id] = reply
+    statuses = [results[r.req_id].status for r in burst]
+    sent = statuses.count(wire.OrderStatus.SENT)
+    assert 1 <= sent <= 2 and wire.OrderStatus.EXPIRED not in statuses  # none waited to expire
+    assert statuses.count(wire.OrderStatus.OVERLOADED) == len(burst) - sent
+    assert mt5.order_send_calls == 1 + sent and bridge.stats()["orders_overloaded"] == len(burst) - sent
+
+
+def test_account_query_counts_only_the_magic_and_prefix_asked_for(client, mt5, bridge):
+    mine = [_order(client, comment=f"fcaaaa0001{i:08x}", type=t, volume=v)
+            for i, (t, v) in enumerate([(0, 0.3), (1, 0.1), (0, 0.2)], start=1)]
+    others = [_order(client, comment="fcbbbb000100000001", volume=0.5),  # another node's namespace
+              _order(client, comment="fcaaaa000100000009", magic=7, volume=0.4)]  # another magic
+    for req in mine + others:
+        assert client.send(req).retcode == 10009
+    client.post_query(wire.AccountQuery(77, 99, "fcaaaa0001", 0))
+    state = client.receive(5000)
+    assert type(state) is wire.AccountState and state.status is wire.AccountStatus.OK
+    (eurusd,) = state.symbols
+    assert eurusd.symbol == "EURUSD" and eurusd.positions == 3
+    assert (eurusd.long_volume, eurusd.short_volume, eurusd.net_volume) == pytest.approx((0.5, 0.1, 0.4))
+    assert state.deals == 3 and state.req_id == 77
+    mt5.disconnect()
+    client.post_query(wire.AccountQuery(78, 99, "fcaaaa0001", 0))
+    down = client.receive(5000)
+    assert down.status is wire.AccountStatus.UNAVAILABLE and down.symbols == ()

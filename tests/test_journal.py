@@ -136,3 +136,60 @@ def test_recovery_after_sigkill_mid_run(tmp_path, eventually):
     assert j.next_client_order_id() == f"node7-{seqs[-1] + 1}"
     for cid in states:  # every order's history starts with the journal entry made before sending
         assert j.events(cid)[0] == SENDING
+
+
+def test_default_node_id_is_the_databases_own_and_req_ids_carry_its_namespace(tmp_path):
+    j = OrderJournal(tmp_path / "j.db")
+    cid, req_id = j.next_order_ids()
+    assert cid == f"{j.node_id}-1" and req_id == j.identity.namespace << 32 | 1 == j.req_id_of(cid)
+    j.record_sending(OrderRequest(cid, "EURUSD", 1, 0.1, 1.1, 1.1002, 1000, req_id))
+    j.close()
+    again = OrderJournal(tmp_path / "j.db")  # restarted on the same database: same id, next number
+    assert again.identity == j.identity and again.next_order_ids() == (f"{j.node_id}-2", req_id + 1)
+    fresh = OrderJournal(tmp_path / "fresh.db")  # a fresh database never reuses a req_id
+    assert fresh.node_id != j.node_id and fresh.next_order_ids()[1] != req_id
+
+
+def test_an_order_with_another_req_id_is_refused(tmp_path):
+    j = OrderJournal(tmp_path / "j.db", "n1")
+    cid, req_id = j.next_order_ids()
+    with pytest.raises(ValueError, match="req_id"):
+        j.record_sending(OrderRequest(cid, "EURUSD", 1, 0.1, 1.1, 1.1002, 1000, req_id + 1))
+    assert j.states() == {}
+
+
+def test_pending_orders_are_unresolved_and_come_back_as_sent(tmp_path):
+    j = OrderJournal(tmp_path / "j.db", "n1")
+    cid, req_id = j.next_order_ids()
+    j.record_sending(OrderRequest(cid, "USDJPY", -1, 0.25, 150.01, 150.03, 1000, req_id))
+    j.record_state(cid, "pending", BrokerReport(cid, "pending", 0.0, 0.25, 0, "sent"))
+    assert j.unresolved() == [cid]
+    (again,) = j.open_orders()
+    assert (again.client_order_id, again.symbol, again.side, again.volume, again.price, again.req_id) \
+        == (cid, "USDJPY", -1, 0.25, 150.01, req_id)
+    j.record_state(cid, FILLED, BrokerReport(cid, FILLED, 150.01, 0.25, 10009, "done", deal=2**63 + 5,
+                                             order=11))
+    row = j.order(cid)
+    assert j.unresolved() == [] and row["mt5_order"] == 11 and j.state_counts() == {FILLED: 1}
+    j.close()
+    assert j.state_counts() == {FILLED: 1}  # kept for a summary written after close
+
+
+def test_an_older_journal_gains_the_new_columns(tmp_path):
+    old = sqlite3.connect(tmp_path / "old.db")
+    old.executescript("""CREATE TABLE orders (client_order_id TEXT PRIMARY KEY, node_id TEXT NOT NULL,
+        seq INTEGER NOT NULL, symbol TEXT NOT NULL, side INTEGER NOT NULL, volume REAL NOT NULL,
+        price REAL NOT NULL, time_msc INTEGER NOT NULL, state TEXT NOT NULL, fill_price REAL,
+        fill_volume REAL, retcode INTEGER, comment TEXT, reason TEXT, created_ns INTEGER NOT NULL,
+        updated_ns INTEGER NOT NULL, UNIQUE (node_id, seq));
+        INSERT INTO orders VALUES ('node-4', 'node', 4, 'EURUSD', 1, 0.1, 1.1, 1, 'sending', NULL,
+        NULL, NULL, NULL, '', 1, 1);""")
+    old.close()
+    j = OrderJournal(tmp_path / "old.db", "node")
+    assert j.next_client_order_id() == "node-5"
+    assert j.open_orders()[0].req_id == 0  # its req_id was never journaled: it cannot be derived
+    def settle(cid):  # what the bridge broker does for an order without a req_id
+        raise LookupError(f"order {cid} has no req_id")
+
+    outcome = j.reconcile(settle)
+    assert outcome == {"still_unknown": 1} and j.states() == {"node-4": UNKNOWN}

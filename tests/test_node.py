@@ -248,6 +248,7 @@ def test_node_on_the_bridge_feed_and_broker_with_the_fake_terminal(tmp_path: Pat
         db = tmp_path / "bridge.db"
         code, out, err = finish(start_node("--config", str(config), "--feed", pub, "--db",
                                            str(db), "--broker", "bridge", "--duration", "4",
+                                           "--node-id", "desk_7",
                                            "--status-interval", "0", "--json", cwd=tmp_path))
     finally:
         bridge.terminate()
@@ -263,6 +264,13 @@ def test_node_on_the_bridge_feed_and_broker_with_the_fake_terminal(tmp_path: Pat
     assert count(db, "SELECT COUNT(*) FROM orders") > 0
     assert count(db, "SELECT COUNT(*) FROM orders WHERE state NOT IN "
                      "('filled', 'rejected', 'not_sent')") == 0
+    # the summary and the journal agree: no order reported pending that the journal settled
+    trading = summary["trading"]
+    assert trading["node_id"] == "desk_7" and trading["in_flight"] == {}
+    assert trading["journal"].get("filled", 0) == count(db, "SELECT COUNT(*) FROM orders WHERE "
+                                                            "state = 'filled'")
+    assert summary["results"].get("pending", 0) == 0
+    assert count(db, "SELECT COUNT(*) FROM orders WHERE client_order_id NOT LIKE 'desk_7-%'") == 0
 
 
 def test_unreachable_bridge_broker_is_a_clear_message_and_exit_3(tmp_path: Path) -> None:

@@ -75,6 +75,7 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
     ('[node]\nsymbols = []\n', "node.symbols"),
     ('[node]\nsymbols = ["EURUSD", "EURUSD"]\n', "node.symbols"),
     ('[risk]\nmax_orders_per_second = 0\n', "risk.max_orders_per_second"),
+    ('[node]\nid = "desk-1"\n', "node"),
     ('[risk]\nmax_position_lots = 1\n', "risk.max_position_lots"),
     ('[risk]\nmax_orders_per_second = 2.5\n', "risk.max_orders_per_second"),
     ('[bridge]\norders = "tcp://host:99999"\n', "bridge.orders"),

@@ -1,6 +1,7 @@
 """RiskGuard: every check refuses with its named reason, and counts it."""
 import os
 import signal
+import time
 
 import pytest
 
@@ -122,3 +123,31 @@ def test_checks_run_in_order_kill_first(tmp_path):
 def test_bad_limits_are_refused(kwargs):
     with pytest.raises(ValueError, match="RiskGuard"):
         RiskGuard(**kwargs)
+
+
+def test_orders_in_flight_count_as_filled_for_the_position_limit():
+    guard = RiskGuard(max_position=0.1)
+    now = time.monotonic_ns()
+    check = lambda side, position, **kw: guard.check(side, 0.05, position, 0.0, 0, now, now, **kw)  # noqa: E731
+    assert check(+1, 0.0, pending_long=0.05) is None  # 0.05 filled-or-pending + 0.05 = 0.1
+    assert check(+1, 0.0, pending_long=0.06) == "max_position"
+    assert check(+1, 0.0, pending_short=0.5) is None  # sells in flight never block a buy
+    assert check(-1, 0.0, pending_short=0.06) == "max_position"
+    assert check(-1, 0.5) is None  # an order that reduces a position over the limit passes
+    assert check(+1, 0.5) == "max_position"
+
+
+def test_back_pressure_refuses_past_the_brokers_capacity():
+    guard = RiskGuard()
+    now = time.monotonic_ns()
+    assert guard.check(+1, 0.1, 0.0, 0.0, 0, now, now, in_flight=2, capacity=3) is None
+    assert guard.check(+1, 0.1, 0.0, 0.0, 0, now, now, in_flight=3, capacity=3) == "orders_in_flight"
+    assert guard.rejections["orders_in_flight"] == 1
+
+
+def test_daily_loss_from_the_broker_is_used_as_given():
+    guard = RiskGuard(max_daily_loss=100)
+    now = time.monotonic_ns()
+    # the first tick of a day would zero a home-made daily PnL; the terminal's figure is kept
+    assert guard.check(+1, 0.1, 0.0, -150.0, 0, now, now, day_pnl=-150.0) == "max_daily_loss"
+    assert guard.check(+1, 0.1, 0.0, -150.0, 0, now, now, day_pnl=-50.0) is None

@@ -11,7 +11,8 @@ import pytest
 from flowchain.ingest.processing import compute_bars
 from flowchain.ingest.synthetic import synthetic_ticks
 from flowchain.store import (MARKET_DATA_SCHEMA, StoreError, ensure_schema, insert_quarantine,
-                             insert_ticks, open_database, transaction, upsert_bars)
+                             insert_ticks, node_identity, open_database, transaction,
+                             upsert_bars)
 from flowchain.ticks import TICK_DTYPE
 
 
@@ -257,3 +258,32 @@ def _has_ticks(path):
         return False
     finally:
         conn.close()
+
+
+def test_node_identity_is_created_with_the_database_and_kept(tmp_path):
+    first = open_database(tmp_path / "a.db")
+    identity = node_identity(first)
+    assert identity.node_id.startswith("n") and len(identity.node_id) == 9
+    assert 0 < identity.namespace < 2**32
+    first.close()
+    again = open_database(tmp_path / "a.db")
+    assert node_identity(again) == identity  # stored in it: the same after a restart
+    named = node_identity(again, "alpha")
+    assert named.node_id == "alpha" and named.namespace != identity.namespace
+    assert node_identity(again, "alpha") == named
+    other = node_identity(open_database(tmp_path / "b.db"))  # a fresh database: a new identity
+    assert other.namespace != identity.namespace and other.node_id != identity.node_id
+
+
+def test_req_ids_of_two_databases_never_meet(tmp_path):
+    a = node_identity(open_database(tmp_path / "a.db"), "node")
+    b = node_identity(open_database(tmp_path / "b.db"), "node")  # the same configured id
+    assert {a.req_id(n) for n in range(1, 1000)}.isdisjoint(b.req_id(n) for n in range(1, 1000))
+    assert a.comment(a.req_id(3)).startswith(a.comment_prefix)
+    assert not a.comment(a.req_id(3)).startswith(b.comment_prefix)
+
+
+@pytest.mark.parametrize("bad", ["", "a-b", "x" * 33, "nœud", "a b"])
+def test_bad_node_ids_are_refused_by_name(db, bad):
+    with pytest.raises(ValueError, match="node id"):
+        node_identity(db, bad)

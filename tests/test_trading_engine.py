@@ -89,7 +89,8 @@ def test_broker_failure_is_unknown_never_resent_and_reconciled_on_restart(tmp_pa
 
 
 def test_latency_fill_is_journaled_on_a_later_tick(tmp_path):
-    engine = TradingEngine(broker=PaperBroker(latency_ms=100), journal=tmp_path / "j.db")
+    engine = TradingEngine(broker=PaperBroker(latency_ms=100), journal=tmp_path / "j.db",
+                           node_id="node")
     first = engine(ctx_with(+1, time_msc=1_000))
     assert first.status == "pending"
     engine(ctx_with(0, time_msc=1_050, ask=1.2))

@@ -278,7 +278,7 @@ _COUNTS = wire.RejectCounts()
 _DECODERS = [wire.decode, wire.decode_tick, wire.decode_batch, wire.decode_heartbeat,
              wire.decode_backfill_request, wire.decode_backfill_response,
              wire.decode_order_request, wire.decode_order_ack, wire.decode_order_result,
-             wire.decode_backfill_since]
+             wire.decode_backfill_since, wire.decode_account_query, wire.decode_account_state]
 
 
 def _mutations():
@@ -316,3 +316,44 @@ def test_fuzzed_frames_only_raise_frame_error_with_a_known_reason():
     reached = {reason for reason, n in _COUNTS.as_dict().items() if n}
     assert {"short", "length", "version", "unknown_type", "wrong_type", "bad_topic"} <= reached, reached
     assert reached & set(wire.TICK_REFUSALS), reached
+
+
+def test_account_frames_round_trip_and_refuse_what_does_not_add_up():
+    query = wire.AccountQuery(7, 20_240_601, "fc5eed0001", 1_764_633_600)
+    assert wire.decode(wire.encode_account_query(query)) == query
+    rows = tuple(wire.SymbolExposure(f"S{i}", 0.01 * i, 0.02 * i, 0.01 * i, -1.5 * i, i) for i in range(3))
+    state = wire.AccountState(7, wire.AccountStatus.OK, 1_764_633_600, 4, -12.25, 99, rows)
+    frame = wire.encode_account_state(state)
+    assert len(frame) == wire.ACCOUNT_HEAD.size + 3 * wire.ACCOUNT_ROW.size
+    assert wire.decode(frame) == state
+    with pytest.raises(FrameError) as err:
+        wire.decode_account_state(frame[:-1])
+    assert err.value.reason == "length"
+    with pytest.raises(FrameError) as err:
+        wire.decode_account_state(frame[:2] + bytes([5]) + frame[3:])
+    assert err.value.reason == "bad_field"
+    with pytest.raises(ValueError, match="at most"):
+        wire.encode_account_state(state._replace(symbols=rows[:1] * (wire.MAX_ACCOUNT_SYMBOLS + 1)))
+
+
+_ACCOUNT_FRAMES = [
+    wire.encode_account_query(wire.AccountQuery(1, 99, "fc0000abcd", 1_700_000_000)),
+    wire.encode_account_state(wire.AccountState(1, wire.AccountStatus.OK, 0, 2, -3.5, 1, (
+        wire.SymbolExposure("EURUSD", 0.1, 0.3, 0.2, -1.25, 3),
+        wire.SymbolExposure("XAUUSD", -0.05, 0.0, 0.05, 7.0, 1)))),
+]
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(which=st.integers(0, 1), cut=st.integers(0, 300), at=st.integers(0, 300),
+       patch=st.one_of(st.binary(min_size=1, max_size=8),
+                       st.sampled_from([math.nan, math.inf, -math.inf]).map(lambda v: struct.pack("<d", v))))
+def test_fuzzed_account_frames_only_raise_frame_error(which, cut, at, patch):
+    frame = _ACCOUNT_FRAMES[which]
+    at %= len(frame)
+    mutated = (frame[:at] + patch + frame[at + len(patch):])[: len(frame) - cut % 3 * (cut % len(frame))]
+    for decode in (wire.decode, wire.decode_account_query, wire.decode_account_state):
+        try:
+            decode(mutated)
+        except FrameError as err:
+            assert err.reason in wire.REJECT_REASONS, err.reason

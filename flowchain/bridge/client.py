@@ -23,6 +23,7 @@ from flowchain import keys, wire
 
 _ACK = int(wire.FrameType.ORDER_ACK)
 _RESULT = int(wire.FrameType.ORDER_RESULT)
+_ACCOUNT_STATE = int(wire.FrameType.ACCOUNT_STATE)
 _RESULT_GRACE_NS = 5_000_000_000
 """How long past the deadline :meth:`OrderClient.send` still waits for the RESULT of an ACKed
 order (the bridge may have started it just before the deadline)."""
@@ -100,8 +101,21 @@ class OrderClient:
         """
         self._socket.send(wire.encode_order_request(request), zmq.NOBLOCK)
 
-    def receive(self, timeout_ms: int = 0) -> wire.OrderAck | wire.OrderResult | None:
-        """Return the next ACK or RESULT, waiting at most ``timeout_ms`` (0: not at all; -1: forever).
+    def post_query(self, query: wire.AccountQuery) -> None:
+        """Queue an account query for the bridge without waiting; its :class:`wire.AccountState`
+        comes back through :meth:`receive`, after the RESULTs of the orders the bridge finished
+        before it (one socket, one order thread: the state includes exactly those).
+
+        Raises
+        ------
+        zmq.Again
+            When the socket's send queue is full.
+        """
+        self._socket.send(wire.encode_account_query(query), zmq.NOBLOCK)
+
+    def receive(self, timeout_ms: int = 0) -> wire.OrderAck | wire.OrderResult | wire.AccountState | None:
+        """Return the next ACK, RESULT or account state, waiting at most ``timeout_ms`` (0: not
+        at all; -1: forever).
 
         ACKs are also kept in :attr:`acks`. A malformed reply is counted in :attr:`rejects` and
         skipped; None when nothing valid came in time.
@@ -125,6 +139,8 @@ class OrderClient:
                     ack = wire.decode_order_ack(reply)
                     self._keep_ack(ack)
                     return ack
+                if kind == _ACCOUNT_STATE:
+                    return wire.decode_account_state(reply)
                 raise wire.FrameError("wrong_type", f"{wire.frame_type(reply).name} on the order socket")
             except wire.FrameError as err:
                 self.rejects.count(err.reason)
@@ -163,7 +179,7 @@ class OrderClient:
                 timeout_ms = min(wait_ms, remaining_ms)
             reply = self.receive(timeout_ms)
             if reply is not None:
-                if reply.req_id != req_id:
+                if reply.req_id != req_id or type(reply) is wire.AccountState:
                     self.stray += 1
                 elif type(reply) is wire.OrderResult:
                     return reply

@@ -40,6 +40,7 @@ preallocated buffer; nothing on this path logs.
 """
 from __future__ import annotations
 
+import heapq
 import logging
 import secrets
 import threading
@@ -52,7 +53,7 @@ import zmq
 
 from flowchain import keys, wire
 from flowchain.bridge.config import BridgeConfig
-from flowchain.bridge.orders import IdempotencyLog, OrderDesk
+from flowchain.bridge.orders import IdempotencyLog, OrderDesk, Recheck, request_digest
 from flowchain.bridge.stream import TickPoller, ticks_between
 from flowchain.bridge.terminal import TerminalLink
 from flowchain.bridge.tick_history import TickHistory
@@ -70,6 +71,9 @@ _ACK_PACK = wire.ORDER_ACK.pack_into
 _ACK_TYPE = int(wire.FrameType.ORDER_ACK)
 _ORDER_REQUEST = int(wire.FrameType.ORDER_REQUEST)
 _BACKFILL_REQUEST = int(wire.FrameType.BACKFILL_REQUEST)
+_ACCOUNT_QUERY = int(wire.FrameType.ACCOUNT_QUERY)
+_RECHECK_POLL_MS = 5
+"""How often the idle order thread wakes while a :class:`Recheck` waits (instead of sleeping)."""
 _BACKFILL_SINCE = int(wire.FrameType.BACKFILL_SINCE)
 _COPY_TICKS_ALL = -1  # MetaTrader5.COPY_TICKS_ALL
 
@@ -158,6 +162,12 @@ class Bridge:
         self.acks_deferred = 0
         """ACKs sent in the same message as their RESULT (see ``ack_defer_us``)."""
         self._ack_buffer = bytearray(wire.ORDER_ACK.size)
+        self._rechecks: list[tuple[float, int, Recheck]] = []
+        """Look-ups waiting for the terminal's history (a heap by due time). Order thread only."""
+        self._recheck_seq = 0
+        self._rcvtimeo = _STOP_POLL_MS
+        self.overloaded = 0
+        """Orders refused at once (OVERLOADED): those ahead would take them past their deadline."""
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._ready = threading.Event()
@@ -257,7 +267,9 @@ class Bridge:
                 "heartbeats_published": self.heartbeats_published, "backfills_served": self.backfills_served,
                 "reconnects": self.link.reconnects, "orders_sent": self.desk.sent,
                 "orders_reconciled": self.desk.reconciled, "resends_checked": self.desk.resends_checked,
-                "orders_queued": len(self._queue),
+                "orders_queued": len(self._queue), "rechecks_waiting": len(self._rechecks),
+                "req_id_conflicts": self.idempotency.conflicts, "orders_overloaded": self.overloaded,
+                "account_queries": self.desk.account_queries,
                 "acks_deferred": self.acks_deferred,
                 "replies_dropped": self.replies_dropped, "rejects": self.rejects.as_dict(),
                 "orders_refused": self.orders_refused,
@@ -346,6 +358,7 @@ class Bridge:
         router = self._router
         recv = router.recv
         queue = self._queue
+        rechecks = self._rechecks
         stop = self._stop
         try:
             self._serve_orders(router, recv, queue, stop)
@@ -357,7 +370,15 @@ class Bridge:
 
     def _serve_orders(self, router: zmq.Socket, recv: Any, queue: deque, stop: threading.Event) -> None:
         while not stop.is_set():
+            if rechecks and rechecks[0][0] <= time.monotonic():
+                self._recheck(heapq.heappop(rechecks)[2])
+                self._drain()
+                continue
             if not queue:
+                wanted = _RECHECK_POLL_MS if rechecks else _STOP_POLL_MS
+                if wanted != self._rcvtimeo:  # a waiting look-up: wake often enough to run it
+                    router.setsockopt(zmq.RCVTIMEO, wanted)
+                    self._rcvtimeo = wanted
                 try:  # idle: block inside libzmq (GIL released) until a request or RCVTIMEO
                     peer = recv()
                 except zmq.Again:
@@ -404,6 +425,9 @@ class Bridge:
                 self._on_backfill(peer, wire.decode_backfill_request(frame))
             elif kind == _BACKFILL_SINCE:
                 self._on_backfill_since(peer, wire.decode_backfill_since(frame))
+            elif kind == _ACCOUNT_QUERY:
+                state = self.desk.account_state(wire.decode_account_query(frame))
+                self._send(peer, wire.encode_account_state(state))
             else:
                 raise wire.FrameError("wrong_type", f"{wire.frame_type(frame).name} sent to the bridge's ROUTER")
         except wire.FrameError as err:
@@ -426,14 +450,28 @@ class Bridge:
         if self.orders_refusal:
             self._refuse(peer, req)
             return
-        status, cached = self.idempotency.admit(req.req_id, peer)
+        status, cached = self.idempotency.admit(req.req_id, peer, request_digest(req))
         queue = self._queue
-        if status is wire.AckStatus.QUEUED and not queue and self._fast_streak >= FAST_STREAK:
-            queue.append((req, peer))  # runs next on a fast terminal: the ACK rides with the RESULT
-            return
+        if status is wire.AckStatus.QUEUED:
+            per_order = self.desk.order_ns  # back-pressure (checked inline: the usual order fits)
+            if per_order and (now_ns := time.time_ns()) + (len(queue) + 1) * per_order > req.deadline_ns \
+                    and not req.resend:
+                refused = self.desk.overloaded(req, len(queue), now_ns)
+                if refused is not None:  # answered at once, never sent
+                    self.overloaded += 1
+                    self.idempotency.finish(refused)
+                    self._send(peer, self._packed_ack(status, req.req_id), wire.encode_order_result(refused))
+                    return
+            if not queue and self._fast_streak >= FAST_STREAK:
+                queue.append((req, peer))  # runs next on a fast terminal: the ACK rides with the RESULT
+                return
         self._ack(peer, status, req.req_id)
         if status is wire.AckStatus.QUEUED:
             queue.append((req, None))
+        elif status is wire.AckStatus.REQ_ID_CONFLICT:  # another order holds this req_id: refuse this one
+            refusal = self.desk.refuse(req, wire.OrderStatus.REQ_ID_CONFLICT,
+                                       "req_id conflict: this req_id holds another request; not sent")
+            self._send(peer, wire.encode_order_result(refusal))
         elif cached is not None:
             self._send(peer, wire.encode_order_result(cached))
 
@@ -502,16 +540,47 @@ class Bridge:
             result = self.desk.execute(req)
         except Exception as exc:  # a terminal bug must not kill the order thread
             log.exception("order %d failed inside the bridge", req.req_id)
-            result = wire.OrderResult(req.req_id, wire.OrderStatus.UNKNOWN, 0, 0, 0, 0.0, 0.0, 0.0, 0.0,
-                                      f"bridge error: {type(exc).__name__}", 0, 0, (-1, str(exc)[:120]))
+            result = self._bridge_error(req, exc)
         if time.perf_counter_ns() - started <= self._ack_defer_ns:
             self._fast_streak += 1
         else:
             self._fast_streak = 0
+        if type(result) is Recheck:
+            self._defer(result, ack_peer)
+            return
+        self._answer(result, ack_peer)
+
+    @staticmethod
+    def _bridge_error(req: wire.OrderRequest, exc: Exception) -> wire.OrderResult:
+        return wire.OrderResult(req.req_id, wire.OrderStatus.UNKNOWN, 0, 0, 0, 0.0, 0.0, 0.0, 0.0,
+                                f"bridge error: {type(exc).__name__}", 0, 0, (-1, str(exc)[:120]))
+
+    def _defer(self, pending: Recheck, ack_peer: bytes | None) -> None:
+        """Keep a look-up for when it is due (never slept on); its ACK goes now if it was held."""
+        if ack_peer is not None:
+            self._ack(ack_peer, wire.AckStatus.QUEUED, pending.req.req_id)
+        self._recheck_seq += 1
+        heapq.heappush(self._rechecks, (pending.due, self._recheck_seq, pending))
+
+    def _recheck(self, pending: Recheck) -> None:
+        """Run a due look-up; answer its order, or keep the next look-up for later."""
+        try:
+            result = self.desk.recheck(pending)
+        except Exception as exc:  # a terminal bug must not kill the order thread
+            log.exception("order %d failed inside the bridge", pending.req.req_id)
+            result = self._bridge_error(pending.req, exc)
+        if type(result) is Recheck:
+            self._defer(result, None)
+        else:
+            self._answer(result, None)
+
+    def _answer(self, result: wire.OrderResult, ack_peer: bytes | None) -> None:
+        """Send ``result`` to every peer waiting for its req_id (with the held ACK, if any)."""
+        req_id = result.req_id
         frame = wire.encode_order_result(result)
         for peer in self.idempotency.finish(result):
             if peer == ack_peer:  # one message of two frames, ACK then RESULT: one wake-up for the node
                 self.acks_deferred += 1
-                self._send(peer, self._packed_ack(wire.AckStatus.QUEUED, req.req_id), frame)
+                self._send(peer, self._packed_ack(wire.AckStatus.QUEUED, req_id), frame)
             else:
                 self._send(peer, frame)

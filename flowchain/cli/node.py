@@ -74,6 +74,12 @@ def print_summary(summary: dict[str, Any]) -> None:
     head.add_row("alerts", ", ".join(f"{k} {v:,}" for k, v in alerts.items()) or "none")
     if summary.get("dashboard"):
         head.add_row("dashboard", summary["dashboard"])
+    trading = summary["trading"]
+    if trading.get("journal"):
+        head.add_row(f"journal ({trading.get('node_id', '')})",
+                     ", ".join(f"{k} {v:,}" for k, v in trading["journal"].items()))
+    if trading.get("recovered"):
+        head.add_row("settled at start", ", ".join(f"{k} {v:,}" for k, v in trading["recovered"].items()))
     refusals = summary["trading"]["risk_rejections"]
     if refusals:
         head.add_row("risk refusals", ", ".join(f"{k} {v:,}" for k, v in refusals.items()))
@@ -103,6 +109,8 @@ def node(
     feed: Optional[str] = typer.Option(None, help="sim | replay:FILE | tcp://host:port"),
     broker: Optional[str] = typer.Option(None, help="paper | bridge"),
     db: Optional[str] = typer.Option(None, help="The SQLite database file."),
+    node_id: Optional[str] = typer.Option(
+        None, "--node-id", help="This node's id (letters, digits, _); default: the database's own."),
     duration: Optional[float] = typer.Option(None, help="Seconds to run; 0 runs until stopped."),
     status_interval: Optional[float] = typer.Option(
         None, help="Seconds between status lines on stderr; 0 turns them off."),
@@ -137,7 +145,7 @@ def node(
 
     try:
         cfg = load_config(config, {
-            "feed": feed, "broker": broker, "db": db, "duration": duration,
+            "feed": feed, "broker": broker, "db": db, "node_id": node_id, "duration": duration,
             "status_interval": status_interval, "dashboard": dashboard,
             "dashboard_enabled": False if no_dashboard else None,
             "dashboard_url_file": dashboard_url_file,

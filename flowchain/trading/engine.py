@@ -14,10 +14,17 @@ from flowchain.trading.decision import (
 )
 from flowchain.trading.journal import OrderJournal
 from flowchain.trading.layout import F_ASK, F_BID, F_TIME_MSC
-from flowchain.trading.orders import FILLED, PENDING, UNKNOWN, Broker, OrderRequest
+from flowchain.trading.orders import (
+    FILLED, FINAL_STATES, PENDING, UNKNOWN, Broker, BrokerReport, OrderRequest,
+)
 from flowchain.trading.risk import RiskGuard
 
 _STATUS_OF = {FILLED: STATUS_FILLED, PENDING: STATUS_PENDING}
+
+
+class SettlementError(RuntimeError):
+    """The trading engine could not read the broker's account at start (positions, day's PnL):
+    trading on would break the risk limits."""
 
 
 class TradingEngine:
@@ -33,7 +40,12 @@ class TradingEngine:
     risk : RiskGuard, optional
         The limits; :class:`RiskGuard` defaults when omitted.
     node_id : str, optional
-        Prefix of client order ids when the journal is opened here.
+        This node's id when the journal is opened here (by default the database's own).
+
+    Raises
+    ------
+    SettlementError
+        If the broker reads its account from the terminal (``sync``) and could not at start.
 
     Notes
     -----
@@ -41,27 +53,94 @@ class TradingEngine:
     completed since. On a buy or sell decision it runs the risk checks, journals the order
     (committed) with the decision's votes as its reason, sends it, and journals the broker's
     answer. A broker that raises leaves the order ``unknown`` in the journal: it is never resent;
-    :meth:`OrderJournal.reconcile` settles it. Unresolved orders from an earlier run are
-    reconciled when the engine starts. ``ctx.result`` is overwritten on the symbol's next tick;
-    ``copy()`` it to keep it.
+    :meth:`OrderJournal.reconcile` settles it.
+
+    At start, before the first decision, every order an earlier run left unsettled (``sending``,
+    ``pending`` or ``unknown``) is looked up at the broker and settled in the journal; then a
+    broker that reads its account from the terminal (``sync``) restores its positions and the
+    day's PnL from there; the orders still in flight count in the exposure. So ``max_position``
+    and ``max_daily_loss`` hold across restarts. Exposure is the filled position plus every
+    order in flight as if it filled; a broker with ``capacity()`` gets no more orders in flight
+    than that (refused ``orders_in_flight``). ``ctx.result`` is overwritten on the symbol's next
+    tick; ``copy()`` it to keep it.
     """
 
     def __init__(self, broker: Optional[Broker] = None,
                  journal: Union[OrderJournal, str, Path, None] = None,
-                 risk: Optional[RiskGuard] = None, node_id: str = "node") -> None:
+                 risk: Optional[RiskGuard] = None, node_id: Optional[str] = None) -> None:
         self.broker = broker if broker is not None else PaperBroker()
         if journal is None or isinstance(journal, (str, Path)):
             journal = OrderJournal(journal if journal is not None else ":memory:", node_id)
         self.journal = journal
         self.risk = risk if risk is not None else RiskGuard()
         self.outcomes: Counter = Counter()
-        """Trade results by status (``hold`` excluded: see :attr:`holds`)."""
+        """Trade results by status (``hold`` excluded: see :attr:`holds`); an order reported
+        ``pending`` moves to its final status when the broker reports it."""
         self.holds = 0
         self.send_errors: Counter = Counter()
         """Broker failures by exception type (the orders are journaled ``unknown``)."""
         self._wants_quotes = bool(getattr(self.broker, "wants_quotes", False))
-        self.recovered = self.journal.reconcile(self.broker.lookup)
+        self._open: dict[str, tuple[str, int, float, bool]] = {}
+        """Orders that may still fill: client order id -> (symbol, side, volume, counted as
+        pending in :attr:`outcomes` this run)."""
+        self._pending: dict[str, list[float]] = {}
+        """Symbol -> [buy lots, sell lots] of the orders in :attr:`_open`."""
+        broker = self.broker
+        self._capacity = getattr(broker, "capacity", None)
+        self._in_flight = getattr(broker, "in_flight", None)
+        self._day_pnl = getattr(broker, "daily_pnl", None)
+        settle = getattr(broker, "settle", None)
+        journal = self.journal
+        lookup = broker.lookup if settle is None else (lambda cid: settle(journal.request(cid)))
+        self.recovered = journal.reconcile(lookup)
         """What the start-up reconciliation settled."""
+        sync = getattr(broker, "sync", None)
+        if sync is not None and getattr(broker, "identity", None) is not None:
+            try:
+                sync()
+            except Exception as exc:
+                raise SettlementError(f"the broker's positions and day's PnL could not be read "
+                                      f"at start: {exc}") from exc
+        for order in journal.open_orders():
+            self._track(order.client_order_id, order.symbol, order.side, order.volume, False)
+
+    def _track(self, cid: str, symbol: str, side: int, volume: float, counted: bool) -> None:
+        self._open[cid] = (symbol, side, volume, counted)
+        pending = self._pending.get(symbol)
+        if pending is None:
+            pending = self._pending[symbol] = [0.0, 0.0]
+        pending[0 if side > 0 else 1] += volume
+
+    def _settled(self, report: BrokerReport) -> None:
+        """Journal a later report; an order reaching a final state leaves the exposure."""
+        cid = report.client_order_id
+        self.journal.record_state(cid, report.state, report)
+        if report.state not in FINAL_STATES:
+            return
+        held = self._open.pop(cid, None)
+        if held is None:
+            return
+        symbol, side, volume, counted = held
+        pending = self._pending[symbol]
+        i = 0 if side > 0 else 1
+        pending[i] = max(0.0, round(pending[i] - volume, 10))
+        if counted:
+            self.outcomes[STATUS_PENDING] -= 1
+            self.outcomes[STATUS_FILLED if report.state == FILLED else STATUS_FAILED] += 1
+
+    def in_flight(self) -> dict[str, tuple[float, float]]:
+        """Return ``{symbol: (buy lots, sell lots)}`` of the orders that may still fill."""
+        return {s: (p[0], p[1]) for s, p in self._pending.items() if p[0] or p[1]}
+
+    def finish(self, timeout_s: float = 5.0) -> int:
+        """Wait up to ``timeout_s`` for the RESULTs of the orders in flight and journal them
+        (the node calls it at shutdown, so the journal and the summary agree); return how many
+        stay unsettled (settled at the next start)."""
+        wait = getattr(self.broker, "wait_reports", None)
+        if wait is not None and self._open:
+            for report in wait(timeout_s):
+                self._settled(report)
+        return len(self._open)
 
     def __call__(self, ctx: DecisionContext) -> TradeResult:
         """Run the trading step for ``ctx``'s decision; return ``ctx.result``.
@@ -78,7 +157,7 @@ class TradingEngine:
             done = self.broker.on_quote(ctx.symbol, features[F_BID], features[F_ASK],
                                         int(features[F_TIME_MSC]))
             for report in done:
-                self.journal.record_state(report.client_order_id, report.state, report)
+                self._settled(report)
         side = decision.side
         if side == 0:
             self.holds += 1
@@ -106,15 +185,21 @@ class TradingEngine:
         result.retcode = 0
         result.client_order_id = None
         now = time.monotonic_ns()
-        refusal = self.risk.check(side, volume, broker.position(symbol), broker.pnl(), time_msc,
-                                  ctx.received_ns, now)
+        pending = self._pending.get(symbol)
+        refusal = self.risk.check(
+            side, volume, broker.position(symbol), broker.pnl(), time_msc, ctx.received_ns, now,
+            pending_long=pending[0] if pending else 0.0,
+            pending_short=pending[1] if pending else 0.0,
+            in_flight=self._in_flight() if self._in_flight is not None else len(self._open),
+            capacity=self._capacity() if self._capacity is not None else None,
+            day_pnl=self._day_pnl() if self._day_pnl is not None else None)
         if refusal is not None:
             result.status = STATUS_REJECTED
             result.reason = refusal
             self.outcomes[STATUS_REJECTED] += 1
             return result
-        order = OrderRequest(self.journal.next_client_order_id(), symbol, side, volume, bid, ask,
-                             time_msc)
+        cid, req_id = self.journal.next_order_ids()
+        order = OrderRequest(cid, symbol, side, volume, bid, ask, time_msc, req_id)
         self.journal.record_sending(order, json.dumps(ctx.decision.reason()))
         self.risk.record_order(now)
         result.client_order_id = order.client_order_id
@@ -124,11 +209,14 @@ class TradingEngine:
             self.send_errors[type(exc).__name__] += 1
             self.journal.record_state(order.client_order_id, UNKNOWN,
                                       detail=f"send raised {exc!r}; reconcile before trading on")
+            self._track(order.client_order_id, symbol, side, volume, False)
             result.status = STATUS_FAILED
             result.reason = f"send raised {type(exc).__name__}: {exc}"
             self.outcomes[STATUS_FAILED] += 1
             return result
         self.journal.record_state(order.client_order_id, report.state, report)
+        if report.state not in FINAL_STATES:
+            self._track(order.client_order_id, symbol, side, volume, report.state == PENDING)
         result.status = _STATUS_OF.get(report.state, STATUS_FAILED)
         result.reason = report.comment
         result.price = report.price

@@ -1,9 +1,13 @@
 """The order journal: every order and state change committed to SQLite (WAL) before it happens.
 
 Client order ids are ``<node_id>-<sequence>`` with the sequence recovered from the journal on
-open, so a restarted node never reuses one. After a crash, orders still in ``sending`` (or
-``unknown``) are reconciled against the broker with :meth:`OrderJournal.reconcile`: what the
-broker has is recorded, what it never received becomes ``not_sent``; nothing is resent.
+open, so a restarted node never reuses one. The node id is the database's own (created with it,
+``n`` + 8 random hex digits) unless configured, and each node id has a random namespace stored
+in the database (:func:`flowchain.store.node_identity`): an order's wire req_id is
+``namespace << 32 | sequence``, so no other node, database or restart makes the same one.
+After a crash, orders not settled (``sending``, ``pending`` or ``unknown``) are reconciled
+against the broker with :meth:`OrderJournal.reconcile`: what the broker has is recorded, what
+it never received becomes ``not_sent``; nothing is resent.
 """
 from __future__ import annotations
 
@@ -13,8 +17,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable, Optional, Union
 
+from flowchain.store import NodeIdentity, check_node_id, node_identity
 from flowchain.trading.orders import (
-    NOT_SENT, SENDING, UNKNOWN, BrokerReport, OrderRequest,
+    NOT_SENT, OPEN_STATES, SENDING, UNKNOWN, BrokerReport, OrderRequest,
 )
 
 _SCHEMA = """
@@ -46,8 +51,20 @@ CREATE TABLE IF NOT EXISTS order_events (
 );
 CREATE INDEX IF NOT EXISTS orders_state ON orders(state);
 """
+_ADDED_COLUMNS = (("req_id", "INTEGER"), ("deal", "INTEGER"), ("mt5_order", "INTEGER"))
+"""Columns later versions added to ``orders`` (added to an older journal on open): the wire
+req_id, and the terminal's deal and order tickets of a fill."""
 
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+def _stored_u64(value: int) -> int:
+    """A u64 as SQLite's signed 64-bit INTEGER (two's complement)."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _loaded_u64(value: int) -> int:
+    return value + (1 << 64) if value < 0 else value
 
 
 class DuplicateOrderError(RuntimeError):
@@ -61,8 +78,9 @@ class OrderJournal:
     ----------
     path : str or Path
         The database file (``":memory:"`` keeps it in memory: no durability, for tests).
-    node_id : str
-        This node's id: the prefix of its client order ids.
+    node_id : str, optional
+        This node's id: the prefix of its client order ids; by default the database's own
+        (created with it and stored in it).
     synchronous : str, optional
         SQLite ``synchronous`` mode. ``NORMAL`` (default) survives a killed process; ``FULL``
         also survives power loss, at an fsync per commit.
@@ -70,36 +88,67 @@ class OrderJournal:
     Raises
     ------
     ValueError
-        If ``node_id`` is empty or contains ``-``, or ``synchronous`` is unknown.
+        If ``node_id`` is not 1..32 letters, digits or ``_``, or ``synchronous`` is unknown.
     sqlite3.Error
         If the database cannot be opened.
     """
 
-    def __init__(self, path: Union[str, Path], node_id: str = "node",
+    def __init__(self, path: Union[str, Path], node_id: Optional[str] = None,
                  synchronous: str = "NORMAL") -> None:
-        if not node_id or "-" in node_id:
-            raise ValueError(f"OrderJournal: node_id must be non-empty and without '-', got "
-                             f"{node_id!r}")
+        if node_id is not None:
+            try:
+                check_node_id(node_id)
+            except ValueError as exc:
+                raise ValueError(f"OrderJournal: node_id: {exc}") from None
         if synchronous.upper() not in SYNCHRONOUS_MODES:
             raise ValueError(f"OrderJournal: synchronous must be one of {SYNCHRONOUS_MODES}, "
                              f"got {synchronous!r}")
         self.path = str(path)
-        self.node_id = node_id
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(orders)")}
+        for column, kind in _ADDED_COLUMNS:
+            if column not in have:
+                self._db.execute(f"ALTER TABLE orders ADD COLUMN {column} {kind}")
+        self.identity: NodeIdentity = node_identity(self._db, node_id)
+        """This node's id and order namespace in this database."""
+        self.node_id = self.identity.node_id
         row = self._db.execute("SELECT MAX(seq) FROM orders WHERE node_id = ?",
-                               (node_id,)).fetchone()
+                               (self.node_id,)).fetchone()
         self._seq = int(row[0]) if row[0] is not None else 0
         self.reconciled: Counter = Counter()
         """Orders settled by :meth:`reconcile`, by outcome."""
+        self._closed_counts: Optional[dict[str, int]] = None
 
     def next_client_order_id(self) -> str:
         """Return the next client order id (``<node_id>-<seq>``), never one used before."""
         self._seq += 1
         return f"{self.node_id}-{self._seq}"
+
+    def next_order_ids(self) -> tuple[str, int]:
+        """Return the next client order id and its req_id (see :meth:`req_id_of`)."""
+        self._seq += 1
+        return f"{self.node_id}-{self._seq}", self.identity.req_id(self._seq)
+
+    def req_id_of(self, client_order_id: str) -> int:
+        """The wire req_id of one of this node's client order ids: ``namespace << 32 | seq``.
+
+        Raises
+        ------
+        ValueError
+            If the id is not ``<node_id>-<n>`` of this node.
+        """
+        return self.identity.req_id(self._seq_of(client_order_id))
+
+    def _seq_of(self, client_order_id: str) -> int:
+        prefix, _, seq = client_order_id.rpartition("-")
+        if prefix != self.node_id or not seq.isdigit():
+            raise ValueError(f"OrderJournal: client order id {client_order_id!r} is not "
+                             f"'{self.node_id}-<n>'; take it from next_client_order_id()")
+        return int(seq)
 
     def _commit(self, statements: list[tuple[str, tuple]]) -> None:
         db = self._db
@@ -122,18 +171,20 @@ class OrderJournal:
         ValueError
             If its client order id is not ``<node_id>-<integer>`` of this node.
         """
-        prefix, _, seq = order.client_order_id.rpartition("-")
-        if prefix != self.node_id or not seq.isdigit():
-            raise ValueError(f"OrderJournal: client order id {order.client_order_id!r} is not "
-                             f"'{self.node_id}-<n>'; take it from next_client_order_id()")
+        seq = self._seq_of(order.client_order_id)
+        req_id = self.identity.req_id(seq)
+        if order.req_id and order.req_id != req_id:
+            raise ValueError(f"OrderJournal: order {order.client_order_id} carries req_id "
+                             f"{order.req_id:#x}, its journal's is {req_id:#x}")
         now = time.time_ns()
         try:
             self._commit([
                 ("INSERT INTO orders (client_order_id, node_id, seq, symbol, side, volume, price, "
-                 "time_msc, state, reason, created_ns, updated_ns) "
-                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                 (order.client_order_id, self.node_id, int(seq), order.symbol, order.side,
-                  order.volume, order.price, order.time_msc, SENDING, reason, now, now)),
+                 "time_msc, state, reason, created_ns, updated_ns, req_id) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 (order.client_order_id, self.node_id, seq, order.symbol, order.side,
+                  order.volume, order.price, order.time_msc, SENDING, reason, now, now,
+                  _stored_u64(req_id))),
                 ("INSERT INTO order_events (client_order_id, state, at_ns, detail) "
                  "VALUES (?, ?, ?, ?)", (order.client_order_id, SENDING, now, None)),
             ])
@@ -154,8 +205,10 @@ class OrderJournal:
         now = time.time_ns()
         if report is not None:
             update = ("UPDATE orders SET state = ?, fill_price = ?, fill_volume = ?, retcode = ?, "
-                      "comment = ?, updated_ns = ? WHERE client_order_id = ?",
+                      "comment = ?, updated_ns = ?, deal = ?, mt5_order = ? "
+                      "WHERE client_order_id = ?",
                       (state, report.price, report.volume, report.retcode, report.comment, now,
+                       _stored_u64(report.deal) or None, _stored_u64(report.order) or None,
                        client_order_id))
         else:
             update = ("UPDATE orders SET state = ?, comment = ?, updated_ns = ? "
@@ -174,10 +227,40 @@ class OrderJournal:
         db.execute("COMMIT")
 
     def unresolved(self) -> list[str]:
-        """Return the ids of orders whose outcome is unknown (``sending`` or ``unknown``)."""
-        rows = self._db.execute("SELECT client_order_id FROM orders WHERE state IN (?, ?) "
-                                "ORDER BY seq", (SENDING, UNKNOWN)).fetchall()
+        """Return the ids of this node's orders not settled (``sending``, ``pending`` or
+        ``unknown``), oldest first."""
+        rows = self._db.execute(
+            f"SELECT client_order_id FROM orders WHERE node_id = ? AND state IN "
+            f"({', '.join('?' * len(OPEN_STATES))}) ORDER BY seq",
+            (self.node_id, *OPEN_STATES)).fetchall()
         return [r[0] for r in rows]
+
+    def request(self, client_order_id: str) -> Optional[OrderRequest]:
+        """Return a journaled order as the :class:`OrderRequest` it was sent as (with its
+        req_id, 0 for an order journaled before req_ids were; ``bid``/``ask`` both hold its
+        reference price), or None."""
+        row = self._db.execute(
+            "SELECT client_order_id, symbol, side, volume, price, time_msc, seq, req_id "
+            "FROM orders WHERE client_order_id = ? AND node_id = ?",
+            (client_order_id, self.node_id)).fetchone()
+        if row is None:
+            return None
+        cid, symbol, side, volume, price, time_msc, seq, req_id = row
+        return OrderRequest(cid, symbol, int(side), float(volume), float(price), float(price),
+                            int(time_msc), _loaded_u64(req_id) if req_id is not None else 0)
+
+    def open_orders(self) -> list[OrderRequest]:
+        """Return this node's unsettled orders (see :meth:`unresolved`) as requests."""
+        found = (self.request(cid) for cid in self.unresolved())
+        return [order for order in found if order is not None]
+
+    def state_counts(self) -> dict[str, int]:
+        """Return ``{state: orders}`` of this node's journaled orders (as at :meth:`close`, once
+        closed)."""
+        if self._closed_counts is not None:
+            return dict(self._closed_counts)
+        return dict(self._db.execute("SELECT state, COUNT(*) FROM orders WHERE node_id = ? "
+                                     "GROUP BY state ORDER BY state", (self.node_id,)))
 
     def reconcile(self, lookup: Callable[[str], Optional[BrokerReport]]) -> Counter:
         """Settle unresolved orders by asking the broker; never resend one.
@@ -229,5 +312,7 @@ class OrderJournal:
             (client_order_id,))]
 
     def close(self) -> None:
-        """Close the database."""
+        """Close the database (keeping :meth:`state_counts` for a summary written after)."""
+        if self._closed_counts is None:
+            self._closed_counts = self.state_counts()
         self._db.close()

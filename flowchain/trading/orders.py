@@ -16,6 +16,8 @@ UNKNOWN = "unknown"
 NOT_SENT = "not_sent"
 """Reconciliation found that the broker never received it (it is not resent)."""
 FINAL_STATES = (FILLED, REJECTED, NOT_SENT)
+OPEN_STATES = (SENDING, PENDING, UNKNOWN)
+"""States whose outcome is not settled: such an order may still fill (it counts as exposure)."""
 
 TRADE_RETCODE_DONE = 10009
 TRADE_RETCODE_PLACED = 10008
@@ -38,12 +40,15 @@ class OrderRequest:
         The quote the decision was made on.
     time_msc : int
         The tick's ``time_msc``.
+    req_id : int
+        The order's u64 idempotency key on the wire (the journal's ``namespace << 32 | seq``,
+        unique across nodes, databases and restarts); 0 when the caller has none.
     """
 
-    __slots__ = ("client_order_id", "symbol", "side", "volume", "bid", "ask", "time_msc")
+    __slots__ = ("client_order_id", "symbol", "side", "volume", "bid", "ask", "time_msc", "req_id")
 
     def __init__(self, client_order_id: str, symbol: str, side: int, volume: float, bid: float,
-                 ask: float, time_msc: int) -> None:
+                 ask: float, time_msc: int, req_id: int = 0) -> None:
         self.client_order_id = client_order_id
         self.symbol = symbol
         self.side = side
@@ -51,6 +56,7 @@ class OrderRequest:
         self.bid = bid
         self.ask = ask
         self.time_msc = time_msc
+        self.req_id = req_id
 
     @property
     def price(self) -> float:
@@ -63,18 +69,22 @@ class OrderRequest:
 
 
 class BrokerReport:
-    """A broker's answer about one order: its state, fill and return code."""
+    """A broker's answer about one order: its state, fill and return code, and the terminal's
+    ``deal`` and ``order`` tickets when it has them (0 otherwise)."""
 
-    __slots__ = ("client_order_id", "state", "price", "volume", "retcode", "comment")
+    __slots__ = ("client_order_id", "state", "price", "volume", "retcode", "comment", "deal",
+                 "order")
 
     def __init__(self, client_order_id: str, state: str, price: float = 0.0, volume: float = 0.0,
-                 retcode: int = 0, comment: str = "") -> None:
+                 retcode: int = 0, comment: str = "", deal: int = 0, order: int = 0) -> None:
         self.client_order_id = client_order_id
         self.state = state
         self.price = price
         self.volume = volume
         self.retcode = retcode
         self.comment = comment
+        self.deal = deal
+        self.order = order
 
     def __repr__(self) -> str:
         return (f"BrokerReport({self.client_order_id} {self.state} {self.volume:g} @ "

@@ -1,7 +1,8 @@
 """Pre-trade risk checks: each refusal is a named reason, counted.
 
 Checks run in this order, only when the decision is to trade: kill switch (file or signal),
-feed-stale block, stale tick, orders per second, position per symbol, daily loss.
+feed-stale block, stale tick, orders in flight (back-pressure), orders per second, position per
+symbol (filled plus in flight), daily loss.
 """
 from __future__ import annotations
 
@@ -18,11 +19,13 @@ import numpy as np
 KILL_SWITCH = "kill_switch"
 FEED_STALE = "feed_stale"
 STALE_TICK = "stale_tick"
+ORDERS_IN_FLIGHT = "orders_in_flight"
+"""Back-pressure: as many orders are in flight as the broker can execute before their deadline."""
 MAX_ORDERS_PER_SECOND = "max_orders_per_second"
 MAX_POSITION = "max_position"
 MAX_DAILY_LOSS = "max_daily_loss"
-REASONS = (KILL_SWITCH, FEED_STALE, STALE_TICK, MAX_ORDERS_PER_SECOND, MAX_POSITION,
-           MAX_DAILY_LOSS)
+REASONS = (KILL_SWITCH, FEED_STALE, STALE_TICK, ORDERS_IN_FLIGHT, MAX_ORDERS_PER_SECOND,
+           MAX_POSITION, MAX_DAILY_LOSS)
 
 _MS_PER_DAY = 86_400_000
 
@@ -33,7 +36,8 @@ class RiskGuard:
     Parameters
     ----------
     max_position : float, optional
-        Largest absolute net position per symbol, in lots, after the order.
+        Largest absolute net position per symbol, in lots, after the order, counting every
+        order in flight as if it filled (an order that reduces the position always passes).
     max_orders_per_second : int, optional
         Orders allowed in any rolling second (by ``time.monotonic_ns``).
     max_daily_loss : float, optional
@@ -139,7 +143,9 @@ class RiskGuard:
         return total_pnl - self._day_start_pnl
 
     def check(self, side: int, volume: float, position: float, total_pnl: float, time_msc: int,
-              received_ns: int, now_ns: Optional[int] = None) -> Optional[str]:
+              received_ns: int, now_ns: Optional[int] = None, *, pending_long: float = 0.0,
+              pending_short: float = 0.0, in_flight: int = 0, capacity: Optional[int] = None,
+              day_pnl: Optional[float] = None) -> Optional[str]:
         """Return the reason the order must not go, or None; a refusal is counted.
 
         Parameters
@@ -158,6 +164,14 @@ class RiskGuard:
             ``time.monotonic_ns()`` when the tick arrived.
         now_ns : int, optional
             ``time.monotonic_ns()`` now (read when omitted).
+        pending_long, pending_short : float
+            Lots of the symbol's buy and sell orders in flight (they may still fill).
+        in_flight, capacity : int
+            Orders in flight now, and how many the broker can execute before their deadline
+            (None: no limit).
+        day_pnl : float, optional
+            Today's PnL when the broker knows it (the terminal's deals of the day); else it is
+            ``total_pnl`` less its value at the first tick of the day.
         """
         now = time.monotonic_ns() if now_ns is None else now_ns
         reason = None
@@ -167,12 +181,16 @@ class RiskGuard:
             reason = FEED_STALE
         elif now - received_ns > self.max_tick_age_ns:
             reason = STALE_TICK
+        elif capacity is not None and in_flight >= capacity:
+            reason = ORDERS_IN_FLIGHT
         elif (self._sent_count >= self.max_orders_per_second and
               now - self._sent_ns[self._sent_count % self.max_orders_per_second] < 1_000_000_000):
             reason = MAX_ORDERS_PER_SECOND
-        elif abs(position + side * volume) > self.max_position + 1e-9:
+        elif (position + pending_long + volume > self.max_position + 1e-9 if side > 0
+              else position - pending_short - volume < -self.max_position - 1e-9):
             reason = MAX_POSITION
-        elif self.daily_pnl(total_pnl, time_msc) <= -self.max_daily_loss:
+        elif (self.daily_pnl(total_pnl, time_msc) if day_pnl is None else day_pnl) \
+                <= -self.max_daily_loss:
             reason = MAX_DAILY_LOSS
         if reason is not None:
             self.rejections[reason] += 1
