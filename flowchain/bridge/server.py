@@ -358,7 +358,6 @@ class Bridge:
         router = self._router
         recv = router.recv
         queue = self._queue
-        rechecks = self._rechecks
         stop = self._stop
         try:
             self._serve_orders(router, recv, queue, stop)
@@ -369,6 +368,7 @@ class Bridge:
             router.close(0)
 
     def _serve_orders(self, router: zmq.Socket, recv: Any, queue: deque, stop: threading.Event) -> None:
+        rechecks = self._rechecks
         while not stop.is_set():
             if rechecks and rechecks[0][0] <= time.monotonic():
                 self._recheck(heapq.heappop(rechecks)[2])
