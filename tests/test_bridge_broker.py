@@ -247,3 +247,27 @@ def test_sync_waits_for_a_terminal_that_comes_back(bridge, ctx, mt5, eventually)
         assert state.status.name == "OK" and mt5.faults.ipc_timeouts == 0
     finally:
         broker.close()
+
+
+def test_an_engine_whose_terminal_is_down_refuses_orders_until_the_account_is_read(
+        bridge, ctx, mt5, tmp_path, eventually):
+    journal = OrderJournal(tmp_path / "journal.db", "down")
+    broker = _broker(bridge, ctx, identity=journal.identity, lookup_timeout_s=0.5,
+                     sync_every_s=0.05)
+    try:
+        mt5.faults.failed_initializes = 10**6  # the bridge answers; its terminal does not
+        mt5.disconnect()
+        engine = TradingEngine(broker=broker, journal=journal)   # starts: no SettlementError
+        assert "could not read the terminal" in engine.account_unknown
+        result = engine(_ctx(+1))
+        assert (result.status, result.reason) == ("rejected", "account_unknown")
+        assert journal.states() == {}                            # nothing journaled or sent
+        mt5.faults.failed_initializes = 0                        # the terminal comes back
+        eventually(lambda: engine(_ctx(0)) is not None and broker.account is not None,
+                   timeout=30, message="the account was never read after the terminal came back")
+        quote = mt5.symbol_info_tick("EURUSD")
+        result = engine(_ctx(+1, quote.bid, quote.ask))
+        assert result.status == "pending" and engine.account_unknown is None
+    finally:
+        broker.close()
+        journal.close()

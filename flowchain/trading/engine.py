@@ -15,7 +15,8 @@ from flowchain.trading.decision import (
 from flowchain.trading.journal import OrderJournal
 from flowchain.trading.layout import F_ASK, F_BID, F_TIME_MSC
 from flowchain.trading.orders import (
-    FILLED, FINAL_STATES, PENDING, UNKNOWN, Broker, BrokerReport, OrderRequest,
+    FILLED, FINAL_STATES, PENDING, UNKNOWN, AccountUnavailableError, Broker, BrokerReport,
+    OrderRequest,
 )
 from flowchain.trading.risk import RiskGuard
 
@@ -45,7 +46,10 @@ class TradingEngine:
     Raises
     ------
     SettlementError
-        If the broker reads its account from the terminal (``sync``) and could not at start.
+        If the broker reads its account from the terminal (``sync``) and its bridge did not
+        answer at start. A bridge that answers while its terminal cannot be read (not logged
+        in, disconnected) is not an error: orders are refused as ``account_unknown`` until the
+        broker has read the account.
 
     Notes
     -----
@@ -94,10 +98,15 @@ class TradingEngine:
         lookup = broker.lookup if settle is None else (lambda cid: settle(journal.request(cid)))
         self.recovered = journal.reconcile(lookup)
         """What the start-up reconciliation settled."""
+        self.account_unknown: Optional[str] = None
+        """Why the broker's account (positions, day's PnL) is not known yet; every order is
+        refused (``account_unknown``) until the broker has read it."""
         sync = getattr(broker, "sync", None)
         if sync is not None and getattr(broker, "identity", None) is not None:
             try:
                 sync()
+            except AccountUnavailableError as exc:  # the bridge answers; its terminal does not
+                self.account_unknown = str(exc)
             except Exception as exc:
                 raise SettlementError(f"the broker's positions and day's PnL could not be read "
                                       f"at start: {exc}") from exc
@@ -127,6 +136,12 @@ class TradingEngine:
         if counted:
             self.outcomes[STATUS_PENDING] -= 1
             self.outcomes[STATUS_FILLED if report.state == FILLED else STATUS_FAILED] += 1
+
+    def _refuse(self, result: TradeResult, reason: str) -> TradeResult:
+        result.status = STATUS_REJECTED
+        result.reason = reason
+        self.outcomes[STATUS_REJECTED] += 1
+        return result
 
     def in_flight(self) -> dict[str, tuple[float, float]]:
         """Return ``{symbol: (buy lots, sell lots)}`` of the orders that may still fill."""
@@ -185,6 +200,10 @@ class TradingEngine:
         result.retcode = 0
         result.client_order_id = None
         now = time.monotonic_ns()
+        if self.account_unknown is not None:
+            if getattr(broker, "account", None) is None:
+                return self._refuse(result, "account_unknown")
+            self.account_unknown = None
         pending = self._pending.get(symbol)
         refusal = self.risk.check(
             side, volume, broker.position(symbol), broker.pnl(), time_msc, ctx.received_ns, now,
@@ -194,10 +213,7 @@ class TradingEngine:
             capacity=self._capacity() if self._capacity is not None else None,
             day_pnl=self._day_pnl() if self._day_pnl is not None else None)
         if refusal is not None:
-            result.status = STATUS_REJECTED
-            result.reason = refusal
-            self.outcomes[STATUS_REJECTED] += 1
-            return result
+            return self._refuse(result, refusal)
         cid, req_id = self.journal.next_order_ids()
         order = OrderRequest(cid, symbol, side, volume, bid, ask, time_msc, req_id)
         self.journal.record_sending(order, json.dumps(ctx.decision.reason()))

@@ -24,6 +24,11 @@ TRADE_RETCODE_PLACED = 10008
 TRADE_RETCODE_REJECT = 10006
 
 
+class AccountUnavailableError(ConnectionError):
+    """A broker's venue answered but could not read the account (positions and deals): the
+    MT5 terminal behind the bridge is not logged in or not connected."""
+
+
 class OrderRequest:
     """One market order as the trading step hands it to a broker.
 

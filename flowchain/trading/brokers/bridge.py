@@ -34,7 +34,8 @@ from flowchain import wire
 from flowchain.bridge.client import OrderClient
 from flowchain.store import NodeIdentity
 from flowchain.trading.orders import (
-    FILLED, NOT_SENT, PENDING, REJECTED, UNKNOWN, BrokerReport, OrderRequest,
+    FILLED, NOT_SENT, PENDING, REJECTED, UNKNOWN, AccountUnavailableError, BrokerReport,
+    OrderRequest,
 )
 
 ORDER_TYPE_BUY = 0
@@ -54,10 +55,6 @@ CAPACITY_SHARE = 0.8
 
 class BridgeUnreachableError(ConnectionError):
     """The bridge did not answer at its endpoint in time."""
-
-
-class AccountUnavailableError(ConnectionError):
-    """The bridge could not read the terminal's positions and deals (terminal not connected)."""
 
 
 def order_comment(req_id: int) -> str:
