@@ -20,7 +20,7 @@ import yaml
 from flowchain.errors import ChainProblem, ChainValidationError
 
 WRAPPER_KEY = "Data_Flow_Chains"
-"""The seed's top-level key; files may use it or list the chains at the top level."""
+"""The concept document's top-level key; files may use it or list the chains at the top level."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -540,6 +540,6 @@ def load_chains_file(path: Union[str, os.PathLike]) -> list[ChainDefinition]:
 
 
 def dump_chains(chains: Iterable[ChainDefinition]) -> str:
-    """Return YAML text (the seed's wrapped shape) that loads back into ``chains``."""
+    """Return YAML text (the wrapped ``Data_Flow_Chains:`` shape) that loads back into ``chains``."""
     body = {c.name: c.to_dict() for c in chains}
     return yaml.safe_dump({WRAPPER_KEY: body}, sort_keys=False)

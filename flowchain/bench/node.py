@@ -21,7 +21,7 @@ What ``flowchain bench node`` measures, in one run:
   (a million by default) through both chains (decisions per tick, a stored batch every 4096
   ticks), measured after a warm-up of the same path.
 
-Budgets (issue 4): decision p99 <= 30 us; execution step p99 <= 12 us; ingest >= 0.5x bare;
+Budgets: decision p99 <= 30 us; execution step p99 <= 12 us; ingest >= 0.5x bare;
 RSS growth within :data:`RSS_NOISE_BYTES`.
 """
 from __future__ import annotations
@@ -44,9 +44,9 @@ from flowchain.feeds.ring import TickRing
 from flowchain.registry import ChainRegistry
 
 BUDGET_DECISION_P99_NS = 30_000
-"""1/500 of the seed's 15 ms multi-agent analysis target."""
+"""1/500 of the 15 ms multi-agent analysis design target."""
 BUDGET_EXECUTION_P99_NS = 12_000
-"""1/100 of the seed's 1.2 ms trading execution target."""
+"""1/100 of the 1.2 ms trading execution design target."""
 BUDGET_INGEST_VS_BARE_MIN = 0.5
 RSS_NOISE_BYTES = 4 * 1024 * 1024
 """Growth below this is allocator and page-cache noise (SQLite's page cache alone is 2 MiB)."""

@@ -50,7 +50,7 @@ ASYNC_SYMBOL = "ASYNC0"
 FEED_SYMBOL = "EURUSD"
 SESSION = 0x5EED
 BUDGET = {"oneway": 1.3, "order_rtt": 1.5, "ticks_lost": 0}
-"""Issue 3: one-way at most 1.3x bare (p50 and p99), order RTT at most 1.5x, zero loss."""
+"""The budgets: one-way at most 1.3x bare (p50 and p99), order RTT at most 1.5x, zero loss."""
 _SEQ_AT = struct.Struct("<Q")
 _SEQ_OFFSET = 12  # version u8, type u8, symbol_id u16, session_id u64, then seq u64
 

@@ -19,7 +19,7 @@ def wire_bench(
 ) -> None:
     """Measure tick decode, one-way tick latency (bare PUB/SUB vs the node's feed), ticks lost
     at RATE for SECONDS, and the order round trip (bare echo vs the bridge on the fake MT5);
-    exit 1 when a budget of issue 3 is missed."""
+    exit 1 when a budget is missed."""
     from flowchain.bench import wire as bench
 
     console = Console(stderr=True)

@@ -32,7 +32,7 @@ from flowchain.ingest.synthetic import synthetic_ticks
 from flowchain.store import INSERT_TICKS_SQL, ensure_schema, open_database
 
 BUDGET_INGEST_VS_BARE_MIN = 0.5
-"""Issue 4's budget: the whole chain stores at least half as many ticks per second as bare."""
+"""The budget: the whole chain stores at least half as many ticks per second as bare."""
 
 SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD")
 

@@ -1,4 +1,4 @@
-"""Register the MT5 -> database chain's components under the seed's names.
+"""Register the MT5 -> database chain's components under their chain names.
 
 Importing this module registers, in :data:`flowchain.components.default_components`:
 

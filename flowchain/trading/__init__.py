@@ -7,7 +7,7 @@ preallocated per symbol and reused on every tick of that symbol::
         -> ctx (signals, confidences) -> ConsensusEngine -> ctx (decision)
         -> TradingEngine -> TradeResult
 
-Import :mod:`flowchain.trading.components` to register the four steps under the seed's names.
+Import :mod:`flowchain.trading.components` to register the four steps under their chain names.
 """
 from flowchain.trading.context import DecisionContext
 from flowchain.trading.decision import Decision, TradeResult

@@ -1,4 +1,4 @@
-"""Register the AI decision chain's four steps under the seed's component names.
+"""Register the AI decision chain's four steps under the chain's component names.
 
 Importing this module registers the classes (instantiated with their defaults the first time a
 chain needs them) in the process-wide registry::
@@ -31,7 +31,7 @@ def register_decision_components(registry: Optional[ComponentRegistry] = None, *
                                  orchestrator: Optional[MultiAgentOrchestrator] = None,
                                  consensus: Optional[ConsensusEngine] = None,
                                  trading: Optional[TradingEngine] = None) -> None:
-    """Register configured instances of the four steps under the seed's names.
+    """Register configured instances of the four steps under their chain names.
 
     Each one given replaces the registered class (or instance) of its name; the others are
     registered as classes when missing.
@@ -53,7 +53,7 @@ def register_decision_components(registry: Optional[ComponentRegistry] = None, *
 
 
 def ai_decision_chain(name: str = "ai_decision") -> ChainDefinition:
-    """Return the seed's AI decision chain (steps, contracts and expected durations in ms)."""
+    """Return the AI decision chain (steps, contracts and expected durations in ms)."""
     return ChainDefinition(name, (
         ChainStep("feature_extraction", "FeatureEngine", "market_data", "feature_vectors", 30.0),
         ChainStep("multi_agent_analysis", "MultiAgentOrchestrator", "feature_vectors",
