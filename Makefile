@@ -8,7 +8,8 @@ BUILD_DEPS := 'setuptools>=68' wheel 'Cython>=3.0.10' 'numpy>=1.26'
 ASAN_VENV ?= .venv-asan
 ASAN_SRC := build/asan-src
 ENGINE_TESTS ?= tests/test_native.py tests/test_registry.py tests/test_histograms.py \
-	tests/test_failures.py tests/test_engine_threads.py tests/test_monitor.py tests/test_readme.py
+	tests/test_failures.py tests/test_engine_threads.py tests/observe/test_monitor.py \
+	tests/observe/test_metrics.py tests/tenancy/test_tenant_admission.py tests/test_readme.py
 
 .PHONY: install node test bench debug test-asan clean
 
