@@ -103,33 +103,49 @@ _tracing = _Tracing()
 
 
 class _Measurement:
-    """One sampled execution's readings (one object per execution: threads never share it)."""
+    """One sampled execution's readings (one object per execution: threads never share it).
 
-    __slots__ = ("probe", "cpu0", "mem0", "wall", "cpu", "alloc")
+    While tracemalloc traces, every allocation costs more: the readings are kept as a flat
+    list of the raw clock and tracemalloc values and turned into figures after tracing
+    stopped (:meth:`end`).
+    """
 
-    def __init__(self, probe: "ResourceProbe") -> None:
+    __slots__ = ("probe", "raw")
+
+    def __init__(self, probe: Any) -> None:
         self.probe = probe
-        self.wall = self.cpu = self.alloc = 0
+        self.raw: list = []
 
     def before(self) -> None:
         _reset_peak()
-        self.mem0 = _traced()[0]
-        self.cpu0 = _thread_time_ns()
+        self.raw.append(_traced()[0])
+        self.raw.append(_thread_time_ns())
 
     def after(self, i: int, wall_ns: int) -> None:
-        cpu = max(0, _thread_time_ns() - self.cpu0 - CPU_FLOOR_NS)
-        alloc = max(0, _traced()[1] - self.mem0)
-        self.probe.record(i, wall_ns, cpu, alloc)
-        self.wall += wall_ns
-        self.cpu += cpu
-        self.alloc += alloc
+        cpu1 = _thread_time_ns()
+        self.raw.append(_traced()[1])
+        self.raw.append(cpu1)
+        self.raw.append(wall_ns)
 
     def end(self, ok: bool) -> None:
         _tracing.release()
-        if ok:
-            self.probe.record(self.probe.n_steps, self.wall, self.cpu, self.alloc)
-        else:
-            self.probe.failed += 1
+        probe, raw, floor = self.probe, self.raw, CPU_FLOOR_NS
+        wall = cpu = alloc = 0
+        steps = len(raw) // 5
+        for i in range(steps):
+            mem0, cpu0, peak, cpu1, w = raw[5 * i:5 * i + 5]
+            c = cpu1 - cpu0 - floor
+            c = c if c > 0 else 0
+            a = peak - mem0
+            a = a if a > 0 else 0
+            probe.record(i, w, c, a)
+            wall += w
+            cpu += c
+            alloc += a
+        if ok and steps == probe.n_steps:
+            probe.record(probe.n_steps, wall, cpu, alloc)
+        elif not ok:
+            probe.failed += 1
 
 
 class ResourceProbe:
@@ -144,9 +160,9 @@ class ResourceProbe:
 
     Attributes
     ----------
-    samples : numpy.ndarray
+    samples : list of int
         Measured executions per row (rows: the steps, then the whole execution).
-    wall_ns, cpu_ns, alloc_bytes : numpy.ndarray
+    wall_ns, cpu_ns, alloc_bytes : list of int
         Sums per row.
     cpu, alloc : HdrCounts
         Distributions per row of CPU ns and allocated bytes.
@@ -160,10 +176,10 @@ class ResourceProbe:
         self.step_names = tuple(step_names)
         self.n_steps = len(self.step_names)
         rows = self.n_steps + 1
-        self.samples = np.zeros(rows, dtype=np.int64)
-        self.wall_ns = np.zeros(rows, dtype=np.int64)
-        self.cpu_ns = np.zeros(rows, dtype=np.int64)
-        self.alloc_bytes = np.zeros(rows, dtype=np.int64)
+        self.samples = [0] * rows
+        self.wall_ns = [0] * rows
+        self.cpu_ns = [0] * rows
+        self.alloc_bytes = [0] * rows
         self.cpu = engine.HdrCounts(rows, hdr_layout)
         self.alloc = engine.HdrCounts(rows, hdr_layout)
         self.failed = 0
@@ -182,13 +198,15 @@ class ResourceProbe:
         self.wall_ns[row] += wall_ns
         self.cpu_ns[row] += cpu_ns
         self.alloc_bytes[row] += alloc_bytes
-        self.cpu.record(row, max(1, cpu_ns))
-        self.alloc.record(row, max(1, alloc_bytes))
+        self.cpu.record(row, cpu_ns or 1)
+        self.alloc.record(row, alloc_bytes or 1)
 
     def snapshot(self) -> dict[str, np.ndarray]:
         """Copies of every figure (for the history writer's interval differences)."""
-        return {"samples": self.samples.copy(), "wall_ns": self.wall_ns.copy(),
-                "cpu_ns": self.cpu_ns.copy(), "alloc_bytes": self.alloc_bytes.copy(),
+        return {"samples": np.array(self.samples, dtype=np.int64),
+                "wall_ns": np.array(self.wall_ns, dtype=np.int64),
+                "cpu_ns": np.array(self.cpu_ns, dtype=np.int64),
+                "alloc_bytes": np.array(self.alloc_bytes, dtype=np.int64),
                 "cpu_counts": np.array(self.cpu.counts), "alloc_counts":
                 np.array(self.alloc.counts)}
 
@@ -237,7 +255,7 @@ class ReadingsProbe:
 
     def begin(self) -> _Measurement:
         _tracing.acquire()
-        return _Measurement(self)  # type: ignore[arg-type]
+        return _Measurement(self)
 
     def record(self, row: int, wall_ns: int, cpu_ns: int, alloc_bytes: int) -> None:
         self.readings.append((row, wall_ns, cpu_ns, alloc_bytes))
