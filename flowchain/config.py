@@ -557,6 +557,8 @@ class NodeConfig(_Section):
         for optional in ("tiers", "features", "tenants"):  # a node without tenants has none
             if not out.get(optional):
                 out.pop(optional, None)
+        if "tenants" not in out:  # [tenancy] only matters to a node hosting tenants
+            out.pop("tenancy", None)
         return out
 
 
