@@ -183,6 +183,7 @@ class ResourceProbe:
         self.cpu = engine.HdrCounts(rows, hdr_layout)
         self.alloc = engine.HdrCounts(rows, hdr_layout)
         self.failed = 0
+        self._lock = threading.Lock()  # sampled executions of several threads, the writer
 
     @property
     def row_names(self) -> tuple[str, ...]:
@@ -194,15 +195,20 @@ class ResourceProbe:
         return _Measurement(self)
 
     def record(self, row: int, wall_ns: int, cpu_ns: int, alloc_bytes: int) -> None:
-        self.samples[row] += 1
-        self.wall_ns[row] += wall_ns
-        self.cpu_ns[row] += cpu_ns
-        self.alloc_bytes[row] += alloc_bytes
-        self.cpu.record(row, cpu_ns or 1)
-        self.alloc.record(row, alloc_bytes or 1)
+        with self._lock:
+            self.samples[row] += 1
+            self.wall_ns[row] += wall_ns
+            self.cpu_ns[row] += cpu_ns
+            self.alloc_bytes[row] += alloc_bytes
+            self.cpu.record(row, cpu_ns or 1)
+            self.alloc.record(row, alloc_bytes or 1)
 
     def snapshot(self) -> dict[str, np.ndarray]:
-        """Copies of every figure (for the history writer's interval differences)."""
+        """Copies of every figure, of one instant (for the history writer's differences)."""
+        with self._lock:
+            return self._copy()
+
+    def _copy(self) -> dict[str, np.ndarray]:
         return {"samples": np.array(self.samples, dtype=np.int64),
                 "wall_ns": np.array(self.wall_ns, dtype=np.int64),
                 "cpu_ns": np.array(self.cpu_ns, dtype=np.int64),

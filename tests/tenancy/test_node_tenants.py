@@ -124,6 +124,11 @@ async def test_a_node_hosts_two_tenants_on_its_dashboard_metrics_and_sinks(
         node.request_stop("test")
         summary = await asyncio.wait_for(task, 60)
     assert summary["alerts"].get("upgrade_trigger", 0) >= 1  # through the node's sinks
+    assert summary["history"]["flush_errors"] == 0
+    with sqlite3.connect(db) as conn:  # the history sink stored the triggers as events
+        assert conn.execute(
+            "SELECT COUNT(*) FROM alert_events WHERE kind = 'upgrade_trigger' AND tenant = ?",
+            (free,)).fetchone()[0] >= 1
     assert {t["tenant"]: t["executions_today"] for t in summary["tenants"]} == \
         {"acme": 20, free: 10}
     # usage survives: the day's count is in the node's database
