@@ -72,6 +72,12 @@ overrides any of them, by section::
     [tiers.free]                 # service tiers of a multi-tenant node (docs/tenancy.md)
     executions_per_day = 100000
 
+    [tenants.acme]               # a tenant the node hosts, on one of the tiers (free, pro,
+    tier = "free"                # enterprise when no [tiers.*] is given)
+
+    [tenancy]
+    resource_sample_rate = 0.0   # share of tenants' executions measured (CPU, memory per step)
+
     [otel]
     endpoint = ""                # OTLP/HTTP traces URL; needs the OTLP exporter (extra otel)
     sample_rate = 0.01           # fraction of successful executions exported (failed: all)
@@ -414,6 +420,24 @@ class ChainsSection(_Section):
     same name and the others stay bundled (empty: the bundled file alone)."""
 
 
+class TenantSection(_Section):
+    """``[tenants.ID]``: a tenant the node hosts and its tier."""
+
+    tier: str
+    """One of the tiers (``[tiers.*]``, or the shipped free / pro / enterprise)."""
+
+
+class TenancySection(_Section):
+    """``[tenancy]``: how the node's tenant manager measures."""
+
+    resource_sample_rate: float = 0.0
+    """The share of tenants' executions run through the measuring path (CPU time and memory
+    allocated per step); 0 turns it off."""
+
+    def __post_init__(self) -> None:
+        _fraction(self.resource_sample_rate, "resource_sample_rate")
+
+
 def _fraction(value: float, key: str) -> None:
     if isinstance(value, bool) or not 0.0 <= value <= 1.0:
         raise ValueError(f"{key} must be a fraction in [0, 1], got {value!r}")
@@ -441,6 +465,9 @@ class NodeConfig(_Section):
     """Service tiers, ``[tiers.NAME]`` tables, validated by :func:`flowchain.tenancy.load_tiers`."""
     features: dict[str, Any] = msgspec.field(default_factory=dict)
     """Gated components by feature (``[features]``), for the tiers."""
+    tenants: dict[str, TenantSection] = msgspec.field(default_factory=dict)
+    """The tenants the node hosts (``[tenants.ID] tier = "..."``), by tenant id."""
+    tenancy: TenancySection = msgspec.field(default_factory=TenancySection)
     source: str = "<defaults>"
     """Where the configuration came from (for messages); not a file key."""
 
@@ -498,6 +525,21 @@ class NodeConfig(_Section):
         valuation.check(self.node.symbols)
         return valuation
 
+    def tier_set(self) -> Any:
+        """The tiers of ``[tiers.*]`` and ``[features]``, or the shipped ones when the file
+        defines none.
+
+        Raises
+        ------
+        TierConfigError
+            When a tier or feature is invalid (the message names the file and the key).
+        """
+        from flowchain.tenancy.tiers import load_tiers, tiers_from_mapping
+
+        if not self.tiers and not self.features:
+            return load_tiers()
+        return tiers_from_mapping({"tiers": self.tiers, "features": self.features}, self.source)
+
     @property
     def history_db(self) -> str:
         """The history database file: ``[history] db``, else the node's database."""
@@ -512,9 +554,11 @@ class NodeConfig(_Section):
         """Return the configuration as plain data (the TOML file's shape, keys included)."""
         out = msgspec.to_builtins(self)
         out.pop("source", None)
-        for optional in ("tiers", "features"):  # a node without tenants has neither table
+        for optional in ("tiers", "features", "tenants"):  # a node without tenants has none
             if not out.get(optional):
                 out.pop(optional, None)
+        if "tenants" not in out:  # [tenancy] only matters to a node hosting tenants
+            out.pop("tenancy", None)
         return out
 
 
@@ -591,13 +635,52 @@ def _convert(data: Mapping[str, Any], source: str, final: bool = True) -> NodeCo
                 what, _, at = str(exc).rpartition(" - at `$")
                 message = f"{what} - at `$.{where}{at}" if what else f"{exc} - at `$.{where}`"
                 raise ConfigError(_explain(message, source)) from None
+    tenants = data.get("tenants")
+    if isinstance(tenants, Mapping):  # name a bad tenant's key, as for symbols
+        for tenant_id, table in tenants.items():
+            _check_tenant_table(tenant_id, table, source)
     try:
         config = msgspec.convert(dict(data, source=source), NodeConfig)
     except msgspec.ValidationError as exc:
         raise ConfigError(_explain(str(exc), source)) from None
+    if config.tenants or config.tiers or config.features:
+        _check_tenants(config, source)
     if final:  # (a file that flags complete is checked once they are applied)
         _check_valuation(config, source)
     return config
+
+
+def _check_tenant_table(tenant_id: str, table: Any, source: str) -> None:
+    from flowchain.tenancy.errors import TenancyError
+    from flowchain.tenancy.tenant_id import check_tenant_id
+
+    where = f"tenants.{tenant_id}"
+    try:
+        check_tenant_id(tenant_id)
+    except TenancyError as exc:
+        raise ConfigError(f"{source}: key {where!r}: {exc}") from None
+    try:
+        msgspec.convert(table, TenantSection)
+    except msgspec.ValidationError as exc:
+        what, _, at = str(exc).rpartition(" - at `$")
+        message = f"{what} - at `$.{where}{at}" if what else f"{exc} - at `$.{where}`"
+        raise ConfigError(_explain(message, source)) from None
+
+
+def _check_tenants(config: NodeConfig, source: str) -> None:
+    """Refuse invalid tiers and tenants on a tier that is not defined."""
+    from flowchain.tenancy.errors import TierConfigError
+
+    try:
+        tiers = config.tier_set()
+    except TierConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    for tenant_id, section in config.tenants.items():
+        if section.tier not in tiers:
+            raise ConfigError(f"{source}: key 'tenants.{tenant_id}.tier': unknown tier "
+                              f"{section.tier!r}; the tiers are {', '.join(tiers.names())}"
+                              + ("" if config.tiers else " (the shipped ones: no [tiers.*] "
+                                 "in this file)"))
 
 
 def _check_valuation(config: NodeConfig, source: str) -> None:
@@ -643,10 +726,13 @@ def _known_keys(section: str) -> str:
                 "bridge": BridgeSection,
                 "dashboard": DashboardSection, "history": HistorySection,
                 "monitor": MonitorSection, "alerts": AlertsSection, "otel": OtelSection,
-                "components": ComponentsSection, "chains": ChainsSection}
+                "components": ComponentsSection, "chains": ChainsSection,
+                "tenancy": TenancySection}
     struct = sections.get(section)
     if section.startswith("symbols.") and section.count(".") == 1:
         struct = SymbolSection
+    if section.startswith("tenants.") and section.count(".") >= 1:
+        struct = TenantSection
     if struct is None:
         return "unknown"
     return ", ".join(struct.__struct_encode_fields__[i]

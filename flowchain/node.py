@@ -133,6 +133,11 @@ class NodeObservers:
         Monitor events by kind (``slow_step``, ``escalation``, ``recovery``).
     url : str
         The dashboard's base URL once serving, else ``""``.
+    tenants : TenantManager or None
+        The tenants the node hosts (``[tenants.*]``), None when it hosts none: embedders
+        register and execute tenants' chains through it (the node's own chains are not a
+        tenant's). Usage and per-user history go to the history database, upgrade triggers to
+        the alert sinks, the tenants to the dashboard and ``/metrics``.
     """
 
     def __init__(self, config: NodeConfig, registry: ChainRegistry, feed: Feed,
@@ -150,6 +155,8 @@ class NodeObservers:
         self.history: Any = None
         self.dashboard: Any = None
         self.traces: Any = None
+        self.tenants: Any = None
+        self.tenant_history: Any = None
         self._webhook: Any = None
         self._tracer_provider: Any = None
         self._closers: list[tuple[str, Callable[[], Any]]] = []
@@ -185,6 +192,8 @@ class NodeObservers:
                                repeat_interval_s=m.repeat_interval_s)
         self.monitor.start()
         self._closers.append(("monitor", self.monitor.stop))  # closed before the history
+        if config.tenants:
+            self._start_tenants(sinks)
         if config.otel.endpoint:
             self._start_traces()
         if config.dashboard.enabled:
@@ -209,6 +218,35 @@ class NodeObservers:
                                  "[history] enabled = false") from exc
         self.history.start()
         self._closers.append(("history", self.history.close))
+
+    def _start_tenants(self, sinks: list[Any]) -> None:
+        """Host ``[tenants.*]``: a manager whose usage lives in the history database."""
+        import sqlite3
+
+        from flowchain.store import StoreError
+        from flowchain.tenancy import TenancyError, TenantManager
+        from flowchain.tenancy.tenant_history import TenantHistoryWriter
+
+        config = self.config
+        try:
+            manager = TenantManager(config.tier_set(), db=config.history_db, sinks=sinks,
+                                    sample_rate=config.tenancy.resource_sample_rate)
+        except (StoreError, sqlite3.Error, OSError) as exc:
+            raise NodeStartError(f"tenant usage database {config.history_db!r} (from "
+                                 f"{config.source}): {exc}; fix [history] db") from exc
+        self._closers.append(("tenants", manager.close))
+        try:
+            for tenant_id, section in config.tenants.items():
+                manager.add_tenant(tenant_id, section.tier)
+        except TenancyError as exc:
+            raise NodeStartError(f"[tenants] (from {config.source}): {exc}") from exc
+        manager.start()
+        self.tenants = manager
+        if config.history.enabled:
+            self.tenant_history = TenantHistoryWriter(manager, config.history_db,
+                                                      interval_s=config.history.interval_s)
+            self.tenant_history.start()
+            self._closers.append(("tenant history", self.tenant_history.close))
 
     def _start_traces(self) -> None:
         from opentelemetry.sdk.resources import Resource
@@ -243,7 +281,12 @@ class NodeObservers:
             counter_metrics("flowchain_orders", "Orders by result: filled, pending, failed (by "
                             "the broker), rejected (by a risk check).", "status",
                             self.order_counts)], monitors=self.monitor)
-        server = DashboardServer(DashboardState(self.registry, self.monitor, feeds), d.host,
+        if self.tenants is not None:
+            from flowchain.tenancy.gauges import tenant_metrics
+
+            collector.add_provider(tenant_metrics(self.tenants))
+        server = DashboardServer(DashboardState(self.registry, self.monitor, feeds,
+                                                tenants=self.tenants), d.host,
                                  d.port, interval_s=d.interval_s, collector=collector)
         thread = DashboardThread(server)
         try:
@@ -302,6 +345,8 @@ class NodeObservers:
             "history": dict(self.history.counters) if self.history is not None else {},
             "traces": dict(self.traces.counters) if self.traces is not None else {},
             "webhook": dict(self._webhook.counters) if self._webhook is not None else {},
+            **({"tenants": [self.tenants.usage(t).to_dict() for t in self.tenants.tenants()]}
+               if self.tenants is not None else {}),
         }
 
 
@@ -343,6 +388,11 @@ class TradingNode:
         self._started_ns = 0
         self._ticks_at_status = 0
         self._status_ns = 0
+
+    @property
+    def tenants(self) -> Any:
+        """The node's TenantManager (``[tenants.*]``) once started, else None."""
+        return self.observers.tenants if self.observers is not None else None
 
     # ------------------------------------------------------------------ building
 

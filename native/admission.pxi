@@ -176,6 +176,10 @@ cdef class AdmittedCall:
     cdef readonly UserMeter meter
     cdef readonly int64_t executions
     cdef readonly int64_t failures
+    cdef readonly object call_measured
+    cdef readonly int64_t sample_every
+    cdef readonly int64_t sampled
+    cdef int64_t _to_sample
 
     def __cinit__(self, TenantGate gate, object call, object call_async, object context,
                   dict hdr_layout, object meter_block, Py_ssize_t meter_column):
@@ -185,13 +189,34 @@ cdef class AdmittedCall:
         self.context = context
         self.meter = UserMeter(meter_block, meter_column, hdr_layout)
 
+    def sample(self, object call_measured, int64_t every):
+        """Run 1 execution in ``every`` through ``call_measured(data, context)`` (the
+        measuring path: same runner, records and histograms); ``every`` 0 (or no call) turns
+        sampling off. The first sampled execution is the ``every``-th from now."""
+        if every < 0:
+            raise ValueError(f"sample every must be >= 0 (0: off), got {every}")
+        if call_measured is None:
+            every = 0
+        self.call_measured = call_measured
+        self.sample_every = every
+        self._to_sample = every
+
     def run(self, object data):
         """Admit and run one execution; return its output or raise its refusal or failure."""
         cdef TenantGate gate = self.gate
         cdef int64_t t0 = gate.admit()
         self.executions += 1
         try:
-            out = self.call(data, self.context)
+            if self.sample_every == 0:
+                out = self.call(data, self.context)
+            else:
+                self._to_sample -= 1
+                if self._to_sample > 0:
+                    out = self.call(data, self.context)
+                else:
+                    self._to_sample = self.sample_every
+                    self.sampled += 1
+                    out = self.call_measured(data, self.context)
         except BaseException:
             gate.running -= 1
             self.failures += 1

@@ -247,6 +247,70 @@ cdef class ChainRunner:
         self._busy = 0
         return data
 
+    def run_measured(self, object data, object context, object probe):
+        """Run the chain like :meth:`run`, measuring each step's resources through ``probe``.
+
+        The measuring path of a sampled execution: the same steps, ring, histograms and
+        failure path as :meth:`run` (the execution counts like any other), with
+        ``m = probe.begin()`` before the first step, ``m.before()`` and
+        ``m.after(i, wall_ns)`` around each step and ``m.end(ok)`` at the end (also when a
+        step raised). A step's wall time is read inside ``before``/``after``, so the probe's
+        own work is not in it, and the execution's total is the sum of its steps.
+        """
+        cdef ExecutionRing ring = self.ring
+        cdef HdrCounts hist = self.histograms
+        cdef Py_ssize_t i = 0, n = self.n_steps, slot
+        cdef int64_t seq, t0, t1, t_start, total = 0, d
+        cdef int32_t ctx = 0
+        cdef bint ok = 0
+        if self.has_async:
+            raise TypeError(f"chain {self.chain_id} has coroutine steps: await run_async()")
+        if self._busy:
+            raise RuntimeError(
+                f"chain {self.chain_id} is already executing on this runner: a runner is not "
+                "re-entrant nor shared between threads; build one runner per thread")
+        self._busy = 1
+        try:
+            seq = self.executions
+            if context is not None:
+                ctx = self._context_of(context, seq)
+            m = probe.begin()
+        except BaseException:
+            self._busy = 0
+            raise
+        try:
+            self.executions = seq + 1
+            t0 = fc_now_ns()
+            slot = ring.begin(seq, ctx, t0)
+            while i < n:
+                ring._step[slot] = <int16_t>i
+                m.before()
+                t_start = fc_now_ns()
+                try:
+                    out = (<object>PyTuple_GET_ITEM(self._fns, i))(data)
+                except BaseException as exc:
+                    err = self._failed(seq, slot, i, t0, t_start, exc, data, context)
+                    if err is None:
+                        raise
+                    raise err from exc
+                t1 = fc_now_ns()
+                d = t1 - t_start
+                m.after(i, d)
+                data = out
+                ring._step_ns[slot, i] = d
+                hist.record_c(i, d)
+                total += d
+                i += 1
+            ring._end[slot] = t0 + total
+            ring._step[slot] = <int16_t>n
+            ring._status[slot] = ST_SUCCEEDED
+            hist.record_c(n, total)
+            ok = 1
+        finally:
+            self._busy = 0
+            m.end(ok)
+        return data
+
     async def run_async(self, object data, object context=None):
         """Run the chain, awaiting coroutine steps; executions may interleave on one loop."""
         cdef ExecutionRing ring = self.ring

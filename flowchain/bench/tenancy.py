@@ -4,7 +4,9 @@
   handle (tenant and chain looked up once, as ``registry.runner``; per execution: the rate
   bucket, the concurrency limit, the daily quota and the per-user meter, in the engine)
   against the same chain's plain runner, interleaved; ``execute`` (the lookup on every call,
-  ``manager.execute``) is reported beside them.
+  ``manager.execute``) is reported beside them, and ``sampled_1pct``: the admitted handle of a
+  manager measuring 1% of executions (CPU time and allocated memory per step, see
+  :mod:`flowchain.tenancy.resources`), the cost of resource sampling averaged over all calls.
 * ``process_rtt`` vs ``pipe_rtt``: one execution in a ``process``-isolated tenant's worker
   against a bare ``multiprocessing`` pipe round trip of the same payload to an echo process,
   per call, interleaved; p50 of each.
@@ -139,19 +141,29 @@ def measure_admission(repetitions: int, n: int) -> dict[str, Any]:
     manager.register_chain("bench", definition)
     admitted = manager.runner("bench", "admission_bench", "trader").run
     execute = manager.execute
+    sampling = TenantManager(tiers_from_toml(BENCH_TIERS), components=components,
+                             sample_rate=0.01)
+    sampling.add_tenant("bench", "bench_dedicated")
+    sampling.register_chain("bench", definition)
+    sampled = sampling.runner("bench", "admission_bench", "trader").run
 
     def by_lookup(x: int) -> int:
         return execute("bench", "admission_bench", x, user_id="trader")
 
-    ways = {"plain": plain, "admitted": admitted, "execute": by_lookup}
+    ways = {"plain": plain, "admitted": admitted, "execute": by_lookup,
+            "sampled_1pct": sampled}
     for fn in ways.values():
         _time_per_call(fn, max(n // 10, 100))
     samples = interleave({k: (lambda rep, fn=fn: _time_per_call(fn, n)) for k, fn in
                           ways.items()}, repetitions)
     med = {k: statistics.median(v) for k, v in samples.items()}
     manager.close()
+    sampling.close()
     return {"plain_ns": round(med["plain"], 1), "admitted_ns": round(med["admitted"], 1),
             "execute_ns": round(med["execute"], 1),
+            "sampled_1pct_ns": round(med["sampled_1pct"], 1),
+            "sampled_1pct_vs_plain": round(med["sampled_1pct"] / med["plain"], 3),
+            "sampled_1pct_vs_admitted": round(med["sampled_1pct"] / med["admitted"], 3),
             "admitted_vs_plain": round(med["admitted"] / med["plain"], 3),
             "execute_vs_plain": round(med["execute"] / med["plain"], 3),
             "admission_samples_ns": {k: [round(x, 1) for x in v] for k, v in samples.items()}}

@@ -22,8 +22,9 @@ def analytics(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Most-used chains (by tenant, user, tier), latency trends and the chain versions that
-    regressed, error patterns (by chain x tier, step x tier, repeated failing inputs), and
-    usage by tier."""
+    regressed, error patterns (by chain x tier, step x tier, repeated failing inputs), usage
+    by tier, and the chains and steps that consume most (CPU and allocated memory per call,
+    measured on sampled executions)."""
     from flowchain.observe.history import parse_since
     from flowchain.tenancy.analytics import analyze
 
@@ -65,6 +66,20 @@ def analytics(
     for r in result["regressions"]:
         console.print(f"[yellow]regression[/]: {r['chain']} version {r['chain_id']} p50 "
                       f"{r['p50_ns']:,} ns, {r['ratio']}x {r['previous_chain_id']}")
+    resources = result.get("resources", {})
+    if resources.get("by_chain") or resources.get("by_step"):
+        used_most = Table(title="resource use per call (sampled executions; step '' is the "
+                                "whole chain)")
+        for col in ("chain", "step", "tier", "samples", "cpu ms mean", "cpu ms p99",
+                    "alloc KiB mean", "alloc KiB p99", "wall ms mean"):
+            used_most.add_column(col, justify="left" if col in ("chain", "step", "tier")
+                                 else "right")
+        for row in resources["by_chain"][:20] + resources["by_step"][:20]:
+            used_most.add_row(row["chain"], row["step"], row["tier"], f"{row['samples']:,}",
+                              f"{row['cpu_ms']['mean']:.4f}", f"{row['cpu_ms']['p99']:.4f}",
+                              f"{row['alloc_kib']['mean']:.1f}",
+                              f"{row['alloc_kib']['p99']:.1f}", f"{row['wall_ms_mean']:.4f}")
+        console.print(used_most)
     errors = Table(title="failures by step x tier")
     for col in ("chain", "step", "tier", "failures"):
         errors.add_column(col, justify="right" if col == "failures" else "left")

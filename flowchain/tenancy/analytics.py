@@ -10,7 +10,11 @@ when present, the failed executions the history writer stored, and returns:
   previous version's, naming the version (chain id) that introduced it;
 * ``errors``: error rate by chain x tier, failures by step x tier, and the failing inputs seen
   more than once (the values over-represented among failures);
-* ``usage_by_tier``: tenants, executions and errors per tier.
+* ``usage_by_tier``: tenants, executions and errors per tier;
+* ``resources``: which chains consume most, from the sampled executions' measurements
+  (``tenant_resources``): per chain (and per step) and tier, the samples, the mean CPU ms and
+  allocated KiB per call with their p50/p99 (exact HDR merges), and the mean wall ms;
+  ``by_chain`` sorted by mean CPU per call, ``by_step`` likewise.
 """
 from __future__ import annotations
 
@@ -80,10 +84,75 @@ def analyze(db: Union[str, Path], *, since_ns: Optional[int] = None,
         if not _table_exists(conn, "tenant_intervals"):
             return {"db": str(path), "tenants": 0, "most_used": {}, "trends": [],
                     "regressions": [], "errors": {}, "usage_by_tier": [],
+                    "resources": {"by_chain": [], "by_step": []},
                     "note": "no per-user history in this database (run the node with tenants)"}
-        return _analyze(conn, str(path), since_ns, tenant, bucket, settings)
+        result = _analyze(conn, str(path), since_ns, tenant, bucket, settings)
+        result["resources"] = resource_use(conn, since_ns=since_ns, tenant=tenant,
+                                           settings=settings)
+        return result
     finally:
         conn.close()
+
+
+def resource_use(conn: sqlite3.Connection, *, since_ns: Optional[int] = None,
+                 tenant: Optional[str] = None,
+                 settings: HistogramSettings = DEFAULT_SETTINGS) -> dict[str, list]:
+    """Resource use per chain and step by tier, from the sampled executions' rows.
+
+    Each entry: ``chain``, ``step`` (``""`` for the whole execution), ``tier``, ``samples``,
+    ``cpu_ms`` and ``alloc_kib`` (mean, p50, p99 per call) and ``wall_ms_mean``.
+    """
+    if not _table_exists(conn, "tenant_resources"):
+        return {"by_chain": [], "by_step": []}
+    clauses, args = [], []
+    if since_ns is not None:
+        clauses.append("end_ns > ?")
+        args.append(since_ns)
+    if tenant is not None:
+        clauses.append("tenant = ?")
+        args.append(tenant)
+    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+    rows = conn.execute("SELECT chain, step, tier, samples, wall_ns, cpu_ns, alloc_bytes, "
+                        f"cpu_buckets, alloc_buckets FROM tenant_resources{where}",
+                        args).fetchall()
+    if not rows:
+        return {"by_chain": [], "by_step": []}
+    counts_len = int(settings.layout()["counts_len"])
+    groups: dict[tuple[str, str, str], int] = {}
+    sums = []
+    codes = np.empty(len(rows), dtype=np.int64)
+    for i, (chain, step, tier, samples, wall, cpu, alloc, _, _) in enumerate(rows):
+        g = groups.setdefault((chain, step, tier), len(groups))
+        if g == len(sums):
+            sums.append([0, 0, 0, 0])
+        acc = sums[g]
+        acc[0] += samples
+        acc[1] += wall
+        acc[2] += cpu
+        acc[3] += alloc
+        codes[i] = g
+    cpu_merged = _merged_by_group(codes, len(groups), tuple(r[7] for r in rows), counts_len)
+    alloc_merged = _merged_by_group(codes, len(groups), tuple(r[8] for r in rows), counts_len)
+    by_chain, by_step = [], []
+    for (chain, step, tier), g in groups.items():
+        n, wall, cpu, alloc = sums[g]
+        cpu_p = percentiles_of(cpu_merged[g], (50.0, 99.0), settings)
+        alloc_p = percentiles_of(alloc_merged[g], (50.0, 99.0), settings)
+        entry = {"chain": chain, "step": step, "tier": tier, "samples": n,
+                 "wall_ms_mean": round(wall / n / 1e6, 6),
+                 "cpu_ms": {"mean": round(cpu / n / 1e6, 6),
+                            "p50": round(cpu_p[50.0] / 1e6, 6),
+                            "p99": round(cpu_p[99.0] / 1e6, 6)},
+                 "alloc_kib": {"mean": round(alloc / n / 1024, 3),
+                               "p50": round(alloc_p[50.0] / 1024, 3),
+                               "p99": round(alloc_p[99.0] / 1024, 3)}}
+        (by_chain if step == "" else by_step).append(entry)
+
+    def order(e: dict) -> tuple:
+        return (-e["cpu_ms"]["mean"], -e["alloc_kib"]["mean"], e["chain"], e["step"],
+                e["tier"])
+
+    return {"by_chain": sorted(by_chain, key=order), "by_step": sorted(by_step, key=order)}
 
 
 def _merged_by_group(groups: np.ndarray, n_groups: int, blobs: tuple,

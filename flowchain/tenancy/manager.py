@@ -34,6 +34,7 @@ from flowchain.tenancy.errors import (
     UnknownTenantError,
 )
 from flowchain.tenancy.meters import MeterArena
+from flowchain.tenancy.resources import ResourceProbe, sample_every
 from flowchain.tenancy.tenant_id import check_tenant_id
 from flowchain.tenancy.tiers import Tier, TierSet, load_tiers
 from flowchain.tenancy.triggers import UpgradeTriggers
@@ -178,6 +179,10 @@ class TenantManager:
     reserve_fraction : float
         The share of a daily quota claimed in the database per write (a crash over-counts by at
         most this much of the quota; smaller means more writes).
+    sample_rate : float
+        The share of executions run through the measuring path (per step: wall time, thread
+        CPU time, allocated memory; see :mod:`flowchain.tenancy.resources`); 0 (the default)
+        turns it off. ``0.01`` measures one execution in 100 of every admitted call.
     """
 
     def __init__(self, tiers: Optional[TierSet] = None, *,
@@ -185,7 +190,9 @@ class TenantManager:
                  db: Union[str, Path, None] = None, sinks: Iterable[Any] = (),
                  histograms: HistogramSettings = DEFAULT_SETTINGS,
                  shared_ring_capacity: int = 4096, wall_clock: Any = time.time,
-                 reserve_fraction: float = 0.01) -> None:
+                 reserve_fraction: float = 0.01, sample_rate: float = 0.0) -> None:
+        self._sample_every = sample_every(sample_rate)
+        self._probes: dict[tuple[str, str, str], ResourceProbe] = {}
         if not 0 < reserve_fraction <= 1:
             raise ValueError(f"reserve_fraction is a fraction in (0, 1], got {reserve_fraction}")
         self.tiers = tiers if tiers is not None else load_tiers()
@@ -523,6 +530,7 @@ class TenantManager:
                 run, run_async = self._backend_calls(t, chain_id)
                 call = engine.AdmittedCall(t.gate, run, run_async, ctx, self._layout,
                                            *self._meters.place())
+                self._arm(t, chain_id, call)
                 t.calls[(chain_id, user_id)] = call
             t.resolved[key] = call
         return call
@@ -547,6 +555,79 @@ class TenantManager:
         registry = self.shared if isolation == "shared" else t.registry
         r = registry.runner(chain_id)
         return r.run, r.run_async
+
+    # ------------------------------------------------------------------ resource sampling
+
+    @property
+    def sample_rate(self) -> float:
+        """The share of executions measured (0: off)."""
+        return 1 / self._sample_every if self._sample_every else 0.0
+
+    def set_sampling(self, rate: float) -> None:
+        """Measure ``rate`` of every admitted call's executions from now on (0: off).
+
+        Raises
+        ------
+        ValueError
+            When ``rate`` is not within [0, 1].
+        """
+        self._sample_every = sample_every(rate)
+        for t in list(self._tenants.values()):
+            with t.lock:
+                for (chain_id, _), call in list(t.calls.items()):
+                    self._arm(t, chain_id, call)
+
+    def _probe(self, t: _Tenant, chain_id: str) -> ResourceProbe:
+        key = (t.id, t.tier.name, chain_id)
+        probe = self._probes.get(key)
+        if probe is None:
+            d = t.registry.get_chain(chain_id)
+            probe = self._probes[key] = ResourceProbe(t.id, t.tier.name, d.name, chain_id,
+                                                      tuple(d.step_names), self._layout)
+        return probe
+
+    def _arm(self, t: _Tenant, chain_id: str, call: Any) -> None:
+        """Route 1 execution in N of ``call`` through the measuring path (or none)."""
+        if not self._sample_every:
+            call.sample(None, 0)
+            return
+        probe = self._probe(t, chain_id)
+        if t.tier.isolation == "process":
+            worker = t.worker
+            assert worker is not None
+
+            def measured(data: Any, context: Any) -> Any:
+                want = getattr(_want_record, "on", False)
+                try:
+                    value, readings = worker.execute(chain_id, data, context,
+                                                     with_record=want, measure=True)
+                except ChainStepError:
+                    probe.failed += 1
+                    raise
+                for reading in readings:
+                    probe.record(*reading)
+                if want:
+                    value, _want_record.record = value
+                return value
+        else:
+            registry = self.shared if t.tier.isolation == "shared" else t.registry
+            run_measured = registry.runner(chain_id).run_measured
+
+            def measured(data: Any, context: Any) -> Any:
+                return run_measured(data, context, probe)
+        call.sample(measured, self._sample_every)
+
+    def resources(self, tenant_id: str) -> list[dict[str, Any]]:
+        """The tenant's measured resource use per chain version and step (sampled
+        executions since start; step ``""`` is the whole execution)."""
+        t = self._tenant(tenant_id)
+        return [{"tenant": p.tenant, "tier": p.tier, "chain": p.chain,
+                 "chain_id": p.chain_id, "failed_samples": p.failed, "steps": p.summary()}
+                for (tid, _, _), p in list(self._probes.items()) if tid == t.id]
+
+    def resource_probes(self) -> list[ResourceProbe]:
+        """Every tenant's probes (for the history writer; an operator's view)."""
+        return list(self._probes.values())
 
     def execute(self, tenant_id: str, chain: ChainRef, data: Any, *,
                 user_id: str = "default") -> Any:

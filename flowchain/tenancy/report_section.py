@@ -75,5 +75,21 @@ def tenancy_section(db: Union[str, Path], *, since_ns: Optional[int] = None) -> 
                                 [(e["chain"], e["step"], e["input"], e["failures"],
                                   f"{100 * e['share']:.0f}%")
                                  for e in errors["failing_inputs"]]))
+    resources = result.get("resources", {})
+    if resources.get("by_chain") or resources.get("by_step"):
+        parts.append("<h3>Resource use per call (sampled executions)</h3>")
+        parts.append('<p class="note">Thread CPU time and memory allocated (tracemalloc '
+                     "peak above the step's start) per call, measured on the sampled "
+                     "executions only; the chain rows are whole executions.</p>")
+        for element_id, rows in (("resources-by-chain", resources["by_chain"]),
+                                 ("resources-by-step", resources["by_step"])):
+            parts.append(_table(element_id, ("chain", "step", "tier", "samples",
+                                             "CPU ms mean", "CPU ms p50", "CPU ms p99",
+                                             "alloc KiB mean", "alloc KiB p99"),
+                                [(r["chain"], r["step"] or "(whole chain)", r["tier"],
+                                  f"{r['samples']:,}", f"{r['cpu_ms']['mean']:.4f}",
+                                  f"{r['cpu_ms']['p50']:.4f}", f"{r['cpu_ms']['p99']:.4f}",
+                                  f"{r['alloc_kib']['mean']:.1f}",
+                                  f"{r['alloc_kib']['p99']:.1f}") for r in rows[:20]]))
     parts.append("</section>")
     return "\n".join(parts)

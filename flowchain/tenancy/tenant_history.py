@@ -25,6 +25,7 @@ import numpy as np
 
 from flowchain.histograms import DEFAULT_SETTINGS, HistogramSettings, LatencyHistogram
 from flowchain.periodic import PeriodicThread
+from flowchain.tenancy.resources import RESOURCE_SCHEMA
 
 log = logging.getLogger("flowchain.tenancy")
 
@@ -175,7 +176,9 @@ class TenantHistoryWriter:
         self.path = Path(path)
         self.conn = open_database(self.path)
         ensure_schema(self.conn, TENANT_HISTORY_SCHEMA)
-        self.counters = {"rows": 0, "pruned": 0, "flush_errors": 0}
+        ensure_schema(self.conn, RESOURCE_SCHEMA)
+        self.counters = {"rows": 0, "resource_rows": 0, "pruned": 0, "flush_errors": 0}
+        self._resource_bases: dict[int, dict[str, np.ndarray]] = {}
         self._clock = clock
         self._bases: dict[int, _Base] = {}
         self._series_ids: dict[tuple[str, str, str, str], int] = {}
@@ -226,15 +229,40 @@ class TenantHistoryWriter:
                 rows.append((self._series(ctx.tenant_id, ctx.user_id, ctx.tier, chain,
                                           chain_id),
                              self._start, end, int(diff.sum()), d_fail, encode_buckets(diff)))
+            resource_rows = self._resource_rows(end)
             with transaction(self.conn):
                 self.conn.executemany(
                     "INSERT INTO tenant_intervals (series, start_ns, end_ns, count, errors, "
                     "buckets) VALUES (?, ?, ?, ?, ?, ?)", rows)
+                self.conn.executemany(
+                    "INSERT INTO tenant_resources (tenant, tier, chain, chain_id, step, "
+                    "start_ns, end_ns, samples, wall_ns, cpu_ns, alloc_bytes, cpu_buckets, "
+                    "alloc_buckets) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    resource_rows)
                 pruned = self._prune(end)
             self._start = end
             self.counters["rows"] += len(rows)
+            self.counters["resource_rows"] += len(resource_rows)
             self.counters["pruned"] += pruned
             return len(rows)
+
+    def _resource_rows(self, end: int) -> list[tuple]:
+        """One row per probe row measured since the last flush (sampled executions)."""
+        probes = getattr(self.manager, "resource_probes", None)
+        out: list[tuple] = []
+        for probe in (probes() if probes is not None else ()):
+            now = probe.snapshot()
+            base = self._resource_bases.get(id(probe))
+            self._resource_bases[id(probe)] = now
+            diff = {k: v - base[k] for k, v in now.items()} if base is not None else now
+            for row in np.flatnonzero(diff["samples"]):
+                out.append((probe.tenant, probe.tier, probe.chain, probe.chain_id,
+                            probe.row_names[row], self._start, end,
+                            int(diff["samples"][row]), int(diff["wall_ns"][row]),
+                            int(diff["cpu_ns"][row]), int(diff["alloc_bytes"][row]),
+                            encode_buckets(diff["cpu_counts"][row]),
+                            encode_buckets(diff["alloc_counts"][row])))
+        return out
 
     def _series(self, tenant: str, user: str, tier: str, chain: str, chain_id: str) -> int:
         key = (tenant, user, tier, chain_id)
@@ -257,6 +285,9 @@ class TenantHistoryWriter:
             pruned += self.conn.execute(
                 "DELETE FROM tenant_intervals WHERE end_ns < ? AND series IN "
                 "(SELECT series FROM tenant_series WHERE tenant = ?)", (cut, tenant)).rowcount
+            pruned += self.conn.execute(
+                "DELETE FROM tenant_resources WHERE end_ns < ? AND tenant = ?",
+                (cut, tenant)).rowcount
         return pruned
 
 

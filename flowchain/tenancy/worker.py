@@ -22,6 +22,7 @@ from typing import Any, Optional
 from flowchain.chain import ChainDefinition
 from flowchain.errors import ChainStepError
 from flowchain.tenancy.errors import WorkerCrashed
+from flowchain.tenancy.resources import ReadingsProbe
 
 log = logging.getLogger("flowchain.tenancy")
 
@@ -87,10 +88,14 @@ def _serve(conn: Any, components: Any, settings: Any, ring_capacity: int,
                 if runner is None:
                     runner = runners[chain_id] = registry.runner(chain_id)
                 seq = runner.executions
+                probe = ReadingsProbe(runner.n_steps) if msg[5] else None
                 try:
-                    out = runner.run(data, context)
+                    out = runner.run(data, context) if probe is None else \
+                        runner.run_measured(data, context, probe)
                     reply = (_OK, (out, _portable(registry.execution(chain_id, seq)))
                              if msg[4] else out)
+                    if probe is not None:
+                        reply = (_OK, (reply[1], probe.readings))
                 except ChainStepError as exc:
                     reply = (_FAILED, _portable(exc.execution))
                 served += 1
@@ -241,9 +246,10 @@ class ProcessWorker:
             return self._request((_REGISTER, definition))[1]
 
     def execute(self, chain_id: str, data: Any, context: Any = None, *,
-                with_record: bool = False) -> Any:
+                with_record: bool = False, measure: bool = False) -> Any:
         """Run one execution in the worker and return its output (``(output, record)`` with
-        ``with_record``).
+        ``with_record``; ``(that, readings)`` with ``measure``: the execution ran through the
+        measuring path and ``readings`` are its ``(row, wall ns, cpu ns, bytes)``).
 
         Raises
         ------
@@ -253,7 +259,8 @@ class ProcessWorker:
             When the worker died, hung or outgrew its memory (it was restarted).
         """
         with self._lock:
-            status, value = self._request((_RUN, chain_id, data, context, with_record))
+            status, value = self._request((_RUN, chain_id, data, context, with_record,
+                                           measure))
         if status == _FAILED:
             raise ChainStepError(value)
         return value

@@ -52,6 +52,21 @@ def leak(x):
     return x
 
 
+ALLOC_BYTES = 256 * 1024
+
+
+def alloc(x):
+    block = bytearray(ALLOC_BYTES)  # freed on return: only the step's peak sees it
+    return x + len(block) // ALLOC_BYTES
+
+
+def spin(x):
+    end = time.thread_time_ns() + 2_000_000  # 2 ms of this thread's CPU
+    while time.thread_time_ns() < end:
+        pass
+    return x + 1
+
+
 async def slow_async(x):
     INFLIGHT.now += 1
     INFLIGHT.peak = max(INFLIGHT.peak, INFLIGHT.now)
@@ -110,7 +125,8 @@ def make_components() -> ComponentRegistry:
     reg = ComponentRegistry()
     for name, fn in (("Inc", inc), ("Boom", boom), ("Exit", exit_interpreter),
                      ("Segfault", segfault), ("Hang", hang), ("Leak", leak),
-                     ("SlowAsync", slow_async), ("Advanced", inc)):
+                     ("SlowAsync", slow_async), ("Advanced", inc),
+                     ("Alloc", alloc), ("Spin", spin)):
         reg.register(name, fn)
     reg.register("Counter", Counter)
     INFLIGHT.__init__()

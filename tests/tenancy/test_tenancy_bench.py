@@ -7,7 +7,8 @@ def test_bench_reports_every_key_and_the_verdict():
     for key in ("admitted_ns", "plain_ns", "admitted_vs_plain", "process_rtt_p50_ns",
                 "pipe_rtt_p50_ns", "process_vs_pipe_p50", "rss_per_shared_tenant_bytes",
                 "rss_per_dedicated_tenant_bytes", "analytics_s", "scan_s",
-                "analytics_vs_scan", "within_budget"):
+                "analytics_vs_scan", "sampled_1pct_ns", "sampled_1pct_vs_plain",
+                "within_budget"):
         assert key in result, key
     assert result["plain_ns"] > 0 and result["process_rtt_p50_ns"] > 0
     assert result["rss"]["shared"]["tenants"] == 20

@@ -18,6 +18,7 @@ TIERS = {"shared_a": "free", "shared_b": "free", "dedicated_c": "pro", "process_
 
 @pytest.fixture
 def tenants(manager):
+    manager.set_sampling(0.5)  # half the executions take the measuring path: same isolation
     for tenant, tier in TIERS.items():
         manager.add_tenant(tenant, tier)
         manager.register_chain(tenant, chain(f"secret_{tenant}", 2))
@@ -101,12 +102,14 @@ def test_per_user_reads_and_usage_are_scoped_to_the_tenant(tenants):
             perf = m.user_performance(attacker, f"user_of_{victim}")
             assert perf.executions == 0 and perf.by_chain == {}
             assert all(ctx.tenant_id == attacker for ctx, *_ in m.meters(attacker))
+            assert {r["tenant"] for r in m.resources(attacker)} <= {attacker}
+            assert f"secret_{victim}" not in {r["chain"] for r in m.resources(attacker)}
     perf = m.user_performance("dedicated_c", "user_of_dedicated_c")
     assert perf.executions == 9 and perf.failures == 3 and perf.histogram.count == 6
 
 
 @pytest.mark.parametrize("path", ["list_chains", "usage", "active_executions", "tier_of",
-                                  "meters"])
+                                  "meters", "resources"])
 def test_unknown_tenants_are_refused_everywhere(tenants, path):
     with pytest.raises(UnknownTenantError, match="unknown tenant 'nobody'"):
         getattr(tenants, path)("nobody")

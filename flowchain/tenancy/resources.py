@@ -1,0 +1,267 @@
+"""Resource use per chain and step, measured on sampled executions only.
+
+When sampling is on (``TenantManager(sample_rate=...)`` or :meth:`TenantManager.set_sampling`),
+1 execution in N of every admitted call runs through the measuring path
+(``ChainRunner.run_measured``): the same runner, ring, histograms and failure path as any
+other execution, with a :class:`ResourceProbe` reading around each step
+
+* the step's wall time (engine clock, the probe's own work excluded),
+* the thread's CPU time (``time.thread_time_ns``),
+* the memory the step allocated: tracemalloc's peak during the step above the traced size at
+  its start (tracing runs only while a sampled execution does; tracemalloc is process-wide,
+  so allocations of other threads during that step count too: an upper bound on a busy node).
+
+Each probe holds, per step and for the whole execution (row ``n``), HDR counts of CPU ns and
+allocated bytes (the engine's layout, so rows merge exactly like the latency histograms) and
+the sums of wall ns, CPU ns and bytes. With sampling off nothing here runs: the hot path pays
+one integer test.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import tracemalloc
+from typing import Any
+
+import numpy as np
+
+from flowchain._native import engine
+
+CHAIN_ROW = ""
+"""The step name stored for a whole execution (the sum of its steps)."""
+
+_thread_time_ns = time.thread_time_ns
+_traced = tracemalloc.get_traced_memory
+_reset_peak = tracemalloc.reset_peak
+
+
+def _clock_floor_ns() -> int:
+    """The least CPU time two back-to-back readings show (subtracted from every step's)."""
+    least = None
+    for _ in range(64):
+        a = _thread_time_ns()
+        d = _thread_time_ns() - a
+        least = d if least is None else min(least, d)
+    return int(least or 0)
+
+
+CPU_FLOOR_NS = _clock_floor_ns()
+"""The cost of reading the thread's CPU clock, measured at import."""
+
+RESOURCE_SCHEMA: tuple[str, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS tenant_resources (
+        id            INTEGER PRIMARY KEY,
+        tenant        TEXT    NOT NULL,
+        tier          TEXT    NOT NULL,
+        chain         TEXT    NOT NULL,
+        chain_id      TEXT    NOT NULL,
+        step          TEXT    NOT NULL,
+        start_ns      INTEGER NOT NULL,
+        end_ns        INTEGER NOT NULL,
+        samples       INTEGER NOT NULL,
+        wall_ns       INTEGER NOT NULL,
+        cpu_ns        INTEGER NOT NULL,
+        alloc_bytes   INTEGER NOT NULL,
+        cpu_buckets   BLOB    NOT NULL,
+        alloc_buckets BLOB    NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS tenant_resources_by_time ON tenant_resources (end_ns, tenant)",
+)
+"""Resource rows: per interval, tenant, tier, chain version and step (``""``: the whole
+execution), the sampled executions' sums and their CPU / allocation HDR buckets (sparse, the
+engine's layout: rows merge exactly)."""
+
+
+class _Tracing:
+    """Start tracemalloc for the sampled executions in flight; stop it after the last one,
+    unless someone else had it running already."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._ours = False
+
+    def acquire(self) -> None:
+        with self._lock:
+            if self._users == 0:
+                self._ours = not tracemalloc.is_tracing()
+                if self._ours:
+                    tracemalloc.start()
+            self._users += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0 and self._ours:
+                tracemalloc.stop()
+                self._ours = False
+
+
+_tracing = _Tracing()
+
+
+class _Measurement:
+    """One sampled execution's readings (one object per execution: threads never share it).
+
+    While tracemalloc traces, every allocation costs more: the readings are kept as a flat
+    list of the raw clock and tracemalloc values and turned into figures after tracing
+    stopped (:meth:`end`).
+    """
+
+    __slots__ = ("probe", "raw")
+
+    def __init__(self, probe: Any) -> None:
+        self.probe = probe
+        self.raw: list = []
+
+    def before(self) -> None:
+        _reset_peak()
+        self.raw.append(_traced()[0])
+        self.raw.append(_thread_time_ns())
+
+    def after(self, i: int, wall_ns: int) -> None:
+        cpu1 = _thread_time_ns()
+        self.raw.append(_traced()[1])
+        self.raw.append(cpu1)
+        self.raw.append(wall_ns)
+
+    def end(self, ok: bool) -> None:
+        _tracing.release()
+        probe, raw, floor = self.probe, self.raw, CPU_FLOOR_NS
+        wall = cpu = alloc = 0
+        steps = len(raw) // 5
+        for i in range(steps):
+            mem0, cpu0, peak, cpu1, w = raw[5 * i:5 * i + 5]
+            c = cpu1 - cpu0 - floor
+            c = c if c > 0 else 0
+            a = peak - mem0
+            a = a if a > 0 else 0
+            probe.record(i, w, c, a)
+            wall += w
+            cpu += c
+            alloc += a
+        if ok and steps == probe.n_steps:
+            probe.record(probe.n_steps, wall, cpu, alloc)
+        elif not ok:
+            probe.failed += 1
+
+
+class ResourceProbe:
+    """The resource figures of one tenant's chain version on one tier (sampled executions).
+
+    Parameters
+    ----------
+    tenant, tier, chain, chain_id : str
+    step_names : tuple of str
+    hdr_layout : dict
+        The engine's HDR layout (:meth:`HistogramSettings.layout`).
+
+    Attributes
+    ----------
+    samples : list of int
+        Measured executions per row (rows: the steps, then the whole execution).
+    wall_ns, cpu_ns, alloc_bytes : list of int
+        Sums per row.
+    cpu, alloc : HdrCounts
+        Distributions per row of CPU ns and allocated bytes.
+    failed : int
+        Sampled executions that failed (their completed steps are counted, not the whole).
+    """
+
+    def __init__(self, tenant: str, tier: str, chain: str, chain_id: str,
+                 step_names: tuple[str, ...], hdr_layout: dict) -> None:
+        self.tenant, self.tier, self.chain, self.chain_id = tenant, tier, chain, chain_id
+        self.step_names = tuple(step_names)
+        self.n_steps = len(self.step_names)
+        rows = self.n_steps + 1
+        self.samples = [0] * rows
+        self.wall_ns = [0] * rows
+        self.cpu_ns = [0] * rows
+        self.alloc_bytes = [0] * rows
+        self.cpu = engine.HdrCounts(rows, hdr_layout)
+        self.alloc = engine.HdrCounts(rows, hdr_layout)
+        self.failed = 0
+        self._lock = threading.Lock()  # sampled executions of several threads, the writer
+
+    @property
+    def row_names(self) -> tuple[str, ...]:
+        """The step names, then :data:`CHAIN_ROW` for the whole execution."""
+        return self.step_names + (CHAIN_ROW,)
+
+    def begin(self) -> _Measurement:
+        _tracing.acquire()
+        return _Measurement(self)
+
+    def record(self, row: int, wall_ns: int, cpu_ns: int, alloc_bytes: int) -> None:
+        with self._lock:
+            self.samples[row] += 1
+            self.wall_ns[row] += wall_ns
+            self.cpu_ns[row] += cpu_ns
+            self.alloc_bytes[row] += alloc_bytes
+            self.cpu.record(row, cpu_ns or 1)
+            self.alloc.record(row, alloc_bytes or 1)
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """Copies of every figure, of one instant (for the history writer's differences)."""
+        with self._lock:
+            return self._copy()
+
+    def _copy(self) -> dict[str, np.ndarray]:
+        return {"samples": np.array(self.samples, dtype=np.int64),
+                "wall_ns": np.array(self.wall_ns, dtype=np.int64),
+                "cpu_ns": np.array(self.cpu_ns, dtype=np.int64),
+                "alloc_bytes": np.array(self.alloc_bytes, dtype=np.int64),
+                "cpu_counts": np.array(self.cpu.counts), "alloc_counts":
+                np.array(self.alloc.counts)}
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per row: samples, mean wall/CPU ns and allocated bytes, p50/p99 CPU and bytes."""
+        out = []
+        for row, name in enumerate(self.row_names):
+            n = int(self.samples[row])
+            if not n:
+                continue
+            out.append({"step": name, "samples": n,
+                        "wall_ns_mean": int(self.wall_ns[row]) / n,
+                        "cpu_ns_mean": int(self.cpu_ns[row]) / n,
+                        "cpu_ns_p50": int(self.cpu.value_at_percentile(row, 50.0)),
+                        "cpu_ns_p99": int(self.cpu.value_at_percentile(row, 99.0)),
+                        "alloc_bytes_mean": int(self.alloc_bytes[row]) / n,
+                        "alloc_bytes_p50": int(self.alloc.value_at_percentile(row, 50.0)),
+                        "alloc_bytes_p99": int(self.alloc.value_at_percentile(row, 99.0))})
+        return out
+
+
+def sample_every(rate: float) -> int:
+    """The N of "1 execution in N" for a sampling rate in [0, 1] (0: off).
+
+    Raises
+    ------
+    ValueError
+        When ``rate`` is not a number within [0, 1].
+    """
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+        raise ValueError(f"the resource sampling rate is a fraction within [0, 1] (0.01: one "
+                         f"execution in 100; 0: off), got {rate!r}")
+    return 0 if rate == 0 else max(1, int(round(1 / rate)))
+
+
+class ReadingsProbe:
+    """A probe that keeps one execution's readings as ``(row, wall, cpu, bytes)`` tuples (a
+    process worker's: they go back over the pipe to the tenant's :class:`ResourceProbe`)."""
+
+    __slots__ = ("n_steps", "readings", "failed")
+
+    def __init__(self, n_steps: int) -> None:
+        self.n_steps = n_steps
+        self.readings: list[tuple[int, int, int, int]] = []
+        self.failed = 0
+
+    def begin(self) -> _Measurement:
+        _tracing.acquire()
+        return _Measurement(self)
+
+    def record(self, row: int, wall_ns: int, cpu_ns: int, alloc_bytes: int) -> None:
+        self.readings.append((row, wall_ns, cpu_ns, alloc_bytes))
