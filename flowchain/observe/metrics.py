@@ -101,16 +101,18 @@ class ChainFigures:
 
 
 def read_figures(tenant: str, definition: Any, runner: Any, escalated: tuple[bool, ...],
-                 attempts: int = 50) -> tuple[ChainFigures, bool]:
+                 attempts: int = 8) -> tuple[ChainFigures, bool]:
     """Read one runner's counters and HDR counts as one consistent snapshot.
 
-    The runner keeps recording on its own thread while this reads; the read is repeated until
-    nothing changed between its first and its last look (each record bumps a row's count in
-    ``stats``; each start and failure the runner's counters), so a chain's figures agree
-    within one scrape: ``completed == chain count + failures``, ``failures == sum(step
-    errors)``. Only the used part of the counts (up to the highest recorded value's bucket) is
-    copied. Returns the figures and whether they are consistent (False only after
-    ``attempts`` reads all raced with the runner).
+    The runner keeps recording on its own thread while this reads. The cheap read copies only
+    the used part of the counts (up to the highest recorded value's bucket) and is repeated
+    until nothing changed between its first and its last look (each record bumps a row's
+    count in ``stats``; each start and failure the runner's counters). A numpy copy may
+    release the GIL, so under a busy writer every cheap read can race; after ``attempts`` of
+    them the runner's own :meth:`~flowchain.ChainRunner.snapshot` copies every row in one step
+    with no thread switch. Either way a chain's figures agree within one scrape:
+    ``completed == chain count + failures``, ``failures == sum(step errors)``. Returns the
+    figures and whether the cheap read sufficed (False: the whole-row snapshot was taken).
     """
     hist, fail_hist = runner.histograms, runner.failure_histograms
     n = len(definition.steps)
@@ -126,15 +128,22 @@ def read_figures(tenant: str, definition: Any, runner: Any, escalated: tuple[boo
         counts = used_part(hist, stats)
         failure_counts = used_part(fail_hist, fail_stats)
         errors = np.array(runner.step_errors[:n], dtype=np.int64)
-        consistent = (int(runner.executions) == started and int(runner.failures) == failed
-                      and np.array_equal(hist.stats[: n + 1], stats)
-                      and np.array_equal(fail_hist.stats[: n + 1], fail_stats))
-        if consistent:
+        if (int(runner.executions) == started and int(runner.failures) == failed
+                and np.array_equal(hist.stats[: n + 1], stats)
+                and np.array_equal(fail_hist.stats[: n + 1], fail_stats)):
+            cheap = True
             break
+    else:
+        snap = runner.snapshot()
+        started, failed = int(snap.executions), int(snap.failures)
+        stats = snap.stats[: n + 1]
+        counts, failure_counts = snap.counts[: n + 1], snap.failure_counts[: n + 1]
+        errors = snap.step_errors[:n]
+        cheap = False
     ok = int(stats[n, 0])
     completed = ok + failed
     return ChainFigures(tenant, definition, counts, failure_counts, errors, completed, failed,
-                        max(0, started - completed), escalated), consistent
+                        max(0, started - completed), escalated), cheap
 
 
 class FlowChainCollector:
@@ -152,7 +161,8 @@ class FlowChainCollector:
     Attributes
     ----------
     counters : dict
-        ``scrapes``, ``torn_reads`` (a runner's figures that never read consistently).
+        ``scrapes``, ``whole_snapshots`` (a runner's figures whose cheap reads all raced with
+        its writer, read with the runner's whole-row snapshot instead).
 
     Examples
     --------
@@ -172,7 +182,7 @@ class FlowChainCollector:
             self.monitors = {next(iter(self.registries)): monitors}
         self.providers: list[Provider] = list(providers)
         self.provider_errors = 0
-        self.counters = {"scrapes": 0, "torn_reads": 0}
+        self.counters = {"scrapes": 0, "whole_snapshots": 0}
         self._converters: dict[tuple, HdrToBuckets] = {}
 
     def add_provider(self, provider: Provider) -> None:
@@ -199,9 +209,9 @@ class FlowChainCollector:
             for definition, runner in self._latest_runners(registry):
                 escalated = tuple(monitor is not None and monitor.is_escalated(
                     definition.chain_id, i) for i in range(len(definition.steps)))
-                figures, consistent = read_figures(tenant, definition, runner, escalated)
-                if not consistent:
-                    self.counters["torn_reads"] += 1
+                figures, cheap = read_figures(tenant, definition, runner, escalated)
+                if not cheap:
+                    self.counters["whole_snapshots"] += 1
                 out.append((conv, figures))
         return out
 
