@@ -8,6 +8,8 @@ import select
 import shutil
 import subprocess
 
+from foreign_env import foreign_env
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -27,7 +29,7 @@ class DevTools:
              "--disable-dev-shm-usage", "--remote-debugging-pipe", f"--user-data-dir={profile}",
              "about:blank"],
             preexec_fn=wire, pass_fds=(3, 4), stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
+            stderr=subprocess.DEVNULL, env=foreign_env())
         os.close(to_child_r)
         os.close(from_child_w)
         self._next = 0

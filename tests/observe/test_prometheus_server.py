@@ -20,6 +20,8 @@ import pytest
 from flowchain import ChainBuilder, ChainRegistry, ComponentRegistry
 from flowchain.observe.metrics import FlowChainCollector, MetricsServer
 
+from foreign_env import foreign_env
+
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = pytest.mark.skipif(PROMETHEUS is None,
                                 reason="prometheus binary absent (apt-get install prometheus)")
@@ -53,7 +55,7 @@ def prometheus(tmp_path, target):
     proc = subprocess.Popen(
         [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
          f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=foreign_env())
     try:
         yield f"http://127.0.0.1:{port}", proc
     finally:
