@@ -1,4 +1,5 @@
 """UserContext: hashed once, equal contexts hash alike, pickles by its fields."""
+import os
 import pickle
 import subprocess
 import sys
@@ -20,6 +21,6 @@ def test_a_pickled_context_rehashes_in_another_process():
             "c = pickle.loads(sys.stdin.buffer.read()); "
             "print(hash(c) == hash(UserContext('acme', 'ana', 'pro')))")
     out = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(ctx),
-                         capture_output=True, timeout=60, env={"PYTHONHASHSEED": "random"})
+                         capture_output=True, timeout=60, env=dict(os.environ, PYTHONHASHSEED="random"))
     assert out.stdout.strip() == b"True", out.stderr
     assert pickle.loads(pickle.dumps(ctx)) == ctx
