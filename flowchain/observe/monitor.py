@@ -309,7 +309,8 @@ class Monitor:
                 watch.escalated_at[i] = time.time_ns()
                 watch.repeats[i] = 0
                 events.append(self._escalation_event(watch, i, rate, e, a, fields, now))
-            elif watch.escalated[i] and rate <= self.error_threshold:
+            elif watch.escalated[i] and a and rate <= self.error_threshold:
+                # (no attempt in the window is no evidence of recovery: the state holds)
                 watch.escalated[i] = False
                 since = int(watch.escalated_at[i])
                 at = time.time_ns()

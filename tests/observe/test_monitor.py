@@ -256,3 +256,39 @@ def test_bad_settings_are_refused():
         Monitor(reg, interval_s=0)
     with pytest.raises(ValueError, match="repeat_interval_s"):
         Monitor(reg, repeat_interval_s=0)
+
+
+def test_a_window_without_attempts_holds_the_escalation():
+    """A stall (no execution for longer than the window) is no evidence of recovery."""
+    failing = threading.Event()
+    failing.set()
+
+    def score(x):
+        if failing.is_set():
+            raise ValueError(f"score cannot read {x}")
+        return x
+
+    reg, cid = make_registry(score)
+    clock = FakeClock()
+    mon = Monitor(reg, warning_interval_s=1e9, window_s=10, min_attempts=5,
+                  repeat_interval_s=1e9, clock=clock)
+    runner = reg.runner(cid)
+
+    def run(n):
+        for i in range(n):
+            try:
+                runner.run(i)
+            except ChainStepError:
+                pass
+
+    run(10)
+    assert [e.kind for e in mon.poll()].count(ESCALATION) == 1
+    for _ in range(4):                          # 40 s without one execution
+        clock.now += 10
+        assert [e for e in mon.poll() if e.kind in (ESCALATION, RECOVERY)] == []
+        assert mon.is_escalated(cid, 1)
+    failing.clear()                             # executions again, and they succeed
+    clock.now += 1
+    run(10)
+    assert [e.kind for e in mon.poll() if e.kind in (ESCALATION, RECOVERY)] == [RECOVERY]
+    assert not mon.is_escalated(cid, 1)
