@@ -18,7 +18,7 @@ from flowchain._native import STATUS_FAILED, STATUS_RUNNING, STATUS_SUCCEEDED, e
 from flowchain.chain import ChainDefinition
 
 __all__ = ["STATUS_FAILED", "STATUS_RUNNING", "STATUS_SUCCEEDED", "CompletedRows", "RingTail",
-           "bucket_values", "built_runners", "engine_to_epoch_offset"]
+           "bucket_bounds", "bucket_values", "built_runners", "engine_to_epoch_offset"]
 
 
 def built_runners(registry: Any) -> list[tuple[ChainDefinition, Any]]:
@@ -118,8 +118,8 @@ class RingTail:
                              context[:stop][keep], step_ns[:stop][keep])
 
 
-def bucket_values(layout: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Return the lowest and the median equivalent value (ns) of every counts index.
+def bucket_bounds(layout: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Return the lowest value (ns) and the width of every counts index of ``layout``.
 
     The same bucket arithmetic as HdrHistogram's ``get_value_from_index``, vectorized.
     """
@@ -133,8 +133,12 @@ def bucket_values(layout: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray]:
     low = bucket < 0
     sub[low] -= half
     bucket[low] = 0
-    lowest = sub << (bucket + unit)
-    width = np.left_shift(np.int64(1), bucket + unit)
+    return sub << (bucket + unit), np.left_shift(np.int64(1), bucket + unit)
+
+
+def bucket_values(layout: Mapping[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Return the lowest and the median equivalent value (ns) of every counts index."""
+    lowest, width = bucket_bounds(layout)
     return lowest, lowest + (width >> 1)
 
 

@@ -92,19 +92,11 @@ def merge_buckets(blobs: Iterable[bytes], counts_len: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=4)
 def _equivalents(layout_key: tuple) -> tuple[np.ndarray, np.ndarray]:
-    layout = dict(layout_key)
-    n = int(layout["counts_len"])
-    shm = int(layout["sub_bucket_half_count_magnitude"])
-    half = int(layout["sub_bucket_half_count"])
-    unit = int(layout["unit_magnitude"])
-    index = np.arange(n, dtype=np.int64)
-    bucket = (index >> shm) - 1
-    sub = (index & (half - 1)) + half
-    low = bucket < 0
-    sub[low] -= half
-    bucket[low] = 0
-    lowest = sub << (bucket + unit)
-    return lowest, lowest + np.left_shift(np.int64(1), bucket + unit) - 1
+    """The lowest and highest equivalent value (ns) of every counts index of a layout."""
+    from flowchain.observe._reader import bucket_bounds
+
+    lowest, width = bucket_bounds(dict(layout_key))
+    return lowest, lowest + width - 1
 
 
 def percentiles_of(counts: np.ndarray, percentiles: Iterable[float],
