@@ -115,7 +115,9 @@ def test_escalation_above_threshold_then_recovery_below():
     assert len(recoveries) == 1 and recoveries[0].fields["errors"] == 0
 
 
-def test_escalation_is_a_state_repeated_while_it_lasts_until_recovery():
+def switched_monitor(repeat_interval_s):
+    """A chain whose 'score' step fails while the returned event is set, its Monitor (window
+    10 s, 5 attempts, on a fake clock) and ``run(n)``, which executes it n times."""
     failing = threading.Event()
     failing.set()
 
@@ -127,7 +129,7 @@ def test_escalation_is_a_state_repeated_while_it_lasts_until_recovery():
     reg, cid = make_registry(score)
     clock = FakeClock()
     mon = Monitor(reg, warning_interval_s=1e9, window_s=10, min_attempts=5,
-                  repeat_interval_s=30, clock=clock)
+                  repeat_interval_s=repeat_interval_s, clock=clock)
     runner = reg.runner(cid)
 
     def run(n):
@@ -137,6 +139,11 @@ def test_escalation_is_a_state_repeated_while_it_lasts_until_recovery():
             except ChainStepError:
                 pass
 
+    return failing, cid, clock, mon, run
+
+
+def test_escalation_is_a_state_repeated_while_it_lasts_until_recovery():
+    failing, cid, clock, mon, run = switched_monitor(repeat_interval_s=30)
     run(10)
     first = [e for e in mon.poll() if e.kind == ESCALATION]
     assert len(first) == 1 and first[0].fields["repeat"] == 0
@@ -260,27 +267,7 @@ def test_bad_settings_are_refused():
 
 def test_a_window_without_attempts_holds_the_escalation():
     """A stall (no execution for longer than the window) is no evidence of recovery."""
-    failing = threading.Event()
-    failing.set()
-
-    def score(x):
-        if failing.is_set():
-            raise ValueError(f"score cannot read {x}")
-        return x
-
-    reg, cid = make_registry(score)
-    clock = FakeClock()
-    mon = Monitor(reg, warning_interval_s=1e9, window_s=10, min_attempts=5,
-                  repeat_interval_s=1e9, clock=clock)
-    runner = reg.runner(cid)
-
-    def run(n):
-        for i in range(n):
-            try:
-                runner.run(i)
-            except ChainStepError:
-                pass
-
+    failing, cid, clock, mon, run = switched_monitor(repeat_interval_s=1e9)
     run(10)
     assert [e.kind for e in mon.poll()].count(ESCALATION) == 1
     for _ in range(4):                          # 40 s without one execution
