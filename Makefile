@@ -4,18 +4,18 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-BUILD_DEPS := 'setuptools>=68' wheel 'Cython>=3.0.10' 'numpy>=1.26'
+BUILD_DEPS := 'setuptools>=77' wheel 'Cython>=3.0.10' 'numpy>=1.26'
 ASAN_VENV ?= .venv-asan
 ASAN_SRC := build/asan-src
 SANITIZED_TESTS ?= tests
 
 .PHONY: install node test bench debug test-asan clean
 
-$(STAMP): pyproject.toml setup.py $(wildcard native/*.pyx native/*.pxi native/*.h)
+$(STAMP): pyproject.toml setup.py bridge/pyproject.toml $(wildcard native/*.pyx native/*.pxi native/*.h)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	rm -f flowchain/_engine*.so  # never keep a debug build's engine
-	$(BIN)/python -m pip install -q -e '.[test,otel]'
+	$(BIN)/python -m pip install -q -e ./bridge -e '.[test,otel]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -41,7 +41,7 @@ debug:
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q $(BUILD_DEPS)
 	rm -f flowchain/_engine*.so $(STAMP)
-	FLOWCHAIN_DEBUG=1 $(BIN)/python -m pip install -q --no-build-isolation -e '.[test,otel]'
+	FLOWCHAIN_DEBUG=1 $(BIN)/python -m pip install -q --no-build-isolation -e ./bridge -e '.[test,otel]'
 
 ## test-asan: the whole test suite (tests/; the latency gates in benchmarks/ measure the optimized
 ## build) against an AddressSanitizer/UBSan build of the engine, in
@@ -57,7 +57,7 @@ test-asan:
 	tar -c --exclude=./.git --exclude='./.venv*' --exclude=./build --exclude='*.so' \
 	  --exclude=./native/engine.c --exclude=__pycache__ --exclude='*.db*' . | tar -x -C $(ASAN_SRC)
 	cd $(ASAN_SRC) && FLOWCHAIN_DEBUG=1 FLOWCHAIN_SANITIZE=1 \
-	  $(CURDIR)/$(ASAN_VENV)/bin/python -m pip install -q --no-build-isolation -e '.[test]'
+	  $(CURDIR)/$(ASAN_VENV)/bin/python -m pip install -q --no-build-isolation -e ./bridge -e '.[test]'
 	ldd $(ASAN_SRC)/flowchain/_engine*.so | grep -q libasan || \
 	  { echo "the engine in $(ASAN_SRC) is not built with AddressSanitizer" >&2; exit 1; }
 	cd $(ASAN_SRC) && \

@@ -6,9 +6,9 @@ real deployment, where the bridge runs beside the terminal, not inside the node)
 * ``bare``: a blocking DEALER ``send`` of an ORDER_REQUEST frame, then a blocking ``recv`` of
   the same bytes echoed by a bare ROUTER (``recv_multipart`` / ``send_multipart``). The
   physical floor of one request/reply on this machine.
-* ``flowchain``: :meth:`flowchain.bridge.OrderClient.send` of an ``OrderRequest`` (encode,
-  send, ACK, RESULT, decode) to a :class:`flowchain.bridge.Bridge` running on the
-  :class:`~flowchain.bridge.FakeMetaTrader5` with zero order latency, on its default config:
+* ``flowchain``: :meth:`flowchain_bridge.OrderClient.send` of an ``OrderRequest`` (encode,
+  send, ACK, RESULT, decode) to a :class:`flowchain_bridge.Bridge` running on the
+  :class:`~flowchain_bridge.FakeMetaTrader5` with zero order latency, on its default config:
   the bridge's order thread (which owns the ROUTER) decodes the request, admits it in the
   idempotency log, runs ``order_check`` + ``order_send`` on the fake inline and sends the
   RESULT; its ACK leaves at once for the first orders, and in the same message as the RESULT

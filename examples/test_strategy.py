@@ -15,7 +15,7 @@ import pytest
 import flowchain.trading.components  # noqa: F401  (registers the built-in decision components)
 import my_components
 from flowchain import ChainRegistry
-from flowchain.ticks import TICK_DTYPE
+from flowchain_bridge.ticks import TICK_DTYPE
 from flowchain.trading.context import DecisionContext
 
 HERE = Path(__file__).parent

@@ -139,7 +139,7 @@ def curve_setup(config: NodeConfig) -> Optional[Callable[[Any], None]]:
         When the bridge is not on loopback and neither key files nor ``allow_remote`` are set,
         or a key file cannot be read.
     """
-    from flowchain import keys
+    from flowchain_bridge import keys
 
     b = config.bridge
     secured = bool(b.secret_key)

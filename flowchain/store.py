@@ -38,7 +38,7 @@ from typing import Iterable, Iterator, Mapping, Sequence, Union
 import numpy as np
 
 from flowchain.errors import FlowChainError
-from flowchain.ticks import TICK_DTYPE
+from flowchain_bridge.ticks import TICK_DTYPE
 
 DatabasePath = Union[str, Path]
 

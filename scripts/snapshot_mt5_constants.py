@@ -3,7 +3,7 @@
 The package ships Windows-only wheels, but its ``MetaTrader5/__init__.py`` assigns every
 constant before ``from ._core import *``, so ``ast`` reads them on any platform; the function
 signatures are the docstring strings compiled into ``_core``. The snapshot is committed as
-``flowchain/bridge/mt5_constants.json`` and checked against the fake by
+``bridge/flowchain_bridge/mt5_constants.json`` and checked against the fake by
 ``tests/test_mt5_constants.py``.
 
 Usage::
@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flowchain.bridge.mt5_reference import download_wheel, read_wheel  # noqa: E402
+from flowchain_bridge.mt5_reference import download_wheel, read_wheel  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "flowchain" / "bridge" / "mt5_constants.json"
 

@@ -11,7 +11,7 @@ from typing import Any, Iterable, Iterator
 import pytest
 import zmq
 
-from flowchain.bridge import Bridge, BridgeConfig, FakeMetaTrader5
+from flowchain_bridge import Bridge, BridgeConfig, FakeMetaTrader5
 
 
 def local_bridge_config(symbols: Iterable[str] = ("EURUSD",), **overrides: Any) -> BridgeConfig:

@@ -3,7 +3,7 @@
 import pytest
 import zmq
 
-from flowchain.bridge import OrderFault
+from flowchain_bridge import OrderFault
 from flowchain.trading.brokers import BridgeBroker, BridgeUnreachableError
 from flowchain.store import NodeIdentity
 from flowchain.trading.brokers.bridge import order_comment

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import zmq
 
-from flowchain import wire
-from flowchain.bridge import Bridge, FakeMetaTrader5, OrderClient
+from flowchain_bridge import wire
+from flowchain_bridge import Bridge, FakeMetaTrader5, OrderClient
 from flowchain.feeds.subscriber import ZmqFeed
-from flowchain.ticks import TICK_DTYPE
+from flowchain_bridge.ticks import TICK_DTYPE
 
 from bridge_fixtures import fake_mt5, local_bridge_config
 

@@ -5,9 +5,9 @@ import time
 import pytest
 import zmq
 
-from flowchain import wire
-from flowchain.bridge import FakeMetaTrader5, OrderClient, OrderFault
-from flowchain.bridge.server import FAST_STREAK
+from flowchain_bridge import wire
+from flowchain_bridge import FakeMetaTrader5, OrderClient, OrderFault
+from flowchain_bridge.server import FAST_STREAK
 
 from bridge_fixtures import fake_mt5, started_bridge
 
@@ -380,7 +380,7 @@ def test_resend_is_not_sent_blind_when_the_terminal_cannot_be_asked(bridge, clie
 
 
 def test_order_client_resends_the_same_req_id_flagged_until_its_deadline(ctx):
-    from flowchain.bridge.client import OrderTimeout
+    from flowchain_bridge.client import OrderTimeout
     silent = ctx.socket(zmq.ROUTER)  # a bridge that reads and never answers
     silent.setsockopt(zmq.LINGER, 0)
     port = silent.bind_to_random_port("tcp://127.0.0.1")

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pytest
 
-from flowchain.bridge.fake_mt5 import DEFAULT_SYMBOLS, FakeMetaTrader5, FakeSymbol
+from flowchain_bridge.fake_mt5 import DEFAULT_SYMBOLS, FakeMetaTrader5, FakeSymbol
 from flowchain.feeds.subscriber import RESTART_SEQ_BASE, ZmqFeed
 
 SYMBOLS = ["EURUSD", "GBPUSD"]

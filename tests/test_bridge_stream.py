@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import zmq
 
-from flowchain import wire
-from flowchain.bridge import Bridge, FakeMetaTrader5
-from flowchain.ticks import TICK_DTYPE
+from flowchain_bridge import wire
+from flowchain_bridge import Bridge, FakeMetaTrader5
+from flowchain_bridge.ticks import TICK_DTYPE
 
 from bridge_fixtures import local_bridge_config
 
@@ -166,7 +166,7 @@ def test_backfill_serves_history_by_seq(ctx, eventually):
 
 
 def test_non_loopback_endpoint_without_keys_is_refused():
-    from flowchain.keys import InsecureEndpointError
+    from flowchain_bridge.keys import InsecureEndpointError
 
     with pytest.raises(InsecureEndpointError, match="allow-remote"):
         Bridge(FakeMetaTrader5(), _config(pub_endpoint="tcp://0.0.0.0:5555"))
@@ -174,7 +174,7 @@ def test_non_loopback_endpoint_without_keys_is_refused():
 
 
 def test_ticks_between_counts_ticks_that_share_a_millisecond():
-    from flowchain.bridge.stream import ticks_between
+    from flowchain_bridge.stream import ticks_between
 
     records = np.zeros(7, dtype=TICK_DTYPE)
     records["time_msc"] = [100, 100, 101, 101, 101, 102, 103]

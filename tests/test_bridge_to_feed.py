@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import zmq
 
-from flowchain.bridge import Bridge, BridgeConfig
+from flowchain_bridge import Bridge, BridgeConfig
 from flowchain.feeds.subscriber import RESTART_SEQ_BASE, ZmqFeed
 
 from bridge_fixtures import fake_mt5, local_bridge_config

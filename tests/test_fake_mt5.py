@@ -5,8 +5,8 @@ import threading
 import numpy as np
 import pytest
 
-from flowchain.bridge.fake_mt5 import FakeMetaTrader5, FakeSymbol, OrderFault
-from flowchain.ticks import TICK_DTYPE
+from flowchain_bridge.fake_mt5 import FakeMetaTrader5, FakeSymbol, OrderFault
+from flowchain_bridge.ticks import TICK_DTYPE
 
 
 class ManualClock:

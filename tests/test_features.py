@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from flowchain.ticks import TICK_DTYPE, TICK_FLAG_BUY, TICK_FLAG_SELL
+from flowchain_bridge.ticks import TICK_DTYPE, TICK_FLAG_BUY, TICK_FLAG_SELL
 from flowchain.trading.context import DecisionContext
 from flowchain.trading.features import FeatureEngine, QuoteRefused
 from flowchain.trading import layout as L

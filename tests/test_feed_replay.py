@@ -11,7 +11,7 @@ import pytest
 
 from flowchain.feeds.replay import ReplayFeed
 from flowchain.feeds.simulator import SimulatorFeed
-from flowchain.ticks import TICK_DTYPE
+from flowchain_bridge.ticks import TICK_DTYPE
 
 HEADER = "time,bid,ask,last,volume,time_msc,flags,volume_real\n"
 

@@ -5,7 +5,7 @@ import pytest
 from flowchain.ingest import BatchDecodeError, BatchStage, DataBridge, RawTickBatch
 from flowchain.ingest.ingestion import DECODE_REASONS
 from flowchain.ingest.synthetic import synthetic_ticks
-from flowchain.ticks import TICK_DTYPE
+from flowchain_bridge.ticks import TICK_DTYPE
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ import time
 import pytest
 import zmq
 
-from flowchain import keys, wire
-from flowchain.bridge import Bridge, BridgeConfig, FakeMetaTrader5, OrderClient
+from flowchain_bridge import keys, wire
+from flowchain_bridge import Bridge, BridgeConfig, FakeMetaTrader5, OrderClient
 
 
 @pytest.fixture

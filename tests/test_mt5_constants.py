@@ -4,9 +4,9 @@ import os
 
 import pytest
 
-from flowchain.bridge.fake_mt5 import FakeMetaTrader5
-from flowchain.bridge.mt5_records import constant_names
-from flowchain.bridge.mt5_reference import download_wheel, load_snapshot, parse_init, read_wheel
+from flowchain_bridge.fake_mt5 import FakeMetaTrader5
+from flowchain_bridge.mt5_records import constant_names
+from flowchain_bridge.mt5_reference import download_wheel, load_snapshot, parse_init, read_wheel
 
 SNAPSHOT = load_snapshot()
 # The groups the bridge's behaviour depends on: the fake must define every official member.

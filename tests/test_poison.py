@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 import zmq
 
-from flowchain import wire
+from flowchain_bridge import wire
 from flowchain.chains import AI_DECISION_CHAIN, TRADING_NODE_YAML
 from flowchain.components import ComponentRegistry
 from flowchain.config import load_config
 from flowchain.node import TradingNode
 from flowchain.registry import ChainRegistry
 from flowchain.store import open_database
-from flowchain.ticks import TICK_DTYPE
+from flowchain_bridge.ticks import TICK_DTYPE
 from flowchain.trading.brokers.paper import PaperBroker
 from flowchain.trading.consensus import ConsensusEngine
 from flowchain.trading.context import DecisionContext
@@ -317,7 +317,7 @@ async def test_the_bridge_on_the_fake_terminal_stores_every_tick_repeated_quotes
     """The real bridge on the fake MT5, dense same-millisecond bursts: every tick the terminal
     made is stored once, in order (repeated quotes within a millisecond included), and none is
     quarantined as a duplicate."""
-    from flowchain.bridge import Bridge
+    from flowchain_bridge import Bridge
 
     from bridge_fixtures import fake_mt5, local_bridge_config
 
@@ -365,7 +365,7 @@ def test_any_mix_of_good_and_bad_ticks_and_batches_delivers_exactly_the_good_one
     from hypothesis import strategies as st
 
     from flowchain.feeds.subscriber import ZmqFeed
-    from flowchain.ticks import tick_fault
+    from flowchain_bridge.ticks import tick_fault
 
     @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(st.lists(st.tuples(st.integers(1, 5), st.lists(st.integers(-1, len(_BAD) - 1),

@@ -7,7 +7,7 @@ import pytest
 from flowchain.feeds.batches import TickBatcher
 from flowchain.feeds.ring import TickRing
 from flowchain.feeds.simulator import SimulatorFeed
-from flowchain.ticks import TICK_DTYPE
+from flowchain_bridge.ticks import TICK_DTYPE
 
 
 def ticks(n: int, start: int = 0) -> np.ndarray:

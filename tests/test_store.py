@@ -13,7 +13,7 @@ from flowchain.ingest.synthetic import synthetic_ticks
 from flowchain.store import (MARKET_DATA_SCHEMA, StoreError, ensure_schema, insert_quarantine,
                              insert_ticks, node_identity, open_database, transaction,
                              upsert_bars)
-from flowchain.ticks import TICK_DTYPE
+from flowchain_bridge.ticks import TICK_DTYPE
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import json
 import numpy as np
 
 from flowchain import ChainRegistry, ComponentRegistry
-from flowchain.ticks import TICK_DTYPE
+from flowchain_bridge.ticks import TICK_DTYPE
 from flowchain.trading.brokers.paper import PaperBroker
 from flowchain.trading.components import ai_decision_chain, register_decision_components
 from flowchain.trading.context import DecisionContext

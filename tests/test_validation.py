@@ -10,7 +10,7 @@ from flowchain.ingest import BatchStageError, DataBridge, DataValidator, RawTick
 from flowchain.ingest.batch import BatchStage
 from flowchain.ingest.synthetic import synthetic_ticks
 from flowchain.ingest.validation import REJECT_REASONS, reason_name
-from flowchain.ticks import TICK_DTYPE
+from flowchain_bridge.ticks import TICK_DTYPE
 
 T0 = 1_767_225_600_000
 

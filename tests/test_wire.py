@@ -7,9 +7,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flowchain import wire
-from flowchain.ticks import TICK_DTYPE
-from flowchain.wire import FrameError, FrameType
+from flowchain_bridge import wire
+from flowchain_bridge.ticks import TICK_DTYPE
+from flowchain_bridge.wire import FrameError, FrameType
 
 
 def _ticks(n: int, start_msc: int = 1_700_000_000_000) -> np.ndarray:
@@ -106,9 +106,9 @@ _EDGES = [0.0, -0.0, 1e-300, 1.1, 1.2, -1.0, math.nan, math.inf, -math.inf, 5e-3
 @given(st.sampled_from(_EDGES), st.sampled_from(_EDGES), st.sampled_from(_EDGES),
        st.sampled_from([0, 1, 2**63 - 1, 2**63, 2**64 - 1]), st.sampled_from(_EDGES))
 def test_the_inlined_tick_check_is_the_quote_rules(bid, ask, last, volume, volume_real):
-    """decode_tick_into inlines flowchain.ticks.tick_fault for speed: both must always agree,
+    """decode_tick_into inlines flowchain_bridge.ticks.tick_fault for speed: both must always agree,
     and the vectorized batch check too."""
-    from flowchain.ticks import tick_fault, tick_faults
+    from flowchain_bridge.ticks import tick_fault, tick_faults
 
     record = np.zeros(1, dtype=TICK_DTYPE)
     record[0] = (1, bid, ask, last, volume, 1000, 6, volume_real)

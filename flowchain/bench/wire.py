@@ -19,8 +19,8 @@ What it measures, all in one run, on 127.0.0.1 TCP:
   ``ticks_lost`` (sent but never in the ring).
 * Order round trips, interleaved: *bare*: a blocking DEALER ``send``/``recv`` of an
   ORDER_REQUEST frame echoed by a bare ROUTER in another process; *flowchain*:
-  :meth:`flowchain.bridge.OrderClient.send` (encode, send, ACK, RESULT, decode) to a
-  :class:`flowchain.bridge.Bridge` on the fake MT5 with zero order latency, in another process
+  :meth:`flowchain_bridge.OrderClient.send` (encode, send, ACK, RESULT, decode) to a
+  :class:`flowchain_bridge.Bridge` on the fake MT5 with zero order latency, in another process
   (every trip a new req_id, a real fill on the fake), on its default config: once the terminal
   has answered fast 8 times in a row, the ACK rides with the RESULT (``ack_defer_us``);
   *flowchain_ack_first*: the same with ``ack_defer_us=0``, every ACK sent before the order runs
@@ -40,10 +40,10 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import zmq
 
-from flowchain import wire
+from flowchain_bridge import wire
 from flowchain.bench.distribution import interleave, median_summary, summarize_ns
 from flowchain.bench.environment import cpu, versions
-from flowchain.ticks import TICK_DTYPE
+from flowchain_bridge.ticks import TICK_DTYPE
 
 BARE_SYMBOL = "BARE00"
 ASYNC_SYMBOL = "ASYNC0"
@@ -375,7 +375,7 @@ def _stop_helper(conn: Connection, proc) -> None:
 def _bridge_main(conn: Connection, ack_defer_us: float | None = None) -> None:
     """A bridge on the fake MT5 (zero order latency) until the parent says stop; its default
     config unless ``ack_defer_us`` is given."""
-    from flowchain.bridge import Bridge, BridgeConfig, FakeMetaTrader5
+    from flowchain_bridge import Bridge, BridgeConfig, FakeMetaTrader5
 
     options = {} if ack_defer_us is None else {"ack_defer_us": ack_defer_us}
     config = BridgeConfig(symbols=[FEED_SYMBOL], pub_endpoint="tcp://127.0.0.1:*",
@@ -445,7 +445,7 @@ def measure_order_rtt(trips: int, reps: int, warmup: int = 200) -> Dict[str, Lis
     RuntimeError
         If a helper process does not start or an order does not fill.
     """
-    from flowchain.bridge import OrderClient
+    from flowchain_bridge import OrderClient
 
     if reps < 5 or trips < 10:
         raise ValueError(f"order benchmark: need repetitions >= 5 and trips >= 10, got "

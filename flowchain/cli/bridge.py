@@ -29,7 +29,7 @@ EXIT_THREAD = 1
 
 def _load_mt5(fake: bool, seed: int, rate: float, start_ms: Optional[int]):
     if fake:
-        from flowchain.bridge.fake_mt5 import DEFAULT_SYMBOLS, FakeMetaTrader5, FakeSymbol
+        from flowchain_bridge.fake_mt5 import DEFAULT_SYMBOLS, FakeMetaTrader5, FakeSymbol
 
         symbols = [FakeSymbol(**{**s.__dict__, "ticks_per_second": rate}) for s in DEFAULT_SYMBOLS]
         return FakeMetaTrader5(symbols, seed=seed, start_ms=start_ms)
@@ -69,9 +69,9 @@ def bridge(
 ) -> None:
     """Stream MT5 ticks and execute orders over ZeroMQ. SIGINT/SIGTERM stop it cleanly.
     Exit codes: 2 invalid settings, 3 the terminal refused (login, unknown symbol)."""
-    from flowchain.bridge.config import BridgeConfig
-    from flowchain.bridge.server import Bridge
-    from flowchain.keys import InsecureEndpointError
+    from flowchain_bridge.config import BridgeConfig
+    from flowchain_bridge.server import Bridge
+    from flowchain_bridge.keys import InsecureEndpointError
 
     _log_to_stderr()
     try:
@@ -110,7 +110,7 @@ def bridge(
 
 def _log_to_stderr() -> None:
     """The bridge's log (connection attempts with the MT5 error, refusals) on stderr."""
-    logger = logging.getLogger("flowchain.bridge")
+    logger = logging.getLogger("flowchain_bridge")
     if not any(getattr(h, "_flowchain_bridge", False) for h in logger.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("[bridge] %(levelname)s %(message)s"))

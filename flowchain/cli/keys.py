@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from flowchain import keys as curve_keys
+from flowchain_bridge import keys as curve_keys
 from flowchain.cli.app import app
 
 keys_app = typer.Typer(help="CurveZMQ keys for the bridge <-> node link.", no_args_is_help=True)

@@ -32,7 +32,7 @@ class InputError(ValueError):
 
 
 def _ticks(data: Any, contract: str) -> tuple[str, np.ndarray]:
-    from flowchain.ticks import TICK_DTYPE
+    from flowchain_bridge.ticks import TICK_DTYPE
 
     shape = ('{"symbol": "EURUSD", "ticks": [{"time_msc": 1700000000000, "bid": 1.1, '
              '"ask": 1.1002}, ...]}')

@@ -19,7 +19,7 @@ the rows after it are read as usual; the first few are kept as ``file:line: reas
     The row cannot be read as a tick (a missing field, text where a number belongs, a bad or
     negative time, a negative volume or flags).
 ``non_finite_price``, ``non_positive_price``, ``crossed_price``, ``volume_out_of_range``
-    The tick breaks a quote rule (:func:`flowchain.ticks.tick_fault`, the rules the wire decoder
+    The tick breaks a quote rule (:func:`flowchain_bridge.ticks.tick_fault`, the rules the wire decoder
     and the validator apply): a NaN or infinite value, a zero or negative price, bid above ask,
     a volume out of range.
 ``time_backwards``, ``time_ahead``
@@ -46,7 +46,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from flowchain.feeds.base import DEFAULT_RING_CAPACITY, Feed, FeedStats
-from flowchain.ticks import TICK_DTYPE, TICK_FAULTS, tick_fault
+from flowchain_bridge.ticks import TICK_DTYPE, TICK_FAULTS, tick_fault
 
 MT5_FIELDS = ("time", "bid", "ask", "last", "volume", "time_msc", "flags", "volume_real")
 _HISTDATA_LINE = re.compile(r"^\s*\d{8} \d{9}\s*[,;]")

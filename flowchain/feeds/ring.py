@@ -1,7 +1,7 @@
 """The per-symbol tick ring: a preallocated numpy buffer of MT5 ticks every feed writes into.
 
 A :class:`TickRing` holds the last ``capacity`` ticks of one symbol in the MT5 dtype
-(:data:`flowchain.ticks.TICK_DTYPE`) beside a parallel ``uint64`` array of their sequence numbers
+(:data:`flowchain_bridge.ticks.TICK_DTYPE`) beside a parallel ``uint64`` array of their sequence numbers
 (the bridge's wire seq, or the feed's own count), which the batches carry to the database as the
 ticks' identity. It is a *mirrored* ring: every tick is written twice, at slot ``i`` and ``i +
 capacity``, so the newest ``n`` ticks are always one contiguous slice of the buffer. Readers (the
@@ -20,7 +20,7 @@ from typing import Tuple
 
 import numpy as np
 
-from flowchain.ticks import TICK_DTYPE
+from flowchain_bridge.ticks import TICK_DTYPE
 
 _RECORD = struct.Struct("<qdddQqId")
 """The packed MT5 tick record (time, bid, ask, last, volume, time_msc, flags, volume_real)."""

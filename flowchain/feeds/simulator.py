@@ -6,7 +6,7 @@ and is jittered around the symbol's typical spread, in whole points. Ticks of al
 interleaved on one millisecond clock with exponential gaps, and a share of ticks arrive in the
 same millisecond as the previous one (bursts). Flags carry ``TICK_FLAG_BID``/``TICK_FLAG_ASK``
 for what changed plus, on a share of ticks, the undocumented bit 0x80 real terminals send (the
-MQL5 docs show ``flags=134``). Every tick keeps the quote rules of :func:`flowchain.ticks.tick_fault`
+MQL5 docs show ``flags=134``). Every tick keeps the quote rules of :func:`flowchain_bridge.ticks.tick_fault`
 (bid at least one point, ask above bid). Ticks are generated in chunks by a numba kernel (compiled with
 ``cache=True`` and warmed up when the module is first used) and copied one by one into the rings.
 """
@@ -22,7 +22,7 @@ import numpy as np
 from numba import njit
 
 from flowchain.feeds.base import DEFAULT_RING_CAPACITY, Feed
-from flowchain.ticks import TICK_DTYPE, TICK_FLAG_ASK, TICK_FLAG_BID
+from flowchain_bridge.ticks import TICK_DTYPE, TICK_FLAG_ASK, TICK_FLAG_BID
 
 UNKNOWN_FLAG = 0x80
 """An undocumented flag bit real MT5 ticks carry; the simulator sets it so consumers pass it on."""
@@ -91,7 +91,7 @@ def _generate(sym: np.ndarray, z: np.ndarray, gap_ms: np.ndarray, u_spread: np.n
         spread = max(1.0, math.floor(spread + 0.5)) * point[s]
         p = point[s]
         bid = math.floor((mid[s] - 0.5 * spread) / p + 0.5) * p
-        if bid < p:  # a quote keeps the rules (flowchain.ticks.tick_fault) at any mid
+        if bid < p:  # a quote keeps the rules (flowchain_bridge.ticks.tick_fault) at any mid
             bid = p
         ask = bid + spread
         ask = math.floor(ask / p + 0.5) * p

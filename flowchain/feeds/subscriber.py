@@ -40,7 +40,7 @@ Protocol duties (docs/protocol.md, "Sequence, gaps, restarts, staleness"):
   silent or fresh again, the terminal's state (with its MT5 error), a bridge restart and what
   its backfill recovered, gaps (at most one line a second) and absurd frames refused.
 * **Malformed input** never raises into the loop: every frame is counted under a reason (the
-  :data:`flowchain.wire.REJECT_REASONS` plus ``parts`` for a message that is not
+  :data:`flowchain_bridge.wire.REJECT_REASONS` plus ``parts`` for a message that is not
   ``[topic, body]``). A one-part message takes the next message's first part with it (the
   framing realigns at once); the tick lost that way comes back through the gap it leaves.
 """
@@ -55,10 +55,10 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import zmq
 
-from flowchain import wire
+from flowchain_bridge import wire
 from flowchain.feeds.base import DEFAULT_RING_CAPACITY, Feed, FeedState
 from flowchain.feeds.ring import TickRing
-from flowchain.ticks import TICK_DTYPE
+from flowchain_bridge.ticks import TICK_DTYPE
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Mapping, Optional, Union
 
 import numpy as np
 
-from flowchain.ticks import TICK_DTYPE
+from flowchain_bridge.ticks import TICK_DTYPE
 
 Payload = Union[bytes, bytearray, memoryview, np.ndarray]
 
@@ -47,7 +47,7 @@ class RawTickBatch:
         The wire sequence number of the first tick; tick ``i`` has ``first_seq + i`` unless
         ``seqs`` says otherwise.
     payload : bytes, bytearray, memoryview or numpy.ndarray
-        Packed records of :data:`~flowchain.ticks.TICK_DTYPE` (60 bytes each), or a 1-D array of
+        Packed records of :data:`~flowchain_bridge.ticks.TICK_DTYPE` (60 bytes each), or a 1-D array of
         that dtype (from ``copy_ticks_range`` or a :class:`~flowchain.feeds.ring.TickRing`).
     seqs : numpy.ndarray, optional
         One sequence number per tick, when they are not consecutive (a ring read after a gap).
@@ -68,7 +68,7 @@ class TickBatch:
     symbol, first_seq
         As in :class:`RawTickBatch`.
     ticks : numpy.ndarray
-        The ticks the next step works on (:data:`~flowchain.ticks.TICK_DTYPE`): every decoded
+        The ticks the next step works on (:data:`~flowchain_bridge.ticks.TICK_DTYPE`): every decoded
         tick after DataBridge, only the accepted ones after DataValidator.
     seqs : numpy.ndarray
         ``int64`` sequence number of each tick in ``ticks``.

@@ -62,7 +62,7 @@ def make_batches(ticks_total: int, batch_size: int, symbols: int, seed: int) -> 
 def _bare_writer(path: Path) -> tuple[Callable[[RawTickBatch], int], Callable[[], None]]:
     conn = open_database(path)
     ensure_schema(conn)
-    from flowchain.ticks import TICK_DTYPE
+    from flowchain_bridge.ticks import TICK_DTYPE
 
     def write(raw: RawTickBatch) -> int:
         t = np.frombuffer(raw.payload, dtype=TICK_DTYPE)

@@ -14,7 +14,7 @@ import numpy as np
 
 from flowchain.ingest.batch import BatchStage, RawTickBatch, TickBatch
 from flowchain.ingest.errors import BatchDecodeError
-from flowchain.ticks import TICK_DTYPE
+from flowchain_bridge.ticks import TICK_DTYPE
 
 _ITEM = TICK_DTYPE.itemsize
 DECODE_REASONS = ("bad_symbol", "bad_seq", "size_not_multiple", "wrong_dtype", "wrong_shape",
@@ -98,7 +98,7 @@ class DataBridge:
                         f"MT5 tick dtype: {exc}") from exc
             raise BatchDecodeError(
                 "wrong_dtype", f"{where}: array has dtype {payload.dtype}; expected the MT5 "
-                f"tick dtype with fields {list(TICK_DTYPE.names)} (flowchain.ticks.TICK_DTYPE)")
+                f"tick dtype with fields {list(TICK_DTYPE.names)} (flowchain_bridge.ticks.TICK_DTYPE)")
         if isinstance(payload, (bytes, bytearray, memoryview)):
             size = payload.nbytes if isinstance(payload, memoryview) else len(payload)
             if size % _ITEM:
@@ -115,7 +115,7 @@ class DataBridge:
                     f"({exc}); pass contiguous bytes") from exc
         raise BatchDecodeError(
             "wrong_type", f"{where}: payload is a {type(payload).__name__}; expected bytes of "
-            "packed MT5 ticks or a numpy array of flowchain.ticks.TICK_DTYPE")
+            "packed MT5 ticks or a numpy array of flowchain_bridge.ticks.TICK_DTYPE")
 
     @staticmethod
     def _seqs(symbol: str, first_seq: int, n: int, seqs: Any) -> np.ndarray:

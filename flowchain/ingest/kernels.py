@@ -10,14 +10,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from flowchain import ticks as _ticks
+from flowchain_bridge import ticks as _ticks
 
 tick_fault = njit(cache=True, nogil=True)(_ticks.tick_fault)
-"""The compiled twin of :func:`flowchain.ticks.tick_fault` (the one definition of the quote
+"""The compiled twin of :func:`flowchain_bridge.ticks.tick_fault` (the one definition of the quote
 rules), for kernels to call."""
 
 # Reason codes, as flowchain.ingest.validation.REJECT_REASONS numbers them (0 = accepted); the
-# first four are flowchain.ticks.TICK_FAULTS' codes.
+# first four are flowchain_bridge.ticks.TICK_FAULTS' codes.
 NON_FINITE, NON_POSITIVE, CROSSED, VOLUME_OUT_OF_RANGE = (
     _ticks.NON_FINITE, _ticks.NON_POSITIVE, _ticks.CROSSED, _ticks.VOLUME_OUT_OF_RANGE)
 FUTURE, OUT_OF_ORDER, DUPLICATE = 5, 6, 7
@@ -113,7 +113,7 @@ def ohlc_bars(time_msc, price, volume, bar_ms, start, open_, high, low, close, c
 def warm_up() -> None:
     """Compile (or load from cache) every kernel for the types the chain passes."""
     from flowchain.store import BAR_DTYPE
-    from flowchain.ticks import TICK_DTYPE
+    from flowchain_bridge.ticks import TICK_DTYPE
 
     ticks = np.zeros(2, dtype=TICK_DTYPE)
     ticks["bid"], ticks["ask"], ticks["time_msc"] = 1.0, 1.0, 1

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from flowchain.ticks import TICK_DTYPE, TICK_FLAG_ASK, TICK_FLAG_BID
+from flowchain_bridge.ticks import TICK_DTYPE, TICK_FLAG_ASK, TICK_FLAG_BID
 
 DEFAULT_START_MSC = 1_767_225_600_000
 """2026-01-01T00:00:00Z in milliseconds."""
@@ -33,7 +33,7 @@ def synthetic_ticks(n: int, *, seed: int = 0, start_msc: int = DEFAULT_START_MSC
     Returns
     -------
     numpy.ndarray
-        ``n`` ticks of :data:`~flowchain.ticks.TICK_DTYPE`, ``time_msc`` non-decreasing, all
+        ``n`` ticks of :data:`~flowchain_bridge.ticks.TICK_DTYPE`, ``time_msc`` non-decreasing, all
         valid and distinct (DataValidator accepts every one).
 
     Raises

@@ -3,7 +3,7 @@
 The checks run in one pass of a numba kernel per batch (:mod:`flowchain.ingest.kernels`).
 
 Each tick gets at most one reason, the first that applies in this order (the first four are the
-quote rules of :func:`flowchain.ticks.tick_fault`, the one definition the wire decoders, the
+quote rules of :func:`flowchain_bridge.ticks.tick_fault`, the one definition the wire decoders, the
 replay reader and the decision chain's guard apply too):
 
 ``non_finite``
@@ -54,7 +54,7 @@ import numpy as np
 from flowchain.ingest import kernels
 from flowchain.ingest.batch import BatchStage, TickBatch
 from flowchain.ingest.errors import BatchStageError
-from flowchain.ticks import TICK_FAULTS
+from flowchain_bridge.ticks import TICK_FAULTS
 
 REJECT_REASONS: tuple[str, ...] = TICK_FAULTS + ("future", "out_of_order", "duplicate")
 """Reject reasons in the order they are checked; reason code ``i + 1`` is ``REJECT_REASONS[i]``

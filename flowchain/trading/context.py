@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from flowchain.ticks import TICK_DTYPE
+from flowchain_bridge.ticks import TICK_DTYPE
 from flowchain.trading.decision import Decision, TradeResult
 from flowchain.trading.layout import N_FEATURES, state_size
 
@@ -81,7 +81,7 @@ class DecisionContext:
         Parameters
         ----------
         ticks : numpy.ndarray
-            A 1-d array of :data:`flowchain.ticks.TICK_DTYPE` (e.g. ``TickRing.ticks``).
+            A 1-d array of :data:`flowchain_bridge.ticks.TICK_DTYPE` (e.g. ``TickRing.ticks``).
         index : int
             The tick's index in ``ticks`` (e.g. ``TickRing.head``).
         received_ns : int, optional
@@ -97,7 +97,7 @@ class DecisionContext:
         Raises
         ------
         ValueError, TypeError
-            If ``record`` does not convert to :data:`flowchain.ticks.TICK_DTYPE`.
+            If ``record`` does not convert to :data:`flowchain_bridge.ticks.TICK_DTYPE`.
         """
         self._own_tick[0] = record
         self.point_at(self._own_tick, 0, received_ns)

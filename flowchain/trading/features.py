@@ -4,7 +4,7 @@ Every tick costs exactly one crossing into numba: :func:`update_features` reads 
 from its buffer (a tick ring, zero copy), updates the symbol's preallocated state and writes the
 symbol's preallocated feature vector. The layout of both is in :mod:`flowchain.trading.layout`.
 
-A tick that breaks a quote rule (:func:`flowchain.ticks.tick_fault`: zero, negative, NaN or
+A tick that breaks a quote rule (:func:`flowchain_bridge.ticks.tick_fault`: zero, negative, NaN or
 infinite price, bid above ask, volume out of range) is refused before the kernel touches the
 state: the step raises :class:`QuoteRefused`, so no agent, consensus or order ever sees it, and
 the symbol's next good tick is computed as if the bad one had never come.
@@ -19,8 +19,8 @@ import numpy as np
 from numba import njit
 
 from flowchain.errors import FlowChainError
-from flowchain.ticks import TICK_DTYPE, TICK_FAULTS, TICK_FLAG_BUY, TICK_FLAG_SELL
-from flowchain.ticks import tick_fault as _tick_fault
+from flowchain_bridge.ticks import TICK_DTYPE, TICK_FAULTS, TICK_FLAG_BUY, TICK_FLAG_SELL
+from flowchain_bridge.ticks import tick_fault as _tick_fault
 from flowchain.trading.context import DecisionContext
 from flowchain.trading.layout import (
     F_ASK, F_BID, F_CHANNEL_HIGH, F_CHANNEL_LOW, F_COUNT, F_EMA_FAST, F_EMA_SLOW, F_IMBALANCE,
@@ -35,7 +35,7 @@ _BUY = TICK_FLAG_BUY
 _SELL = TICK_FLAG_SELL
 
 tick_fault = njit(cache=True, nogil=True)(_tick_fault)
-"""The compiled twin of :func:`flowchain.ticks.tick_fault`, the one definition of the quote rules."""
+"""The compiled twin of :func:`flowchain_bridge.ticks.tick_fault`, the one definition of the quote rules."""
 
 
 class QuoteRefused(FlowChainError, ValueError):

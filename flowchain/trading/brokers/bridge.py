@@ -30,8 +30,8 @@ from typing import Callable, Optional
 
 import zmq
 
-from flowchain import wire
-from flowchain.bridge.client import OrderClient
+from flowchain_bridge import wire
+from flowchain_bridge.client import OrderClient
 from flowchain.store import NodeIdentity
 from flowchain.trading.orders import (
     FILLED, NOT_SENT, PENDING, REJECTED, UNKNOWN, AccountUnavailableError, BrokerReport,

@@ -17,8 +17,8 @@ import time
 from collections import OrderedDict
 from typing import Any, NamedTuple
 
-from flowchain.bridge.terminal import IPC_ERRORS, TerminalLink
-from flowchain.wire import (
+from flowchain_bridge.terminal import IPC_ERRORS, TerminalLink
+from flowchain_bridge.wire import (
     AccountQuery, AccountState, AccountStatus, AckStatus, OrderRequest, OrderResult, OrderStatus,
     SymbolExposure,
 )

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import zmq
 
-from flowchain import keys, wire
+from flowchain_bridge import keys, wire
 
 
 _ACK = int(wire.FrameType.ORDER_ACK)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from flowchain.ticks import TICK_DTYPE
+from flowchain_bridge.ticks import TICK_DTYPE
 
 _COPY_TICKS_ALL = -1  # MetaTrader5.COPY_TICKS_ALL
 

@@ -5,7 +5,7 @@ import threading
 
 import numpy as np
 
-from flowchain.ticks import TICK_DTYPE
+from flowchain_bridge.ticks import TICK_DTYPE
 
 
 class TickHistory:

@@ -51,15 +51,15 @@ from typing import Any
 import numpy as np
 import zmq
 
-from flowchain import keys, wire
-from flowchain.bridge.config import BridgeConfig
-from flowchain.bridge.orders import IdempotencyLog, OrderDesk, Recheck, request_digest
-from flowchain.bridge.stream import TickPoller, ticks_between
-from flowchain.bridge.terminal import TerminalLink
-from flowchain.bridge.tick_history import TickHistory
-from flowchain.ticks import TICK_DTYPE
+from flowchain_bridge import keys, wire
+from flowchain_bridge.config import BridgeConfig
+from flowchain_bridge.orders import IdempotencyLog, OrderDesk, Recheck, request_digest
+from flowchain_bridge.stream import TickPoller, ticks_between
+from flowchain_bridge.terminal import TerminalLink
+from flowchain_bridge.tick_history import TickHistory
+from flowchain_bridge.ticks import TICK_DTYPE
 
-log = logging.getLogger("flowchain.bridge")
+log = logging.getLogger("flowchain_bridge")
 
 _STOP_POLL_MS = 100
 """How often the idle order thread looks at the stop flag (a request wakes it at once)."""
@@ -104,7 +104,7 @@ class Bridge:
     Parameters
     ----------
     mt5
-        The ``MetaTrader5`` module, or a :class:`~flowchain.bridge.fake_mt5.FakeMetaTrader5`.
+        The ``MetaTrader5`` module, or a :class:`~flowchain_bridge.fake_mt5.FakeMetaTrader5`.
     config
         Endpoints, symbols, credentials, keys and periods.
     context

@@ -10,7 +10,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from flowchain.ticks import TICK_DTYPE
+from flowchain_bridge.ticks import TICK_DTYPE
 
 Tick = namedtuple("Tick", "time bid ask last volume time_msc flags volume_real")
 TradeRequest = namedtuple(

@@ -25,11 +25,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from flowchain.bridge.mt5_records import (
+from flowchain_bridge.mt5_records import (
     RATES_DTYPE, AccountInfo, BookInfo, MT5Constants, OrderCheckResult, OrderSendResult,
     SymbolInfo, TerminalInfo, Tick, TradeDeal, TradeOrder, TradePosition, TradeRequest,
 )
-from flowchain.ticks import TICK_DTYPE
+from flowchain_bridge.ticks import TICK_DTYPE
 
 __all__ = ["FakeMetaTrader5", "FakeSymbol", "OrderFault", "FaultScript"]
 

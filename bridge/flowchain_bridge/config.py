@@ -35,7 +35,7 @@ class BridgeConfig:
     ack_defer_us
         While the terminal finishes orders within this many microseconds, an order that runs
         at once gets its ACK in the same burst as its RESULT (one wake-up for the node instead
-        of two); 0 ACKs every order the moment it is read. See :mod:`flowchain.bridge.server`.
+        of two); 0 ACKs every order the moment it is read. See :mod:`flowchain_bridge.server`.
     connect_attempts
         Failed terminal connections in a row (``initialize``/login) before the bridge gives up
         and exits non-zero; 0 retries for ever. Between attempts it waits 0.5 s, doubling to 10 s.

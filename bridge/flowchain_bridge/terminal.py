@@ -12,9 +12,9 @@ import threading
 import time
 from typing import Any
 
-from flowchain.wire import HeartbeatState
+from flowchain_bridge.wire import HeartbeatState
 
-log = logging.getLogger("flowchain.bridge")
+log = logging.getLogger("flowchain_bridge")
 
 IPC_ERRORS = range(-10005, -9999)
 """``last_error`` codes of the package's IPC layer (-10005 .. -10000)."""
@@ -30,7 +30,7 @@ class TerminalLink:
     Parameters
     ----------
     mt5
-        The ``MetaTrader5`` module or a :class:`~flowchain.bridge.fake_mt5.FakeMetaTrader5`.
+        The ``MetaTrader5`` module or a :class:`~flowchain_bridge.fake_mt5.FakeMetaTrader5`.
     symbols
         Symbols to select after every (re)connection.
     login, password, server, path

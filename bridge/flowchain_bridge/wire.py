@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from flowchain.ticks import TICK_DTYPE, TICK_FAULTS, tick_fault, tick_faults
+from flowchain_bridge.ticks import TICK_DTYPE, TICK_FAULTS, tick_fault, tick_faults
 
 PROTOCOL_VERSION = 1
 """The version byte every frame opens with; a frame with another version is rejected."""
@@ -169,7 +169,7 @@ REJECT_REASONS: tuple[str, ...] = (
 TICK_REFUSALS: tuple[str, ...] = ("nan_price", "inf_price", "non_positive_price", "crossed_price",
                                   "bad_tick_volume")
 """The reasons a well-formed tick is refused for (it breaks a quote rule of
-:func:`flowchain.ticks.tick_fault`): the frame is sound, so its ``seq`` is spent, not a gap."""
+:func:`flowchain_bridge.ticks.tick_fault`): the frame is sound, so its ``seq`` is spent, not a gap."""
 _FAULT_REASONS = {"non_positive": "non_positive_price", "crossed": "crossed_price",
                   "volume_out_of_range": "bad_tick_volume"}
 _VOLUME_MAX = (1 << 63) - 1
@@ -446,7 +446,7 @@ def tick_refusal(bid: float, ask: float, last: float, volume: int,
                  volume_real: float) -> str | None:
     """The reason a tick with these fields is refused (one of :data:`TICK_REFUSALS`), or None.
 
-    The rules are :func:`flowchain.ticks.tick_fault`'s; a non-finite value is named
+    The rules are :func:`flowchain_bridge.ticks.tick_fault`'s; a non-finite value is named
     ``nan_price`` or ``inf_price``.
     """
     code = tick_fault(bid, ask, last, volume, volume_real)
@@ -601,7 +601,7 @@ def decode_tick_into(frame: bytes, ring: memoryview, row: int) -> tuple:
     if len(frame) != TICK_FRAME_SIZE or frame[0] != PROTOCOL_VERSION or frame[1] != _TICK:
         _expect(frame, FrameType.TICK, TICK_FRAME_SIZE)  # raises the precise reason
     _, _, _, _, _, _, bid, ask, last, volume, _, _, volume_real = values = _TICK_UNPACK(frame)
-    # The quote rules of flowchain.ticks.tick_fault, inlined as chained comparisons (each is
+    # The quote rules of flowchain_bridge.ticks.tick_fault, inlined as chained comparisons (each is
     # False for NaN; ``< inf`` rules out infinities); a tick that fails them is named by the rules.
     if not (0.0 < bid <= ask < _INF and 0.0 <= last < _INF and 0.0 <= volume_real < _INF
             and volume <= _VOLUME_MAX):

@@ -1,7 +1,0 @@
-"""The MT5 bridge: the Windows-side process, its order client and the MetaTrader5 fake."""
-from flowchain.bridge.client import OrderClient, OrderTimeout
-from flowchain.bridge.config import BridgeConfig
-from flowchain.bridge.fake_mt5 import FakeMetaTrader5, FakeSymbol, OrderFault
-from flowchain.bridge.server import Bridge
-
-__all__ = ["Bridge", "BridgeConfig", "FakeMetaTrader5", "FakeSymbol", "OrderClient", "OrderFault", "OrderTimeout"]
