@@ -23,3 +23,9 @@ def test_no_undocumented_public_names_leak():
     import types
     leaked = {n for n in leaked if not isinstance(getattr(flowchain, n), types.ModuleType)}
     assert leaked == set(), leaked
+
+
+def test_every_public_name_has_one_home():
+    # the lazy root resolves each name from its defining module on first use
+    assert set(flowchain._HOMES) == set(flowchain.__all__)
+    assert set(dir(flowchain)) >= PUBLIC
