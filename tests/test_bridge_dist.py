@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zmq
 
 from flowchain.feeds.subscriber import ZmqFeed
 from flowchain_bridge.ticks import tick_faults
@@ -188,3 +189,72 @@ async def test_the_installed_bridge_streams_ticks_to_the_nodes_feed(bridge_venv,
     stats = json.loads(out)
     assert stats["session_id"] == session and stats["failure"] is None
     assert all(stats["last_seq"][s] >= 40 for s in symbols)
+
+
+# -- keys made on each machine: only public keys cross ----------------------------------------------
+
+def test_keys_made_on_each_machine_secure_the_link_with_only_public_keys_exchanged(tmp_path, ctx, eventually,
+                                                                                     capsys):
+    from flowchain_bridge import Bridge, BridgeConfig, FakeMetaTrader5, keys, wire
+    from flowchain_bridge.cli import main
+
+    windows, node = tmp_path / "windows", tmp_path / "node"
+    assert main(["--generate-keys", str(windows), "--json"]) == 0
+    made = json.loads(capsys.readouterr().out)
+    assert Path(made["bridge_secret"]).name == "bridge.key_secret" and Path(made["authorized"]).is_dir()
+    assert main(["--generate-keys", str(windows)]) == 1  # never overwrites a key
+    assert "already holds bridge.key, bridge.key_secret" in capsys.readouterr().err
+    node_keys = keys.generate(node)  # `flowchain keys generate` on the node
+    shutil.copy(node_keys["node_public"], windows / "authorized")  # node.key -> the bridge
+    shutil.copy(made["bridge_public"], node / "windows-bridge.key")  # bridge.key -> the node
+    config = BridgeConfig(symbols=["EURUSD"], pub_endpoint="tcp://127.0.0.1:*",
+                          router_endpoint="tcp://127.0.0.1:*", heartbeat_ms=50,
+                          secret_key=made["bridge_secret"], authorized_dir=made["authorized"])
+
+    def heard(server_public: Path, within_ms: int) -> wire.Heartbeat | None:
+        sub = ctx.socket(zmq.SUB)
+        try:
+            keys.secure_client(sub, node_keys["node_secret"], server_public)
+            sub.setsockopt(zmq.SUBSCRIBE, wire.heartbeat_topic("EURUSD"))
+            sub.connect(running.pub_endpoint)
+            return wire.decode_heartbeat(sub.recv_multipart()[1]) if sub.poll(within_ms) else None
+        finally:
+            sub.close(0)
+
+    with Bridge(FakeMetaTrader5(seed=3), config) as running:
+        beat = heard(node / "windows-bridge.key", 10_000)
+        assert beat is not None and beat.session_id == running.session_id
+        # the bridge pair the node made for itself is not this bridge's: no handshake, nothing heard
+        assert heard(node_keys["bridge_public"], 500) is None
+
+
+@pytest.mark.parametrize("keys_given, says", [
+    (lambda d: ["--secret-key", str(d / "bridge.key_secret"), "--authorized-dir", str(d / "missing")],
+     "authorized-keys folder"),
+    (lambda d: ["--secret-key", str(d / "bridge.key"), "--authorized-dir", str(d / "authorized")],
+     "holds no secret key: pass the *.key_secret file"),
+], ids=["missing authorized folder", "public key as the secret"])
+def test_a_key_mistake_stops_the_bridge_with_exit_2_naming_the_file(tmp_path, keys_given, says):
+    from flowchain_bridge.keys import generate_bridge_pair
+
+    generate_bridge_pair(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "flowchain_bridge.cli", "--fake", *LOCAL, "--duration", "5",
+                           *keys_given(tmp_path)], capture_output=True, text=True, timeout=60,
+                          env=foreign_env())
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot secure the bridge's sockets" in proc.stderr and says in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_an_endpoint_in_use_stops_the_bridge_with_exit_2_naming_it():
+    holder = zmq.Context.instance().socket(zmq.PUB)
+    try:
+        port = holder.bind_to_random_port("tcp://127.0.0.1")
+        proc = subprocess.run([sys.executable, "-m", "flowchain_bridge.cli", "--fake", "--pub",
+                               f"tcp://127.0.0.1:{port}", "--router", "tcp://127.0.0.1:*", "--duration", "5"],
+                              capture_output=True, text=True, timeout=60, env=foreign_env())
+    finally:
+        holder.close(0)
+    assert proc.returncode == 2, proc.stderr
+    assert f"tcp://127.0.0.1:{port}" in proc.stderr and "Address already in use" in proc.stderr
+    assert "Traceback" not in proc.stderr

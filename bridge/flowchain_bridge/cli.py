@@ -89,6 +89,9 @@ def build_parser(prog: str = "flowchain-bridge") -> argparse.ArgumentParser:
     add("--duration", type=_non_negative_float, default=0.0,
         help="Stop after this many seconds (default 0: run until Ctrl-C).")
     add("--json", action="store_true", dest="as_json", help="At exit print one JSON object of counters.")
+    add("--generate-keys", type=Path, metavar="DIR",
+        help="Write the bridge's CurveZMQ key pair (bridge.key, bridge.key_secret) and an empty "
+             "authorized/ folder into DIR, say what goes where, and exit.")
     return parser
 
 
@@ -98,7 +101,31 @@ def main(argv: Sequence[str] | None = None, prog: str = "flowchain-bridge") -> i
         options = build_parser(prog).parse_args(argv)
     except SystemExit as exc:  # --help (0) or a bad option (2, after argparse's message)
         return int(exc.code or 0)
+    if options.generate_keys is not None:
+        return generate_keys(options.generate_keys, options.as_json)
     return run(options)
+
+
+def generate_keys(directory: Path, as_json: bool) -> int:
+    """``--generate-keys DIR``: the bridge's own key pair; only public keys leave this machine."""
+    from flowchain_bridge.keys import generate_bridge_pair
+
+    try:
+        paths = generate_bridge_pair(directory)
+    except FileExistsError as exc:
+        _say(str(exc))
+        return EXIT_THREAD
+    except OSError as exc:
+        _say(f"cannot write keys into {directory}: {exc.strerror or exc}")
+        return EXIT_THREAD
+    if as_json:
+        print(json.dumps({k: str(v) for k, v in paths.items()}), flush=True)
+        return EXIT_OK
+    print(f"wrote {paths['bridge_secret']}: the bridge's secret key (--secret-key); keep it on this machine\n"
+          f"wrote {paths['bridge_public']}: copy it to the node ([bridge] server_public_key)\n"
+          f"made {paths['authorized']}: put the node's public key (node.key) here (--authorized-dir)",
+          flush=True)
+    return EXIT_OK
 
 
 def run(options: argparse.Namespace) -> int:
@@ -131,8 +158,13 @@ def run(options: argparse.Namespace) -> int:
         _say(f"cannot bind the bridge's sockets (PUB {settings.pub_endpoint}, ROUTER "
              f"{settings.router_endpoint}): {exc}; pick free endpoints with --pub/--router")
         return EXIT_SETTINGS
+    except (OSError, ValueError) as exc:  # a key file or the authorized folder (Curve)
+        _say(f"cannot secure the bridge's sockets: {exc}")
+        return EXIT_SETTINGS
     stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # Ctrl-C (SIGINT), SIGTERM, and on Windows Ctrl-Break (SIGBREAK): stop cleanly
+    stop_signals = [signal.SIGINT, signal.SIGTERM, *([signal.SIGBREAK] if hasattr(signal, "SIGBREAK") else [])]
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in stop_signals}
     started = time.monotonic()
     try:
         while not stop.wait(0.1):

@@ -96,7 +96,7 @@ def start_authenticator(context: zmq.Context, authorized_dir: Path | str) -> "Th
     folder = Path(authorized_dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"authorized-keys folder {folder} does not exist; "
-                                "`flowchain keys generate DIR` creates DIR/authorized")
+                                "`flowchain keys generate DIR` (or `flowchain-bridge --generate-keys DIR`) creates DIR/authorized")
     from zmq.auth.thread import ThreadAuthenticator  # imported only when Curve is on
 
     auth = ThreadAuthenticator(context)
@@ -146,3 +146,31 @@ def check_endpoint(endpoint: str, *, secured: bool, allow_remote: bool) -> None:
         f"endpoint {endpoint!r} is not loopback and no Curve keys were given: traffic would be "
         "unauthenticated and unencrypted. Give key files (`flowchain keys generate DIR`) or pass "
         "--allow-remote for a trusted network")
+
+
+def generate_bridge_pair(directory: Path | str) -> dict[str, Path]:
+    """Write the bridge's key pair and an empty ``authorized/`` folder into ``directory``.
+
+    For a bridge that makes its own secret key on its own machine: only public keys then cross
+    between hosts (``bridge.key`` to the node, the node's ``node.key`` into ``authorized/``).
+
+    Returns
+    -------
+    dict
+        Paths: ``bridge_public``, ``bridge_secret``, ``authorized``.
+
+    Raises
+    ------
+    FileExistsError
+        When ``bridge.key`` or ``bridge.key_secret`` is already there (never overwrite keys).
+    """
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    existing = [p for p in ("bridge.key", "bridge.key_secret") if (root / p).exists()]
+    if existing:
+        raise FileExistsError(f"{root} already holds {', '.join(existing)}; remove them or pick another folder")
+    public, secret = zmq.auth.create_certificates(str(root), "bridge")
+    Path(secret).chmod(0o600)
+    authorized = root / "authorized"
+    authorized.mkdir(exist_ok=True)
+    return {"bridge_public": Path(public), "bridge_secret": Path(secret), "authorized": authorized}
