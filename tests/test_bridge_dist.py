@@ -36,7 +36,7 @@ LOCAL = ("--pub", "tcp://127.0.0.1:*", "--router", "tcp://127.0.0.1:*")
 def imported(args: list[str], timeout: float = 120) -> tuple[set[str], subprocess.CompletedProcess]:
     """Run ``python -X importtime *args``; return the modules it imported and the process."""
     proc = subprocess.run([sys.executable, "-X", "importtime", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO, env=foreign_env())
+                          timeout=timeout, cwd=REPO)
     modules = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines()
                if line.startswith("import time:") and "|" in line}
     modules.discard("imported package")  # the header line
@@ -90,7 +90,7 @@ def test_a_bad_option_exits_2_naming_it(args, says):
     from flowchain_bridge.cli import main
 
     proc = subprocess.run([sys.executable, "-m", "flowchain_bridge.cli", "--fake", *LOCAL, *args],
-                          capture_output=True, text=True, timeout=60, env=foreign_env())
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and says in proc.stderr, proc.stderr
     assert main(["--fake", *args]) == 2  # the same in-process (what `flowchain bridge` calls)
 
@@ -123,6 +123,7 @@ def bridge_venv(tmp_path_factory) -> Path:
     src = root / "src"
     shutil.copytree(BRIDGE_SRC, src, ignore=shutil.ignore_patterns("*.egg-info", "build", "dist",
                                                                     "__pycache__"))
+    # nothing in the fresh venv is sanitized: it runs without a sanitized run's preload; no compiler
     env = {**foreign_env(), "CC": "false", "CXX": "false", "LDSHARED": "false",
            "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     env.pop("PYTHONPATH", None)
@@ -239,8 +240,7 @@ def test_a_key_mistake_stops_the_bridge_with_exit_2_naming_the_file(tmp_path, ke
 
     generate_bridge_pair(tmp_path)
     proc = subprocess.run([sys.executable, "-m", "flowchain_bridge.cli", "--fake", *LOCAL, "--duration", "5",
-                           *keys_given(tmp_path)], capture_output=True, text=True, timeout=60,
-                          env=foreign_env())
+                           *keys_given(tmp_path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert "cannot secure the bridge's sockets" in proc.stderr and says in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -252,7 +252,7 @@ def test_an_endpoint_in_use_stops_the_bridge_with_exit_2_naming_it():
         port = holder.bind_to_random_port("tcp://127.0.0.1")
         proc = subprocess.run([sys.executable, "-m", "flowchain_bridge.cli", "--fake", "--pub",
                                f"tcp://127.0.0.1:{port}", "--router", "tcp://127.0.0.1:*", "--duration", "5"],
-                              capture_output=True, text=True, timeout=60, env=foreign_env())
+                              capture_output=True, text=True, timeout=60)
     finally:
         holder.close(0)
     assert proc.returncode == 2, proc.stderr
