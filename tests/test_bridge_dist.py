@@ -258,3 +258,17 @@ def test_an_endpoint_in_use_stops_the_bridge_with_exit_2_naming_it():
     assert proc.returncode == 2, proc.stderr
     assert f"tcp://127.0.0.1:{port}" in proc.stderr and "Address already in use" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("name, text, says", [
+    ("bridge.yaml", "login: [1,\n", "expected the node content"),
+    ("bridge.json", '{"login": 1,', "not JSON: Expecting property name"),
+])
+def test_a_config_file_that_does_not_parse_exits_2_naming_it(tmp_path, name, text, says, capsys):
+    from flowchain_bridge.cli import main
+
+    config = tmp_path / name
+    config.write_text(text, encoding="utf-8")
+    assert main(["--fake", *LOCAL, "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot read the bridge config {config}" in err and says in err

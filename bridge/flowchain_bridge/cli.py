@@ -5,7 +5,8 @@ Exit codes: 0 stopped (``--duration``, SIGINT or SIGTERM: threads stopped, ``mt5
 called, counters printed); 2 invalid settings (a bad option, a symbol that cannot be streamed, an
 unknown key, a non-loopback endpoint without keys, an endpoint that cannot be bound); 3 the
 terminal refused: ``connect_attempts`` failed connections (``initialize``/login) in a row, or a
-symbol it does not know; 1 a bridge thread failed.
+symbol it does not know; 1 a bridge thread failed (or, with ``--generate-keys``, the keys could
+not be written).
 
 The standard library's argparse only: the bridge installs on a trader's Windows machine with
 numpy, pyzmq and PyYAML, nothing else.
@@ -24,6 +25,7 @@ from typing import Any, Sequence
 
 EXIT_OK = 0
 EXIT_THREAD = 1
+EXIT_KEYS = 1
 EXIT_SETTINGS = 2
 EXIT_TERMINAL = 3
 
@@ -114,10 +116,10 @@ def generate_keys(directory: Path, as_json: bool) -> int:
         paths = generate_bridge_pair(directory)
     except FileExistsError as exc:
         _say(str(exc))
-        return EXIT_THREAD
+        return EXIT_KEYS
     except OSError as exc:
         _say(f"cannot write keys into {directory}: {exc.strerror or exc}")
-        return EXIT_THREAD
+        return EXIT_KEYS
     if as_json:
         print(json.dumps({k: str(v) for k, v in paths.items()}), flush=True)
         return EXIT_OK
@@ -130,6 +132,7 @@ def generate_keys(directory: Path, as_json: bool) -> int:
 
 def run(options: argparse.Namespace) -> int:
     """Build the bridge from parsed options, run it until told to stop, print its counters."""
+    import yaml
     import zmq
 
     from flowchain_bridge.config import BridgeConfig
@@ -149,8 +152,15 @@ def run(options: argparse.Namespace) -> int:
         if mt5 is None:
             return EXIT_SETTINGS
         running = Bridge(mt5, settings)
+    except json.JSONDecodeError as exc:
+        _say(f"cannot read the bridge config {options.config}: not JSON: {exc}")
+        return EXIT_SETTINGS
     except (ValueError, InsecureEndpointError) as exc:
         _say(str(exc))
+        return EXIT_SETTINGS
+    except (OSError, yaml.YAMLError) as exc:  # the config file: unreadable, or not YAML
+        _say(f"cannot read the bridge config {options.config}: "
+             f"{exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}")
         return EXIT_SETTINGS
     try:
         running.start()
