@@ -152,7 +152,13 @@ def node(
             "dashboard_allow_remote": True if dashboard_allow_remote else None,
             "imports": list(imports), "chains": chains})
     except ConfigError as exc:
-        err.print(f"[red]invalid configuration:[/] {escape(str(exc))}")
+        problems = str(exc).splitlines()
+        if len(problems) == 1:
+            err.print(f"[red]invalid configuration:[/] {escape(str(exc))}")
+        else:
+            err.print(f"[red]invalid configuration ({len(problems)} problems):[/]")
+            for problem in problems:
+                err.print(f"  {problem}", markup=False, highlight=False)
         raise typer.Exit(2) from exc
     from flowchain.node import NodeStartError, TradingNode
 
