@@ -25,6 +25,7 @@ out = Console(stderr=True)
 EXIT_SETTINGS = 2
 EXIT_TERMINAL = 3
 EXIT_THREAD = 1
+MAX_FAKE_RATE = 1_000_000
 
 
 def _load_mt5(fake: bool, seed: int, rate: float, start_ms: Optional[int]):
@@ -69,11 +70,17 @@ def bridge(
 ) -> None:
     """Stream MT5 ticks and execute orders over ZeroMQ. SIGINT/SIGTERM stop it cleanly.
     Exit codes: 2 invalid settings, 3 the terminal refused (login, unknown symbol)."""
+    import zmq
+
     from flowchain.bridge.config import BridgeConfig
     from flowchain.bridge.server import Bridge
     from flowchain.keys import InsecureEndpointError
 
     _log_to_stderr()
+    if not 0 < rate <= MAX_FAKE_RATE:  # (nan fails too)
+        out.print(f"[red]--rate {rate:g}: the fake market's ticks per second per symbol must be "
+                  f"above 0 and at most {MAX_FAKE_RATE:,}[/]")
+        raise typer.Exit(EXIT_SETTINGS)
     try:
         settings = BridgeConfig.load(config, symbols=symbols or None, pub_endpoint=pub, router_endpoint=router,
                                      secret_key=str(secret_key) if secret_key else None,
@@ -86,7 +93,13 @@ def bridge(
         raise typer.Exit(EXIT_SETTINGS) from None
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    running.start()
+    try:
+        running.start()
+    except zmq.ZMQError as exc:
+        out.print(f"[red]{escape(str(exc))}[/]: is another bridge running there? Stop it, or "
+                  "pick free endpoints with --pub/--router")
+        running.stop()
+        raise typer.Exit(EXIT_SETTINGS) from None
     started = time.monotonic()
     try:
         while not stop.wait(0.1):
