@@ -121,7 +121,7 @@ class _ChainWatch:
 
 
 MAX_PERIOD_S = 7 * 86400.0
-"""The longest period the monitor accepts (a poll interval is in practice well under a second)."""
+"""The longest poll interval the monitor accepts (in practice it is well under a second)."""
 
 
 class Monitor:
@@ -165,10 +165,12 @@ class Monitor:
         periods = {"interval_s": interval_s, "warning_interval_s": warning_interval_s,
                    "window_s": window_s, "repeat_interval_s": repeat_interval_s}
         bad = {k: v for k, v in periods.items()
-               if not (0 <= v <= MAX_PERIOD_S) or (v == 0 and k != "warning_interval_s")}
-        if bad:  # (a period too long for a timed wait would kill the polling thread)
+               if not v >= 0 or (v == 0 and k != "warning_interval_s")}
+        if not interval_s <= MAX_PERIOD_S:  # a timed wait that long would kill the thread
+            bad["interval_s"] = interval_s
+        if bad:
             raise ValueError(
-                "monitor periods must be finite, positive and at most "
+                "monitor periods must be positive and interval_s at most "
                 f"{MAX_PERIOD_S:g} s: " + ", ".join(f"{k}={v!r}" for k, v in bad.items()))
         if not 0 <= error_threshold < 1:
             raise ValueError(f"error_threshold is a fraction in [0, 1), got {error_threshold}")
