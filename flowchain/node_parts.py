@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 
 from flowchain.component_modules import install_finder
 from flowchain.config import NodeConfig
-from flowchain.errors import ChainValidationError, FlowChainError
+from flowchain.errors import ChainProblem, ChainValidationError, FlowChainError
 from flowchain.feeds.base import Feed
 
 IMPORT_HINT = ("import the module that registers it: flowchain node --import MODULE, or "
@@ -323,10 +323,16 @@ def build_registry(config: NodeConfig, configured: dict[str, Any]) -> Any:
     files = [base] + ([Path(config.chains.file)] if config.chains.file else [])
     chains: dict[str, Any] = {}
     try:
+        problems = []
         for path in files:
             for definition in load_chains_file(path):
+                held = chains.get(definition.name)
+                if held is not None and Path(held.source) != TRADING_NODE_YAML:
+                    problems.append(ChainProblem(
+                        f"the chain is also defined at {held.source}:{held.line}; a chains file "
+                        "replaces only bundled chains, so rename one or remove it",
+                        chain=definition.name, source=definition.source, line=definition.line))
                 chains[definition.name] = definition
-        problems = []
         for definition in chains.values():
             try:
                 registry.register_chain(definition)
