@@ -89,11 +89,11 @@ class PeriodicThread:
         try:
             while not self._stop.wait(self.interval_s):
                 self._call()
-        except BaseException:  # never die silently: the work stops, so say so loudly
+        except Exception:  # never die silently: the work stops, so say so loudly
             self.errors += 1
             log.critical("%s stopped: its loop raised, so its work no longer runs", self.name,
                          exc_info=True)
-            raise
+            return
         self._call()
 
     def _call(self) -> None:

@@ -106,7 +106,8 @@ class BridgeConfig:
         known = [f.name for f in fields(cls)]
         for key, value in raw.items():
             if key not in _KINDS:
-                problems.append(f"unknown bridge setting {key!r} in {source}; known: {sorted(known)}")
+                problems.append(f"unknown bridge setting {key!r} in {source}; known: "
+                                f"{sorted(known)}")
                 continue
             kind = _KINDS[key]
             try:

@@ -8,9 +8,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from flowchain import keys as curve_keys
-from flowchain.cli.app import app
+from flowchain.cli.app import CommandGroup, app
 
-keys_app = typer.Typer(help="CurveZMQ keys for the bridge <-> node link.", no_args_is_help=True)
+keys_app = typer.Typer(help="CurveZMQ keys for the bridge <-> node link.", no_args_is_help=True,
+                       cls=CommandGroup)
 app.add_typer(keys_app, name="keys")
 out = Console()
 
