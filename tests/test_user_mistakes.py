@@ -372,10 +372,21 @@ def test_run_input_nested_too_deeply_exits_2(here):
 def test_help_paragraphs_are_not_broken_where_the_source_was(here):
     result = invoke("--help", env={"COLUMNS": "80"})
     assert result.exit_code == 0
-    node_help = [line for line in result.output.splitlines() if "│ node" in line
-                 or line.startswith("│           ") and "Run the trading" in result.output]
-    lines = [line.strip("│ ").strip() for line in result.output.splitlines()]
+    lines = [line.strip("│ ") for line in result.output.splitlines()]
     start = next(i for i, line in enumerate(lines) if line.startswith("node "))
-    paragraph = " ".join(lines[start:start + 8])
-    assert "decision chain (every tick) and the MT5 -> database chain" in paragraph, paragraph
-    assert node_help
+    end = next(i for i, line in enumerate(lines) if line.startswith("report "))
+    shown = [line.removeprefix("node").strip() for line in lines[start:end]]
+    # a paragraph wrapped once, at the width: every line but the last is nearly full
+    assert all(len(line) > 55 for line in shown[:-1]), shown
+    assert "chain (every tick) and the MT5 -> database chain" in " ".join(shown)
+
+
+def test_a_slow_start_says_it_is_compiling(here, monkeypatch):
+    import flowchain.node
+
+    monkeypatch.setattr(flowchain.node, "COMPILING_NOTICE_S", 0.0)
+    (here / "ticks.csv").write_text("time_msc,bid,ask\n1700000000000,1.1,1.1002\n")
+    result = invoke("node", "--feed", "replay:ticks.csv", "--no-dashboard", "--db", "n.db",
+                    "--json")
+    assert result.exit_code == 0, result.output
+    assert "[node] compiling the numeric kernels (first run only" in result.output
