@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-BUILD_DEPS := 'setuptools>=68' wheel 'Cython>=3.0.10' 'numpy>=1.26'
+BUILD_DEPS := 'setuptools>=77' wheel 'Cython>=3.0.10' 'numpy>=1.26'
 ASAN_VENV ?= .venv-asan
 ASAN_SRC := build/asan-src
 SANITIZED_TESTS ?= tests
