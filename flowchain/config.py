@@ -92,7 +92,9 @@ overrides any of them, by section::
 
 Flags given on the command line (``--feed``, ``--broker``, ``--db``, ``--duration``,
 ``--dashboard HOST:PORT``, ``--no-dashboard``, ``--chains`` ...) win over the file; ``--import``
-adds to ``[components] import``. Every problem is a :class:`ConfigError` that names the file, the key and what to do.
+adds to ``[components] import``. Every problem is a :class:`ConfigError` that names the file, the key and what to do;
+a file's problems are all reported in one error, a line each (each section is checked against its
+own schema).
 """
 from __future__ import annotations
 
