@@ -92,7 +92,9 @@ overrides any of them, by section::
 
 Flags given on the command line (``--feed``, ``--broker``, ``--db``, ``--duration``,
 ``--dashboard HOST:PORT``, ``--no-dashboard``, ``--chains`` ...) win over the file; ``--import``
-adds to ``[components] import``. Every problem is a :class:`ConfigError` that names the file, the key and what to do.
+adds to ``[components] import``. Every problem is a :class:`ConfigError` that names the file, the key and what to do;
+a file's problems are all reported in one error, a line each (each section is checked against its
+own schema).
 """
 from __future__ import annotations
 
@@ -103,6 +105,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -132,11 +135,22 @@ class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=
     """A config section: unknown keys are errors (a typo never passes silently)."""
 
 
-def _positive(value: float, key: str, *, allow_zero: bool = False) -> None:
+HOUR_S = 3600.0
+"""The longest period between two polls, snapshots, status lines or batches."""
+DAY_S = 86400.0
+"""The longest window, warning or repeat interval, and bridge connect timeout."""
+YEAR_S = 366 * DAY_S
+"""The longest ``duration`` (0 runs until stopped)."""
+
+
+def _positive(value: float, key: str, *, allow_zero: bool = False,
+              maximum: Optional[float] = None) -> None:
     if isinstance(value, bool) or not math.isfinite(value) or value < 0 \
             or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{key} must be a finite number {bound}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{key} must be at most {maximum:g} (seconds), got {value!r}")
 
 
 class NodeSection(_Section):
@@ -165,9 +179,9 @@ class NodeSection(_Section):
             raise ValueError(f"broker must be one of {', '.join(BROKERS)}, got {self.broker!r}")
         if not self.db.strip():
             raise ValueError("db must be a database file path, got an empty string")
-        _positive(self.duration, "duration", allow_zero=True)
-        _positive(self.status_interval, "status_interval", allow_zero=True)
-        _positive(self.batch_interval, "batch_interval")
+        _positive(self.duration, "duration", allow_zero=True, maximum=YEAR_S)
+        _positive(self.status_interval, "status_interval", allow_zero=True, maximum=HOUR_S)
+        _positive(self.batch_interval, "batch_interval", maximum=HOUR_S)
         if not self.symbols:
             raise ValueError("symbols must list at least one symbol")
         for s in self.symbols:
@@ -271,7 +285,7 @@ class BridgeSection(_Section):
 
     def __post_init__(self) -> None:
         _check_tcp(self.orders, "orders")
-        _positive(self.connect_timeout, "connect_timeout")
+        _positive(self.connect_timeout, "connect_timeout", maximum=DAY_S)
         if bool(self.secret_key) != bool(self.server_public_key):
             raise ValueError("CurveZMQ needs both secret_key (this node's *.key_secret file) "
                              "and server_public_key (the bridge's .key file), or neither")
@@ -307,7 +321,7 @@ class DashboardSection(_Section):
             raise ValueError("host must be a listen address such as 127.0.0.1, got ''")
         if not 0 <= self.port < 65536:
             raise ValueError(f"port must be in 0..65535 (0 picks a free one), got {self.port}")
-        _positive(self.interval_s, "interval_s")
+        _positive(self.interval_s, "interval_s", maximum=HOUR_S)
         if self.enabled and not self.allow_remote and not is_loopback_host(self.host):
             raise ValueError(
                 f"host {self.host!r} is not loopback: the dashboard has no authentication, so "
@@ -327,7 +341,7 @@ class HistorySection(_Section):
     """Fraction of successful executions persisted in full (failed ones always are)."""
 
     def __post_init__(self) -> None:
-        _positive(self.interval_s, "interval_s")
+        _positive(self.interval_s, "interval_s", maximum=HOUR_S)
         _fraction(self.sample_rate, "sample_rate")
 
 
@@ -344,10 +358,11 @@ class MonitorSection(_Section):
     """While a step stays escalated, its escalation alert goes out again this often."""
 
     def __post_init__(self) -> None:
-        _positive(self.interval_s, "interval_s")
-        _positive(self.warning_interval_s, "warning_interval_s", allow_zero=True)
-        _positive(self.window_s, "window_s")
-        _positive(self.repeat_interval_s, "repeat_interval_s")
+        _positive(self.interval_s, "interval_s", maximum=HOUR_S)
+        _positive(self.warning_interval_s, "warning_interval_s", allow_zero=True,
+                  maximum=DAY_S)
+        _positive(self.window_s, "window_s", maximum=DAY_S)
+        _positive(self.repeat_interval_s, "repeat_interval_s", maximum=DAY_S)
         if isinstance(self.error_threshold, bool) or not 0 <= self.error_threshold < 1:
             raise ValueError("error_threshold must be a fraction in [0, 1) (0.05 is 5%), got "
                              f"{self.error_threshold!r}")
@@ -362,8 +377,20 @@ class AlertsSection(_Section):
     """An http(s) URL every event is POSTed to as JSON, with retries (empty: none)."""
 
     def __post_init__(self) -> None:
-        if self.webhook and not self.webhook.startswith(("http://", "https://")):
-            raise ValueError(f"webhook must be an http:// or https:// URL, got {self.webhook!r}")
+        if self.webhook:
+            _check_url(self.webhook, "webhook", "http://127.0.0.1:9000/alerts")
+
+
+def _check_url(url: str, key: str, example: str) -> None:
+    """Refuse a URL that is not http(s) with a host (``"http://"`` names nowhere)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError on a port that is not a number)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{key} must be an http:// or https:// URL with a host, such as "
+                         f"{example}, got {url!r}")
 
 
 class OtelSection(_Section):
@@ -377,9 +404,7 @@ class OtelSection(_Section):
         _fraction(self.sample_rate, "sample_rate")
         if not self.endpoint:
             return
-        if not self.endpoint.startswith(("http://", "https://")):
-            raise ValueError("endpoint must be an OTLP/HTTP URL such as "
-                             f"http://127.0.0.1:4318/v1/traces, got {self.endpoint!r}")
+        _check_url(self.endpoint, "endpoint", "http://127.0.0.1:4318/v1/traces")
         if not otlp_exporter_available():
             raise ValueError(
                 f"endpoint {self.endpoint!r} needs the OTLP exporter ({OTLP_EXPORTER_MODULE}), "
@@ -562,6 +587,15 @@ class NodeConfig(_Section):
         return out
 
 
+_SECTIONS: dict[str, type] = {
+    "node": NodeSection, "simulator": SimulatorSection, "risk": RiskSection,
+    "paper": PaperSection, "account": AccountSection, "bridge": BridgeSection,
+    "dashboard": DashboardSection, "history": HistorySection, "monitor": MonitorSection,
+    "alerts": AlertsSection, "otel": OtelSection, "components": ComponentsSection,
+    "chains": ChainsSection, "tenancy": TenancySection}
+"""Each ``[section]`` of the file and the schema it is checked against."""
+
+
 def feed_kind(feed: str) -> str:
     """Return the kind of a feed spec: ``"sim"``, ``"replay"`` or ``"tcp"``.
 
@@ -620,25 +654,9 @@ def parse_host_port(text: str, flag: str = "--dashboard") -> tuple[str, int]:
 
 
 def _convert(data: Mapping[str, Any], source: str, final: bool = True) -> NodeConfig:
-    if "source" in data:
-        raise ConfigError(f"{source}: unknown key 'source'; the known keys there are "
-                          f"{_known_keys('')}. Remove it")
-    symbols = data.get("symbols")
-    if isinstance(symbols, Mapping):  # msgspec names a bad entry `symbols[...]`: name it here
-        for name, table in symbols.items():
-            where = f"symbols.{name}"
-            if not name.strip():
-                raise ConfigError(f"{source}: key {where!r}: a symbol spec needs a symbol name")
-            try:
-                msgspec.convert(table, SymbolSection)
-            except msgspec.ValidationError as exc:
-                what, _, at = str(exc).rpartition(" - at `$")
-                message = f"{what} - at `$.{where}{at}" if what else f"{exc} - at `$.{where}`"
-                raise ConfigError(_explain(message, source)) from None
-    tenants = data.get("tenants")
-    if isinstance(tenants, Mapping):  # name a bad tenant's key, as for symbols
-        for tenant_id, table in tenants.items():
-            _check_tenant_table(tenant_id, table, source)
+    problems = _problems(data, source)
+    if problems:
+        raise ConfigError("\n".join(problems))
     try:
         config = msgspec.convert(dict(data, source=source), NodeConfig)
     except msgspec.ValidationError as exc:
@@ -648,6 +666,74 @@ def _convert(data: Mapping[str, Any], source: str, final: bool = True) -> NodeCo
     if final:  # (a file that flags complete is checked once they are applied)
         _check_valuation(config, source)
     return config
+
+
+def _problems(data: Mapping[str, Any], source: str) -> list[str]:
+    """Every problem of the file's sections at once, each as ``source: key 'k': what``.
+
+    Each section is checked against its own schema; after a problem its key is set aside and
+    the section checked again, so one run reports every bad key, not only the first. What
+    depends on several sections (the bridge broker's feed, tenants' tiers, valuation) is
+    checked once every section is valid.
+    """
+    problems: list[str] = []
+    if "source" in data:
+        problems.append(f"{source}: unknown key 'source'; the known keys there are "
+                        f"{_known_keys('')}. Remove it")
+    for name, table in data.items():
+        struct = _SECTIONS.get(name)
+        if name == "source" or name in ("tiers", "features"):
+            continue
+        if name in ("symbols", "tenants"):
+            if isinstance(table, Mapping):
+                for entry, value in table.items():
+                    problems.extend(_entry_problems(name, entry, value, source))
+            continue
+        if struct is None:
+            problems.append(f"{source}: unknown key {name!r}; the known keys there are "
+                            f"{_known_keys('')}. Fix the spelling or remove it")
+            continue
+        if not isinstance(table, Mapping):
+            continue  # (the whole-file conversion names the type)
+        problems.extend(_table_problems(dict(table), struct, name, source))
+    return problems
+
+
+def _table_problems(table: dict[str, Any], struct: type, where: str, source: str) -> list[str]:
+    problems: list[str] = []
+    for _ in range(len(table) + 1):
+        try:
+            msgspec.convert(table, struct)
+            return problems
+        except msgspec.ValidationError as exc:
+            what, _, at = str(exc).rpartition(" - at `$")
+            message = f"{what} - at `$.{where}{at}" if what else f"{exc} - at `$.{where}`"
+            key, text = _located(message, source)
+            problems.append(text)
+            field_name = key[len(where) + 1:].split(".", 1)[0].split("[", 1)[0]
+            if field_name not in table:  # a rule across keys: nothing to set aside
+                return problems
+            del table[field_name]
+    return problems
+
+
+def _entry_problems(kind: str, name: str, table: Any, source: str) -> list[str]:
+    """The problems of one ``[symbols.NAME]`` or ``[tenants.ID]`` table."""
+    where = f"{kind}.{name}"
+    if kind == "symbols":
+        if not name.strip():
+            return [f"{source}: key {where!r}: a symbol spec needs a symbol name"]
+        if not isinstance(table, Mapping):
+            try:
+                msgspec.convert(table, SymbolSection)
+            except msgspec.ValidationError as exc:
+                return [_explain(f"{exc} - at `$.{where}`", source)]
+        return _table_problems(dict(table), SymbolSection, where, source)
+    try:
+        _check_tenant_table(name, table, source)
+    except ConfigError as exc:
+        return [str(exc)]
+    return []
 
 
 def _check_tenant_table(tenant_id: str, table: Any, source: str) -> None:
@@ -703,6 +789,11 @@ def _check_valuation(config: NodeConfig, source: str) -> None:
 
 def _explain(message: str, source: str) -> str:
     """Turn msgspec's ``what - at `$.risk.x``` into ``source: key 'risk.x': what``."""
+    return _located(message, source)[1]
+
+
+def _located(message: str, source: str) -> tuple[str, str]:
+    """Return the key msgspec's message is about (``risk.x``) and the explained message."""
     what, sep, where = message.rpartition(" - at `")
     if not sep:
         what, where = message, ""
@@ -711,24 +802,19 @@ def _explain(message: str, source: str) -> str:
         field_name = what.split("`")[1]
         key = f"{key}.{field_name}" if key else field_name
         known = _known_keys(key.rpartition(".")[0])
-        return (f"{source}: unknown key {key!r}; the known keys there are {known}. Fix the "
-                "spelling or remove it")
+        return key, (f"{source}: unknown key {key!r}; the known keys there are {known}. Fix "
+                     "the spelling or remove it")
     first = what.split(" ", 1)[0]
     if first in _known_keys(key).split(", "):
         key = f"{key}.{first}" if key else first
     where_text = f"key {key!r}" if key else "top level"
-    return f"{source}: {where_text}: {what[0].lower() + what[1:]}; fix it and start again"
+    if what.split(" ", 1)[0][1:].islower():  # "Expected ..." reads "expected ..."; "CurveZMQ" stays
+        what = what[0].lower() + what[1:]
+    return key, f"{source}: {where_text}: {what}; fix it and start again"
 
 
 def _known_keys(section: str) -> str:
-    sections = {"": NodeConfig, "node": NodeSection, "simulator": SimulatorSection,
-                "risk": RiskSection, "paper": PaperSection, "account": AccountSection,
-                "bridge": BridgeSection,
-                "dashboard": DashboardSection, "history": HistorySection,
-                "monitor": MonitorSection, "alerts": AlertsSection, "otel": OtelSection,
-                "components": ComponentsSection, "chains": ChainsSection,
-                "tenancy": TenancySection}
-    struct = sections.get(section)
+    struct = NodeConfig if section == "" else _SECTIONS.get(section)
     if section.startswith("symbols.") and section.count(".") == 1:
         struct = SymbolSection
     if section.startswith("tenants.") and section.count(".") >= 1:

@@ -37,6 +37,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -44,7 +45,9 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, TextIO
 
 from flowchain.chains import AI_DECISION_CHAIN, MT5_TO_DATABASE_CHAIN
-from flowchain.node_parts import NodeParts, NodeStartError, build_parts, build_registry
+from flowchain.node_parts import (
+    NodeParts, NodeStartError, build_parts, build_registry, preflight,
+)
 from flowchain.config import OTLP_EXPORTER_MODULE, NodeConfig
 from flowchain.errors import ChainStepError, FlowChainError
 from flowchain.feeds.base import Feed
@@ -54,6 +57,10 @@ from flowchain.registry import ChainRegistry
 from flowchain.trading.context import DEFAULT_HISTORY, DecisionContext
 
 log = logging.getLogger(__name__)
+COMPILING_NOTICE_S = 1.0
+"""Building the node's parts for longer than this means the numeric kernels are compiling."""
+COMPILING_NOTICE = ("[node] compiling the numeric kernels (first run only; about 30 s, then "
+                    "cached) ...")
 
 
 @dataclass
@@ -407,7 +414,15 @@ class TradingNode:
         """
         begun = time.perf_counter()
         config = self.config
-        self.parts = build_parts(config)  # settles what an earlier run left in flight
+        preflight(config)  # the port and the databases, before the slow first compilation
+        compiling = threading.Timer(COMPILING_NOTICE_S, print, (COMPILING_NOTICE,),
+                                    {"file": self.out, "flush": True})
+        compiling.daemon = True
+        compiling.start()  # said only when building takes long: the kernels' first compilation
+        try:
+            self.parts = build_parts(config)  # settles what an earlier run left in flight
+        finally:
+            compiling.cancel()
         recovered = self.parts.trading.recovered
         if recovered:
             print(f"[node] orders of node {self.parts.trading.journal.node_id} an earlier run left "

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from flowchain.component_modules import install_finder
 from flowchain.config import NodeConfig
-from flowchain.errors import ChainValidationError, FlowChainError
+from flowchain.errors import ChainProblem, ChainValidationError, FlowChainError
 from flowchain.feeds.base import Feed
 
 IMPORT_HINT = ("import the module that registers it: flowchain node --import MODULE, or "
@@ -97,6 +98,45 @@ class NodeParts:
                 first = first or exc
         if first is not None:
             raise first
+
+
+def preflight(config: NodeConfig) -> None:
+    """Check, in milliseconds, what would otherwise fail only after the slow start (the numeric
+    kernels' first compilation): the dashboard's port is free and the databases open.
+
+    Raises
+    ------
+    NodeStartError
+        When the dashboard's address cannot be bound, or a database cannot be opened (a missing
+        directory, a file that is not a database); the message says what to do.
+    """
+    import socket
+
+    from flowchain.store import StoreError, open_database
+
+    d = config.dashboard
+    if d.enabled and d.port:
+        try:
+            family, kind, proto, _, address = socket.getaddrinfo(
+                d.host, d.port, type=socket.SOCK_STREAM)[0]
+            with socket.socket(family, kind, proto) as probe:
+                if hasattr(socket, "SO_REUSEADDR") and sys.platform != "win32":
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio does
+                probe.bind(address)
+        except OSError as exc:
+            raise NodeStartError(
+                f"dashboard {d.host}:{d.port} (from {config.source}): cannot listen there: "
+                f"{exc.strerror or exc}. Is another node running? Stop it, pick another port "
+                "(--dashboard 127.0.0.1:PORT; port 0 picks a free one) or pass --no-dashboard") \
+                from exc
+    databases = [("database", config.node.db)]
+    if config.history.enabled and config.history_db != config.node.db:
+        databases.append(("history database", config.history_db))
+    for what, path in databases:
+        try:
+            open_database(path).close()
+        except StoreError as exc:
+            raise NodeStartError(f"{what} {path!r} (from {config.source}): {exc}") from exc
 
 
 def build_feed(config: NodeConfig) -> Feed:
@@ -323,10 +363,16 @@ def build_registry(config: NodeConfig, configured: dict[str, Any]) -> Any:
     files = [base] + ([Path(config.chains.file)] if config.chains.file else [])
     chains: dict[str, Any] = {}
     try:
+        problems = []
         for path in files:
             for definition in load_chains_file(path):
+                held = chains.get(definition.name)
+                if held is not None and Path(held.source) != TRADING_NODE_YAML:
+                    problems.append(ChainProblem(
+                        f"the chain is also defined at {held.source}:{held.line}; a chains file "
+                        "replaces only bundled chains, so rename one or remove it",
+                        chain=definition.name, source=definition.source, line=definition.line))
                 chains[definition.name] = definition
-        problems = []
         for definition in chains.values():
             try:
                 registry.register_chain(definition)

@@ -43,9 +43,9 @@ class PeriodicThread:
     __slots__ = ("work", "interval_s", "name", "errors", "_stop", "_thread")
 
     def __init__(self, work: Callable[[], object], interval_s: float, name: str) -> None:
-        if not interval_s > 0:
-            raise ValueError(f"periodic thread {name!r}: interval_s must be positive, "
-                             f"got {interval_s}")
+        if not 0 < interval_s <= threading.TIMEOUT_MAX:
+            raise ValueError(f"periodic thread {name!r}: interval_s must be positive and at "
+                             f"most {threading.TIMEOUT_MAX:g} s, got {interval_s}")
         self.work = work
         self.interval_s = interval_s
         self.name = name
@@ -86,8 +86,14 @@ class PeriodicThread:
         return True
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self._call()
+        try:
+            while not self._stop.wait(self.interval_s):
+                self._call()
+        except Exception:  # never die silently: the work stops, so say so loudly
+            self.errors += 1
+            log.critical("%s stopped: its loop raised, so its work no longer runs", self.name,
+                         exc_info=True)
+            return
         self._call()
 
     def _call(self) -> None:

@@ -369,7 +369,7 @@ def test_running_node_serves_metrics_status_and_history(tmp_path: Path, eventual
         shown = subprocess.run([sys.executable, "-c", STATUS, "status", "--url", url],
                                capture_output=True, text=True, timeout=60, env=env)
         assert shown.returncode == 0, shown.stderr
-        for text in ("AI_Decision_Chain", "MT5_To_Database_Chain", "feature_extraction:slow",
+        for text in ("AI_Decision_Chain", "MT5_To_Database_Chain", "feature_extraction (slow)",
                      "connected", "slow_step"):
             assert text in shown.stdout, f"{text!r} not in:\n{shown.stdout}"
         as_json = subprocess.run([sys.executable, "-c", STATUS, "status", "--url", url,

@@ -40,6 +40,6 @@ def test_out_into_a_missing_directory_is_a_clear_error(tmp_path):
     db = history(tmp_path)
     result = CliRunner().invoke(app, ["report", "--db", str(db), "--out",
                                       str(tmp_path / "nope" / "r.html")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "cannot write" in result.output and "directory exists" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -46,6 +46,7 @@ import secrets
 import threading
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -129,6 +130,17 @@ class Bridge:
         if self.secured and not config.authorized_dir:
             raise ValueError("a secret_key was given without authorized_dir: the bridge needs the "
                              "folder of node public keys it accepts")
+        if self.secured:  # key files checked now, before any socket exists
+            try:
+                keys.load_pair(config.secret_key)
+            except OSError as exc:
+                raise ValueError(f"secret_key {config.secret_key}: cannot read it "
+                                 f"({exc.strerror or exc}); `flowchain keys generate DIR` writes "
+                                 "DIR/bridge.key_secret") from None
+            if not Path(config.authorized_dir).is_dir():
+                raise ValueError(f"authorized_dir {config.authorized_dir}: no such folder; "
+                                 "`flowchain keys generate DIR` creates DIR/authorized with the "
+                                 "node's public key in it")
         self.session_id = secrets.randbits(64) or 1
         self.symbols = list(config.symbols)
         self._symbol_ids = {symbol: i for i, symbol in enumerate(self.symbols)}
@@ -212,8 +224,21 @@ class Bridge:
         self._pub.setsockopt(zmq.SNDHWM, 100_000)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self._router.setsockopt(zmq.RCVTIMEO, _STOP_POLL_MS)
-        self._pub.bind(self.config.pub_endpoint)
-        self._router.bind(self.config.router_endpoint)
+        try:
+            for sock, endpoint in ((self._pub, self.config.pub_endpoint),
+                                   (self._router, self.config.router_endpoint)):
+                try:
+                    sock.bind(endpoint)
+                except zmq.ZMQError as exc:
+                    raise zmq.ZMQError(exc.errno, f"cannot bind {endpoint}: {exc.strerror}") \
+                        from None
+        except zmq.ZMQError:  # nothing was started: leave nothing open behind
+            for sock in (self._pub, self._router):
+                sock.close(0)
+            if self._auth is not None:
+                self._auth.stop()
+                self._auth = None
+            raise
         self.pub_endpoint = self._pub.getsockopt_string(zmq.LAST_ENDPOINT)
         self.router_endpoint = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
         self._threads = [

@@ -4,12 +4,14 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from flowchain_bridge import keys as curve_keys
-from flowchain.cli.app import app
+from flowchain.cli.app import CommandGroup, app
 
-keys_app = typer.Typer(help="CurveZMQ keys for the bridge <-> node link.", no_args_is_help=True)
+keys_app = typer.Typer(help="CurveZMQ keys for the bridge <-> node link.", no_args_is_help=True,
+                       cls=CommandGroup)
 app.add_typer(keys_app, name="keys")
 out = Console()
 
@@ -23,8 +25,11 @@ def generate(
     try:
         paths = curve_keys.generate(directory)
     except FileExistsError as exc:
-        out.print(f"[red]{exc}[/]") if not as_json else print(json.dumps({"error": str(exc)}))
-        raise typer.Exit(1) from None
+        _refuse(str(exc), as_json, 1)
+    except OSError as exc:  # unwritable, a file in the way, a missing drive
+        _refuse(f"cannot write the keys into {directory}: {exc.strerror or exc}"
+                + (f" ({exc.filename})" if exc.filename else "")
+                + "; pick a folder you can write to", as_json, 2)
     if as_json:
         print(json.dumps({k: str(v) for k, v in paths.items()}))
         return
@@ -36,3 +41,11 @@ def generate(
     table.add_row(str(paths["node_secret"]), "the node; keep private")
     table.add_row(str(paths["bridge_public"]), "the node (the bridge's public key)")
     out.print(table)
+
+
+def _refuse(message: str, as_json: bool, code: int) -> None:
+    if as_json:
+        print(json.dumps({"error": message}))
+    else:
+        out.print(f"[red]{escape(message)}[/]")
+    raise typer.Exit(code) from None

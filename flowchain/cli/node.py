@@ -87,6 +87,9 @@ def print_summary(summary: dict[str, Any]) -> None:
         if summary[key]:
             head.add_row(key.replace("_", " "),
                          ", ".join(f"{k} {v:,}" for k, v in summary[key].items()))
+    feed_rejects = (summary.get("feed_stats") or {}).get("rejects") or {}
+    if feed_rejects:  # rows of a replay file (or frames) that could not be ticks
+        head.add_row("feed rejects", ", ".join(f"{k} {v:,}" for k, v in feed_rejects.items()))
     if summary["batch_ticks_lost"]:
         head.add_row("ticks lost before a batch", f"{summary['batch_ticks_lost']:,}")
     out.print(head)
@@ -152,7 +155,13 @@ def node(
             "dashboard_allow_remote": True if dashboard_allow_remote else None,
             "imports": list(imports), "chains": chains})
     except ConfigError as exc:
-        err.print(f"[red]invalid configuration:[/] {escape(str(exc))}")
+        problems = str(exc).splitlines()
+        if len(problems) == 1:
+            err.print(f"[red]invalid configuration:[/] {escape(str(exc))}")
+        else:
+            err.print(f"[red]invalid configuration ({len(problems)} problems):[/]")
+            for problem in problems:
+                err.print(f"  {problem}", markup=False, highlight=False)
         raise typer.Exit(2) from exc
     from flowchain.node import NodeStartError, TradingNode
 

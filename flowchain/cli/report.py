@@ -1,4 +1,5 @@
 """``flowchain report --db PATH [--since ...] [--out report.html]``: an offline latency report."""
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -6,8 +7,10 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from flowchain.cli.app import app
+from flowchain.errors import FlowChainError
 
 err = Console(stderr=True)
 
@@ -28,7 +31,8 @@ def report(
 ) -> None:
     """Write an HTML report: latency percentile distributions (HdrHistogram style),
     throughput and error rate over time, and the slowest steps. Opens with no network.
-    With no history in the range it says so, writes nothing and exits 1."""
+    With no history in the range it says so, writes nothing and exits 1. Exit code 2: --db is
+    not a history database, --out cannot be written, or --since cannot be read."""
     from flowchain.observe.history import HistoryReader, parse_since
     from flowchain.observe.report import build_report
     from flowchain.tenancy.report_section import tenancy_section
@@ -37,8 +41,17 @@ def report(
         err.print("[red]error:[/] name the file with --out report.html, or redirect stdout "
                   "(flowchain report --db ... > report.html)")
         raise typer.Exit(2)
+    if out is not None and not out.parent.is_dir():
+        err.print(f"[red]error:[/] cannot write {escape(str(out))}: the directory "
+                  f"{escape(str(out.parent))} does not exist; check the directory exists and is "
+                  "writable, or name another file with --out")
+        raise typer.Exit(2)
     try:
         since_ns = parse_since(since)
+    except ValueError as exc:
+        err.print(f"[red]error:[/] --since: {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    try:
         with HistoryReader(db) as reader:
             first, last = reader.time_range()
             chains = [c for c in reader.chains() if reader.steps(c, since_ns=since_ns)]
@@ -53,9 +66,11 @@ def report(
                           markup=False, highlight=False)
                 raise typer.Exit(1)
             text = build_report(reader, since_ns=since_ns)
-    except (FileNotFoundError, ValueError) as exc:
-        err.print(f"[red]{exc}[/]")
-        raise typer.Exit(1) from exc
+    except (OSError, ValueError, FlowChainError, sqlite3.DatabaseError) as exc:
+        hint = "" if isinstance(exc, FileNotFoundError) else (
+            "; pass the history database a node wrote (its [history] db, else its [node] db)")
+        err.print(f"error: --db {db}: {exc}{hint}", markup=False, highlight=False)
+        raise typer.Exit(2) from exc
     if out is None:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -64,7 +79,7 @@ def report(
     try:
         out.write_text(text, encoding="utf-8")
     except OSError as exc:
-        err.print(f"[red]error:[/] cannot write {out}: {exc.strerror}; check the directory "
-                  "exists and is writable")
-        raise typer.Exit(1) from exc
+        err.print(f"[red]error:[/] cannot write {escape(str(out))}: {exc.strerror}; check the "
+                  "directory exists and is writable")
+        raise typer.Exit(2) from exc
     err.print(f"wrote {out}: {len(chains)} chain(s)")

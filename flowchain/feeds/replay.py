@@ -17,7 +17,7 @@ the rows after it are read as usual; the first few are kept as ``file:line: reas
 
 ``field_count``, ``not_a_number``, ``bad_timestamp``, ``negative_value``
     The row cannot be read as a tick (a missing field, text where a number belongs, a bad or
-    negative time, a negative volume or flags).
+    negative time or one beyond 2^63-1, a negative volume or flags).
 ``non_finite_price``, ``non_positive_price``, ``crossed_price``, ``volume_out_of_range``
     The tick breaks a quote rule (:func:`flowchain_bridge.ticks.tick_fault`, the rules the wire decoder
     and the validator apply): a NaN or infinite value, a zero or negative price, bid above ask,
@@ -29,7 +29,8 @@ the rows after it are read as usual; the first few are kept as ``file:line: reas
     earlier than a tick before it is ``time_backwards``, one later than the ticks after it is
     ``time_ahead``.
 ``unknown_symbol``
-    A ``symbol`` column names a symbol the feed was not asked for.
+    A ``symbol`` column names a symbol the feed was not asked for, or is empty in the row (a
+    file whose symbol column is empty in every row is refused).
 """
 from __future__ import annotations
 
@@ -102,9 +103,11 @@ class ReplayFeed(Feed):
         has_symbols = any(sym is not None for sym, *_ in named)
         if has_symbols:
             chosen = list(symbols) if symbols else list(dict.fromkeys(
-                sym for sym, *_ in named if sym is not None))
+                sym for sym, *_ in named if sym))
             if not chosen:
-                raise ValueError(f"ReplayFeed {self.path}: the symbol column holds no symbol")
+                raise ValueError(f"ReplayFeed {self.path}: the symbol column holds no symbol; "
+                                 "fill it in (EURUSD, ...) or drop the column and name the "
+                                 "file's one symbol")
         else:
             if symbol is None:
                 raise ValueError(f"ReplayFeed {self.path}: the file has no 'symbol' column; pass "
@@ -120,7 +123,8 @@ class ReplayFeed(Feed):
             sid = ids.get(sym if sym is not None else self.symbols[0])
             sids.append(-1 if sid is None else sid)
             if sid is None:
-                stats.reject("unknown_symbol", where, f"symbol {sym!r} is not in {list(ids)}")
+                stats.reject("unknown_symbol", where, "the symbol column is empty" if not sym
+                             else f"symbol {sym!r} is not in {list(ids)}")
             else:
                 rows_of.setdefault(sid, []).append(k)
         kept = [False] * len(named)
@@ -283,7 +287,7 @@ def _read_mt5_csv(path: str, fh: Iterable[str],
         row = _row(values, stats, where)
         if row is not None:
             sym = fields[columns["symbol"]].strip() if "symbol" in columns else None
-            yield sym, where, row
+            yield sym, where, row  # (an empty symbol is counted as unknown_symbol)
 
 
 def _read_histdata(path: str, fh: Iterable[str], stats: FeedStats,
@@ -347,7 +351,7 @@ def _read_parquet(path: str, stats: FeedStats) -> Iterator[Tuple[Optional[str], 
         values.setdefault("time", int(values["time_msc"]) // 1000)
         row = _row(values, stats, where)
         if row is not None:
-            sym = data[names["symbol"]][i] if "symbol" in names else None
+            sym = (data[names["symbol"]][i] or "") if "symbol" in names else None
             yield sym, where, row
 
 
@@ -360,6 +364,11 @@ def _row(values: dict, stats: FeedStats, where: str) -> Optional[Row]:
         stats.reject(_FAULT_REASONS[TICK_FAULTS[fault - 1]], where,
                      f"bid={bid} ask={ask} last={last} volume_real={volume_real}")
         return None
+    for name in ("time", "time_msc"):  # int64 in the tick record
+        if int(values.get(name, 0)) >= 1 << 63:
+            stats.reject("bad_timestamp", where, f"{name}={values[name]} is beyond 2^63-1 "
+                         "(time_msc counts milliseconds since 1970)")
+            return None
     for name in ("volume", "flags", "time_msc"):
         if int(values.get(name, 0)) < 0:
             stats.reject("negative_value" if name != "time_msc" else "bad_timestamp", where,

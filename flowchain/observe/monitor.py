@@ -120,6 +120,10 @@ class _ChainWatch:
         self.executions: deque[tuple[float, int]] = deque()  # (monitor clock, executions)
 
 
+MAX_PERIOD_S = 7 * 86400.0
+"""The longest poll interval the monitor accepts (in practice it is well under a second)."""
+
+
 class Monitor:
     """Watch every chain of a registry from the cold path and raise alert events.
 
@@ -158,10 +162,16 @@ class Monitor:
                  repeat_interval_s: float = 60.0, tenant: str = "default",
                  event_capacity: int = 200,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        if interval_s <= 0 or warning_interval_s < 0 or window_s <= 0 or repeat_interval_s <= 0:
-            raise ValueError(f"monitor intervals must be positive: interval_s={interval_s}, "
-                             f"warning_interval_s={warning_interval_s}, window_s={window_s}, "
-                             f"repeat_interval_s={repeat_interval_s}")
+        periods = {"interval_s": interval_s, "warning_interval_s": warning_interval_s,
+                   "window_s": window_s, "repeat_interval_s": repeat_interval_s}
+        bad = {k: v for k, v in periods.items()
+               if not v >= 0 or (v == 0 and k != "warning_interval_s")}
+        if not interval_s <= MAX_PERIOD_S:  # a timed wait that long would kill the thread
+            bad["interval_s"] = interval_s
+        if bad:
+            raise ValueError(
+                "monitor periods must be positive and interval_s at most "
+                f"{MAX_PERIOD_S:g} s: " + ", ".join(f"{k}={v!r}" for k, v in bad.items()))
         if not 0 <= error_threshold < 1:
             raise ValueError(f"error_threshold is a fraction in [0, 1), got {error_threshold}")
         self.registry = registry

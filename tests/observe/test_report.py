@@ -57,9 +57,9 @@ def test_cli_writes_report_and_reports_bad_input(tmp_path):
     assert old.exit_code == 1 and "no history in" in old.output and "Nothing written" in old.output
     assert not out.exists()
     bad = runner.invoke(app, ["report", "--db", str(db), "--since", "soon", "--out", str(out)])
-    assert bad.exit_code == 1 and "neither a duration" in bad.output
+    assert bad.exit_code == 2 and "neither a duration" in bad.output
     missing = runner.invoke(app, ["report", "--db", str(tmp_path / "x.db"), "--out", str(out)])
-    assert missing.exit_code == 1
+    assert missing.exit_code == 2
 
 
 def test_a_chain_that_only_fails_shows_its_failure_latency_not_zero(tmp_path):
