@@ -110,7 +110,7 @@ def test_a_bridge_setting_from_the_environment_is_type_checked(here):
 def test_a_fake_rate_that_is_not_positive_is_refused(here, rate):
     result = invoke("bridge", "--fake", "--rate", rate, "--duration", "1")
     assert result.exit_code == 2, result.output
-    assert f"--rate {rate}" in said(result) and "must be above 0" in said(result)
+    assert "--rate" in said(result) and f"must be a positive number of ticks per second, not {rate}" in said(result)
 
 
 @pytest.fixture
