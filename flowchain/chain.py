@@ -424,9 +424,9 @@ def load_chains(text: str, source: Optional[str] = None) -> list[ChainDefinition
                         wrapped.line)
         top_items = wrapped.items
     elif any(key.raw == WRAPPER_KEY for key, _ in top_items):
-        key = next(k for k, _ in top_items if k.raw == WRAPPER_KEY)
+        wrapper = next(k for k, _ in top_items if k.raw == WRAPPER_KEY)
         raise _fail(f"'{WRAPPER_KEY}' must be the only top-level key when present; put every "
-                    "chain under it", source, key.line)
+                    "chain under it", source, wrapper.line)
 
     chains: list[ChainDefinition] = []
     first_line: dict[str, int] = {}
@@ -486,7 +486,7 @@ def load_chains(text: str, source: Optional[str] = None) -> list[ChainDefinition
                 problems.append(ChainProblem(
                     "the step gives both 'expected_duration' and 'expected_duration_ms'; "
                     "keep one", line=step_node.line, **step_where))
-            duration = sf.get("expected_duration", sf.get("expected_duration_ms"))
+            duration: Any = sf.get("expected_duration", sf.get("expected_duration_ms"))
             steps.append(ChainStep(
                 name=step_name if isinstance(step_name, str) else ("" if step_name is None
                                                                    else str(step_name)),
