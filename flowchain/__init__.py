@@ -24,6 +24,7 @@ from flowchain.errors import (
 from flowchain.execution import ChainExecution, ExecutionStatus, StepFailure, StepResult
 from flowchain.histograms import HistogramSettings, LatencyHistogram
 from flowchain.registry import ChainRegistry, ChainVersion
+from flowchain.stats import ChainStats, LatencySummary, StepStats
 
 ChainRunner = _engine.ChainRunner
 now_ns = _engine.now_ns
@@ -38,6 +39,7 @@ __all__ = [
     "ChainProblem",
     "ChainRegistry",
     "ChainRunner",
+    "ChainStats",
     "ChainStep",
     "ChainStepError",
     "ChainValidationError",
@@ -47,8 +49,10 @@ __all__ = [
     "FlowChainError",
     "HistogramSettings",
     "LatencyHistogram",
+    "LatencySummary",
     "StepFailure",
     "StepResult",
+    "StepStats",
     "UnknownChainError",
     "UnknownComponentError",
     "UserContext",

@@ -171,11 +171,11 @@ def test_failures_are_timed_in_their_own_series(registry, cid):
     # the step before the failing one succeeded every time
     assert registry.histogram(cid, "parse").count == 8
     stats = registry.stats(cid)
-    assert (stats["executions"], stats["succeeded"], stats["failures"], stats["running"]) == \
+    assert (stats.executions, stats.succeeded, stats.failures, stats.running) == \
         (8, 3, 5, 0)
-    assert stats["failure_latency"]["count"] == 5 and stats["latency"]["count"] == 3
-    assert stats["failure_latency"]["p50_ns"] > 0
-    assert [s["failure_latency"]["count"] for s in stats["steps"]] == [0, 5, 0]
+    assert stats.failure_latency.count == 5 and stats.latency.count == 3
+    assert stats.failure_latency.p50_ns > 0
+    assert [s.failure_latency.count for s in stats.steps] == [0, 5, 0]
     with pytest.raises(ValueError, match="outcome must be one of success, failure"):
         registry.histogram(cid, outcome="both")
 
@@ -183,9 +183,9 @@ def test_failures_are_timed_in_their_own_series(registry, cid):
 def test_a_chain_with_only_failures_has_failure_latency(registry, cid):
     fail_many(registry.runner(cid).run, 4)
     stats = registry.stats(cid)
-    assert stats["latency"]["count"] == 0
-    assert stats["failure_latency"]["count"] == 4
-    assert 0 < stats["failure_latency"]["p50_ns"] <= stats["failure_latency"]["max_ns"]
+    assert stats.latency.count == 0
+    assert stats.failure_latency.count == 4
+    assert 0 < stats.failure_latency.p50_ns <= stats.failure_latency.max_ns
 
 
 def test_the_context_table_is_bounded_and_says_what_it_lost():

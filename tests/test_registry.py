@@ -98,9 +98,9 @@ def test_success_records_every_step_and_histograms(components):
     assert record.user_context == ctx and record.seq == 5
     assert record.execution_id == f"{cid}#5"
     stats = registry.stats(cid)
-    assert stats["executions"] == 6 and stats["failures"] == 0 and stats["success_ratio"] == 1.0
-    assert stats["latency"]["count"] == 6
-    assert [s["latency"]["count"] for s in stats["steps"]] == [6, 6, 6]
+    assert stats.executions == 6 and stats.failures == 0 and stats.success_ratio == 1.0
+    assert stats.latency.count == 6
+    assert [s.latency.count for s in stats.steps] == [6, 6, 6]
     assert registry.histogram(cid, "double").count == 6
     with pytest.raises(KeyError, match="has no step 'nope'"):
         registry.histogram(cid, "nope")
@@ -124,9 +124,9 @@ def test_failure_stops_at_the_step_with_full_context(components):
     assert isinstance(info.value.__cause__, ValueError)
     assert info.value.execution.failure.step == "check"
     stats = registry.stats(cid)
-    assert stats["failures"] == 2 and [s["errors"] for s in stats["steps"]] == [0, 2, 0]
+    assert stats.failures == 2 and [s.errors for s in stats.steps] == [0, 2, 0]
     # failures never enter the latency histograms of the failing or later steps
-    assert [s["latency"]["count"] for s in stats["steps"]] == [2, 0, 0]
+    assert [s.latency.count for s in stats.steps] == [2, 0, 0]
     assert len(registry.failures(cid)) == 2
     # and the runner goes on
     assert registry.runner(cid).run(1) == 4

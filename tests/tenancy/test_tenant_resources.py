@@ -38,7 +38,7 @@ def test_sampled_executions_measure_cpu_and_memory_per_step(components, tiers, t
         assert handle.sampled == 2
         steps = by_step(m.resources("acme"), "mix")
         # every execution counted once, sampled or not (same runner, same records)
-        assert m.stats("acme", "mix")["executions"] == 8
+        assert m.stats("acme", "mix").executions == 8
         assert {s: steps[s]["samples"] for s in steps} == \
             {"light": 2, "alloc": 2, "spin": 2, "": 2}
         # the spinning step burns ~2 ms of its thread's CPU; the light one far less
@@ -70,7 +70,7 @@ def test_sampling_off_measures_nothing_and_can_be_switched(manager):
     for i in range(20):
         handle.run(i)
     assert handle.sampled == 2
-    assert manager.stats("acme", "mix")["executions"] == 60
+    assert manager.stats("acme", "mix").executions == 60
 
 
 def test_the_sampled_path_keeps_records_and_failures_exact(manager):
@@ -82,7 +82,7 @@ def test_the_sampled_path_keeps_records_and_failures_exact(manager):
         handle.run(1)
     assert info.value.execution.failure.step == "step_1"
     stats = manager.stats("acme", "fail")
-    assert (stats["executions"], stats["failures"]) == (1, 1)
+    assert (stats.executions, stats.failures) == (1, 1)
     [entry] = manager.resources("acme")
     assert entry["failed_samples"] == 1
     assert [s["step"] for s in entry["steps"]] == ["step_0"]  # the completed step only
