@@ -1,10 +1,10 @@
 """Type stubs of the native engine (native/engine.pyx); private: use the flowchain package."""
-from typing import Any, Awaitable, Callable, Optional, final
-
-from typing_extensions import Self
+from collections.abc import Awaitable, Callable
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import Self
 
 STATUS_PENDING: int
 STATUS_RUNNING: int
@@ -44,7 +44,7 @@ class ExecutionRing:
     context: npt.NDArray[np.int32]
     step_ns: npt.NDArray[np.int64]
     def __new__(cls, capacity: int, n_steps: int) -> Self: ...
-    def read(self, seq: int) -> Optional[tuple[int, int, int, int, int, int, tuple[int, ...]]]: ...
+    def read(self, seq: int) -> tuple[int, int, int, int, int, int, tuple[int, ...]] | None: ...
     def running(self) -> list[int]: ...
 
 @final
@@ -53,8 +53,9 @@ class FailureRing:
     n_steps: int
     written: int
     def __new__(cls, capacity: int, n_steps: int) -> Self: ...
-    def read(self, number: int) -> Optional[tuple[int, int, int, int, int, npt.NDArray[np.int64],
-                                                  BaseException, Any, Any]]: ...
+    def read(
+        self, number: int
+    ) -> tuple[int, int, int, int, int, npt.NDArray[np.int64], BaseException, Any, Any] | None: ...
     def oldest(self) -> int: ...
     def clear(self) -> None: ...
 
@@ -85,13 +86,13 @@ class ChainRunner:
     failures: int
     contexts_kept: int
     contexts: tuple[Any, ...]
-    on_failure: Optional[Callable[..., BaseException]]
-    resolve_failure: Optional[Callable[[BaseException], Any]]
+    on_failure: Callable[..., BaseException] | None
+    resolve_failure: Callable[[BaseException], Any] | None
     busy: bool
     def __new__(cls, chain_id: str, step_names: tuple[str, ...],
                  steps: tuple[Callable[[Any], Any], ...], step_is_async: tuple[bool, ...],
                  capacity: int, hdr_layout: dict[str, int],
-                 on_failure: Optional[Callable[..., BaseException]],
+                 on_failure: Callable[..., BaseException] | None,
                  failures_kept: int = ..., contexts_kept: int = ...) -> Self: ...
     def context_of(self, index: int, seq: int) -> Any: ...
     def snapshot(self) -> RunnerSnapshot: ...
@@ -120,9 +121,9 @@ class TenantGate:
     refused_concurrent: int
     refused_rate: int
     refused_daily: int
-    on_refuse: Optional[Callable[[TenantGate, int, int], BaseException]]
-    on_period: Optional[Callable[[TenantGate, int], None]]
-    on_reserve: Optional[Callable[[TenantGate], None]]
+    on_refuse: Callable[[TenantGate, int, int], BaseException] | None
+    on_period: Callable[[TenantGate, int], None] | None
+    on_reserve: Callable[[TenantGate], None] | None
     def __new__(cls) -> Self: ...
     def try_admit(self) -> int: ...
     def release(self) -> None: ...
@@ -150,8 +151,8 @@ class AdmittedCall:
                  hdr_layout: dict[str, int], meter_block: npt.NDArray[np.int64],
                  meter_column: int) -> Self: ...
     def run(self, data: Any) -> Any: ...
-    call_measured: Optional[Callable[[Any, Any], Any]]
+    call_measured: Callable[[Any, Any], Any] | None
     sample_every: int
     sampled: int
-    def sample(self, call_measured: Optional[Callable[[Any, Any], Any]], every: int) -> None: ...
+    def sample(self, call_measured: Callable[[Any, Any], Any] | None, every: int) -> None: ...
     async def run_async(self, data: Any) -> Any: ...

@@ -323,7 +323,7 @@ class _Map:
         self.key: Optional[_Scalar] = None  # a key read, waiting for its value
 
 
-_Node = Union[_Scalar, _Seq, _Map]
+_Node = _Scalar | _Seq | _Map
 
 
 def _fail(message: str, source: Optional[str], line: Optional[int]) -> ChainValidationError:

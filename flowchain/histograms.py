@@ -12,7 +12,7 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
-from flowchain.stats import SUMMARY_PERCENTILES, LatencySummary
+from flowchain.stats import LatencySummary
 
 LOWEST_NS = 1
 """Lowest discernible value: 1 ns."""

@@ -65,7 +65,7 @@ class _Entry:
         self.lock = threading.Lock()
 
 
-ChainRef = Union[str, ChainDefinition]
+ChainRef = str | ChainDefinition
 
 
 class ChainRegistry:

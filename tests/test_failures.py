@@ -232,7 +232,7 @@ def test_traceback_stacks_are_reused_but_messages_are_not():
         except KeyError as exc:
             errors.append(exc)
     texts = [format_traceback(e) for e in errors]
-    for n, (exc, text) in enumerate(zip(errors, texts)):
+    for n, (exc, text) in enumerate(zip(errors, texts, strict=True)):
         assert text == "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         assert text.endswith(f"KeyError: {n}\n")
     try:
@@ -257,7 +257,7 @@ def test_a_runner_built_by_hand_raises_errors_that_say_what_they_lack():
     assert (err.step, err.step_index, err.seq, err.chain_id) == ("b", 1, 0, "solo@1")
     assert str(err) == "chain solo@1 failed at step 'b': ValueError: odd tick 3"
     with pytest.raises(LookupError, match="no registry to build the record"):
-        err.execution
+        _ = err.execution
     # the failure ring has it all the same
     number, seq, step, start, end, durations, exc, step_input, context = runner.failed.read(0)
     assert (seq, step, exc, step_input.value, context) == (0, 1, err.__cause__, 3, None)

@@ -41,7 +41,7 @@ def sections(doc=DOC):
     """{heading title: (fixed bytes, bytes per record or None, the section's text)}."""
     found = {}
     matches = list(HEADING.finditer(doc))
-    for m, nxt in zip(matches, matches[1:] + [None]):
+    for m, nxt in zip(matches, matches[1:] + [None], strict=True):
         body = doc[m.end():nxt.start() if nxt else len(doc)]
         body = re.split(r"^#{1,4} ", body, maxsplit=1, flags=re.M)[0]
         assert m["title"] not in found, f"two sections titled {m['title']!r}"

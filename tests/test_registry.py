@@ -284,12 +284,12 @@ def test_success_path_allocates_nothing_but_the_output(components):
     registry = ChainRegistry(components)
     runner = registry.runner(registry.register_chain(three_steps()))
     run = runner.run
-    for i in range(2000):
+    for _ in range(2000):
         run(1)
     gc.collect()
     import sys
     before = sys.getallocatedblocks()
-    for i in range(20000):
+    for _ in range(20000):
         run(1)
     assert sys.getallocatedblocks() - before < 50
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from flowchain.ticks import TICK_DTYPE
 
-Payload = Union[bytes, bytearray, memoryview, np.ndarray]
+Payload = bytes | bytearray | memoryview | np.ndarray
 
 _NO_TICKS = np.zeros(0, dtype=TICK_DTYPE)
 _NO_SEQS = np.zeros(0, dtype=np.int64)
