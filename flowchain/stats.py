@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from flowchain.histograms import LatencyHistogram
@@ -83,7 +83,7 @@ class ChainStats:
     succeeded: int
     failures: int
     running: int
-    success_ratio: Optional[float]
+    success_ratio: float | None
     latency: LatencySummary
     failure_latency: LatencySummary
     steps: tuple[StepStats, ...]
