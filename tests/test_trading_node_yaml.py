@@ -1,4 +1,5 @@
-"""The trading node's chains file: seed shape, seed names, real contracts, registrable, CLI-valid."""
+"""The trading node's chains file: `Data_Flow_Chains:` shape, the chains' names, real contracts, registrable,
+CLI-valid."""
 from __future__ import annotations
 
 from pathlib import Path
