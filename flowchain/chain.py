@@ -207,9 +207,9 @@ class ChainDefinition:
 class ChainBuilder:
     """Build a chain in Python, step by step.
 
-    Every step field but the name is a keyword; ``input`` may be left out after the first
-    step (it is then the previous step's output), and ``component`` may be a registered
-    name or the callable itself (see :func:`component_name`).
+    Give a step's fields as keywords; ``input`` may be left out after the first step (it is
+    then the previous step's output), and ``component`` may be a registered name or the
+    callable itself (see :func:`~flowchain.components.component_name`).
 
     Examples
     --------

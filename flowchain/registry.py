@@ -118,12 +118,16 @@ class ChainRegistry:
     def register_chain(self, definition: ChainDefinition) -> str:
         """Validate and register ``definition``; return its content-hash id.
 
-        Registering the same definition again returns the same id and adds no version.
+        Registering the same definition again returns the same id and adds no version. A step
+        built with a callable (``ChainStep.implementation``) has it registered in
+        :attr:`components` under the step's derived component name, unless that name already
+        holds this very callable.
 
         Raises
         ------
         ChainValidationError
-            When the definition has structural problems or names unknown components.
+            When the definition has structural problems, names unknown components, or a
+            step's derived component name is already registered to another object.
         """
         problems = self._problems(definition)
         if problems:
