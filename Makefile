@@ -9,7 +9,7 @@ ASAN_VENV ?= .venv-asan
 ASAN_SRC := build/asan-src
 SANITIZED_TESTS ?= tests
 
-.PHONY: install node test bench debug test-asan clean
+.PHONY: install node test lint bench debug test-asan clean
 
 $(STAMP): pyproject.toml setup.py bridge/pyproject.toml $(wildcard native/*.pyx native/*.pxi native/*.h)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,6 +27,16 @@ node: $(STAMP)
 ## test: the whole suite, latency gates included
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+## lint: ruff (the rule sets in pyproject.toml), mypy over the public API (pyproject's files)
+## and stubtest of the engine's .pyi against the compiled module; tests/test_lint.py and
+## tests/test_typing.py run the same checks in the suite
+LINTED := flowchain tests benchmarks examples scripts
+lint: $(STAMP)
+	$(BIN)/python -m ruff check $(LINTED)
+	$(BIN)/python -m mypy
+	$(BIN)/python -m mypy.stubtest flowchain._engine --mypy-config-file pyproject.toml \
+	  --allowlist native/stubtest-allowlist.txt
 
 ## bench: the figures the README quotes: all four benchmarks, each run even after one fails; exits non-zero if any command does
 BENCHMARKS ?= overhead wire node observe

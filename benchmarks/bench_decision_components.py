@@ -131,12 +131,14 @@ def main() -> None:
         run_flowchain(ticks[:2000], runner, chain_ctx)
         ways = {
             "bare": lambda rep: dict(zip(("bare", "execution"),
-                                         map(summary, run_bare(ticks, *bare, bare_ctx)))),
+                                         map(summary, run_bare(ticks, *bare, bare_ctx)),
+                                         strict=True)),
             "flowchain": lambda rep: {"flowchain": summary(run_flowchain(ticks, runner,
                                                                          chain_ctx))},
             "agents": lambda rep: dict(zip(("agents_fused", "agents_python"),
                                            map(summary, run_agents(ticks, bare[0], bare[1],
-                                                                   agent_ctx)))),
+                                                                   agent_ctx)),
+                                           strict=True)),
         }
         reps: dict[str, list[dict]] = {}
         for per_way in interleave(ways, max(5, args.reps)).values():

@@ -11,7 +11,7 @@ What it measures, in one run, on fresh WAL database files with the same schema:
 
 Repetitions alternate bare and ingest (A B A B ..., at least 5 each); the rates are the medians
 of the per-repetition rates, and per-batch latencies (p50/p99/p99.9/max, HDR) are printed for
-both. Budget (issue 4): ingest at least 0.5x bare.
+both. Budget: ingest at least 0.5x bare.
 
 Run: ``python benchmarks/bench_ingest.py [--json] [--ticks N] [--batch N] [--repetitions N]``.
 """

@@ -23,7 +23,7 @@ that in a hot loop), the client's (encode, ACK and RESULT decode), and the ACK f
 
 Repetitions alternate bare and flowchain (A B A B ..., at least 5 each). Each repetition's
 latencies go into an HDR histogram (p50/p99/p99.9/max); the figures reported are the medians
-over repetitions, and the ratios are flowchain/bare of those medians. Budget (issue 3):
+over repetitions, and the ratios are flowchain/bare of those medians. Budget:
 at most 1.5x bare at p50 and p99.
 
 Run: ``python benchmarks/bench_orders.py [--json] [--trips N] [--repetitions N]``.
@@ -39,7 +39,7 @@ from flowchain.bench.environment import cpu, versions
 from flowchain.bench.wire import BUDGET, measure_order_rtt
 
 BUDGET_RATIO = BUDGET["order_rtt"]
-"""Issue 3: the order round trip at most 1.5x the bare echo, at p50 and p99."""
+"""The order round trip at most 1.5x the bare echo, at p50 and p99."""
 
 
 def measure(trips: int = 2000, repetitions: int = 5, warmup: int = 200) -> dict:

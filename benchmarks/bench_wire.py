@@ -11,7 +11,7 @@ the same code):
 * Order round trip: a bare DEALER/ROUTER echo against OrderClient -> Bridge on the fake MT5
   (zero order latency) -> RESULT, interleaved.
 
-Budgets (issue 3): one-way <= 1.3x bare at p50 and p99, order round trip <= 1.5x, no loss.
+Budgets: one-way <= 1.3x bare at p50 and p99, order round trip <= 1.5x, no loss.
 Exit status 0 within budget, 1 outside it.
 
 Run: ``python benchmarks/bench_wire.py [--json] [--seconds S] [--rate R] [--repetitions N]``.

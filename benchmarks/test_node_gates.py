@@ -1,9 +1,9 @@
-"""CI latency gates (pytest-benchmark) for the trading node at the seed's own targets.
+"""CI latency gates (pytest-benchmark) for the trading node at its chains' expected durations.
 
-The seed asks for multi-agent analysis under 15 ms and trading execution under 1.2 ms. The
-node's whole decision (tick in the ring -> decision, all four steps tracked) must stay under
-15 ms and the trading_execution step (paper broker, SQLite journal) under 1.2 ms, at p99. Issue
-4's real budgets are 500x and 100x tighter (``flowchain bench node`` reports them); these gates
+The decision chain expects multi-agent analysis under 15 ms and trading execution under 1.2 ms.
+The node's whole decision (tick in the ring -> decision, all four steps tracked) must stay under
+15 ms and the trading_execution step (paper broker, SQLite journal) under 1.2 ms, at p99. The
+node benchmark's own budgets are 500x and 100x tighter (``flowchain bench node`` reports them); these gates
 are generous on purpose so a noisy 2-core CI machine never fails them, yet a regression by
 orders of magnitude (a compile on the tick, a blocking write, a per-tick scan) does.
 """

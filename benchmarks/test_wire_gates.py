@@ -1,6 +1,6 @@
 """CI latency gates for the wire: ticks bridge -> node and orders node -> bridge, against bare pyzmq.
 
-Short runs with generous bounds (2x bare where issue 3's budgets are 1.3x and 1.5x) so a noisy
+Short runs with generous bounds (2x bare where `flowchain bench wire`'s budgets are 1.3x and 1.5x) so a noisy
 2-core CI machine never fails them, while a regression of the kind that matters (a thread
 hand-off or an await per message on the path, a lost tick) does. `flowchain bench wire` reports
 the true figures.

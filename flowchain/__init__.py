@@ -37,6 +37,9 @@ _HOMES = {
     "LatencyHistogram": "flowchain.histograms",
     "ChainRegistry": "flowchain.registry",
     "ChainVersion": "flowchain.registry",
+    "ChainStats": "flowchain.stats",
+    "LatencySummary": "flowchain.stats",
+    "StepStats": "flowchain.stats",
     "ChainRunner": "flowchain._native",
     "clock_info": "flowchain._native",
     "now_ns": "flowchain._native",
@@ -49,6 +52,7 @@ __all__ = [
     "ChainProblem",
     "ChainRegistry",
     "ChainRunner",
+    "ChainStats",
     "ChainStep",
     "ChainStepError",
     "ChainValidationError",
@@ -58,8 +62,10 @@ __all__ = [
     "FlowChainError",
     "HistogramSettings",
     "LatencyHistogram",
+    "LatencySummary",
     "StepFailure",
     "StepResult",
+    "StepStats",
     "UnknownChainError",
     "UnknownComponentError",
     "UserContext",
@@ -112,3 +118,4 @@ if _typing.TYPE_CHECKING:  # what type checkers and IDEs see: the same names, im
     from flowchain.execution import ChainExecution, ExecutionStatus, StepFailure, StepResult
     from flowchain.histograms import HistogramSettings, LatencyHistogram
     from flowchain.registry import ChainRegistry, ChainVersion
+    from flowchain.stats import ChainStats, LatencySummary, StepStats

@@ -13,10 +13,11 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Callable, Iterable, Optional, Union
 
 import yaml
 
+from flowchain.components import component_name
 from flowchain.errors import ChainProblem, ChainValidationError
 
 WRAPPER_KEY = "Data_Flow_Chains"
@@ -41,6 +42,11 @@ class ChainStep:
         Free text; not part of the chain id.
     line : int or None
         Line of the step in its YAML file, when loaded from one (not part of the id).
+    implementation : callable or None
+        The callable, class or async callable the builder was given for the step (its
+        ``component`` is then the name derived from it, see :func:`component_name`); the
+        registry registers it under ``component`` when the chain is registered. Not part of
+        the id.
     """
 
     name: str
@@ -50,6 +56,7 @@ class ChainStep:
     expected_duration_ms: float
     description: str = ""
     line: Optional[int] = field(default=None, compare=False)
+    implementation: Any = field(default=None, compare=False, repr=False)
 
     @property
     def expected_duration_ns(self) -> int:
@@ -86,6 +93,7 @@ class ChainDefinition:
     version: Optional[str] = None
     source: Optional[str] = field(default=None, compare=False)
     line: Optional[int] = field(default=None, compare=False)
+    _chain_id: Optional[str] = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps, tuple):
@@ -93,7 +101,17 @@ class ChainDefinition:
 
     @property
     def chain_id(self) -> str:
-        """The content hash of the definition, ``<name>@<16 hex digits>``."""
+        """The content hash of the definition, ``<name>@<16 hex digits>``.
+
+        Computed on first read and kept: the definition is frozen, so it never changes.
+        """
+        chain_id = self._chain_id
+        if chain_id is None:
+            chain_id = self._content_hash()
+            object.__setattr__(self, "_chain_id", chain_id)
+        return chain_id
+
+    def _content_hash(self) -> str:
         canonical = json.dumps(
             {
                 "name": self.name,
@@ -189,12 +207,17 @@ class ChainDefinition:
 class ChainBuilder:
     """Build a chain in Python, step by step.
 
+    Give a step's fields as keywords; ``input`` may be left out after the first step (it is
+    then the previous step's output), and ``component`` may be a registered name or the
+    callable itself (see :func:`~flowchain.components.component_name`).
+
     Examples
     --------
     >>> chain = (ChainBuilder("AI_Decision_Chain")
-    ...          .step("feature_extraction", "FeatureEngine", "market_data", "feature_vectors", 30)
-    ...          .step("multi_agent_analysis", "MultiAgentOrchestrator",
-    ...                "feature_vectors", "agent_results", 15)
+    ...          .step("feature_extraction", component="FeatureEngine", input="market_data",
+    ...                output="feature_vectors", expected_ms=30)
+    ...          .step("multi_agent_analysis", component="MultiAgentOrchestrator",
+    ...                output="agent_results", expected_ms=15)
     ...          .build())
     """
 
@@ -204,11 +227,49 @@ class ChainBuilder:
         self._version = version
         self._steps: list[ChainStep] = []
 
-    def step(self, name: str, component: str, input: str, output: str,
-             expected_duration_ms: float, description: str = "") -> "ChainBuilder":
-        """Append a step and return the builder."""
-        self._steps.append(ChainStep(name, component, input, output, expected_duration_ms,
-                                     description))
+    def step(self, name: str, component: Union[str, Callable[..., Any]],
+             input: Optional[str] = None, output: Optional[str] = None,
+             expected_ms: Optional[float] = None, description: str = "") -> ChainBuilder:
+        """Append a step and return the builder.
+
+        Write the fields as keywords; the positional order (name, component, input, output,
+        expected_ms, description) also works. A field left out is reported by :meth:`build`
+        with every other problem of the chain.
+
+        Parameters
+        ----------
+        name : str
+            Unique within the chain.
+        component : str or callable
+            A component name, or the callable, class or async callable itself: it is then
+            registered under :func:`~flowchain.components.component_name` of it when the
+            chain is registered.
+        input : str, optional
+            The contract name of what the step receives; by default the previous step's
+            output (the first step must give it).
+        output : str
+            The contract name of what the step returns.
+        expected_ms : float
+            How long the step should take, in milliseconds (> 0).
+        description : str
+            Free text; not part of the chain id.
+
+        Raises
+        ------
+        TypeError
+            When ``component`` is neither a string nor callable.
+        """
+        implementation = None
+        if not isinstance(component, str):
+            if not callable(component):
+                raise TypeError(f"step {name!r}: component must be a component name or a "
+                                f"callable, got {type(component).__name__}")
+            implementation, component = component, component_name(component)
+        if input is None:  # the first step without one is reported by build()
+            input = self._steps[-1].output if self._steps else ""
+        duration: Any = expected_ms  # None is reported by build()
+        self._steps.append(ChainStep(name, component, input, output or "", duration, description,
+                                     implementation=implementation))
         return self
 
     def build(self) -> ChainDefinition:
@@ -262,7 +323,7 @@ class _Map:
         self.key: Optional[_Scalar] = None  # a key read, waiting for its value
 
 
-_Node = Union[_Scalar, _Seq, _Map]
+_Node = _Scalar | _Seq | _Map
 
 
 def _fail(message: str, source: Optional[str], line: Optional[int]) -> ChainValidationError:
@@ -424,9 +485,9 @@ def load_chains(text: str, source: Optional[str] = None) -> list[ChainDefinition
                         wrapped.line)
         top_items = wrapped.items
     elif any(key.raw == WRAPPER_KEY for key, _ in top_items):
-        key = next(k for k, _ in top_items if k.raw == WRAPPER_KEY)
+        wrapper = next(k for k, _ in top_items if k.raw == WRAPPER_KEY)
         raise _fail(f"'{WRAPPER_KEY}' must be the only top-level key when present; put every "
-                    "chain under it", source, key.line)
+                    "chain under it", source, wrapper.line)
 
     chains: list[ChainDefinition] = []
     first_line: dict[str, int] = {}
@@ -486,7 +547,7 @@ def load_chains(text: str, source: Optional[str] = None) -> list[ChainDefinition
                 problems.append(ChainProblem(
                     "the step gives both 'expected_duration' and 'expected_duration_ms'; "
                     "keep one", line=step_node.line, **step_where))
-            duration = sf.get("expected_duration", sf.get("expected_duration_ms"))
+            duration: Any = sf.get("expected_duration", sf.get("expected_duration_ms"))
             steps.append(ChainStep(
                 name=step_name if isinstance(step_name, str) else ("" if step_name is None
                                                                    else str(step_name)),

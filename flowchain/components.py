@@ -147,3 +147,29 @@ default_components = ComponentRegistry()
 def component(name: str, registry: Optional[ComponentRegistry] = None) -> Callable[[T], T]:
     """Register the decorated callable, class or async callable as component ``name``."""
     return (registry or default_components).component(name)
+
+
+def component_name(impl: Any) -> str:
+    """Return the name a callable is registered under when a chain is given it, not a name.
+
+    ``module:qualname`` of the function or class (``my_components:returns``,
+    ``my_components:ThresholdSignal``), with ``:line`` added for a lambda
+    (``my_components:<lambda>:12``); for another callable object, that of its type. The name is
+    stable from run to run (chain ids include it) and never looks like a hand-picked one. Two
+    different callables may derive the same name (closures from one factory, two lambdas on
+    one line, two instances of one class): registering the second is refused, so give one a
+    name of its own.
+
+    Raises
+    ------
+    TypeError
+        When ``impl`` is not callable.
+    """
+    if not callable(impl):
+        raise TypeError(f"a component must be callable, got {type(impl).__name__}")
+    named = impl if hasattr(impl, "__qualname__") and hasattr(impl, "__module__") else type(impl)
+    name = f"{named.__module__}:{named.__qualname__}"
+    code = getattr(named, "__code__", None)
+    if named.__name__ == "<lambda>" and code is not None:
+        name += f":{code.co_firstlineno}"
+    return name

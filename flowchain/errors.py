@@ -1,7 +1,7 @@
 """FlowChain's exceptions: each names what was wrong, where, and what to do."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
     from flowchain.execution import ChainExecution
@@ -139,5 +139,5 @@ class ChainStepError(FlowChainError):
                 f"{failure.step!r} ({failure.component}): {failure.exception_type}: "
                 f"{failure.message}")
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.execution,))

@@ -12,14 +12,14 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from flowchain.stats import LatencySummary
+
 LOWEST_NS = 1
 """Lowest discernible value: 1 ns."""
 HIGHEST_NS = 3_600_000_000_000
 """Highest trackable value: one hour in ns; longer durations are clamped and counted."""
 SIGNIFICANT_FIGURES = 3
 """Value precision: 0.1% of any value."""
-
-SUMMARY_PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,18 +129,15 @@ class LatencyHistogram:
         return {p: min(int(found.get(p, top)), top) for p in ps}
 
     def summary(self) -> dict[str, Any]:
-        """Return count, min, max, mean and p50/p90/p99/p99.9 (ns)."""
-        ps = self.percentiles(SUMMARY_PERCENTILES)
-        return {
-            "count": self.count,
-            "min_ns": self.min,
-            "max_ns": self.max,
-            "mean_ns": round(self.mean, 1),
-            "p50_ns": ps[50.0],
-            "p90_ns": ps[90.0],
-            "p99_ns": ps[99.0],
-            "p999_ns": ps[99.9],
-        }
+        """Return count, min, max, mean and p50/p90/p99/p99.9 (ns) as plain data.
+
+        The mapping form of :meth:`latency` (its field names are the keys).
+        """
+        return self.latency().to_dict()
+
+    def latency(self) -> LatencySummary:
+        """Return count, min, max, mean and p50/p90/p99/p99.9 (ns), typed."""
+        return LatencySummary.of(self)
 
     def encode(self) -> str:
         """Return the standard HdrHistogram base64 (compressed V2) encoding."""
@@ -173,6 +170,6 @@ class LatencyHistogram:
         return out.merge(other)
 
     def __repr__(self) -> str:
-        s = self.summary()
-        return (f"LatencyHistogram(count={s['count']}, p50={s['p50_ns']}ns, "
-                f"p99={s['p99_ns']}ns, max={s['max_ns']}ns)")
+        s = self.latency()
+        return (f"LatencyHistogram(count={s.count}, p50={s.p50_ns}ns, p99={s.p99_ns}ns, "
+                f"max={s.max_ns}ns)")

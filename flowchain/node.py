@@ -620,11 +620,11 @@ class TradingNode:
         for name in (AI_DECISION_CHAIN, MT5_TO_DATABASE_CHAIN):
             stats = self.registry.stats(name)
             chains[name] = {
-                "executions": stats["executions"], "failures": stats["failures"],
-                "latency": stats["latency"],
-                "steps": {s["name"]: {"p50_ns": s["latency"]["p50_ns"],
-                                      "p99_ns": s["latency"]["p99_ns"], "errors": s["errors"]}
-                          for s in stats["steps"]},
+                "executions": stats.executions, "failures": stats.failures,
+                "latency": stats.latency.to_dict(),
+                "steps": {s.name: {"p50_ns": s.latency.p50_ns, "p99_ns": s.latency.p99_ns,
+                                   "errors": s.errors}
+                          for s in stats.steps},
             }
         return {
             "stopped_by": self._stop_reason,

@@ -1,6 +1,6 @@
 """Wire the trading node's chains to components configured for one node.
 
-``trading_node.yaml`` names the components by their seed names; the component modules register
+``trading_node.yaml`` names the components by their chain names; the component modules register
 classes that take their defaults. A node needs them configured (its database, its broker, its
 risk limits, its feed's stale flag), so :func:`build_parts` builds one instance of each from a
 :class:`~flowchain.config.NodeConfig` and hands them to the node, which registers them in a

@@ -15,12 +15,14 @@ from typing import Any, Iterable, Optional, Union
 
 from flowchain._native import (STATUS_FAILED, STATUS_PENDING, STATUS_RUNNING,
                                STATUS_SUCCEEDED, engine)
-from flowchain.chain import ChainDefinition, load_chains_file
+from flowchain.chain import ChainDefinition, ChainStep, load_chains_file
 from flowchain.components import ComponentRegistry, default_components
 from flowchain.context import UserContext
-from flowchain.errors import ChainProblem, ChainStepError, ChainValidationError, UnknownChainError
+from flowchain.errors import (ChainProblem, ChainStepError, ChainValidationError, UnknownChainError,
+                              UnknownComponentError)
 from flowchain.execution import ChainExecution, ExecutionStatus, StepFailure, StepResult
 from flowchain.histograms import DEFAULT_SETTINGS, HistogramSettings, LatencyHistogram
+from flowchain.stats import EMPTY_LATENCY, ChainStats, LatencySummary, StepStats
 
 _STATUS = {STATUS_PENDING: ExecutionStatus.PENDING, STATUS_RUNNING: ExecutionStatus.RUNNING,
            STATUS_SUCCEEDED: ExecutionStatus.SUCCEEDED, STATUS_FAILED: ExecutionStatus.FAILED}
@@ -63,7 +65,7 @@ class _Entry:
         self.lock = threading.Lock()
 
 
-ChainRef = Union[str, ChainDefinition]
+ChainRef = str | ChainDefinition
 
 
 class ChainRegistry:
@@ -116,16 +118,21 @@ class ChainRegistry:
     def register_chain(self, definition: ChainDefinition) -> str:
         """Validate and register ``definition``; return its content-hash id.
 
-        Registering the same definition again returns the same id and adds no version.
+        Registering the same definition again returns the same id and adds no version. A step
+        built with a callable (``ChainStep.implementation``) has it registered in
+        :attr:`components` under the step's derived component name, unless that name already
+        holds this very callable.
 
         Raises
         ------
         ChainValidationError
-            When the definition has structural problems or names unknown components.
+            When the definition has structural problems, names unknown components, or a
+            step's derived component name is already registered to another object.
         """
         problems = self._problems(definition)
         if problems:
             raise ChainValidationError(problems)
+        self._register_implementations(definition)
         chain_id = definition.chain_id
         with self._lock:
             if chain_id in self._entries:
@@ -156,6 +163,9 @@ class ChainRegistry:
         problems = definition.problems()
         known = None
         for step in definition.steps:
+            if step.implementation is not None:
+                problems.extend(self._implementation_problems(definition, step))
+                continue
             if isinstance(step.component, str) and step.component and \
                     step.component not in self.components:
                 known = known or ", ".join(self.components.names()) or "none"
@@ -165,6 +175,34 @@ class ChainRegistry:
                     chain=definition.name, step=step.name, source=definition.source,
                     line=step.line))
         return problems
+
+    def _implementation_problems(self, definition: ChainDefinition,
+                                 step: ChainStep) -> list[ChainProblem]:
+        """A step given a callable: its name must be free or already hold that callable."""
+        name = step.component
+        if name not in self.components:
+            return []
+        try:
+            existing = self.components.implementation(name)
+        except UnknownComponentError:  # unregistered meanwhile: free again
+            return []
+        if existing is step.implementation:
+            return []
+        return [ChainProblem(
+            f"component name {name!r}, derived from the callable given for this step, is "
+            f"already registered to another object ({existing!r}); give the step a component "
+            f"name of its own (@flowchain.component('Name') and component='Name')",
+            chain=definition.name, step=step.name, source=definition.source, line=step.line)]
+
+    def _register_implementations(self, definition: ChainDefinition) -> None:
+        for step in definition.steps:
+            if step.implementation is not None and step.component not in self.components:
+                try:
+                    self.components.register(step.component, step.implementation)
+                except ValueError as exc:  # another thread took the name since the check
+                    raise ChainValidationError([ChainProblem(
+                        str(exc), chain=definition.name, step=step.name,
+                        source=definition.source, line=step.line)]) from None
 
     # ------------------------------------------------------------------ lookup
 
@@ -209,10 +247,21 @@ class ChainRegistry:
     def runner(self, ref: ChainRef) -> "engine.ChainRunner":
         """Return the chain's native runner (built on first use): the hot-path API.
 
+        ``ref`` is a chain id, a name (its latest version) or a :class:`ChainDefinition`; a
+        definition not registered yet is registered first (as :meth:`register_chain` does).
         ``runner.run(data, context=None)`` returns the last step's output and raises
         :class:`~flowchain.errors.ChainStepError` when a step fails;
         ``await runner.run_async(data)`` awaits coroutine steps.
+
+        Raises
+        ------
+        UnknownChainError
+            When an id or name is not registered.
+        ChainValidationError
+            When a definition registered here on demand is invalid.
         """
+        if isinstance(ref, ChainDefinition) and ref.chain_id not in self._entries:
+            self.register_chain(ref)
         entry = self._entry(ref)
         runner = entry.runner
         if runner is None:
@@ -476,10 +525,15 @@ class ChainRegistry:
         ValueError
             When ``outcome`` is not ``"success"`` or ``"failure"``.
         """
+        if outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
         entry = self._entry(chain)
-        runner = self.runner(chain)
         row = self._histogram_row(entry, step)
-        counts, stats = self._histograms_of(runner, outcome).snapshot(row)
+        runner = entry.runner
+        if runner is None:  # never run: an empty histogram, and no runner built for a read
+            return LatencyHistogram(self.histogram_settings.new())
+        series = runner.histograms if outcome == "success" else runner.failure_histograms
+        counts, stats = series.snapshot(row)
         return LatencyHistogram.from_counts(counts, stats, self.histogram_settings)
 
     @staticmethod
@@ -492,52 +546,51 @@ class ChainRegistry:
             raise KeyError(f"chain {entry.definition.name!r} has no step {step!r}; its "
                            f"steps: {', '.join(entry.step_names)}") from None
 
-    @staticmethod
-    def _histograms_of(runner: Any, outcome: str) -> Any:
-        if outcome == "success":
-            return runner.histograms
-        if outcome == "failure":
-            return runner.failure_histograms
-        raise ValueError(f"outcome must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
-
-    def stats(self, chain: ChainRef) -> dict[str, Any]:
-        """Return executions, failures, success ratio and per-step summaries of a chain.
+    def stats(self, chain: ChainRef) -> ChainStats:
+        """Return executions, outcomes and per-step latency of a chain, typed.
 
         Every figure comes from one consistent copy of the runner's counters
         (``ChainRunner.snapshot``): the counts agree with each other even while the chain
         runs in another thread. ``latency`` summarizes successful executions,
         ``failure_latency`` failed ones (per step: the failing step's time until it raised).
+        A chain that never ran gets zeros; reading builds no runner.
+
+        Raises
+        ------
+        UnknownChainError
+            When the chain is not registered.
         """
         entry = self._entry(chain)
-        runner = self.runner(chain)
         d = entry.definition
+        runner = entry.runner
+        if runner is None:
+            return ChainStats(
+                entry.chain_id, d.name, entry.version.version, 0, 0, 0, 0, None, EMPTY_LATENCY,
+                EMPTY_LATENCY, tuple(StepStats(s.name, s.component, s.expected_duration_ns, 0,
+                                               EMPTY_LATENCY, EMPTY_LATENCY) for s in d.steps))
         snap = runner.snapshot()
         settings = self.histogram_settings
         n = len(d.steps)
 
-        def summary(counts: Any, stats: Any, row: int) -> dict[str, Any]:
-            return LatencyHistogram.from_counts(counts[row], stats[row], settings).summary()
+        def summary(counts: Any, stats: Any, row: int) -> LatencySummary:
+            return LatencySummary.of(LatencyHistogram.from_counts(counts[row], stats[row],
+                                                                  settings))
 
         executions, failures = snap.executions, snap.failures
-        return {
-            "chain_id": entry.chain_id,
-            "chain": d.name,
-            "version": entry.version.version,
-            "executions": executions,
-            "succeeded": int(snap.stats[n, 0]),
-            "failures": failures,
-            "running": executions - int(snap.stats[n, 0]) - failures,
-            "success_ratio": (executions - failures) / executions if executions else None,
-            "latency": summary(snap.counts, snap.stats, n),
-            "failure_latency": summary(snap.failure_counts, snap.failure_stats, n),
-            "steps": [
-                {"name": s.name, "component": s.component,
-                 "expected_ns": s.expected_duration_ns, "errors": int(snap.step_errors[i]),
-                 "latency": summary(snap.counts, snap.stats, i),
-                 "failure_latency": summary(snap.failure_counts, snap.failure_stats, i)}
-                for i, s in enumerate(d.steps)
-            ],
-        }
+        succeeded = int(snap.stats[n, 0])
+        return ChainStats(
+            chain_id=entry.chain_id, chain=d.name, version=entry.version.version,
+            executions=executions, succeeded=succeeded, failures=failures,
+            running=executions - succeeded - failures,
+            success_ratio=(executions - failures) / executions if executions else None,
+            latency=summary(snap.counts, snap.stats, n),
+            failure_latency=summary(snap.failure_counts, snap.failure_stats, n),
+            steps=tuple(
+                StepStats(s.name, s.component, s.expected_duration_ns, int(snap.step_errors[i]),
+                          summary(snap.counts, snap.stats, i),
+                          summary(snap.failure_counts, snap.failure_stats, i))
+                for i, s in enumerate(d.steps)),
+        )
 
     def built_runners(self) -> list[tuple[ChainDefinition, "engine.ChainRunner"]]:
         """Return (definition, runner) for every chain whose runner exists; builds none.

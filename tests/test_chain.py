@@ -143,3 +143,81 @@ def test_definition_is_immutable_and_steps_become_a_tuple():
     assert isinstance(d.steps, tuple)
     with pytest.raises(AttributeError):
         d.name = "other"
+
+
+# --------------------------------------------------------------------------- the builder's forms
+
+def _double(x):
+    return 2 * x
+
+
+class _Scale:
+    def __call__(self, x):
+        return 3 * x
+
+
+def test_keyword_steps_build_the_same_chain_as_positional_ones():
+    positional = (ChainBuilder("c").step("a", "A", "x", "y", 1).step("b", "B", "y", "z", 2)
+                  .build())
+    keywords = (ChainBuilder("c")
+                .step("a", component="A", input="x", output="y", expected_ms=1)
+                .step("b", component="B", output="z", expected_ms=2)  # input: the previous output
+                .build())
+    assert keywords == positional and keywords.chain_id == positional.chain_id
+    assert keywords.steps[1].input == "y"
+
+
+def test_missing_step_fields_are_reported_together_by_build():
+    builder = (ChainBuilder("c").step("first", component="A", output="y", expected_ms=1)
+               .step("second", component="B", input="y"))
+    with pytest.raises(ChainValidationError) as info:
+        builder.build()
+    text = str(info.value)
+    assert "step 'first'" in text and "'input' is missing" in text
+    assert "step 'second'" in text and "'output' is missing" in text
+    assert "no expected duration" in text
+
+
+def test_a_callable_component_gets_a_stable_derived_name():
+    chain = (ChainBuilder("c")
+             .step("double", component=_double, input="n", output="n2", expected_ms=1)
+             .step("scale", component=_Scale, output="n3", expected_ms=1)
+             .step("add", component=lambda x: x + 1, output="n4", expected_ms=1)
+             .build())
+    double, scale, add = chain.steps
+    assert double.component == f"{__name__}:_double" and double.implementation is _double
+    assert scale.component == f"{__name__}:_Scale" and scale.implementation is _Scale
+    assert add.component == (f"{__name__}:test_a_callable_component_gets_a_stable_derived_name"
+                             f".<locals>.<lambda>:{add.implementation.__code__.co_firstlineno}")
+    # the implementation is not content: the same names give the same id
+    same = (ChainBuilder("c").step("double", f"{__name__}:_double", "n", "n2", 1)
+            .step("scale", f"{__name__}:_Scale", "n2", "n3", 1)
+            .step("add", add.component, "n3", "n4", 1).build())
+    assert same.chain_id == chain.chain_id
+    # an instance derives its type's name
+    instance = ChainBuilder("i").step("s", component=_Scale(), input="n", output="m",
+                                      expected_ms=1).build()
+    assert instance.steps[0].component == f"{__name__}:_Scale"
+
+
+def test_a_component_that_is_neither_a_name_nor_callable_is_refused():
+    with pytest.raises(TypeError, match="step 'a': component must be a component name or a "
+                                        "callable, got int"):
+        ChainBuilder("c").step("a", component=42, input="x", output="y", expected_ms=1)
+
+
+def test_the_chain_id_is_computed_once(monkeypatch):
+    chain = ChainBuilder("c").step("a", component="A", input="x", output="y", expected_ms=1).build()
+    calls = []
+    original = ChainDefinition._content_hash
+    monkeypatch.setattr(ChainDefinition, "_content_hash",
+                        lambda self: calls.append(1) or original(self))
+    first = chain.chain_id
+    assert chain.chain_id is first and calls == [1]
+    # a changed copy gets its own id, and a copy survives pickling with the same id
+    import dataclasses
+    import pickle
+    renamed = dataclasses.replace(chain, name="d")
+    assert renamed.chain_id != first and renamed.chain_id.startswith("d@")
+    assert pickle.loads(pickle.dumps(chain)).chain_id == first
+    assert chain == dataclasses.replace(chain)  # the cache is not part of equality

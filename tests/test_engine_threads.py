@@ -58,10 +58,7 @@ def write(run, count, refused):
 
 
 def check_summary(s, problems, where):
-    keys = ("count", "min_ns", "max_ns", "p50_ns", "p90_ns", "p99_ns", "p999_ns")
-    if any(k not in s for k in keys):
-        problems.append((where, "missing key", s))
-    elif s["count"] and not (s["p50_ns"] <= s["p99_ns"] <= s["max_ns"]):
+    if s.count and not (s.p50_ns <= s.p99_ns <= s.max_ns):
         problems.append((where, "p99 above max", s))
 
 
@@ -85,15 +82,15 @@ def read(registry, ids, stop, problems, reads):
         for cid in ids:
             runner = registry.runner(cid)
             stats = registry.stats(cid)
-            check_summary(stats["latency"], problems, "stats latency")
-            check_summary(stats["failure_latency"], problems, "stats failure latency")
-            for s in stats["steps"]:
-                check_summary(s["latency"], problems, "step latency")
-            if stats["succeeded"] + stats["failures"] > stats["executions"]:
+            check_summary(stats.latency, problems, "stats latency")
+            check_summary(stats.failure_latency, problems, "stats failure latency")
+            for s in stats.steps:
+                check_summary(s.latency, problems, "step latency")
+            if stats.succeeded + stats.failures > stats.executions:
                 problems.append(("more completed than started", stats))
-            if stats["failures"] != sum(s["errors"] for s in stats["steps"]):
+            if stats.failures != sum(s.errors for s in stats.steps):
                 problems.append(("errors disagree", stats))
-            check_summary(registry.histogram(cid, "check").summary(), problems, "histogram")
+            check_summary(registry.histogram(cid, "check").latency(), problems, "histogram")
             counts, hstats = runner.histograms.snapshot(3)
             if counts.sum() != hstats[0]:
                 problems.append(("snapshot total", int(counts.sum()), hstats))
@@ -139,10 +136,10 @@ def test_reads_stay_consistent_while_threads_record(switching):
     assert len(reads) >= 3, len(reads)  # reads overlapped the writes
     for cid in ids[:2]:
         stats = registry.stats(cid)
-        assert stats["executions"] == EXECUTIONS
-        assert stats["failures"] == EXECUTIONS // 7  # inputs 1..EXECUTIONS reach the check
+        assert stats.executions == EXECUTIONS
+        assert stats.failures == EXECUTIONS // 7  # inputs 1..EXECUTIONS reach the check
     # the shared runner let exactly one thread in at a time: every call either ran or was
     # refused, and what ran was recorded whole
     stats = registry.stats(ids[2])
-    assert stats["executions"] + len(refused) == 2 * EXECUTIONS
-    assert stats["succeeded"] + stats["failures"] == stats["executions"]
+    assert stats.executions + len(refused) == 2 * EXECUTIONS
+    assert stats.succeeded + stats.failures == stats.executions

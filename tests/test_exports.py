@@ -3,9 +3,9 @@ import flowchain
 
 PUBLIC = {
     "ChainBuilder", "ChainDefinition", "ChainExecution", "ChainProblem", "ChainRegistry",
-    "ChainRunner", "ChainStep", "ChainStepError", "ChainValidationError", "ChainVersion",
+    "ChainRunner", "ChainStats", "ChainStep", "ChainStepError", "ChainValidationError", "ChainVersion",
     "ComponentRegistry", "ExecutionStatus", "FlowChainError", "HistogramSettings",
-    "LatencyHistogram", "StepFailure", "StepResult", "UnknownChainError",
+    "LatencyHistogram", "LatencySummary", "StepFailure", "StepResult", "StepStats", "UnknownChainError",
     "UnknownComponentError", "UserContext", "clock_info", "component", "default_components",
     "dump_chains", "load_chains", "load_chains_file", "now_ns",
 }

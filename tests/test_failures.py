@@ -171,11 +171,11 @@ def test_failures_are_timed_in_their_own_series(registry, cid):
     # the step before the failing one succeeded every time
     assert registry.histogram(cid, "parse").count == 8
     stats = registry.stats(cid)
-    assert (stats["executions"], stats["succeeded"], stats["failures"], stats["running"]) == \
+    assert (stats.executions, stats.succeeded, stats.failures, stats.running) == \
         (8, 3, 5, 0)
-    assert stats["failure_latency"]["count"] == 5 and stats["latency"]["count"] == 3
-    assert stats["failure_latency"]["p50_ns"] > 0
-    assert [s["failure_latency"]["count"] for s in stats["steps"]] == [0, 5, 0]
+    assert stats.failure_latency.count == 5 and stats.latency.count == 3
+    assert stats.failure_latency.p50_ns > 0
+    assert [s.failure_latency.count for s in stats.steps] == [0, 5, 0]
     with pytest.raises(ValueError, match="outcome must be one of success, failure"):
         registry.histogram(cid, outcome="both")
 
@@ -183,9 +183,9 @@ def test_failures_are_timed_in_their_own_series(registry, cid):
 def test_a_chain_with_only_failures_has_failure_latency(registry, cid):
     fail_many(registry.runner(cid).run, 4)
     stats = registry.stats(cid)
-    assert stats["latency"]["count"] == 0
-    assert stats["failure_latency"]["count"] == 4
-    assert 0 < stats["failure_latency"]["p50_ns"] <= stats["failure_latency"]["max_ns"]
+    assert stats.latency.count == 0
+    assert stats.failure_latency.count == 4
+    assert 0 < stats.failure_latency.p50_ns <= stats.failure_latency.max_ns
 
 
 def test_the_context_table_is_bounded_and_says_what_it_lost():
@@ -232,7 +232,7 @@ def test_traceback_stacks_are_reused_but_messages_are_not():
         except KeyError as exc:
             errors.append(exc)
     texts = [format_traceback(e) for e in errors]
-    for n, (exc, text) in enumerate(zip(errors, texts)):
+    for n, (exc, text) in enumerate(zip(errors, texts, strict=True)):
         assert text == "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         assert text.endswith(f"KeyError: {n}\n")
     try:
@@ -257,7 +257,7 @@ def test_a_runner_built_by_hand_raises_errors_that_say_what_they_lack():
     assert (err.step, err.step_index, err.seq, err.chain_id) == ("b", 1, 0, "solo@1")
     assert str(err) == "chain solo@1 failed at step 'b': ValueError: odd tick 3"
     with pytest.raises(LookupError, match="no registry to build the record"):
-        err.execution
+        _ = err.execution
     # the failure ring has it all the same
     number, seq, step, start, end, durations, exc, step_input, context = runner.failed.read(0)
     assert (seq, step, exc, step_input.value, context) == (0, 1, err.__cause__, 3, None)

@@ -1,4 +1,6 @@
 """DataProcessor: mid, spread, and 1 s / 1 min bars against a plain-Python reference."""
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -80,7 +82,7 @@ def test_bars_spanning_batches_merge():
     cuts = [0, 7, 500, 501, 1333, 2900, 4000]
     run, processor = chain()
     final = {label: {} for label in TIMEFRAMES}
-    for lo, hi in zip(cuts, cuts[1:]):
+    for lo, hi in itertools.pairwise(cuts):
         batch = run(ticks[lo:hi], first_seq=lo)
         for label, bars in batch.bars.items():
             final[label].update(as_dict(bars))  # later emissions of a bar replace earlier ones
@@ -97,7 +99,7 @@ def test_any_split_gives_the_same_bars(cut_points, seed):
     cuts = [0, *sorted(set(cut_points)), 400]
     run, _ = chain()
     final = {}
-    for lo, hi in zip(cuts, cuts[1:]):
+    for lo, hi in itertools.pairwise(cuts):
         final.update(as_dict(run(ticks[lo:hi], first_seq=lo).bars["1s"]))
     assert_bars_equal(final, reference_bars(ticks, 1000))
 

@@ -14,7 +14,7 @@ def test_embedding_example_runs():
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert "'count': 1" in lines[0]
+    assert lines[0].startswith("LatencySummary(count=1, ")
     assert lines[1] == "normalize KeyError {'bid': 1.0}"
 
 

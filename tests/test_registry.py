@@ -1,13 +1,16 @@
 """ChainRegistry and the native runner: registration, versions, tracked execution, failures,
 ring wrap-around, live status, async interleaving, user context."""
 import asyncio
+import dataclasses
 import gc
+import json
 import threading
 
 import pytest
 
-from flowchain import (ChainBuilder, ChainRegistry, ChainStepError, ChainValidationError,
-                       ComponentRegistry, ExecutionStatus, UnknownChainError, UserContext)
+from flowchain import (ChainBuilder, ChainRegistry, ChainStats, ChainStepError, ChainValidationError,
+                       ComponentRegistry, ExecutionStatus, LatencySummary, StepStats,
+                       UnknownChainError, UserContext)
 from flowchain._native import engine
 
 from pathlib import Path
@@ -98,9 +101,9 @@ def test_success_records_every_step_and_histograms(components):
     assert record.user_context == ctx and record.seq == 5
     assert record.execution_id == f"{cid}#5"
     stats = registry.stats(cid)
-    assert stats["executions"] == 6 and stats["failures"] == 0 and stats["success_ratio"] == 1.0
-    assert stats["latency"]["count"] == 6
-    assert [s["latency"]["count"] for s in stats["steps"]] == [6, 6, 6]
+    assert stats.executions == 6 and stats.failures == 0 and stats.success_ratio == 1.0
+    assert stats.latency.count == 6
+    assert [s.latency.count for s in stats.steps] == [6, 6, 6]
     assert registry.histogram(cid, "double").count == 6
     with pytest.raises(KeyError, match="has no step 'nope'"):
         registry.histogram(cid, "nope")
@@ -124,9 +127,9 @@ def test_failure_stops_at_the_step_with_full_context(components):
     assert isinstance(info.value.__cause__, ValueError)
     assert info.value.execution.failure.step == "check"
     stats = registry.stats(cid)
-    assert stats["failures"] == 2 and [s["errors"] for s in stats["steps"]] == [0, 2, 0]
+    assert stats.failures == 2 and [s.errors for s in stats.steps] == [0, 2, 0]
     # failures never enter the latency histograms of the failing or later steps
-    assert [s["latency"]["count"] for s in stats["steps"]] == [2, 0, 0]
+    assert [s.latency.count for s in stats.steps] == [2, 0, 0]
     assert len(registry.failures(cid)) == 2
     # and the runner goes on
     assert registry.runner(cid).run(1) == 4
@@ -281,11 +284,128 @@ def test_success_path_allocates_nothing_but_the_output(components):
     registry = ChainRegistry(components)
     runner = registry.runner(registry.register_chain(three_steps()))
     run = runner.run
-    for i in range(2000):
+    for _ in range(2000):
         run(1)
     gc.collect()
     import sys
     before = sys.getallocatedblocks()
-    for i in range(20000):
+    for _ in range(20000):
         run(1)
     assert sys.getallocatedblocks() - before < 50
+
+
+# --------------------------------------------------------------------------- typed stats, on demand
+
+def test_stats_of_a_chain_never_run_are_zeros_and_build_no_runner(components):
+    registry = ChainRegistry(components)
+    cid = registry.register_chain(three_steps())
+    stats = registry.stats(cid)
+    assert isinstance(stats, ChainStats) and stats.chain_id == cid and stats.version == 1
+    assert (stats.executions, stats.succeeded, stats.failures, stats.running) == (0, 0, 0, 0)
+    assert stats.success_ratio is None
+    assert stats.latency == LatencySummary() and stats.failure_latency.count == 0
+    assert [(s.name, s.errors, s.latency.p99_ns) for s in stats.steps] == \
+        [("inc", 0, 0), ("check", 0, 0), ("double", 0, 0)]
+    assert registry.histogram(cid).count == 0
+    assert registry.histogram(cid, "check", outcome="failure").count == 0
+    with pytest.raises(KeyError, match="has no step 'nope'"):
+        registry.histogram(cid, "nope")
+    with pytest.raises(ValueError, match="outcome must be one of"):
+        registry.histogram(cid, outcome="both")
+    assert registry.built_runners() == []  # reading built nothing
+
+
+def test_stats_are_typed_frozen_and_convert_to_plain_data(components):
+    registry = ChainRegistry(components)
+    cid = registry.register_chain(three_steps())
+    for n in (1, 12, 2):  # 12 + 1 explodes at 'check'
+        registry.execute_chain(cid, n)
+    stats = registry.stats(cid)
+    assert (stats.executions, stats.succeeded, stats.failures) == (3, 2, 1)
+    assert stats.success_ratio == pytest.approx(2 / 3)
+    check = stats.step("check")
+    assert isinstance(check, StepStats) and check.errors == 1 and check.component == "Explode"
+    assert check.failure_latency.count == 1 and check.latency.count == 2
+    assert 0 < stats.latency.p50_ns <= stats.latency.p99_ns <= stats.latency.max_ns
+    assert check.expected_ns == 1_000_000
+    with pytest.raises(KeyError, match="chain 'c' has no step 'nope'; its steps: inc, check"):
+        stats.step("nope")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stats.executions = 0
+    plain = stats.to_dict()
+    assert plain["executions"] == 3 and plain["latency"]["count"] == 2
+    assert [s["errors"] for s in plain["steps"]] == [0, 1, 0]
+    assert json.loads(json.dumps(plain)) == plain
+    assert registry.histogram(cid).latency() == stats.latency
+
+
+def test_runner_of_a_definition_registers_it_on_demand(components):
+    registry = ChainRegistry(components)
+    chain = three_steps("fresh")
+    runner = registry.runner(chain)
+    assert runner.run(1) == 4
+    assert registry.runner(chain) is runner and registry.runner(chain.chain_id) is runner
+    assert [v.chain_id for v in registry.versions("fresh")] == [chain.chain_id]
+    # execute_chain takes an unregistered definition the same way
+    other = three_steps("other")
+    assert registry.execute_chain(other, 2).is_successful()
+    # an invalid definition is refused and nothing is registered
+    bad = ChainBuilder("bad").step("a", component="Nope", input="x", output="y",
+                                   expected_ms=1).build()
+    with pytest.raises(ChainValidationError, match="unknown component 'Nope'"):
+        registry.runner(bad)
+    assert registry.versions("bad") == []
+    with pytest.raises(UnknownChainError):
+        registry.runner("never-registered")
+
+
+def _triple(x):
+    return 3 * x
+
+
+class _Counter:
+    instances = 0
+
+    def __init__(self):
+        type(self).instances += 1
+
+    def __call__(self, x):
+        return x + 1
+
+
+def test_callable_components_are_registered_with_the_chain(components):
+    registry = ChainRegistry(components)
+    chain = (ChainBuilder("callables")
+             .step("triple", component=_triple, input="n", output="n3", expected_ms=1)
+             .step("count", component=_Counter, output="n4", expected_ms=1)
+             .step("inc", component="Inc", output="n5", expected_ms=1)
+             .build())
+    assert registry.runner(chain).run(2) == 8
+    assert components.implementation(chain.steps[0].component) is _triple
+    # a second chain with the same callables reuses the registration (one instance of a class)
+    again = (ChainBuilder("again").step("count", component=_Counter, input="n", output="m",
+                                        expected_ms=1).build())
+    assert registry.execute_chain(again, 1).is_successful()
+    assert _Counter.instances == 1
+
+
+def test_another_callable_with_the_same_derived_name_is_refused(components):
+    registry = ChainRegistry(components)
+
+    def make(k):
+        def add(x):
+            return x + k
+        return add
+
+    first = ChainBuilder("one").step("add", component=make(1), input="n", output="m",
+                                     expected_ms=1).build()
+    registry.register_chain(first)
+    second = ChainBuilder("two").step("add", component=make(2), input="n", output="m",
+                                      expected_ms=1).build()
+    with pytest.raises(ChainValidationError) as info:
+        registry.register_chain(second)
+    message = str(info.value)
+    assert "chain 'two' step 'add'" in message and "already registered to another object" in message
+    assert "give the step a component name of its own" in message
+    assert registry.versions("two") == []
+    assert registry.runner(first).run(1) == 2  # the first keeps its component

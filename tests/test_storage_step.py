@@ -95,7 +95,7 @@ def test_bars_in_the_database_match_one_big_batch(tmp_path):
     a, b = open_database(split, readonly=True), open_database(whole, readonly=True)
     rows_a, rows_b = a.execute(query).fetchall(), b.execute(query).fetchall()
     assert len(rows_a) == len(rows_b) > 0
-    for ra, rb in zip(rows_a, rows_b):
+    for ra, rb in zip(rows_a, rows_b, strict=True):
         assert ra[:3] == rb[:3] and ra[7] == rb[7] and ra[9:] == rb[9:]
         assert ra[3:7] == pytest.approx(rb[3:7], abs=1e-12)
         assert ra[8] == pytest.approx(rb[8])

@@ -1,4 +1,5 @@
-"""The trading node's chains file: seed shape, seed names, real contracts, registrable, CLI-valid."""
+"""The trading node's chains file: `Data_Flow_Chains:` shape, the chains' names, real contracts, registrable,
+CLI-valid."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,8 +44,8 @@ def test_steps_components_and_durations_are_the_seeds() -> None:
     for name, expected in SEED_STEPS.items():
         steps = loaded[name].steps
         assert [(s.name, s.component, s.expected_duration_ms) for s in steps] == expected
-        # within the seed's own targets, never looser
-        assert all(s.expected_duration_ms <= d for s, (_, _, d) in zip(steps, expected))
+        # within the chain's own targets, never looser
+        assert all(s.expected_duration_ms <= d for s, (_, _, d) in zip(steps, expected, strict=True))
 
 
 def test_registers_once_the_component_modules_are_imported() -> None:

@@ -241,9 +241,9 @@ def reference_codes(batches, seq_lists):
     """Validate tick by tick in plain Python; return each batch's reason codes."""
     last_msc, seen = None, set()
     out = []
-    for ticks, seqs in zip(batches, seq_lists):
+    for ticks, seqs in zip(batches, seq_lists, strict=True):
         codes = []
-        for rec, seq in zip(ticks, seqs):
+        for rec, seq in zip(ticks, seqs, strict=True):
             bid, ask, last, volume_real = (float(rec[f]) for f in ("bid", "ask", "last",
                                                                  "volume_real"))
             volume, time_msc = int(rec["volume"]), int(rec["time_msc"])
@@ -292,7 +292,7 @@ def test_matches_the_reference(batch_rows):
         seq_lists.append([row[-1] for row in rows])
     validator = DataValidator(clock=lambda: T0 * 1_000_000)
     expected = reference_codes(batches, seq_lists)
-    for ticks, seqs, codes in zip(batches, seq_lists, expected):
+    for ticks, seqs, codes in zip(batches, seq_lists, expected, strict=True):
         batch = validate(validator, ticks, seqs=seqs)
         accepted = [i for i, c in enumerate(codes) if c == 0]
         rejected = [i for i, c in enumerate(codes) if c != 0]

@@ -37,9 +37,9 @@ MAX_BATCH_TICKS = 16384
 """Most ticks in one batch or backfill response (about 1 MiB)."""
 MAX_MESSAGE_BYTES = 1 << 20
 """``zmq.MAXMSGSIZE`` of every socket that receives ticks, batches or backfill (the largest
-frame, a full backfill response, is 983,080 bytes): a peer sending more is disconnected."""
+frame, a full backfill response, is 983,076 bytes): a peer sending more is disconnected."""
 MAX_REQUEST_BYTES = 4096
-"""``zmq.MAXMSGSIZE`` of the bridge's sockets (requests are at most 136 bytes, subscriptions 35)."""
+"""``zmq.MAXMSGSIZE`` of the bridge's sockets (requests are at most 152 bytes, subscriptions 35)."""
 
 
 class FrameType(enum.IntEnum):

@@ -1,4 +1,4 @@
-"""The chain definitions FlowChain ships: the trading node's two chains as seed-shaped YAML."""
+"""The chain definitions FlowChain ships: the trading node's two chains in the `Data_Flow_Chains:` YAML shape."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -365,10 +365,10 @@ class Feed(ABC):
         await self.stop()
 
     # -- for subclasses -------------------------------------------------------------------
-    async def _open(self) -> None:
+    async def _open(self) -> None:  # noqa: B027 (an optional hook, empty by default)
         """Acquire the source (sockets, files) before the task starts; default: nothing."""
 
-    async def _close(self) -> None:
+    async def _close(self) -> None:  # noqa: B027 (an optional hook, empty by default)
         """Release the source; default: nothing."""
 
     @abstractmethod

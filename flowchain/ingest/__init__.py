@@ -1,6 +1,6 @@
 """The MT5 -> database chain: DataBridge -> DataValidator -> DataProcessor -> DatabaseService.
 
-Import :mod:`flowchain.ingest.components` to register the four components by their seed names.
+Import :mod:`flowchain.ingest.components` to register the four components by the names the chain uses.
 """
 from flowchain.ingest.batch import BatchStage, RawTickBatch, TickBatch
 from flowchain.ingest.errors import BatchDecodeError, BatchStageError

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Union
+from typing import Mapping, Optional
 
 import numpy as np
 
 from flowchain_bridge.ticks import TICK_DTYPE
 
-Payload = Union[bytes, bytearray, memoryview, np.ndarray]
+Payload = bytes | bytearray | memoryview | np.ndarray
 
 _NO_TICKS = np.zeros(0, dtype=TICK_DTYPE)
 _NO_SEQS = np.zeros(0, dtype=np.int64)

@@ -70,7 +70,7 @@ def _bare_writer(path: Path) -> tuple[Callable[[RawTickBatch], int], Callable[[]
         rows = zip(itertools.repeat(raw.symbol, n), t["time_msc"].tolist(), t["time"].tolist(),
                    t["bid"].tolist(), t["ask"].tolist(), t["last"].tolist(),
                    t["volume"].tolist(), t["flags"].tolist(), t["volume_real"].tolist(),
-                   range(raw.first_seq, raw.first_seq + n))
+                   range(raw.first_seq, raw.first_seq + n), strict=True)
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany(INSERT_TICKS_SQL, rows)
         conn.execute("COMMIT")

@@ -3,7 +3,7 @@
 Importing this module registers, in :data:`flowchain.components.default_components`:
 
 =================  =========================================  =====================
-component          class                                      step (seed's chain)
+component          class                                      step (node's chain)
 =================  =========================================  =====================
 DataBridge         :class:`~flowchain.ingest.ingestion.DataBridge`       mt5_data_ingestion
 DataValidator      :class:`~flowchain.ingest.validation.DataValidator`   data_validation

@@ -23,10 +23,11 @@ from flowchain.chain import ChainDefinition, load_chains_file
 from flowchain.components import ComponentRegistry, default_components
 from flowchain.context import UserContext
 from flowchain.errors import ChainStepError, ChainValidationError
-from flowchain.execution import ChainExecution
+from flowchain.execution import ChainExecution, ExecutionStatus
 from flowchain.histograms import DEFAULT_SETTINGS, HistogramSettings, LatencyHistogram
 from flowchain.periodic import PeriodicThread
 from flowchain.registry import ChainRegistry
+from flowchain.stats import ChainStats, StepStats
 from flowchain.tenancy.errors import (
     FeatureGatedError,
     QuotaExceeded,
@@ -814,8 +815,13 @@ class TenantManager:
                     s.duration_ns for s in record.steps if s.name == step)))
         return hist
 
-    def stats(self, tenant_id: str, chain: ChainRef) -> dict[str, Any]:
-        """Executions, failures and latency of a tenant's chain (see :meth:`histogram`)."""
+    def stats(self, tenant_id: str, chain: ChainRef) -> ChainStats:
+        """Executions, outcomes and latency of a tenant's chain (see :meth:`histogram`).
+
+        Shared tenants: ``executions``, ``succeeded`` and ``failures`` are exact (the tenant's
+        admitted calls and meters); the latency series and step errors are those of the
+        tenant's records still in the shared ring.
+        """
         t = self._tenant(tenant_id)
         cid, registry = self._where(t, chain)
         if t.tier.isolation == "process":
@@ -826,12 +832,32 @@ class TenantManager:
         calls = [c for (c_id, _), c in t.calls.items() if c_id == cid]
         executions = sum(c.executions for c in calls)
         failures = sum(c.failures for c in calls)
+        succeeded = sum(int(c.meter.snapshot(0)[1][0]) for c in calls)
         definition = t.registry.get_chain(cid)
-        return {"chain_id": cid, "chain": definition.name,
-                "version": t.registry.version_of(cid).version, "executions": executions,
-                "failures": failures,
-                "success_ratio": (executions - failures) / executions if executions else None,
-                "latency": self.histogram(tenant_id, cid).summary()}
+        n = len(definition.steps)
+        ok = [LatencyHistogram() for _ in range(n + 1)]
+        failed = [LatencyHistogram() for _ in range(n + 1)]
+        errors = [0] * n
+        for record in self.recent_executions(tenant_id, cid, registry.ring_capacity):
+            total = record.total_duration
+            if not record.is_complete() or total is None:
+                continue
+            for i, step in enumerate(record.steps):
+                series = ok if step.status is ExecutionStatus.SUCCEEDED else failed
+                series[i].hdr.record_value(max(1, step.duration_ns))
+                if step.status is ExecutionStatus.FAILED:
+                    errors[i] += 1
+            whole = ok if record.is_successful() else failed
+            whole[n].hdr.record_value(max(1, total))
+        return ChainStats(
+            chain_id=cid, chain=definition.name, version=t.registry.version_of(cid).version,
+            executions=executions, succeeded=succeeded, failures=failures,
+            running=max(0, executions - succeeded - failures),
+            success_ratio=(executions - failures) / executions if executions else None,
+            latency=ok[n].latency(), failure_latency=failed[n].latency(),
+            steps=tuple(StepStats(s.name, s.component, s.expected_duration_ns, errors[i],
+                                  ok[i].latency(), failed[i].latency())
+                        for i, s in enumerate(definition.steps)))
 
     def user_performance(self, tenant_id: str, user_id: str) -> UserPerformance:
         """A user's executions, failures, latency and most-used chains (exact, since start)."""

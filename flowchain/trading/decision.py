@@ -69,7 +69,7 @@ class Decision:
     def votes(self) -> list[tuple[str, float, float]]:
         """Return the reason: ``(agent name, signal, confidence)`` for every agent."""
         return [(name, float(s), float(c))
-                for name, s, c in zip(self.agent_names, self.signals, self.confidences)]
+                for name, s, c in zip(self.agent_names, self.signals, self.confidences, strict=True)]
 
     def reason(self) -> dict[str, object]:
         """Return the decision and its votes as plain data (for the journal and logs)."""

@@ -299,7 +299,7 @@ class OrderJournal:
         cur = self._db.execute("SELECT * FROM orders WHERE client_order_id = ?",
                                (client_order_id,))
         row = cur.fetchone()
-        return dict(zip([c[0] for c in cur.description], row)) if row else None
+        return dict(zip([c[0] for c in cur.description], row, strict=True)) if row else None
 
     def states(self) -> dict[str, str]:
         """Return ``{client_order_id: state}`` for every journaled order."""

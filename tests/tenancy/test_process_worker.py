@@ -87,7 +87,7 @@ def test_records_and_statistics_come_back_from_the_worker(isolated):
     m = isolated
     for i in range(5):
         m.execute("iso", "inc", i, user_id="ana")
-    assert m.stats("iso", "inc")["executions"] == 5
+    assert m.stats("iso", "inc").executions == 5
     assert m.histogram("iso", "inc").count == 5
     assert m.histogram("iso", "inc", "step_0").count == 5
     recent = m.recent_executions("iso", "inc", 3)

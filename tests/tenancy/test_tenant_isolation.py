@@ -89,7 +89,7 @@ def test_shared_runners_never_hand_one_tenant_anothers_records(tenants):
     assert {r.user_context.tenant_id for r in m.failures(a, "failing")} == {a}
     assert len(m.failures(a, "failing")) == 3
     assert m.histogram(a, "common").count == 3
-    assert m.stats(a, "common")["executions"] == 3
+    assert m.stats(a, "common").executions == 3
     assert all(r.user_context.tenant_id == a for r in m.active_executions(a))
 
 

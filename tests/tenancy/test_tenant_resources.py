@@ -5,7 +5,7 @@ import tracemalloc
 import pytest
 from typer.testing import CliRunner
 
-from flowchain import ChainDefinition, ChainStep
+from flowchain import ChainDefinition, ChainStats, ChainStep
 from flowchain.cli import app
 from flowchain.errors import ChainStepError
 from flowchain.tenancy import TenantManager
@@ -38,7 +38,13 @@ def test_sampled_executions_measure_cpu_and_memory_per_step(components, tiers, t
         assert handle.sampled == 2
         steps = by_step(m.resources("acme"), "mix")
         # every execution counted once, sampled or not (same runner, same records)
-        assert m.stats("acme", "mix")["executions"] == 8
+        stats = m.stats("acme", "mix")
+        assert stats.executions == 8
+        # typed the same in every tier, from the tenant's own executions only
+        assert isinstance(stats, ChainStats) and (stats.succeeded, stats.failures) == (8, 0)
+        assert stats.running == 0 and stats.latency.count == 8
+        assert [(s.name, s.latency.count, s.errors) for s in stats.steps] == \
+            [("light", 8, 0), ("alloc", 8, 0), ("spin", 8, 0)]
         assert {s: steps[s]["samples"] for s in steps} == \
             {"light": 2, "alloc": 2, "spin": 2, "": 2}
         # the spinning step burns ~2 ms of its thread's CPU; the light one far less
@@ -70,7 +76,7 @@ def test_sampling_off_measures_nothing_and_can_be_switched(manager):
     for i in range(20):
         handle.run(i)
     assert handle.sampled == 2
-    assert manager.stats("acme", "mix")["executions"] == 60
+    assert manager.stats("acme", "mix").executions == 60
 
 
 def test_the_sampled_path_keeps_records_and_failures_exact(manager):
@@ -82,7 +88,9 @@ def test_the_sampled_path_keeps_records_and_failures_exact(manager):
         handle.run(1)
     assert info.value.execution.failure.step == "step_1"
     stats = manager.stats("acme", "fail")
-    assert (stats["executions"], stats["failures"]) == (1, 1)
+    assert (stats.executions, stats.failures) == (1, 1)
+    assert stats.succeeded == 0 and stats.failure_latency.count == 1
+    assert [s.errors for s in stats.steps] == [0, 1]
     [entry] = manager.resources("acme")
     assert entry["failed_samples"] == 1
     assert [s["step"] for s in entry["steps"]] == ["step_0"]  # the completed step only
