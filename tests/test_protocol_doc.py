@@ -13,7 +13,7 @@ from flowchain_bridge import wire
 
 ROOT = Path(__file__).parent.parent
 DOC = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
-MT5 = json.loads((ROOT / "flowchain" / "bridge" / "mt5_constants.json").read_text())["constants"]
+MT5 = json.loads((ROOT / "bridge" / "flowchain_bridge" / "mt5_constants.json").read_text())["constants"]
 
 # each documented layout (the heading's title) -> (fixed part, repeated record or None)
 LAYOUTS = {
