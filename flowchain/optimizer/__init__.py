@@ -1,0 +1,1 @@
+"""The chain optimizer: measurements, bottleneck detection, suggestions, recorded inputs and replay."""
