@@ -573,9 +573,12 @@ def check_rate(rate: float, what: str = "record_inputs") -> float:
 
 def input_row(*, run_id: str, execution_id: str, chain: str, chain_id: str, status: str,
               start_epoch_ns: int, value: Any, step_index: int = 0,
-              tenant: str = "default") -> tuple:
+              tenant: str = "default", unserializable: Optional[str] = None,
+              encoded: Optional[tuple[str, bytes]] = None) -> tuple:
     """Encode ``value`` into a ``recorded_inputs`` row (the unserializable reason in place of
-    the payload when it cannot be encoded). Insert it with :func:`insert_rows`.
+    the payload when it cannot be encoded, or ``unserializable`` when the caller already knows
+    why there is no input to record, or ``encoded`` when the caller encoded it already, before
+    the chain ran and could change it). Insert it with :func:`insert_rows`.
 
     Raises
     ------
@@ -584,11 +587,15 @@ def input_row(*, run_id: str, execution_id: str, chain: str, chain_id: str, stat
     """
     if status not in STATUSES:
         raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
-    try:
-        encoding, payload = encode_input(value)
-        reason = None
-    except InputNotSerializable as exc:
-        encoding, payload, reason = None, None, exc.reason
+    encoding = payload = None
+    reason = unserializable
+    if encoded is not None and reason is None:
+        encoding, payload = encoded
+    elif reason is None:
+        try:
+            encoding, payload = encode_input(value)
+        except InputNotSerializable as exc:
+            reason = exc.reason
     return (run_id, execution_id, chain, chain_id, status, int(start_epoch_ns), encoding,
             payload, reason, int(step_index), tenant)
 
