@@ -1,1 +1,1 @@
-"""The chain optimizer: measurements, bottleneck detection, suggestions, recorded inputs and replay."""
+"""The chain optimizer: profiles, bottlenecks, suggestions, recorded inputs and replay."""

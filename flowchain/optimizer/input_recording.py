@@ -40,7 +40,7 @@ class RunTotals:
     failures: Counter = field(default_factory=Counter)
     """(step, exception type) -> failed executions."""
     failed_ids: list[str] = field(default_factory=list)
-    """``<execution_id>@<run_id>`` of every failed execution, in order (for ``flowchain replay``)."""
+    """``<execution_id>@<run_id>`` of each failed execution, in order (``flowchain replay``)."""
     unserializable_reasons: Counter = field(default_factory=Counter)
 
 

@@ -606,7 +606,7 @@ def insert_rows(conn: sqlite3.Connection, rows: list[tuple]) -> None:
 
 
 def definition_row(definition: Any) -> tuple:
-    """A ``chain_definitions`` row for a ChainDefinition (insert with :func:`insert_definitions`)."""
+    """A ``chain_definitions`` row of a ChainDefinition (see :func:`insert_definitions`)."""
     from flowchain.chain import dump_chains
 
     return (definition.chain_id, definition.name, dump_chains([definition]), time.time_ns())
