@@ -138,3 +138,22 @@ def test_an_input_that_cannot_be_recorded_is_stored_as_its_reason(workdir) -> No
     assert len(rows) == 1 and rows[0].value is None
     assert "builtins.object" in rows[0].unserializable
     assert load_inputs(workdir / "u.db", "Totals") == []
+
+
+def test_profiles_are_stored_with_the_run(workdir) -> None:
+    from flowchain.optimizer.profile_store import load_profiles
+
+    s = record(workdir / "p.db", "--profile")
+    assert s["profile_rate"] == 1.0 and s["profiles"] > 0
+    stored = load_profiles(workdir / "p.db", s["chain_id"])
+    assert len(stored) == s["profiles"]
+    assert {p.run_id for p in stored} == {s["run_id"]}
+    assert {p.step for p in stored} <= {"total", "check", "label"}
+    sampled = record(workdir / "q.db", "--profile-rate", "0.5")
+    assert 0 < sampled["profiles"] < s["profiles"]
+    both = invoke("run", "v1.yaml", "Totals", "--import", "replay_test_components", "--inputs",
+                  "inputs.jsonl", "--db", "r.db", "--profile", "--profile-rate", "0.5")
+    assert both.exit_code == 2 and "not both" in both.stderr
+    alone = invoke("run", "v1.yaml", "Totals", "--import", "replay_test_components",
+                   "--input", "[1]", "--profile")
+    assert alone.exit_code == 2 and "--profile goes with --inputs" in alone.stderr
