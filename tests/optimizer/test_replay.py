@@ -210,3 +210,27 @@ def test_parse_replay_id() -> None:
             continue
         with pytest.raises(ReplayError):
             parse_replay_id(bad)
+
+
+def test_the_engine_chains_inputs_record_and_replay(workdir, monkeypatch) -> None:
+    """The MT5 -> database chain's RawTickBatch (a structured tick array) and the decision
+    chain's DecisionContext (its feature state) are recorded and replayed as they ran."""
+    from flowchain.chains import TRADING_NODE_YAML
+
+    monkeypatch.setenv("FLOWCHAIN_DB", str(workdir / "ticks.db"))
+    ticks = [{"time_msc": 1_767_225_600_000 + 250 * i, "bid": 1.085 + 1e-5 * i,
+              "ask": 1.08508 + 1e-5 * i} for i in range(12)]
+    (workdir / "ticks.jsonl").write_text(json.dumps({"symbol": "EURUSD", "ticks": ticks}) + "\n")
+    db = workdir / "engine.db"
+    for chain, rate in (("MT5_To_Database_Chain", "1.0"), ("AI_Decision_Chain", "0.25")):
+        result = invoke("run", str(TRADING_NODE_YAML), chain, "--inputs", "ticks.jsonl",
+                        "--db", str(db), "--record-inputs", rate, "--json")
+        assert result.exit_code == 0, result.output
+    conn = sqlite3.connect(db)
+    rows = conn.execute("SELECT chain, execution_id, run_id FROM recorded_inputs "
+                        "WHERE unserializable IS NULL ORDER BY id").fetchall()
+    conn.close()
+    assert [r[0] for r in rows] == ["MT5_To_Database_Chain"] + ["AI_Decision_Chain"] * 3
+    for _, execution, run in rows[:2]:
+        code, r = replay(f"{execution}@{run}", "--db", str(db))
+        assert code == 0 and r["replayed"]["succeeded"], r
