@@ -119,8 +119,8 @@ def find_recorded(db_path: DatabasePath, ref: str) -> tuple[RecordedInput, Optio
                 f"process); name one with its run id:\n{listed}")
         row = rows[0]
         if row[10] is not None:
-            raise ReplayError(f"the input of {row[1]}@{row[0]} was recorded as unserializable, "
-                              f"so it cannot be replayed: {row[10]}")
+            raise ReplayError(f"the input of {row[1]}@{row[0]} has no recorded form, so it "
+                              f"cannot be replayed: {row[10]}")
         try:
             recorded = recorded_from_row(row)
         except InputNotDecodable as exc:

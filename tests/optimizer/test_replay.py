@@ -169,7 +169,7 @@ def test_bad_ids_databases_and_inputs_are_refused(workdir) -> None:
                   f"{chain_id}#51"))
     conn.close()
     message = refused(f"{chain_id}#50", "--db", str(db))
-    assert "recorded as unserializable" in message and "builtins.object" in message
+    assert "has no recorded form" in message and "builtins.object" in message
     assert "--import not_imported_mod" in refused(f"{chain_id}#51", "--db", str(db))
 
 
@@ -234,3 +234,26 @@ def test_the_engine_chains_inputs_record_and_replay(workdir, monkeypatch) -> Non
     for _, execution, run in rows[:2]:
         code, r = replay(f"{execution}@{run}", "--db", str(db))
         assert code == 0 and r["replayed"]["succeeded"], r
+
+
+def test_a_step_failing_on_every_execution_records_a_bounded_number_of_inputs(workdir) -> None:
+    import replay_test_components  # noqa: F401
+
+    definition = load_chains_file(workdir / "v1.yaml")[0]
+    registry = ChainRegistry()
+    registry.register_chain(definition)
+    writer = HistoryWriter(registry, workdir / "many.db", failed_inputs_per_interval=3)
+    runner = registry.runner(definition.chain_id)
+    for i in range(10):
+        with pytest.raises(Exception):
+            runner.run([-1 - i])
+    writer.close()
+    assert writer.counters["inputs"] == 10 and writer.counters["unserializable_inputs"] == 7
+    conn = sqlite3.connect(workdir / "many.db")
+    kept = conn.execute("SELECT count(*) FROM recorded_inputs WHERE payload IS NOT NULL")
+    reasons = {r[0] for r in conn.execute("SELECT unserializable FROM recorded_inputs "
+                                          "WHERE payload IS NULL")}
+    assert kept.fetchone()[0] == 3
+    assert reasons == {"not recorded: the first 3 failed inputs of this chain in this history "
+                       "interval were"}
+    conn.close()
