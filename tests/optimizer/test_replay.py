@@ -134,6 +134,13 @@ def test_execution_ids_repeat_across_processes_and_replay_ids_do_not(workdir) ->
     assert code == 0 and r["execution"] == runs[1]["failed_executions"][0]
     code, _ = replay(f"{bare[0][0]}@{runs[0]['run_id'][:10]}", "--db", str(db))
     assert code == 0
+    # another process without the components: the version cannot be built there, said so
+    proc = subprocess.run([sys.executable, "-m", "flowchain.cli", "replay",
+                           runs[0]["failed_executions"][0], "--db", str(db)],
+                          cwd=workdir, env=env, capture_output=True, text=True, timeout=120)
+    message = " ".join(proc.stderr.split())
+    assert proc.returncode == 2 and "unknown component 'replay_test.Strict'" in message
+    assert "--import MODULE" in message and "Traceback" not in message
 
 
 def test_bad_ids_databases_and_inputs_are_refused(workdir) -> None:
