@@ -264,3 +264,15 @@ def test_a_step_failing_on_every_execution_records_a_bounded_number_of_inputs(wo
     assert reasons == {"not recorded: the first 3 failed inputs of this chain in this history "
                        "interval were"}
     conn.close()
+
+
+def test_a_coroutine_chain_records_and_replays(workdir) -> None:
+    (workdir / "halves.jsonl").write_text("[2, 2]\n[1, -1]\n[8]\n")
+    result = invoke("run", "async.yaml", "Halves", "--import", "replay_test_components",
+                    "--inputs", "halves.jsonl", "--db", "a.db", "--json")
+    assert result.exit_code == 1, result.output
+    s = json.loads(result.stdout)
+    assert (s["succeeded"], s["failed"]) == (2, 1)
+    code, r = replay(s["failed_executions"][0], "--db", "a.db")
+    assert code == 0 and r["replayed"]["exception_type"] == "ZeroDivisionError"
+    assert r["replayed"]["step"] == "half"
