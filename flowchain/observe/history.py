@@ -177,7 +177,8 @@ class HistoryWriter:
     counters : dict
         ``intervals`` rows written, ``failures`` and ``samples`` persisted, ``lost_samples``
         (overwritten in the ring before they were read), ``events`` stored, ``dropped_events``
-        (more than :data:`EVENT_QUEUE` waiting), ``flush_errors``.
+        (more than :data:`EVENT_QUEUE` waiting), ``flush_errors``, ``profiles`` (sampled
+        step profiles written to ``step_profiles``; see ``ChainRegistry(profile_rate=...)``).
 
     Raises
     ------
@@ -199,7 +200,7 @@ class HistoryWriter:
         self.run_id = uuid.uuid4().hex
         self.conn = open_history(self.path)
         self.counters = {"intervals": 0, "failures": 0, "samples": 0, "lost_samples": 0,
-                         "events": 0, "dropped_events": 0, "flush_errors": 0}
+                         "events": 0, "dropped_events": 0, "flush_errors": 0, "profiles": 0}
         self._events: deque[Any] = deque()
         self._events_lock = threading.Lock()
         self._baselines: dict[tuple[str, str], _Baseline] = {}
@@ -248,6 +249,7 @@ class HistoryWriter:
         sqlite3.Error
             When the database rejects the write (locked beyond the busy timeout, disk full).
         """
+        from flowchain.optimizer.profile_store import write_profiles
         from flowchain.store import transaction
 
         with self._lock:
@@ -285,7 +287,12 @@ class HistoryWriter:
                     self._events.clear()
                 for event in events:
                     self._store_event(event)
+                profiles = [p for registry in self.registries.values()
+                            for p in registry.take_profiles()]
+                if profiles:  # sampled step profiles (a registry's profile_rate)
+                    write_profiles(self.conn, self.run_id, profiles)
             self._interval_start = end
+            self.counters["profiles"] += len(profiles)
             self.counters["intervals"] += len(intervals)
             self.counters["events"] += len(events)
             return len(intervals) + len(records) + len(events)

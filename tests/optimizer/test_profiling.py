@@ -102,3 +102,37 @@ def test_profiles_round_trip_through_the_table(tmp_path):
 
 def vars_of(profile):
     return {name: getattr(profile, name) for name in profile.__slots__}
+
+
+def test_the_history_writer_stores_the_profiles_with_the_rest_of_history(tmp_path):
+    from flowchain.observe.history import HistoryWriter
+
+    registry, chain_id = _registry(profile_rate=0.5)
+    run = registry.runner(chain_id).run
+    for _ in range(4):
+        run([1, 2])
+    db = tmp_path / "node.db"
+    writer = HistoryWriter(registry, db, interval_s=60, sample_rate=0)
+    try:
+        writer.flush()
+        writer.flush()  # nothing new: nothing written twice
+        assert writer.counters["profiles"] == 6
+    finally:
+        writer.close()
+    stored = load_profiles(db, "Prof")
+    assert len(stored) == 6 and {p.run_id for p in stored} == {writer.run_id}
+    assert sorted({p.execution_seq for p in stored}) == [1, 3]
+
+
+def test_the_node_config_takes_a_validated_profile_rate(tmp_path):
+    from flowchain.config import ConfigError, load_config
+
+    good = tmp_path / "good.toml"
+    good.write_text("[history]\nprofile_rate = 0.01\n")
+    assert load_config(good).history.profile_rate == 0.01
+    assert load_config(None).history.profile_rate == 0.0
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[history]\nprofile_rate = 2\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    assert str(info.value).startswith(str(bad)) and "'history.profile_rate'" in str(info.value)
