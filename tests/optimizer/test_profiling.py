@@ -136,3 +136,26 @@ def test_the_node_config_takes_a_validated_profile_rate(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(bad)
     assert str(info.value).startswith(str(bad)) and "'history.profile_rate'" in str(info.value)
+
+
+def test_bench_profile_measures_off_against_one_percent_interleaved():
+    from typer.testing import CliRunner
+
+    from flowchain.bench import profile as bench
+    from flowchain.cli.app import app
+
+    result = bench.run(repetitions=5, n=1000)
+    # 5 x 1000 measured executions of the sampled chain (after a warm-up of 200, whose
+    # profiles are dropped): exactly 1 in 100 profiled
+    assert result["sampled_executions"] == 50
+    assert result["rate"] == 0.01 and result["repetitions"] == 5
+    for way in ("off", "sampled"):
+        s = result[way]
+        assert 0 < s["p50_ns"] <= s["p99_ns"] <= s["p999_ns"] <= s["max_ns"] and s["mean_ns"] > 0
+    assert result["p50_ratio"] > 0 and result["mean_ratio"] > 0
+    with pytest.raises(ValueError, match="at least 5 interleaved repetitions"):
+        bench.run(repetitions=3)
+    shown = CliRunner().invoke(app, ["bench", "profile", "--repetitions", "5",
+                                     "--executions", "1000"], catch_exceptions=False)
+    assert shown.exit_code == 0
+    assert "sampled/off: p50" in shown.output and "sampled" in shown.output
