@@ -112,10 +112,9 @@ def load_profiles(db_path: Union[str, os.PathLike], chain: str) -> list[StepProf
                               "name = 'step_profiles'").fetchone()
         if not exists:
             return []
-        column = "chain_id" if "@" in chain else "chain"
         rows = conn.execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM step_profiles WHERE {column} = ? "
-            "ORDER BY id", (chain,)).fetchall()
+            f"SELECT {', '.join(_COLUMNS)} FROM step_profiles WHERE chain = ? OR chain_id = ? "
+            "ORDER BY id", (chain, chain)).fetchall()
     finally:
         conn.close()
     return [StepProfile(*row[1:], run_id=row[0]) for row in rows]
