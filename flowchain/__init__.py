@@ -20,6 +20,7 @@ _HOMES = {
     "load_chains": "flowchain.chain",
     "load_chains_file": "flowchain.chain",
     "ComponentRegistry": "flowchain.components",
+    "ComponentTraits": "flowchain.components",
     "component": "flowchain.components",
     "default_components": "flowchain.components",
     "UserContext": "flowchain.context",
@@ -58,6 +59,7 @@ __all__ = [
     "ChainValidationError",
     "ChainVersion",
     "ComponentRegistry",
+    "ComponentTraits",
     "ExecutionStatus",
     "FlowChainError",
     "HistogramSettings",
@@ -105,7 +107,12 @@ if _typing.TYPE_CHECKING:  # what type checkers and IDEs see: the same names, im
         load_chains,
         load_chains_file,
     )
-    from flowchain.components import ComponentRegistry, component, default_components
+    from flowchain.components import (
+        ComponentRegistry,
+        ComponentTraits,
+        component,
+        default_components,
+    )
     from flowchain.context import UserContext
     from flowchain.errors import (
         ChainProblem,

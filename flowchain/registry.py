@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional, Union
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Union
 
 from flowchain._native import (STATUS_FAILED, STATUS_PENDING, STATUS_RUNNING,
                                STATUS_SUCCEEDED, engine)
@@ -23,6 +23,9 @@ from flowchain.errors import (ChainProblem, ChainStepError, ChainValidationError
 from flowchain.execution import ChainExecution, ExecutionStatus, StepFailure, StepResult
 from flowchain.histograms import DEFAULT_SETTINGS, HistogramSettings, LatencyHistogram
 from flowchain.stats import EMPTY_LATENCY, ChainStats, LatencySummary, StepStats
+
+if TYPE_CHECKING:  # pragma: no cover
+    from flowchain.optimizer.cache import CacheStats
 
 _STATUS = {STATUS_PENDING: ExecutionStatus.PENDING, STATUS_RUNNING: ExecutionStatus.RUNNING,
            STATUS_SUCCEEDED: ExecutionStatus.SUCCEEDED, STATUS_FAILED: ExecutionStatus.FAILED}
@@ -51,7 +54,7 @@ class _Entry:
     """
 
     __slots__ = ("definition", "version", "chain_id", "step_names", "runner", "failures",
-                 "failure_numbers", "failures_read", "lock")
+                 "failure_numbers", "failures_read", "lock", "runtimes", "profiler")
 
     def __init__(self, definition: ChainDefinition, version: ChainVersion) -> None:
         self.definition = definition
@@ -63,6 +66,8 @@ class _Entry:
         self.failure_numbers: dict[int, int] = {}
         self.failures_read = 0
         self.lock = threading.Lock()
+        self.runtimes: dict[str, Any] = {}  # step name -> StepRuntime (parallel/cache/async)
+        self.profiler: Any = None  # ChainProfiler, once profiling was on for this version
 
 
 ChainRef = str | ChainDefinition
@@ -86,17 +91,27 @@ class ChainRegistry:
     contexts_kept : int
         User contexts a runner's table holds (see ``ChainRunner``); older executions whose
         entry was reused report no context.
+    profile_rate : float
+        The share of executions profiled per step (wall, thread CPU, allocation, input hash;
+        see :mod:`flowchain.optimizer.profiling`): 0 (the default) none, 1.0 every one, 0.01
+        one in a hundred. Change it with :meth:`set_profiling`.
+    profiles_kept : int
+        Step profiles held in memory per chain version until taken (:meth:`take_profiles`).
 
     Raises
     ------
     ValueError
-        When ``failures_kept`` or ``ring_capacity`` is below 1 or ``contexts_kept`` below 2.
+        When ``failures_kept`` or ``ring_capacity`` is below 1, ``contexts_kept`` below 2,
+        or ``profile_rate`` not from 0 to 1.
     """
 
     def __init__(self, components: Optional[ComponentRegistry] = None, *,
                  ring_capacity: int = 4096,
                  histograms: HistogramSettings = DEFAULT_SETTINGS,
-                 failures_kept: int = 1000, contexts_kept: int = 1024) -> None:
+                 failures_kept: int = 1000, contexts_kept: int = 1024,
+                 profile_rate: float = 0.0, profiles_kept: int = 10_000) -> None:
+        from flowchain.optimizer.profiling import sample_every
+
         if ring_capacity < 1:
             raise ValueError(f"ring_capacity must be at least 1, got {ring_capacity}")
         if failures_kept < 1:
@@ -112,6 +127,9 @@ class ChainRegistry:
         self._entries: dict[str, _Entry] = {}
         self._versions: dict[str, list[ChainVersion]] = {}
         self._lock = threading.Lock()
+        self._profile_rate = float(profile_rate)
+        self._profile_every = sample_every(profile_rate)
+        self.profiles_kept = profiles_kept
 
     # ------------------------------------------------------------------ registration
 
@@ -165,6 +183,14 @@ class ChainRegistry:
         for step in definition.steps:
             if step.implementation is not None:
                 problems.extend(self._implementation_problems(definition, step))
+                if step.parallel is not None or step.cache is not None or \
+                        step.async_ is not None:
+                    problems.append(ChainProblem(
+                        "'parallel', 'cache' and 'async' need a component whose traits are "
+                        "declared: register the callable with @flowchain.component('Name', "
+                        "elementwise=..., deterministic=...) and give the step component='Name'",
+                        chain=definition.name, step=step.name, source=definition.source,
+                        line=step.line))
                 continue
             if isinstance(step.component, str) and step.component and \
                     step.component not in self.components:
@@ -174,6 +200,9 @@ class ChainRegistry:
                     f"with @flowchain.component({step.component!r})",
                     chain=definition.name, step=step.name, source=definition.source,
                     line=step.line))
+            elif step.parallel is not None or step.cache is not None or \
+                    step.async_ is not None:
+                problems.extend(self._trait_problems(definition, step))
         return problems
 
     def _implementation_problems(self, definition: ChainDefinition,
@@ -203,6 +232,28 @@ class ChainRegistry:
                     raise ChainValidationError([ChainProblem(
                         str(exc), chain=definition.name, step=step.name,
                         source=definition.source, line=step.line)]) from None
+
+    def _trait_problems(self, definition: ChainDefinition, step: Any) -> list[ChainProblem]:
+        """A step's ``parallel``/``async``/``cache`` its component's traits do not allow."""
+        if not isinstance(step.component, str) or step.component not in self.components:
+            return []
+        traits = self.components.traits(step.component)
+        found = []
+        needs = (("parallel", step.parallel, traits.elementwise, "element-wise",
+                  "elementwise=True", "split its input into chunks"),
+                 ("async", step.async_, traits.elementwise, "element-wise",
+                  "elementwise=True", "run its input's items concurrently"),
+                 ("cache", step.cache, traits.deterministic, "deterministic",
+                  "deterministic=True", "answer a repeated input from memory"))
+        for key, value, has, trait, flag, why in needs:
+            if value is not None and not has:
+                found.append(ChainProblem(
+                    f"'{key}' needs a component declared {trait} (to {why}), and "
+                    f"{step.component!r} is not; if it is, register it with "
+                    f"@flowchain.component({step.component!r}, {flag}), else remove '{key}'",
+                    chain=definition.name, step=step.name, source=definition.source,
+                    line=step.line))
+        return found
 
     # ------------------------------------------------------------------ lookup
 
@@ -268,20 +319,123 @@ class ChainRegistry:
             with entry.lock:
                 if entry.runner is None:
                     entry.runner = self._build_runner(entry)
+                    if self._profile_every:
+                        self._sample(entry)
                 runner = entry.runner
         return runner
+
+    # ------------------------------------------------------------------ profiling
+
+    @property
+    def profile_rate(self) -> float:
+        """The share of executions profiled (0: off); see :meth:`set_profiling`."""
+        return self._profile_rate
+
+    def set_profiling(self, rate: float) -> None:
+        """Profile 1 execution in ``round(1 / rate)`` of every chain's ``runner.run``
+        (0: stop; 1.0: every one), from now on, for runners built and to be built.
+
+        Raises
+        ------
+        ValueError
+            When ``rate`` is not a number from 0 to 1.
+        """
+        from flowchain.optimizer.profiling import sample_every
+        every = sample_every(rate)
+        self._profile_rate, self._profile_every = float(rate), every
+        for entry in list(self._entries.values()):
+            with entry.lock:
+                if entry.runner is not None:
+                    self._sample(entry)
+
+    def _sample(self, entry: _Entry) -> None:
+        """Point the runner's sampling at the entry's profiler (cold; holds entry.lock)."""
+        runner = entry.runner
+        if not self._profile_every:
+            runner.sample(None, 0)
+            return
+        if entry.profiler is None:
+            from flowchain.optimizer.profiling import ChainProfiler
+            entry.profiler = ChainProfiler(entry.definition.name, entry.chain_id,
+                                           entry.step_names, self.profiles_kept)
+            entry.profiler.runner = runner
+        runner.sample(entry.profiler, self._profile_every)
+
+    def take_profiles(self, chain: Optional[ChainRef] = None) -> list[Any]:
+        """Return and forget the step profiles (``StepProfile``) held for one chain version
+        (an id, or a name's latest version) or, without ``chain``, for every one.
+
+        The history writer stores them in ``step_profiles``
+        (:func:`flowchain.optimizer.profile_store.write_profiles`).
+        """
+        entries = [self._entry(chain)] if chain is not None else list(self._entries.values())
+        out: list[Any] = []
+        for entry in entries:
+            if entry.profiler is not None:
+                out.extend(entry.profiler.take())
+        return out
 
     def _build_runner(self, entry: _Entry) -> "engine.ChainRunner":
         d = entry.definition
         resolved = [self.components.resolve(s.component) for s in d.steps]
+        calls = [r.call for r in resolved]
+        is_async = [r.is_async for r in resolved]
+        if any(s.parallel is not None or s.cache is not None or s.async_ is not None
+               for s in d.steps):
+            self._build_step_runtimes(entry, resolved, calls, is_async)
         # on a failure the runner builds ChainStepError(runner, seq, step, number, input): one
         # tuple; its record is resolved on the cold path, when asked for
         runner = engine.ChainRunner(
-            entry.chain_id, entry.step_names, tuple(r.call for r in resolved),
-            tuple(r.is_async for r in resolved), self.ring_capacity, self._layout,
+            entry.chain_id, entry.step_names, tuple(calls),
+            tuple(is_async), self.ring_capacity, self._layout,
             ChainStepError, self.failures_kept, self.contexts_kept)
         runner.resolve_failure = functools.partial(self._error_record, entry)
         return runner
+
+    @staticmethod
+    def _build_step_runtimes(entry: _Entry, resolved: list, calls: list,
+                             is_async: list) -> None:
+        """Put each optioned step's runtime (pool, cache) in place of its component's call."""
+        from flowchain.optimizer.step_runtime import build_step_runtime, has_options
+
+        built: dict[str, Any] = {}
+        try:
+            for i, step in enumerate(entry.definition.steps):
+                if has_options(step):
+                    runtime = build_step_runtime(step, resolved[i], entry.definition.name)
+                    built[step.name] = runtime
+                    calls[i] = runtime.call
+                    is_async[i] = runtime.is_async
+        except BaseException:
+            for runtime in built.values():
+                runtime.close()
+            raise
+        entry.runtimes = built
+
+    def step_cache(self, chain: ChainRef, step: str) -> Optional["CacheStats"]:
+        """Return the counters of a step's ``cache`` (hits, misses, entries), or None when the
+        step has no cache or the chain's runner is not built yet.
+
+        Raises
+        ------
+        KeyError
+            When ``step`` is not a step of the chain.
+        """
+        entry = self._entry(chain)
+        self._histogram_row(entry, step)
+        runtime = entry.runtimes.get(step)
+        return runtime.cache.stats() if runtime is not None and runtime.cache else None
+
+    def close(self) -> None:
+        """Stop the worker processes and threads of every ``parallel``/``async`` step.
+
+        Runners stay readable; a chain with such a step cannot execute afterwards.
+        """
+        for entry in list(self._entries.values()):
+            with entry.lock:
+                runtimes, entry.runtimes = entry.runtimes, {}
+            for runtime in runtimes.values():
+                runtime.close()
 
     def execute_chain(self, chain_id: ChainRef, input_data: Any,
                       user_context: Optional[UserContext] = None) -> ChainExecution:
