@@ -351,6 +351,7 @@ class ChainRegistry:
     def _sample(self, entry: _Entry) -> None:
         """Point the runner's sampling at the entry's profiler (cold; holds entry.lock)."""
         runner = entry.runner
+        assert runner is not None, "sampling is pointed at built runners only"
         if not self._profile_every:
             runner.sample(None, 0)
             return
