@@ -169,3 +169,40 @@ def test_measure_dispatch_cost_is_positive_and_validated():
     assert cost.fixed_ns > 0 and cost.per_item_ns >= 0
     with pytest.raises(ValueError, match="workers must be at least 1"):
         measure_dispatch_cost(0)
+
+
+def test_a_component_imported_from_an_authors_folder_runs_in_the_workers(tmp_path):
+    from flowchain.component_modules import import_modules
+
+    (tmp_path / "opt_engine_author_scoring.py").write_text(
+        "import flowchain\n\n"
+        "def triple(rows):\n    return [3 * r for r in rows]\n")
+    import_modules(["opt_engine_author_scoring"], [tmp_path])  # not on sys.path, as --import
+    import opt_engine_author_scoring
+
+    components = ComponentRegistry()
+    components.register("Prepare", lambda raw: raw)
+    components.register("Triple", opt_engine_author_scoring.triple, elementwise=True)
+    registry = ChainRegistry(components)
+    _, optimized = _chain("Triple", 2)
+    try:
+        assert registry.runner(registry.register_chain(optimized)).run([1, 2, 3]) == [3, 6, 9]
+    finally:
+        registry.close()
+
+
+def test_a_worker_that_cannot_load_the_component_says_why(tmp_path):
+    from flowchain.component_modules import import_modules
+    from flowchain.optimizer.pool import ComponentPool
+
+    (tmp_path / "opt_engine_parent_only.py").write_text(
+        "import multiprocessing\n\n"
+        "if multiprocessing.parent_process() is not None:\n"
+        "    raise ImportError('this module refuses worker processes')\n\n"
+        "def same(rows):\n    return list(rows)\n")
+    import_modules(["opt_engine_parent_only"], [tmp_path])
+    import opt_engine_parent_only
+
+    with pytest.raises(ComponentNotPicklable, match="could not load the component "
+                                                    r"\(ImportError: this module refuses"):
+        ComponentPool(opt_engine_parent_only.same, 1, "step 'same'")
