@@ -17,6 +17,7 @@ the runner's registry (``ChainRegistry.close()`` shuts it down; the interpreter'
 from __future__ import annotations
 
 import importlib.machinery
+import inspect
 import multiprocessing
 import os
 import pickle
@@ -88,6 +89,25 @@ def _ready() -> str | None:
 
 def _identity_items(chunk: Any) -> Any:
     return chunk
+
+
+def parallel_problem(impl: Any) -> str | None:
+    """Why a registered implementation cannot run in worker processes, or None.
+
+    Checked at registration (the instance of a class is made later, when the runner is built,
+    and checked again then): a coroutine cannot be awaited there, and the function or class
+    must pickle by reference.
+    """
+    call = getattr(impl, "__call__", None) if inspect.isclass(impl) else impl
+    if inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(
+            getattr(call, "__call__", None)):
+        return "it is a coroutine (async def); use 'async: {concurrency: N}' instead"
+    try:
+        pickle.dumps(impl)
+    except Exception as exc:  # pickling raises PicklingError, TypeError, AttributeError...
+        return (f"it cannot be sent to one ({type(exc).__name__}: {exc}); define it at the top "
+                "level of an importable module (not a lambda or a nested function)")
+    return None
 
 
 class ComponentNotPicklable(FlowChainError, TypeError):
