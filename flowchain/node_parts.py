@@ -280,7 +280,9 @@ def build_parts(config: NodeConfig) -> NodeParts:
         if callable(close_broker):
             closers.append(close_broker)
         try:  # settles what an earlier run left in flight, restores positions: before any decision
-            trading = TradingEngine(broker=broker, journal=journal, risk=risk)
+            trading = TradingEngine(broker=broker, journal=journal, risk=risk,
+                                    target_positions=config.trading.target_positions,
+                                    min_hold_ms=config.trading.min_hold_ms)
         except SettlementError as exc:
             raise NodeStartError(f"broker {config.node.broker!r} (from {config.source}): {exc}") \
                 from exc
