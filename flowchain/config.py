@@ -25,6 +25,10 @@ overrides any of them, by section::
     max_tick_age_ms = 500.0      # the stale-tick guard
     kill_file = ""               # orders stop while this file exists
 
+    [trading]
+    target_positions = true      # a decision is a target position; orders on a change of view
+    min_hold_ms = 60000.0        # per symbol, in tick time: no order sooner after its last one
+
     [paper]
     latency_ms = 0.0             # in tick time
     slippage = 0.0               # price units
@@ -222,6 +226,21 @@ class RiskSection(_Section):
         for key in ("max_position", "max_orders_per_second", "max_daily_loss",
                     "max_tick_age_ms"):
             _positive(getattr(self, key), key)
+
+
+class TradingSection(_Section):
+    """``[trading]``: how the trading engine turns decisions into orders."""
+
+    target_positions: bool = True
+    """A buy or sell decision is the position the symbol should hold: an order goes only when the
+    view changes (flat or opposite exposure), for the difference. False: every buy or sell
+    decision is an order (the risk limits then refuse most of them on a busy feed)."""
+    min_hold_ms: float = 60_000.0
+    """With ``target_positions``: the smallest time between two orders of one symbol, in tick
+    time (milliseconds); 0 turns the cool-down off."""
+
+    def __post_init__(self) -> None:
+        _positive(self.min_hold_ms, "min_hold_ms", allow_zero=True)
 
 
 class PaperSection(_Section):
@@ -478,6 +497,7 @@ class NodeConfig(_Section):
     node: NodeSection = msgspec.field(default_factory=NodeSection)
     simulator: SimulatorSection = msgspec.field(default_factory=SimulatorSection)
     risk: RiskSection = msgspec.field(default_factory=RiskSection)
+    trading: TradingSection = msgspec.field(default_factory=TradingSection)
     paper: PaperSection = msgspec.field(default_factory=PaperSection)
     account: AccountSection = msgspec.field(default_factory=AccountSection)
     symbols: dict[str, SymbolSection] = msgspec.field(default_factory=dict)
@@ -593,7 +613,7 @@ class NodeConfig(_Section):
 
 _SECTIONS: dict[str, type] = {
     "node": NodeSection, "simulator": SimulatorSection, "risk": RiskSection,
-    "paper": PaperSection, "account": AccountSection, "bridge": BridgeSection,
+    "trading": TradingSection, "paper": PaperSection, "account": AccountSection, "bridge": BridgeSection,
     "dashboard": DashboardSection, "history": HistorySection, "monitor": MonitorSection,
     "alerts": AlertsSection, "otel": OtelSection, "components": ComponentsSection,
     "chains": ChainsSection, "tenancy": TenancySection}

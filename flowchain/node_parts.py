@@ -76,10 +76,12 @@ class NodeParts:
         return dict(report()) if callable(report) else {}
 
     def orders_summary(self) -> dict[str, Any]:
-        """Return the trading engine's outcomes, risk refusals, start-up settlement, the
-        journal's orders by state and the orders still in flight."""
+        """Return the trading engine's outcomes, holds (of which ``unchanged_views`` and
+        ``cooling`` were buy or sell decisions that needed no order), risk refusals, start-up
+        settlement, the journal's orders by state and the orders still in flight."""
         t = self.trading
         return {"node_id": t.journal.node_id, "outcomes": dict(t.outcomes), "holds": t.holds,
+                "unchanged_views": t.unchanged_views, "cooling": t.cooling,
                 "risk_rejections": {k: v for k, v in t.risk.rejections.items() if v},
                 "send_errors": dict(t.send_errors), "recovered": dict(t.recovered),
                 "journal": t.journal.state_counts(), "in_flight": t.in_flight()}
@@ -280,7 +282,9 @@ def build_parts(config: NodeConfig) -> NodeParts:
         if callable(close_broker):
             closers.append(close_broker)
         try:  # settles what an earlier run left in flight, restores positions: before any decision
-            trading = TradingEngine(broker=broker, journal=journal, risk=risk)
+            trading = TradingEngine(broker=broker, journal=journal, risk=risk,
+                                    target_positions=config.trading.target_positions,
+                                    min_hold_ms=config.trading.min_hold_ms)
         except SettlementError as exc:
             raise NodeStartError(f"broker {config.node.broker!r} (from {config.source}): {exc}") \
                 from exc

@@ -131,7 +131,8 @@ def test_to_dict_round_trips() -> None:
 
     config = load_config(None, {"db": "round.db", "duration": 3.0, "symbols": ["EURUSD"]})
     data = config.to_dict()
-    assert set(data) == {"node", "simulator", "risk", "paper", "account", "symbols", "bridge",
+    assert set(data) == {"node", "simulator", "risk", "trading", "paper", "account", "symbols",
+                         "bridge",
                          "dashboard", "history", "monitor", "alerts", "otel", "components",
                          "chains"}
     back = msgspec.convert(dict(data, source=config.source), NodeConfig)

@@ -39,7 +39,8 @@ class Decision:
     side : int
         +1 for buy, -1 for sell, 0 for hold.
     volume : float
-        Lots to trade (0.0 on hold).
+        Lots to trade (0.0 on hold); to a trading engine that targets positions, the size of the
+        position to hold on ``side``.
     score : float
         The confidence-weighted mean signal in [-1, 1].
     agreement : float

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import Counter
 from pathlib import Path
@@ -42,6 +43,16 @@ class TradingEngine:
         The limits; :class:`RiskGuard` defaults when omitted.
     node_id : str, optional
         This node's id when the journal is opened here (by default the database's own).
+    target_positions : bool, optional
+        Position targeting (the node's default): a buy or sell decision is the position the
+        symbol should hold (``side * volume`` lots), and an order goes only when the view
+        changes: when the symbol's exposure (filled position plus orders in flight) is flat or
+        on the other side; the order is the difference (a flip from +0.1 to -0.1 sells 0.2).
+        A decision on the side already held, and a hold, send nothing. False (the default
+        here): every buy or sell decision is an order of its volume.
+    min_hold_ms : float, optional
+        With ``target_positions``: no order for a symbol within this many milliseconds of tick
+        time (``time_msc``) after its last order (a cool-down against a view that flickers).
 
     Raises
     ------
@@ -71,7 +82,22 @@ class TradingEngine:
 
     def __init__(self, broker: Optional[Broker] = None,
                  journal: Union[OrderJournal, str, Path, None] = None,
-                 risk: Optional[RiskGuard] = None, node_id: Optional[str] = None) -> None:
+                 risk: Optional[RiskGuard] = None, node_id: Optional[str] = None, *,
+                 target_positions: bool = False, min_hold_ms: float = 0.0) -> None:
+        if not (min_hold_ms >= 0.0 and math.isfinite(min_hold_ms)):
+            raise ValueError(f"TradingEngine: min_hold_ms must be a finite number >= 0, got "
+                             f"{min_hold_ms!r}")
+        self.target_positions = bool(target_positions)
+        self.min_hold_ms = float(min_hold_ms)
+        self._min_hold_msc = int(min_hold_ms)
+        self._last_order_msc: dict[str, int] = {}
+        """Symbol -> ``time_msc`` of the tick its last order was sent on (for ``min_hold_ms``)."""
+        self.unchanged_views = 0
+        """Buy or sell decisions that sent nothing because the exposure already holds that view
+        (``target_positions``); counted in :attr:`holds` too."""
+        self.cooling = 0
+        """Changes of view that sent nothing because the symbol's ``min_hold_ms`` had not passed
+        since its last order; counted in :attr:`holds` too."""
         self.broker = broker if broker is not None else PaperBroker()
         if journal is None or isinstance(journal, (str, Path)):
             journal = OrderJournal(journal if journal is not None else ":memory:", node_id)
@@ -175,16 +201,34 @@ class TradingEngine:
                 self._settled(report)
         side = decision.side
         if side == 0:
-            self.holds += 1
-            result.status = STATUS_HOLD
-            result.reason = ""
-            result.side = 0
-            result.volume = 0.0
-            result.client_order_id = None
-            result.price = 0.0
-            result.retcode = 0
-            return result
-        return self._order(ctx, result, side, decision.volume)
+            return self._hold(result)
+        volume = decision.volume
+        if self.target_positions:
+            symbol = ctx.symbol
+            exposure = self.broker.position(symbol)
+            pending = self._pending.get(symbol)
+            if pending is not None:
+                exposure += pending[0] - pending[1]
+            if exposure * side > 1e-9:  # already holds this view: nothing to do
+                self.unchanged_views += 1
+                return self._hold(result)
+            last = self._last_order_msc.get(symbol)
+            if last is not None and int(ctx.features[F_TIME_MSC]) - last < self._min_hold_msc:
+                self.cooling += 1
+                return self._hold(result)
+            volume = round(volume + abs(exposure), 8)  # the order takes the exposure to target
+        return self._order(ctx, result, side, volume)
+
+    def _hold(self, result: TradeResult) -> TradeResult:
+        self.holds += 1
+        result.status = STATUS_HOLD
+        result.reason = ""
+        result.side = 0
+        result.volume = 0.0
+        result.client_order_id = None
+        result.price = 0.0
+        result.retcode = 0
+        return result
 
     def _order(self, ctx: DecisionContext, result: TradeResult, side: int,
                volume: float) -> TradeResult:
@@ -218,6 +262,8 @@ class TradingEngine:
         order = OrderRequest(cid, symbol, side, volume, bid, ask, time_msc, req_id)
         self.journal.record_sending(order, json.dumps(ctx.decision.reason()))
         self.risk.record_order(now)
+        if self.target_positions:
+            self._last_order_msc[symbol] = time_msc
         result.client_order_id = order.client_order_id
         try:
             report = broker.send(order)
