@@ -141,7 +141,8 @@ class NodeObservers:
     """
 
     def __init__(self, config: NodeConfig, registry: ChainRegistry, feed: Feed,
-                 order_counts: Callable[[], Mapping[str, int]], out: TextIO) -> None:
+                 order_counts: Callable[[], Mapping[str, int]], out: TextIO,
+                 node_id: str = "") -> None:
         from flowchain.observe.alerts import EVENT_KINDS
 
         self.config = config
@@ -157,6 +158,8 @@ class NodeObservers:
         self.traces: Any = None
         self.tenants: Any = None
         self.tenant_history: Any = None
+        self.shipper: Any = None
+        self.node_id = node_id
         self._webhook: Any = None
         self._tracer_provider: Any = None
         self._closers: list[tuple[str, Callable[[], Any]]] = []
@@ -182,6 +185,8 @@ class NodeObservers:
                 raise NodeStartError(f"[alerts] webhook (from {config.source}): {exc}") from exc
             self._closers.append(("webhook", self._webhook.close))
             sinks.append(self._webhook)
+        if config.hub.url:  # before the history: closed after it, it ships the last interval
+            self._start_shipper()
         if config.history.enabled:  # before the monitor: it stores the monitor's events
             self._start_history()
             sinks.append(self.history)
@@ -218,6 +223,25 @@ class NodeObservers:
                                  "[history] enabled = false") from exc
         self.history.start()
         self._closers.append(("history", self.history.close))
+
+    def _start_shipper(self) -> None:
+        """Ship the history database's new rows to ``[hub] url`` from a thread of its own."""
+        import sqlite3
+
+        from flowchain.hub.shipper import open_shipper
+        from flowchain.store import StoreError
+
+        h = self.config.hub
+        try:
+            self.shipper = open_shipper(h.url, h.token_file, self.config.history_db,
+                                        self.node_id, interval_s=h.interval_s,
+                                        batch_rows=h.batch_rows)
+        except (ValueError, StoreError, sqlite3.Error, OSError) as exc:
+            raise NodeStartError(f"[hub] (from {self.config.source}): {exc}") from exc
+        self.shipper.start()
+        self._closers.append(("hub shipper", self.shipper.close))
+        print(f"[node] shipping to hub {h.url} as node {self.node_id}", file=self.out,
+              flush=True)
 
     def _start_tenants(self, sinks: list[Any]) -> None:
         """Host ``[tenants.*]``: a manager whose usage lives in the history database."""
@@ -285,8 +309,10 @@ class NodeObservers:
             from flowchain.tenancy.gauges import tenant_metrics
 
             collector.add_provider(tenant_metrics(self.tenants))
-        server = DashboardServer(DashboardState(self.registry, self.monitor, feeds,
-                                                tenants=self.tenants), d.host,
+        state = DashboardState(self.registry, self.monitor, feeds, tenants=self.tenants)
+        if self.shipper is not None:
+            state.shipping = self.shipper.status
+        server = DashboardServer(state, d.host,
                                  d.port, interval_s=d.interval_s, collector=collector)
         thread = DashboardThread(server)
         try:
@@ -345,6 +371,7 @@ class NodeObservers:
             "history": dict(self.history.counters) if self.history is not None else {},
             "traces": dict(self.traces.counters) if self.traces is not None else {},
             "webhook": dict(self._webhook.counters) if self._webhook is not None else {},
+            **({"hub": self.shipper.status()} if self.shipper is not None else {}),
             **({"tenants": [self.tenants.usage(t).to_dict() for t in self.tenants.tenants()]}
                if self.tenants is not None else {}),
         }
@@ -430,7 +457,8 @@ class TradingNode:
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="flowchain-store")
         self._stop = asyncio.Event()
-        self.observers = NodeObservers(config, registry, feed, self._order_counts, self.out)
+        self.observers = NodeObservers(config, registry, feed, self._order_counts, self.out,
+                                       node_id=self.parts.trading.journal.node_id)
         self.observers.start()
         feed.on_tick(self._on_first_tick)
         await feed.start()

@@ -18,6 +18,7 @@ from flowchain.cli import (  # noqa: F401,E402  (each registers its commands)
     bridge,
     chains,
     diagram,
+    hub,
     keys,
     node,
     report,
