@@ -83,6 +83,7 @@ overrides any of them, by section::
     token_file = ""              # this node's hub token (flowchain hub token add NODE)
     interval_s = 5.0             # seconds between shipments (a heartbeat when nothing is new)
     batch_rows = 500             # rows per kind in one POST
+    max_backoff_s = 60.0         # longest wait between attempts while the hub is down
     allow_insecure = false       # plain http:// to a non-loopback hub (trusted networks only)
 
     [otel]
@@ -405,11 +406,14 @@ class HubSection(_Section):
     """Seconds between shipments; an empty one is the node's heartbeat."""
     batch_rows: int = 500
     """Rows of each kind in one POST (more wait for the next one, sent at once)."""
+    max_backoff_s: float = 60.0
+    """The longest wait between attempts while the hub does not take the rows (doubling)."""
     allow_insecure: bool = False
     """Send the token over plain http:// to a hub that is not on loopback."""
 
     def __post_init__(self) -> None:
         _positive(self.interval_s, "interval_s")
+        _positive(self.max_backoff_s, "max_backoff_s")
         if isinstance(self.batch_rows, bool) or not 1 <= self.batch_rows <= 100_000:
             raise ValueError(f"batch_rows must be in 1..100000, got {self.batch_rows!r}")
         if not self.url:

@@ -235,7 +235,8 @@ class NodeObservers:
         try:
             self.shipper = open_shipper(h.url, h.token_file, self.config.history_db,
                                         self.node_id, interval_s=h.interval_s,
-                                        batch_rows=h.batch_rows)
+                                        batch_rows=h.batch_rows,
+                                        max_backoff_s=h.max_backoff_s)
         except (ValueError, StoreError, sqlite3.Error, OSError) as exc:
             raise NodeStartError(f"[hub] (from {self.config.source}): {exc}") from exc
         self.shipper.start()
