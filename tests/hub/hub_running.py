@@ -9,10 +9,11 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from flowchain.chains import AI_DECISION_CHAIN, MT5_TO_DATABASE_CHAIN
 from flowchain.hub.auth import add_token
 
 LAUNCH = "from flowchain.cli import main; main()"
-CHAINS = ("ai_decision_chain", "mt5_to_database_chain")
+CHAINS = (AI_DECISION_CHAIN, MT5_TO_DATABASE_CHAIN)
 
 
 def start_hub(tmp: Path, store: str, tokens: Path, *, port: int = 0,
