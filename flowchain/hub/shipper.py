@@ -25,12 +25,11 @@ here touches the tick path: the node trades on whatever the hub does.
 """
 from __future__ import annotations
 
+import http.client
 import logging
 import sqlite3
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -154,6 +153,8 @@ class HubShipper:
         self._next_attempt = 0.0
         self._backoff_s = interval_s
         self._lock = threading.Lock()
+        self._http: Optional[http.client.HTTPConnection] = None
+        self._path = INGEST_PATH
         self._thread = PeriodicThread(self._tick, min(interval_s, 0.5), "flowchain-hub-shipper")
         self._closed = False
 
@@ -177,6 +178,8 @@ class HubShipper:
         with self._lock:
             self._closed = True
             self.conn.close()
+            if self._http is not None:
+                self._http.close()
 
     # ------------------------------------------------------------------ shipping
 
@@ -265,17 +268,43 @@ class HubShipper:
         first = after[0][0] if after else None
         return [r for r in rows if first is None or r[0] < first]
 
+    def _connection(self) -> http.client.HTTPConnection:
+        """The kept-alive connection to the hub (a new one after any failure)."""
+        if self._http is None:
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(self.url)
+            kind = http.client.HTTPSConnection if parts.scheme == "https" \
+                else http.client.HTTPConnection
+            self._http = kind(parts.hostname or "", parts.port, timeout=self.timeout_s)
+            self._path = (parts.path.rstrip("/") or "") + INGEST_PATH
+        return self._http
+
     def _post(self, batch: Any) -> None:
-        request = urllib.request.Request(
-            self.url + INGEST_PATH, data=batch.to_json(), method="POST",
-            headers={"Content-Type": "application/json",
-                     "Authorization": f"Bearer {self._token}"})
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                response.read()
-        except urllib.error.HTTPError as exc:
-            reason = exc.read(2000).decode("utf-8", "replace").strip() or exc.reason
-            raise HubRefused(exc.code, str(reason)) from None
+        """POST the batch; a kept-alive connection the hub closed meanwhile is retried once on
+        a fresh one (the ingest is idempotent)."""
+        body = batch.to_json()
+        for attempt in (0, 1):
+            fresh = self._http is None
+            connection = self._connection()
+            try:
+                connection.request("POST", self._path, body=body, headers={
+                    "Content-Type": "application/json",
+                    "Authorization": f"Bearer {self._token}"})
+                response = connection.getresponse()
+                answer = response.read()
+                break
+            except (OSError, http.client.HTTPException) as exc:
+                connection.close()
+                self._http = None
+                if not fresh and attempt == 0:
+                    continue
+                if isinstance(exc, OSError):
+                    raise
+                raise OSError(f"{type(exc).__name__}: {exc}") from None
+        if not 200 <= response.status < 300:
+            reason = answer[:2000].decode("utf-8", "replace").strip() or response.reason
+            raise HubRefused(response.status, reason)
         self.counters["posts"] += 1
 
     def _advance(self, ends: dict[str, tuple[int, int]], batch: Any) -> int:
@@ -313,7 +342,7 @@ class HubShipper:
 
     def _failed(self, exc: BaseException) -> None:
         self.counters["failures"] += 1
-        text = str(exc.reason if isinstance(exc, urllib.error.URLError) else exc)
+        text = str(exc) or type(exc).__name__
         if self.state != "retrying":
             log.warning("hub %s does not take the node's rows (%s); they stay in the node's "
                         "database and are sent when it does", self.url, text)
