@@ -610,6 +610,8 @@ class NodeConfig(_Section):
                 out.pop(optional, None)
         if "tenants" not in out:  # [tenancy] only matters to a node hosting tenants
             out.pop("tenancy", None)
+        if not self.hub.url:  # [hub] only matters to a node that ships
+            out.pop("hub", None)
         return out
 
 
