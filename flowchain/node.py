@@ -361,6 +361,13 @@ class NodeObservers:
                 for e in self.monitor.escalations()]
         return f" ESCALATED: {', '.join(held)}" if held else ""
 
+    def shipping_text(self) -> str:
+        """The status line's part saying the hub does not take the rows ("" when it does)."""
+        shipper = self.shipper
+        if shipper is None or shipper.state != "retrying":
+            return ""
+        return f" hub=RETRYING ({shipper.last_error[:80]}; rows kept locally)"
+
     def summary(self) -> dict[str, Any]:
         """Return the observers' figures for the node's exit summary."""
         return {
@@ -623,7 +630,8 @@ class TradingNode:
             return ""
         a = self.observers.alerts
         return (f" warnings={a['slow_step']} escalations={a['escalation']} "
-                f"recoveries={a['recovery']}{self.observers.escalated_text()}")
+                f"recoveries={a['recovery']}{self.observers.escalated_text()}"
+                f"{self.observers.shipping_text()}")
 
     def summary(self) -> dict[str, Any]:
         """Return what the node did, as plain data (the ``--json`` output of ``flowchain node``)."""

@@ -76,8 +76,10 @@ def hub(
     except (HubStartError, TokenFileError) as exc:
         err.print(f"[red]the hub could not start:[/] {escape(str(exc))}")
         raise typer.Exit(3) from exc
+    from flowchain.cli.node import log_to_stderr
     from flowchain.hub.store import open_store
 
+    log_to_stderr()
     target = pg or db or DEFAULT_DB
     try:
         store = open_store(target)

@@ -343,11 +343,11 @@ class HubShipper:
     def _failed(self, exc: BaseException) -> None:
         self.counters["failures"] += 1
         text = str(exc) or type(exc).__name__
+        self.last_error = text  # before the state: a reader seeing "retrying" sees why
         if self.state != "retrying":
             log.warning("hub %s does not take the node's rows (%s); they stay in the node's "
                         "database and are sent when it does", self.url, text)
             self.state = "retrying"
-        self.last_error = text
         self._next_attempt = time.monotonic() + self._backoff_s
         self._backoff_s = min(self._backoff_s * 2, self.max_backoff_s)
 

@@ -59,7 +59,7 @@ def node_token(tmp: Path, tokens: Path, node_id: str) -> Path:
 
 
 def node_config(tmp: Path, node_id: str, hub_url: str, token_file: Path, *,
-                rate: float = 400.0, seed: int = 0, failing: bool = False) -> Path:
+                rate: float = 400.0, seed: int = 0, dashboard: bool = False) -> Path:
     """Write a node's TOML: simulated feed, fast history intervals, shipping every 0.2 s."""
     path = tmp / f"{node_id}.toml"
     path.write_text(f"""
@@ -71,7 +71,8 @@ status_interval = 0
 rate = {rate}
 seed = {seed}
 [dashboard]
-enabled = false
+enabled = {"true" if dashboard else "false"}
+port = 0
 [history]
 interval_s = 0.25
 sample_rate = 0.01

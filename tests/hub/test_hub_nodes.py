@@ -48,9 +48,15 @@ def build_nodes(tmp: Path, url: str, tokens: Path) -> list[TradingNode]:
     nodes = []
     for i, node_id in enumerate(NODES):
         token = node_token(tmp, tokens, node_id)
-        config = load_config(node_config(tmp, node_id, url, token, seed=i))
+        config = load_config(node_config(tmp, node_id, url, token, seed=i, dashboard=i == 0))
         nodes.append(TradingNode(config))
     return nodes
+
+
+def api_status(node: TradingNode) -> dict:
+    assert node.observers is not None and node.observers.url
+    with urllib.request.urlopen(node.observers.url + "/api/status", timeout=30) as r:
+        return json.load(r)
 
 
 def shipper(node: TradingNode):
@@ -130,6 +136,9 @@ async def test_hub_killed_then_restarted_nodes_trade_on_and_catch_up(
         hub.wait(10)
         await eventually_async(lambda: all(shipper(n).state == "retrying" for n in nodes),
                                timeout=30)
+        status = await asyncio.get_running_loop().run_in_executor(None, api_status, nodes[0])
+        assert status["hub"]["state"] == "retrying" and status["hub"]["last_error"]
+        assert "hub=RETRYING" in nodes[0].status_line()
         during = [n.counters.decisions for n in nodes]
         backlog = [shipper(n).counters["shipped_intervals"] for n in nodes]
         await eventually_async(lambda: all(n.counters.decisions > d + 200
@@ -138,6 +147,7 @@ async def test_hub_killed_then_restarted_nodes_trade_on_and_catch_up(
         assert [shipper(n).counters["shipped_intervals"] for n in nodes] == backlog
         hub, url = start_hub(tmp_path, str(hub_db), tokens, port=port, name="hub2")
         await eventually_async(lambda: all(shipper(n).state == "ok" for n in nodes), timeout=30)
+        assert "hub=" not in nodes[0].status_line()
         summaries = await stop_all(nodes, tasks)
         assert all(s["hub"]["failures"] > 0 for s in summaries)
         for node_id in NODES:
