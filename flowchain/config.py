@@ -523,6 +523,10 @@ class NodeConfig(_Section):
     """Where the configuration came from (for messages); not a file key."""
 
     def __post_init__(self) -> None:
+        if self.hub.url and not self.history.enabled:
+            raise ValueError(f"hub url {self.hub.url!r} ships what the history writer stores, "
+                             "and [history] enabled = false stores nothing; enable the history "
+                             "or leave [hub] url empty")
         if self.node.broker == "bridge" and feed_kind(self.node.feed) != "tcp":
             raise ValueError("broker 'bridge' sends orders to the bridge, so the feed must be "
                              f"the bridge's ticks (feed = \"tcp://host:port\"), not "

@@ -209,7 +209,12 @@ class HubShipper:
         while True:
             try:
                 batch, ends = self._read_batch()
-                self._post(batch)
+                try:
+                    self._post(batch)
+                except HubRefused as exc:
+                    if exc.status != 400 or len(batch) <= 1:
+                        raise
+                    self._post_one_by_one(batch)  # find the row the hub refuses
             except (OSError, HubRefused, sqlite3.Error, ValueError) as exc:
                 self._failed(exc)
                 return total
@@ -307,6 +312,26 @@ class HubShipper:
             raise HubRefused(response.status, reason)
         self.counters["posts"] += 1
 
+    def _post_one_by_one(self, batch: Any) -> None:
+        """Post each row of a batch the hub refused as malformed on its own; a row refused
+        again (400) is logged, counted in ``refused_<kind>`` and passed over, so one row the
+        hub cannot take (a record over its size limits) never blocks the rest. Any other
+        failure raises, and the batch is sent again later."""
+        from flowchain.hub.rows import KINDS as ROW_KINDS, Batch
+
+        for kind in ROW_KINDS:
+            for row in getattr(batch, kind):
+                try:
+                    self._post(Batch(node_id=self.node_id, **{kind: (row,)}))
+                except HubRefused as exc:
+                    if exc.status != 400:
+                        raise
+                    self.counters[f"refused_{kind}"] += 1
+                    log.error("hub %s refuses %s row %s of node %s (%s); it stays in the "
+                              "node's database and is not sent again", self.url, kind,
+                              getattr(row, "local_id", getattr(row, "period", "?")),
+                              self.node_id, exc)
+
     def _advance(self, ends: dict[str, tuple[int, int]], batch: Any) -> int:
         from flowchain.store import transaction
 
@@ -358,6 +383,8 @@ class HubShipper:
         return {"url": self.url, "node_id": self.node_id, "state": self.state,
                 "last_ok_ns": self.last_ok_ns, "last_error": self.last_error,
                 "shipped": {kind: self.counters[f"shipped_{kind}"] for kind in KINDS},
+                "refused": {kind: self.counters[f"refused_{kind}"] for kind in KINDS
+                            if self.counters[f"refused_{kind}"]},
                 "posts": self.counters["posts"], "failures": self.counters["failures"]}
 
 

@@ -170,3 +170,36 @@ async def test_a_missing_token_file_is_a_start_error_naming_it(tmp_path: Path) -
     (tmp_path / "empty").write_text("\n")
     with pytest.raises(ValueError, match="holds no token"):
         read_token(tmp_path / "empty")
+
+
+def test_a_row_the_hub_refuses_is_passed_over_and_the_rest_ships(hub: HubThread,
+                                                                 tmp_path: Path) -> None:
+    from flowchain.hub.rows import TEXT_MAX
+
+    token = add_token(hub.tokens, "n1")
+    db = node_db(tmp_path / "node.db", 2)
+    conn = open_history(db)
+    for i, record in enumerate(("{}", "x" * (TEXT_MAX + 1), "{}")):
+        conn.execute("INSERT INTO execution_records (run_id, execution_id, chain, chain_id, "
+                     "tenant, status, sampled, start_epoch_ns, duration_ns, failed_step, "
+                     "record) VALUES ('r', ?, 'c', 'c@1', 'default', 'failed', 0, 1, 5, 's', ?)",
+                     (f"e{i}", record))
+    conn.close()
+    shipper = HubShipper(hub.url, token, db, "n1", interval_s=0.05)
+    try:
+        shipper.ship_once()
+        assert shipper.state == "ok"
+        assert shipper.status()["refused"] == {"executions": 1}
+        assert sorted(e.execution_id for e in hub.store.executions()) == ["e0", "e2"]
+        assert sum(t.count for t in hub.store.interval_totals()) == 6
+        assert shipper.cursors()["executions"] == 3
+    finally:
+        shipper.close(final_attempt=False)
+
+
+def test_shipping_without_a_history_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text('[history]\nenabled = false\n[hub]\nurl = "http://127.0.0.1:1"\n'
+                    'token_file = "t"\n')
+    with pytest.raises(ConfigError, match=r"key 'hub'.*\[history\] enabled = false"):
+        load_config(path)
