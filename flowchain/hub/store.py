@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Protocol, Sequence, Union
 
 import msgspec
+import numpy as np
 
 from flowchain.errors import FlowChainError
 from flowchain.histograms import LatencyHistogram
-from flowchain.hub.merge import merge_encoded
+from flowchain.hub.merge import empty_counts, histogram_of_counts, merged_counts
 from flowchain.hub.rows import (KINDS, LOCAL_KINDS, AlertRow, Batch, ExecutionRow, IntervalRow,
                                 UsageRow)
 
@@ -39,7 +40,7 @@ TABLES = {"intervals": "hub_intervals", "executions": "hub_executions", "alerts"
 """The table of each kind."""
 COLUMNS = {kind: tuple(t.__struct_fields__) for kind, t in ROW_TYPES.items()}
 """The columns of each kind's table: the row type's fields, in order."""
-TENANT_TABLES = (*TABLES.values(), "hub_node_tenants")
+TENANT_TABLES = (*TABLES.values(), "hub_node_tenants", "hub_rollups")
 """The tables with a ``tenant`` column (row-level security in PostgreSQL)."""
 
 SCHEMA: tuple[str, ...] = (
@@ -124,6 +125,19 @@ SCHEMA: tuple[str, ...] = (
     )
     """,
     """
+    CREATE TABLE IF NOT EXISTS hub_rollups (
+        node_id TEXT   NOT NULL,
+        tenant  TEXT   NOT NULL,
+        chain   TEXT   NOT NULL,
+        step    TEXT   NOT NULL,
+        hour_ns BIGINT NOT NULL,
+        intervals BIGINT NOT NULL,
+        idx     BYTEA  NOT NULL,
+        counts  BYTEA  NOT NULL,
+        PRIMARY KEY (chain, step, hour_ns, node_id, tenant)
+    )
+    """,
+    """
     CREATE TABLE IF NOT EXISTS hub_node_tenants (
         node_id TEXT NOT NULL,
         tenant  TEXT NOT NULL,
@@ -132,6 +146,9 @@ SCHEMA: tuple[str, ...] = (
     """,
 )
 """The hub's tables, the same in SQLite and PostgreSQL (``CREATE ... IF NOT EXISTS``)."""
+
+ROLLUP_NS = 3_600_000_000_000
+"""The span of a stored merge of interval histograms (:meth:`SqlHubStore.merged_histogram`)."""
 
 ALERT_FORWARD = ("hub_alerts.end_ns IS NULL AND (excluded.end_ns IS NOT NULL "
                  "OR excluded.alerts > hub_alerts.alerts)")
@@ -273,6 +290,10 @@ class SqlHubStore(ABC):
         """Store a batch in one transaction."""
 
     @abstractmethod
+    def _write_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement for each of ``rows`` in one transaction."""
+
+    @abstractmethod
     def _touch(self, node_id: str, seen_ns: int, info: str) -> None:
         """Upsert a node's contact."""
 
@@ -393,15 +414,76 @@ class SqlHubStore(ABC):
         ``step=''`` is the whole chain. Intervals overlapping [start_ns, end_ns) (epoch ns) are
         merged, of every node and tenant unless ``tenant``/``node_ids`` narrow them.
 
+        The hours wholly inside the range are read from stored merges (``hub_rollups``: one
+        per node, tenant, chain, step and hour, with the number of intervals it merged); a
+        stored merge is used only while its hour still holds that many intervals (intervals
+        are only ever added, so equal counts mean the same intervals), else it is merged again
+        from the intervals and stored for the next query. The edges of the range are merged
+        from the intervals themselves. Either way the answer is the exact merge.
+
         Raises
         ------
         ValueError
-            When a stored histogram is not an encoded HdrHistogram of the node's layout.
+            When a stored histogram is not an encoded HdrHistogram.
         """
+        start_ns, end_ns = int(start_ns), int(end_ns)
+        counts = empty_counts()
+        first_hour = (start_ns // ROLLUP_NS + 1) * ROLLUP_NS   # hours starting after start_ns
+        last_hour = end_ns // ROLLUP_NS * ROLLUP_NS             # ... and ending by end_ns
         where, args = self._interval_where(chain=chain, step=step, start_ns=start_ns,
                                            end_ns=end_ns, tenant=tenant, node_ids=node_ids)
+        if last_hour > first_hour:
+            counts += self._hours_merged(chain, step, first_hour, last_hour, tenant, node_ids)
+            where += " AND NOT (start_ns >= ? AND start_ns < ?)"
+            args += [first_hour, last_hour]
         rows = self._read(f"SELECT histogram FROM hub_intervals{where}", args)
-        return merge_encoded(row[0] for row in rows)
+        counts += merged_counts(row[0] for row in rows)
+        return histogram_of_counts(counts)
+
+    def _hours_merged(self, chain: str, step: str, first_hour: int, last_hour: int,
+                      tenant: Optional[str], node_ids: Optional[Sequence[str]]) -> np.ndarray:
+        """The merged counts of the intervals starting in [first_hour, last_hour)."""
+        hour = f"start_ns / {ROLLUP_NS} * {ROLLUP_NS}"
+        where, args = self._interval_where(chain=chain, step=step, tenant=tenant,
+                                           node_ids=node_ids)
+        where += " AND start_ns >= ? AND start_ns < ?"
+        args += [first_hour, last_hour]
+        held = {(n, t, int(h)): int(c) for n, t, h, c in self._read(
+            f"SELECT node_id, tenant, {hour}, count(*) FROM hub_intervals{where} "
+            "GROUP BY node_id, tenant, 3", args)}
+        rwhere, rargs = self._interval_where(chain=chain, step=step, tenant=tenant,
+                                             node_ids=node_ids)
+        rwhere += " AND hour_ns >= ? AND hour_ns < ?"
+        rargs += [first_hour, last_hour]
+        counts = empty_counts()
+        for n, t, h, rows, idx, cnt in self._read(
+                f"SELECT node_id, tenant, hour_ns, intervals, idx, counts FROM hub_rollups{rwhere}",
+                rargs):
+            if held.get((n, t, int(h))) == int(rows):
+                del held[(n, t, int(h))]
+                counts[np.frombuffer(idx, dtype="<i4")] += np.frombuffer(cnt, dtype="<i8")
+        if not held:
+            return counts
+        groups: dict[tuple, list] = {key: [] for key in held}
+        for n, t, h, text in self._read(
+                f"SELECT node_id, tenant, {hour}, histogram FROM hub_intervals{where}", args):
+            texts = groups.get((n, t, int(h)))
+            if texts is not None:
+                texts.append(text)
+        fresh = []
+        for (n, t, h), texts in groups.items():
+            merged = merged_counts(texts)
+            counts += merged
+            nz = np.flatnonzero(merged)
+            fresh.append((n, t, chain, step, h, len(texts), nz.astype("<i4").tobytes(),
+                          merged[nz].astype("<i8").tobytes()))
+        if self.tenant is None:  # a tenant view reads stored merges but does not write them
+            self._write_many(
+                "INSERT INTO hub_rollups (node_id, tenant, chain, step, hour_ns, intervals, idx, "
+                "counts) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (chain, step, hour_ns, "
+                "node_id, tenant) DO UPDATE SET intervals = excluded.intervals, idx = excluded.idx, "
+                "counts = excluded.counts WHERE excluded.intervals > hub_rollups.intervals", fresh)
+        return counts
 
     def interval_totals(self, *, start_ns: Optional[int] = None, end_ns: Optional[int] = None,
                         tenant: Optional[str] = None) -> list[IntervalTotal]:

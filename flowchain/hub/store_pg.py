@@ -17,8 +17,10 @@ an operator may give one LOGIN for a reporting tool and it still sees one tenant
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from typing import Any, Optional
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Optional, TypeVar
 
 from flowchain.hub.rows import KINDS, Batch
 from flowchain.hub.store import (
@@ -83,6 +85,66 @@ def tenant_role(tenant: str) -> str:
     return TENANT_ROLE_PREFIX + hashlib.sha256(tenant.encode()).hexdigest()[:32]
 
 
+T = TypeVar("T")
+
+
+class Connections:
+    """At most ``max_size`` autocommit connections, reused; broken ones are dropped.
+
+    A connection is opened when none is idle (so a database back from an outage is reached
+    by the next request, with no back-off), and closed instead of kept when it broke.
+    """
+
+    def __init__(self, url: str, *, max_size: int, timeout_s: float) -> None:
+        import psycopg
+
+        self._psycopg = psycopg
+        self.url = url
+        self.max_size = max_size
+        self.timeout_s = timeout_s
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(max_size)
+        self.closed = False
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        if self.closed:
+            raise HubStoreUnavailable("the hub store is closed")
+        if not self._slots.acquire(timeout=self.timeout_s):
+            raise HubStoreUnavailable(f"all {self.max_size} database connections stayed busy "
+                                      f"for {self.timeout_s} s")
+        conn = None
+        try:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                conn = self._psycopg.connect(self.url, autocommit=True,
+                                             connect_timeout=max(1, round(self.timeout_s)))
+            yield conn
+        finally:
+            if conn is not None:
+                idle = self._psycopg.pq.TransactionStatus.IDLE
+                if self.closed or conn.closed or conn.broken or \
+                        conn.info.transaction_status != idle:
+                    conn.close()
+                else:
+                    with self._lock:
+                        self._idle.append(conn)
+            self._slots.release()
+
+    def drop_idle(self) -> None:
+        """Close the idle connections (after a failure they are likely dead too)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def close(self) -> None:
+        self.closed = True
+        self.drop_idle()
+
+
 def _pg(sql: str) -> str:
     """Turn the shared queries' ``?`` placeholders into psycopg's ``%s``."""
     return sql.replace("?", "%s")
@@ -96,8 +158,8 @@ class PostgresHubStore(SqlHubStore):
     url : str
         A libpq URL; the login needs to own (or create) the hub's tables and CREATEROLE for
         tenant views (see docs/hub.md).
-    min_size, max_size : int
-        Connections the pool keeps and may open.
+    max_size : int
+        Connections the store may open (kept open while idle).
     timeout_s : float
         How long a request waits for a connection (and a connection attempt) before
         :class:`HubStoreUnavailable`.
@@ -110,16 +172,13 @@ class PostgresHubStore(SqlHubStore):
         When the tables or policies cannot be created (privileges).
     """
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 8,
+    def __init__(self, url: str, *, max_size: int = 8,
                  timeout_s: float = 10.0, _parent: Optional["PostgresHubStore"] = None,
                  _tenant: Optional[str] = None) -> None:
         super().__init__(_tenant)
         import psycopg
-        import psycopg_pool
 
         self._psycopg = psycopg
-        self._pool_errors = (psycopg.OperationalError, psycopg_pool.PoolTimeout,
-                             psycopg_pool.PoolClosed)
         self.url = url
         if _parent is not None:
             self._pool = _parent._pool
@@ -134,10 +193,7 @@ class PostgresHubStore(SqlHubStore):
             raise HubStoreUnavailable(f"cannot reach the hub database: {exc}") from exc
         except psycopg.Error as exc:
             raise HubStoreError(f"cannot create the hub's tables: {exc}") from exc
-        self._pool = psycopg_pool.ConnectionPool(
-            url, min_size=min_size, max_size=max_size, timeout=timeout_s, open=True,
-            kwargs={"autocommit": True, "connect_timeout": connect_timeout},
-            check=psycopg_pool.ConnectionPool.check_connection, name="flowchain-hub")
+        self._pool = Connections(url, max_size=max_size, timeout_s=timeout_s)
 
     def __repr__(self) -> str:
         view = f", tenant={self.tenant!r}" if self.tenant is not None else ""
@@ -181,13 +237,33 @@ class PostgresHubStore(SqlHubStore):
         self._ensure_role(tenant)
         return PostgresHubStore(self.url, _parent=self, _tenant=tenant)
 
+    def _run(self, what: str, work: Callable[[Any], T]) -> T:
+        """Run ``work(connection)``; once more on a fresh connection when the first one failed.
+
+        Every request is idempotent (ingest included), so repeating one whose connection died
+        mid-way (a database restarted since the connection was opened) is safe.
+        """
+        for attempt in (1, 2):
+            try:
+                with self._pool.connection() as conn:
+                    return work(conn)
+            except self._psycopg.OperationalError as exc:
+                self._pool.drop_idle()
+                if attempt == 2:
+                    raise HubStoreUnavailable(f"hub database unavailable ({what}): "
+                                              f"{exc}") from exc
+            except self._psycopg.Error as exc:
+                raise HubStoreError(f"hub database refused {what}: {exc}") from exc
+        raise AssertionError("unreachable")
+
     def _ensure_role(self, tenant: str) -> None:
         from psycopg import sql
 
         role = tenant_role(tenant)
         name = sql.Identifier(role)
-        try:
-            with self._pool.connection() as conn, conn.transaction():
+
+        def work(conn: Any) -> None:
+            with conn.transaction():
                 mapped = conn.execute("SELECT tenant FROM hub_tenant_roles WHERE role_name = %s",
                                       (role,)).fetchone()
                 member = conn.execute("SELECT pg_has_role(current_user, oid, 'USAGE') "
@@ -203,11 +279,8 @@ class PostgresHubStore(SqlHubStore):
                 conn.execute(sql.SQL("GRANT {} TO CURRENT_USER").format(name))
                 conn.execute("INSERT INTO hub_tenant_roles (role_name, tenant) VALUES (%s, %s) "
                              "ON CONFLICT (role_name) DO NOTHING", (role, tenant))
-        except self._pool_errors as exc:
-            raise HubStoreUnavailable(f"hub database: {exc}") from exc
-        except self._psycopg.Error as exc:
-            raise HubStoreError(f"cannot set up the role of tenant {tenant!r} "
-                                f"({role}): {exc}") from exc
+
+        self._run(f"the role of tenant {tenant!r} ({role})", work)
 
     def close(self) -> None:
         if self.tenant is None:
@@ -216,35 +289,28 @@ class PostgresHubStore(SqlHubStore):
     def _read(self, sql: str, args: Sequence[Any]) -> list[tuple]:
         from psycopg import sql as pgsql
 
-        try:
-            with self._pool.connection() as conn:
-                if self._role is None:
-                    return conn.execute(_pg(sql), args).fetchall()
-                with conn.transaction():
-                    conn.execute(pgsql.SQL("SET LOCAL ROLE {}").format(
-                        pgsql.Identifier(self._role)))
-                    return conn.execute(_pg(sql), args).fetchall()
-        except self._pool_errors as exc:
-            raise HubStoreUnavailable(f"hub database: {exc}") from exc
-        except self._psycopg.Error as exc:
-            raise HubStoreError(f"hub database query failed: {exc}") from exc
+        def work(conn: Any) -> list[tuple]:
+            if self._role is None:
+                return conn.execute(_pg(sql), args).fetchall()
+            with conn.transaction():
+                conn.execute(pgsql.SQL("SET LOCAL ROLE {}").format(pgsql.Identifier(self._role)))
+                return conn.execute(_pg(sql), args).fetchall()
+
+        return self._run("a query", work)
 
     def _ingest(self, batch: Batch) -> IngestResult:
-        stored: dict[str, int] = {}
-        try:
-            with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+        def work(conn: Any) -> dict[str, int]:
+            stored: dict[str, int] = {}
+            with conn.transaction(), conn.cursor() as cur:
                 for kind in KINDS:
                     rows = batch_rows(batch, kind)
                     if rows:
                         stored[kind] = self._insert(cur, kind, rows)
                 cur.executemany("INSERT INTO hub_node_tenants (node_id, tenant) VALUES (%s, %s)"
                                 " ON CONFLICT DO NOTHING", batch_tenants(batch))
-        except self._pool_errors as exc:
-            raise HubStoreUnavailable(f"hub database: {exc}") from exc
-        except self._psycopg.Error as exc:
-            raise HubStoreError(f"hub database refused a batch of node {batch.node_id!r}: "
-                                f"{exc}") from exc
-        return ingest_result(batch, stored)
+            return stored
+
+        return ingest_result(batch, self._run(f"a batch of node {batch.node_id!r}", work))
 
     @staticmethod
     def _insert(cur: Any, kind: str, rows: list[tuple]) -> int:
@@ -261,18 +327,21 @@ class PostgresHubStore(SqlHubStore):
                     + conflict_sql(kind))
         return cur.rowcount
 
+    def _write_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        def work(conn: Any) -> None:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.executemany(_pg(sql), rows)
+
+        self._run("a write", work)
+
     def _touch(self, node_id: str, seen_ns: int, info: str) -> None:
-        try:
-            with self._pool.connection() as conn:
-                conn.execute(
-                    "INSERT INTO hub_nodes (node_id, first_seen_ns, last_contact_ns, info) "
-                    "VALUES (%s, %s, %s, %s) ON CONFLICT (node_id) DO UPDATE SET "
-                    "last_contact_ns = GREATEST(hub_nodes.last_contact_ns, "
-                    "excluded.last_contact_ns), first_seen_ns = LEAST(hub_nodes.first_seen_ns, "
-                    "excluded.first_seen_ns), info = excluded.info",
-                    (node_id, seen_ns, seen_ns, info))
-        except self._pool_errors as exc:
-            raise HubStoreUnavailable(f"hub database: {exc}") from exc
-        except self._psycopg.Error as exc:
-            raise HubStoreError(f"hub database refused node {node_id!r}'s contact: "
-                                f"{exc}") from exc
+        def work(conn: Any) -> None:
+            conn.execute(
+                "INSERT INTO hub_nodes (node_id, first_seen_ns, last_contact_ns, info) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (node_id) DO UPDATE SET "
+                "last_contact_ns = GREATEST(hub_nodes.last_contact_ns, "
+                "excluded.last_contact_ns), first_seen_ns = LEAST(hub_nodes.first_seen_ns, "
+                "excluded.first_seen_ns), info = excluded.info",
+                (node_id, seen_ns, seen_ns, info))
+
+        self._run(f"node {node_id!r}'s contact", work)

@@ -102,6 +102,15 @@ class SqliteHubStore(SqlHubStore):
                 raise HubStoreUnavailable(f"hub database {str(self.path)!r}: {exc}") from exc
         return ingest_result(batch, stored)
 
+    def _write_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self._shared.lock:
+            conn = self._conn()
+            try:
+                with transaction(conn):
+                    conn.executemany(sql, rows)
+            except sqlite3.OperationalError as exc:
+                raise HubStoreUnavailable(f"hub database {str(self.path)!r}: {exc}") from exc
+
     def _touch(self, node_id: str, seen_ns: int, info: str) -> None:
         with self._shared.lock:
             try:

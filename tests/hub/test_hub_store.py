@@ -296,3 +296,53 @@ def test_unreachable_postgres_is_unavailable():
         port = s.getsockname()[1]
     with pytest.raises(HubStoreUnavailable, match="cannot reach"):
         open_store(f"postgresql://nobody@127.0.0.1:{port}/none", timeout_s=1)
+
+
+HOUR_SLOTS = 360
+
+
+def test_hours_merged_once_are_reused_and_redone_when_intervals_arrive_late(store):
+    # three hours of node-a and node-b, one interval a minute; node-b in another tenant
+    hists = {}
+    for node, tenant in (("node-a", "acme"), ("node-b", "globex")):
+        rows = []
+        for slot in range(0, 3 * HOUR_SLOTS, 6):
+            seed = slot + (7 if node == "node-b" else 0)
+            rows.append(interval(node, slot + 1, tenant=tenant, slot=slot, seed=seed))
+            hists[(node, slot)] = recorded(seed)
+        store.ingest(Batch(node, intervals=tuple(rows)))
+
+    def want(slots, nodes=("node-a", "node-b")):
+        out = LatencyHistogram()
+        for (node, slot), h in hists.items():
+            if node in nodes and slot in slots:
+                out.merge(h)
+        return out
+
+    # from the middle of hour 0 to the middle of hour 2: hour 1 whole, the edges from intervals
+    lo, hi = T0 + 1800 * 10**9, T0 + 9000 * 10**9
+    slots = range(180, 900)
+    for _ in range(2):  # the second time hour 1 comes from its stored merge
+        assert_same_histogram(store.merged_histogram("decide", start_ns=lo, end_ns=hi),
+                              want(slots))
+    stored = store._read("SELECT node_id, hour_ns, intervals FROM hub_rollups", [])
+    assert sorted(stored) == [("node-a", T0 + 3600 * 10**9, 60), ("node-b", T0 + 3600 * 10**9, 60)]
+    # a late interval inside hour 1 (a node catching up): the stored merge is redone
+    late = interval("node-a", 5000, tenant="acme", slot=HOUR_SLOTS + 1, seed=999)
+    store.ingest(Batch("node-a", intervals=(late,)))
+    hists[("node-a", HOUR_SLOTS + 1)] = recorded(999)
+    assert_same_histogram(store.merged_histogram("decide", start_ns=lo, end_ns=hi), want(slots))
+    assert ("node-a", T0 + 3600 * 10**9, 61) in store._read(
+        "SELECT node_id, hour_ns, intervals FROM hub_rollups", [])
+    # the whole range, per node and per tenant view
+    every = range(0, 3 * HOUR_SLOTS)
+    end = T0 + 3 * 3600 * 10**9
+    assert_same_histogram(store.merged_histogram("decide", start_ns=T0 - 1, end_ns=end),
+                          want(every))
+    assert_same_histogram(store.merged_histogram("decide", start_ns=T0 - 1, end_ns=end,
+                                                 node_ids=["node-b"]), want(every, ("node-b",)))
+    acme = store.for_tenant("acme")
+    assert_same_histogram(acme.merged_histogram("decide", start_ns=T0 - 1, end_ns=end),
+                          want(every, ("node-a",)))
+    assert_same_histogram(store.merged_histogram("decide", start_ns=T0 - 1, end_ns=end,
+                                                 tenant="globex"), want(every, ("node-b",)))

@@ -11,7 +11,7 @@ from psycopg import sql
 from flowchain.hub.rows import Batch
 from flowchain.hub.store import TENANT_TABLES, open_store
 from flowchain.hub.store_pg import tenant_role
-from hub_rows import execution, full_batch
+from hub_rows import T0, execution, full_batch, interval
 
 TABLES = (*TENANT_TABLES, "hub_nodes", "hub_tenant_roles")
 
@@ -34,6 +34,11 @@ def hub(postgres_server):
     store.ingest(full_batch("node-a", tenant="acme"))
     store.ingest(full_batch("node-b", tenant="globex"))
     store.ingest(Batch("node-a", executions=(execution("node-a", 50, tenant="globex"),)))
+    hour = 360  # ten-second slots: intervals in the second hour, merged and stored per hour
+    for node, tenant in (("node-a", "acme"), ("node-b", "globex")):
+        store.ingest(Batch(node, intervals=tuple(
+            interval(node, 1000 + k, tenant=tenant, slot=hour + k, seed=k) for k in range(3))))
+    store.merged_histogram("decide", start_ns=T0, end_ns=T0 + 3 * 3_600_000_000_000)
     store.touch_node("node-a", 1, {})
     store.touch_node("node-b", 1, {})
     store.for_tenant("acme")
@@ -101,7 +106,7 @@ def test_a_tenant_role_cannot_write_and_even_with_grants_cannot_touch_others(hub
         assert conn.execute("SELECT count(*) FROM hub_executions WHERE status = 'tampered'"
                             ).fetchone()[0] == 0
         assert conn.execute("SELECT count(*) FROM hub_intervals WHERE tenant = 'globex'"
-                            ).fetchone()[0] == 4
+                            ).fetchone()[0] == 7
         assert conn.execute("SELECT used FROM hub_usage WHERE tenant = 'globex'"
                             ).fetchone()[0] > 0
 
