@@ -139,10 +139,11 @@ def measure_shipping(workdir: Path, *, ticks: int, repetitions: int, seed: int,
             "history_intervals": history.counters["intervals"]}
 
 
-def store_figures(pg_url: Optional[str]) -> tuple[dict[str, Any], list[str]]:
+def store_figures(pg_url: Optional[str], **sizes: Any) -> tuple[dict[str, Any], list[str]]:
     """Run the hub store's benchmark (:func:`flowchain.bench.hub_store.run`) on ``pg_url``;
     return its figures (flattened) and what could not be measured (no URL, no module, or the
-    database refused: the reason is in ``store_error``; no figure is invented)."""
+    database refused: the reason is in ``store_error``; no figure is invented). ``sizes`` go to
+    :func:`flowchain.bench.hub_store.run` (``ingest_rows``, ``nodes``, ``days``)."""
     unmeasured = ["ingest_vs_bare", "merged_query_vs_scan"]
     if not pg_url:
         return {"store_error": "no PostgreSQL given: pass --pg postgresql://USER@HOST/DB (a "
@@ -153,7 +154,7 @@ def store_figures(pg_url: Optional[str]) -> tuple[dict[str, Any], list[str]]:
     except ImportError as exc:
         return {"store_error": f"the store benchmark is not installed: {exc}"}, unmeasured
     try:
-        result = hub_store.run(pg_url)
+        result = hub_store.run(pg_url, **sizes)
     except Exception as exc:  # the database is unreachable or refused
         return {"store_error": f"{type(exc).__name__}: {exc}"}, unmeasured
     ingest, query = result["ingest"], result["merged_query"]

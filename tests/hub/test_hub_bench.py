@@ -31,7 +31,7 @@ def test_shipping_is_measured_against_quiet_repetitions_of_the_same_path(tmp_pat
 
 def test_the_store_figures_join_the_verdict(postgres_url: str) -> None:
     pytest.importorskip("flowchain.bench.hub_store")
-    figures, missing = bench.store_figures(postgres_url)
+    figures, missing = bench.store_figures(postgres_url, ingest_rows=2_000, nodes=2, days=0.1)
     assert missing == [], figures.get("store_error")
     assert figures["ingest_rows_per_s"] > 0 and figures["bare_rows_per_s"] > 0
     assert figures["checks"]["ingest_vs_bare"] == (figures["ingest_vs_bare"] >= 0.5)
@@ -40,7 +40,7 @@ def test_the_store_figures_join_the_verdict(postgres_url: str) -> None:
 
 def test_the_command_prints_one_json_object_and_exits_1_outside_budget(tmp_path) -> None:
     proc = subprocess.run([sys.executable, "-c", LAUNCH, "bench", "hub", "--json", "--ticks",
-                           "2000", "--repetitions", "5"], capture_output=True, text=True,
+                           "1000", "--repetitions", "5"], capture_output=True, text=True,
                           timeout=300, env={**os.environ, "FLOWCHAIN_BENCH_PG": ""})
     result = json.loads(proc.stdout)
     assert proc.returncode == (0 if result["within_budget"] else 1)

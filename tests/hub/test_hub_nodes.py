@@ -80,7 +80,7 @@ async def test_three_nodes_the_hub_merges_their_histograms_exactly(
         nodes = build_nodes(tmp_path, url, tokens)
         tasks = [asyncio.ensure_future(n.run(install_signals=False)) for n in nodes]
         await eventually_async(lambda: all(n.observers is not None and n.observers.shipper
-                                           and shipper(n).counters["shipped_intervals"] > 20
+                                           and shipper(n).counters["shipped_intervals"] > 8
                                            for n in nodes), timeout=60)
         summaries = await stop_all(nodes, tasks)
         for node_id, summary in zip(NODES, summaries):
