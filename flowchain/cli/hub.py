@@ -19,6 +19,10 @@ hub_app = typer.Typer(
 token_app = typer.Typer(help="Node tokens of a hub (a file of hashes; the hub re-reads it).",
                         no_args_is_help=True)
 hub_app.add_typer(token_app, name="token")
+tenant_token_app = typer.Typer(
+    help="Tenants of the hub's workflow API and their tokens (kept hashed in the hub's store).",
+    no_args_is_help=True)
+hub_app.add_typer(tenant_token_app, name="tenant-token")
 app.add_typer(hub_app, name="hub")
 
 
@@ -50,6 +54,12 @@ def hub(
     max_body_mb: float = typer.Option(32.0, min=0.01, help="Largest batch body accepted (MiB)."),
     url_file: Optional[str] = typer.Option(None, "--url-file", metavar="PATH",
                                            help="Write the bound URL here once serving."),
+    tiers: Optional[str] = typer.Option(
+        None, "--tiers", metavar="FILE",
+        help="The tenants' tiers ([tiers.*], [features] TOML; the shipped ones by default)."),
+    optimizer_db: Optional[str] = typer.Option(
+        None, "--optimizer-db", metavar="PATH",
+        help="A history database the optimizer's suggestions read (flowchain.optimizer)."),
 ) -> None:
     """Run the hub: POST /api/v1/ingest for nodes (each with its token), the central dashboard
     at /, its JSON at /api/v1/overview, Prometheus at /metrics. Stores in SQLite (--db) or
@@ -68,7 +78,13 @@ def hub(
     from flowchain.hub.app import (DEFAULT_DB, HubStartError, build_app, check_listen,
                                    run_until_stopped, tls_context)
     from flowchain.hub.auth import NodeTokens, TokenFileError
+    from flowchain.tenancy import TenancyError, load_tiers
 
+    try:
+        tier_set = load_tiers(tiers) if tiers else None
+    except (TenancyError, OSError) as exc:
+        err.print(f"[red]invalid options:[/] --tiers: {escape(str(exc))}")
+        raise typer.Exit(2) from exc
     try:
         check_listen(host, tls=bool(tls_cert), allow_insecure_remote=allow_insecure_remote)
         context = tls_context(tls_cert, tls_key) if tls_cert and tls_key else None
@@ -87,8 +103,16 @@ def hub(
         err.print(f"[red]the hub could not open its store[/] {escape(_redacted(target))}: "
                   f"{escape(str(exc))}")
         raise typer.Exit(3) from exc
+    from flowchain.hub.workflows import WorkflowService
+
+    try:
+        workflows = WorkflowService(store, tiers=tier_set, optimizer_db=optimizer_db)
+    except Exception as exc:
+        store.close()
+        err.print(f"[red]the hub could not open its workflow tables[/]: {escape(str(exc))}")
+        raise typer.Exit(3) from exc
     application = build_app(store, node_tokens, max_body=int(max_body_mb * (1 << 20)),
-                            stale_after_s=stale_after_s)
+                            stale_after_s=stale_after_s, workflows=workflows)
 
     def announce(url: str) -> None:
         print(f"[hub] serving {url}/  ingest {url}/api/v1/ingest  metrics {url}/metrics  "
@@ -106,6 +130,7 @@ def hub(
         err.print(f"[red]the hub could not start:[/] {escape(str(exc))}")
         raise typer.Exit(3) from exc
     finally:
+        workflows.close()
         store.close()
 
 
@@ -193,3 +218,98 @@ def token_list(tokens: str = typer.Option(DEFAULT_TOKENS, "--tokens", metavar="F
     except TokenFileError as exc:
         err.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(2) from exc
+
+
+def _workflow_store(db: Optional[str], pg: Optional[str]) -> tuple:
+    """Open the hub's store and its workflow tables (exit 2/3 with the reason)."""
+    from flowchain.hub.app import DEFAULT_DB
+    from flowchain.hub.store import open_store
+    from flowchain.hub.workflow_store import WorkflowStore
+
+    if db and pg:
+        err.print("[red]invalid options:[/] give --db PATH or --pg URL, not both")
+        raise typer.Exit(2)
+    target = pg or db or DEFAULT_DB
+    try:
+        store = open_store(target)
+        return store, WorkflowStore(store)
+    except Exception as exc:
+        err.print(f"[red]the hub's store could not be opened[/] {escape(_redacted(target))}: "
+                  f"{escape(str(exc))}")
+        raise typer.Exit(3) from exc
+
+
+_DB = typer.Option(None, "--db", metavar="PATH", help="The hub's SQLite file (default "
+                   "./flowchain-hub.db).")
+_PG = typer.Option(None, "--pg", metavar="URL", help="The hub's PostgreSQL database.")
+
+
+@tenant_token_app.command("add")
+def tenant_token_add(
+    tenant: str = typer.Argument(..., help="The tenant id (any string up to 128 characters)."),
+    tier: str = typer.Option("free", "--tier", help="The tenant's tier."),
+    tiers: Optional[str] = typer.Option(None, "--tiers", metavar="FILE",
+                                        help="The tiers file the hub runs with."),
+    replace: bool = typer.Option(False, "--replace",
+                                 help="Issue a new token for a tenant that has one (the old "
+                                      "one stops working; the tier is set too)."),
+    out: Optional[str] = typer.Option(None, "--out", metavar="FILE",
+                                      help="Write the token here (mode 0600) instead of "
+                                           "printing it."),
+    db: Optional[str] = _DB, pg: Optional[str] = _PG,
+) -> None:
+    """Create TENANT on --tier (or restore a deleted one) and print its API token once; the
+    store keeps only its hash, and every hub on the store accepts it at once."""
+    from flowchain.tenancy import TenancyError, load_tiers
+
+    try:
+        load_tiers(tiers).get(tier)
+    except (TenancyError, OSError) as exc:
+        err.print(f"[red]no token created:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    store, workflows = _workflow_store(db, pg)
+    try:
+        token = workflows.add_tenant(tenant, tier, replace_token=replace)
+    except (ValueError, LookupError) as exc:
+        err.print(f"[red]no token created:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    finally:
+        store.close()
+    if out:
+        import os
+
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(token + "\n")
+        err.print(f"tenant {tenant!r} (tier {tier}): token written to {out}")
+    else:
+        typer.echo(token)
+
+
+@tenant_token_app.command("delete")
+def tenant_token_delete(
+    tenant: str = typer.Argument(..., help="The tenant whose token stops working."),
+    db: Optional[str] = _DB, pg: Optional[str] = _PG,
+) -> None:
+    """Delete TENANT: its token is refused from the next request on every hub (its chains and
+    executions stay in the store; tenant-token add restores it with a new token)."""
+    store, workflows = _workflow_store(db, pg)
+    try:
+        removed = workflows.delete_tenant(tenant)
+    finally:
+        store.close()
+    if not removed:
+        err.print(f"tenant {tenant!r} is not a tenant of this hub")
+        raise typer.Exit(1)
+
+
+@tenant_token_app.command("list")
+def tenant_token_list(db: Optional[str] = _DB, pg: Optional[str] = _PG) -> None:
+    """List the tenants, their tiers, and the deleted ones."""
+    store, workflows = _workflow_store(db, pg)
+    try:
+        for record in workflows.tenants():
+            state = "deleted" if record.deleted_ns is not None else "active"
+            typer.echo(f"{record.tenant}\t{record.tier}\t{state}")
+    finally:
+        store.close()

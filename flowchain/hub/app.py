@@ -7,6 +7,7 @@ Routes (each in the module that owns it):
 ``GET /api/v1/overview``  its figures as JSON
 ``GET /metrics``          Prometheus, per tenant, chain and step (:mod:`flowchain.hub.metrics`)
 ``GET /healthz``          ``ok`` while the process serves
+``/api/v1/tenants/...``   business workflows, tenant tokens (:mod:`flowchain.hub.workflow_api`)
 
 The hub holds no state of its own: everything is in the store, so several hubs may serve one
 PostgreSQL. Listening anywhere but loopback needs TLS (``--tls-cert``/``--tls-key``) or the
@@ -24,7 +25,7 @@ from aiohttp import web
 
 from flowchain.config import is_loopback_host
 from flowchain.errors import FlowChainError
-from flowchain.hub import dashboard, ingest_api, metrics
+from flowchain.hub import dashboard, ingest_api, metrics, workflow_api
 from flowchain.hub.ingest_api import COUNTERS_KEY, MAX_BODY_KEY, STORE_KEY, TOKENS_KEY
 
 DEFAULT_PORT = 8760
@@ -72,10 +73,13 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
 
 def build_app(store: Any, tokens: Any, *, max_body: int = DEFAULT_MAX_BODY,
               window_s: float = dashboard.DEFAULT_WINDOW_S, stale_after_s: float = 30.0,
-              metrics_window_s: float = metrics.DEFAULT_WINDOW_S) -> web.Application:
+              metrics_window_s: float = metrics.DEFAULT_WINDOW_S,
+              workflows: Any = None) -> web.Application:
     """Return the hub's application over ``store`` (a HubStore) and ``tokens`` (NodeTokens).
 
-    The store is not closed with the application: its opener closes it.
+    ``workflows``: the WorkflowService of the tenant API (one over ``store`` with the shipped
+    tiers when omitted, closed with the application). The store is not closed with the
+    application: its opener closes it.
     """
     app = web.Application(client_max_size=max_body)
     app[STORE_KEY] = store
@@ -85,6 +89,7 @@ def build_app(store: Any, tokens: Any, *, max_body: int = DEFAULT_MAX_BODY,
     ingest_api.add_routes(app)
     dashboard.add_routes(app, window_s=window_s, stale_after_s=stale_after_s)
     metrics.add_routes(app, window_s=metrics_window_s)
+    workflow_api.add_workflow_routes(app, workflows)
     app.router.add_get("/healthz", _healthz)
     return app
 
