@@ -77,6 +77,11 @@ async def _tenant_of(request: web.Request) -> Any:
     return record.tenant
 
 
+def _message(exc: BaseException) -> str:
+    """The error's message (a KeyError's str() would quote it)."""
+    return exc.args[0] if len(exc.args) == 1 and isinstance(exc.args[0], str) else str(exc)
+
+
 def _failure(exc: BaseException) -> web.Response:
     """The answer to a refused or failed request."""
     if isinstance(exc, QuotaExceeded):
@@ -91,7 +96,7 @@ def _failure(exc: BaseException) -> web.Response:
         return _error(403, str(exc), feature=exc.feature, tier=exc.tier,
                       allowed_in=exc.allowed_in)
     if isinstance(exc, (UnknownChainError, UnknownExecutionError, UnknownTenantError)):
-        return _error(404, str(exc).strip("'\""))
+        return _error(404, _message(exc))
     if isinstance(exc, OptimizerUnavailable):
         return _error(501, str(exc))
     if isinstance(exc, HubStoreError):
@@ -99,7 +104,7 @@ def _failure(exc: BaseException) -> web.Response:
     if isinstance(exc, (ChainValidationError, ValueError, TypeError)):
         return _error(400, str(exc))
     if isinstance(exc, LookupError):  # the optimizer's NoHistory
-        return _error(404, str(exc).strip("'\""))
+        return _error(404, _message(exc))
     raise exc
 
 

@@ -105,7 +105,7 @@ def parse_definition(definition: Union[str, dict, list], tenant: str) -> list[Ch
     if len(text) > MAX_DEFINITION_CHARS:
         raise ValueError(f"the chain definition has {len(text)} characters; at most "
                          f"{MAX_DEFINITION_CHARS} are accepted")
-    return load_chains(text, source=f"tenant {tenant!r}'s definition")
+    return load_chains(text, source=f"the chain definition of tenant {tenant!r}")
 
 
 def _hub_id() -> str:
