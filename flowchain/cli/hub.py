@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -60,6 +60,9 @@ def hub(
     optimizer_db: Optional[str] = typer.Option(
         None, "--optimizer-db", metavar="PATH",
         help="A history database the optimizer's suggestions read (flowchain.optimizer)."),
+    imports: List[str] = typer.Option(
+        [], "--import", "-i", metavar="MODULE",
+        help="A module registering the components tenants' chains use (repeatable)."),
 ) -> None:
     """Run the hub: POST /api/v1/ingest for nodes (each with its token), the central dashboard
     at /, its JSON at /api/v1/overview, Prometheus at /metrics. Stores in SQLite (--db) or
@@ -78,8 +81,10 @@ def hub(
     from flowchain.hub.app import (DEFAULT_DB, HubStartError, build_app, check_listen,
                                    run_until_stopped, tls_context)
     from flowchain.hub.auth import NodeTokens, TokenFileError
+    from flowchain.cli.loading import import_components
     from flowchain.tenancy import TenancyError, load_tiers
 
+    import_components(imports)
     try:
         tier_set = load_tiers(tiers) if tiers else None
     except (TenancyError, OSError) as exc:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 from typing import Any, Callable, Optional
 
@@ -36,6 +37,7 @@ from flowchain.hub.workflows import (OptimizerUnavailable, UnknownExecutionError
                                      WorkflowService)
 from flowchain.tenancy import FeatureGatedError, QuotaExceeded, UnknownTenantError
 
+log = logging.getLogger("flowchain.hub.workflows")
 WORKFLOWS_KEY: web.AppKey[Any] = web.AppKey("workflows", object)
 PREFIX = "/api/v1/tenants/{tenant}"
 DEFAULT_WAIT_S = 10.0
@@ -105,7 +107,8 @@ def _failure(exc: BaseException) -> web.Response:
         return _error(400, str(exc))
     if isinstance(exc, LookupError):  # the optimizer's NoHistory
         return _error(404, _message(exc))
-    raise exc
+    log.error("a workflow request failed", exc_info=exc)
+    return _error(500, f"the hub failed the request: {type(exc).__name__}: {exc}")
 
 
 async def _json_body(request: web.Request) -> Any:

@@ -81,6 +81,7 @@ class LiveExecution:
     start_ns: int
     future: "Future[StoredExecution]" = field(repr=False)
     seq: Optional[int] = None
+    state: str = "queued"
     output: Any = None
 
 
@@ -142,6 +143,7 @@ class WorkflowService:
         self._lock = threading.Lock()
         self._known: dict[str, set[str]] = {}
         self._live: dict[tuple[str, str], LiveExecution] = {}
+        self._runner_locks: dict[int, tuple[Any, threading.Lock]] = {}
 
     # ------------------------------------------------------------------ tenants
 
@@ -271,7 +273,9 @@ class WorkflowService:
                 self._live.pop((live.tenant, live.execution_id), None)
             live.future.set_exception(exc)
             return
-        except BaseException as exc:  # a store failure: the caller is told
+        except BaseException as exc:  # the store or the engine failed: the caller is told
+            log.warning("tenant %r: execution %s of %r failed in the hub: %s", live.tenant,
+                        live.execution_id, live.workflow, exc)
             with self._lock:
                 self._live.pop((live.tenant, live.execution_id), None)
             live.future.set_exception(exc)
@@ -288,6 +292,7 @@ class WorkflowService:
         error: Optional[str] = None
         output: Any = None
         if isolation == "process":
+            live.state = "running"  # the worker takes one request at a time, in order
             flag = tenancy_manager._want_record
             flag.on = True
             try:
@@ -302,16 +307,29 @@ class WorkflowService:
         else:
             registry = self.manager.registries()[
                 SHARED_KEY if isolation == "shared" else tenant]
-            live.seq = registry.runner(live.chain_id).executions
-            try:
-                output = call.run(input_data)
-                record = self.manager.execution(tenant, live.chain_id, live.seq)
-            except ChainStepError as exc:
-                record = exc.execution
+            runner = registry.runner(live.chain_id)
+            with self._runner_lock(runner):  # a runner runs one execution at a time
+                live.state = "running"
+                live.seq = runner.executions
+                try:
+                    output = call.run(input_data)
+                    record = self.manager.execution(tenant, live.chain_id, live.seq)
+                except ChainStepError as exc:
+                    record = exc.execution
         live.output = output
         stored = self._stored(live, record, output, error)
         self.workflows.for_tenant(tenant).save_execution(stored)
         return stored
+
+    def _runner_lock(self, runner: Any) -> threading.Lock:
+        """The lock of an engine runner: a runner is not re-entrant, so executions of one
+        chain (or of identical shared chains) on this hub run one after the other, while
+        different chains run in parallel on the hub's threads."""
+        with self._lock:
+            held = self._runner_locks.get(id(runner))
+            if held is None or held[0] is not runner:
+                held = self._runner_locks[id(runner)] = (runner, threading.Lock())
+            return held[1]
 
     def _stored(self, live: LiveExecution, record: Optional[ChainExecution], output: Any,
                 error: Optional[str]) -> StoredExecution:
@@ -382,7 +400,7 @@ class WorkflowService:
         view: dict[str, Any] = {
             "execution_id": live.execution_id, "workflow": live.workflow,
             "chain_id": live.chain_id, "user": live.user, "hub": self.hub_id,
-            "status": "running", "start_ns": live.start_ns, "current_step": None,
+            "status": live.state, "start_ns": live.start_ns, "current_step": None,
             "completed_steps": [], "progress": 0.0, "eta_ns": None,
             "steps_total": len(definition.steps)}
         if live.seq is None:

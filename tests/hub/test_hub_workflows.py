@@ -278,10 +278,16 @@ async def test_follow_a_running_execution_and_concurrency(hub: Hub):
     assert view["progress"] == pytest.approx(33.3) and view["steps_total"] == 3
     assert isinstance(view["eta_ns"], int) and view["eta_ns"] >= 0
 
-    # the pro tier runs one execution at a time: a second one is refused, named
-    status, refused, headers = await hub.run("acme", "Held", "bo", 5)
+    # the pro tier runs one execution at a time: one of another chain is refused, named
+    await hub.register("acme", chain_yaml("Other", "Inc"))
+    status, refused, headers = await hub.run("acme", "Other", "bo", 5)
     assert status == 429 and refused["limit"] == "concurrent", refused
-    assert "Retry-After" not in headers
+    assert refused["limit_value"] == 1 and "Retry-After" not in headers
+    # one of the same chain waits for the chain's runner (not re-entrant), then is admitted
+    status, queued, _ = await hub.run("acme", "Held", "bo", 10, wait_s=0)
+    assert status == 202
+    status, view, _ = await hub.call("GET", queued["follow"], tenant="acme")
+    assert status == 200 and view["status"] == "queued" and view["current_step"] is None
 
     RELEASE.set()
 
@@ -292,6 +298,13 @@ async def test_follow_a_running_execution_and_concurrency(hub: Hub):
     view = await wait_for(ended, "the execution to end")
     assert view["status"] == "succeeded" and view["output"] == 4
     assert view["completed_steps"] == ["s0_inc", "s1_held", "s2_inc"]
+
+    async def queued_ended():
+        _, view, _ = await hub.call("GET", queued["follow"], tenant="acme")
+        return view if view["status"] not in ("queued", "running") else None
+
+    view = await wait_for(queued_ended, "the queued execution to end")
+    assert view["status"] == "succeeded" and view["output"] == 13 and view["user"] == "bo"
 
 
 async def test_process_tier_runs_in_its_worker_process(hub: Hub):
