@@ -75,9 +75,13 @@ def pid(x):
     return os.getpid()
 
 
+def crash(x):
+    os._exit(3)
+
+
 def components() -> ComponentRegistry:
     reg = ComponentRegistry()
-    for name, fn in (("Inc", inc), ("Held", held), ("Boom", boom), ("Pid", pid),
+    for name, fn in (("Inc", inc), ("Held", held), ("Boom", boom), ("Pid", pid), ("Crash", crash),
                      ("Advanced", inc)):
         reg.register(name, fn)
     return reg
@@ -314,6 +318,12 @@ async def test_process_tier_runs_in_its_worker_process(hub: Hub):
     assert isinstance(body["output"], int) and body["output"] != os.getpid()
     status, body, _ = await hub.run("acme", "Where", "ana", 1)
     assert status == 404  # another tenant's chain name is unknown here
+    # a step that kills its interpreter takes down only the tenant's worker
+    assert (await hub.register("big", chain_yaml("Dies", "Inc", "Crash")))[0] == 201
+    status, body, _ = await hub.run("big", "Dies", "ana", 1)
+    assert status == 200 and body["status"] == "failed" and "crashed" in body["error"], body
+    status, body, _ = await hub.run("big", "Where", "ana", 1)
+    assert status == 200 and body["status"] == "succeeded" and body["output"] != os.getpid()
 
 
 async def test_suggestions_say_when_the_optimizer_is_not_available(hub: Hub, monkeypatch):
