@@ -197,9 +197,20 @@ class WorkflowStore:
             return
         from flowchain.hub.store_pg import _IS_TENANT_ROLE, _MY_TENANT, MIGRATION_LOCK
 
+        def done(conn: Any) -> bool:
+            found = conn.execute("SELECT count(*) FROM pg_policies WHERE policyname = "
+                                 "'hub_tenant_rows' AND tablename = ANY(%s)",
+                                 (list(WORKFLOW_TENANT_TABLES),)).fetchone()[0]
+            return found == len(WORKFLOW_TENANT_TABLES) and conn.execute(
+                "SELECT to_regclass('hub_workflow_tenants')").fetchone()[0] is not None
+
         def work(conn: Any) -> None:
+            if done(conn):  # no DDL (and its table locks) when another hub made them
+                return
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+                if done(conn):
+                    return
                 for statement in WORKFLOW_SCHEMA:
                     conn.execute(statement)
                 for table in WORKFLOW_TENANT_TABLES:

@@ -465,6 +465,15 @@ async def test_workflows_on_postgresql_under_row_level_security(postgres_url, tm
                 "GET", f"/api/v1/tenants/acme/executions/{done['execution_id']}",
                 tenant="acme")
             assert status == 200 and again["status"] == "succeeded"
+        # a second hub on the database finds the tables made, and the chains registered
+        other = WorkflowService(open_store(postgres_url), tiers=tiers_from_toml(TIERS),
+                                components=components())
+        try:
+            assert other.execute_business_workflow("Score", UserContext("acme", "bo"),
+                                                   5).record["output"] == 6
+        finally:
+            other.close()
+            other.workflows.store.close()
         # the second wall: as acme's role, SQL without a tenant filter sees acme's rows only,
         # and cannot write a row of another tenant
         with psycopg.connect(postgres_url, autocommit=True) as conn:
@@ -487,3 +496,56 @@ async def test_workflows_on_postgresql_under_row_level_security(postgres_url, tm
         await running.stop()
         service.close()
         store.close()
+
+
+def test_the_hub_command_serves_tenants_chains_with_imported_components(tmp_path: Path):
+    import json as jsonlib
+    import subprocess
+    import urllib.error
+    import urllib.request
+
+    from hub_running import LAUNCH
+
+    (tmp_path / "greetings.py").write_text(
+        "import flowchain\n\n@flowchain.component('Upper')\ndef upper(text):\n"
+        "    return text.upper()\n")
+    (tmp_path / "tiers.toml").write_text(TIERS)
+    db = str(tmp_path / "hub.db")
+    added = CliRunner().invoke(cli_app, ["hub", "tenant-token", "add", "acme", "--tier", "pro",
+                                         "--tiers", str(tmp_path / "tiers.toml"), "--db", db])
+    assert added.exit_code == 0, added.output
+    token = added.stdout.strip()
+    (tmp_path / "nodes").write_text("")
+    url_file = tmp_path / "url"
+    with open(tmp_path / "hub.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", LAUNCH, "hub", "--db", db, "--port", "0", "--tokens",
+             str(tmp_path / "nodes"), "--url-file", str(url_file), "--import", "greetings",
+             "--tiers", str(tmp_path / "tiers.toml")], cwd=tmp_path, stdout=log,
+            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not url_file.exists():
+            assert proc.poll() is None, (tmp_path / "hub.log").read_text()
+            assert time.monotonic() < deadline, "the hub did not serve within 60 s"
+            time.sleep(0.05)
+        base = url_file.read_text().strip() + "/api/v1/tenants/acme"
+
+        def call(path, body=None, content_type="application/json"):
+            request = urllib.request.Request(
+                base + path, data=body, method="POST" if body is not None else "GET",
+                headers={"Authorization": f"Bearer {token}", "Content-Type": content_type})
+            try:
+                with urllib.request.urlopen(request, timeout=30) as r:
+                    return r.status, jsonlib.loads(r.read())
+            except urllib.error.HTTPError as exc:
+                return exc.code, jsonlib.loads(exc.read())
+
+        status, body = call("/chains", chain_yaml("Greeting", "Upper").encode(), "text/yaml")
+        assert status == 201, body
+        status, body = call("/workflows/Greeting/executions",
+                            jsonlib.dumps({"user": "ana", "input": "buy"}).encode())
+        assert status == 200 and body["output"] == "BUY", body
+    finally:
+        proc.terminate()
+        proc.wait(20)
