@@ -19,7 +19,8 @@ configured for this node, and the runners of its two chains:
   histograms, failed/sampled executions and every alert with its span in SQLite), the
   dashboard with
   ``/metrics`` and ``/api/status`` on a loop of its own, and, when configured, the
-  OpenTelemetry trace export. Each only reads what the engine recorded.
+  OpenTelemetry trace export and the hub shipper (a process of its own sending the history to
+  ``flowchain hub``). Each only reads what the engine recorded.
 
 A status line goes out every ``status_interval`` seconds; :meth:`TradingNode.run` returns a
 summary. SIGINT/SIGTERM (or ``duration``, or the end of a replay file) stop the feed, then the

@@ -424,20 +424,3 @@ class HubShipper:
                             if self.counters[f"refused_{kind}"]},
                 "posts": self.counters["posts"], "failures": self.counters["failures"]}
 
-
-def open_shipper(url: str, token_file: str, db: Union[str, Path], node_id: str, *,
-                 interval_s: float = 5.0, batch_rows: int = 500,
-                 max_backoff_s: Optional[float] = None) -> HubShipper:
-    """Build a :class:`HubShipper` from the node's ``[hub]`` settings (token read from its file).
-
-    Raises
-    ------
-    ValueError
-        When the token file cannot be read or is empty.
-    flowchain.store.StoreError
-        When the node's database cannot be opened.
-    """
-    token = read_token(token_file)
-    return HubShipper(url, token, db, node_id, interval_s=interval_s, batch_rows=batch_rows,
-                      max_backoff_s=max_backoff_s if max_backoff_s is not None
-                      else max(60.0, interval_s))
