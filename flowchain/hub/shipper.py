@@ -1,6 +1,8 @@
 """The node's shipper: new history rows from the node's SQLite to a ``flowchain hub``.
 
-A :class:`HubShipper` runs on the cold path, in a thread of its own, and only reads the node's
+A :class:`HubShipper` runs on the cold path — in the node's shipper process
+(:mod:`flowchain.hub.shipper_process`, what ``flowchain node`` starts) or in a thread of an
+embedding program (:meth:`HubShipper.start`) — and only reads the node's
 database (WAL: the history writer keeps writing while it reads). Every ``interval_s`` it reads,
 per kind, the rows after its **outbox cursor** (table ``hub_outbox`` in the node's database: the
 last local id the hub acknowledged, per kind), posts them as one :class:`~flowchain.hub.rows.Batch`
