@@ -19,7 +19,8 @@ configured for this node, and the runners of its two chains:
   histograms, failed/sampled executions and every alert with its span in SQLite), the
   dashboard with
   ``/metrics`` and ``/api/status`` on a loop of its own, and, when configured, the
-  OpenTelemetry trace export. Each only reads what the engine recorded.
+  OpenTelemetry trace export and the hub shipper (a process of its own sending the history to
+  ``flowchain hub``). Each only reads what the engine recorded.
 
 A status line goes out every ``status_interval`` seconds; :meth:`TradingNode.run` returns a
 summary. SIGINT/SIGTERM (or ``duration``, or the end of a replay file) stop the feed, then the
@@ -225,21 +226,21 @@ class NodeObservers:
         self._closers.append(("history", self.history.close))
 
     def _start_shipper(self) -> None:
-        """Ship the history database's new rows to ``[hub] url`` from a thread of its own."""
+        """Ship the history database's new rows to ``[hub] url`` from a process of its own
+        (it never holds this process's GIL)."""
         import sqlite3
 
-        from flowchain.hub.shipper import open_shipper
+        from flowchain.hub.shipper_process import ShipperProcess
         from flowchain.store import StoreError
 
         h = self.config.hub
         try:
-            self.shipper = open_shipper(h.url, h.token_file, self.config.history_db,
-                                        self.node_id, interval_s=h.interval_s,
-                                        batch_rows=h.batch_rows,
-                                        max_backoff_s=h.max_backoff_s)
+            self.shipper = ShipperProcess(h.url, h.token_file, self.config.history_db,
+                                          self.node_id, interval_s=h.interval_s,
+                                          batch_rows=h.batch_rows,
+                                          max_backoff_s=h.max_backoff_s).start()
         except (ValueError, StoreError, sqlite3.Error, OSError) as exc:
             raise NodeStartError(f"[hub] (from {self.config.source}): {exc}") from exc
-        self.shipper.start()
         self._closers.append(("hub shipper", self.shipper.close))
         print(f"[node] shipping to hub {h.url} as node {self.node_id}", file=self.out,
               flush=True)
@@ -363,10 +364,12 @@ class NodeObservers:
 
     def shipping_text(self) -> str:
         """The status line's part saying the hub does not take the rows ("" when it does)."""
-        shipper = self.shipper
-        if shipper is None or shipper.state != "retrying":
+        if self.shipper is None:
             return ""
-        return f" hub=RETRYING ({shipper.last_error[:80]}; rows kept locally)"
+        status = self.shipper.status()
+        if status["state"] not in ("retrying", "stopped"):
+            return ""
+        return f" hub={status['state'].upper()} ({status['last_error'][:80]}; rows kept locally)"
 
     def summary(self) -> dict[str, Any]:
         """Return the observers' figures for the node's exit summary."""

@@ -6,10 +6,11 @@ What ``flowchain bench hub`` measures, in one run:
   the node's per-tick path (tick appended to its ring -> AI decision chain, exactly as
   ``flowchain bench node`` times it) while its history writer stores an interval every
   ``history_interval_s`` (0.02 s: 500 times the default rate, so the shipper always has
-  rows to send) into the node's SQLite file. In the *shipping* repetitions a
-  :class:`~flowchain.hub.shipper.HubShipper` runs beside it, posting every new row every
+  rows to send) into the node's SQLite file. In the *shipping* repetitions the node's shipper
+  runs beside it as the node runs it (:class:`~flowchain.hub.shipper_process.ShipperProcess`,
+  already posting when the repetition starts), sending every new row every
   ``history_interval_s`` to a real ``flowchain hub`` process on loopback; in the *quiet*
-  repetitions it does not. The two ways are interleaved (quiet, shipping, quiet, ...), and the
+  repetitions it does not run. The two ways are interleaved (quiet, shipping, quiet, ...), and the
   figures are medians of the per-repetition percentiles. Budget: ratio <= 1.05.
 * **the store** (``ingest_rows_per_s`` / ``bare_rows_per_s`` >= 0.5, ``merged_query_s`` /
   ``scan_s`` <= 3.0): from :mod:`flowchain.bench.hub_store` (interval rows stored through the
@@ -84,12 +85,14 @@ def measure_shipping(workdir: Path, *, ticks: int, repetitions: int, seed: int,
         When the hub process does not start.
     """
     from flowchain.bench.node import NodePath, check_counts, decision_repetition
-    from flowchain.hub.shipper import HubShipper
+    from flowchain.hub.shipper_process import ShipperProcess
     from flowchain.observe.history import HistoryWriter
 
     check_counts(ticks=ticks, repetitions=repetitions)
     path = NodePath(workdir, SYMBOLS, seed)
     hub = HubProcess(workdir)
+    token_file = workdir / "node.token"
+    token_file.write_text(hub.token + "\n", encoding="utf-8")
     history_db = workdir / "history.db"
     history = HistoryWriter(path.registry, history_db, interval_s=history_interval_s,
                             sample_rate=0.001).start()
@@ -107,21 +110,24 @@ def measure_shipping(workdir: Path, *, ticks: int, repetitions: int, seed: int,
                 nonlocal seq
                 ids, t = path.ticks(ticks)
                 shipper = None
-                if shipping:
-                    shipper = HubShipper(hub.url, hub.token, history_db, NODE_ID,
-                                         interval_s=history_interval_s, batch_rows=500)
-                    shipper.start()
+                if shipping:  # as the node runs it: a process of its own, already posting
+                    shipper = ShipperProcess(hub.url, token_file, history_db, NODE_ID,
+                                             interval_s=history_interval_s,
+                                             batch_rows=500).start()
+                    deadline = time.monotonic() + 60
+                    while shipper.status()["posts"] < 2 and time.monotonic() < deadline:
+                        time.sleep(0.01)
                 gc.collect()
                 try:
                     decision_repetition(path, path.decide, ids, memoryview(t.view(np.uint8)),
                                         seq, durations)
                 finally:
                     if shipper is not None:
-                        shipper.close(final_attempt=False)
-                        shipped["posts"] += shipper.counters["posts"]
-                        shipped["failures"] += shipper.counters["failures"]
-                        shipped["rows"] += sum(v for k, v in shipper.counters.items()
-                                               if k.startswith("shipped_"))
+                        shipper.close()
+                        status = shipper.status()
+                        shipped["posts"] += status["posts"]
+                        shipped["failures"] += status["failures"]
+                        shipped["rows"] += sum(status["shipped"].values())
                 seq += ticks
                 return summarize_ns(durations)
             return measure

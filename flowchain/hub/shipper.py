@@ -1,6 +1,8 @@
 """The node's shipper: new history rows from the node's SQLite to a ``flowchain hub``.
 
-A :class:`HubShipper` runs on the cold path, in a thread of its own, and only reads the node's
+A :class:`HubShipper` runs on the cold path — in the node's shipper process
+(:mod:`flowchain.hub.shipper_process`, what ``flowchain node`` starts) or in a thread of an
+embedding program (:meth:`HubShipper.start`) — and only reads the node's
 database (WAL: the history writer keeps writing while it reads). Every ``interval_s`` it reads,
 per kind, the rows after its **outbox cursor** (table ``hub_outbox`` in the node's database: the
 last local id the hub acknowledged, per kind), posts them as one :class:`~flowchain.hub.rows.Batch`
@@ -51,9 +53,18 @@ OUTBOX_SCHEMA = (
         local_id INTEGER PRIMARY KEY
     )
     """,
+    """
+    CREATE TABLE IF NOT EXISTS hub_outbox_status (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        status     TEXT    NOT NULL,
+        updated_ns INTEGER NOT NULL
+    )
+    """,
 )
 """The outbox cursor: per kind, the last local id (``usage``: ``updated_ns``) the hub took;
-and the alerts shipped while still open (sent again each time until they close)."""
+the alerts shipped while still open (sent again each time until they close); and the
+shipper's last status (:meth:`HubShipper.status`, for the node when the shipper runs in a
+process of its own)."""
 
 KINDS = ("intervals", "executions", "alerts", "usage")
 INGEST_PATH = "/api/v1/ingest"
@@ -124,6 +135,9 @@ class HubShipper:
         The longest wait between attempts while the hub does not answer 2xx.
     timeout_s : float
         Seconds one POST may take.
+    publish_status : bool
+        Write :meth:`status` into ``hub_outbox_status`` after every attempt (for a node that
+        runs the shipper in a process of its own: :mod:`flowchain.hub.shipper_process`).
 
     Attributes
     ----------
@@ -133,7 +147,7 @@ class HubShipper:
 
     def __init__(self, url: str, token: str, db: Union[str, Path], node_id: str, *,
                  interval_s: float = 5.0, batch_rows: int = 500, max_backoff_s: float = 60.0,
-                 timeout_s: float = 10.0) -> None:
+                 timeout_s: float = 10.0, publish_status: bool = False) -> None:
         from flowchain.store import ensure_schema, open_database
 
         self.url = url.rstrip("/")
@@ -157,6 +171,7 @@ class HubShipper:
         self._path = INGEST_PATH
         self._thread = PeriodicThread(self._tick, min(interval_s, 0.5), "flowchain-hub-shipper")
         self._closed = False
+        self.publish_status = publish_status
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -174,7 +189,8 @@ class HubShipper:
             self._next_attempt = 0.0
         else:
             self._next_attempt = float("inf")
-        self._thread.stop(timeout=self.timeout_s + 2.0)
+        if not self._thread.stop(timeout=self.timeout_s + 2.0) and final_attempt:
+            self._tick()  # no thread ran (the process loop): the last attempt here
         with self._lock:
             self._closed = True
             self.conn.close()
@@ -199,6 +215,29 @@ class HubShipper:
             if self._closed:
                 return
             self.ship_once()
+            if self.publish_status:
+                self._publish()
+
+    def _publish(self) -> None:
+        import json
+
+        try:
+            self.conn.execute(
+                "INSERT INTO hub_outbox_status (id, status, updated_ns) VALUES (1, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET status = excluded.status, "
+                "updated_ns = excluded.updated_ns", (json.dumps(self.status()), time.time_ns()))
+        except sqlite3.Error as exc:  # a locked database: the next attempt publishes again
+            log.debug("publishing the shipping status failed: %s", exc)
+
+    def run(self, stop: threading.Event, *, poll_s: float = 0.05,
+            alive: Optional[Any] = None) -> None:
+        """Ship in the calling thread until ``stop`` is set (or ``alive()`` turns false), then
+        make one last attempt and close (the loop of a shipper process)."""
+        while not stop.wait(min(poll_s, self.interval_s)):
+            if alive is not None and not alive():
+                break
+            self._tick()
+        self.close(final_attempt=True)
 
     def ship_once(self) -> int:
         """Ship everything new now, batch after batch, until the hub has it all or refuses.
@@ -387,20 +426,3 @@ class HubShipper:
                             if self.counters[f"refused_{kind}"]},
                 "posts": self.counters["posts"], "failures": self.counters["failures"]}
 
-
-def open_shipper(url: str, token_file: str, db: Union[str, Path], node_id: str, *,
-                 interval_s: float = 5.0, batch_rows: int = 500,
-                 max_backoff_s: Optional[float] = None) -> HubShipper:
-    """Build a :class:`HubShipper` from the node's ``[hub]`` settings (token read from its file).
-
-    Raises
-    ------
-    ValueError
-        When the token file cannot be read or is empty.
-    flowchain.store.StoreError
-        When the node's database cannot be opened.
-    """
-    token = read_token(token_file)
-    return HubShipper(url, token, db, node_id, interval_s=interval_s, batch_rows=batch_rows,
-                      max_backoff_s=max_backoff_s if max_backoff_s is not None
-                      else max(60.0, interval_s))

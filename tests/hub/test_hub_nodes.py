@@ -80,7 +80,7 @@ async def test_three_nodes_the_hub_merges_their_histograms_exactly(
         nodes = build_nodes(tmp_path, url, tokens)
         tasks = [asyncio.ensure_future(n.run(install_signals=False)) for n in nodes]
         await eventually_async(lambda: all(n.observers is not None and n.observers.shipper
-                                           and shipper(n).counters["shipped_intervals"] > 8
+                                           and shipper(n).status()["shipped"]["intervals"] > 8
                                            for n in nodes), timeout=60)
         summaries = await stop_all(nodes, tasks)
         for node_id, summary in zip(NODES, summaries):
@@ -130,23 +130,23 @@ async def test_hub_killed_then_restarted_nodes_trade_on_and_catch_up(
         nodes = build_nodes(tmp_path, url, tokens)
         tasks = [asyncio.ensure_future(n.run(install_signals=False)) for n in nodes]
         await eventually_async(lambda: all(n.observers is not None and n.observers.shipper
-                                           and shipper(n).state == "ok" for n in nodes),
+                                           and shipper(n).status()["state"] == "ok" for n in nodes),
                                timeout=60)
         hub.send_signal(signal.SIGKILL)
         hub.wait(10)
-        await eventually_async(lambda: all(shipper(n).state == "retrying" for n in nodes),
+        await eventually_async(lambda: all(shipper(n).status()["state"] == "retrying" for n in nodes),
                                timeout=30)
         status = await asyncio.get_running_loop().run_in_executor(None, api_status, nodes[0])
         assert status["hub"]["state"] == "retrying" and status["hub"]["last_error"]
         assert "hub=RETRYING" in nodes[0].status_line()
         during = [n.counters.decisions for n in nodes]
-        backlog = [shipper(n).counters["shipped_intervals"] for n in nodes]
+        backlog = [shipper(n).status()["shipped"]["intervals"] for n in nodes]
         await eventually_async(lambda: all(n.counters.decisions > d + 200
                                            for n, d in zip(nodes, during)), timeout=30)
         assert all(not t.done() for t in tasks)  # the nodes trade on without their hub
-        assert [shipper(n).counters["shipped_intervals"] for n in nodes] == backlog
+        assert [shipper(n).status()["shipped"]["intervals"] for n in nodes] == backlog
         hub, url = start_hub(tmp_path, str(hub_db), tokens, port=port, name="hub2")
-        await eventually_async(lambda: all(shipper(n).state == "ok" for n in nodes), timeout=30)
+        await eventually_async(lambda: all(shipper(n).status()["state"] == "ok" for n in nodes), timeout=30)
         assert "hub=" not in nodes[0].status_line()
         summaries = await stop_all(nodes, tasks)
         assert all(s["hub"]["failures"] > 0 for s in summaries)

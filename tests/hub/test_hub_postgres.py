@@ -42,12 +42,12 @@ async def test_postgres_stopped_mid_run_then_restarted_nothing_lost_nothing_doub
             nodes.append(TradingNode(load_config(node_config(tmp_path, node_id, url, token,
                                                              seed=i))))
         tasks = [asyncio.ensure_future(n.run(install_signals=False)) for n in nodes]
-        await eventually_async(lambda: all(ready(n) and shipper(n).state == "ok"
-                                           and shipper(n).counters["shipped_intervals"] > 0
+        await eventually_async(lambda: all(ready(n) and shipper(n).status()["state"] == "ok"
+                                           and shipper(n).status()["shipped"]["intervals"] > 0
                                            for n in nodes), timeout=60)
         postgres_server.stop()
         try:
-            await eventually_async(lambda: all(shipper(n).state == "retrying" for n in nodes),
+            await eventually_async(lambda: all(shipper(n).status()["state"] == "retrying" for n in nodes),
                                    timeout=30)
             during = [n.counters.decisions for n in nodes]
             await eventually_async(lambda: all(n.counters.decisions > d + 200
@@ -55,7 +55,7 @@ async def test_postgres_stopped_mid_run_then_restarted_nothing_lost_nothing_doub
             assert all(not t.done() for t in tasks)  # trading goes on without the database
         finally:
             postgres_server.start()
-        await eventually_async(lambda: all(shipper(n).state == "ok" for n in nodes), timeout=60)
+        await eventually_async(lambda: all(shipper(n).status()["state"] == "ok" for n in nodes), timeout=60)
         for node in nodes:
             node.request_stop("test")
         summaries = await asyncio.wait_for(asyncio.gather(*tasks), 90)
@@ -88,7 +88,7 @@ async def test_two_hubs_on_one_database_answer_the_same(
             nodes.append(TradingNode(load_config(node_config(tmp_path, node_id, url, token,
                                                              seed=i))))
         tasks = [asyncio.ensure_future(n.run(install_signals=False)) for n in nodes]
-        await eventually_async(lambda: all(ready(n) and shipper(n).counters["shipped_intervals"]
+        await eventually_async(lambda: all(ready(n) and shipper(n).status()["shipped"]["intervals"]
                                            > 2 for n in nodes), timeout=60)
         for node in nodes:
             node.request_stop("test")

@@ -203,3 +203,33 @@ def test_shipping_without_a_history_is_refused(tmp_path: Path) -> None:
                     'token_file = "t"\n')
     with pytest.raises(ConfigError, match=r"key 'hub'.*\[history\] enabled = false"):
         load_config(path)
+
+
+def test_the_node_runs_its_shipper_in_a_process_of_its_own(hub: HubThread,
+                                                           tmp_path: Path) -> None:
+    import os
+    import signal
+
+    from flowchain.hub.shipper_process import ShipperProcess
+
+    token_file = tmp_path / "n1.token"
+    token_file.write_text(add_token(hub.tokens, "n1") + "\n")
+    db = node_db(tmp_path / "node.db", 7)
+    child = ShipperProcess(hub.url, token_file, db, "n1", interval_s=0.05).start()
+    try:
+        assert child.status()["state"] in ("starting", "ok")
+        deadline = time.monotonic() + 60
+        while child.status()["shipped"]["intervals"] < 7 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        status = child.status()
+        assert status["state"] == "ok" and status["pid"] != os.getpid()
+        assert sum(t.count for t in hub.store.interval_totals()) == 21
+        os.kill(status["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while child.status()["state"] != "stopped" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "exited with code" in child.status()["last_error"]
+    finally:
+        child.close()
+    with pytest.raises(ValueError, match="absent"):
+        ShipperProcess(hub.url, tmp_path / "absent", db, "n1")
