@@ -293,6 +293,8 @@ class WorkflowService:
         output: Any = None
         if isolation == "process":
             live.state = "running"  # the worker takes one request at a time, in order
+            # the manager's own way to have the worker send the record with the output
+            # (as execute_user_chain does): both are kept, the output for the caller
             flag = tenancy_manager._want_record
             flag.on = True
             try:

@@ -259,10 +259,22 @@ async def test_admission_refusals_name_the_limit(hub: Hub):
     assert status == 429 and body["limit"] == "executions_per_second", body
     assert int(headers["Retry-After"]) > 100  # one token per 1000 s
 
+    # submitted without waiting: the refusal is stored, so following it says which limit
+    status, body, _ = await hub.run("slow", "One", "ana", 3, wait_s=0)
+    if status == 202:
+        async def refused():
+            _, view, _ = await hub.call("GET", body["follow"], tenant="slow")
+            return view if view["status"] != "queued" else None
+
+        body = await wait_for(refused, "the refusal to be stored")
+        assert body["status"] == "refused"
+    assert body["limit"] == "executions_per_second", body
+
     status, history, _ = await hub.call("GET", f"/api/v1/tenants/{t}/users/ana/history",
                                         tenant=t)
     assert history["performance"]["executions"] == 3
     assert history["performance"]["refused"] == 1
+    assert history["executions"][0]["status"] == "refused"
 
 
 async def test_follow_a_running_execution_and_concurrency(hub: Hub):
@@ -389,6 +401,11 @@ async def test_tenant_tokens_reach_only_their_tenant(hub: Hub):
     # the token is stored hashed: the plain token is nowhere in the database
     rows = hub.service.workflows._sql.run("SELECT token_hash FROM hub_workflow_tenants")
     assert all(r[0].startswith("sha256:") and acme not in r[0] for r in rows)
+
+    # the store gone: 503 with the reason, never a crash
+    hub.service.workflows.store.close()
+    status, body, _ = await hub.call("GET", "/api/v1/tenants/acme/chains", tenant="acme")
+    assert status == 503 and "store is unavailable" in body["error"]
 
 
 async def test_two_hubs_on_one_store_share_chains_and_executions(tmp_path: Path):
