@@ -83,6 +83,14 @@ overrides any of them, by section::
     [tenancy]
     resource_sample_rate = 0.0   # share of tenants' executions measured (CPU, memory per step)
 
+    [hub]
+    url = ""                     # ship history to a flowchain hub here (empty: don't ship)
+    token_file = ""              # this node's hub token (flowchain hub token add NODE)
+    interval_s = 5.0             # seconds between shipments (a heartbeat when nothing is new)
+    batch_rows = 500             # rows per kind in one POST
+    max_backoff_s = 60.0         # longest wait between attempts while the hub is down
+    allow_insecure = false       # plain http:// to a non-loopback hub (trusted networks only)
+
     [otel]
     endpoint = ""                # OTLP/HTTP traces URL; needs the OTLP exporter (extra otel)
     sample_rate = 0.01           # fraction of successful executions exported (failed: all)
@@ -435,6 +443,48 @@ class OtelSection(_Section):
                 "opentelemetry-exporter-otlp-proto-http, or leave [otel] endpoint empty")
 
 
+class HubSection(_Section):
+    """``[hub]``: where the node ships its history (``flowchain hub``; empty url: nowhere)."""
+
+    url: str = ""
+    """The hub's base URL (``http://127.0.0.1:8760``); empty: the node ships nothing."""
+    token_file: str = ""
+    """A file holding this node's hub token (``flowchain hub token add NODE`` prints one)."""
+    interval_s: float = 5.0
+    """Seconds between shipments; an empty one is the node's heartbeat."""
+    batch_rows: int = 500
+    """Rows of each kind in one POST (more wait for the next one, sent at once)."""
+    max_backoff_s: float = 60.0
+    """The longest wait between attempts while the hub does not take the rows (doubling)."""
+    allow_insecure: bool = False
+    """Send the token over plain http:// to a hub that is not on loopback."""
+
+    def __post_init__(self) -> None:
+        _positive(self.interval_s, "interval_s")
+        _positive(self.max_backoff_s, "max_backoff_s")
+        if isinstance(self.batch_rows, bool) or not 1 <= self.batch_rows <= 100_000:
+            raise ValueError(f"batch_rows must be in 1..100000, got {self.batch_rows!r}")
+        if not self.url:
+            return
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"url must be an http:// or https:// URL such as "
+                             f"http://127.0.0.1:8760, got {self.url!r}")
+        if not self.token_file:
+            raise ValueError(f"url {self.url!r} needs token_file: the hub accepts a node with "
+                             "its token only (flowchain hub token add NODE creates one; "
+                             "--hub-token-file FILE)")
+        if self.url.startswith("http://") and not self.allow_insecure:
+            from urllib.parse import urlsplit
+
+            host = urlsplit(self.url).hostname or ""
+            if not is_loopback_host(host):
+                raise ValueError(
+                    f"url {self.url!r} is plain http to a host that is not loopback: the "
+                    "node's token would cross the network in the clear. Use https:// (the "
+                    "hub's --tls-cert/--tls-key), or set [hub] allow_insecure = true on a "
+                    "trusted network")
+
+
 def otlp_exporter_available() -> bool:
     """True when the OTLP/HTTP span exporter can be imported."""
     try:
@@ -508,6 +558,7 @@ class NodeConfig(_Section):
     monitor: MonitorSection = msgspec.field(default_factory=MonitorSection)
     alerts: AlertsSection = msgspec.field(default_factory=AlertsSection)
     otel: OtelSection = msgspec.field(default_factory=OtelSection)
+    hub: HubSection = msgspec.field(default_factory=HubSection)
     components: ComponentsSection = msgspec.field(default_factory=ComponentsSection)
     chains: ChainsSection = msgspec.field(default_factory=ChainsSection)
     tiers: dict[str, Any] = msgspec.field(default_factory=dict)
@@ -521,6 +572,10 @@ class NodeConfig(_Section):
     """Where the configuration came from (for messages); not a file key."""
 
     def __post_init__(self) -> None:
+        if self.hub.url and not self.history.enabled:
+            raise ValueError(f"hub url {self.hub.url!r} ships what the history writer stores, "
+                             "and [history] enabled = false stores nothing; enable the history "
+                             "or leave [hub] url empty")
         if self.node.broker == "bridge" and feed_kind(self.node.feed) != "tcp":
             raise ValueError("broker 'bridge' sends orders to the bridge, so the feed must be "
                              f"the bridge's ticks (feed = \"tcp://host:port\"), not "
@@ -608,6 +663,8 @@ class NodeConfig(_Section):
                 out.pop(optional, None)
         if "tenants" not in out:  # [tenancy] only matters to a node hosting tenants
             out.pop("tenancy", None)
+        if not self.hub.url:  # [hub] only matters to a node that ships
+            out.pop("hub", None)
         return out
 
 
@@ -615,8 +672,8 @@ _SECTIONS: dict[str, type] = {
     "node": NodeSection, "simulator": SimulatorSection, "risk": RiskSection,
     "trading": TradingSection, "paper": PaperSection, "account": AccountSection, "bridge": BridgeSection,
     "dashboard": DashboardSection, "history": HistorySection, "monitor": MonitorSection,
-    "alerts": AlertsSection, "otel": OtelSection, "components": ComponentsSection,
-    "chains": ChainsSection, "tenancy": TenancySection}
+    "alerts": AlertsSection, "otel": OtelSection, "hub": HubSection,
+    "components": ComponentsSection, "chains": ChainsSection, "tenancy": TenancySection}
 """Each ``[section]`` of the file and the schema it is checked against."""
 
 
@@ -657,7 +714,8 @@ _FLAG_KEYS = {"feed": ("node", "feed"), "broker": ("node", "broker"), "db": ("no
               "dashboard_url_file": ("dashboard", "url_file"),
               "dashboard_allow_remote": ("dashboard", "allow_remote"),
               "dashboard": ("dashboard", "host:port"),
-              "imports": ("components", "import"), "chains": ("chains", "file")}
+              "imports": ("components", "import"), "chains": ("chains", "file"),
+              "hub": ("hub", "url"), "hub_token_file": ("hub", "token_file")}
 """Command-line overrides and the ``(section, key)`` each one sets (``dashboard`` sets two)."""
 
 

@@ -19,7 +19,8 @@ configured for this node, and the runners of its two chains:
   histograms, failed/sampled executions and every alert with its span in SQLite), the
   dashboard with
   ``/metrics`` and ``/api/status`` on a loop of its own, and, when configured, the
-  OpenTelemetry trace export. Each only reads what the engine recorded.
+  OpenTelemetry trace export and the hub shipper (a process of its own sending the history to
+  ``flowchain hub``). Each only reads what the engine recorded.
 
 A status line goes out every ``status_interval`` seconds; :meth:`TradingNode.run` returns a
 summary. SIGINT/SIGTERM (or ``duration``, or the end of a replay file) stop the feed, then the
@@ -148,7 +149,8 @@ class NodeObservers:
     """
 
     def __init__(self, config: NodeConfig, registry: ChainRegistry, feed: Feed,
-                 order_counts: Callable[[], Mapping[str, int]], out: TextIO) -> None:
+                 order_counts: Callable[[], Mapping[str, int]], out: TextIO,
+                 node_id: str = "") -> None:
         from flowchain.observe.alerts import EVENT_KINDS
 
         self.config = config
@@ -164,6 +166,8 @@ class NodeObservers:
         self.traces: Any = None
         self.tenants: Any = None
         self.tenant_history: Any = None
+        self.shipper: Any = None
+        self.node_id = node_id
         self._webhook: Any = None
         self._tracer_provider: Any = None
         self._closers: list[tuple[str, Callable[[], Any]]] = []
@@ -189,6 +193,8 @@ class NodeObservers:
                 raise NodeStartError(f"[alerts] webhook (from {config.source}): {exc}") from exc
             self._closers.append(("webhook", self._webhook.close))
             sinks.append(self._webhook)
+        if config.hub.url:  # before the history: closed after it, it ships the last interval
+            self._start_shipper()
         if config.history.enabled:  # before the monitor: it stores the monitor's events
             self._start_history()
             sinks.append(self.history)
@@ -227,6 +233,26 @@ class NodeObservers:
                                  "[history] enabled = false") from exc
         self.history.start()
         self._closers.append(("history", self.history.close))
+
+    def _start_shipper(self) -> None:
+        """Ship the history database's new rows to ``[hub] url`` from a process of its own
+        (it never holds this process's GIL)."""
+        import sqlite3
+
+        from flowchain.hub.shipper_process import ShipperProcess
+        from flowchain.store import StoreError
+
+        h = self.config.hub
+        try:
+            self.shipper = ShipperProcess(h.url, h.token_file, self.config.history_db,
+                                          self.node_id, interval_s=h.interval_s,
+                                          batch_rows=h.batch_rows,
+                                          max_backoff_s=h.max_backoff_s).start()
+        except (ValueError, StoreError, sqlite3.Error, OSError) as exc:
+            raise NodeStartError(f"[hub] (from {self.config.source}): {exc}") from exc
+        self._closers.append(("hub shipper", self.shipper.close))
+        print(f"[node] shipping to hub {h.url} as node {self.node_id}", file=self.out,
+              flush=True)
 
     def _start_tenants(self, sinks: list[Any]) -> None:
         """Host ``[tenants.*]``: a manager whose usage lives in the history database."""
@@ -294,8 +320,10 @@ class NodeObservers:
             from flowchain.tenancy.gauges import tenant_metrics
 
             collector.add_provider(tenant_metrics(self.tenants))
-        server = DashboardServer(DashboardState(self.registry, self.monitor, feeds,
-                                                tenants=self.tenants), d.host,
+        state = DashboardState(self.registry, self.monitor, feeds, tenants=self.tenants)
+        if self.shipper is not None:
+            state.shipping = self.shipper.status
+        server = DashboardServer(state, d.host,
                                  d.port, interval_s=d.interval_s, collector=collector)
         thread = DashboardThread(server)
         try:
@@ -343,6 +371,15 @@ class NodeObservers:
                 for e in self.monitor.escalations()]
         return f" ESCALATED: {', '.join(held)}" if held else ""
 
+    def shipping_text(self) -> str:
+        """The status line's part saying the hub does not take the rows ("" when it does)."""
+        if self.shipper is None:
+            return ""
+        status = self.shipper.status()
+        if status["state"] not in ("retrying", "stopped"):
+            return ""
+        return f" hub={status['state'].upper()} ({status['last_error'][:80]}; rows kept locally)"
+
     def summary(self) -> dict[str, Any]:
         """Return the observers' figures for the node's exit summary."""
         return {
@@ -354,6 +391,7 @@ class NodeObservers:
             "history": dict(self.history.counters) if self.history is not None else {},
             "traces": dict(self.traces.counters) if self.traces is not None else {},
             "webhook": dict(self._webhook.counters) if self._webhook is not None else {},
+            **({"hub": self.shipper.status()} if self.shipper is not None else {}),
             **({"tenants": [self.tenants.usage(t).to_dict() for t in self.tenants.tenants()]}
                if self.tenants is not None else {}),
         }
@@ -447,7 +485,8 @@ class TradingNode:
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="flowchain-store")
         self._stop = asyncio.Event()
-        self.observers = NodeObservers(config, registry, feed, self._order_counts, self.out)
+        self.observers = NodeObservers(config, registry, feed, self._order_counts, self.out,
+                                       node_id=self.parts.trading.journal.node_id)
         self.observers.start()
         feed.on_tick(self._on_first_tick)
         await feed.start()
@@ -611,7 +650,8 @@ class TradingNode:
             return ""
         a = self.observers.alerts
         return (f" warnings={a['slow_step']} escalations={a['escalation']} "
-                f"recoveries={a['recovery']}{self.observers.escalated_text()}")
+                f"recoveries={a['recovery']}{self.observers.escalated_text()}"
+                f"{self.observers.shipping_text()}")
 
     def summary(self) -> dict[str, Any]:
         """Return what the node did, as plain data (the ``--json`` output of ``flowchain node``)."""

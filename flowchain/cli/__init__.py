@@ -11,6 +11,7 @@ from flowchain.cli.app import app, bench_app, chains_app  # noqa: F401
 from flowchain.cli import (  # noqa: F401,E402  (each registers its commands)
     analytics,
     bench,
+    bench_hub,
     bench_node,
     bench_observe,
     bench_tenancy,
@@ -18,6 +19,7 @@ from flowchain.cli import (  # noqa: F401,E402  (each registers its commands)
     bridge,
     chains,
     diagram,
+    hub,
     keys,
     node,
     replay,

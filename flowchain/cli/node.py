@@ -137,6 +137,12 @@ def node(
         None, "--chains", metavar="FILE",
         help="Your chains YAML: its chains replace the bundled ones of the same name "
              "(\\[chains] file)."),
+    hub: Optional[str] = typer.Option(
+        None, "--hub", metavar="URL",
+        help="Ship history to this flowchain hub (\\[hub] url; needs --hub-token-file)."),
+    hub_token_file: Optional[str] = typer.Option(
+        None, "--hub-token-file", metavar="FILE",
+        help="This node's hub token (\\[hub] token_file; flowchain hub token add NODE)."),
     as_json: bool = typer.Option(False, "--json", help="Print the exit summary as one JSON object."),
 ) -> None:
     """Run the trading node: ticks from the feed through the AI decision chain (every tick) and
@@ -153,7 +159,8 @@ def node(
             "dashboard_enabled": False if no_dashboard else None,
             "dashboard_url_file": dashboard_url_file,
             "dashboard_allow_remote": True if dashboard_allow_remote else None,
-            "imports": list(imports), "chains": chains})
+            "imports": list(imports), "chains": chains, "hub": hub,
+            "hub_token_file": hub_token_file})
     except ConfigError as exc:
         problems = str(exc).splitlines()
         if len(problems) == 1:

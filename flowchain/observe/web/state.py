@@ -8,7 +8,7 @@ Nothing here makes a chain execution wait.
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Union
 
 from flowchain.observe.diagram import StepFigures, render, status_of
 from flowchain.observe._reader import built_runners
@@ -39,6 +39,8 @@ class DashboardState:
         self.feeds = dict(feeds or {})
         self.failures_shown = failures_shown
         self.tenants = tenants
+        self.shipping: Optional[Callable[[], dict[str, Any]]] = None
+        """Returns the node's shipping state to a hub (``hub`` in the snapshot), when it ships."""
 
     def chains(self) -> list[tuple[str, Any, Any, Optional[Any]]]:
         """Return (tenant, registry, definition, runner or None) for each latest chain."""
@@ -117,4 +119,5 @@ class DashboardState:
             "feeds": {name: {**feed.state.as_dict(), **feed.stats.as_dict()}
                       for name, feed in self.feeds.items()},
             **(self.tenants.dashboard_view() if self.tenants is not None else {}),
+            **({"hub": self.shipping()} if self.shipping is not None else {}),
         }

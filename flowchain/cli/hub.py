@@ -1,0 +1,320 @@
+"""``flowchain hub``: the central hub nodes ship to (``hub token ...`` manages their tokens)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from flowchain.cli.app import app
+
+err = Console(stderr=True)
+DEFAULT_TOKENS = "flowchain-hub-tokens"
+hub_app = typer.Typer(
+    help="The central hub: receives what nodes ship, serves the central dashboard, "
+         "/api/v1/overview and /metrics. See docs/hub.md.", invoke_without_command=True)
+token_app = typer.Typer(help="Node tokens of a hub (a file of hashes; the hub re-reads it).",
+                        no_args_is_help=True)
+hub_app.add_typer(token_app, name="token")
+tenant_token_app = typer.Typer(
+    help="Tenants of the hub's workflow API and their tokens (kept hashed in the hub's store).",
+    no_args_is_help=True)
+hub_app.add_typer(tenant_token_app, name="tenant-token")
+app.add_typer(hub_app, name="hub")
+
+
+@hub_app.callback()
+def hub(
+    ctx: typer.Context,
+    db: Optional[str] = typer.Option(
+        None, "--db", metavar="PATH",
+        help="The hub's SQLite file (default ./flowchain-hub.db; one machine, no set-up)."),
+    pg: Optional[str] = typer.Option(
+        None, "--pg", metavar="URL",
+        help="A PostgreSQL database instead (postgresql://user@host/db; several hubs may "
+             "share it)."),
+    host: str = typer.Option("127.0.0.1", help="Listen address (loopback unless TLS or "
+                                               "--allow-insecure-remote)."),
+    port: int = typer.Option(8760, min=0, max=65535, help="Listen port (0 picks a free one)."),
+    tokens: str = typer.Option(DEFAULT_TOKENS, "--tokens", metavar="FILE",
+                               help="The node tokens file (flowchain hub token add NODE)."),
+    tls_cert: Optional[str] = typer.Option(None, "--tls-cert", metavar="PEM",
+                                           help="Serve HTTPS with this certificate chain."),
+    tls_key: Optional[str] = typer.Option(None, "--tls-key", metavar="PEM",
+                                          help="The certificate's private key."),
+    allow_insecure_remote: bool = typer.Option(
+        False, "--allow-insecure-remote",
+        help="Listen on a non-loopback address over plain HTTP (trusted networks only: node "
+             "tokens cross it in the clear)."),
+    stale_after_s: float = typer.Option(
+        30.0, min=0.1, help="A node not heard from for this long shows as silent."),
+    max_body_mb: float = typer.Option(32.0, min=0.01, help="Largest batch body accepted (MiB)."),
+    url_file: Optional[str] = typer.Option(None, "--url-file", metavar="PATH",
+                                           help="Write the bound URL here once serving."),
+    tiers: Optional[str] = typer.Option(
+        None, "--tiers", metavar="FILE",
+        help="The tenants' tiers ([tiers.*], [features] TOML; the shipped ones by default)."),
+    optimizer_db: Optional[str] = typer.Option(
+        None, "--optimizer-db", metavar="PATH",
+        help="A history database the optimizer's suggestions read (flowchain.optimizer)."),
+    imports: List[str] = typer.Option(
+        [], "--import", "-i", metavar="MODULE",
+        help="A module registering the components tenants' chains use (repeatable)."),
+) -> None:
+    """Run the hub: POST /api/v1/ingest for nodes (each with its token), the central dashboard
+    at /, its JSON at /api/v1/overview, Prometheus at /metrics. Stores in SQLite (--db) or
+    PostgreSQL (--pg). Exit codes: 2 invalid options, 3 could not start."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if db and pg:
+        err.print("[red]invalid options:[/] give --db PATH or --pg URL, not both")
+        raise typer.Exit(2)
+    if bool(tls_cert) != bool(tls_key):
+        err.print("[red]invalid options:[/] --tls-cert and --tls-key go together")
+        raise typer.Exit(2)
+    if pg and not pg.startswith(("postgresql://", "postgres://")):
+        err.print(f"[red]invalid options:[/] --pg must be a postgresql:// URL, got {escape(pg)!r}")
+        raise typer.Exit(2)
+    from flowchain.hub.app import (DEFAULT_DB, HubStartError, build_app, check_listen,
+                                   run_until_stopped, tls_context)
+    from flowchain.hub.auth import NodeTokens, TokenFileError
+    from flowchain.cli.loading import import_components
+    from flowchain.tenancy import TenancyError, load_tiers
+
+    import_components(imports)
+    try:
+        tier_set = load_tiers(tiers) if tiers else None
+    except (TenancyError, OSError) as exc:
+        err.print(f"[red]invalid options:[/] --tiers: {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    try:
+        check_listen(host, tls=bool(tls_cert), allow_insecure_remote=allow_insecure_remote)
+        context = tls_context(tls_cert, tls_key) if tls_cert and tls_key else None
+        node_tokens = NodeTokens(tokens)
+    except (HubStartError, TokenFileError) as exc:
+        err.print(f"[red]the hub could not start:[/] {escape(str(exc))}")
+        raise typer.Exit(3) from exc
+    from flowchain.cli.node import log_to_stderr
+    from flowchain.hub.store import open_store
+
+    log_to_stderr()
+    target = pg or db or DEFAULT_DB
+    try:
+        store = open_store(target)
+    except Exception as exc:  # the store's own errors name the database and the cause
+        err.print(f"[red]the hub could not open its store[/] {escape(_redacted(target))}: "
+                  f"{escape(str(exc))}")
+        raise typer.Exit(3) from exc
+    from flowchain.hub.workflows import WorkflowService
+
+    try:
+        workflows = WorkflowService(store, tiers=tier_set, optimizer_db=optimizer_db)
+    except Exception as exc:
+        store.close()
+        err.print(f"[red]the hub could not open its workflow tables[/]: {escape(str(exc))}")
+        raise typer.Exit(3) from exc
+    application = build_app(store, node_tokens, max_body=int(max_body_mb * (1 << 20)),
+                            stale_after_s=stale_after_s, workflows=workflows)
+
+    def announce(url: str) -> None:
+        print(f"[hub] serving {url}/  ingest {url}/api/v1/ingest  metrics {url}/metrics  "
+              f"store {_redacted(target)}  tokens {tokens} ({len(node_tokens.nodes())} nodes)",
+              file=sys.stderr, flush=True)
+        if url_file:
+            partial = Path(url_file + ".partial")
+            partial.write_text(url + "\n", encoding="utf-8")
+            partial.replace(url_file)
+
+    try:
+        _run(run_until_stopped(application, host, port, ssl_context=context,
+                               allow_insecure_remote=allow_insecure_remote, announce=announce))
+    except HubStartError as exc:
+        err.print(f"[red]the hub could not start:[/] {escape(str(exc))}")
+        raise typer.Exit(3) from exc
+    finally:
+        workflows.close()
+        store.close()
+
+
+def _redacted(target: str) -> str:
+    """The store's address without a password."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if "://" not in target:
+        return target
+    parts = urlsplit(target)
+    if parts.password is None:
+        return target
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _run(coro: object) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        import asyncio
+
+        asyncio.run(coro)  # type: ignore[arg-type]
+        return
+    uvloop.run(coro)  # type: ignore[arg-type]
+
+
+@token_app.command("add")
+def token_add(
+    node_id: str = typer.Argument(..., help="The node's id (its [node] id / --node-id)."),
+    tokens: str = typer.Option(DEFAULT_TOKENS, "--tokens", metavar="FILE",
+                               help="The hub's tokens file (created, mode 0600)."),
+    out: Optional[str] = typer.Option(None, "--out", metavar="FILE",
+                                      help="Write the token to this file (mode 0600) for the "
+                                           "node's --hub-token-file, instead of printing it."),
+    replace: bool = typer.Option(False, "--replace",
+                                 help="Issue a new token for a node that has one."),
+) -> None:
+    """Create NODE's token: its hash goes to the tokens file, the token itself is printed once
+    (or written to --out) for the node's [hub] token_file."""
+    from flowchain.hub.auth import TokenFileError, add_token
+
+    try:
+        token = add_token(tokens, node_id, replace=replace)
+    except (ValueError, TokenFileError, OSError) as exc:
+        err.print(f"[red]no token created:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    if out:
+        import os
+
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(token + "\n")
+        err.print(f"node {node_id}: token written to {out}; hash added to {tokens}")
+    else:
+        typer.echo(token)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    node_id: str = typer.Argument(..., help="The node whose token stops working."),
+    tokens: str = typer.Option(DEFAULT_TOKENS, "--tokens", metavar="FILE"),
+) -> None:
+    """Remove NODE's token (a running hub refuses it from its next request)."""
+    from flowchain.hub.auth import TokenFileError, revoke_token
+
+    try:
+        removed = revoke_token(tokens, node_id)
+    except (TokenFileError, OSError) as exc:
+        err.print(f"[red]not revoked:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    if not removed:
+        err.print(f"node {node_id!r} has no token in {tokens}")
+        raise typer.Exit(1)
+
+
+@token_app.command("list")
+def token_list(tokens: str = typer.Option(DEFAULT_TOKENS, "--tokens", metavar="FILE")) -> None:
+    """List the nodes that have a token."""
+    from flowchain.hub.auth import NodeTokens, TokenFileError
+
+    try:
+        for node_id in NodeTokens(tokens).nodes():
+            typer.echo(node_id)
+    except TokenFileError as exc:
+        err.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(2) from exc
+
+
+def _workflow_store(db: Optional[str], pg: Optional[str]) -> tuple:
+    """Open the hub's store and its workflow tables (exit 2/3 with the reason)."""
+    from flowchain.hub.app import DEFAULT_DB
+    from flowchain.hub.store import open_store
+    from flowchain.hub.workflow_store import WorkflowStore
+
+    if db and pg:
+        err.print("[red]invalid options:[/] give --db PATH or --pg URL, not both")
+        raise typer.Exit(2)
+    target = pg or db or DEFAULT_DB
+    try:
+        store = open_store(target)
+        return store, WorkflowStore(store)
+    except Exception as exc:
+        err.print(f"[red]the hub's store could not be opened[/] {escape(_redacted(target))}: "
+                  f"{escape(str(exc))}")
+        raise typer.Exit(3) from exc
+
+
+_DB = typer.Option(None, "--db", metavar="PATH", help="The hub's SQLite file (default "
+                   "./flowchain-hub.db).")
+_PG = typer.Option(None, "--pg", metavar="URL", help="The hub's PostgreSQL database.")
+
+
+@tenant_token_app.command("add")
+def tenant_token_add(
+    tenant: str = typer.Argument(..., help="The tenant id (any string up to 128 characters)."),
+    tier: str = typer.Option("free", "--tier", help="The tenant's tier."),
+    tiers: Optional[str] = typer.Option(None, "--tiers", metavar="FILE",
+                                        help="The tiers file the hub runs with."),
+    replace: bool = typer.Option(False, "--replace",
+                                 help="Issue a new token for a tenant that has one (the old "
+                                      "one stops working; the tier is set too)."),
+    out: Optional[str] = typer.Option(None, "--out", metavar="FILE",
+                                      help="Write the token here (mode 0600) instead of "
+                                           "printing it."),
+    db: Optional[str] = _DB, pg: Optional[str] = _PG,
+) -> None:
+    """Create TENANT on --tier (or restore a deleted one) and print its API token once; the
+    store keeps only its hash, and every hub on the store accepts it at once."""
+    from flowchain.tenancy import TenancyError, load_tiers
+
+    try:
+        load_tiers(tiers).get(tier)
+    except (TenancyError, OSError) as exc:
+        err.print(f"[red]no token created:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    store, workflows = _workflow_store(db, pg)
+    try:
+        token = workflows.add_tenant(tenant, tier, replace_token=replace)
+    except (ValueError, LookupError) as exc:
+        err.print(f"[red]no token created:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    finally:
+        store.close()
+    if out:
+        import os
+
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(token + "\n")
+        err.print(f"tenant {tenant!r} (tier {tier}): token written to {out}")
+    else:
+        typer.echo(token)
+
+
+@tenant_token_app.command("delete")
+def tenant_token_delete(
+    tenant: str = typer.Argument(..., help="The tenant whose token stops working."),
+    db: Optional[str] = _DB, pg: Optional[str] = _PG,
+) -> None:
+    """Delete TENANT: its token is refused from the next request on every hub (its chains and
+    executions stay in the store; tenant-token add restores it with a new token)."""
+    store, workflows = _workflow_store(db, pg)
+    try:
+        removed = workflows.delete_tenant(tenant)
+    finally:
+        store.close()
+    if not removed:
+        err.print(f"tenant {tenant!r} is not a tenant of this hub")
+        raise typer.Exit(1)
+
+
+@tenant_token_app.command("list")
+def tenant_token_list(db: Optional[str] = _DB, pg: Optional[str] = _PG) -> None:
+    """List the tenants, their tiers, and the deleted ones."""
+    store, workflows = _workflow_store(db, pg)
+    try:
+        for record in workflows.tenants():
+            state = "deleted" if record.deleted_ns is not None else "active"
+            typer.echo(f"{record.tenant}\t{record.tier}\t{state}")
+    finally:
+        store.close()
