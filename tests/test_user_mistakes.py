@@ -1,6 +1,7 @@
 """Ordinary user mistakes, each driven through the real ``flowchain`` command: a message that
 names the file, key or value and what to do, a non-zero exit (2 for a usage mistake), and never
 a traceback or a silent acceptance."""
+import re
 import socket
 import threading
 import time
@@ -374,7 +375,7 @@ def test_help_paragraphs_are_not_broken_where_the_source_was(here):
     assert result.exit_code == 0
     lines = [line.strip("│ ") for line in result.output.splitlines()]
     start = next(i for i, line in enumerate(lines) if line.startswith("node "))
-    end = next(i for i, line in enumerate(lines) if line.startswith("report "))
+    end = next(i for i, line in enumerate(lines) if i > start and re.match(r"[a-z]+  ", line))
     shown = [line.removeprefix("node").strip() for line in lines[start:end]]
     # a paragraph wrapped once, at the width: every line but the last is nearly full
     assert all(len(line) > 55 for line in shown[:-1]), shown
