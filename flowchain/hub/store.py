@@ -534,7 +534,7 @@ class SqlHubStore(ABC):
 
 
 def batch_rows(batch: Batch, kind: str) -> list[tuple]:
-    """Return a batch's rows of ``kind`` as tuples in column order, one per key.
+    """Return a batch's rows of ``kind`` as tuples in column order, one per key, in key order.
 
     Rows repeated within the batch keep one copy: for usage the newest ``updated_ns``, for
     alerts the one furthest forward, otherwise the first.
@@ -547,7 +547,7 @@ def batch_rows(batch: Batch, kind: str) -> list[tuple]:
             held = newest.get(key)
             if held is None or row.updated_ns >= held.updated_ns:
                 newest[key] = row
-        rows = newest.values()
+        rows = [newest[key] for key in sorted(newest)]
     elif kind == "alerts":
         forward: dict[int, AlertRow] = {}
         for row in rows:
@@ -555,12 +555,12 @@ def batch_rows(batch: Batch, kind: str) -> list[tuple]:
             if held is None or (held.end_ns is None and (row.end_ns is not None
                                                         or row.alerts > held.alerts)):
                 forward[row.local_id] = row
-        rows = forward.values()
+        rows = [forward[key] for key in sorted(forward)]
     else:
         first: dict[int, Any] = {}
         for row in rows:
             first.setdefault(row.local_id, row)
-        rows = first.values()
+        rows = [first[key] for key in sorted(first)]
     return [msgspec.structs.astuple(row) for row in rows]
 
 
