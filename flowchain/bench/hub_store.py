@@ -72,15 +72,15 @@ def _new_database(url: str) -> str:
     name = f"flowchain_bench_{uuid.uuid4().hex[:10]}"
     with _connect(url) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    head, _, _ = url.partition("?")
+    head, mark, query = url.partition("?")
     base = head.rsplit("/", 1)[0] if head.count("/") > 2 else head
-    return f"{base}/{name}"
+    return f"{base}/{name}{mark}{query}"
 
 
 def _drop_database(url: str, bench_url: str) -> None:
     from psycopg import sql
 
-    name = bench_url.rsplit("/", 1)[1]
+    name = bench_url.partition("?")[0].rsplit("/", 1)[1]
     with _connect(url) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
             sql.Identifier(name)))
