@@ -18,7 +18,9 @@ database, so several hubs sharing one PostgreSQL agree.
 from __future__ import annotations
 
 import json
+import os
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional, Protocol, Sequence, Union
@@ -471,8 +473,13 @@ class SqlHubStore(ABC):
             if texts is not None:
                 texts.append(text)
         fresh = []
-        for (n, t, h), texts in groups.items():
-            merged = merged_counts(texts)
+        keys = list(groups)
+        # zlib and the counts kernel release the GIL: hours are merged on several cores
+        with ThreadPoolExecutor(max_workers=max(1, min(len(keys), os.cpu_count() or 1, 8)),
+                                thread_name_prefix="flowchain-hub-merge") as workers:
+            merges = list(workers.map(lambda key: merged_counts(groups[key]), keys))
+        for (n, t, h), merged in zip(keys, merges):
+            texts = groups[(n, t, h)]
             counts += merged
             nz = np.flatnonzero(merged)
             fresh.append((n, t, chain, step, h, len(texts), nz.astype("<i4").tobytes(),
