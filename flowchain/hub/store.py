@@ -428,7 +428,14 @@ class SqlHubStore(ABC):
         ValueError
             When a stored histogram is not an encoded HdrHistogram.
         """
-        start_ns, end_ns = int(start_ns), int(end_ns)
+        try:
+            return self._merged(chain, step, int(start_ns), int(end_ns), tenant, node_ids)
+        except ValueError as exc:
+            raise ValueError(f"hub_intervals of chain {chain!r} step {step!r} in "
+                             f"[{start_ns}, {end_ns}): {exc}") from exc
+
+    def _merged(self, chain: str, step: str, start_ns: int, end_ns: int, tenant: Optional[str],
+                node_ids: Optional[Sequence[str]]) -> LatencyHistogram:
         counts = empty_counts()
         first_hour = (start_ns // ROLLUP_NS + 1) * ROLLUP_NS   # hours starting after start_ns
         last_hour = end_ns // ROLLUP_NS * ROLLUP_NS             # ... and ending by end_ns

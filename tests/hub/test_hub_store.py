@@ -163,9 +163,9 @@ def test_merged_histogram_is_the_exact_hdr_merge_across_nodes(store):
 def test_a_stored_histogram_that_is_not_hdr_fails_the_merge_clearly(store):
     bad = interval("node-a", 1)
     import msgspec
-    bad = msgspec.structs.replace(bad, histogram="QUJDREVGRw==")
-    store.ingest(Batch("node-a", intervals=(bad,)))
-    with pytest.raises(ValueError, match="HdrHistogram"):
+    bad = msgspec.structs.replace(bad, histogram="HISTFAAAAAAA")  # the cookie, then nothing
+    store.ingest(Batch.from_json(Batch("node-a", intervals=(bad,)).to_json()))
+    with pytest.raises(ValueError, match="'decide' step '' .*HdrHistogram"):
         store.merged_histogram("decide", start_ns=T0, end_ns=T0 + INTERVAL_NS)
 
 
