@@ -29,8 +29,9 @@ BATCH_BYTES_MAX = 64 << 20
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=NAME_MAX)]
 Label = Annotated[str, msgspec.Meta(max_length=NAME_MAX)]
 """A name that may be empty (a whole chain's ``step`` is ``''``)."""
-Histogram = Annotated[str, msgspec.Meta(min_length=4, max_length=HISTOGRAM_MAX,
-                                        pattern=r"^[A-Za-z0-9+/]+={0,2}$")]
+Histogram = Annotated[str, msgspec.Meta(min_length=8, max_length=HISTOGRAM_MAX,
+                                        pattern=r"^HISTF[A-Za-z0-9+/]*={0,2}$")]
+"""A standard compressed HdrHistogram in base64: its cookie makes every one start ``HISTF``."""
 Text = Annotated[str, msgspec.Meta(max_length=TEXT_MAX)]
 LocalId = Annotated[int, msgspec.Meta(ge=1, le=(1 << 63) - 1)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=(1 << 63) - 1)]

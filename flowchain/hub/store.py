@@ -18,7 +18,9 @@ database, so several hubs sharing one PostgreSQL agree.
 from __future__ import annotations
 
 import json
+import os
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Optional, Protocol, Sequence, Union
@@ -426,7 +428,14 @@ class SqlHubStore(ABC):
         ValueError
             When a stored histogram is not an encoded HdrHistogram.
         """
-        start_ns, end_ns = int(start_ns), int(end_ns)
+        try:
+            return self._merged(chain, step, int(start_ns), int(end_ns), tenant, node_ids)
+        except ValueError as exc:
+            raise ValueError(f"hub_intervals of chain {chain!r} step {step!r} in "
+                             f"[{start_ns}, {end_ns}): {exc}") from exc
+
+    def _merged(self, chain: str, step: str, start_ns: int, end_ns: int, tenant: Optional[str],
+                node_ids: Optional[Sequence[str]]) -> LatencyHistogram:
         counts = empty_counts()
         first_hour = (start_ns // ROLLUP_NS + 1) * ROLLUP_NS   # hours starting after start_ns
         last_hour = end_ns // ROLLUP_NS * ROLLUP_NS             # ... and ending by end_ns
@@ -471,8 +480,13 @@ class SqlHubStore(ABC):
             if texts is not None:
                 texts.append(text)
         fresh = []
-        for (n, t, h), texts in groups.items():
-            merged = merged_counts(texts)
+        keys = list(groups)
+        # zlib and the counts kernel release the GIL: hours are merged on several cores
+        with ThreadPoolExecutor(max_workers=max(1, min(len(keys), os.cpu_count() or 1, 8)),
+                                thread_name_prefix="flowchain-hub-merge") as workers:
+            merges = list(workers.map(lambda key: merged_counts(groups[key]), keys))
+        for (n, t, h), merged in zip(keys, merges):
+            texts = groups[(n, t, h)]
             counts += merged
             nz = np.flatnonzero(merged)
             fresh.append((n, t, chain, step, h, len(texts), nz.astype("<i4").tobytes(),
@@ -534,7 +548,7 @@ class SqlHubStore(ABC):
 
 
 def batch_rows(batch: Batch, kind: str) -> list[tuple]:
-    """Return a batch's rows of ``kind`` as tuples in column order, one per key.
+    """Return a batch's rows of ``kind`` as tuples in column order, one per key, in key order.
 
     Rows repeated within the batch keep one copy: for usage the newest ``updated_ns``, for
     alerts the one furthest forward, otherwise the first.
@@ -547,7 +561,7 @@ def batch_rows(batch: Batch, kind: str) -> list[tuple]:
             held = newest.get(key)
             if held is None or row.updated_ns >= held.updated_ns:
                 newest[key] = row
-        rows = newest.values()
+        rows = [newest[key] for key in sorted(newest)]
     elif kind == "alerts":
         forward: dict[int, AlertRow] = {}
         for row in rows:
@@ -555,12 +569,12 @@ def batch_rows(batch: Batch, kind: str) -> list[tuple]:
             if held is None or (held.end_ns is None and (row.end_ns is not None
                                                         or row.alerts > held.alerts)):
                 forward[row.local_id] = row
-        rows = forward.values()
+        rows = [forward[key] for key in sorted(forward)]
     else:
         first: dict[int, Any] = {}
         for row in rows:
             first.setdefault(row.local_id, row)
-        rows = first.values()
+        rows = [first[key] for key in sorted(first)]
     return [msgspec.structs.astuple(row) for row in rows]
 
 

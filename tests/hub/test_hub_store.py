@@ -163,9 +163,9 @@ def test_merged_histogram_is_the_exact_hdr_merge_across_nodes(store):
 def test_a_stored_histogram_that_is_not_hdr_fails_the_merge_clearly(store):
     bad = interval("node-a", 1)
     import msgspec
-    bad = msgspec.structs.replace(bad, histogram="QUJDREVGRw==")
-    store.ingest(Batch("node-a", intervals=(bad,)))
-    with pytest.raises(ValueError, match="HdrHistogram"):
+    bad = msgspec.structs.replace(bad, histogram="HISTFAAAAAAA")  # the cookie, then nothing
+    store.ingest(Batch.from_json(Batch("node-a", intervals=(bad,)).to_json()))
+    with pytest.raises(ValueError, match="'decide' step '' .*HdrHistogram"):
         store.merged_histogram("decide", start_ns=T0, end_ns=T0 + INTERVAL_NS)
 
 
@@ -346,3 +346,23 @@ def test_hours_merged_once_are_reused_and_redone_when_intervals_arrive_late(stor
                           want(every, ("node-a",)))
     assert_same_histogram(store.merged_histogram("decide", start_ns=T0 - 1, end_ns=end,
                                                  tenant="globex"), want(every, ("node-b",)))
+
+
+def test_an_unopenable_sqlite_file_is_unavailable(tmp_path):
+    with pytest.raises(HubStoreUnavailable, match="cannot open"):
+        open_store(tmp_path / "missing-dir" / "hub.db")
+    s = open_store(tmp_path / "hub.db")
+    s.close()
+    with pytest.raises(HubStoreUnavailable, match="closed"):
+        s.executions()
+
+
+def test_the_store_benchmark_measures_against_its_baselines(postgres_url):
+    from flowchain.bench.hub_store import measure_ingest, measure_merged_query
+
+    ingest = measure_ingest(postgres_url, rows=600, batch_rows=200, repetitions=2)
+    assert ingest["rows"] == 600 and ingest["ingest_rows_per_s"] > 0
+    assert ingest["bare_rows_per_s"] > 0 and ingest["ingest_vs_bare"] > 0
+    query = measure_merged_query(postgres_url, nodes=2, days=0.1, repetitions=1)
+    assert query["rows"] == 2 * 864 and query["merged_exact"] is True
+    assert query["merged_query_s"] > 0 and query["scan_s"] > 0 and query["p99_ns"] > 0

@@ -38,6 +38,8 @@ def _body():
     (lambda b: b["usage"][0].__setitem__("extra", 1), "usage[0]"),
     (lambda b: b["intervals"][1].__setitem__("histogram", "not base64!"),
      "intervals[1].histogram"),
+    (lambda b: b["intervals"][2].__setitem__("failure_histogram", "QUJDREVGRw=="),
+     "intervals[2].failure_histogram"),
     (lambda b: b["intervals"][0].__setitem__("local_id", 0), "intervals[0].local_id"),
     (lambda b: b["intervals"][0].__setitem__("start_ns", 1.5), "intervals[0].start_ns"),
     (lambda b: b["executions"][0].__setitem__("node_id", "node-b"), "executions[0].node_id"),
