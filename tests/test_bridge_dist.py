@@ -268,8 +268,8 @@ def test_an_endpoint_in_use_stops_the_bridge_with_exit_2_naming_it():
 
 
 @pytest.mark.parametrize("name, text, says", [
-    ("bridge.yaml", "login: [1,\n", "expected the node content"),
-    ("bridge.json", '{"login": 1,', "not JSON: Expecting property name"),
+    ("bridge.yaml", "login: [1,\n", ":2:1: not valid YAML: did not find expected node content"),
+    ("bridge.json", '{"login": 1,', ":1:13: not valid JSON: Expecting property name"),
 ])
 def test_a_config_file_that_does_not_parse_exits_2_naming_it(tmp_path, name, text, says, capsys):
     from flowchain_bridge.cli import main
@@ -278,4 +278,4 @@ def test_a_config_file_that_does_not_parse_exits_2_naming_it(tmp_path, name, tex
     config.write_text(text, encoding="utf-8")
     assert main(["--fake", *LOCAL, "--config", str(config)]) == 2
     err = capsys.readouterr().err
-    assert f"cannot read the bridge config {config}" in err and says in err
+    assert f"bridge config {config}{says}" in err
