@@ -11,7 +11,12 @@ from flowchain.chain import (
     load_chains,
     load_chains_file,
 )
-from flowchain.components import ComponentRegistry, component, default_components
+from flowchain.components import (
+    ComponentRegistry,
+    ComponentTraits,
+    component,
+    default_components,
+)
 from flowchain.context import UserContext
 from flowchain.errors import (
     ChainProblem,
@@ -43,6 +48,7 @@ __all__ = [
     "ChainValidationError",
     "ChainVersion",
     "ComponentRegistry",
+    "ComponentTraits",
     "ExecutionStatus",
     "FlowChainError",
     "HistogramSettings",

@@ -22,6 +22,65 @@ from flowchain.errors import ChainProblem, ChainValidationError
 WRAPPER_KEY = "Data_Flow_Chains"
 """The concept document's top-level key; files may use it or list the chains at the top level."""
 
+MAX_PARALLEL = 256
+"""The most worker processes a step's ``parallel: N`` may ask for."""
+MAX_CACHE_SIZE = 10_000_000
+"""The most entries a step's ``cache: {size: N}`` may keep."""
+MAX_CONCURRENCY = 10_000
+"""The most items a step's ``async: {concurrency: N}`` may keep in flight."""
+CACHE_STRATEGIES = ("lru",)
+"""The cache strategies a step may name."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CacheSpec:
+    """A step's ``cache: {strategy: lru, size: N}``: keep the outputs of the last ``size``
+    distinct inputs and answer a repeated input from them (deterministic components only)."""
+
+    strategy: str = "lru"
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncSpec:
+    """A step's ``async: {concurrency: N}``: run the items of an element-wise input
+    concurrently, at most ``concurrency`` in flight."""
+
+    concurrency: int
+
+
+def _count_problem(what: str, value: Any, low: int, high: int) -> Optional[str]:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"{what} must be a whole number from {low} to {high}, got {value!r}"
+    if not low <= value <= high:
+        return f"{what} must be from {low} to {high}, got {value}"
+    return None
+
+
+def parallel_problem(value: Any) -> Optional[str]:
+    """Why ``value`` is not a valid ``parallel:``, or None."""
+    problem = _count_problem("'parallel' (worker processes)", value, 2, MAX_PARALLEL)
+    if problem is not None and value == 1 and not isinstance(value, bool):
+        problem += "; 1 is the plain step: remove the key"
+    return problem
+
+
+def cache_problem(value: Any) -> Optional[str]:
+    """Why ``value`` is not a valid ``cache:``, or None."""
+    if not isinstance(value, CacheSpec):
+        return f"'cache' must be a mapping {{strategy: lru, size: N}}, got {value!r}"
+    if value.strategy not in CACHE_STRATEGIES:
+        return (f"'cache' strategy must be one of {', '.join(CACHE_STRATEGIES)}, got "
+                f"{value.strategy!r}")
+    return _count_problem("'cache' size (entries)", value.size, 1, MAX_CACHE_SIZE)
+
+
+def async_problem(value: Any) -> Optional[str]:
+    """Why ``value`` is not a valid ``async:``, or None."""
+    if not isinstance(value, AsyncSpec):
+        return f"'async' must be a mapping {{concurrency: N}}, got {value!r}"
+    return _count_problem("'async' concurrency", value.concurrency, 1, MAX_CONCURRENCY)
+
 
 @dataclass(frozen=True, slots=True)
 class ChainStep:
@@ -41,6 +100,14 @@ class ChainStep:
         Free text; not part of the chain id.
     line : int or None
         Line of the step in its YAML file, when loaded from one (not part of the id).
+    parallel : int or None
+        ``parallel: N``: split the (element-wise) input into N chunks run in N worker processes.
+    cache : CacheSpec or None
+        ``cache: {strategy: lru, size: N}``: answer repeated inputs from an LRU cache.
+    async_ : AsyncSpec or None
+        ``async: {concurrency: N}``: run the (element-wise) input's items concurrently.
+
+    The last three are part of the id only when set, so adding one makes a new version.
     """
 
     name: str
@@ -50,6 +117,9 @@ class ChainStep:
     expected_duration_ms: float
     description: str = ""
     line: Optional[int] = field(default=None, compare=False)
+    parallel: Optional[int] = None
+    cache: Optional[CacheSpec] = None
+    async_: Optional[AsyncSpec] = None
 
     @property
     def expected_duration_ns(self) -> int:
@@ -67,7 +137,28 @@ class ChainStep:
         }
         if self.description:
             out["description"] = self.description
+        out.update(self.execution_options())
         return out
+
+    def execution_options(self) -> dict[str, Any]:
+        """Return the step's set ``parallel`` / ``cache`` / ``async`` fields, as in YAML."""
+        out: dict[str, Any] = {}
+        if self.parallel is not None:
+            out["parallel"] = self.parallel
+        if self.cache is not None:
+            out["cache"] = {"strategy": self.cache.strategy, "size": self.cache.size}
+        if self.async_ is not None:
+            out["async"] = {"concurrency": self.async_.concurrency}
+        return out
+
+
+def _step_content(step: ChainStep) -> list[Any]:
+    content: list[Any] = [step.name, step.component, step.input, step.output,
+                          float(step.expected_duration_ms)]
+    options = step.execution_options()
+    if options:  # only when set: a step without them keeps the id it always had
+        content.append(options)
+    return content
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +166,8 @@ class ChainDefinition:
     """A named, ordered list of steps.
 
     The id (:attr:`chain_id`) is a hash of the name and of every step's name, component,
-    contracts and expected duration: the same definition always gets the same id and any
-    change gets a new one. ``version`` is an optional label of the author's; the registry also
+    contracts, expected duration and (when set) ``parallel``/``cache``/``async``: the same
+    definition always gets the same id and any change gets a new one. ``version`` is an optional label of the author's; the registry also
     numbers the versions it sees of each name.
     """
 
@@ -97,10 +188,7 @@ class ChainDefinition:
         canonical = json.dumps(
             {
                 "name": self.name,
-                "steps": [
-                    [s.name, s.component, s.input, s.output, float(s.expected_duration_ms)]
-                    for s in self.steps
-                ],
+                "steps": [_step_content(s) for s in self.steps],
             },
             sort_keys=True,
             separators=(",", ":"),
@@ -153,6 +241,15 @@ class ChainDefinition:
                   or not math.isfinite(duration) or duration <= 0):
                 problem(f"expected duration must be a positive number of ms, got {duration!r}",
                         step)
+            for value, check in ((step.parallel, parallel_problem), (step.cache, cache_problem),
+                                 (step.async_, async_problem)):
+                if value is not None:
+                    message = check(value)
+                    if message is not None:
+                        problem(message, step)
+            if step.parallel is not None and step.async_ is not None:
+                problem("the step sets both 'parallel' and 'async'; both split its input, keep "
+                        "one", step)
             if previous is not None and step.input != previous.output:
                 problem(
                     f"({step.component}) expects input {step.input!r} but "
@@ -393,6 +490,60 @@ def _mapping(node: _Map, problems: list[ChainProblem], what: str,
 
 _STEP_KEYS = ("name", "component", "input", "output", "expected_duration",
               "expected_duration_ms", "description")
+_OPTION_KEYS = ("parallel", "cache", "async")
+_OPTION_FIELDS = {"cache": ("strategy", "size"), "async": ("concurrency",)}
+
+
+def _step_option(key: str, value: _Node, problems: list[ChainProblem], **where: Any) -> Any:
+    """Read a step's ``parallel`` / ``cache`` / ``async`` value; None (and a problem) if bad."""
+    def bad(message: str, line: int) -> None:
+        problems.append(ChainProblem(message, line=line, **where))
+
+    if key == "parallel":
+        if not isinstance(value, _Scalar):
+            bad(f"'parallel' must be a number of worker processes, got {_kind(value)}",
+                value.line)
+            return None
+        message = parallel_problem(value.value)
+        if message is not None:
+            bad(message, value.line)
+            return None
+        return value.value
+    shape = "{strategy: lru, size: N}" if key == "cache" else "{concurrency: N}"
+    if not isinstance(value, _Map):
+        bad(f"{key!r} must be a mapping {shape}, got {_kind(value)}", value.line)
+        return None
+    fields: dict[str, Any] = {}
+    ok = True
+    for name, (name_node, field_node) in _mapping(value, problems, f"the step's {key!r}",
+                                                  **where).items():
+        if name not in _OPTION_FIELDS[key]:
+            bad(f"unknown key {name!r} in {key!r}; it takes {shape}", name_node.line)
+            ok = False
+        elif not isinstance(field_node, _Scalar):
+            bad(f"{key!r} {name} must be a single value, got {_kind(field_node)}",
+                field_node.line)
+            ok = False
+        else:
+            fields[name] = field_node.value
+    if not ok:
+        return None
+    if key == "cache":
+        if "size" not in fields:
+            bad("'cache' has no size; write {strategy: lru, size: N}", value.line)
+            return None
+        spec: Any = CacheSpec(strategy=fields.get("strategy", "lru"), size=fields["size"])
+        message = cache_problem(spec)
+    else:
+        if "concurrency" not in fields:
+            bad("'async' has no concurrency; write {concurrency: N}", value.line)
+            return None
+        spec = AsyncSpec(fields["concurrency"])
+        message = async_problem(spec)
+    if message is not None:
+        bad(message, value.line)
+        return None
+    return spec
 
 
 def load_chains(text: str, source: Optional[str] = None) -> list[ChainDefinition]:
@@ -468,13 +619,16 @@ def load_chains(text: str, source: Optional[str] = None) -> list[ChainDefinition
             step_name = raw_name.value if isinstance(raw_name, _Scalar) else None
             step_where = dict(where, step=None if step_name is None else str(step_name))
             sf: dict[str, Any] = {}
+            options: dict[str, Any] = {}
             for key, (key_node_, value) in _mapping(step_node, problems, "the step",
                                                     **step_where).items():
-                if key not in _STEP_KEYS:
+                if key in _OPTION_KEYS:
+                    options[key] = _step_option(key, value, problems, **step_where)
+                elif key not in _STEP_KEYS:
                     problems.append(ChainProblem(
                         f"unknown key {key!r}; a step has name, component, input, output, "
-                        "expected_duration (ms) and description", line=key_node_.line,
-                        **step_where))
+                        "expected_duration (ms), description, and optionally parallel, "
+                        "cache and async", line=key_node_.line, **step_where))
                 elif not isinstance(value, _Scalar):
                     problems.append(ChainProblem(
                         f"the step's {key!r} must be a single value, got {_kind(value)}",
@@ -496,6 +650,9 @@ def load_chains(text: str, source: Optional[str] = None) -> list[ChainDefinition
                 expected_duration_ms=duration,
                 description=sf.get("description") or "",
                 line=step_node.line,
+                parallel=options.get("parallel"),
+                cache=options.get("cache"),
+                async_=options.get("async"),
             ))
         description = fields["description"][1] if "description" in fields else None
         version = fields["version"][1] if "version" in fields else None

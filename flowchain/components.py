@@ -12,6 +12,12 @@ Register with the decorator::
     @flowchain.component("FeatureEngine")
     class FeatureEngine:
         def __call__(self, tick): ...
+
+A registration may declare *traits*, promises about the implementation that let the engine run
+a step differently without changing what it returns (see :class:`ComponentTraits`)::
+
+    @flowchain.component("Scorer", elementwise=True, deterministic=True)
+    def score(rows): return [heavy(r) for r in rows]
 """
 from __future__ import annotations
 
@@ -34,6 +40,31 @@ class ResolvedComponent:
     is_async: bool
 
 
+@dataclass(frozen=True, slots=True)
+class ComponentTraits:
+    """What a component promises about itself; both false unless declared at registration.
+
+    Attributes
+    ----------
+    elementwise : bool
+        The component takes a sequence (list, tuple or 1-d numpy array) and returns a list (or
+        array) of the same length, item by item: ``f(a + b) == f(a) + f(b)`` (concatenation).
+        The engine may then split the input into chunks and concatenate the chunks' outputs
+        (a step's ``parallel: N`` and ``async: {concurrency: N}``).
+    deterministic : bool
+        The output depends only on the input: no clock, no state kept between calls, no
+        randomness. The engine may then answer a repeated input from a cache (a step's
+        ``cache: {strategy: lru, size: N}``).
+    """
+
+    elementwise: bool = False
+    deterministic: bool = False
+
+
+NO_TRAITS = ComponentTraits()
+"""The traits of a component registered without any."""
+
+
 def _is_async(fn: Any) -> bool:
     if inspect.iscoroutinefunction(fn):
         return True
@@ -47,10 +78,15 @@ class ComponentRegistry:
     def __init__(self) -> None:
         self._impls: dict[str, Any] = {}
         self._resolved: dict[str, ResolvedComponent] = {}
+        self._traits: dict[str, ComponentTraits] = {}
         self._lock = threading.Lock()
 
-    def register(self, name: str, impl: Any, *, replace: bool = False) -> Any:
+    def register(self, name: str, impl: Any, *, replace: bool = False,
+                 elementwise: bool = False, deterministic: bool = False) -> Any:
         """Register ``impl`` under ``name`` and return it.
+
+        ``elementwise`` and ``deterministic`` declare the component's traits (see
+        :class:`ComponentTraits`); registering the same implementation again replaces them.
 
         Raises
         ------
@@ -65,6 +101,12 @@ class ComponentRegistry:
         if not callable(impl):
             raise TypeError(f"component {name!r} must be a callable, a class or an async "
                             f"callable; got {type(impl).__name__}")
+        for trait, value in (("elementwise", elementwise), ("deterministic", deterministic)):
+            if not isinstance(value, bool):
+                raise TypeError(f"component {name!r}: {trait} must be True or False, got "
+                                f"{value!r}")
+        traits = ComponentTraits(elementwise, deterministic) \
+            if elementwise or deterministic else NO_TRAITS
         with self._lock:
             existing = self._impls.get(name)
             if existing is not None and existing is not impl and not replace:
@@ -72,13 +114,15 @@ class ComponentRegistry:
                     f"component {name!r} is already registered to {existing!r}; "
                     "pass replace=True to replace it")
             self._impls[name] = impl
+            self._traits[name] = traits
             self._resolved.pop(name, None)
         return impl
 
-    def component(self, name: str) -> Callable[[T], T]:
-        """Return a decorator registering its target under ``name``."""
+    def component(self, name: str, *, elementwise: bool = False,
+                  deterministic: bool = False) -> Callable[[T], T]:
+        """Return a decorator registering its target under ``name`` with these traits."""
         def decorate(impl: T) -> T:
-            self.register(name, impl)
+            self.register(name, impl, elementwise=elementwise, deterministic=deterministic)
             return impl
         return decorate
 
@@ -86,6 +130,7 @@ class ComponentRegistry:
         """Forget ``name`` (chains already built keep their instance)."""
         with self._lock:
             self._impls.pop(name, None)
+            self._traits.pop(name, None)
             self._resolved.pop(name, None)
 
     def implementation(self, name: str) -> Any:
@@ -100,6 +145,19 @@ class ComponentRegistry:
         if impl is None:
             raise UnknownComponentError(f"unknown component {name!r}")
         return impl
+
+    def traits(self, name: str) -> ComponentTraits:
+        """Return the traits ``name`` was registered with.
+
+        Raises
+        ------
+        UnknownComponentError
+            When ``name`` is not registered.
+        """
+        traits = self._traits.get(name)
+        if traits is None:
+            raise UnknownComponentError(f"unknown component {name!r}")
+        return traits
 
     def __contains__(self, name: object) -> bool:
         return name in self._impls
@@ -144,6 +202,13 @@ default_components = ComponentRegistry()
 """The process-wide registry that :func:`component` and a default ChainRegistry use."""
 
 
-def component(name: str, registry: Optional[ComponentRegistry] = None) -> Callable[[T], T]:
-    """Register the decorated callable, class or async callable as component ``name``."""
-    return (registry or default_components).component(name)
+def component(name: str, registry: Optional[ComponentRegistry] = None, *,
+              elementwise: bool = False, deterministic: bool = False) -> Callable[[T], T]:
+    """Register the decorated callable, class or async callable as component ``name``.
+
+    ``elementwise`` and ``deterministic`` declare its traits (:class:`ComponentTraits`): what
+    lets a chain give its step ``parallel``/``async`` (element-wise) or ``cache``
+    (deterministic).
+    """
+    return (registry or default_components).component(
+        name, elementwise=elementwise, deterministic=deterministic)

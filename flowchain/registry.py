@@ -21,6 +21,8 @@ from flowchain.context import UserContext
 from flowchain.errors import ChainProblem, ChainStepError, ChainValidationError, UnknownChainError
 from flowchain.execution import ChainExecution, ExecutionStatus, StepFailure, StepResult
 from flowchain.histograms import DEFAULT_SETTINGS, HistogramSettings, LatencyHistogram
+from flowchain.optimizer.cache import CacheStats
+from flowchain.optimizer.step_runtime import build_step_runtime, has_options
 
 _STATUS = {STATUS_PENDING: ExecutionStatus.PENDING, STATUS_RUNNING: ExecutionStatus.RUNNING,
            STATUS_SUCCEEDED: ExecutionStatus.SUCCEEDED, STATUS_FAILED: ExecutionStatus.FAILED}
@@ -49,7 +51,7 @@ class _Entry:
     """
 
     __slots__ = ("definition", "version", "chain_id", "step_names", "runner", "failures",
-                 "failure_numbers", "failures_read", "lock")
+                 "failure_numbers", "failures_read", "lock", "runtimes")
 
     def __init__(self, definition: ChainDefinition, version: ChainVersion) -> None:
         self.definition = definition
@@ -61,6 +63,7 @@ class _Entry:
         self.failure_numbers: dict[int, int] = {}
         self.failures_read = 0
         self.lock = threading.Lock()
+        self.runtimes: dict[str, Any] = {}  # step name -> StepRuntime (parallel/cache/async)
 
 
 ChainRef = Union[str, ChainDefinition]
@@ -164,7 +167,32 @@ class ChainRegistry:
                     f"with @flowchain.component({step.component!r})",
                     chain=definition.name, step=step.name, source=definition.source,
                     line=step.line))
+            elif step.parallel is not None or step.cache is not None or \
+                    step.async_ is not None:
+                problems.extend(self._trait_problems(definition, step))
         return problems
+
+    def _trait_problems(self, definition: ChainDefinition, step: Any) -> list[ChainProblem]:
+        """A step's ``parallel``/``async``/``cache`` its component's traits do not allow."""
+        if not isinstance(step.component, str) or step.component not in self.components:
+            return []
+        traits = self.components.traits(step.component)
+        found = []
+        needs = (("parallel", step.parallel, traits.elementwise, "element-wise",
+                  "elementwise=True", "split its input into chunks"),
+                 ("async", step.async_, traits.elementwise, "element-wise",
+                  "elementwise=True", "run its input's items concurrently"),
+                 ("cache", step.cache, traits.deterministic, "deterministic",
+                  "deterministic=True", "answer a repeated input from memory"))
+        for key, value, has, trait, flag, why in needs:
+            if value is not None and not has:
+                found.append(ChainProblem(
+                    f"'{key}' needs a component declared {trait} (to {why}), and "
+                    f"{step.component!r} is not; if it is, register it with "
+                    f"@flowchain.component({step.component!r}, {flag}), else remove '{key}'",
+                    chain=definition.name, step=step.name, source=definition.source,
+                    line=step.line))
+        return found
 
     # ------------------------------------------------------------------ lookup
 
@@ -225,14 +253,61 @@ class ChainRegistry:
     def _build_runner(self, entry: _Entry) -> "engine.ChainRunner":
         d = entry.definition
         resolved = [self.components.resolve(s.component) for s in d.steps]
+        calls = [r.call for r in resolved]
+        is_async = [r.is_async for r in resolved]
+        if any(has_options(s) for s in d.steps):
+            self._build_step_runtimes(entry, resolved, calls, is_async)
         # on a failure the runner builds ChainStepError(runner, seq, step, number, input): one
         # tuple; its record is resolved on the cold path, when asked for
         runner = engine.ChainRunner(
-            entry.chain_id, entry.step_names, tuple(r.call for r in resolved),
-            tuple(r.is_async for r in resolved), self.ring_capacity, self._layout,
+            entry.chain_id, entry.step_names, tuple(calls),
+            tuple(is_async), self.ring_capacity, self._layout,
             ChainStepError, self.failures_kept, self.contexts_kept)
         runner.resolve_failure = functools.partial(self._error_record, entry)
         return runner
+
+    @staticmethod
+    def _build_step_runtimes(entry: _Entry, resolved: list, calls: list,
+                             is_async: list) -> None:
+        """Put each optioned step's runtime (pool, cache) in place of its component's call."""
+        built: dict[str, Any] = {}
+        try:
+            for i, step in enumerate(entry.definition.steps):
+                if has_options(step):
+                    runtime = build_step_runtime(step, resolved[i], entry.definition.name)
+                    built[step.name] = runtime
+                    calls[i] = runtime.call
+                    is_async[i] = runtime.is_async
+        except BaseException:
+            for runtime in built.values():
+                runtime.close()
+            raise
+        entry.runtimes = built
+
+    def step_cache(self, chain: ChainRef, step: str) -> Optional[CacheStats]:
+        """Return the counters of a step's ``cache`` (hits, misses, entries), or None when the
+        step has no cache or the chain's runner is not built yet.
+
+        Raises
+        ------
+        KeyError
+            When ``step`` is not a step of the chain.
+        """
+        entry = self._entry(chain)
+        self._histogram_row(entry, step)
+        runtime = entry.runtimes.get(step)
+        return runtime.cache.stats() if runtime is not None and runtime.cache else None
+
+    def close(self) -> None:
+        """Stop the worker processes and threads of every ``parallel``/``async`` step.
+
+        Runners stay readable; a chain with such a step cannot execute afterwards.
+        """
+        for entry in list(self._entries.values()):
+            with entry.lock:
+                runtimes, entry.runtimes = entry.runtimes, {}
+            for runtime in runtimes.values():
+                runtime.close()
 
     def execute_chain(self, chain_id: ChainRef, input_data: Any,
                       user_context: Optional[UserContext] = None) -> ChainExecution:

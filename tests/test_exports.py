@@ -4,7 +4,7 @@ import flowchain
 PUBLIC = {
     "ChainBuilder", "ChainDefinition", "ChainExecution", "ChainProblem", "ChainRegistry",
     "ChainRunner", "ChainStep", "ChainStepError", "ChainValidationError", "ChainVersion",
-    "ComponentRegistry", "ExecutionStatus", "FlowChainError", "HistogramSettings",
+    "ComponentRegistry", "ComponentTraits", "ExecutionStatus", "FlowChainError", "HistogramSettings",
     "LatencyHistogram", "StepFailure", "StepResult", "UnknownChainError",
     "UnknownComponentError", "UserContext", "clock_info", "component", "default_components",
     "dump_chains", "load_chains", "load_chains_file", "now_ns",

@@ -1,0 +1,181 @@
+"""The worker processes of a ``parallel: N`` step, and what dispatching to them costs.
+
+**Processes, not threads.** A pure-Python CPU-bound component holds the GIL while it runs, so N
+threads run its chunks one at a time; N processes run them at once, which is what makes such a
+step faster on a multi-core machine. The price is that the component and every chunk (and its
+output) are pickled across a pipe: :func:`measure_dispatch_cost` measures that price in this
+process, and the optimizer weighs it against the step's per-item work before suggesting N.
+
+Workers are started with the ``spawn`` method (a fresh interpreter: safe in a process with
+threads, unlike ``fork``), receive the component once (pickled, at start) and keep it for the
+pool's life; chunks travel alone. So the component must be picklable and importable by its
+module path in a fresh interpreter: a function or class defined at a module's top level,
+instances whose state pickles. :class:`ComponentPool` checks this when the runner is built and
+refuses with the reason otherwise (:class:`ComponentNotPicklable`). The pool lives as long as
+the runner's registry (``ChainRegistry.close()`` shuts it down; the interpreter's exit does too).
+"""
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+import statistics
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from flowchain.errors import FlowChainError
+
+POOL_START_METHOD = "spawn"
+"""How worker processes start: a fresh interpreter each."""
+
+_worker_call: Callable[[Any], Any] | None = None
+
+
+def _install(payload: bytes) -> None:
+    """Worker initializer: unpickle the component once, for every chunk to come."""
+    global _worker_call
+    _worker_call = pickle.loads(payload)
+
+
+def _run_chunk(chunk: Any) -> Any:
+    assert _worker_call is not None, "worker started without its component"
+    return _worker_call(chunk)
+
+
+def _ready() -> bool:
+    return _worker_call is not None
+
+
+def _identity_items(chunk: Any) -> Any:
+    return chunk
+
+
+class ComponentNotPicklable(FlowChainError, TypeError):
+    """A ``parallel`` step's component cannot be sent to a worker process."""
+
+
+class PoolBroken(FlowChainError, RuntimeError):
+    """A worker process of a ``parallel`` step died or could not start its component."""
+
+
+class ComponentPool:
+    """``workers`` spawned processes, each holding one copy of a component.
+
+    Parameters
+    ----------
+    call : callable
+        The component (function, or instance of a class), pickled once.
+    workers : int
+        Processes to start (all of them now, so the first execution pays no start-up).
+    what : str
+        The step, for error messages.
+
+    Raises
+    ------
+    ComponentNotPicklable
+        When the component cannot be pickled, or a worker cannot unpickle it.
+    """
+
+    def __init__(self, call: Callable[[Any], Any], workers: int, what: str) -> None:
+        self.what = what
+        self.workers = workers
+        try:
+            payload = pickle.dumps(call)
+        except Exception as exc:  # pickling raises PicklingError, TypeError, AttributeError...
+            raise ComponentNotPicklable(
+                f"{what} runs its component in {workers} worker processes (parallel: "
+                f"{workers}), but the component cannot be sent to one: {type(exc).__name__}: "
+                f"{exc}. Define it at the top level of an importable module (not a lambda, a "
+                "nested function or a class instance holding locks, sockets or open files), "
+                "or remove 'parallel'") from None
+        self._executor = ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context(POOL_START_METHOD),
+            initializer=_install, initargs=(payload,))
+        try:
+            for future in [self._executor.submit(_ready) for _ in range(workers)]:
+                future.result()
+        except BrokenProcessPool as exc:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            raise ComponentNotPicklable(
+                f"{what}: the worker processes of 'parallel: {workers}' could not load the "
+                f"component ({exc}); a fresh interpreter must be able to import it by its "
+                "module path (define it at the top level of an importable module)") from None
+
+    def submit(self, chunk: Any) -> Future:
+        """Start ``component(chunk)`` in a worker; return its future.
+
+        Raises
+        ------
+        PoolBroken
+            When the pool was shut down or a worker died.
+        """
+        try:
+            return self._executor.submit(_run_chunk, chunk)
+        except (BrokenProcessPool, RuntimeError) as exc:
+            raise PoolBroken(f"{self.what}: the worker pool cannot take work ({exc})") from None
+
+    def map(self, chunks: Sequence[Any]) -> list[Any]:
+        """Run every chunk and return the outputs in order; raise the first chunk's error."""
+        futures = [self.submit(chunk) for chunk in chunks]
+        try:
+            return [f.result() for f in futures]
+        except BrokenProcessPool as exc:
+            raise PoolBroken(f"{self.what}: a worker process died ({exc})") from None
+        finally:
+            for f in futures:
+                f.cancel()
+
+    def close(self) -> None:
+        """Stop the workers (waits for chunks in flight)."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchCost:
+    """What one chunk sent to a worker costs beyond the component's own work (ns)."""
+
+    fixed_ns: float
+    per_item_ns: float
+
+
+def measure_dispatch_cost(workers: int, *, items: int = 2000, rounds: int = 30) -> DispatchCost:
+    """Measure, in this process, the cost of a ``parallel`` step's dispatch to ``workers``.
+
+    Starts a pool of the engine's kind (spawned processes, one pickled component each) around a
+    component that returns its chunk unchanged, then times round trips of ``workers`` chunks
+    (one per worker, as a step sends them) of 1 item and of ``items`` floats: ``fixed_ns`` is the
+    median round trip of the small chunks, ``per_item_ns`` the median extra per item (pickling
+    both ways and the pipe). The pool is shut down before returning.
+
+    Raises
+    ------
+    ValueError
+        When ``workers`` is below 1 or ``items`` below 2.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    if items < 2:
+        raise ValueError(f"items must be at least 2, got {items}")
+    pool = ComponentPool(_identity_items, workers, "the dispatch-cost probe")
+    try:
+        small = [[0.5] for _ in range(workers)]
+        large = [[0.5 + i for i in range(items)] for _ in range(workers)]
+        for _ in range(3):  # warm the pipes and the workers' allocators
+            pool.map(small)
+            pool.map(large)
+        fixed: list[int] = []
+        extra: list[float] = []
+        clock = time.perf_counter_ns
+        for _ in range(rounds):
+            t0 = clock()
+            pool.map(small)
+            t1 = clock()
+            pool.map(large)
+            t2 = clock()
+            fixed.append(t1 - t0)
+            extra.append(max(0.0, ((t2 - t1) - (t1 - t0)) / ((items - 1) * workers)))
+        return DispatchCost(float(statistics.median(fixed)), float(statistics.median(extra)))
+    finally:
+        pool.close()

@@ -1,0 +1,171 @@
+"""parallel: N runs an element-wise step in worker processes, with the plain step's output."""
+import dataclasses
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from flowchain import ChainBuilder, ChainRegistry, ChainStepError, ComponentRegistry
+from flowchain.optimizer.pool import ComponentNotPicklable, measure_dispatch_cost
+
+
+def square(rows):
+    return [r * r for r in rows]
+
+
+def tagged(rows):
+    """Each item with the process that computed it (to see the chunks ran elsewhere).
+
+    Items are (folder, n): each chunk leaves its pid in the folder and waits (by condition, at
+    most 20 s) until two processes have, so two chunks can only finish by running at once.
+    """
+    folder = rows[0][0]
+    (folder / str(os.getpid())).touch()
+    deadline = time.monotonic() + 20
+    while len(list(folder.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return [(r, os.getpid()) for _, r in rows]
+
+
+def fails_on_13(rows):
+    out = []
+    for r in rows:
+        if r == 13:
+            raise ValueError(f"cannot score {r}")
+        out.append(r + 1)
+    return out
+
+
+def array_double(rows):
+    return np.asarray(rows) * 2
+
+
+def too_short(rows):
+    return list(rows)[:-1]
+
+
+def _chain(component, parallel):
+    plain = ChainBuilder("P").step("prepare", "Prepare", "raw", "rows", 1) \
+        .step("score", component, "rows", "scores", 5).build()
+    steps = (plain.steps[0], dataclasses.replace(plain.steps[1], parallel=parallel))
+    return plain, dataclasses.replace(plain, steps=steps)
+
+
+@pytest.fixture(scope="module")
+def registry():
+    components = ComponentRegistry()
+    components.register("Prepare", lambda raw: raw)
+    for name, fn in (("Square", square), ("Tagged", tagged), ("Fails", fails_on_13),
+                     ("ArrayDouble", array_double), ("TooShort", too_short)):
+        components.register(name, fn, elementwise=True)
+    components.register("Lambda", lambda rows: rows, elementwise=True)
+    reg = ChainRegistry(components)
+    yield reg
+    reg.close()
+
+
+def test_outputs_equal_the_plain_chain_in_order(registry):
+    plain, optimized = _chain("Square", 2)
+    run_plain = registry.runner(registry.register_chain(plain)).run
+    run_parallel = registry.runner(registry.register_chain(optimized)).run
+    assert plain.chain_id != optimized.chain_id
+    for data in ([], [3], [1, 2], list(range(101)), tuple(range(7))):
+        assert run_parallel(data) == run_plain(data)
+    assert run_parallel(list(range(10))) == [i * i for i in range(10)]
+
+
+def test_chunks_run_at_once_in_worker_processes_kept_across_executions(registry, tmp_path):
+    _, optimized = _chain("Tagged", 2)
+    run = registry.runner(registry.register_chain(optimized)).run
+    (tmp_path / "1").mkdir()
+    first = run([(tmp_path / "1", i) for i in range(20)])
+    assert [r for r, _ in first] == list(range(20))
+    pids = {pid for _, pid in first}
+    assert len(pids) == 2 and os.getpid() not in pids
+    (tmp_path / "2").mkdir()
+    again = {pid for _, pid in run([(tmp_path / "2", i) for i in range(20)])}
+    assert again == pids  # the same workers: the pool lives across executions
+
+
+def test_numpy_arrays_split_and_join(registry):
+    _, optimized = _chain("ArrayDouble", 3)
+    run = registry.runner(registry.register_chain(optimized)).run
+    out = run(np.arange(10))
+    assert isinstance(out, np.ndarray)
+    assert out.tolist() == [2 * i for i in range(10)]
+
+
+def test_a_failing_chunk_fails_the_step_with_its_name_and_input(registry):
+    _, optimized = _chain("Fails", 4)
+    chain_id = registry.register_chain(optimized)
+    run = registry.runner(chain_id).run
+    data = list(range(20))
+    with pytest.raises(ChainStepError) as info:
+        run(data)
+    failure = info.value.execution.failure
+    assert failure.step == "score"
+    assert failure.input_repr == repr(data)
+    assert info.value.args[4] is data
+    cause = info.value.__cause__
+    assert isinstance(cause, ValueError) and "cannot score 13" in str(cause)
+    assert any("chunk 3 of 4 (input items 10..14)" in note for note in cause.__notes__)
+    assert run([1, 2, 3, 4]) == [2, 3, 4, 5]  # the pool survived the failure
+
+
+def test_a_non_sequence_input_fails_the_step_with_the_reason(registry):
+    _, optimized = _chain("Square", 2)
+    run = registry.runner(registry.register_chain(optimized)).run
+    with pytest.raises(ChainStepError) as info:
+        run({"a": 1})
+    assert "received a dict; pass a list, a tuple or a 1-d array" in str(info.value.__cause__)
+    assert info.value.execution.failure.step == "score"
+
+
+def test_a_component_that_is_not_element_wise_after_all_is_caught(registry):
+    _, optimized = _chain("TooShort", 2)
+    run = registry.runner(registry.register_chain(optimized)).run
+    with pytest.raises(ChainStepError) as info:
+        run([1, 2, 3, 4])
+    assert "returned 1 items for the 2 of chunk 1 of 2" in str(info.value.__cause__)
+
+
+def test_a_component_that_cannot_be_sent_to_a_worker_is_refused_clearly(registry):
+    _, optimized = _chain("Lambda", 2)
+    chain_id = registry.register_chain(optimized)
+    with pytest.raises(ComponentNotPicklable, match="cannot be sent to one.*top level of an "
+                                                    "importable module"):
+        registry.runner(chain_id)
+
+
+def test_runners_of_plain_steps_get_the_component_itself():
+    components = ComponentRegistry()
+    components.register("Prepare", lambda raw: raw)
+    components.register("Square", square, elementwise=True)
+    registry = ChainRegistry(components)
+    plain, _ = _chain("Square", 2)
+    runner = registry.runner(registry.register_chain(plain))
+    assert runner.steps[1] is square
+
+
+def test_close_stops_the_workers_and_later_runs_fail_as_the_step():
+    components = ComponentRegistry()
+    components.register("Prepare", lambda raw: raw)
+    components.register("Square", square, elementwise=True)
+    registry = ChainRegistry(components)
+    _, optimized = _chain("Square", 2)
+    run = registry.runner(registry.register_chain(optimized)).run
+    assert run([1, 2, 3]) == [1, 4, 9]
+    registry.close()
+    with pytest.raises(ChainStepError) as info:
+        run([1, 2, 3])
+    assert "cannot take work" in str(info.value.__cause__)
+    assert threading.active_count() >= 1
+
+
+def test_measure_dispatch_cost_is_positive_and_validated():
+    cost = measure_dispatch_cost(1, items=200, rounds=3)
+    assert cost.fixed_ns > 0 and cost.per_item_ns >= 0
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        measure_dispatch_cost(0)
