@@ -1,4 +1,9 @@
-"""``flowchain run FILE NAME --input JSON``: execute one chain and show what happened."""
+"""``flowchain run FILE NAME --input JSON``: execute one chain and show what happened.
+
+``--inputs FILE.jsonl --db PATH`` executes every line instead and records history into PATH
+(latency intervals, failed and sampled executions, recorded inputs), then prints a summary
+whose figures are what was stored (see :mod:`flowchain.optimizer.input_recording`).
+"""
 import asyncio
 import json
 from pathlib import Path
@@ -48,10 +53,40 @@ def run(
     tenant: Optional[str] = typer.Option(None, help="Tenant id of the user context."),
     as_json: bool = typer.Option(False, "--json",
                                  help="Print the record and the output as one JSON object."),
+    inputs: Optional[Path] = typer.Option(
+        None, "--inputs", exists=True, dir_okay=False,
+        help="A JSONL file: run the chain on every line (each line as --input) and record "
+             "history into --db."),
+    db: Optional[Path] = typer.Option(None, "--db", dir_okay=False,
+                                      help="The history database --inputs records into."),
+    skip_bad_lines: bool = typer.Option(
+        False, "--skip-bad-lines",
+        help="Run the good lines of --inputs and report the bad ones (default: refuse the "
+             "file, running nothing, when any line is bad)."),
+    record_inputs: float = typer.Option(
+        0.0, "--record-inputs", min=0.0, max=1.0,
+        help="Fraction of successful executions whose input (and record) is stored for replay "
+             "and optimize --verify; failed executions' inputs are always stored."),
 ) -> None:
     """Execute chain NAME of FILE on --input; print each step's timing and the chain's output,
     or the failing step with its exception, input and traceback (exit code 1). Exit code 2:
-    --input is not valid JSON or does not fit the chain's first contract."""
+    --input is not valid JSON or does not fit the chain's first contract.
+
+    With --inputs FILE.jsonl --db PATH: run every line, record history into PATH and print a
+    summary; exit code 0 when every execution succeeded, 1 when some failed (all recorded), 2
+    when a line is bad (nothing run unless --skip-bad-lines) or the options do not fit."""
+    if inputs is not None:
+        from flowchain.cli.run_batch import run_input_file
+
+        run_input_file(file, name, inputs, db=db, imports=imports, tenant=tenant,
+                       as_json=as_json, skip_bad_lines=skip_bad_lines,
+                       record_rate=record_inputs, single_input=input_json)
+        return
+    for flag, given in (("--db", db is not None), ("--skip-bad-lines", skip_bad_lines),
+                        ("--record-inputs", record_inputs > 0)):
+        if given:
+            err.print(f"[red]error:[/] {flag} goes with --inputs FILE.jsonl")
+            raise typer.Exit(2)
     try:
         data = json.loads(input_json)
     except json.JSONDecodeError as exc:

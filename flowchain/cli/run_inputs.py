@@ -10,12 +10,19 @@ so their first contract decides how the JSON becomes input (:data:`CONTRACT_INPU
 
 Each tick object needs ``time_msc``, ``bid`` and ``ask``; ``last``, ``volume``, ``flags`` and
 ``volume_real`` default to 0.
+
+``--inputs FILE.jsonl`` holds one such JSON value per line (blank lines are skipped):
+:func:`read_input_lines` reads and checks every line before anything runs, so a bad line is
+reported with its number (:class:`BadLine`) and never half-way through a recording.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -103,6 +110,60 @@ def chain_inputs(contract: str, data: Any) -> Iterator[Any]:
     """
     make = CONTRACT_INPUTS.get(contract.split(":", 1)[0])
     return make(data) if make is not None else iter((data,))
+
+
+@dataclass(frozen=True)
+class BadLine:
+    """A line of an ``--inputs`` file that cannot be run: its number (1-based) and why."""
+
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}"
+
+
+def read_input_lines(path: Path, contract: str) -> tuple[list[tuple[int, Any]], list[BadLine]]:
+    """Read a JSONL file of inputs for a chain whose first step takes ``contract``.
+
+    Returns the good lines as ``(line number, parsed JSON)`` and the bad ones: not UTF-8, not
+    JSON, nested too deeply, or not fitting the contract (:func:`chain_inputs`). Blank lines
+    are neither.
+
+    Raises
+    ------
+    OSError
+        When the file cannot be read.
+    """
+    good: list[tuple[int, Any]] = []
+    bad: list[BadLine] = []
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                bad.append(BadLine(number, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at "
+                                           f"column {exc.start + 1})"))
+                continue
+            if not text.strip():
+                continue
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                bad.append(BadLine(number, f"not valid JSON: {exc.msg} at column {exc.colno}"))
+                continue
+            except RecursionError:
+                bad.append(BadLine(number, "JSON nested too deeply to read"))
+                continue
+            try:
+                for _ in chain_inputs(contract, data):
+                    pass
+            except InputError as exc:
+                bad.append(BadLine(number, f"does not fit the first step's input {contract!r}: "
+                                           f"{exc}"))
+                continue
+            good.append((number, data))
+    return good, bad
 
 
 def _shown(value: Any) -> Any:

@@ -5,7 +5,11 @@ each runner's native HDR counts, subtracts the previous copy, and stores one enc
 HdrHistogram per (chain, step, tenant) for that interval, with its count and error count (the
 whole chain is the row with ``step = ''``). Failed executions are stored with their full
 context (failing step, exception, traceback, input); successful ones are sampled at
-``sample_rate`` (deterministically: exactly that fraction of the sequence numbers). As an alert
+``sample_rate`` (deterministically: exactly that fraction of the sequence numbers). Beside a
+failure's repr, the failing step's input is stored in a form that round-trips (table
+``recorded_inputs``, see :mod:`flowchain.optimizer.recorded_inputs`; the reason instead when
+it cannot be encoded), with the chain's definition, so ``flowchain replay`` can run it again.
+As an alert
 sink (:meth:`HistoryWriter.emit`) it stores every monitor event with its time span: a slow-step
 warning from its first covered slow execution to the warning, an escalation from its start to
 its recovery (the row is updated by each repeated alert and closed by the recovery; a step still
@@ -121,7 +125,9 @@ def open_history(path: DatabasePath, readonly: bool = False) -> sqlite3.Connecti
 
     conn = open_database(path, readonly=readonly)
     if not readonly:
-        ensure_schema(conn, HISTORY_SCHEMA)
+        from flowchain.optimizer.recorded_inputs import RECORDED_INPUTS_SCHEMA
+
+        ensure_schema(conn, HISTORY_SCHEMA + RECORDED_INPUTS_SCHEMA)
         for table, column, kind in _ADDED_COLUMNS:
             have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
             if column not in have:
@@ -146,7 +152,8 @@ EVENT_QUEUE = 10_000
 
 
 class _Baseline:
-    __slots__ = ("counts", "failed_counts", "errors", "failures", "failed_seq", "tail", "runner")
+    __slots__ = ("counts", "failed_counts", "errors", "failures", "failed_seq", "tail", "runner",
+                 "input_number")
 
     def __init__(self, runner: Any) -> None:
         self.runner = runner
@@ -156,6 +163,7 @@ class _Baseline:
         self.failures = 0
         self.failed_seq = -1
         self.tail = RingTail(runner, from_start=True)
+        self.input_number = 0  # the next failure-ring number whose input is to be read
 
 
 class HistoryWriter:
@@ -171,13 +179,18 @@ class HistoryWriter:
         The interval length when running in a thread (:meth:`start`).
     sample_rate : float
         Fraction of successful executions persisted in full, 0..1.
+    record_failed_inputs : bool
+        Store each failed execution's failing-step input in ``recorded_inputs`` (a round-trip
+        form, or the reason it has none). Off for a caller that records the chains' own inputs
+        itself (``flowchain run --inputs``).
 
     Attributes
     ----------
     counters : dict
         ``intervals`` rows written, ``failures`` and ``samples`` persisted, ``lost_samples``
         (overwritten in the ring before they were read), ``events`` stored, ``dropped_events``
-        (more than :data:`EVENT_QUEUE` waiting), ``flush_errors``.
+        (more than :data:`EVENT_QUEUE` waiting), ``flush_errors``, ``inputs`` recorded (of them
+        ``unserializable_inputs``: stored as a reason only).
 
     Raises
     ------
@@ -186,7 +199,8 @@ class HistoryWriter:
     """
 
     def __init__(self, registries: Union[Any, Mapping[str, Any]], path: DatabasePath, *,
-                 interval_s: float = 10.0, sample_rate: float = 0.001) -> None:
+                 interval_s: float = 10.0, sample_rate: float = 0.001,
+                 record_failed_inputs: bool = True) -> None:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be positive, got {interval_s}")
         if not 0.0 <= sample_rate <= 1.0:
@@ -196,10 +210,15 @@ class HistoryWriter:
         self.path = Path(path)
         self.interval_s = interval_s
         self.sample_rate = sample_rate
+        self.record_failed_inputs = record_failed_inputs
         self.run_id = uuid.uuid4().hex
         self.conn = open_history(self.path)
         self.counters = {"intervals": 0, "failures": 0, "samples": 0, "lost_samples": 0,
-                         "events": 0, "dropped_events": 0, "flush_errors": 0}
+                         "events": 0, "dropped_events": 0, "flush_errors": 0, "inputs": 0,
+                         "unserializable_inputs": 0}
+        self._input_rows: list[tuple] = []
+        self._definition_rows: list[tuple] = []
+        self._defined: set[str] = set()
         self._events: deque[Any] = deque()
         self._events_lock = threading.Lock()
         self._baselines: dict[tuple[str, str], _Baseline] = {}
@@ -240,6 +259,19 @@ class HistoryWriter:
                 return
             self._events.append(event)
 
+    def add_inputs(self, rows: list[tuple], definitions: list[Any] = ()) -> None:
+        """Queue ``recorded_inputs`` rows (:func:`~flowchain.optimizer.recorded_inputs.input_row`)
+        and the chain definitions they ran on, for the next :meth:`flush` to store with the
+        rest of history."""
+        from flowchain.optimizer.recorded_inputs import definition_row
+
+        with self._lock:
+            self._input_rows.extend(rows)
+            for definition in definitions:
+                if definition.chain_id not in self._defined:
+                    self._defined.add(definition.chain_id)
+                    self._definition_rows.append(definition_row(definition))
+
     def flush(self) -> int:
         """Write one interval (since the previous flush), new executions and events; return rows.
 
@@ -248,6 +280,7 @@ class HistoryWriter:
         sqlite3.Error
             When the database rejects the write (locked beyond the busy timeout, disk full).
         """
+        from flowchain.optimizer.recorded_inputs import insert_definitions, insert_rows
         from flowchain.store import transaction
 
         with self._lock:
@@ -270,7 +303,11 @@ class HistoryWriter:
                     if self.sample_rate > 0:
                         records.extend(self._sample_rows(tenant, registry, definition, base,
                                                          offset))
+            inputs, self._input_rows = self._input_rows, []
+            definitions, self._definition_rows = self._definition_rows, []
             with transaction(self.conn):
+                insert_rows(self.conn, inputs)
+                insert_definitions(self.conn, definitions)
                 self.conn.executemany(
                     "INSERT INTO latency_intervals (run_id, start_ns, end_ns, chain, chain_id, "
                     "step, step_index, tenant, count, errors, expected_ns, histogram, "
@@ -288,6 +325,8 @@ class HistoryWriter:
             self._interval_start = end
             self.counters["intervals"] += len(intervals)
             self.counters["events"] += len(events)
+            self.counters["inputs"] += len(inputs)
+            self.counters["unserializable_inputs"] += sum(1 for r in inputs if r[8] is not None)
             return len(intervals) + len(records) + len(events)
 
     def _store_event(self, event: Any) -> None:
@@ -375,11 +414,49 @@ class HistoryWriter:
     def _failure_rows(self, tenant: str, registry: Any, definition: Any, base: _Baseline,
                       offset: int) -> list[tuple]:
         rows = []
-        for record in registry.failures(definition.chain_id, after_seq=base.failed_seq):
+        failed = registry.failures(definition.chain_id, after_seq=base.failed_seq)
+        inputs = self._failure_inputs(base) if self.record_failed_inputs and failed else {}
+        for record in failed:
             rows.append(self._record_row(tenant, record, False, offset))
             base.failed_seq = record.seq
+            if self.record_failed_inputs:
+                self._failure_input(tenant, definition, record, inputs, offset)
         self.counters["failures"] += len(rows)
         return rows
+
+    @staticmethod
+    def _failure_inputs(base: _Baseline) -> dict[int, Any]:
+        """Execution seq -> the failing step's input, of the failures the ring gained."""
+        ring = base.runner.failed
+        found = {}
+        for number in range(max(base.input_number, ring.oldest()), ring.written):
+            row = ring.read(number)
+            if row is not None:
+                found[row[1]] = row[7]
+        base.input_number = ring.written
+        return found
+
+    def _failure_input(self, tenant: str, definition: Any, record: Any,
+                       inputs: dict[int, Any], offset: int) -> None:
+        """Queue the round-trip form of a failure's input (or why there is none)."""
+        from flowchain.optimizer.recorded_inputs import definition_row, input_row
+
+        ctx = record.user_context
+        missing = None if record.seq in inputs else (
+            # overwritten in the ring between the record and this read: said, not dropped
+            f"the failure ring no longer held the input of execution {record.seq}: more "
+            "failures arrived before the history flush; raise failures_kept or shorten "
+            "interval_s")
+        self._input_rows.append(input_row(
+            run_id=self.run_id, execution_id=record.execution_id, chain=definition.name,
+            chain_id=definition.chain_id, status="failed",
+            start_epoch_ns=record.start_ns + offset if record.start_ns else 0,
+            value=inputs.get(record.seq), unserializable=missing,
+            step_index=record.failure.step_index if record.failure else 0,
+            tenant=ctx.tenant_id if ctx is not None else tenant))
+        if definition.chain_id not in self._defined:
+            self._defined.add(definition.chain_id)
+            self._definition_rows.append(definition_row(definition))
 
     def _sample_rows(self, tenant: str, registry: Any, definition: Any, base: _Baseline,
                      offset: int) -> list[tuple]:
