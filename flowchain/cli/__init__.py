@@ -20,6 +20,7 @@ from flowchain.cli import (  # noqa: F401,E402  (each registers its commands)
     diagram,
     keys,
     node,
+    optimize,
     report,
     run,
     status,
