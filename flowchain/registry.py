@@ -51,7 +51,7 @@ class _Entry:
     """
 
     __slots__ = ("definition", "version", "chain_id", "step_names", "runner", "failures",
-                 "failure_numbers", "failures_read", "lock", "runtimes")
+                 "failure_numbers", "failures_read", "lock", "runtimes", "profiler")
 
     def __init__(self, definition: ChainDefinition, version: ChainVersion) -> None:
         self.definition = definition
@@ -64,6 +64,7 @@ class _Entry:
         self.failures_read = 0
         self.lock = threading.Lock()
         self.runtimes: dict[str, Any] = {}  # step name -> StepRuntime (parallel/cache/async)
+        self.profiler: Any = None  # ChainProfiler, once profiling was on for this version
 
 
 ChainRef = Union[str, ChainDefinition]
@@ -87,17 +88,27 @@ class ChainRegistry:
     contexts_kept : int
         User contexts a runner's table holds (see ``ChainRunner``); older executions whose
         entry was reused report no context.
+    profile_rate : float
+        The share of executions profiled per step (wall, thread CPU, allocation, input hash;
+        see :mod:`flowchain.optimizer.profiling`): 0 (the default) none, 1.0 every one, 0.01
+        one in a hundred. Change it with :meth:`set_profiling`.
+    profiles_kept : int
+        Step profiles held in memory per chain version until taken (:meth:`take_profiles`).
 
     Raises
     ------
     ValueError
-        When ``failures_kept`` or ``ring_capacity`` is below 1 or ``contexts_kept`` below 2.
+        When ``failures_kept`` or ``ring_capacity`` is below 1, ``contexts_kept`` below 2,
+        or ``profile_rate`` not from 0 to 1.
     """
 
     def __init__(self, components: Optional[ComponentRegistry] = None, *,
                  ring_capacity: int = 4096,
                  histograms: HistogramSettings = DEFAULT_SETTINGS,
-                 failures_kept: int = 1000, contexts_kept: int = 1024) -> None:
+                 failures_kept: int = 1000, contexts_kept: int = 1024,
+                 profile_rate: float = 0.0, profiles_kept: int = 10_000) -> None:
+        from flowchain.optimizer.profiling import sample_every
+
         if ring_capacity < 1:
             raise ValueError(f"ring_capacity must be at least 1, got {ring_capacity}")
         if failures_kept < 1:
@@ -113,6 +124,9 @@ class ChainRegistry:
         self._entries: dict[str, _Entry] = {}
         self._versions: dict[str, list[ChainVersion]] = {}
         self._lock = threading.Lock()
+        self._profile_rate = float(profile_rate)
+        self._profile_every = sample_every(profile_rate)
+        self.profiles_kept = profiles_kept
 
     # ------------------------------------------------------------------ registration
 
@@ -247,8 +261,61 @@ class ChainRegistry:
             with entry.lock:
                 if entry.runner is None:
                     entry.runner = self._build_runner(entry)
+                    if self._profile_every:
+                        self._sample(entry)
                 runner = entry.runner
         return runner
+
+    # ------------------------------------------------------------------ profiling
+
+    @property
+    def profile_rate(self) -> float:
+        """The share of executions profiled (0: off); see :meth:`set_profiling`."""
+        return self._profile_rate
+
+    def set_profiling(self, rate: float) -> None:
+        """Profile 1 execution in ``round(1 / rate)`` of every chain's ``runner.run``
+        (0: stop; 1.0: every one), from now on, for runners built and to be built.
+
+        Raises
+        ------
+        ValueError
+            When ``rate`` is not a number from 0 to 1.
+        """
+        from flowchain.optimizer.profiling import sample_every
+        every = sample_every(rate)
+        self._profile_rate, self._profile_every = float(rate), every
+        for entry in list(self._entries.values()):
+            with entry.lock:
+                if entry.runner is not None:
+                    self._sample(entry)
+
+    def _sample(self, entry: _Entry) -> None:
+        """Point the runner's sampling at the entry's profiler (cold; holds entry.lock)."""
+        runner = entry.runner
+        if not self._profile_every:
+            runner.sample(None, 0)
+            return
+        if entry.profiler is None:
+            from flowchain.optimizer.profiling import ChainProfiler
+            entry.profiler = ChainProfiler(entry.definition.name, entry.chain_id,
+                                           entry.step_names, self.profiles_kept)
+            entry.profiler.runner = runner
+        runner.sample(entry.profiler, self._profile_every)
+
+    def take_profiles(self, chain: Optional[ChainRef] = None) -> list[Any]:
+        """Return and forget the step profiles (``StepProfile``) held for one chain version
+        (an id, or a name's latest version) or, without ``chain``, for every one.
+
+        The history writer stores them in ``step_profiles``
+        (:func:`flowchain.optimizer.profile_store.write_profiles`).
+        """
+        entries = [self._entry(chain)] if chain is not None else list(self._entries.values())
+        out: list[Any] = []
+        for entry in entries:
+            if entry.profiler is not None:
+                out.extend(entry.profiler.take())
+        return out
 
     def _build_runner(self, entry: _Entry) -> "engine.ChainRunner":
         d = entry.definition

@@ -72,6 +72,9 @@ cdef class ChainRunner:
     cdef public object resolve_failure
     cdef bint _busy
     cdef object _fns
+    cdef int64_t _sample_every
+    cdef int64_t _sample_countdown
+    cdef readonly object sample_probe
     cdef unsigned char *_async
 
     cdef bytes _async_flags
@@ -200,6 +203,11 @@ cdef class ChainRunner:
         cdef PyObject *out
         if self.has_async:
             raise TypeError(f"chain {self.chain_id} has coroutine steps: await run_async()")
+        if self._sample_every:  # profiling: 1 execution in N takes the measuring path
+            self._sample_countdown -= 1
+            if self._sample_countdown <= 0:
+                self._sample_countdown = self._sample_every
+                return self.run_measured(data, context, self.sample_probe)
         # check and set with no Python call in between: two threads can never both pass
         if self._busy:
             raise RuntimeError(
@@ -247,6 +255,18 @@ cdef class ChainRunner:
         self._busy = 0
         return data
 
+    def sample(self, object probe, int64_t every):
+        """Route 1 execution in ``every`` of :meth:`run` through :meth:`run_measured` with
+        ``probe`` (``every`` 0 or ``probe`` None: none; the next sampled one is the
+        ``every``-th from now). Off, :meth:`run` pays one integer test."""
+        if every < 0:
+            raise ValueError(f"every must be 0 (off) or positive, got {every}")
+        if probe is None:
+            every = 0
+        self.sample_probe = probe
+        self._sample_every = every
+        self._sample_countdown = every
+
     def run_measured(self, object data, object context, object probe):
         """Run the chain like :meth:`run`, measuring each step's resources through ``probe``.
 
@@ -255,7 +275,9 @@ cdef class ChainRunner:
         ``m = probe.begin()`` before the first step, ``m.before()`` and
         ``m.after(i, wall_ns)`` around each step and ``m.end(ok)`` at the end (also when a
         step raised). A step's wall time is read inside ``before``/``after``, so the probe's
-        own work is not in it, and the execution's total is the sum of its steps.
+        own work is not in it, and the execution's total is the sum of its steps. A
+        measurement with a true ``wants_input`` is also given each step's input,
+        ``m.input(i, data)``, before its ``before()``.
         """
         cdef ExecutionRing ring = self.ring
         cdef HdrCounts hist = self.histograms
@@ -263,6 +285,7 @@ cdef class ChainRunner:
         cdef int64_t seq, t0, t1, t_start, total = 0, d
         cdef int32_t ctx = 0
         cdef bint ok = 0
+        cdef bint wants_input = 0
         if self.has_async:
             raise TypeError(f"chain {self.chain_id} has coroutine steps: await run_async()")
         if self._busy:
@@ -275,6 +298,7 @@ cdef class ChainRunner:
             if context is not None:
                 ctx = self._context_of(context, seq)
             m = probe.begin()
+            wants_input = getattr(m, "wants_input", False)
         except BaseException:
             self._busy = 0
             raise
@@ -284,6 +308,8 @@ cdef class ChainRunner:
             slot = ring.begin(seq, ctx, t0)
             while i < n:
                 ring._step[slot] = <int16_t>i
+                if wants_input:
+                    m.input(i, data)
                 m.before()
                 t_start = fc_now_ns()
                 try:

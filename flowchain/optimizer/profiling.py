@@ -1,0 +1,149 @@
+"""Per-step profiles of sampled executions, measured on the cold path.
+
+With a rate set (``ChainRegistry(profile_rate=R)`` or ``registry.set_profiling(R)``), 1
+execution in ``round(1 / R)`` of each chain's ``runner.run`` takes the engine's measuring path
+(``ChainRunner.run_measured``; same ring, histograms and failure path as any execution) with a
+:class:`ChainProfiler` reading, per step:
+
+* ``wall_ns``: the step's wall time (engine clock, the profiler's own work excluded);
+* ``cpu_ns``: the thread's CPU time (``time.thread_time_ns``) during the step;
+* ``alloc_bytes``: tracemalloc's peak during the step above the traced size at its start.
+  tracemalloc runs only while a sampled execution does (started and stopped around it, unless
+  something else had it running); it is process-wide, so on a busy node other threads'
+  allocations during the step count too (an upper bound);
+* ``input_hash`` and ``items``: the stable hash of the step's input
+  (:mod:`flowchain.optimizer.input_hash`, computed before the step's clocks start) and its
+  length when it is a sequence.
+
+Rate 0 (the default) samples nothing: ``run`` pays one integer test. Coroutine chains
+(``run_async``) are not profiled. Profiles are kept in memory (the newest ``profiles_kept``
+per chain version) until the history writer or ``registry.take_profiles()`` takes them.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+import tracemalloc
+from typing import Any, Optional
+
+import numpy as np
+
+from flowchain.optimizer.input_hash import input_hash
+from flowchain.optimizer.profile_store import StepProfile
+from flowchain.tenancy.resources import CPU_FLOOR_NS
+from flowchain.tenancy.resources import _tracing as _tracemalloc_users
+
+_thread_time_ns = time.thread_time_ns
+_time_ns = time.time_ns
+_traced = tracemalloc.get_traced_memory
+_reset_peak = tracemalloc.reset_peak
+
+
+def sample_every(rate: float) -> int:
+    """Return N for "1 execution in N" (0: off) for a sampling ``rate`` in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        When ``rate`` is not a number from 0 to 1.
+    """
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1 \
+            or rate != rate:
+        raise ValueError(f"the profiling rate must be a number from 0 (off) to 1 (every "
+                         f"execution), got {rate!r}")
+    return 0 if rate == 0 else max(1, round(1 / rate))
+
+
+def _items(data: Any) -> Optional[int]:
+    if isinstance(data, (list, tuple)) or (isinstance(data, np.ndarray) and data.ndim >= 1):
+        return len(data)
+    return None
+
+
+class _Sample:
+    """One sampled execution's readings (one object per execution: threads never share it)."""
+
+    __slots__ = ("profiler", "seq", "epoch_ns", "inputs", "raw")
+    wants_input = True
+
+    def __init__(self, profiler: "ChainProfiler", seq: int) -> None:
+        self.profiler = profiler
+        self.seq = seq
+        self.epoch_ns = _time_ns()
+        self.inputs: list = []
+        self.raw: list = []
+
+    def input(self, i: int, data: Any) -> None:
+        self.inputs.append(input_hash(data))
+        self.inputs.append(_items(data))
+
+    def before(self) -> None:
+        _reset_peak()
+        self.raw.append(_traced()[0])
+        self.raw.append(_thread_time_ns())
+
+    def after(self, i: int, wall_ns: int) -> None:
+        cpu1 = _thread_time_ns()
+        self.raw.append(_traced()[1])
+        self.raw.append(cpu1)
+        self.raw.append(wall_ns)
+
+    def end(self, ok: bool) -> None:
+        _tracemalloc_users.release()
+        p = self.profiler
+        raw, inputs, floor = self.raw, self.inputs, CPU_FLOOR_NS
+        start = self.epoch_ns
+        out = []
+        for i in range(len(raw) // 5):
+            mem0, cpu0, peak, cpu1, wall = raw[5 * i:5 * i + 5]
+            cpu = cpu1 - cpu0 - floor
+            out.append(StepProfile(p.chain, p.chain_id, self.seq, p.step_names[i], i, start,
+                                   wall, cpu if cpu > 0 else 0,
+                                   peak - mem0 if peak > mem0 else 0,
+                                   inputs[2 * i], inputs[2 * i + 1]))
+            start += wall
+        p.add(out)
+
+
+class ChainProfiler:
+    """The profiler of one chain version: the probe its runner's sampled executions use."""
+
+    def __init__(self, chain: str, chain_id: str, step_names: tuple[str, ...],
+                 keep: int = 10_000) -> None:
+        self.chain = chain
+        self.chain_id = chain_id
+        self.step_names = tuple(step_names)
+        self.runner: Any = None
+        self.sampled = 0
+        self.dropped = 0
+        self._profiles: collections.deque[StepProfile] = collections.deque()
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    def begin(self) -> _Sample:
+        """Start measuring an execution (called by the runner before its first step)."""
+        _tracemalloc_users.acquire()
+        seq = self.runner.executions if self.runner is not None else -1
+        return _Sample(self, seq)
+
+    def add(self, profiles: list[StepProfile]) -> None:
+        with self._lock:
+            self.sampled += 1
+            self._profiles.extend(profiles)
+            over = len(self._profiles) - self._keep
+            for _ in range(over if over > 0 else 0):
+                self._profiles.popleft()
+                self.dropped += 1
+
+    def take(self) -> list[StepProfile]:
+        """Return and forget the profiles held."""
+        with self._lock:
+            out = list(self._profiles)
+            self._profiles.clear()
+        return out
+
+    def peek(self) -> list[StepProfile]:
+        """Return the profiles held, keeping them."""
+        with self._lock:
+            return list(self._profiles)
