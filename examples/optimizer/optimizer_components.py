@@ -22,8 +22,8 @@ import numpy as np
 
 import flowchain
 
-LIGHT_ITERATIONS = 800
-"""Key-stretching rounds of a light step (a fraction of a millisecond of CPU)."""
+LIGHT_ITERATIONS = 3000
+"""Key-stretching rounds of a light step (about a millisecond of CPU)."""
 HEAVY_ITERATIONS = 2000
 """Key-stretching rounds per item of ScoreItems."""
 SURFACE_POINTS = 150_000
