@@ -5,11 +5,12 @@ bottleneck only when it matters to the chain: it takes at least :data:`BOTTLENEC
 chain's p50 or p99, and it was profiled at least :data:`MIN_PROFILED_CALLS` times. Such a step
 is then, the first criterion that holds winning:
 
-* ``io_bound``: its thread CPU time over its wall time, summed over the profiled calls, is at
-  most :data:`IO_CPU_PER_WALL` (it mostly waits);
 * ``memory_intensive``: one call allocates at least :data:`MEMORY_ALLOC_BYTES` (median) and at
   least :data:`MEMORY_REPEAT_RATIO` of its calls had an input seen before (a cache would answer
-  them);
+  them, whatever the call spends its time on);
+* ``io_bound``: its thread CPU time over its wall time, summed over the profiled calls, is at
+  most :data:`IO_CPU_PER_WALL` (it mostly waits: well below what a CPU-bound step shows even
+  on a machine whose cores are shared with several other busy processes);
 * ``slow_step``: its p50 or p99 exceeds its expected duration by at least
   :data:`SLOW_EXPECTED_RATIO`.
 
@@ -33,7 +34,7 @@ MIN_PROFILED_CALLS = 10
 """Fewer profiled calls of a step are too few to judge it."""
 SLOW_EXPECTED_RATIO = 1.0
 """A slow step's p50 or p99 is at least this multiple of its expected duration."""
-IO_CPU_PER_WALL = 0.3
+IO_CPU_PER_WALL = 0.2
 """An I/O-bound step's CPU time is at most this share of its wall time."""
 MEMORY_ALLOC_BYTES = 1 << 20
 """A memory-intensive step allocates at least this much per call (median, bytes)."""
@@ -86,14 +87,14 @@ def classify(chain: ChainMeasurements, step: StepMeasurements) -> Bottleneck | N
     ev = step_evidence(chain, step)
     if max(ev["share_of_chain_p50"], ev["share_of_chain_p99"]) < BOTTLENECK_SHARE:
         return None
+    if ev["alloc_per_call_bytes"] >= MEMORY_ALLOC_BYTES and \
+            ev["input_repeat_ratio"] >= MEMORY_REPEAT_RATIO:
+        return Bottleneck(step.name, MEMORY_INTENSIVE, ev)
     cpu = ev["cpu_per_wall"]
     if cpu is not None and cpu <= IO_CPU_PER_WALL:
         wait = sum(step.wall_ns) - sum(step.cpu_ns)
         ev["wait_per_call_ns"] = int(wait / step.samples)
         return Bottleneck(step.name, IO_BOUND, ev)
-    if ev["alloc_per_call_bytes"] >= MEMORY_ALLOC_BYTES and \
-            ev["input_repeat_ratio"] >= MEMORY_REPEAT_RATIO:
-        return Bottleneck(step.name, MEMORY_INTENSIVE, ev)
     ratio = ev["ratio_to_expected"]
     if ratio is not None and ratio >= SLOW_EXPECTED_RATIO:
         return Bottleneck(step.name, SLOW_STEP, ev)

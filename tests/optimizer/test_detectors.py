@@ -42,7 +42,7 @@ def test_mostly_waiting_is_io_bound():
     assert b.evidence["cpu_per_wall"] == pytest.approx(0.1)
     assert b.evidence["wait_per_call_ns"] == 9 * MS
     busy = chain(step("cpu", 0, [MS] * N),
-                 step("fetch", 1, [10 * MS] * N, cpu_ns=[4 * MS] * N))  # 0.4 > IO_CPU_PER_WALL
+                 step("fetch", 1, [10 * MS] * N, cpu_ns=[3 * MS] * N))  # 0.3 > IO_CPU_PER_WALL
     assert [b.type for b in d.detect(busy)] == [d.SLOW_STEP]
 
 
@@ -62,3 +62,11 @@ def test_large_allocations_on_repeating_inputs_are_memory_intensive():
     small = chain(step("load", 0, [MS] * N),
                   step("table", 1, [9 * MS] * N, alloc=d.MEMORY_ALLOC_BYTES - 1, hashes=hashes))
     assert [b.type for b in d.detect(small)] == [d.SLOW_STEP]
+
+
+def test_repeating_large_allocations_win_over_waiting():
+    # a cache answers a repeated input whatever the call spent its time on
+    hashes = [f"{i % 4:016x}" for i in range(N)]
+    c = chain(step("load", 0, [MS] * N),
+              step("table", 1, [9 * MS] * N, cpu_ns=[MS] * N, alloc=8 << 20, hashes=hashes))
+    assert [b.type for b in d.detect(c)] == [d.MEMORY_INTENSIVE]

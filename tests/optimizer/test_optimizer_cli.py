@@ -1,0 +1,162 @@
+"""flowchain optimize: its JSON, and its refusals (exit 2, nothing written)."""
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from flowchain import ComponentRegistry, default_components
+from flowchain.cli import app
+from tests.optimizer.recording import record
+
+runner = CliRunner()
+
+CHAINS = """
+Data_Flow_Chains:
+  stateful_tables:
+    steps:
+      - {name: key, component: OptCliKey, input: request, output: key, expected_duration: 5}
+      - {name: table, component: OptCliStatefulTable, input: key, output: total,
+         expected_duration: 0.1}
+  repeated_tables:
+    steps:
+      - {name: key, component: OptCliKey, input: request, output: key, expected_duration: 5}
+      - {name: table, component: OptCliTable, input: key, output: total, expected_duration: 0.1}
+  never_run:
+    steps:
+      - {name: key, component: OptCliKey, input: request, output: key, expected_duration: 5}
+"""
+
+
+class StatefulTable:
+    """Memory-heavy on repeating inputs, but its output depends on a call counter: never cache."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, key):
+        self.calls += 1
+        table = np.full(400_000, float(key))  # 3.2 MB
+        return float(table.sum()) + self.calls
+
+
+def table(key):
+    return float(np.full(400_000, float(key)).sum())
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """Chains recorded once (profiles at every execution, inputs), in a real SQLite file."""
+    folder = tmp_path_factory.mktemp("optimize_cli")
+    for name, impl, traits in (("OptCliKey", lambda r: int(r["key"]), {}),
+                               ("OptCliStatefulTable", StatefulTable, {}),
+                               ("OptCliTable", table, {"deterministic": True})):
+        default_components.register(name, impl, replace=True, **traits)
+    chains = folder / "chains.yaml"
+    chains.write_text(CHAINS)
+    inputs = folder / "inputs.jsonl"
+    inputs.write_text("".join(json.dumps({"key": k % 3}) + "\n" for k in range(24)))
+    db = folder / "history.db"
+    record(chains, "stateful_tables", inputs, db)
+    record(chains, "repeated_tables", inputs, db)
+    yield folder, chains, db, inputs
+    for name in ("OptCliKey", "OptCliStatefulTable", "OptCliTable"):
+        default_components.unregister(name)
+
+
+def invoke(*args):
+    result = runner.invoke(app, ["optimize", *map(str, args)], catch_exceptions=False)
+    return result.exit_code, result.stdout, " ".join(result.stderr.split())
+
+
+def test_json_names_the_bottleneck_its_evidence_and_the_cache_size(recorded):
+    _, chains, db, _ = recorded
+    code, out, _ = invoke(chains, "repeated_tables", "--db", db, "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert set(data) >= {"bottlenecks", "optimizations", "estimated_improvement"}
+    [b] = data["bottlenecks"]
+    assert (b["step"], b["type"]) == ("table", "memory_intensive")
+    assert b["evidence"]["alloc_per_call_bytes"] >= 3_000_000
+    assert b["evidence"]["input_repeat_ratio"] == pytest.approx(21 / 24, abs=1e-3)
+    [o] = data["optimizations"]
+    assert (o["step"], o["kind"], o["cache_size"]) == ("table", "cache", 3)
+    assert data["estimated_improvement"]["p50"]["speedup"] > 1
+    assert set(data["estimated_improvement"]["p99"]) == {"before_ns", "after_ns", "speedup"}
+
+
+def test_apply_writes_a_new_version_with_the_step_field(recorded):
+    folder, chains, db, _ = recorded
+    out_file = folder / "optimized.yaml"
+    code, out, _ = invoke(chains, "repeated_tables", "--db", db, "--apply", "--out", out_file)
+    assert code == 0, out
+    from flowchain.chain import load_chains_file
+    new = {c.name: c for c in load_chains_file(out_file)}
+    old = {c.name: c for c in load_chains_file(chains)}
+    assert new["repeated_tables"].steps[1].cache.size == 3
+    assert new["repeated_tables"].chain_id != old["repeated_tables"].chain_id
+    assert new["never_run"].chain_id == old["never_run"].chain_id  # the others unchanged
+    assert "repeated_tables@" in out
+
+
+def test_apply_refuses_a_cache_on_a_component_not_declared_deterministic(recorded):
+    folder, chains, db, _ = recorded
+    out_file = folder / "refused.yaml"
+    code, out, err = invoke(chains, "stateful_tables", "--db", db, "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert [b["type"] for b in data["bottlenecks"]] == ["memory_intensive"]
+    assert data["optimizations"] == []  # never suggested
+    assert data["blocked"][0]["needs_trait"] == "deterministic"
+    code, _, err = invoke(chains, "stateful_tables", "--db", db, "--apply", "--out", out_file)
+    assert code == 2 and not out_file.exists()
+    assert "not declared deterministic" in err and "deterministic=True" in err
+
+
+def test_unknown_chain_and_no_history_are_refused_with_the_reason(recorded, tmp_path):
+    _, chains, db, _ = recorded
+    out_file = tmp_path / "x.yaml"
+    code, _, err = invoke(chains, "nope", "--db", db, "--apply", "--out", out_file)
+    assert code == 2 and "has no chain 'nope'" in err and not out_file.exists()
+    code, _, err = invoke(chains, "never_run", "--db", db, "--apply", "--out", out_file)
+    assert code == 2 and not out_file.exists()
+    assert "no data" in err and "run it first with `flowchain run" in err and "--profile" in err
+    code, _, err = invoke(chains, "never_run", "--db", tmp_path / "missing.db")
+    assert code == 2 and "no data" in err and not (tmp_path / "missing.db").exists()
+
+
+def test_history_without_profiles_is_no_data(recorded, tmp_path):
+    from flowchain.observe.history import HistoryWriter
+    from flowchain.registry import ChainRegistry
+
+    _, chains, _, _ = recorded
+    registry = ChainRegistry()
+    [cid] = [i for i in registry.register_file(chains) if i.startswith("never_run@")]
+    for k in range(5):
+        registry.runner(cid).run({"key": k})
+    db = tmp_path / "plain.db"
+    writer = HistoryWriter(registry, db)
+    writer.close()
+    code, _, err = invoke(chains, "never_run", "--db", db)
+    assert code == 2 and "no step profile" in err
+
+
+def test_option_mistakes_are_refused(recorded, tmp_path):
+    _, chains, db, _ = recorded
+    code, _, err = invoke(chains, "repeated_tables", "--db", db, "--apply")
+    assert code == 2 and "--out" in err
+    code, _, err = invoke(chains, "repeated_tables", "--db", db, "--out", tmp_path / "o.yaml")
+    assert code == 2 and "add --apply" in err
+
+
+def test_verify_replays_the_recorded_inputs_side_by_side(recorded):
+    _, chains, db, _ = recorded
+    code, out, _ = invoke(chains, "repeated_tables", "--db", db, "--verify", "--json")
+    assert code == 0, out
+    v = json.loads(out)["verify"]
+    assert v["executions"] == 24 and v["outputs_identical"] is True
+    assert v["measured"]["p50"]["speedup"] > 1 and "predicted" in v
+
+
+def test_unused_component_registry_is_not_touched():
+    assert "OptCliKey" not in ComponentRegistry()
