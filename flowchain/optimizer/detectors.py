@@ -2,7 +2,9 @@
 
 Every criterion is a named constant below (documented in ``docs/optimizer.md``). A step is a
 bottleneck only when it matters to the chain: it takes at least :data:`BOTTLENECK_SHARE` of the
-chain's p50 or p99, and it was profiled at least :data:`MIN_PROFILED_CALLS` times. Such a step
+chain's p50 (or :data:`TAIL_BOTTLENECK_SHARE` of its p99: a tail share needs to be larger, one
+slow outlier of a light step moves it), and it was profiled at least :data:`MIN_PROFILED_CALLS`
+times. Such a step
 is then, the first criterion that holds winning:
 
 * ``memory_intensive``: one call allocates at least :data:`MEMORY_ALLOC_BYTES` (median) and at
@@ -11,8 +13,8 @@ is then, the first criterion that holds winning:
 * ``io_bound``: its thread CPU time over its wall time, summed over the profiled calls, is at
   most :data:`IO_CPU_PER_WALL` (it mostly waits: well below what a CPU-bound step shows even
   on a machine whose cores are shared with several other busy processes);
-* ``slow_step``: its p50 or p99 exceeds its expected duration by at least
-  :data:`SLOW_EXPECTED_RATIO`.
+* ``slow_step``: its p50 is at least :data:`SLOW_EXPECTED_RATIO` times its expected
+  duration.
 
 Each bottleneck carries the figures that made it one (its *evidence*).
 """
@@ -29,11 +31,13 @@ IO_BOUND = "io_bound"
 BOTTLENECK_TYPES = (SLOW_STEP, MEMORY_INTENSIVE, IO_BOUND)
 
 BOTTLENECK_SHARE = 0.4
-"""A bottleneck takes at least this share of the chain's p50 or of its p99."""
+"""A bottleneck takes at least this share of the chain's p50..."""
+TAIL_BOTTLENECK_SHARE = 0.6
+"""...or at least this share of the chain's p99."""
 MIN_PROFILED_CALLS = 10
 """Fewer profiled calls of a step are too few to judge it."""
 SLOW_EXPECTED_RATIO = 1.0
-"""A slow step's p50 or p99 is at least this multiple of its expected duration."""
+"""A slow step's p50 is at least this multiple of its expected duration."""
 IO_CPU_PER_WALL = 0.2
 """An I/O-bound step's CPU time is at most this share of its wall time."""
 MEMORY_ALLOC_BYTES = 1 << 20
@@ -65,7 +69,7 @@ def step_evidence(chain: ChainMeasurements, step: StepMeasurements) -> dict[str,
     expected = step.expected_ns
     ratio = cpu = None
     if expected > 0:
-        ratio = max(step.p50_ns, step.p99_ns) / expected
+        ratio = step.p50_ns / expected
     cpu = step.cpu_per_wall
     return {
         "p50_ns": int(step.p50_ns), "p99_ns": int(step.p99_ns),
@@ -85,7 +89,8 @@ def classify(chain: ChainMeasurements, step: StepMeasurements) -> Bottleneck | N
     if step.samples < MIN_PROFILED_CALLS:
         return None
     ev = step_evidence(chain, step)
-    if max(ev["share_of_chain_p50"], ev["share_of_chain_p99"]) < BOTTLENECK_SHARE:
+    if ev["share_of_chain_p50"] < BOTTLENECK_SHARE and \
+            ev["share_of_chain_p99"] < TAIL_BOTTLENECK_SHARE:
         return None
     if ev["alloc_per_call_bytes"] >= MEMORY_ALLOC_BYTES and \
             ev["input_repeat_ratio"] >= MEMORY_REPEAT_RATIO:

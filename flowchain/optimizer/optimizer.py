@@ -121,6 +121,12 @@ def _engine_dispatch_cost(workers: int) -> Any:
     return measure_dispatch_cost(workers)
 
 
+def _machine_capacity(workers: int) -> float:
+    from flowchain.optimizer.capacity import measure_cpu_capacity
+
+    return measure_cpu_capacity(workers)
+
+
 DatabasePath = Union[str, Path]
 
 
@@ -143,6 +149,9 @@ class ChainOptimizer:
         The cores parallelism may use; those this process may run on by default.
     dispatch_cost : callable, optional
         ``workers -> DispatchCost``; the engine pool's measurement in this process by default.
+    cpu_capacity : callable, optional
+        ``workers -> cores' worth of CPU`` that many busy workers get at once; measured now by
+        default (:func:`flowchain.optimizer.capacity.measure_cpu_capacity`).
 
     Examples
     --------
@@ -155,7 +164,8 @@ class ChainOptimizer:
                  concurrency_limit: int = suggestions.DEFAULT_CONCURRENCY_LIMIT,
                  cache_coverage: float = suggestions.CACHE_COVERAGE,
                  cores: Optional[int] = None,
-                 dispatch_cost: Optional[Callable[[int], Any]] = None) -> None:
+                 dispatch_cost: Optional[Callable[[int], Any]] = None,
+                 cpu_capacity: Optional[Callable[[int], float]] = None) -> None:
         if concurrency_limit < 1:
             raise ValueError(f"concurrency_limit must be at least 1, got {concurrency_limit}")
         if not 0.0 < cache_coverage <= 1.0:
@@ -167,6 +177,13 @@ class ChainOptimizer:
         self.cores = cores if cores is not None else suggestions.available_cores()
         self._dispatch = dispatch_cost or _engine_dispatch_cost
         self._dispatch_seen: dict[int, Any] = {}
+        self._capacity = cpu_capacity or _machine_capacity
+        self._capacity_seen: dict[int, float] = {}
+
+    def _cpu_capacity(self, workers: int) -> float:
+        if workers not in self._capacity_seen:
+            self._capacity_seen[workers] = self._capacity(workers)
+        return self._capacity_seen[workers]
 
     def _dispatch_cost(self, workers: int) -> Any:
         if workers not in self._dispatch_seen:
@@ -272,7 +289,8 @@ class ChainOptimizer:
         """Size the remedy of one bottleneck."""
         step = measured.step(bottleneck.step)
         if bottleneck.type == detectors.SLOW_STEP:
-            return suggestions.suggest_parallel(step, self.cores, self._dispatch_cost)
+            return suggestions.suggest_parallel(step, self.cores, self._dispatch_cost,
+                                                self._cpu_capacity)
         if bottleneck.type == detectors.MEMORY_INTENSIVE:
             return suggestions.suggest_cache(step, coverage=self.cache_coverage)
         overhead = 0.0

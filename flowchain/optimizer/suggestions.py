@@ -3,7 +3,9 @@
 * ``slow_step`` -> ``parallel: N``. For each candidate N (2 up to the cores this process may
   use), each profiled call's time is predicted as its largest chunk's share of the measured
   per-item work plus the measured cost of dispatching to N worker processes (fixed + per item):
-  Amdahl's law with the dispatch as the serial part. N is the smallest candidate whose median
+  Amdahl's law with the dispatch as the serial part, the chunks sharing the CPU this machine
+  gives N busy threads at once (measured: fewer cores' worth on a loaded machine). N is the
+  smallest candidate whose median
   predicted time is within :data:`PARALLEL_TOLERANCE` of the best; no N is suggested when the
   best gains less than :data:`MIN_STEP_SPEEDUP`. Only for element-wise components.
 * ``memory_intensive`` -> ``cache: {strategy: lru, size: N}``. The step's recorded input
@@ -127,18 +129,24 @@ def parallel_candidates(cores: int) -> list[int]:
 
 
 def predict_parallel_ns(wall_ns: float, items: Optional[int], workers: int,
-                        cost: Any) -> float:
-    """One call's predicted time split over ``workers``: its largest chunk plus the dispatch."""
+                        cost: Any, capacity: Optional[float] = None) -> float:
+    """One call's predicted time split over ``workers``: its largest chunk (slowed when the
+    machine gives the chunks only ``capacity`` cores' worth of CPU at once) plus the dispatch."""
     if items is None or items < 2:
         return float(wall_ns)
     chunks = min(workers, items)
     per_item = wall_ns / items
-    return math.ceil(items / chunks) * per_item + cost.fixed_ns + cost.per_item_ns * items
+    share = 1.0 if capacity is None else chunks / max(1.0, min(float(chunks), capacity))
+    return math.ceil(items / chunks) * per_item * share + cost.fixed_ns + \
+        cost.per_item_ns * items
 
 
 def suggest_parallel(step: StepMeasurements, cores: int,
-                     dispatch_cost: Callable[[int], Any]) -> Optimization:
-    """Size ``parallel: N`` for a slow step (see the module); ``dispatch_cost(N)`` measures."""
+                     dispatch_cost: Callable[[int], Any],
+                     capacity: Optional[Callable[[int], float]] = None) -> Optimization:
+    """Size ``parallel: N`` for a slow step (see the module); ``dispatch_cost(N)`` measures
+    the pool's cost, ``capacity(N)`` the cores' worth of CPU N busy workers get at once (all N
+    when omitted: an idle machine)."""
     if not step.elementwise:
         return _missing_trait(
             step, PARALLEL, ELEMENTWISE,
@@ -157,10 +165,13 @@ def suggest_parallel(step: StepMeasurements, cores: int,
     best: Optional[tuple[int, float, Any]] = None
     tried: dict[int, float] = {}
     costs: dict[int, Any] = {}
+    caps: dict[int, float] = {}
     for n in parallel_candidates(cores):
         costs[n] = dispatch_cost(n)
+        caps[n] = float(n) if capacity is None else float(capacity(n))
         tried[n] = float(statistics.median(
-            predict_parallel_ns(w, k, n, costs[n]) for w, k in zip(step.wall_ns, step.items)))
+            predict_parallel_ns(w, k, n, costs[n], caps[n])
+            for w, k in zip(step.wall_ns, step.items)))
         if best is None or tried[n] < best[1]:
             best = (n, tried[n], costs[n])
     assert best is not None
@@ -170,15 +181,17 @@ def suggest_parallel(step: StepMeasurements, cores: int,
     details = {
         "per_item_ns": int(measured / step.median_items) if step.median_items else None,
         "dispatch_fixed_ns": int(cost.fixed_ns), "dispatch_per_item_ns": round(cost.per_item_ns, 1),
-        "cores": cores, "predicted_step_speedup": round(speedup, 3),
+        "cores": cores, "cpu_capacity": round(caps[chosen], 2),
+        "predicted_step_speedup": round(speedup, 3),
         "predicted_step_ns_by_workers": {str(n): int(t) for n, t in tried.items()},
     }
     if speedup < MIN_STEP_SPEEDUP:
         return Optimization(step.name, PARALLEL, None, details,
-                            reason=f"the measured dispatch cost outweighs the work: the best "
-                                   f"predicted gain is {speedup:.2f}x (below "
-                                   f"{MIN_STEP_SPEEDUP}x)")
-    predicted = tuple(predict_parallel_ns(w, k, chosen, cost)
+                            reason=f"the measured dispatch cost outweighs the work on the CPU "
+                                   f"this machine gives now ({caps[chosen]:.1f} cores' worth "
+                                   f"to {chosen} workers): the best predicted gain is "
+                                   f"{speedup:.2f}x (below {MIN_STEP_SPEEDUP}x)")
+    predicted = tuple(predict_parallel_ns(w, k, chosen, cost, caps[chosen])
                       for w, k in zip(step.wall_ns, step.items))
     return Optimization(step.name, PARALLEL, chosen, details, predicted_ns=predicted)
 

@@ -70,3 +70,15 @@ def test_repeating_large_allocations_win_over_waiting():
     c = chain(step("load", 0, [MS] * N),
               step("table", 1, [9 * MS] * N, cpu_ns=[MS] * N, alloc=8 << 20, hashes=hashes))
     assert [b.type for b in d.detect(c)] == [d.MEMORY_INTENSIVE]
+
+
+def test_a_light_step_with_a_slow_tail_is_no_bottleneck_but_a_dominant_tail_is():
+    light = [MS] * (N - 2) + [8 * MS] * 2  # two outliers: half the chain's p99
+    c = chain(step("light", 0, light, expected_ns=MS // 2),
+              step("heavy", 1, [8 * MS] * N, expected_ns=20 * MS))
+    assert d.detect(c) == []
+    tail = [MS] * (N - 2) + [100 * MS] * 2
+    c = chain(step("light", 0, tail, expected_ns=MS // 2),
+              step("heavy", 1, [8 * MS] * N, expected_ns=20 * MS))
+    [b] = d.detect(c)
+    assert b.step == "light" and b.evidence["share_of_chain_p99"] >= d.TAIL_BOTTLENECK_SHARE

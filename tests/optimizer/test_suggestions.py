@@ -132,3 +132,21 @@ def test_parallel_candidates():
     assert s.parallel_candidates(40) == [2, 3, 4, 5, 6, 7, 8, 16, 32, 40]
     assert s.available_cores() >= 1
     assert math.isfinite(s.predict_parallel_ns(10, None, 4, CHEAP))
+
+
+def test_a_loaded_machine_gives_fewer_cores_worth_and_the_prediction_says_so():
+    idle = s.suggest_parallel(cpu_step(elementwise=True), 2, lambda n: CHEAP, lambda n: 2.0)
+    half = s.suggest_parallel(cpu_step(elementwise=True), 2, lambda n: CHEAP, lambda n: 1.5)
+    assert half.predicted_ns[0] == pytest.approx(16 * MS / 1.5 + 100_000 + 32_000)
+    assert half.details["cpu_capacity"] == 1.5 and idle.predicted_ns[0] < half.predicted_ns[0]
+    busy = s.suggest_parallel(cpu_step(elementwise=True), 2, lambda n: CHEAP, lambda n: 1.0)
+    assert busy.value is None and "1.0 cores' worth" in busy.reason
+
+
+def test_cpu_capacity_is_measured_between_one_and_the_workers():
+    from flowchain.optimizer.capacity import measure_cpu_capacity
+
+    assert measure_cpu_capacity(1) == 1.0
+    assert 1.0 <= measure_cpu_capacity(2, rounds=1) <= 2.0
+    with pytest.raises(ValueError):
+        measure_cpu_capacity(0)
