@@ -56,7 +56,7 @@ def test_every_command_is_attached():
         return {c.name for c in group.registered_commands} | {g.name for g in group.registered_groups}
 
     from flowchain.cli.app import bench_app, chains_app
-    assert names(app) == {"run", "bridge", "node", "status", "report", "keys", "chains", "bench",
+    assert names(app) == {"run", "replay", "bridge", "node", "status", "report", "keys", "chains", "bench",
                           "tenants", "analytics", "optimize"}
     assert names(bench_app) == {"overhead", "wire", "node", "observe", "tenancy"}
     assert names(chains_app) == {"validate", "list", "show", "diagram"}

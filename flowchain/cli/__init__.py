@@ -21,6 +21,7 @@ from flowchain.cli import (  # noqa: F401,E402  (each registers its commands)
     keys,
     node,
     optimize,
+    replay,
     report,
     run,
     status,

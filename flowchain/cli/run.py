@@ -67,6 +67,12 @@ def run(
         0.0, "--record-inputs", min=0.0, max=1.0,
         help="Fraction of successful executions whose input (and record) is stored for replay "
              "and optimize --verify; failed executions' inputs are always stored."),
+    profile: bool = typer.Option(False, "--profile",
+                                 help="Profile every execution of --inputs (step wall and CPU "
+                                      "time, allocation, input hash) into --db."),
+    profile_rate: Optional[float] = typer.Option(
+        None, "--profile-rate", min=0.0, max=1.0,
+        help="Profile this fraction of the executions of --inputs instead."),
 ) -> None:
     """Execute chain NAME of FILE on --input; print each step's timing and the chain's output,
     or the failing step with its exception, input and traceback (exit code 1). Exit code 2:
@@ -78,12 +84,18 @@ def run(
     if inputs is not None:
         from flowchain.cli.run_batch import run_input_file
 
+        if profile and profile_rate is not None:
+            err.print("[red]error:[/] give --profile (every execution) or --profile-rate R, "
+                      "not both")
+            raise typer.Exit(2)
         run_input_file(file, name, inputs, db=db, imports=imports, tenant=tenant,
                        as_json=as_json, skip_bad_lines=skip_bad_lines,
-                       record_rate=record_inputs, single_input=input_json)
+                       record_rate=record_inputs, single_input=input_json,
+                       profile_rate=1.0 if profile else (profile_rate or 0.0))
         return
     for flag, given in (("--db", db is not None), ("--skip-bad-lines", skip_bad_lines),
-                        ("--record-inputs", record_inputs > 0)):
+                        ("--record-inputs", record_inputs > 0), ("--profile", profile),
+                        ("--profile-rate", profile_rate is not None)):
         if given:
             err.print(f"[red]error:[/] {flag} goes with --inputs FILE.jsonl")
             raise typer.Exit(2)

@@ -28,7 +28,8 @@ def _refuse(message: str) -> None:
 
 def run_input_file(file: Path, name: str, inputs: Path, *, db: Optional[Path],
                    imports: list[str], tenant: Optional[str], as_json: bool,
-                   skip_bad_lines: bool, record_rate: float, single_input: str) -> None:
+                   skip_bad_lines: bool, record_rate: float, single_input: str,
+                   profile_rate: float = 0.0) -> None:
     """Run every line of ``inputs`` through chain ``name`` of ``file``, recording into ``db``.
 
     Raises
@@ -66,6 +67,11 @@ def run_input_file(file: Path, name: str, inputs: Path, *, db: Optional[Path],
     if not good:
         _refuse(f"{inputs} has no input to run (every line is blank or bad)")
     context = UserContext(tenant_id=tenant) if tenant else None
+    if profile_rate > 0:
+        registry.set_profiling(profile_rate)
+        if registry.runner(definition.chain_id).has_async:
+            err.print("warning: coroutine chains are not profiled; latency history and inputs "
+                      "are still recorded", markup=False, highlight=False)
     try:
         writer = HistoryWriter(registry, db, interval_s=3600.0, sample_rate=record_rate,
                                record_failed_inputs=False)
@@ -98,6 +104,7 @@ def run_input_file(file: Path, name: str, inputs: Path, *, db: Optional[Path],
                             "unserializable": totals.unserializable},
         "unserializable_reasons": dict(totals.unserializable_reasons),
         "failed_executions": totals.failed_ids,
+        "profile_rate": profile_rate, "profiles": totals.profiles,
         "history": dict(writer.counters),
     }
     assert runner.executions == totals.executions
@@ -124,6 +131,8 @@ def _print_summary(s: dict[str, Any]) -> None:
               f"failed and {rec['sampled']} sampled executions"
               + (f", {rec['unserializable']} of them unserializable (reason stored)"
                  if rec["unserializable"] else ""))
+    if s["profile_rate"]:
+        out.print(f"step profiles: {s['profiles']} rows (profile rate {s['profile_rate']:g})")
     for reason, n in s["unserializable_reasons"].items():
         out.print(f"  not recordable x{n}: {reason}", markup=False, highlight=False)
     failed = s["failed_executions"]

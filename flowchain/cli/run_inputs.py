@@ -148,7 +148,7 @@ def read_input_lines(path: Path, contract: str) -> tuple[list[tuple[int, Any]], 
             if not text.strip():
                 continue
             try:
-                data = json.loads(text)
+                data = json.loads(text.rstrip("\r\n"))
             except json.JSONDecodeError as exc:
                 bad.append(BadLine(number, f"not valid JSON: {exc.msg} at column {exc.colno}"))
                 continue

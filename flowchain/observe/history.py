@@ -183,6 +183,10 @@ class HistoryWriter:
         Store each failed execution's failing-step input in ``recorded_inputs`` (a round-trip
         form, or the reason it has none). Off for a caller that records the chains' own inputs
         itself (``flowchain run --inputs``).
+    failed_inputs_per_interval : int
+        At most this many failed inputs per chain are encoded per flush (a step failing on
+        every tick must not turn the history thread into an encoder); the others get a row
+        saying so, without a payload.
 
     Attributes
     ----------
@@ -200,7 +204,8 @@ class HistoryWriter:
 
     def __init__(self, registries: Union[Any, Mapping[str, Any]], path: DatabasePath, *,
                  interval_s: float = 10.0, sample_rate: float = 0.001,
-                 record_failed_inputs: bool = True) -> None:
+                 record_failed_inputs: bool = True,
+                 failed_inputs_per_interval: int = 20) -> None:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be positive, got {interval_s}")
         if not 0.0 <= sample_rate <= 1.0:
@@ -211,6 +216,7 @@ class HistoryWriter:
         self.interval_s = interval_s
         self.sample_rate = sample_rate
         self.record_failed_inputs = record_failed_inputs
+        self.failed_inputs_per_interval = failed_inputs_per_interval
         self.run_id = uuid.uuid4().hex
         self.conn = open_history(self.path)
         self.counters = {"intervals": 0, "failures": 0, "samples": 0, "lost_samples": 0,
@@ -416,11 +422,12 @@ class HistoryWriter:
         rows = []
         failed = registry.failures(definition.chain_id, after_seq=base.failed_seq)
         inputs = self._failure_inputs(base) if self.record_failed_inputs and failed else {}
-        for record in failed:
+        for n, record in enumerate(failed):
             rows.append(self._record_row(tenant, record, False, offset))
             base.failed_seq = record.seq
             if self.record_failed_inputs:
-                self._failure_input(tenant, definition, record, inputs, offset)
+                self._failure_input(tenant, definition, record, inputs, offset,
+                                    n < self.failed_inputs_per_interval)
         self.counters["failures"] += len(rows)
         return rows
 
@@ -437,16 +444,20 @@ class HistoryWriter:
         return found
 
     def _failure_input(self, tenant: str, definition: Any, record: Any,
-                       inputs: dict[int, Any], offset: int) -> None:
+                       inputs: dict[int, Any], offset: int, encode: bool) -> None:
         """Queue the round-trip form of a failure's input (or why there is none)."""
         from flowchain.optimizer.recorded_inputs import definition_row, input_row
 
         ctx = record.user_context
-        missing = None if record.seq in inputs else (
+        missing = None
+        if not encode:
+            missing = (f"not recorded: the first {self.failed_inputs_per_interval} failed "
+                       "inputs of this chain in this history interval were")
+        elif record.seq not in inputs:
             # overwritten in the ring between the record and this read: said, not dropped
-            f"the failure ring no longer held the input of execution {record.seq}: more "
-            "failures arrived before the history flush; raise failures_kept or shorten "
-            "interval_s")
+            missing = (f"the failure ring no longer held the input of execution {record.seq}: "
+                       "more failures arrived before the history flush; raise failures_kept "
+                       "or shorten interval_s")
         self._input_rows.append(input_row(
             run_id=self.run_id, execution_id=record.execution_id, chain=definition.name,
             chain_id=definition.chain_id, status="failed",

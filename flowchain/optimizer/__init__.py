@@ -3,6 +3,9 @@
 Step options (a chain's ``parallel``, ``cache`` and ``async``) run through :mod:`.parallel`,
 :mod:`.cache` and :mod:`.concurrency`, built once per runner by :mod:`.step_runtime`; sampled
 per-step profiles come from :mod:`.profiling` and are stored by :mod:`.profile_store`.
-Recorded inputs (:mod:`.recorded_inputs`) feed replay and verification. Bottleneck detection,
-suggestions and their verification: :mod:`.detectors`, :mod:`.suggestions`, :mod:`.optimizer`.
+Chain inputs are recorded in a form that round-trips by :mod:`.recorded_inputs` (from
+``flowchain run --inputs``: :mod:`.input_recording`) and run again by :mod:`.replay`.
+Bottlenecks are found by :mod:`.detectors`, their remedies sized by :mod:`.suggestions` (with
+:mod:`.lru_simulation` and :mod:`.capacity`), all driven by :class:`.optimizer.ChainOptimizer`;
+:mod:`.apply` writes the optimized version and :mod:`.verify` measures it against the original.
 """

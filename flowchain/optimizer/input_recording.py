@@ -4,7 +4,9 @@
 each input runs through the chain's native runner (the node's hot path, timed the same way); a
 :class:`~flowchain.observe.history.HistoryWriter` stores the latency intervals and the failed
 (and sampled) execution records; the chain's *own* input of every failed execution, and of
-the sampled successes (``record_rate``), goes to ``recorded_inputs`` with ``step_index = 0``.
+the sampled successes (``record_rate``), goes to ``recorded_inputs`` with ``step_index = 0``;
+when the registry profiles (``ChainRegistry.set_profiling``), the step profiles it took go to
+``step_profiles`` under the same run id.
 
 The input is encoded before the chain runs, so a step that changes its input in place (the
 trading chain's :class:`~flowchain.trading.context.DecisionContext`) does not change what is
@@ -40,8 +42,10 @@ class RunTotals:
     failures: Counter = field(default_factory=Counter)
     """(step, exception type) -> failed executions."""
     failed_ids: list[str] = field(default_factory=list)
-    """``<execution_id>@<run_id>`` of every failed execution, in order (for ``flowchain replay``)."""
+    """``<execution_id>@<run_id>`` of each failed execution, in order (``flowchain replay``)."""
     unserializable_reasons: Counter = field(default_factory=Counter)
+    profiles: int = 0
+    """Step profile rows stored (one per step of each profiled execution)."""
 
 
 class RecordingRun:
@@ -125,12 +129,23 @@ class RecordingRun:
                 totals.unserializable += 1
                 totals.unserializable_reasons[reason] += 1
         if totals.executions % self.flush_every == 0:
-            self.writer.flush()
+            self._flush()
         return error
+
+    def _flush(self) -> None:
+        from flowchain.optimizer.profile_store import write_profiles
+
+        self.writer.flush()
+        if self.registry.profile_rate > 0:
+            profiles = self.registry.take_profiles(self.definition.chain_id)
+            if profiles:
+                self.totals.profiles += write_profiles(self.writer.conn, self.writer.run_id,
+                                                       profiles)
 
     def finish(self) -> RunTotals:
         """Store what is pending and close the history writer; return the totals."""
         try:
+            self._flush()
             self.writer.close()
         finally:
             if self._loop is not None:

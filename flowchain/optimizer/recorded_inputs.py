@@ -42,7 +42,6 @@ import datetime as dt
 import decimal
 import enum
 import importlib
-import json
 import math
 import pathlib
 import sqlite3
@@ -106,12 +105,24 @@ def _path_of(cls: type) -> str:
     return f"{module}:{qualname}"
 
 
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+"""Integers outside int64 are written as decimal text (JSON readers differ beyond it)."""
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+_DESCRS: dict[np.dtype, Any] = {}
+
+
 def _descr(dtype: np.dtype) -> Any:
-    return np.lib.format.dtype_to_descr(dtype)
+    descr = _DESCRS.get(dtype)
+    if descr is None:
+        descr = np.lib.format.dtype_to_descr(dtype)
+        if len(_DESCRS) < 256:
+            _DESCRS[dtype] = descr
+    return descr
 
 
 class _Encoder:
@@ -127,7 +138,7 @@ class _Encoder:
         if v is None or t is bool or t is str:
             return v
         if t is int:
-            return v
+            return v if _INT_MIN <= v <= _INT_MAX else {"$t": "int", "v": str(v)}
         if t is float:
             return v if math.isfinite(v) else {"$t": "float", "v": repr(v)}
         if isinstance(v, enum.Enum):
@@ -265,8 +276,7 @@ def encode_input(value: Any) -> tuple[str, bytes]:
     except Exception as exc:  # a property or __struct_fields__ that raises while read
         raise InputNotSerializable(
             f"reading the input failed: {type(exc).__name__}: {exc}") from None
-    payload = json.dumps(tree, ensure_ascii=False, separators=(",", ":"),
-                         allow_nan=False).encode("utf-8")
+    payload = msgspec.json.encode(tree)
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise InputNotSerializable(
             f"the input encodes to {len(payload):,} bytes, over the {MAX_PAYLOAD_BYTES:,}-byte "
@@ -331,6 +341,8 @@ def _decode(node: Any, depth: int) -> Any:
         return {"tuple": tuple, "set": set, "frozenset": frozenset}[tag](items)
     if tag == "float":
         return float(v)
+    if tag == "int":
+        return int(v)
     if tag in ("bytes", "bytearray", "memoryview"):
         raw = base64.b64decode(node["b64"], validate=True)
         return raw if tag == "bytes" else bytearray(raw) if tag == "bytearray" \
@@ -428,7 +440,7 @@ def decode_input(encoding: str, payload: bytes) -> Any:
         raise InputNotDecodable(f"unknown input encoding {encoding!r}; this FlowChain reads "
                                 f"{ENCODING!r}")
     try:
-        tree = json.loads(bytes(payload).decode("utf-8"))
+        tree = msgspec.json.decode(bytes(payload))
         return _decode(tree, 0)
     except InputNotDecodable:
         raise
@@ -606,7 +618,7 @@ def insert_rows(conn: sqlite3.Connection, rows: list[tuple]) -> None:
 
 
 def definition_row(definition: Any) -> tuple:
-    """A ``chain_definitions`` row for a ChainDefinition (insert with :func:`insert_definitions`)."""
+    """A ``chain_definitions`` row of a ChainDefinition (see :func:`insert_definitions`)."""
     from flowchain.chain import dump_chains
 
     return (definition.chain_id, definition.name, dump_chains([definition]), time.time_ns())
