@@ -57,6 +57,7 @@ overrides any of them, by section::
     db = ""                      # empty: the node's database
     interval_s = 10.0
     sample_rate = 0.001          # fraction of successful executions kept in full
+    profile_rate = 0.0           # share of executions profiled per step (CPU, memory, input hash)
 
     [monitor]
     interval_s = 0.25            # seconds between polls of the engine's rings
@@ -325,10 +326,13 @@ class HistorySection(_Section):
     interval_s: float = 10.0
     sample_rate: float = 0.001
     """Fraction of successful executions persisted in full (failed ones always are)."""
+    profile_rate: float = 0.0
+    """Share of executions profiled per step into ``step_profiles`` (0: off)."""
 
     def __post_init__(self) -> None:
         _positive(self.interval_s, "interval_s")
         _fraction(self.sample_rate, "sample_rate")
+        _fraction(self.profile_rate, "profile_rate")
 
 
 class MonitorSection(_Section):

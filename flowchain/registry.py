@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional, Union
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Union
 
 from flowchain._native import (STATUS_FAILED, STATUS_PENDING, STATUS_RUNNING,
                                STATUS_SUCCEEDED, engine)
@@ -21,8 +21,9 @@ from flowchain.context import UserContext
 from flowchain.errors import ChainProblem, ChainStepError, ChainValidationError, UnknownChainError
 from flowchain.execution import ChainExecution, ExecutionStatus, StepFailure, StepResult
 from flowchain.histograms import DEFAULT_SETTINGS, HistogramSettings, LatencyHistogram
-from flowchain.optimizer.cache import CacheStats
-from flowchain.optimizer.step_runtime import build_step_runtime, has_options
+
+if TYPE_CHECKING:  # pragma: no cover
+    from flowchain.optimizer.cache import CacheStats
 
 _STATUS = {STATUS_PENDING: ExecutionStatus.PENDING, STATUS_RUNNING: ExecutionStatus.RUNNING,
            STATUS_SUCCEEDED: ExecutionStatus.SUCCEEDED, STATUS_FAILED: ExecutionStatus.FAILED}
@@ -322,7 +323,8 @@ class ChainRegistry:
         resolved = [self.components.resolve(s.component) for s in d.steps]
         calls = [r.call for r in resolved]
         is_async = [r.is_async for r in resolved]
-        if any(has_options(s) for s in d.steps):
+        if any(s.parallel is not None or s.cache is not None or s.async_ is not None
+               for s in d.steps):
             self._build_step_runtimes(entry, resolved, calls, is_async)
         # on a failure the runner builds ChainStepError(runner, seq, step, number, input): one
         # tuple; its record is resolved on the cold path, when asked for
@@ -337,6 +339,8 @@ class ChainRegistry:
     def _build_step_runtimes(entry: _Entry, resolved: list, calls: list,
                              is_async: list) -> None:
         """Put each optioned step's runtime (pool, cache) in place of its component's call."""
+        from flowchain.optimizer.step_runtime import build_step_runtime, has_options
+
         built: dict[str, Any] = {}
         try:
             for i, step in enumerate(entry.definition.steps):
@@ -351,7 +355,7 @@ class ChainRegistry:
             raise
         entry.runtimes = built
 
-    def step_cache(self, chain: ChainRef, step: str) -> Optional[CacheStats]:
+    def step_cache(self, chain: ChainRef, step: str) -> Optional["CacheStats"]:
         """Return the counters of a step's ``cache`` (hits, misses, entries), or None when the
         step has no cache or the chain's runner is not built yet.
 

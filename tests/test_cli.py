@@ -58,7 +58,7 @@ def test_every_command_is_attached():
     from flowchain.cli.app import bench_app, chains_app
     assert names(app) == {"run", "replay", "bridge", "node", "status", "report", "keys", "chains", "bench",
                           "tenants", "analytics", "optimize"}
-    assert names(bench_app) == {"overhead", "wire", "node", "observe", "tenancy"}
+    assert names(bench_app) == {"overhead", "wire", "node", "observe", "tenancy", "profile"}
     assert names(chains_app) == {"validate", "list", "show", "diagram"}
 
 

@@ -332,7 +332,8 @@ def test_running_node_serves_metrics_status_and_history(tmp_path: Path, eventual
     url_file = tmp_path / "dashboard.url"
     config = tmp_path / "observed.toml"
     config.write_text(f'[node]\nchains = "{slow_feature_chains(tmp_path)}"\n'
-                      "[history]\ninterval_s = 0.5\n[monitor]\ninterval_s = 0.1\n",
+                      "[history]\ninterval_s = 0.5\nprofile_rate = 0.5\n"
+                      "[monitor]\ninterval_s = 0.1\n",
                       encoding="utf-8")
     proc = start_node("--config", str(config), "--db", str(db), "--duration", "120",
                       "--status-interval", "0.3", "--dashboard", "127.0.0.1:0",
@@ -399,6 +400,10 @@ def test_running_node_serves_metrics_status_and_history(tmp_path: Path, eventual
     assert summary["dashboard"] == url
     assert summary["alerts"]["slow_step"] >= 1 and summary["alerts"]["escalation"] == 0
     assert summary["history"]["intervals"] >= 2 and summary["history"]["flush_errors"] == 0
+    # half the executions were profiled per step, and stored with the rest of history
+    profiled = ("SELECT COUNT(*) FROM step_profiles WHERE chain = 'AI_Decision_Chain' "
+                "AND step = 'feature_extraction'")
+    assert 0 < count(db, profiled) and summary["history"]["profiles"] > 0
     assert summary["monitor"]["poll_errors"] == 0
     assert any("WARNING slow_step AI_Decision_Chain/feature_extraction" in line
                for line in lines), "".join(lines)

@@ -53,3 +53,34 @@ def overhead(
                   f"naive/flowchain {result['naive_vs_flowchain']}x (>= 3), "
                   f"failure/bare failure {result['failure_vs_bare_failure']}x (<= 3.0): {verdict}")
     console.print(f"{result['cpu']}; {result['versions']}")
+
+
+@bench_app.command("profile")
+def profile(
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    repetitions: int = typer.Option(7, min=5, help="Interleaved repetitions of each way."),
+    executions: int = typer.Option(20_000, min=1000, help="Chain executions per repetition."),
+    rate: float = typer.Option(0.01, min=0.0001, max=1.0, help="The sampling rate measured."),
+) -> None:
+    """Run a 4-step chain with profiling off and sampled at RATE (1% by default), interleaved;
+    print each one's p50/p99/p99.9/max/mean per execution and the ratios sampled/off."""
+    from flowchain.bench import profile as bench
+
+    result = bench.run(repetitions=repetitions, n=executions, rate=rate)
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    console = Console()
+    table = Table(title=f"ns per 4-step chain execution, profiling off vs sampled at "
+                        f"{result['rate']:.2%} (medians of interleaved repetitions)")
+    for col in ("way", "p50", "p99", "p99.9", "max", "mean"):
+        table.add_column(col, justify="right" if col != "way" else "left")
+    for way in ("off", "sampled"):
+        s = result[way]
+        table.add_row(way, *(f"{s[k]:,.0f}" for k in ("p50_ns", "p99_ns", "p999_ns", "max_ns",
+                                                       "mean_ns")))
+    console.print(table)
+    console.print(f"sampled/off: p50 {result['p50_ratio']}x, p99 {result['p99_ratio']}x, "
+                  f"mean {result['mean_ratio']}x ({result['sampled_executions']} executions "
+                  "profiled over all repetitions)")
+    console.print(f"{result['cpu']}; {result['versions']}")

@@ -194,7 +194,8 @@ class HistoryWriter:
         ``intervals`` rows written, ``failures`` and ``samples`` persisted, ``lost_samples``
         (overwritten in the ring before they were read), ``events`` stored, ``dropped_events``
         (more than :data:`EVENT_QUEUE` waiting), ``flush_errors``, ``inputs`` recorded (of them
-        ``unserializable_inputs``: stored as a reason only).
+        ``unserializable_inputs``: stored as a reason only), ``profiles`` (sampled
+        step profiles written to ``step_profiles``; see ``ChainRegistry(profile_rate=...)``).
 
     Raises
     ------
@@ -221,7 +222,7 @@ class HistoryWriter:
         self.conn = open_history(self.path)
         self.counters = {"intervals": 0, "failures": 0, "samples": 0, "lost_samples": 0,
                          "events": 0, "dropped_events": 0, "flush_errors": 0, "inputs": 0,
-                         "unserializable_inputs": 0}
+                         "unserializable_inputs": 0, "profiles": 0}
         self._input_rows: list[tuple] = []
         self._definition_rows: list[tuple] = []
         self._defined: set[str] = set()
@@ -286,6 +287,7 @@ class HistoryWriter:
         sqlite3.Error
             When the database rejects the write (locked beyond the busy timeout, disk full).
         """
+        from flowchain.optimizer.profile_store import write_profiles
         from flowchain.optimizer.recorded_inputs import insert_definitions, insert_rows
         from flowchain.store import transaction
 
@@ -328,7 +330,12 @@ class HistoryWriter:
                     self._events.clear()
                 for event in events:
                     self._store_event(event)
+                profiles = [p for registry in self.registries.values()
+                            for p in registry.take_profiles()]
+                if profiles:  # sampled step profiles (a registry's profile_rate)
+                    write_profiles(self.conn, self.run_id, profiles)
             self._interval_start = end
+            self.counters["profiles"] += len(profiles)
             self.counters["intervals"] += len(intervals)
             self.counters["events"] += len(events)
             self.counters["inputs"] += len(inputs)

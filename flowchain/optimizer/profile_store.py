@@ -57,18 +57,42 @@ def create_profile_table(conn: sqlite3.Connection) -> None:
     conn.execute(PROFILE_INDEX)
 
 
-def write_profiles(conn: sqlite3.Connection, run_id: str,
-                   profiles: Iterable[StepProfile]) -> int:
-    """Insert ``profiles`` under ``run_id`` (one transaction); return the rows written."""
+def insert_profiles(conn: sqlite3.Connection, run_id: str,
+                    profiles: Iterable[StepProfile]) -> int:
+    """Insert ``profiles`` under ``run_id`` in the caller's transaction (the table must
+    exist: :func:`create_profile_table`); return the rows written."""
     rows = [(run_id, p.chain, p.chain_id, p.execution_seq, p.step, p.step_index,
              p.start_epoch_ns, p.wall_ns, p.cpu_ns, p.alloc_bytes, p.input_hash, p.items)
             for p in profiles]
-    with conn:
-        create_profile_table(conn)
-        conn.executemany(
-            f"INSERT INTO step_profiles ({', '.join(_COLUMNS)}) "
-            f"VALUES ({', '.join('?' * len(_COLUMNS))})", rows)
+    conn.executemany(
+        f"INSERT INTO step_profiles ({', '.join(_COLUMNS)}) "
+        f"VALUES ({', '.join('?' * len(_COLUMNS))})", rows)
     return len(rows)
+
+
+def write_profiles(conn: sqlite3.Connection, run_id: str,
+                   profiles: Iterable[StepProfile]) -> int:
+    """Create the table when missing and insert ``profiles`` under ``run_id``, in one
+    transaction (the caller's, when one is open); return the rows written.
+
+    Raises
+    ------
+    sqlite3.Error
+        When the database rejects the write; nothing of it is kept then.
+    """
+    if conn.in_transaction:
+        create_profile_table(conn)
+        return insert_profiles(conn, run_id, profiles)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        create_profile_table(conn)
+        written = insert_profiles(conn, run_id, profiles)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return written
 
 
 def load_profiles(db_path: Union[str, os.PathLike], chain: str) -> list[StepProfile]:
@@ -88,10 +112,9 @@ def load_profiles(db_path: Union[str, os.PathLike], chain: str) -> list[StepProf
                               "name = 'step_profiles'").fetchone()
         if not exists:
             return []
-        column = "chain_id" if "@" in chain else "chain"
         rows = conn.execute(
-            f"SELECT {', '.join(_COLUMNS)} FROM step_profiles WHERE {column} = ? "
-            "ORDER BY id", (chain,)).fetchall()
+            f"SELECT {', '.join(_COLUMNS)} FROM step_profiles WHERE chain = ? OR chain_id = ? "
+            "ORDER BY id", (chain, chain)).fetchall()
     finally:
         conn.close()
     return [StepProfile(*row[1:], run_id=row[0]) for row in rows]

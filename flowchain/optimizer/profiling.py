@@ -31,8 +31,6 @@ import numpy as np
 
 from flowchain.optimizer.input_hash import input_hash
 from flowchain.optimizer.profile_store import StepProfile
-from flowchain.tenancy.resources import CPU_FLOOR_NS
-from flowchain.tenancy.resources import _tracing as _tracemalloc_users
 
 _thread_time_ns = time.thread_time_ns
 _time_ns = time.time_ns
@@ -90,9 +88,9 @@ class _Sample:
         self.raw.append(wall_ns)
 
     def end(self, ok: bool) -> None:
-        _tracemalloc_users.release()
         p = self.profiler
-        raw, inputs, floor = self.raw, self.inputs, CPU_FLOOR_NS
+        p.tracing.release()
+        raw, inputs, floor = self.raw, self.inputs, p.cpu_floor_ns
         start = self.epoch_ns
         out = []
         for i in range(len(raw) // 5):
@@ -114,6 +112,12 @@ class ChainProfiler:
         self.chain = chain
         self.chain_id = chain_id
         self.step_names = tuple(step_names)
+        # tracemalloc is process-wide: shared with the tenants' resource sampling, which
+        # starts it for the first measured execution in flight and stops it after the last
+        from flowchain.tenancy.resources import CPU_FLOOR_NS, _tracing
+
+        self.tracing = _tracing
+        self.cpu_floor_ns = CPU_FLOOR_NS
         self.runner: Any = None
         self.sampled = 0
         self.dropped = 0
@@ -123,7 +127,7 @@ class ChainProfiler:
 
     def begin(self) -> _Sample:
         """Start measuring an execution (called by the runner before its first step)."""
-        _tracemalloc_users.acquire()
+        self.tracing.acquire()
         seq = self.runner.executions if self.runner is not None else -1
         return _Sample(self, seq)
 

@@ -102,3 +102,60 @@ def test_profiles_round_trip_through_the_table(tmp_path):
 
 def vars_of(profile):
     return {name: getattr(profile, name) for name in profile.__slots__}
+
+
+def test_the_history_writer_stores_the_profiles_with_the_rest_of_history(tmp_path):
+    from flowchain.observe.history import HistoryWriter
+
+    registry, chain_id = _registry(profile_rate=0.5)
+    run = registry.runner(chain_id).run
+    for _ in range(4):
+        run([1, 2])
+    db = tmp_path / "node.db"
+    writer = HistoryWriter(registry, db, interval_s=60, sample_rate=0)
+    try:
+        writer.flush()
+        writer.flush()  # nothing new: nothing written twice
+        assert writer.counters["profiles"] == 6
+    finally:
+        writer.close()
+    stored = load_profiles(db, "Prof")
+    assert len(stored) == 6 and {p.run_id for p in stored} == {writer.run_id}
+    assert sorted({p.execution_seq for p in stored}) == [1, 3]
+
+
+def test_the_node_config_takes_a_validated_profile_rate(tmp_path):
+    from flowchain.config import ConfigError, load_config
+
+    good = tmp_path / "good.toml"
+    good.write_text("[history]\nprofile_rate = 0.01\n")
+    assert load_config(good).history.profile_rate == 0.01
+    assert load_config(None).history.profile_rate == 0.0
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[history]\nprofile_rate = 2\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(bad)
+    assert str(info.value).startswith(str(bad)) and "'history.profile_rate'" in str(info.value)
+
+
+def test_bench_profile_measures_off_against_one_percent_interleaved():
+    from typer.testing import CliRunner
+
+    from flowchain.bench import profile as bench
+    from flowchain.cli.app import app
+
+    result = bench.run(repetitions=5, n=1000)
+    # 5 x 1000 measured executions of the sampled chain (after a warm-up of 200, whose
+    # profiles are dropped): exactly 1 in 100 profiled
+    assert result["sampled_executions"] == 50
+    assert result["rate"] == 0.01 and result["repetitions"] == 5
+    for way in ("off", "sampled"):
+        s = result[way]
+        assert 0 < s["p50_ns"] <= s["p99_ns"] <= s["p999_ns"] <= s["max_ns"] and s["mean_ns"] > 0
+    assert result["p50_ratio"] > 0 and result["mean_ratio"] > 0
+    with pytest.raises(ValueError, match="at least 5 interleaved repetitions"):
+        bench.run(repetitions=3)
+    shown = CliRunner().invoke(app, ["bench", "profile", "--repetitions", "5",
+                                     "--executions", "1000"], catch_exceptions=False)
+    assert shown.exit_code == 0
+    assert "sampled/off: p50" in shown.output and "sampled" in shown.output
