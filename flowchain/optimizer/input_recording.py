@@ -133,14 +133,9 @@ class RecordingRun:
         return error
 
     def _flush(self) -> None:
-        from flowchain.optimizer.profile_store import write_profiles
-
+        # the history writer stores the registry's step profiles with each flush
         self.writer.flush()
-        if self.registry.profile_rate > 0:
-            profiles = self.registry.take_profiles(self.definition.chain_id)
-            if profiles:
-                self.totals.profiles += write_profiles(self.writer.conn, self.writer.run_id,
-                                                       profiles)
+        self.totals.profiles = self.writer.counters.get("profiles", 0)
 
     def finish(self) -> RunTotals:
         """Store what is pending and close the history writer; return the totals."""
