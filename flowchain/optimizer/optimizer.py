@@ -32,6 +32,10 @@ REMEDIES = {detectors.SLOW_STEP: suggestions.PARALLEL,
 """The optimization each bottleneck type calls for."""
 
 
+UNSIZED_PARALLEL = ("parallel workers: run `flowchain optimize` to size them (it measures the "
+                    "worker pool's dispatch cost and the free cores)")
+
+
 class NoHistory(FlowChainError, LookupError):
     """The database holds nothing the optimizer can read for that chain version."""
 
@@ -54,6 +58,8 @@ class OptimizationResult:
     blocked: tuple[Optimization, ...] = ()
     executions: int = 0
     profiled_executions: int = 0
+    assumed_traits: bool = False
+    """Sized as if each component had the trait its remedy needs (no registry to ask)."""
     measurements: Optional[ChainMeasurements] = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -63,6 +69,7 @@ class OptimizationResult:
             "chain_id": self.chain_id,
             "executions": self.executions,
             "profiled_executions": self.profiled_executions,
+            "assumed_traits": self.assumed_traits,
             "bottlenecks": [b.to_dict() for b in self.bottlenecks],
             "optimizations": [o.to_dict() for o in self.optimizations],
             "blocked": [o.to_dict() for o in self.blocked],
@@ -80,6 +87,11 @@ class OptimizationResult:
             opt = by_step.get(b.step)
             if opt is not None and opt.applicable:
                 line += f"; suggest {describe(opt)}"
+                if self.assumed_traits:
+                    trait = "deterministic" if opt.kind == "cache" else "element-wise"
+                    line += f" (only if its component is declared {trait})"
+            elif opt is not None and opt.reason == UNSIZED_PARALLEL:
+                line += f"; suggest {opt.reason}"
             elif opt is not None:
                 line += f"; no {opt.kind} suggested: {opt.reason}"
             lines.append(line)
@@ -152,6 +164,12 @@ class ChainOptimizer:
     cpu_capacity : callable, optional
         ``workers -> cores' worth of CPU`` that many busy workers get at once; measured now by
         default (:func:`flowchain.optimizer.capacity.measure_cpu_capacity`).
+    size_parallelism : bool
+        False: leave ``parallel`` unsized (no worker pool is started to measure it), for
+        summaries that must stay cheap; the remedy then says to run ``flowchain optimize``.
+    assume_traits : bool
+        Without a registry, size every remedy as if the component had the trait it needs
+        (for summaries of a database whose components are not imported here).
 
     Examples
     --------
@@ -165,7 +183,8 @@ class ChainOptimizer:
                  cache_coverage: float = suggestions.CACHE_COVERAGE,
                  cores: Optional[int] = None,
                  dispatch_cost: Optional[Callable[[int], Any]] = None,
-                 cpu_capacity: Optional[Callable[[int], float]] = None) -> None:
+                 cpu_capacity: Optional[Callable[[int], float]] = None,
+                 size_parallelism: bool = True, assume_traits: bool = False) -> None:
         if concurrency_limit < 1:
             raise ValueError(f"concurrency_limit must be at least 1, got {concurrency_limit}")
         if not 0.0 < cache_coverage <= 1.0:
@@ -177,6 +196,8 @@ class ChainOptimizer:
         self.cores = cores if cores is not None else suggestions.available_cores()
         self._dispatch = dispatch_cost or _engine_dispatch_cost
         self._dispatch_seen: dict[int, Any] = {}
+        self.size_parallelism = size_parallelism
+        self.assume_traits = assume_traits
         self._capacity = cpu_capacity or _machine_capacity
         self._capacity_seen: dict[int, float] = {}
 
@@ -201,7 +222,7 @@ class ChainOptimizer:
 
     def _traits(self, component: str) -> tuple[bool, bool]:
         if self.registry is None:
-            return False, False
+            return self.assume_traits, self.assume_traits
         try:
             t = self.registry.components.traits(component)
         except LookupError:
@@ -288,6 +309,9 @@ class ChainOptimizer:
     def suggest(self, measured: ChainMeasurements, bottleneck: Bottleneck) -> Optimization:
         """Size the remedy of one bottleneck."""
         step = measured.step(bottleneck.step)
+        if bottleneck.type == detectors.SLOW_STEP and not self.size_parallelism:
+            return Optimization(step.name, suggestions.PARALLEL, None,
+                                reason=UNSIZED_PARALLEL)
         if bottleneck.type == detectors.SLOW_STEP:
             return suggestions.suggest_parallel(step, self.cores, self._dispatch_cost,
                                                 self._cpu_capacity)
@@ -322,4 +346,5 @@ class ChainOptimizer:
                                   chain=measured.chain, blocked=blocked,
                                   executions=measured.executions,
                                   profiled_executions=int(measured.execution_wall_ns.shape[0]),
+                                  assumed_traits=self.registry is None and self.assume_traits,
                                   measurements=measured)

@@ -160,3 +160,38 @@ def test_verify_replays_the_recorded_inputs_side_by_side(recorded):
 
 def test_unused_component_registry_is_not_touched():
     assert "OptCliKey" not in ComponentRegistry()
+
+
+def test_report_dashboard_and_summary_show_the_bottleneck_and_its_remedy(recorded, tmp_path):
+    from flowchain.observe.web.state import DashboardState
+    from flowchain.optimizer.findings import chain_findings, finding_rows
+    from flowchain.registry import ChainRegistry
+
+    folder, chains, db, _ = recorded
+    # without a registry the remedy is sized as if the trait were declared, and says so
+    results = {r.chain: r for r in chain_findings(db)}
+    assert set(results) == {"stateful_tables", "repeated_tables"}
+    line = results["stateful_tables"].headline()
+    assert "table is memory_intensive" in line and "only if its component is declared " \
+                                                  "deterministic" in line
+    # with the registry the traits are known: no cache for the stateful component
+    registry = ChainRegistry()
+    registry.register_file(chains)
+    known = {r.chain: r for r in chain_findings(db, registry)}
+    assert "not declared deterministic" in known["stateful_tables"].headline()
+    assert "suggest cache: {strategy: lru, size: 3}" in known["repeated_tables"].headline()
+    rows = finding_rows(list(known.values()))
+    assert {(r["chain"], r["step"], r["type"]) for r in rows} == {
+        ("stateful_tables", "table", "memory_intensive"),
+        ("repeated_tables", "table", "memory_intensive")}
+    state = DashboardState(registry, optimizer=lambda: rows)
+    assert state.snapshot()["optimizer"] == rows
+    assert "optimizer" not in DashboardState(registry).snapshot()
+    # flowchain report: the optimizer's table
+    out_file = tmp_path / "report.html"
+    result = runner.invoke(app, ["report", "--db", str(db), "--out", str(out_file)],
+                           catch_exceptions=False)
+    assert result.exit_code == 0
+    html = out_file.read_text()
+    assert '<table id="optimizer">' in html and "memory_intensive" in html
+    assert "cache: {strategy: lru, size: 3}" in html
