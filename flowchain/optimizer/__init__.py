@@ -9,3 +9,16 @@ Bottlenecks are found by :mod:`.detectors`, their remedies sized by :mod:`.sugge
 :mod:`.lru_simulation` and :mod:`.capacity`), all driven by :class:`.optimizer.ChainOptimizer`;
 :mod:`.apply` writes the optimized version and :mod:`.verify` measures it against the original.
 """
+from typing import Any
+
+__all__ = ["ChainOptimizer", "OptimizationResult"]
+
+
+def __getattr__(name: str) -> Any:
+    """``ChainOptimizer`` and ``OptimizationResult``, imported on first use (importing an
+    engine-side module of this package does not load the analysis)."""
+    if name in __all__:
+        from flowchain.optimizer import optimizer
+
+        return getattr(optimizer, name)
+    raise AttributeError(f"module 'flowchain.optimizer' has no attribute {name!r}")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from flowchain import ComponentRegistry, default_components
+from flowchain import default_components
 from flowchain.cli import app
 from tests.optimizer.recording import record
 
@@ -158,10 +158,6 @@ def test_verify_replays_the_recorded_inputs_side_by_side(recorded):
     assert v["measured"]["p50"]["speedup"] > 1 and "predicted" in v
 
 
-def test_unused_component_registry_is_not_touched():
-    assert "OptCliKey" not in ComponentRegistry()
-
-
 def test_report_dashboard_and_summary_show_the_bottleneck_and_its_remedy(recorded, tmp_path):
     from flowchain.observe.web.state import DashboardState
     from flowchain.optimizer.findings import chain_findings, finding_rows
@@ -195,3 +191,13 @@ def test_report_dashboard_and_summary_show_the_bottleneck_and_its_remedy(recorde
     html = out_file.read_text()
     assert '<table id="optimizer">' in html and "memory_intensive" in html
     assert "cache: {strategy: lru, size: 3}" in html
+
+
+def test_the_optimizer_is_public_in_its_package():
+    import flowchain.optimizer as package
+    from flowchain.optimizer.optimizer import ChainOptimizer, OptimizationResult
+
+    assert package.ChainOptimizer is ChainOptimizer
+    assert package.OptimizationResult is OptimizationResult
+    with pytest.raises(AttributeError):
+        package.NoSuchThing  # noqa: B018
