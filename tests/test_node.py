@@ -332,7 +332,7 @@ def test_running_node_serves_metrics_status_and_history(tmp_path: Path, eventual
     url_file = tmp_path / "dashboard.url"
     config = tmp_path / "observed.toml"
     config.write_text(f'[node]\nchains = "{slow_feature_chains(tmp_path)}"\n'
-                      "[history]\ninterval_s = 0.5\nprofile_rate = 0.5\n"
+                      "[history]\ninterval_s = 0.5\nprofile_rate = 0.1\n"
                       "[monitor]\ninterval_s = 0.1\n",
                       encoding="utf-8")
     proc = start_node("--config", str(config), "--db", str(db), "--duration", "120",
@@ -400,7 +400,7 @@ def test_running_node_serves_metrics_status_and_history(tmp_path: Path, eventual
     assert summary["dashboard"] == url
     assert summary["alerts"]["slow_step"] >= 1 and summary["alerts"]["escalation"] == 0
     assert summary["history"]["intervals"] >= 2 and summary["history"]["flush_errors"] == 0
-    # half the executions were profiled per step, and stored with the rest of history
+    # 1 execution in 10 was profiled per step, and stored with the rest of history
     profiled = ("SELECT COUNT(*) FROM step_profiles WHERE chain = 'AI_Decision_Chain' "
                 "AND step = 'feature_extraction'")
     assert 0 < count(db, profiled) and summary["history"]["profiles"] > 0

@@ -8,7 +8,15 @@ import pytest
 from flowchain import ChainBuilder, ChainRegistry, ChainStepError, ComponentRegistry
 from flowchain.optimizer.input_hash import input_hash
 from flowchain.optimizer.profile_store import load_profiles, write_profiles
-from flowchain.optimizer.profiling import sample_every
+from flowchain.optimizer.profiling import release_tracemalloc, sample_every
+
+
+@pytest.fixture(autouse=True)
+def _stop_tracing_after_each_test():
+    """Profiling keeps tracemalloc running for the process; give it back between tests (no
+    other thread runs then), so the rest of the suite is not traced."""
+    yield
+    release_tracemalloc()
 
 
 def _registry(**kwargs):
@@ -48,8 +56,11 @@ def test_every_execution_at_rate_one_measures_each_step():
     assert wait.wall_ns >= 5_000_000 and wait.cpu_ns < wait.wall_ns
     assert expand.execution_seq == 0 and expand.chain == "Prof"
     assert wait.start_epoch_ns == expand.start_epoch_ns + expand.wall_ns
-    assert not tracemalloc.is_tracing()  # started around the sampled execution only
     assert registry.take_profiles(chain_id) == []
+    # kept running once profiling began (stopping it under other threads is not safe)
+    assert tracemalloc.is_tracing()
+    assert release_tracemalloc() and not tracemalloc.is_tracing()
+    assert not release_tracemalloc()
 
 
 def test_rate_samples_one_in_n_and_can_change_on_built_runners():
@@ -159,3 +170,14 @@ def test_bench_profile_measures_off_against_one_percent_interleaved():
                                      "--executions", "1000"], catch_exceptions=False)
     assert shown.exit_code == 0
     assert "sampled/off: p50" in shown.output and "sampled" in shown.output
+
+
+def test_profiles_held_in_memory_are_bounded_newest_kept():
+    registry, chain_id = _registry(profile_rate=1.0, profiles_kept=5)
+    run = registry.runner(chain_id).run
+    for _ in range(4):
+        run([1])
+    profiles = registry.take_profiles()
+    assert [p.execution_seq for p in profiles] == [3, 3, 3]
+    profiler = registry._entry(chain_id).profiler
+    assert profiler.sampled == 4 and profiler.dropped == 9
