@@ -193,9 +193,9 @@ class HistoryWriter:
     counters : dict
         ``intervals`` rows written, ``failures`` and ``samples`` persisted, ``lost_samples``
         (overwritten in the ring before they were read), ``events`` stored, ``dropped_events``
-        (more than :data:`EVENT_QUEUE` waiting), ``flush_errors``, ``inputs`` recorded (of them
-        ``unserializable_inputs``: stored as a reason only), ``profiles`` (sampled
-        step profiles written to ``step_profiles``; see ``ChainRegistry(profile_rate=...)``).
+        (more than :data:`EVENT_QUEUE` waiting), ``flush_errors``, ``profiles`` (sampled
+        step profiles written to ``step_profiles``; see ``ChainRegistry(profile_rate=...)``),
+        ``inputs`` recorded (of them ``unserializable_inputs``: stored as a reason only).
 
     Raises
     ------
@@ -221,8 +221,8 @@ class HistoryWriter:
         self.run_id = uuid.uuid4().hex
         self.conn = open_history(self.path)
         self.counters = {"intervals": 0, "failures": 0, "samples": 0, "lost_samples": 0,
-                         "events": 0, "dropped_events": 0, "flush_errors": 0, "inputs": 0,
-                         "unserializable_inputs": 0, "profiles": 0}
+                         "events": 0, "dropped_events": 0, "flush_errors": 0, "profiles": 0,
+                         "inputs": 0, "unserializable_inputs": 0}
         self._input_rows: list[tuple] = []
         self._definition_rows: list[tuple] = []
         self._defined: set[str] = set()

@@ -5,8 +5,8 @@ each input runs through the chain's native runner (the node's hot path, timed th
 :class:`~flowchain.observe.history.HistoryWriter` stores the latency intervals and the failed
 (and sampled) execution records; the chain's *own* input of every failed execution, and of
 the sampled successes (``record_rate``), goes to ``recorded_inputs`` with ``step_index = 0``;
-when the registry profiles (``ChainRegistry.set_profiling``), the step profiles it took go to
-``step_profiles`` under the same run id.
+when the registry profiles (``ChainRegistry.set_profiling``), the writer stores the step
+profiles in ``step_profiles`` under the same run id.
 
 The input is encoded before the chain runs, so a step that changes its input in place (the
 trading chain's :class:`~flowchain.trading.context.DecisionContext`) does not change what is
@@ -129,19 +129,14 @@ class RecordingRun:
                 totals.unserializable += 1
                 totals.unserializable_reasons[reason] += 1
         if totals.executions % self.flush_every == 0:
-            self._flush()
+            self.writer.flush()
         return error
-
-    def _flush(self) -> None:
-        # the history writer stores the registry's step profiles with each flush
-        self.writer.flush()
-        self.totals.profiles = self.writer.counters.get("profiles", 0)
 
     def finish(self) -> RunTotals:
         """Store what is pending and close the history writer; return the totals."""
         try:
-            self._flush()
             self.writer.close()
+            self.totals.profiles = self.writer.counters["profiles"]
         finally:
             if self._loop is not None:
                 self._loop.close()

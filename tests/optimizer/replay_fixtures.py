@@ -39,6 +39,13 @@ def lenient(n):
 @flowchain.component("replay_test.Label")
 def label(n):
     return {"total": n}
+
+
+@flowchain.component("replay_test.AsyncHalf")
+async def async_half(n):
+    if n == 0:
+        raise ZeroDivisionError("nothing to halve")
+    return n / 2
 '''
 
 V1 = '''
@@ -47,6 +54,13 @@ Totals:
     - {name: total, component: replay_test.Total, input: values, output: n, expected_duration: 1}
     - {name: check, component: replay_test.Strict, input: n, output: n2, expected_duration: 1}
     - {name: label, component: replay_test.Label, input: n2, output: out, expected_duration: 1}
+'''
+
+ASYNC = '''
+Halves:
+  steps:
+    - {name: total, component: replay_test.Total, input: values, output: n, expected_duration: 1}
+    - {name: half, component: replay_test.AsyncHalf, input: n, output: h, expected_duration: 1}
 '''
 
 V2 = V1.replace("replay_test.Strict", "replay_test.Lenient")
@@ -63,6 +77,7 @@ def write_workdir(tmp_path: Path, monkeypatch: Any) -> Path:
     (tmp_path / "replay_test_components.py").write_text(COMPONENTS)
     (tmp_path / "v1.yaml").write_text(V1)
     (tmp_path / "v2.yaml").write_text(V2)
+    (tmp_path / "async.yaml").write_text(ASYNC)
     (tmp_path / "inputs.jsonl").write_text("".join(json.dumps(x) + "\n" for x in LINES))
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -134,6 +134,13 @@ def test_execution_ids_repeat_across_processes_and_replay_ids_do_not(workdir) ->
     assert code == 0 and r["execution"] == runs[1]["failed_executions"][0]
     code, _ = replay(f"{bare[0][0]}@{runs[0]['run_id'][:10]}", "--db", str(db))
     assert code == 0
+    # another process without the components: the version cannot be built there, said so
+    proc = subprocess.run([sys.executable, "-m", "flowchain.cli", "replay",
+                           runs[0]["failed_executions"][0], "--db", str(db)],
+                          cwd=workdir, env=env, capture_output=True, text=True, timeout=120)
+    message = " ".join(proc.stderr.split())
+    assert proc.returncode == 2 and "unknown component 'replay_test.Strict'" in message
+    assert "--import MODULE" in message and "Traceback" not in message
 
 
 def test_bad_ids_databases_and_inputs_are_refused(workdir) -> None:
@@ -257,3 +264,15 @@ def test_a_step_failing_on_every_execution_records_a_bounded_number_of_inputs(wo
     assert reasons == {"not recorded: the first 3 failed inputs of this chain in this history "
                        "interval were"}
     conn.close()
+
+
+def test_a_coroutine_chain_records_and_replays(workdir) -> None:
+    (workdir / "halves.jsonl").write_text("[2, 2]\n[1, -1]\n[8]\n")
+    result = invoke("run", "async.yaml", "Halves", "--import", "replay_test_components",
+                    "--inputs", "halves.jsonl", "--db", "a.db", "--json")
+    assert result.exit_code == 1, result.output
+    s = json.loads(result.stdout)
+    assert (s["succeeded"], s["failed"]) == (2, 1)
+    code, r = replay(s["failed_executions"][0], "--db", "a.db")
+    assert code == 0 and r["replayed"]["exception_type"] == "ZeroDivisionError"
+    assert r["replayed"]["step"] == "half"
