@@ -1,7 +1,7 @@
 """flowchain optimize: its JSON, and its refusals (exit 2, nothing written)."""
 import json
+import sys
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -28,44 +28,58 @@ Data_Flow_Chains:
 """
 
 
+COMPONENTS = """
+import numpy as np
+
+import flowchain
+
+
+@flowchain.component("OptCliKey")
+def key(request):
+    return int(request["key"])
+
+
+@flowchain.component("OptCliStatefulTable")
 class StatefulTable:
-    """Memory-heavy on repeating inputs, but its output depends on a call counter: never cache."""
+    \"\"\"Memory-heavy on repeating inputs, but its output depends on a call counter.\"\"\"
 
     def __init__(self):
         self.calls = 0
 
     def __call__(self, key):
         self.calls += 1
-        table = np.full(400_000, float(key))  # 3.2 MB
-        return float(table.sum()) + self.calls
+        return float(np.full(400_000, float(key)).sum()) + self.calls  # 3.2 MB
 
 
+@flowchain.component("OptCliTable", deterministic=True)
 def table(key):
     return float(np.full(400_000, float(key)).sum())
+"""
 
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
     """Chains recorded once (profiles at every execution, inputs), in a real SQLite file."""
     folder = tmp_path_factory.mktemp("optimize_cli")
-    for name, impl, traits in (("OptCliKey", lambda r: int(r["key"]), {}),
-                               ("OptCliStatefulTable", StatefulTable, {}),
-                               ("OptCliTable", table, {"deterministic": True})):
-        default_components.register(name, impl, replace=True, **traits)
+    (folder / "opt_cli_components.py").write_text(COMPONENTS)
     chains = folder / "chains.yaml"
     chains.write_text(CHAINS)
     inputs = folder / "inputs.jsonl"
     inputs.write_text("".join(json.dumps({"key": k % 3}) + "\n" for k in range(24)))
     db = folder / "history.db"
-    record(chains, "stateful_tables", inputs, db)
-    record(chains, "repeated_tables", inputs, db)
+    record(chains, "stateful_tables", inputs, db, "opt_cli_components")
+    record(chains, "repeated_tables", inputs, db, "opt_cli_components")
+    sys.path.insert(0, str(folder))
+    import opt_cli_components  # noqa: F401  (registers the components here too)
     yield folder, chains, db, inputs
+    sys.path.remove(str(folder))
     for name in ("OptCliKey", "OptCliStatefulTable", "OptCliTable"):
         default_components.unregister(name)
 
 
 def invoke(*args):
-    result = runner.invoke(app, ["optimize", *map(str, args)], catch_exceptions=False)
+    result = runner.invoke(app, ["optimize", *map(str, args), "--import", "opt_cli_components"],
+                           catch_exceptions=False)
     return result.exit_code, result.stdout, " ".join(result.stderr.split())
 
 

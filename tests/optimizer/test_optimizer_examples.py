@@ -68,7 +68,7 @@ def test_planted_bottleneck_found_applied_and_verified(components, tmp_path, cha
     for attempt in range(ATTEMPTS):
         db = tmp_path / f"{chain}-{attempt}.db"
         out_file = tmp_path / f"{chain}-{attempt}.yaml"
-        record(EXAMPLES / "chains.yaml", chain, EXAMPLES / inputs, db)
+        record(EXAMPLES / "chains.yaml", chain, EXAMPLES / inputs, db, "optimizer_components")
         code, out, err = optimize(db, chain, "--apply", "--out", out_file, "--verify")
         if code == 2 and "cores' worth" in err:  # a machine with no core free just now
             misses.append(f"attempt {attempt + 1}: {err}")
@@ -95,7 +95,8 @@ def test_planted_bottleneck_found_applied_and_verified(components, tmp_path, cha
 
 def test_clean_chain_has_nothing_to_optimize(components, tmp_path):
     db = tmp_path / "clean.db"
-    record(EXAMPLES / "chains.yaml", "clean_pipeline", EXAMPLES / "clean_inputs.jsonl", db)
+    record(EXAMPLES / "chains.yaml", "clean_pipeline", EXAMPLES / "clean_inputs.jsonl", db,
+           "optimizer_components")
     code, out, _ = optimize(db, "clean_pipeline")
     assert code == 0
     data = json.loads(out)
