@@ -7,6 +7,8 @@ chain. Applying the suggestion makes the chain's p50 at least 2x faster as measu
 the cores' worth of CPU the optimizer measured free), the
 prediction within 30% of the measurement, the outputs identical. Timing on a shared machine is
 noisy: a chain whose figures miss is recorded and verified again, up to three times in all.
+The CPU-bound chain needs two cores free: when every attempt found fewer (the optimizer
+measures them) the test is skipped with the figures, never passed.
 """
 import json
 import sys
@@ -22,6 +24,9 @@ from tests.optimizer.recording import record
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "optimizer"
 ATTEMPTS = 3
 PREDICTION_TOLERANCE = 0.30
+FREE_CORES = 1.7
+"""Below this many cores' worth of CPU free (as the optimizer measured it), the CPU chain's
+attempt says nothing about parallelism: the machine is busy with other processes."""
 runner = CliRunner()
 
 
@@ -64,14 +69,15 @@ def test_planted_bottleneck_found_applied_and_verified(components, tmp_path, cha
     cores = available_cores()
     if remedy == "parallel" and cores < 2:
         pytest.fail("the CPU-bound example needs at least 2 cores to show parallelism")
-    misses = []
+    misses: list[str] = []
+    busy: list[str] = []  # attempts of the CPU chain while other processes held the cores
     for attempt in range(ATTEMPTS):
         db = tmp_path / f"{chain}-{attempt}.db"
         out_file = tmp_path / f"{chain}-{attempt}.yaml"
         record(EXAMPLES / "chains.yaml", chain, EXAMPLES / inputs, db, "optimizer_components")
         code, out, err = optimize(db, chain, "--apply", "--out", out_file, "--verify")
         if code == 2 and "cores' worth" in err:  # a machine with no core free just now
-            misses.append(f"attempt {attempt + 1}: {err}")
+            busy.append(f"attempt {attempt + 1}: {err}")
             continue
         assert code == 0, err
         data = json.loads(out)
@@ -88,9 +94,16 @@ def test_planted_bottleneck_found_applied_and_verified(components, tmp_path, cha
         error = abs(predicted / measured - 1.0)
         if measured >= required and error <= PREDICTION_TOLERANCE:
             return
-        misses.append(f"attempt {attempt + 1}: measured p50 {measured:.2f}x (need "
-                      f"{required}x), predicted {predicted:.2f}x ({error:.0%} off)")
-    pytest.fail("; ".join(misses))
+        miss = (f"attempt {attempt + 1}: measured p50 {measured:.2f}x (need {required:.2f}x), "
+                f"predicted {predicted:.2f}x ({error:.0%} off)")
+        if remedy == "parallel" and opt["cpu_capacity"] < FREE_CORES:
+            busy.append(f"{miss}; {opt['cpu_capacity']} cores' worth free")
+        else:
+            misses.append(miss)
+    if not misses and busy:
+        pytest.skip("this machine never had two cores free to show parallelism: "
+                    + "; ".join(busy))
+    pytest.fail("; ".join(misses + busy))
 
 
 def test_clean_chain_has_nothing_to_optimize(components, tmp_path):
