@@ -136,6 +136,7 @@ def optimize(
     from flowchain.optimizer.apply import ApplyRefused, apply_optimizations
     from flowchain.optimizer.optimizer import ChainOptimizer, NoHistory
     from flowchain.optimizer.verify import verify_side_by_side
+    from flowchain.store import StoreError
 
     if apply and out_file is None:
         _refuse("--apply writes the optimized chain to a new file: give --out NEW.yaml")
@@ -155,7 +156,7 @@ def optimize(
         result = optimizer.analyze(definition)
     except NoHistory as exc:
         _refuse(f"no data: {exc}; run it first with `{hint}`")
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, StoreError) as exc:
         _refuse(f"cannot read {db}: {exc}")
     payload: dict[str, Any] = result.to_dict()
     new_definition = None

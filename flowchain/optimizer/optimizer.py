@@ -309,7 +309,9 @@ class ChainOptimizer:
     def suggest(self, measured: ChainMeasurements, bottleneck: Bottleneck) -> Optimization:
         """Size the remedy of one bottleneck."""
         step = measured.step(bottleneck.step)
-        if bottleneck.type == detectors.SLOW_STEP and not self.size_parallelism:
+        if bottleneck.type == detectors.SLOW_STEP and not self.size_parallelism and \
+                step.elementwise and self.cores >= 2 and any(k for k in step.items):
+            # sizing would start a worker pool; every other answer needs no measurement
             return Optimization(step.name, suggestions.PARALLEL, None,
                                 reason=UNSIZED_PARALLEL)
         if bottleneck.type == detectors.SLOW_STEP:

@@ -215,3 +215,32 @@ def test_the_optimizer_is_public_in_its_package():
     assert package.OptimizationResult is OptimizationResult
     with pytest.raises(AttributeError):
         package.NoSuchThing  # noqa: B018
+
+
+def test_a_file_that_is_no_database_is_refused(recorded, tmp_path):
+    _, chains, _, _ = recorded
+    bogus = tmp_path / "not.db"
+    bogus.write_text("this is not SQLite\n" * 100)
+    code, _, err = invoke(chains, "repeated_tables", "--db", bogus)
+    assert code == 2 and "cannot read" in err
+
+
+def test_summaries_never_size_parallelism_but_still_name_a_missing_trait():
+    from flowchain.optimizer.optimizer import UNSIZED_PARALLEL, ChainOptimizer
+    from tests.optimizer.measured import chain, step
+
+    def no_pool(n):
+        raise AssertionError("a summary must not start a worker pool")
+
+    ms = 1_000_000
+    split = chain(step("a", 0, [ms] * 20), step("b", 1, [9 * ms] * 20, items=[8] * 20,
+                                                 elementwise=True, expected_ns=ms))
+    quick = ChainOptimizer("unused.db", size_parallelism=False, cores=4, dispatch_cost=no_pool,
+                           cpu_capacity=no_pool)
+    [opt] = quick.analyze_measurements(split).blocked
+    assert opt.reason == UNSIZED_PARALLEL and "run `flowchain optimize`" in \
+        quick.analyze_measurements(split).headline()
+    whole = chain(step("a", 0, [ms] * 20), step("b", 1, [9 * ms] * 20, items=[8] * 20,
+                                                 expected_ns=ms))
+    [opt] = quick.analyze_measurements(whole).blocked
+    assert opt.needs_trait == "elementwise"
