@@ -207,6 +207,15 @@ class ChainRegistry:
                     f"@flowchain.component({step.component!r}, {flag}), else remove '{key}'",
                     chain=definition.name, step=step.name, source=definition.source,
                     line=step.line))
+        if step.parallel is not None and traits.elementwise:
+            from flowchain.optimizer.pool import parallel_problem
+
+            reason = parallel_problem(self.components.implementation(step.component))
+            if reason is not None:
+                found.append(ChainProblem(
+                    f"'parallel' runs {step.component!r} in worker processes, but {reason}",
+                    chain=definition.name, step=step.name, source=definition.source,
+                    line=step.line))
         return found
 
     # ------------------------------------------------------------------ lookup

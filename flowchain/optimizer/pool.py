@@ -16,13 +16,18 @@ the runner's registry (``ChainRegistry.close()`` shuts it down; the interpreter'
 """
 from __future__ import annotations
 
+import importlib.machinery
+import inspect
 import multiprocessing
+import os
 import pickle
 import statistics
+import sys
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from flowchain.errors import FlowChainError
@@ -31,25 +36,78 @@ POOL_START_METHOD = "spawn"
 """How worker processes start: a fresh interpreter each."""
 
 _worker_call: Callable[[Any], Any] | None = None
+_worker_error: str | None = None
 
 
-def _install(payload: bytes) -> None:
-    """Worker initializer: unpickle the component once, for every chunk to come."""
-    global _worker_call
-    _worker_call = pickle.loads(payload)
+def _module_locations(call: Any) -> tuple[tuple[str, str], ...]:
+    """Where the component's top-level module was found, when ``sys.path`` would not find it
+    (a module imported by ``--import`` or ``[components] import``: see
+    :mod:`flowchain.component_modules`), so that a worker can find the same file."""
+    name = getattr(call, "__module__", None)
+    if not isinstance(name, str) or name == "__main__":
+        return ()
+    top = name.split(".")[0]
+    module = sys.modules.get(top)
+    origin = getattr(getattr(module, "__spec__", None), "origin", None)
+    if not origin or not os.path.exists(origin):
+        return ()
+    found = importlib.machinery.PathFinder.find_spec(top)
+    if found is not None and found.origin == origin:
+        return ()  # a fresh interpreter finds it on sys.path
+    folder = Path(origin).parent
+    if getattr(module, "__path__", None) is not None:  # a package: its __init__.py's folder
+        folder = folder.parent
+    return ((str(folder), top),)
+
+
+def _install(payload: bytes, locations: tuple[tuple[str, str], ...]) -> None:
+    """Worker initializer: unpickle the component once, for every chunk to come.
+
+    A failure is kept (and reported by :func:`_ready` to the pool's owner) rather than raised:
+    a raising initializer only breaks the pool, without saying why.
+    """
+    global _worker_call, _worker_error
+    try:
+        from flowchain.component_modules import NamedModuleFinder
+
+        for folder, top in locations:
+            sys.meta_path.insert(0, NamedModuleFinder([folder], [top]))
+        _worker_call = pickle.loads(payload)
+    except BaseException as exc:  # noqa: BLE001  (reported to the parent by _ready)
+        _worker_error = f"{type(exc).__name__}: {exc}"
 
 
 def _run_chunk(chunk: Any) -> Any:
-    assert _worker_call is not None, "worker started without its component"
+    if _worker_call is None:
+        raise RuntimeError(f"the worker could not load the component: {_worker_error}")
     return _worker_call(chunk)
 
 
-def _ready() -> bool:
-    return _worker_call is not None
+def _ready() -> str | None:
+    return _worker_error
 
 
 def _identity_items(chunk: Any) -> Any:
     return chunk
+
+
+def parallel_problem(impl: Any) -> str | None:
+    """Why a registered implementation cannot run in worker processes, or None.
+
+    Checked at registration (the instance of a class is made later, when the runner is built,
+    and checked again then): a coroutine cannot be awaited there, and the function or class
+    must pickle by reference.
+    """
+    call = getattr(impl, "__call__", None) if inspect.isclass(impl) else impl
+    if inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(
+            getattr(call, "__call__", None)):
+        return "it is a coroutine (async def); use 'async: {concurrency: N}' instead"
+    try:
+        pickle.dumps(impl)
+    except Exception as exc:  # pickling raises PicklingError, TypeError, AttributeError...
+        return (f"it cannot be sent to one ({type(exc).__name__}: {exc}); define it at the top "
+                "level of an importable module (not a lambda or a nested function)")
+    return None
 
 
 class ComponentNotPicklable(FlowChainError, TypeError):
@@ -92,16 +150,19 @@ class ComponentPool:
                 "or remove 'parallel'") from None
         self._executor = ProcessPoolExecutor(
             max_workers=workers, mp_context=multiprocessing.get_context(POOL_START_METHOD),
-            initializer=_install, initargs=(payload,))
+            initializer=_install, initargs=(payload, _module_locations(call)))
         try:
-            for future in [self._executor.submit(_ready) for _ in range(workers)]:
-                future.result()
+            errors = [f.result() for f in [self._executor.submit(_ready)
+                                           for _ in range(workers)]]
         except BrokenProcessPool as exc:
+            errors = [str(exc)]
+        problem = next((e for e in errors if e is not None), None)
+        if problem is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             raise ComponentNotPicklable(
                 f"{what}: the worker processes of 'parallel: {workers}' could not load the "
-                f"component ({exc}); a fresh interpreter must be able to import it by its "
-                "module path (define it at the top level of an importable module)") from None
+                f"component ({problem}); a fresh interpreter must be able to import it by its "
+                "module path (define it at the top level of an importable module)")
 
     def submit(self, chunk: Any) -> Future:
         """Start ``component(chunk)`` in a worker; return its future.

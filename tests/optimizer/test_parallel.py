@@ -7,8 +7,10 @@ import time
 import numpy as np
 import pytest
 
-from flowchain import ChainBuilder, ChainRegistry, ChainStepError, ComponentRegistry
-from flowchain.optimizer.pool import ComponentNotPicklable, measure_dispatch_cost
+from flowchain import (ChainBuilder, ChainRegistry, ChainStepError, ChainValidationError,
+                       ComponentRegistry)
+from flowchain.optimizer.pool import (ComponentNotPicklable, ComponentPool,
+                                      measure_dispatch_cost)
 
 
 def square(rows):
@@ -60,7 +62,6 @@ def registry():
     for name, fn in (("Square", square), ("Tagged", tagged), ("Fails", fails_on_13),
                      ("ArrayDouble", array_double), ("TooShort", too_short)):
         components.register(name, fn, elementwise=True)
-    components.register("Lambda", lambda rows: rows, elementwise=True)
     reg = ChainRegistry(components)
     yield reg
     reg.close()
@@ -131,12 +132,20 @@ def test_a_component_that_is_not_element_wise_after_all_is_caught(registry):
     assert "returned 1 items for the 2 of chunk 1 of 2" in str(info.value.__cause__)
 
 
-def test_a_component_that_cannot_be_sent_to_a_worker_is_refused_clearly(registry):
-    _, optimized = _chain("Lambda", 2)
-    chain_id = registry.register_chain(optimized)
+def test_an_instance_that_cannot_be_sent_to_a_worker_is_refused_when_the_runner_is_built():
+    class Holder:  # a class defined in a function: its instances do not pickle
+        def __call__(self, rows):
+            return rows
+
+    components = ComponentRegistry()
+    components.register("Prepare", lambda raw: raw)
+    components.register("Holder", Holder(), elementwise=True)
+    registry = ChainRegistry(components)
+    with pytest.raises(ChainValidationError, match="cannot be sent"):
+        registry.register_chain(_chain("Holder", 2)[1])
     with pytest.raises(ComponentNotPicklable, match="cannot be sent to one.*top level of an "
                                                     "importable module"):
-        registry.runner(chain_id)
+        ComponentPool(Holder(), 2, "step 'score'")
 
 
 def test_runners_of_plain_steps_get_the_component_itself():
@@ -169,3 +178,55 @@ def test_measure_dispatch_cost_is_positive_and_validated():
     assert cost.fixed_ns > 0 and cost.per_item_ns >= 0
     with pytest.raises(ValueError, match="workers must be at least 1"):
         measure_dispatch_cost(0)
+
+
+def test_a_component_imported_from_an_authors_folder_runs_in_the_workers(tmp_path):
+    from flowchain.component_modules import import_modules
+
+    (tmp_path / "opt_engine_author_scoring.py").write_text(
+        "import flowchain\n\n"
+        "def triple(rows):\n    return [3 * r for r in rows]\n")
+    import_modules(["opt_engine_author_scoring"], [tmp_path])  # not on sys.path, as --import
+    import opt_engine_author_scoring
+
+    components = ComponentRegistry()
+    components.register("Prepare", lambda raw: raw)
+    components.register("Triple", opt_engine_author_scoring.triple, elementwise=True)
+    registry = ChainRegistry(components)
+    _, optimized = _chain("Triple", 2)
+    try:
+        assert registry.runner(registry.register_chain(optimized)).run([1, 2, 3]) == [3, 6, 9]
+    finally:
+        registry.close()
+
+
+def test_a_worker_that_cannot_load_the_component_says_why(tmp_path):
+    from flowchain.component_modules import import_modules
+
+    (tmp_path / "opt_engine_parent_only.py").write_text(
+        "import multiprocessing\n\n"
+        "if multiprocessing.parent_process() is not None:\n"
+        "    raise ImportError('this module refuses worker processes')\n\n"
+        "def same(rows):\n    return list(rows)\n")
+    import_modules(["opt_engine_parent_only"], [tmp_path])
+    import opt_engine_parent_only
+
+    with pytest.raises(ComponentNotPicklable, match="could not load the component "
+                                                    r"\(ImportError: this module refuses"):
+        ComponentPool(opt_engine_parent_only.same, 1, "step 'same'")
+
+
+def test_registration_refuses_parallel_on_what_cannot_run_in_a_worker():
+    async def fetch(rows):
+        return rows
+
+    components = ComponentRegistry()
+    components.register("Prepare", lambda raw: raw)
+    components.register("Lambda", lambda rows: rows, elementwise=True)
+    components.register("Coroutine", fetch, elementwise=True)
+    registry = ChainRegistry(components)
+    with pytest.raises(ChainValidationError, match="step 'score': 'parallel' runs 'Lambda' in "
+                                                   "worker processes, but it cannot be sent"):
+        registry.register_chain(_chain("Lambda", 2)[1])
+    with pytest.raises(ChainValidationError, match="it is a coroutine .*use 'async"):
+        registry.register_chain(_chain("Coroutine", 2)[1])

@@ -139,11 +139,14 @@ def test_python_built_steps_are_validated_too():
     assert any("'cache' size (entries) must be a whole number" in m for m in messages)
 
 
+def score(rows):
+    return list(rows)
+
+
 def _registry(elementwise=False, deterministic=False):
     components = ComponentRegistry()
     components.register("Parse", lambda raw: raw)
-    components.register("Score", lambda rows: rows, elementwise=elementwise,
-                        deterministic=deterministic)
+    components.register("Score", score, elementwise=elementwise, deterministic=deterministic)
     return ChainRegistry(components)
 
 
