@@ -3,9 +3,10 @@ really have.
 
 The affinity mask says how many cores the process may use; on a machine shared with other busy
 processes it gets less. :func:`measure_cpu_capacity` runs the same CPU-bound work (a key
-derivation in C, which releases the GIL) on 1 thread and on ``workers`` threads at once, and
+hash in C, with the GIL released) on 1 thread and on ``workers`` threads at once, and
 returns how many threads' worth of work the machine completed per unit of time: ``workers`` on
-an idle machine with enough cores, less on a loaded one.
+an idle machine with enough cores, less on a loaded one. The work is SHA-256 over a block of
+a few megabytes, which hashlib computes with the GIL released (it does so for data over 2 KiB).
 """
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ import statistics
 import threading
 import time
 
-PROBE_ITERATIONS = 20_000
-"""Key-derivation rounds of one probe unit (a few milliseconds of CPU)."""
+PROBE_BYTES = 4 << 20
+"""Bytes hashed by one probe unit (a few milliseconds of CPU)."""
+_BLOCK = bytes(range(256)) * (PROBE_BYTES // 256)
 
 
 def _unit() -> None:
-    hashlib.pbkdf2_hmac("sha256", b"capacity", b"probe", PROBE_ITERATIONS)
+    hashlib.sha256(_BLOCK).digest()
 
 
 def _one_round(workers: int) -> float:
