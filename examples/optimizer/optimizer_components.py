@@ -24,6 +24,9 @@ import flowchain
 
 LIGHT_ITERATIONS = 3000
 """Key-stretching rounds of a light step (about a millisecond of CPU)."""
+SEED_ITERATIONS = 4 * LIGHT_ITERATIONS
+"""Rounds of the memory chain's first step: the chain keeps a few milliseconds of work a
+cache cannot answer, so its gain (and its prediction) does not hang on sub-millisecond costs."""
 HEAVY_ITERATIONS = 2000
 """Key-stretching rounds per item of ScoreItems."""
 SURFACE_POINTS = 150_000
@@ -47,7 +50,7 @@ def normalize(request: dict) -> list:
 @flowchain.component("SeedOf")
 def seed_of(request: dict) -> int:
     """The surface seed a request asks for, after a light CPU check of the request."""
-    _stretch(repr(sorted(request.items())).encode(), LIGHT_ITERATIONS)
+    _stretch(repr(sorted(request.items())).encode(), SEED_ITERATIONS)
     return int(request["seed"])
 
 
