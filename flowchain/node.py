@@ -320,7 +320,8 @@ class NodeObservers:
             from flowchain.tenancy.gauges import tenant_metrics
 
             collector.add_provider(tenant_metrics(self.tenants))
-        state = DashboardState(self.registry, self.monitor, feeds, tenants=self.tenants)
+        state = DashboardState(self.registry, self.monitor, feeds, tenants=self.tenants,
+                               optimizer=self._optimizer_rows())
         if self.shipper is not None:
             state.shipping = self.shipper.status
         server = DashboardServer(state, d.host,
@@ -394,7 +395,29 @@ class NodeObservers:
             **({"hub": self.shipper.status()} if self.shipper is not None else {}),
             **({"tenants": [self.tenants.usage(t).to_dict() for t in self.tenants.tenants()]}
                if self.tenants is not None else {}),
+            **({"optimizer": self.optimizer_findings()}
+               if self.history is not None and self.registry.profile_rate > 0 else {}),
         }
+
+    def _optimizer_rows(self) -> Any:
+        """The dashboard's source of optimizer findings (None unless the node profiles)."""
+        if self.history is None or self.registry.profile_rate <= 0:
+            return None
+        from flowchain.optimizer.findings import chain_findings, finding_rows
+
+        path, registry = self.history.path, self.registry
+        return lambda: finding_rows(chain_findings(path, registry))
+
+    def optimizer_findings(self) -> list[str]:
+        """Each profiled chain's bottleneck and suggested remedy, from the history database
+        (one line each; none when no chain has a bottleneck)."""
+        from flowchain.optimizer.findings import chain_findings
+
+        assert self.history is not None
+        lines = []
+        for result in chain_findings(self.history.path, self.registry):
+            lines.extend(line for line in result.headline().splitlines() if line)
+        return lines
 
 
 class TradingNode:

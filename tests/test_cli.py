@@ -57,7 +57,7 @@ def test_every_command_is_attached():
 
     from flowchain.cli.app import bench_app, chains_app
     assert names(app) == {"run", "replay", "bridge", "node", "status", "report", "keys", "chains", "bench",
-                          "tenants", "analytics", "hub"}
+                          "tenants", "analytics", "hub", "optimize"}
     assert names(bench_app) == {"overhead", "wire", "node", "observe", "tenancy", "profile", "hub"}
     assert names(chains_app) == {"validate", "list", "show", "diagram"}
 

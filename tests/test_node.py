@@ -404,6 +404,8 @@ def test_running_node_serves_metrics_status_and_history(tmp_path: Path, eventual
     profiled = ("SELECT COUNT(*) FROM step_profiles WHERE chain = 'AI_Decision_Chain' "
                 "AND step = 'feature_extraction'")
     assert 0 < count(db, profiled) and summary["history"]["profiles"] > 0
+    # it profiled: the exit summary carries the optimizer's findings (one line a bottleneck)
+    assert all(isinstance(line, str) and line for line in summary["optimizer"])
     assert summary["monitor"]["poll_errors"] == 0
     assert any("WARNING slow_step AI_Decision_Chain/feature_extraction" in line
                for line in lines), "".join(lines)

@@ -22,6 +22,7 @@ from flowchain.cli import (  # noqa: F401,E402  (each registers its commands)
     hub,
     keys,
     node,
+    optimize,
     replay,
     report,
     run,

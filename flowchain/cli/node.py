@@ -103,6 +103,8 @@ def print_summary(summary: dict[str, Any]) -> None:
         steps.add_row(chain, "[bold]whole chain[/]", _ns(lat["p50_ns"]), _ns(lat["p99_ns"]),
                       str(data["failures"]))
     out.print(steps)
+    for line in summary.get("optimizer") or ():  # only when the node profiled
+        out.print(f"optimizer: {line}", markup=False, highlight=False)
 
 
 @app.command("node")

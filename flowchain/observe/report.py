@@ -277,6 +277,9 @@ def build_report(reader: HistoryReader, *, since_ns: Optional[int] = None,
     from flowchain.tenancy.report_section import tenancy_section  # empty without tenants
 
     body += tenancy_section(reader.path, since_ns=since_ns)
+    from flowchain.optimizer.report_section import optimizer_section  # empty without profiles
+
+    body += optimizer_section(reader.path)
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{_esc(title)}</title><style>{STYLE}</style></head><body>"
             f"<h1>{_esc(title)}</h1><p class=\"note\">{_esc(str(reader.path))}: {span}. "

@@ -7,11 +7,17 @@ Nothing here makes a chain execution wait.
 """
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Callable, Mapping, Optional, Union
 
 from flowchain.observe.diagram import StepFigures, render, status_of
 from flowchain.observe._reader import built_runners
+
+log = logging.getLogger("flowchain.dashboard")
+
+OPTIMIZER_REFRESH_S = 30.0
+"""The optimizer's findings are read from the history database at most this often."""
 
 
 class DashboardState:
@@ -28,11 +34,14 @@ class DashboardState:
         Recent failures listed per chain.
     tenants : flowchain.tenancy.TenantManager, optional
         Adds each tenant's usage against its tier and the recent upgrade triggers.
+    optimizer : callable, optional
+        Returns the optimizer's findings (``optimizer_rows``); read at most every
+        ``OPTIMIZER_REFRESH_S`` (it reads the history database), shown as ``optimizer``.
     """
 
     def __init__(self, registries: Union[Any, Mapping[str, Any]], monitor: Any = None,
                  feeds: Optional[Mapping[str, Any]] = None, failures_shown: int = 10,
-                 tenants: Any = None) -> None:
+                 tenants: Any = None, optimizer: Any = None) -> None:
         self.registries = dict(registries) if isinstance(registries, Mapping) \
             else {"default": registries}
         self.monitor = monitor
@@ -41,6 +50,20 @@ class DashboardState:
         self.tenants = tenants
         self.shipping: Optional[Callable[[], dict[str, Any]]] = None
         """Returns the node's shipping state to a hub (``hub`` in the snapshot), when it ships."""
+        self.optimizer = optimizer
+        self._optimizer_rows: list[dict[str, Any]] = []
+        self._optimizer_read = -OPTIMIZER_REFRESH_S
+
+    def optimizer_rows(self) -> list[dict[str, Any]]:
+        """The optimizer's findings, refreshed at most every ``OPTIMIZER_REFRESH_S``."""
+        now = time.monotonic()
+        if now - self._optimizer_read >= OPTIMIZER_REFRESH_S:
+            self._optimizer_read = now
+            try:
+                self._optimizer_rows = list(self.optimizer())
+            except Exception:  # the page keeps the last findings; the node goes on
+                log.exception("reading the optimizer's findings failed")
+        return self._optimizer_rows
 
     def chains(self) -> list[tuple[str, Any, Any, Optional[Any]]]:
         """Return (tenant, registry, definition, runner or None) for each latest chain."""
@@ -120,4 +143,5 @@ class DashboardState:
                       for name, feed in self.feeds.items()},
             **(self.tenants.dashboard_view() if self.tenants is not None else {}),
             **({"hub": self.shipping()} if self.shipping is not None else {}),
+            **({"optimizer": self.optimizer_rows()} if self.optimizer is not None else {}),
         }

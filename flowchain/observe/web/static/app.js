@@ -101,8 +101,18 @@ function applyTenants(snap) {
   }));
 }
 
+function applyOptimizer(snap) {
+  if (!snap.optimizer) return;
+  document.getElementById("optimizer").hidden = snap.optimizer.length === 0;
+  fillTable("optimizer-findings", snap.optimizer.map(function (f) {
+    return [cell(f.chain), cell(f.step), cell(f.type), cell(f.suggestion),
+            cell(f.p50_speedup === null ? "-" : f.p50_speedup.toFixed(2) + "x", "num")];
+  }));
+}
+
 function apply(snap) {
   applyTenants(snap);
+  applyOptimizer(snap);
   fillTable("chains", snap.chains.map(function (c) {
     return [cell(c.tenant), cell(c.chain), cell(String(c.executions), "num executions"),
             cell(fmtRate(c.throughput_per_s), "num throughput"),
