@@ -23,13 +23,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from flowchain_bridge.ticks import TICK_DTYPE
 from hdrh.histogram import HdrHistogram
 
 from flowchain import ChainRegistry, ComponentRegistry
-from flowchain.bench.distribution import (SUMMARY_KEYS, interleave, new_histogram,
-                                          summarize_histogram)
+from flowchain.bench.distribution import SUMMARY_KEYS, interleave, new_histogram, summarize_histogram
 from flowchain.bench.environment import cpu, versions
-from flowchain_bridge.ticks import TICK_DTYPE
 from flowchain.trading.components import ai_decision_chain, register_decision_components
 from flowchain.trading.consensus import ConsensusEngine
 from flowchain.trading.context import DecisionContext

@@ -30,7 +30,7 @@ def returns(prices: list) -> list:
     """Prices (a JSON list of numbers) -> simple returns."""
     if not isinstance(prices, list) or len(prices) < 3:
         raise ValueError(f"Returns needs a list of at least 3 prices, got {prices!r}")
-    return [b / a - 1.0 for a, b in zip(prices, prices[1:])]
+    return [b / a - 1.0 for a, b in zip(prices, prices[1:], strict=False)]
 
 
 @flowchain.component("ZScore")

@@ -9,13 +9,13 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import my_components
 import numpy as np
 import pytest
+from flowchain_bridge.ticks import TICK_DTYPE
 
 import flowchain.trading.components  # noqa: F401  (registers the built-in decision components)
-import my_components
 from flowchain import ChainRegistry
-from flowchain_bridge.ticks import TICK_DTYPE
 from flowchain.trading.context import DecisionContext
 
 HERE = Path(__file__).parent

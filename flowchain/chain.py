@@ -11,9 +11,10 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Union
+from typing import Any
 
 import yaml
 
@@ -50,7 +51,7 @@ class AsyncSpec:
     concurrency: int
 
 
-def _count_problem(what: str, value: Any, low: int, high: int) -> Optional[str]:
+def _count_problem(what: str, value: Any, low: int, high: int) -> str | None:
     if isinstance(value, bool) or not isinstance(value, int):
         return f"{what} must be a whole number from {low} to {high}, got {value!r}"
     if not low <= value <= high:
@@ -58,7 +59,7 @@ def _count_problem(what: str, value: Any, low: int, high: int) -> Optional[str]:
     return None
 
 
-def parallel_problem(value: Any) -> Optional[str]:
+def parallel_problem(value: Any) -> str | None:
     """Why ``value`` is not a valid ``parallel:``, or None."""
     problem = _count_problem("'parallel' (worker processes)", value, 2, MAX_PARALLEL)
     if problem is not None and value == 1 and not isinstance(value, bool):
@@ -66,7 +67,7 @@ def parallel_problem(value: Any) -> Optional[str]:
     return problem
 
 
-def cache_problem(value: Any) -> Optional[str]:
+def cache_problem(value: Any) -> str | None:
     """Why ``value`` is not a valid ``cache:``, or None."""
     if not isinstance(value, CacheSpec):
         return f"'cache' must be a mapping {{strategy: lru, size: N}}, got {value!r}"
@@ -76,7 +77,7 @@ def cache_problem(value: Any) -> Optional[str]:
     return _count_problem("'cache' size (entries)", value.size, 1, MAX_CACHE_SIZE)
 
 
-def async_problem(value: Any) -> Optional[str]:
+def async_problem(value: Any) -> str | None:
     """Why ``value`` is not a valid ``async:``, or None."""
     if not isinstance(value, AsyncSpec):
         return f"'async' must be a mapping {{concurrency: N}}, got {value!r}"
@@ -122,11 +123,11 @@ class ChainStep:
     output: str
     expected_duration_ms: float
     description: str = ""
-    line: Optional[int] = field(default=None, compare=False)
+    line: int | None = field(default=None, compare=False)
     implementation: Any = field(default=None, compare=False, repr=False)
-    parallel: Optional[int] = None
-    cache: Optional[CacheSpec] = None
-    async_: Optional[AsyncSpec] = None
+    parallel: int | None = None
+    cache: CacheSpec | None = None
+    async_: AsyncSpec | None = None
 
     @property
     def expected_duration_ns(self) -> int:
@@ -174,17 +175,17 @@ class ChainDefinition:
 
     The id (:attr:`chain_id`) is a hash of the name and of every step's name, component,
     contracts, expected duration and (when set) ``parallel``/``cache``/``async``: the same
-    definition always gets the same id and any change gets a new one. ``version`` is an optional label of the author's; the registry also
-    numbers the versions it sees of each name.
+    definition always gets the same id and any change gets a new one. ``version`` is an optional
+    label of the author's; the registry also numbers the versions it sees of each name.
     """
 
     name: str
     steps: tuple[ChainStep, ...]
     description: str = ""
-    version: Optional[str] = None
-    source: Optional[str] = field(default=None, compare=False)
-    line: Optional[int] = field(default=None, compare=False)
-    _chain_id: Optional[str] = field(default=None, init=False, repr=False, compare=False)
+    version: str | None = None
+    source: str | None = field(default=None, compare=False)
+    line: int | None = field(default=None, compare=False)
+    _chain_id: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps, tuple):
@@ -227,7 +228,7 @@ class ChainDefinition:
         """
         found: list[ChainProblem] = []
 
-        def problem(message: str, step: Optional[ChainStep] = None) -> None:
+        def problem(message: str, step: ChainStep | None = None) -> None:
             found.append(ChainProblem(message, chain=self.name or None,
                                       step=step.name if step is not None else None,
                                       source=self.source,
@@ -238,7 +239,7 @@ class ChainDefinition:
         if not self.steps:
             problem("the chain is empty; give it at least one step under 'steps:'")
         seen: dict[str, ChainStep] = {}
-        previous: Optional[ChainStep] = None
+        previous: ChainStep | None = None
         for step in self.steps:
             for attr in ("name", "component", "input", "output"):
                 value = getattr(step, attr)
@@ -277,7 +278,7 @@ class ChainDefinition:
             previous = step
         return found
 
-    def validate(self) -> "ChainDefinition":
+    def validate(self) -> ChainDefinition:
         """Return self, or raise ChainValidationError listing every problem.
 
         Raises
@@ -318,15 +319,15 @@ class ChainBuilder:
     ...          .build())
     """
 
-    def __init__(self, name: str, description: str = "", version: Optional[str] = None) -> None:
+    def __init__(self, name: str, description: str = "", version: str | None = None) -> None:
         self._name = name
         self._description = description
         self._version = version
         self._steps: list[ChainStep] = []
 
-    def step(self, name: str, component: Union[str, Callable[..., Any]],
-             input: Optional[str] = None, output: Optional[str] = None,
-             expected_ms: Optional[float] = None, description: str = "") -> ChainBuilder:
+    def step(self, name: str, component: str | Callable[..., Any],
+             input: str | None = None, output: str | None = None,
+             expected_ms: float | None = None, description: str = "") -> ChainBuilder:
         """Append a step and return the builder.
 
         Write the fields as keywords; the positional order (name, component, input, output,
@@ -417,17 +418,17 @@ class _Map:
     def __init__(self, line: int) -> None:
         self.items: list[tuple[_Scalar, Any]] = []
         self.line = line
-        self.key: Optional[_Scalar] = None  # a key read, waiting for its value
+        self.key: _Scalar | None = None  # a key read, waiting for its value
 
 
 _Node = _Scalar | _Seq | _Map
 
 
-def _fail(message: str, source: Optional[str], line: Optional[int]) -> ChainValidationError:
+def _fail(message: str, source: str | None, line: int | None) -> ChainValidationError:
     return ChainValidationError([ChainProblem(message, source=source, line=line)])
 
 
-def _resolve_scalar(loader: Any, event: Any, source: Optional[str]) -> _Scalar:
+def _resolve_scalar(loader: Any, event: Any, source: str | None) -> _Scalar:
     line = event.start_mark.line + 1
     tag = event.tag
     if tag is None and event.implicit == (False, True):  # quoted, untagged: a string
@@ -450,7 +451,7 @@ def _resolve_scalar(loader: Any, event: Any, source: Optional[str]) -> _Scalar:
     return _Scalar(value, event.value, line)
 
 
-def _compose(text: str, source: Optional[str]) -> Optional[_Node]:
+def _compose(text: str, source: str | None) -> _Node | None:
     """Read YAML text into light nodes that keep their line numbers, without recursion.
 
     One pass over the parser's events: the nesting depth is bounded (:data:`MAX_DEPTH`), tags
@@ -459,11 +460,11 @@ def _compose(text: str, source: Optional[str]) -> Optional[_Node]:
     """
     loader = _Loader(text)
     anchors: dict[str, _Node] = {}
-    stack: list[Union[_Seq, _Map]] = []
-    root: Optional[_Node] = None
+    stack: list[_Seq | _Map] = []
+    root: _Node | None = None
     documents = 0
 
-    def attach(node: _Node, anchor: Optional[str], line: int) -> None:
+    def attach(node: _Node, anchor: str | None, line: int) -> None:
         nonlocal root
         if anchor is not None:
             anchors[anchor] = node
@@ -499,7 +500,7 @@ def _compose(text: str, source: Optional[str]) -> Optional[_Node]:
                 if len(stack) >= MAX_DEPTH:
                     raise _fail(f"nested too deeply (more than {MAX_DEPTH} levels); {_DEPTH_HINT}",
                                 source, line)
-                node: Union[_Seq, _Map] = _Map(line) if is_map else _Seq(line)
+                node: _Seq | _Map = _Map(line) if is_map else _Seq(line)
                 attach(node, event.anchor, line)
                 stack.append(node)
             elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
@@ -607,7 +608,7 @@ def _step_option(key: str, value: _Node, problems: list[ChainProblem], **where: 
     return spec
 
 
-def load_chains(text: str, source: Optional[str] = None) -> list[ChainDefinition]:
+def load_chains(text: str, source: str | None = None) -> list[ChainDefinition]:
     """Parse YAML text into validated chain definitions.
 
     Both shapes load: a mapping of chain names, or the ``Data_Flow_Chains:`` mapping
@@ -730,7 +731,7 @@ def load_chains(text: str, source: Optional[str] = None) -> list[ChainDefinition
     return chains
 
 
-def load_chains_file(path: Union[str, os.PathLike]) -> list[ChainDefinition]:
+def load_chains_file(path: str | os.PathLike) -> list[ChainDefinition]:
     """Load and validate the chains of a YAML file (see :func:`load_chains`).
 
     The file must be UTF-8 (a byte-order mark is allowed).

@@ -12,8 +12,8 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 
 class NamedModuleFinder(importlib.abc.MetaPathFinder):

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import inspect
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, TypeVar
 
 from flowchain.errors import UnknownComponentError
 
@@ -68,7 +69,7 @@ NO_TRAITS = ComponentTraits()
 def _is_async(fn: Any) -> bool:
     if inspect.iscoroutinefunction(fn):
         return True
-    call = getattr(fn, "__call__", None)
+    call = getattr(fn, "__call__", None)  # noqa: B004  (the method itself: is it a coroutine?)
     return call is not None and inspect.iscoroutinefunction(call)
 
 
@@ -202,7 +203,7 @@ default_components = ComponentRegistry()
 """The process-wide registry that :func:`component` and a default ChainRegistry use."""
 
 
-def component(name: str, registry: Optional[ComponentRegistry] = None, *,
+def component(name: str, registry: ComponentRegistry | None = None, *,
               elementwise: bool = False, deterministic: bool = False) -> Callable[[T], T]:
     """Register the decorated callable, class or async callable as component ``name``.
 

@@ -115,16 +115,21 @@ import importlib.util
 import ipaddress
 import math
 import os
-import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
+import tomllib
 
 from flowchain.errors import FlowChainError
 from flowchain.trading.valuation import (
-    DEFAULT_ACCOUNT_CURRENCY, DEFAULT_CONTRACT_SPECS, ContractSpec, Valuation, ValuationError,
+    DEFAULT_ACCOUNT_CURRENCY,
+    DEFAULT_CONTRACT_SPECS,
+    ContractSpec,
+    Valuation,
+    ValuationError,
     check_currency,
 )
 
@@ -157,7 +162,7 @@ YEAR_S = 366 * DAY_S
 
 
 def _positive(value: float, key: str, *, allow_zero: bool = False,
-              maximum: Optional[float] = None) -> None:
+              maximum: float | None = None) -> None:
     if isinstance(value, bool) or not math.isfinite(value) or value < 0 \
             or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
@@ -282,10 +287,10 @@ class SymbolSection(_Section, omit_defaults=True):
     may set only the keys that differ; any other symbol sets all three.
     """
 
-    trade_contract_size: Optional[float] = None
+    trade_contract_size: float | None = None
     """Units per lot: 100000 for forex, 100 for XAUUSD."""
-    currency_base: Optional[str] = None
-    currency_profit: Optional[str] = None
+    currency_base: str | None = None
+    currency_profit: str | None = None
     """The currency the price is quoted in: profit is made in it, then converted."""
 
     def __post_init__(self) -> None:
@@ -587,7 +592,7 @@ class NodeConfig(_Section):
         return feed_kind(self.node.feed)
 
     @property
-    def replay_path(self) -> Optional[Path]:
+    def replay_path(self) -> Path | None:
         """The replay file of a ``replay:FILE`` feed, else None."""
         return Path(self.node.feed.split(":", 1)[1]) if self.feed_kind == "replay" else None
 
@@ -650,7 +655,7 @@ class NodeConfig(_Section):
         return self.history.db or self.node.db
 
     @property
-    def duration(self) -> Optional[float]:
+    def duration(self) -> float | None:
         """Seconds to run, or None to run until stopped."""
         return self.node.duration or None
 
@@ -907,8 +912,8 @@ def _known_keys(section: str) -> str:
                      for i, f in enumerate(struct.__struct_fields__) if f != "source")
 
 
-def load_config(path: Union[str, os.PathLike, None] = None,
-                overrides: Optional[Mapping[str, Any]] = None) -> NodeConfig:
+def load_config(path: str | os.PathLike | None = None,
+                overrides: Mapping[str, Any] | None = None) -> NodeConfig:
     """Build the node's configuration: defaults, then the TOML file, then command-line flags.
 
     Parameters

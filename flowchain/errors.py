@@ -1,7 +1,8 @@
 """FlowChain's exceptions: each names what was wrong, where, and what to do."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from flowchain.execution import ChainExecution
@@ -16,8 +17,8 @@ class ChainProblem:
 
     __slots__ = ("message", "chain", "step", "source", "line")
 
-    def __init__(self, message: str, chain: Optional[str] = None, step: Optional[str] = None,
-                 source: Optional[str] = None, line: Optional[int] = None) -> None:
+    def __init__(self, message: str, chain: str | None = None, step: str | None = None,
+                 source: str | None = None, line: int | None = None) -> None:
         self.message = message
         self.chain = chain
         self.step = step
@@ -77,7 +78,7 @@ class ChainStepError(FlowChainError):
     # materializes the record.
 
     @property
-    def execution(self) -> "ChainExecution":
+    def execution(self) -> ChainExecution:
         """The failed execution's record (materialized once, on first access).
 
         Raises

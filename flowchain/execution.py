@@ -10,7 +10,7 @@ import enum
 import reprlib
 import traceback
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from flowchain.context import UserContext
 
@@ -112,9 +112,9 @@ class StepFailure:
                  "_traceback", "_input_repr", "_exception_type")
 
     def __init__(self, step: str, step_index: int, component: str,
-                 exception_type: Optional[str] = None, message: Optional[str] = None,
-                 traceback: Optional[str] = None, input_repr: Optional[str] = None,
-                 exception: Optional[BaseException] = None, *,
+                 exception_type: str | None = None, message: str | None = None,
+                 traceback: str | None = None, input_repr: str | None = None,
+                 exception: BaseException | None = None, *,
                  step_input: Any = None) -> None:
         if exception is None and (exception_type is None or message is None):
             raise ValueError("a StepFailure needs the exception, or its type and message")
@@ -161,7 +161,7 @@ class StepFailure:
             self._input = None
         return self._input_repr
 
-    def detached(self) -> "StepFailure":
+    def detached(self) -> StepFailure:
         """Return this failure with every text formatted and no live object kept (neither the
         exception nor the input), fit to pickle or to keep for long."""
         return StepFailure(self.step, self.step_index, self.component, self.exception_type,
@@ -212,14 +212,14 @@ class ChainExecution:
     chain_id: str
     chain_name: str
     seq: int
-    user_context: Optional[UserContext]
+    user_context: UserContext | None
     status: ExecutionStatus
     start_ns: int
-    end_ns: Optional[int]
+    end_ns: int | None
     steps: tuple[StepResult, ...]
     step_names: tuple[str, ...]
-    failure: Optional[StepFailure] = None
-    eta_ns: Optional[int] = None
+    failure: StepFailure | None = None
+    eta_ns: int | None = None
 
     def is_successful(self) -> bool:
         """True when every step succeeded."""
@@ -230,12 +230,12 @@ class ChainExecution:
         return self.status in (ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED)
 
     @property
-    def total_duration(self) -> Optional[int]:
+    def total_duration(self) -> int | None:
         """Whole-chain duration in ns, None while running."""
         return None if self.end_ns is None else self.end_ns - self.start_ns
 
     @property
-    def total_duration_ms(self) -> Optional[float]:
+    def total_duration_ms(self) -> float | None:
         d = self.total_duration
         return None if d is None else d / 1e6
 
@@ -245,7 +245,7 @@ class ChainExecution:
         return tuple(s.name for s in self.steps if s.status is ExecutionStatus.SUCCEEDED)
 
     @property
-    def current_step(self) -> Optional[str]:
+    def current_step(self) -> str | None:
         """The step running now (or where it failed); None once it succeeded."""
         if self.status is ExecutionStatus.SUCCEEDED:
             return None

@@ -6,8 +6,9 @@ those counts, so percentiles, the standard base64 encoding and merging are the p
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
@@ -59,13 +60,13 @@ class LatencyHistogram:
 
     __slots__ = ("hdr", "overflow")
 
-    def __init__(self, hdr: Optional[HdrHistogram] = None, overflow: int = 0) -> None:
+    def __init__(self, hdr: HdrHistogram | None = None, overflow: int = 0) -> None:
         self.hdr = hdr if hdr is not None else DEFAULT_SETTINGS.new()
         self.overflow = overflow
 
     @classmethod
     def from_counts(cls, counts: np.ndarray, stats: Sequence[int],
-                    settings: HistogramSettings = DEFAULT_SETTINGS) -> "LatencyHistogram":
+                    settings: HistogramSettings = DEFAULT_SETTINGS) -> LatencyHistogram:
         """Convert a native counts row and its (total, min, max, overflow) losslessly.
 
         Raises
@@ -90,7 +91,7 @@ class LatencyHistogram:
 
     @classmethod
     def from_values(cls, values: Iterable[int],
-                    settings: HistogramSettings = DEFAULT_SETTINGS) -> "LatencyHistogram":
+                    settings: HistogramSettings = DEFAULT_SETTINGS) -> LatencyHistogram:
         """Record ``values`` (ns) with the hdrhistogram package itself."""
         hdr = settings.new()
         for v in values:
@@ -145,7 +146,7 @@ class LatencyHistogram:
         return encoded.decode("ascii") if isinstance(encoded, bytes) else encoded
 
     @classmethod
-    def decode(cls, encoded: str | bytes) -> "LatencyHistogram":
+    def decode(cls, encoded: str | bytes) -> LatencyHistogram:
         """Decode a standard HdrHistogram base64 string (from any HdrHistogram implementation).
 
         Raises
@@ -158,13 +159,13 @@ class LatencyHistogram:
         except Exception as exc:  # the package raises several unrelated types
             raise ValueError(f"not an encoded HdrHistogram: {exc}") from exc
 
-    def merge(self, other: "LatencyHistogram") -> "LatencyHistogram":
+    def merge(self, other: LatencyHistogram) -> LatencyHistogram:
         """Add ``other``'s counts into this histogram and return self."""
         self.hdr.add(other.hdr)
         self.overflow += other.overflow
         return self
 
-    def __add__(self, other: "LatencyHistogram") -> "LatencyHistogram":
+    def __add__(self, other: LatencyHistogram) -> LatencyHistogram:
         out = LatencyHistogram.decode(self.encode())
         out.overflow = self.overflow
         return out.merge(other)

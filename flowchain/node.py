@@ -41,19 +41,24 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, TextIO
+from typing import Any, TextIO
 
 from flowchain.chains import AI_DECISION_CHAIN, MT5_TO_DATABASE_CHAIN
-from flowchain.node_parts import (
-    NodeParts, NodeStartError, build_parts, build_registry, preflight,
-)
 from flowchain.config import OTLP_EXPORTER_MODULE, NodeConfig
 from flowchain.errors import ChainStepError, FlowChainError
 from flowchain.feeds.base import Feed
 from flowchain.feeds.batches import TickBatcher
 from flowchain.feeds.ring import TickRing
+from flowchain.node_parts import (
+    NodeParts,
+    NodeStartError,
+    build_parts,
+    build_registry,
+    preflight,
+)
 from flowchain.registry import ChainRegistry
 from flowchain.trading.context import DEFAULT_HISTORY, DecisionContext
 
@@ -436,20 +441,20 @@ class TradingNode:
     ``node.request_stop()`` (what SIGINT/SIGTERM call) ends it gracefully.
     """
 
-    def __init__(self, config: NodeConfig, out: Optional[TextIO] = None) -> None:
+    def __init__(self, config: NodeConfig, out: TextIO | None = None) -> None:
         self.config = config
         self.out = out if out is not None else sys.stderr
         self.counters = NodeCounters()
-        self.registry: Optional[ChainRegistry] = None
-        self.feed: Optional[Feed] = None
-        self.parts: Optional[NodeParts] = None
-        self.observers: Optional[NodeObservers] = None
+        self.registry: ChainRegistry | None = None
+        self.feed: Feed | None = None
+        self.parts: NodeParts | None = None
+        self.observers: NodeObservers | None = None
         self._contexts: list[DecisionContext] = []
-        self._decide: Optional[Callable[[Any], Any]] = None
+        self._decide: Callable[[Any], Any] | None = None
         self._store_runner: Any = None
-        self._batcher: Optional[TickBatcher] = None
-        self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
-        self._stop: Optional[asyncio.Event] = None
+        self._batcher: TickBatcher | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._stop: asyncio.Event | None = None
         self._storing: set[asyncio.Future] = set()
         """Stores running in the executor (awaited at shutdown before the summary)."""
         self._stop_reason = ""
@@ -599,7 +604,7 @@ class TradingNode:
         self._storing.add(storing)
         await asyncio.shield(storing)
 
-    def _count_stored(self, storing: "asyncio.Future") -> None:
+    def _count_stored(self, storing: asyncio.Future) -> None:
         """Count one store's outcome (on the loop, once it completed, awaited or not)."""
         self._storing.discard(storing)
         if storing.cancelled() or storing.exception() is not None:

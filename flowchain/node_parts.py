@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import importlib
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from flowchain.component_modules import install_finder
 from flowchain.config import NodeConfig
@@ -89,7 +90,7 @@ class NodeParts:
     async def close(self) -> None:
         """Close the journal, the database and the broker (each once, errors swallowed after
         the first so every resource gets its turn)."""
-        first: Optional[BaseException] = None
+        first: BaseException | None = None
         while self.closers:
             close = self.closers.pop()
             try:
@@ -172,7 +173,7 @@ def build_feed(config: NodeConfig) -> Feed:
         raise NodeStartError(f"feed {node.feed!r} (from {config.source}): {exc}") from exc
 
 
-def curve_setup(config: NodeConfig) -> Optional[Callable[[Any], None]]:
+def curve_setup(config: NodeConfig) -> Callable[[Any], None] | None:
     """Return a socket setup making each socket a Curve client of the bridge, or None.
 
     Raises
@@ -262,7 +263,7 @@ def build_parts(config: NodeConfig) -> NodeParts:
     try:
         database = DatabaseService(config.node.db)
         try:
-            database.connection  # open now: a bad path fails at start, not on the first batch
+            database.connection  # noqa: B018  (open now: a bad path fails at start, not on the first batch)
         except StoreError as exc:
             raise NodeStartError(f"database {config.node.db!r}: {exc}") from exc
         closers.append(database.close)

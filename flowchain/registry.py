@@ -9,17 +9,22 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Optional, Union
+from typing import TYPE_CHECKING, Any
 
-from flowchain._native import (STATUS_FAILED, STATUS_PENDING, STATUS_RUNNING,
-                               STATUS_SUCCEEDED, engine)
+from flowchain._native import STATUS_FAILED, STATUS_PENDING, STATUS_RUNNING, STATUS_SUCCEEDED, engine
 from flowchain.chain import ChainDefinition, ChainStep, load_chains_file
 from flowchain.components import ComponentRegistry, default_components
 from flowchain.context import UserContext
-from flowchain.errors import (ChainProblem, ChainStepError, ChainValidationError, UnknownChainError,
-                              UnknownComponentError)
+from flowchain.errors import (
+    ChainProblem,
+    ChainStepError,
+    ChainValidationError,
+    UnknownChainError,
+    UnknownComponentError,
+)
 from flowchain.execution import ChainExecution, ExecutionStatus, StepFailure, StepResult
 from flowchain.histograms import DEFAULT_SETTINGS, HistogramSettings, LatencyHistogram
 from flowchain.stats import EMPTY_LATENCY, ChainStats, LatencySummary, StepStats
@@ -41,7 +46,7 @@ class ChainVersion:
     name: str
     version: int
     chain_id: str
-    label: Optional[str]
+    label: str | None
     registered_at: float
 
 
@@ -61,7 +66,7 @@ class _Entry:
         self.version = version
         self.chain_id = version.chain_id
         self.step_names = definition.step_names
-        self.runner: Optional[engine.ChainRunner] = None
+        self.runner: engine.ChainRunner | None = None
         self.failures: dict[int, ChainExecution] = {}
         self.failure_numbers: dict[int, int] = {}
         self.failures_read = 0
@@ -105,7 +110,7 @@ class ChainRegistry:
         or ``profile_rate`` not from 0 to 1.
     """
 
-    def __init__(self, components: Optional[ComponentRegistry] = None, *,
+    def __init__(self, components: ComponentRegistry | None = None, *,
                  ring_capacity: int = 4096,
                  histograms: HistogramSettings = DEFAULT_SETTINGS,
                  failures_kept: int = 1000, contexts_kept: int = 1024,
@@ -162,7 +167,7 @@ class ChainRegistry:
             self._entries[chain_id] = _Entry(definition, version)
         return chain_id
 
-    def register_file(self, path: Union[str, Path]) -> list[str]:
+    def register_file(self, path: str | Path) -> list[str]:
         """Load a YAML file (see :func:`flowchain.chain.load_chains`) and register its chains.
 
         Raises
@@ -304,7 +309,7 @@ class ChainRegistry:
 
     # ------------------------------------------------------------------ execution
 
-    def runner(self, ref: ChainRef) -> "engine.ChainRunner":
+    def runner(self, ref: ChainRef) -> engine.ChainRunner:
         """Return the chain's native runner (built on first use): the hot-path API.
 
         ``ref`` is a chain id, a name (its latest version) or a :class:`ChainDefinition`; a
@@ -371,7 +376,7 @@ class ChainRegistry:
             entry.profiler.runner = runner
         runner.sample(entry.profiler, self._profile_every)
 
-    def take_profiles(self, chain: Optional[ChainRef] = None) -> list[Any]:
+    def take_profiles(self, chain: ChainRef | None = None) -> list[Any]:
         """Return and forget the step profiles (``StepProfile``) held for one chain version
         (an id, or a name's latest version) or, without ``chain``, for every one.
 
@@ -385,7 +390,7 @@ class ChainRegistry:
                 out.extend(entry.profiler.take())
         return out
 
-    def _build_runner(self, entry: _Entry) -> "engine.ChainRunner":
+    def _build_runner(self, entry: _Entry) -> engine.ChainRunner:
         d = entry.definition
         resolved = [self.components.resolve(s.component) for s in d.steps]
         calls = [r.call for r in resolved]
@@ -422,7 +427,7 @@ class ChainRegistry:
             raise
         entry.runtimes = built
 
-    def step_cache(self, chain: ChainRef, step: str) -> Optional["CacheStats"]:
+    def step_cache(self, chain: ChainRef, step: str) -> CacheStats | None:
         """Return the counters of a step's ``cache`` (hits, misses, entries), or None when the
         step has no cache or the chain's runner is not built yet.
 
@@ -448,7 +453,7 @@ class ChainRegistry:
                 runtime.close()
 
     def execute_chain(self, chain_id: ChainRef, input_data: Any,
-                      user_context: Optional[UserContext] = None) -> ChainExecution:
+                      user_context: UserContext | None = None) -> ChainExecution:
         """Execute a chain and return its full record (failures included, never raised).
 
         Raises
@@ -469,7 +474,7 @@ class ChainRegistry:
         return record
 
     async def execute_chain_async(self, chain_id: ChainRef, input_data: Any,
-                                  user_context: Optional[UserContext] = None) -> ChainExecution:
+                                  user_context: UserContext | None = None) -> ChainExecution:
         """Execute a chain, awaiting coroutine steps, and return its record.
 
         Executions of the same or other chains interleave on the loop without blocking.
@@ -486,7 +491,7 @@ class ChainRegistry:
 
     # ------------------------------------------------------------------ records
 
-    def _materialize(self, entry: _Entry, seq: int, output: Any = None) -> Optional[ChainExecution]:
+    def _materialize(self, entry: _Entry, seq: int, output: Any = None) -> ChainExecution | None:
         runner = entry.runner
         if runner is None:
             return None
@@ -570,7 +575,7 @@ class ChainRegistry:
             seq=seq, user_context=context, status=ExecutionStatus.FAILED, start_ns=start,
             end_ns=end, steps=tuple(steps), step_names=entry.step_names, failure=failure)
 
-    def _failure_of_seq(self, entry: _Entry, seq: int) -> Optional[ChainExecution]:
+    def _failure_of_seq(self, entry: _Entry, seq: int) -> ChainExecution | None:
         with entry.lock:
             self._read_failures(entry)
             number = entry.failure_numbers.get(seq)
@@ -610,11 +615,11 @@ class ChainRegistry:
             remaining += typical
         return remaining
 
-    def execution(self, chain: ChainRef, seq: int) -> Optional[ChainExecution]:
+    def execution(self, chain: ChainRef, seq: int) -> ChainExecution | None:
         """Return execution ``seq`` of a chain, or None once the ring overwrote it."""
         return self._materialize(self._entry(chain), seq)
 
-    def last_execution(self, chain: ChainRef) -> Optional[ChainExecution]:
+    def last_execution(self, chain: ChainRef) -> ChainExecution | None:
         """Return the chain's most recent execution, or None before the first."""
         entry = self._entry(chain)
         if entry.runner is None or entry.runner.executions == 0:
@@ -636,7 +641,7 @@ class ChainRegistry:
         return out
 
     def failures(self, chain: ChainRef, *, after_seq: int = -1,
-                 limit: Optional[int] = None) -> list[ChainExecution]:
+                 limit: int | None = None) -> list[ChainExecution]:
         """Return the kept failed executions of a chain, oldest first.
 
         The runner keeps the latest ``failures_kept`` failures (exception, input, timings);
@@ -673,7 +678,7 @@ class ChainRegistry:
 
     # ------------------------------------------------------------------ statistics
 
-    def histogram(self, chain: ChainRef, step: Optional[str] = None, *,
+    def histogram(self, chain: ChainRef, step: str | None = None, *,
                   outcome: str = "success") -> LatencyHistogram:
         """Return a chain's whole-execution histogram, or one step's (ns).
 
@@ -701,7 +706,7 @@ class ChainRegistry:
         return LatencyHistogram.from_counts(counts, stats, self.histogram_settings)
 
     @staticmethod
-    def _histogram_row(entry: _Entry, step: Optional[str]) -> int:
+    def _histogram_row(entry: _Entry, step: str | None) -> int:
         if step is None:
             return len(entry.step_names)
         try:
@@ -756,7 +761,7 @@ class ChainRegistry:
                 for i, s in enumerate(d.steps)),
         )
 
-    def built_runners(self) -> list[tuple[ChainDefinition, "engine.ChainRunner"]]:
+    def built_runners(self) -> list[tuple[ChainDefinition, engine.ChainRunner]]:
         """Return (definition, runner) for every chain whose runner exists; builds none.
 
         The cold path (monitor, metrics, history, dashboard) reads these rings and histograms.

@@ -30,17 +30,17 @@ import itertools
 import math
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence, Union
 
 import numpy as np
-
-from flowchain.errors import FlowChainError
 from flowchain_bridge.ticks import TICK_DTYPE
 
-DatabasePath = Union[str, Path]
+from flowchain.errors import FlowChainError
+
+DatabasePath = str | Path
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 """How long a connection waits for another writer's lock before failing (``busy_timeout``)."""
@@ -285,7 +285,7 @@ def tick_rows(symbol: str, ticks: np.ndarray, seqs: np.ndarray) -> Iterator[tupl
     return zip(itertools.repeat(symbol, len(ticks)), ticks["time_msc"].tolist(),
                ticks["time"].tolist(), ticks["bid"].tolist(), ticks["ask"].tolist(),
                ticks["last"].tolist(), ticks["volume"].tolist(), ticks["flags"].tolist(),
-               ticks["volume_real"].tolist(), seqs.astype(np.int64, copy=False).tolist())
+               ticks["volume_real"].tolist(), seqs.astype(np.int64, copy=False).tolist(), strict=False)
 
 
 def bar_rows(symbol: str, timeframe: str, bars: np.ndarray) -> Iterator[tuple]:
@@ -293,7 +293,7 @@ def bar_rows(symbol: str, timeframe: str, bars: np.ndarray) -> Iterator[tuple]:
     return zip(itertools.repeat(symbol, len(bars)), itertools.repeat(timeframe, len(bars)),
                bars["start_msc"].tolist(), bars["open"].tolist(), bars["high"].tolist(),
                bars["low"].tolist(), bars["close"].tolist(), bars["tick_count"].tolist(),
-               bars["volume"].tolist(), bars["first_msc"].tolist(), bars["last_msc"].tolist())
+               bars["volume"].tolist(), bars["first_msc"].tolist(), bars["last_msc"].tolist(), strict=False)
 
 
 def quarantine_rows(symbol: str, ticks: np.ndarray, seqs: np.ndarray,
@@ -319,7 +319,7 @@ def quarantine_rows(symbol: str, ticks: np.ndarray, seqs: np.ndarray,
                reasons, packed["time_msc"].tolist(), finite_or_none(packed["bid"]),
                finite_or_none(packed["ask"]), finite_or_none(packed["last"]),
                packed["flags"].tolist(), finite_or_none(packed["volume_real"]), records,
-               itertools.repeat(quarantined_ns, n))
+               itertools.repeat(quarantined_ns, n), strict=False)
 
 
 @dataclass(frozen=True, slots=True)

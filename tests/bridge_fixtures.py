@@ -6,11 +6,11 @@ its own ``mt5`` fixture (usually :func:`fake_mt5` with the module's seed) and ma
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import pytest
 import zmq
-
 from flowchain_bridge import Bridge, BridgeConfig, FakeMetaTrader5
 
 

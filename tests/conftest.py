@@ -1,7 +1,7 @@
 """Shared test fixtures: uvloop for every async test and a condition-based wait."""
 import asyncio
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 import uvloop

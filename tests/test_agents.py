@@ -8,7 +8,11 @@ from flowchain.components import ComponentRegistry
 from flowchain.errors import UnknownComponentError
 from flowchain.trading import layout as L
 from flowchain.trading.agents import (
-    BreakoutAgent, LinearModelAgent, MeanReversionAgent, MomentumAgent, default_agents,
+    BreakoutAgent,
+    LinearModelAgent,
+    MeanReversionAgent,
+    MomentumAgent,
+    default_agents,
 )
 from flowchain.trading.context import DecisionContext
 from flowchain.trading.linear_model import load_linear_weights

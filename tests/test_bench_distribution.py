@@ -4,8 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flowchain.bench.distribution import (interleave, median_summary, new_histogram,
-                                          summarize_histogram, summarize_ns)
+from flowchain.bench.distribution import interleave, median_summary, new_histogram, summarize_histogram, summarize_ns
 
 
 def test_summary_of_known_values():

@@ -2,19 +2,24 @@
 
 import pytest
 import zmq
-
+from bridge_fixtures import fake_mt5, started_bridge
+from decisions import ctx_with
 from flowchain_bridge import OrderFault
-from flowchain.trading.brokers import BridgeBroker, BridgeUnreachableError
+
 from flowchain.store import NodeIdentity
+from flowchain.trading.brokers import BridgeBroker, BridgeUnreachableError
 from flowchain.trading.brokers.bridge import order_comment
 from flowchain.trading.engine import TradingEngine
 from flowchain.trading.journal import OrderJournal
 from flowchain.trading.orders import (
-    FILLED, NOT_SENT, PENDING, REJECTED, SENDING, UNKNOWN, OrderRequest,
+    FILLED,
+    NOT_SENT,
+    PENDING,
+    REJECTED,
+    SENDING,
+    UNKNOWN,
+    OrderRequest,
 )
-
-from bridge_fixtures import fake_mt5, started_bridge
-from decisions import ctx_with
 
 
 @pytest.fixture

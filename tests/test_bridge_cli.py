@@ -49,6 +49,7 @@ LOCAL = ("--pub", "tcp://127.0.0.1:*", "--router", "tcp://127.0.0.1:*")
 
 def test_fake_streams_the_symbols_a_node_expects_by_default():
     from flowchain_bridge.config import DEFAULT_SYMBOLS
+
     from flowchain.config import NodeSection
 
     assert list(DEFAULT_SYMBOLS) == list(NodeSection().symbols)

@@ -19,12 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
+from flowchain_bridge.ticks import tick_faults
+from foreign_env import foreign_env
 from pip import __version__ as pip_version
 
 from flowchain.feeds.subscriber import ZmqFeed
-from flowchain_bridge.ticks import tick_faults
-
-from foreign_env import foreign_env
 
 REPO = Path(__file__).resolve().parents[1]
 BRIDGE_SRC = REPO / "bridge"

@@ -7,13 +7,11 @@ import time
 import numpy as np
 import pytest
 import zmq
-
-from flowchain_bridge import wire
-from flowchain_bridge import Bridge, FakeMetaTrader5, OrderClient
-from flowchain.feeds.subscriber import ZmqFeed
+from bridge_fixtures import fake_mt5, local_bridge_config
+from flowchain_bridge import Bridge, FakeMetaTrader5, OrderClient, wire
 from flowchain_bridge.ticks import TICK_DTYPE
 
-from bridge_fixtures import fake_mt5, local_bridge_config
+from flowchain.feeds.subscriber import ZmqFeed
 
 
 @pytest.fixture

@@ -4,12 +4,9 @@ import time
 
 import pytest
 import zmq
-
-from flowchain_bridge import wire
-from flowchain_bridge import FakeMetaTrader5, OrderClient, OrderFault
-from flowchain_bridge.server import FAST_STREAK
-
 from bridge_fixtures import fake_mt5, started_bridge
+from flowchain_bridge import FakeMetaTrader5, OrderClient, OrderFault, wire
+from flowchain_bridge.server import FAST_STREAK
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ import time
 
 import numpy as np
 import pytest
-
 from flowchain_bridge.fake_mt5 import DEFAULT_SYMBOLS, FakeMetaTrader5, FakeSymbol
+
 from flowchain.feeds.subscriber import RESTART_SEQ_BASE, ZmqFeed
 
 SYMBOLS = ["EURUSD", "GBPUSD"]
@@ -88,7 +88,8 @@ async def test_a_bridge_killed_and_restarted_mid_run_loses_no_tick(kill, eventua
         assert stats.rejected == 0, stats.reject_examples
         for symbol in SYMBOLS:  # every tick keeps one identity, (time_msc, seq), the recovered too
             ring = feed.ring(symbol)
-            keys = set(zip(ring.window(ring.count)["time_msc"].tolist(), ring.seq_window(ring.count).tolist()))
+            keys = set(zip(ring.window(ring.count)["time_msc"].tolist(),
+                           ring.seq_window(ring.count).tolist(), strict=True))
             assert len(keys) == ring.count
         recovered = sum(int((feed.ring(s).seq_window(feed.ring(s).count) >= RESTART_SEQ_BASE).sum())
                         for s in SYMBOLS)
@@ -152,7 +153,7 @@ def test_a_node_whose_bridge_is_killed_and_restarted_stores_every_tick(tmp_path)
             lo = int(np.searchsorted(truth["time_msc"], got[0][0], side="left"))
             hi = int(np.searchsorted(truth["time_msc"], got[-1][0], side="right"))
             expected = sorted(zip(truth["time_msc"][lo:hi].tolist(), truth["bid"][lo:hi].tolist(),
-                                  truth["ask"][lo:hi].tolist()))
+                                  truth["ask"][lo:hi].tolist(), strict=False))
             assert got == expected, f"{symbol}: the database is not the terminal's history"
     finally:
         conn.close()

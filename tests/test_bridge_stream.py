@@ -2,12 +2,9 @@
 import numpy as np
 import pytest
 import zmq
-
-from flowchain_bridge import wire
-from flowchain_bridge import Bridge, FakeMetaTrader5
-from flowchain_bridge.ticks import TICK_DTYPE
-
 from bridge_fixtures import local_bridge_config
+from flowchain_bridge import Bridge, FakeMetaTrader5, wire
+from flowchain_bridge.ticks import TICK_DTYPE
 
 
 def _config(**kw):
@@ -128,7 +125,7 @@ def test_restart_gives_a_new_session_and_seq_restarts(ctx, eventually):
             sub = Subscriber(ctx, bridge.pub_endpoint, ["EURUSD"])
             _wait_subscribed(sub, eventually)
             mt5.add_ticks("EURUSD", 3)
-            eventually(lambda: len(sub.drain().ticks["EURUSD"]) == 3)
+            eventually(lambda sub=sub: len(sub.drain().ticks["EURUSD"]) == 3)
             sessions.append({sess for sess, _, _ in sub.ticks["EURUSD"]})
             assert [seq for _, seq, _ in sub.ticks["EURUSD"]] == [1, 2, 3]
             sub.sock.close(0)

@@ -11,11 +11,10 @@ import time
 import numpy as np
 import pytest
 import zmq
-
-from flowchain_bridge import Bridge, BridgeConfig
-from flowchain.feeds.subscriber import RESTART_SEQ_BASE, ZmqFeed
-
 from bridge_fixtures import fake_mt5, local_bridge_config
+from flowchain_bridge import Bridge, BridgeConfig
+
+from flowchain.feeds.subscriber import RESTART_SEQ_BASE, ZmqFeed
 
 SYMBOLS = ["EURUSD", "GBPUSD"]
 BEAT_S = 0.05

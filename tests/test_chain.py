@@ -3,8 +3,15 @@ from pathlib import Path
 
 import pytest
 
-from flowchain import (ChainBuilder, ChainDefinition, ChainStep, ChainValidationError,
-                       dump_chains, load_chains, load_chains_file)
+from flowchain import (
+    ChainBuilder,
+    ChainDefinition,
+    ChainStep,
+    ChainValidationError,
+    dump_chains,
+    load_chains,
+    load_chains_file,
+)
 
 DATA = Path(__file__).parent / "data"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from flowchain.node_parts import build_broker
 from flowchain.config import ConfigError, NodeConfig, load_config
+from flowchain.node_parts import build_broker
 from flowchain.trading.valuation import DEFAULT_CONTRACT_SPECS, ContractSpec
 
 

@@ -10,8 +10,7 @@ import traceback
 
 import pytest
 
-from flowchain import (ChainBuilder, ChainRegistry, ChainStepError, ComponentRegistry,
-                       ExecutionStatus, UserContext)
+from flowchain import ChainBuilder, ChainRegistry, ChainStepError, ComponentRegistry, ExecutionStatus, UserContext
 from flowchain.execution import format_traceback
 
 

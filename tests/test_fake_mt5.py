@@ -4,7 +4,6 @@ import threading
 
 import numpy as np
 import pytest
-
 from flowchain_bridge.fake_mt5 import FakeMetaTrader5, FakeSymbol, OrderFault
 from flowchain_bridge.ticks import TICK_DTYPE
 

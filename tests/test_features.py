@@ -1,11 +1,11 @@
 """FeatureEngine: every incremental feature against a whole-series numpy reference."""
 import numpy as np
 import pytest
-
 from flowchain_bridge.ticks import TICK_DTYPE, TICK_FLAG_BUY, TICK_FLAG_SELL
+
+from flowchain.trading import layout as L
 from flowchain.trading.context import DecisionContext
 from flowchain.trading.features import FeatureEngine, QuoteRefused
-from flowchain.trading import layout as L
 
 N = 1500
 

@@ -8,10 +8,10 @@ import time
 
 import numpy as np
 import pytest
+from flowchain_bridge.ticks import TICK_DTYPE
 
 from flowchain.feeds.replay import ReplayFeed
 from flowchain.feeds.simulator import SimulatorFeed
-from flowchain_bridge.ticks import TICK_DTYPE
 
 HEADER = "time,bid,ask,last,volume,time_msc,flags,volume_real\n"
 
@@ -248,7 +248,7 @@ def test_the_kept_rows_are_a_longest_time_ordered_run():
         stats = FeedStats()
         _keep_in_time_order(times, list(range(n)), kept, [(None, f"row {i}", None)
                                                           for i in range(n)], stats)
-        chosen = [t for t, k in zip(times, kept) if k]
+        chosen = [t for t, k in zip(times, kept, strict=False) if k]
         assert len(chosen) == max(best, default=0)
         assert chosen == sorted(chosen)
         assert stats.rejected == n - len(chosen)

@@ -5,9 +5,9 @@ import time
 
 import numpy as np
 import pytest
+from flowchain_bridge.ticks import TICK_FLAG_ASK, TICK_FLAG_BID
 
 from flowchain.feeds.simulator import DEFAULT_SPECS, SimulatorFeed
-from flowchain_bridge.ticks import TICK_FLAG_ASK, TICK_FLAG_BID
 
 SYMBOLS = ["EURUSD", "USDJPY", "XAUUSD"]
 
@@ -47,8 +47,9 @@ def test_ticks_look_like_fx():
 
 
 def test_every_tick_keeps_the_quote_rules_even_at_a_tiny_price():
-    from flowchain.feeds.simulator import SymbolSpec
     from flowchain_bridge.ticks import tick_faults
+
+    from flowchain.feeds.simulator import SymbolSpec
 
     # A mid of two points with a wide, volatile spread: rounding alone would quote bid 0.
     tiny = SymbolSpec(mid=2e-5, digits=5, spread_points=8.0, sigma=3e-2)

@@ -9,12 +9,12 @@ import time
 import numpy as np
 import pytest
 import zmq
+from flowchain_bridge import wire
+from flowchain_bridge.ticks import TICK_DTYPE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flowchain_bridge import wire
 from flowchain.feeds.subscriber import RESTART_SEQ_BASE, ZmqFeed
-from flowchain_bridge.ticks import TICK_DTYPE
 
 SYMBOL = "EURUSD"
 TOPIC = wire.tick_topic(SYMBOL)

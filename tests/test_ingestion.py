@@ -1,11 +1,11 @@
 """DataBridge: raw MT5-dtype bytes or arrays -> TickBatch, refusals counted by reason."""
 import numpy as np
 import pytest
+from flowchain_bridge.ticks import TICK_DTYPE
 
 from flowchain.ingest import BatchDecodeError, BatchStage, DataBridge, RawTickBatch
 from flowchain.ingest.ingestion import DECODE_REASONS
 from flowchain.ingest.synthetic import synthetic_ticks
-from flowchain_bridge.ticks import TICK_DTYPE
 
 
 @pytest.fixture

@@ -10,7 +10,12 @@ import pytest
 
 from flowchain.trading.journal import DuplicateOrderError, OrderJournal
 from flowchain.trading.orders import (
-    FILLED, NOT_SENT, SENDING, UNKNOWN, BrokerReport, OrderRequest,
+    FILLED,
+    NOT_SENT,
+    SENDING,
+    UNKNOWN,
+    BrokerReport,
+    OrderRequest,
 )
 
 

@@ -3,9 +3,7 @@ import time
 
 import pytest
 import zmq
-
-from flowchain_bridge import keys, wire
-from flowchain_bridge import Bridge, BridgeConfig, FakeMetaTrader5, OrderClient
+from flowchain_bridge import Bridge, BridgeConfig, FakeMetaTrader5, OrderClient, keys, wire
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ import inspect
 import os
 
 import pytest
-
 from flowchain_bridge.fake_mt5 import FakeMetaTrader5
 from flowchain_bridge.mt5_records import constant_names
 from flowchain_bridge.mt5_reference import download_wheel, load_snapshot, parse_init, read_wheel

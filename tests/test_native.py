@@ -76,13 +76,13 @@ def test_setup_py_fails_loudly_without_cython(tmp_path):
 
 def test_status_codes_are_defined_once_by_the_engine():
     from flowchain import _native, registry
-    from flowchain.observe import _reader, history, otel
     from flowchain.execution import ExecutionStatus
+    from flowchain.observe import _reader, history, otel
 
     codes = (engine.STATUS_PENDING, engine.STATUS_RUNNING, engine.STATUS_SUCCEEDED,
              engine.STATUS_FAILED)
     assert len(set(codes)) == 4
-    assert engine.STATUS_NAMES == {c: s.value for c, s in zip(codes, ExecutionStatus)}
+    assert engine.STATUS_NAMES == {c: s.value for c, s in zip(codes, ExecutionStatus, strict=False)}
     assert (_native.STATUS_RUNNING, _native.STATUS_FAILED) == (codes[1], codes[3])
     # the modules that read ring status columns use the engine's codes, not copies
     assert _reader.STATUS_SUCCEEDED is _native.STATUS_SUCCEEDED

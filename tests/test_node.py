@@ -39,7 +39,7 @@ def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str, str]:
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
-        raise AssertionError(f"the node did not exit within {timeout}s; stderr:\n{err}")
+        raise AssertionError(f"the node did not exit within {timeout}s; stderr:\n{err}") from None
     return proc.returncode, out, err
 
 
@@ -69,7 +69,7 @@ def stdout_after_sigterm(proc: subprocess.Popen, reader: threading.Thread,
         proc.wait(timeout=60)  # the JSON summary (a few KiB) fits the pipe's buffer
     except subprocess.TimeoutExpired:
         proc.kill()
-        raise AssertionError("the node did not exit within 60 s of SIGTERM")
+        raise AssertionError("the node did not exit within 60 s of SIGTERM") from None
     assert proc.stdout is not None
     out = proc.stdout.read()
     reader.join(timeout=10)
@@ -535,8 +535,8 @@ def test_every_event_kind_is_one_readable_line_on_the_node_terminal() -> None:
     import io
     import logging
 
-    from flowchain.observe.alerts import ESCALATION, RECOVERY, SLOW_STEP, AlertEvent, LogSink
     from flowchain.cli.node import NodeLogFormatter
+    from flowchain.observe.alerts import ESCALATION, RECOVERY, SLOW_STEP, AlertEvent, LogSink
 
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)

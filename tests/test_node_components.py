@@ -7,8 +7,8 @@ import pytest
 import flowchain
 from flowchain.chain import load_chains_file
 from flowchain.chains import AI_DECISION_CHAIN, MT5_TO_DATABASE_CHAIN, TRADING_NODE_YAML
-from flowchain.node_parts import NodeStartError, build_registry
 from flowchain.config import ConfigError, load_config
+from flowchain.node_parts import NodeStartError, build_registry
 
 AUDIT_MODULE = '''
 import flowchain

@@ -6,9 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from flowchain.config import (DEFAULT_DASHBOARD_PORT, DEFAULT_DB, OTLP_EXPORTER_MODULE,
-                              ConfigError, NodeConfig, feed_kind, load_config,
-                              otlp_exporter_available)
+from flowchain.config import (
+    DEFAULT_DASHBOARD_PORT,
+    DEFAULT_DB,
+    OTLP_EXPORTER_MODULE,
+    ConfigError,
+    NodeConfig,
+    feed_kind,
+    load_config,
+    otlp_exporter_available,
+)
 from flowchain.observe.web.server import DEFAULT_PORT
 
 

@@ -174,8 +174,9 @@ def test_failing_step_keeps_the_tick_rate_and_escalates_everywhere_until_recover
                   if s.labels["step"] != STEP]
         assert others and set(others) == {0.0}
         # the webhook: the escalation, then repeated while it lasts
-        kinds = lambda: [(e["kind"], e.get("repeat")) for e in hook.received
-                         if e["step"] == STEP]
+        def kinds() -> list:
+            return [(e["kind"], e.get("repeat")) for e in hook.received if e["step"] == STEP]
+
         eventually(lambda: ("escalation", 2) in kinds(), timeout=20, message="repeats")
         # the dashboard: a banner naming the step, which stays while it lasts
         if browser is not None:

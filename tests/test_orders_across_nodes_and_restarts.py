@@ -4,6 +4,8 @@ in flight on a slow terminal, position and daily-loss limits across restarts."""
 import time
 
 import pytest
+from bridge_fixtures import fake_mt5, started_bridge
+from decisions import ctx_with
 
 from flowchain.trading.brokers import BridgeBroker
 from flowchain.trading.brokers.bridge import order_comment
@@ -11,9 +13,6 @@ from flowchain.trading.engine import TradingEngine
 from flowchain.trading.journal import OrderJournal
 from flowchain.trading.orders import FILLED, OPEN_STATES
 from flowchain.trading.risk import RiskGuard
-
-from bridge_fixtures import fake_mt5, started_bridge
-from decisions import ctx_with
 
 
 @pytest.fixture
@@ -141,7 +140,7 @@ def test_max_position_holds_on_a_slow_terminal_and_across_a_restart(bridge, ctx,
     node = Node(bridge, ctx, tmp_path / "node.db", max_position=limit)
     magic, identity = node.broker.magic, node.journal.identity
     most = 0.0
-    for run in range(3):
+    for _run in range(3):
         began = time.monotonic()
         # buy as fast as decisions come, for 1.5 s and until the limit has refused one
         while time.monotonic() - began < 1.5 or not node.engine.risk.rejections["max_position"]:

@@ -2,11 +2,11 @@
 loop scope set, the latency-gate plugin registered, and ``make bench`` running every benchmark."""
 import shutil
 import subprocess
-import tomllib
 from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))

@@ -7,8 +7,8 @@ specs the terminal reports (``symbol_info``); only the valuation is the paper br
 import random
 
 import pytest
-
 from flowchain_bridge.fake_mt5 import DEFAULT_SYMBOLS, FakeMetaTrader5, FakeSymbol
+
 from flowchain.trading.brokers.paper import PaperBroker
 from flowchain.trading.orders import FILLED, OrderRequest
 from flowchain.trading.valuation import ContractSpec, Valuation

@@ -14,15 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
-
 from flowchain_bridge import wire
+from flowchain_bridge.ticks import TICK_DTYPE
+
 from flowchain.chains import AI_DECISION_CHAIN, TRADING_NODE_YAML
 from flowchain.components import ComponentRegistry
 from flowchain.config import load_config
 from flowchain.node import TradingNode
 from flowchain.registry import ChainRegistry
 from flowchain.store import open_database
-from flowchain_bridge.ticks import TICK_DTYPE
 from flowchain.trading.brokers.paper import PaperBroker
 from flowchain.trading.consensus import ConsensusEngine
 from flowchain.trading.context import DecisionContext
@@ -317,9 +317,8 @@ async def test_the_bridge_on_the_fake_terminal_stores_every_tick_repeated_quotes
     """The real bridge on the fake MT5, dense same-millisecond bursts: every tick the terminal
     made is stored once, in order (repeated quotes within a millisecond included), and none is
     quarantined as a duplicate."""
-    from flowchain_bridge import Bridge
-
     from bridge_fixtures import fake_mt5, local_bridge_config
+    from flowchain_bridge import Bridge
 
     mt5 = fake_mt5(seed=5, symbols=[SYMBOL], rate=0)
     made = []
@@ -338,13 +337,13 @@ async def test_the_bridge_on_the_fake_terminal_stores_every_tick_repeated_quotes
             for _ in range(10):
                 made.append(mt5.add_ticks(SYMBOL, 300, spacing_ms=0.05))
                 total = sum(map(len, made))
-                await eventually_async(lambda: node.counters.decisions == total, timeout=30)
+                await eventually_async(lambda total=total: node.counters.decisions == total, timeout=30)
         finally:
             node.request_stop("test")
             summary = await asyncio.wait_for(task, 60)
     ticks = np.concatenate(made)
     keys = list(zip(ticks["time_msc"].tolist(), ticks["bid"].tolist(), ticks["ask"].tolist(),
-                    ticks["last"].tolist(), ticks["flags"].tolist()))
+                    ticks["last"].tolist(), ticks["flags"].tolist(), strict=False))
     repeats = sum(1 for i in range(1, len(keys)) if keys[i] in keys[max(0, i - 8):i])
     assert repeats > 0, "the fake made no repeated quote within a millisecond: nothing tested"
     rows = _stored(tmp_path / "node.db", "SELECT time, bid, ask, last, volume, time_msc, flags, "
@@ -361,11 +360,11 @@ _BAD = [dict(bid=0.0), dict(ask=0.0), dict(bid=-1.0), dict(bid=1.3, ask=1.2),
 def test_any_mix_of_good_and_bad_ticks_and_batches_delivers_exactly_the_good_ones():
     """Random streams of TICK and TICK_BATCH frames, some ticks bad: the ring holds exactly the
     good ticks in seq order, each bad one is counted once, and no bad tick leaves a gap."""
+    from flowchain_bridge.ticks import tick_fault
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
     from flowchain.feeds.subscriber import ZmqFeed
-    from flowchain_bridge.ticks import tick_fault
 
     @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(st.lists(st.tuples(st.integers(1, 5), st.lists(st.integers(-1, len(_BAD) - 1),

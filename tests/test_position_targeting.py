@@ -3,13 +3,12 @@ view, for the difference, at most once per symbol's hold time (tick time)."""
 import sqlite3
 
 import pytest
+from decisions import ctx_with
 
 from flowchain.config import ConfigError, load_config
 from flowchain.trading.brokers.paper import PaperBroker
 from flowchain.trading.engine import TradingEngine
 from flowchain.trading.risk import RiskGuard
-
-from decisions import ctx_with
 
 
 def targeting(tmp_path, min_hold_ms=0.0, **broker):

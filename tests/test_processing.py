@@ -6,8 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowchain.ingest import (BatchStageError, DataBridge, DataProcessor, DataValidator,
-                              RawTickBatch, compute_bars)
+from flowchain.ingest import BatchStageError, DataBridge, DataProcessor, DataValidator, RawTickBatch, compute_bars
 from flowchain.ingest.batch import BatchStage
 from flowchain.ingest.processing import merge_bar
 from flowchain.ingest.synthetic import synthetic_ticks

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from flowchain_bridge import wire
 
 ROOT = Path(__file__).parent.parent

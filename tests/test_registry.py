@@ -5,15 +5,24 @@ import dataclasses
 import gc
 import json
 import threading
+from pathlib import Path
 
 import pytest
 
-from flowchain import (ChainBuilder, ChainRegistry, ChainStats, ChainStepError, ChainValidationError,
-                       ComponentRegistry, ExecutionStatus, LatencySummary, StepStats,
-                       UnknownChainError, UserContext)
+from flowchain import (
+    ChainBuilder,
+    ChainRegistry,
+    ChainStats,
+    ChainStepError,
+    ChainValidationError,
+    ComponentRegistry,
+    ExecutionStatus,
+    LatencySummary,
+    StepStats,
+    UnknownChainError,
+    UserContext,
+)
 from flowchain._native import engine
-
-from pathlib import Path
 
 DATA = Path(__file__).parent / "data"
 

@@ -1,11 +1,11 @@
 """``flowchain report`` as a user meets it: no data in the range, no --out, a bad --out."""
 import re
 
+from recorded_history import history
 from typer.testing import CliRunner
 
 from flowchain.cli import report  # noqa: F401  (registers the command)
 from flowchain.cli.app import app
-from recorded_history import history
 
 STAMP = r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC"
 

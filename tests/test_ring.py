@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from flowchain_bridge.ticks import TICK_DTYPE
 
 from flowchain.feeds.batches import TickBatcher
 from flowchain.feeds.ring import TickRing
 from flowchain.feeds.simulator import SimulatorFeed
-from flowchain_bridge.ticks import TICK_DTYPE
 
 
 def ticks(n: int, start: int = 0) -> np.ndarray:

@@ -5,8 +5,15 @@ import math
 import numpy as np
 import pytest
 
-from flowchain.ingest import (BatchStageError, DatabaseService, DataBridge, DataProcessor,
-                              DataValidator, RawTickBatch, StorageConfirmation)
+from flowchain.ingest import (
+    BatchStageError,
+    DatabaseService,
+    DataBridge,
+    DataProcessor,
+    DataValidator,
+    RawTickBatch,
+    StorageConfirmation,
+)
 from flowchain.ingest.synthetic import synthetic_ticks
 from flowchain.store import ensure_schema, open_database
 

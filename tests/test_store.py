@@ -7,13 +7,21 @@ import textwrap
 
 import numpy as np
 import pytest
+from flowchain_bridge.ticks import TICK_DTYPE
 
 from flowchain.ingest.processing import compute_bars
 from flowchain.ingest.synthetic import synthetic_ticks
-from flowchain.store import (MARKET_DATA_SCHEMA, StoreError, ensure_schema, insert_quarantine,
-                             insert_ticks, node_identity, open_database, transaction,
-                             upsert_bars)
-from flowchain_bridge.ticks import TICK_DTYPE
+from flowchain.store import (
+    MARKET_DATA_SCHEMA,
+    StoreError,
+    ensure_schema,
+    insert_quarantine,
+    insert_ticks,
+    node_identity,
+    open_database,
+    transaction,
+    upsert_bars,
+)
 
 
 @pytest.fixture
@@ -167,7 +175,7 @@ def test_quarantine_keeps_the_exact_record_and_ignores_replays(db):
         again = insert_quarantine(db, "EURUSD", ticks, np.array([5, 6, 7]), reasons)
     assert (first.inserted, again.inserted, again.ignored) == (3, 0, 3)
     rows = db.execute("SELECT seq, reason, bid, record FROM quarantine ORDER BY seq").fetchall()
-    assert [r[:2] for r in rows] == list(zip([5, 6, 7], reasons))
+    assert [r[:2] for r in rows] == list(zip([5, 6, 7], reasons, strict=False))
     assert rows[0][2] is None  # NaN is stored as NULL; the record keeps the exact bytes
     restored = np.frombuffer(b"".join(r[3] for r in rows), dtype=TICK_DTYPE)
     assert restored.tobytes() == ticks.tobytes()

@@ -2,9 +2,10 @@
 import json
 
 import numpy as np
+from decisions import ctx_with
+from flowchain_bridge.ticks import TICK_DTYPE
 
 from flowchain import ChainRegistry, ComponentRegistry
-from flowchain_bridge.ticks import TICK_DTYPE
 from flowchain.trading.brokers.paper import PaperBroker
 from flowchain.trading.components import ai_decision_chain, register_decision_components
 from flowchain.trading.context import DecisionContext
@@ -12,8 +13,6 @@ from flowchain.trading.engine import TradingEngine
 from flowchain.trading.journal import OrderJournal
 from flowchain.trading.orders import FILLED, SENDING, UNKNOWN, BrokerReport
 from flowchain.trading.risk import RiskGuard
-
-from decisions import ctx_with
 
 
 def test_hold_sends_and_journals_nothing(tmp_path):

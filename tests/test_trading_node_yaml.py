@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 from flowchain import ChainRegistry, ComponentRegistry, load_chains_file
 from flowchain.chain import WRAPPER_KEY
 from flowchain.chains import AI_DECISION_CHAIN, MT5_TO_DATABASE_CHAIN, TRADING_NODE_YAML
-from flowchain.node_parts import build_parts
 from flowchain.config import load_config
 from flowchain.feeds.simulator import SimulatorFeed
 from flowchain.ingest.batch import RawTickBatch, TickBatch
+from flowchain.node_parts import build_parts
 from flowchain.trading.context import DecisionContext
 
 SEED_STEPS = {

@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 import pytest
+from flowchain_bridge.ticks import TICK_DTYPE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -10,7 +11,6 @@ from flowchain.ingest import BatchStageError, DataBridge, DataValidator, RawTick
 from flowchain.ingest.batch import BatchStage
 from flowchain.ingest.synthetic import synthetic_ticks
 from flowchain.ingest.validation import REJECT_REASONS, reason_name
-from flowchain_bridge.ticks import TICK_DTYPE
 
 T0 = 1_767_225_600_000
 

@@ -10,7 +10,10 @@ from hypothesis import strategies as st
 from flowchain.trading.brokers.paper import PaperBroker
 from flowchain.trading.orders import FILLED, OrderRequest
 from flowchain.trading.valuation import (
-    DEFAULT_CONTRACT_SPECS, ContractSpec, Valuation, ValuationError,
+    DEFAULT_CONTRACT_SPECS,
+    ContractSpec,
+    Valuation,
+    ValuationError,
 )
 
 

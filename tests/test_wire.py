@@ -4,12 +4,11 @@ import struct
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from flowchain_bridge import wire
 from flowchain_bridge.ticks import TICK_DTYPE
 from flowchain_bridge.wire import FrameError, FrameType
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 
 def _ticks(n: int, start_msc: int = 1_700_000_000_000) -> np.ndarray:

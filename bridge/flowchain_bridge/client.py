@@ -20,7 +20,6 @@ import zmq
 
 from flowchain_bridge import keys, wire
 
-
 _ACK = int(wire.FrameType.ORDER_ACK)
 _RESULT = int(wire.FrameType.ORDER_RESULT)
 _ACCOUNT_STATE = int(wire.FrameType.ACCOUNT_STATE)
@@ -201,7 +200,7 @@ class OrderClient:
         if self._own_context:
             self._context.term()
 
-    def __enter__(self) -> "OrderClient":
+    def __enter__(self) -> OrderClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -67,7 +67,7 @@ class BridgeConfig:
 
     @classmethod
     def load(cls, path: Path | str | None = None, env: dict[str, str] | None = None,
-             **overrides: Any) -> "BridgeConfig":
+             **overrides: Any) -> BridgeConfig:
         """Build a config from ``path`` (YAML or JSON), then ``FLOWCHAIN_BRIDGE_*``, then overrides.
 
         Every setting is checked for its type (a file's ``allow_remote: [0]`` is not a yes) and

@@ -20,14 +20,26 @@ import operator
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from flowchain_bridge.mt5_records import (
-    RATES_DTYPE, AccountInfo, BookInfo, MT5Constants, OrderCheckResult, OrderSendResult,
-    SymbolInfo, TerminalInfo, Tick, TradeDeal, TradeOrder, TradePosition, TradeRequest,
+    RATES_DTYPE,
+    AccountInfo,
+    BookInfo,
+    MT5Constants,
+    OrderCheckResult,
+    OrderSendResult,
+    SymbolInfo,
+    TerminalInfo,
+    Tick,
+    TradeDeal,
+    TradeOrder,
+    TradePosition,
+    TradeRequest,
 )
 from flowchain_bridge.ticks import TICK_DTYPE
 
@@ -412,7 +424,8 @@ class FakeMetaTrader5(MT5Constants):
             self.initialize_calls += 1
             if self.faults.failed_initializes > 0:
                 self.faults.failed_initializes -= 1
-                return self._fail((_C.RES_E_INTERNAL_FAIL_INIT, "IPC initialize failed, MetaTrader 5 x64 not found"), False)
+                return self._fail((_C.RES_E_INTERNAL_FAIL_INIT,
+                                   "IPC initialize failed, MetaTrader 5 x64 not found"), False)
             if path is not None and not isinstance(path, str):
                 return self._fail((_C.RES_E_INVALID_PARAMS, 'Invalid "path" argument'), False)
             if login is not None and not self._credentials_match(login, password, server):
@@ -909,7 +922,7 @@ class FakeMetaTrader5(MT5Constants):
             key = next(k for k in request if k not in _REQUEST_KEYS)
             return None, (_C.RES_E_INVALID_PARAMS, f'Invalid "{key}" argument')
         values = {**_REQUEST_DEFAULTS, **request}
-        for key, value in zip(_PRICE_KEYS, _price_values(values)):
+        for key, value in zip(_PRICE_KEYS, _price_values(values), strict=False):
             if type(value) is not float and (not isinstance(value, (int, float)) or isinstance(value, bool)):
                 return None, (_C.RES_E_INVALID_PARAMS, f'Invalid "{key}" argument')
         return _new(TradeRequest, _request_values(values)), None

@@ -85,7 +85,7 @@ def load_public(key_file: Path | str) -> bytes:
     return public
 
 
-def start_authenticator(context: zmq.Context, authorized_dir: Path | str) -> "ThreadAuthenticator":
+def start_authenticator(context: zmq.Context, authorized_dir: Path | str) -> ThreadAuthenticator:
     """Start a ZAP authenticator on ``context`` accepting the public keys in ``authorized_dir``.
 
     Raises
@@ -96,7 +96,8 @@ def start_authenticator(context: zmq.Context, authorized_dir: Path | str) -> "Th
     folder = Path(authorized_dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"authorized-keys folder {folder} does not exist; "
-                                "`flowchain keys generate DIR` (or `flowchain-bridge --generate-keys DIR`) creates DIR/authorized")
+                                "`flowchain keys generate DIR` (or `flowchain-bridge --generate-keys DIR`) "
+                                "creates DIR/authorized")
     from zmq.auth.thread import ThreadAuthenticator  # imported only when Curve is on
 
     auth = ThreadAuthenticator(context)

@@ -19,7 +19,13 @@ from typing import Any, NamedTuple
 
 from flowchain_bridge.terminal import IPC_ERRORS, TerminalLink
 from flowchain_bridge.wire import (
-    AccountQuery, AccountState, AccountStatus, AckStatus, OrderRequest, OrderResult, OrderStatus,
+    AccountQuery,
+    AccountState,
+    AccountStatus,
+    AckStatus,
+    OrderRequest,
+    OrderResult,
+    OrderStatus,
     SymbolExposure,
 )
 

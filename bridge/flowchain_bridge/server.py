@@ -199,7 +199,7 @@ class Bridge:
         return ""
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> "Bridge":
+    def start(self) -> Bridge:
         """Bind the sockets and start the threads (see :attr:`ready` for the terminal side).
 
         Raises
@@ -275,7 +275,7 @@ class Bridge:
         except Exception:  # the terminal may already be gone; shutting down must not raise
             log.debug("mt5.shutdown failed during stop", exc_info=True)
 
-    def __enter__(self) -> "Bridge":
+    def __enter__(self) -> Bridge:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -298,7 +298,7 @@ class Bridge:
                 "acks_deferred": self.acks_deferred,
                 "replies_dropped": self.replies_dropped, "rejects": self.rejects.as_dict(),
                 "orders_refused": self.orders_refused,
-                "last_seq": {s: h.last_seq for s, h in zip(self.symbols, self.histories)},
+                "last_seq": {s: h.last_seq for s, h in zip(self.symbols, self.histories, strict=False)},
                 "state": int(self.link.state), "terminal": self.link.status,
                 "last_error": [self.link.last_error, self.link.last_error_message],
                 "failure": self.failure}

@@ -46,7 +46,8 @@ class TerminalLink:
                  backoff_s: float = 0.5, max_backoff_s: float = 10.0, max_attempts: int = 0) -> None:
         self.mt5 = mt5
         self.symbols = list(symbols)
-        self._kwargs = {k: v for k, v in (("login", login), ("password", password), ("server", server)) if v is not None}
+        self._kwargs = {k: v for k, v in (("login", login), ("password", password), ("server", server))
+                        if v is not None}
         self._path = path
         self._backoff = backoff_s
         self._min_backoff, self._max_backoff = backoff_s, max_backoff_s
@@ -153,7 +154,8 @@ class TerminalLink:
         return code, message
 
     def lost(self) -> None:
-        """The last call failed: keep its error; drop the link when it was an IPC error and the terminal no longer answers."""
+        """The last call failed: keep its error; drop the link when it was an IPC error and the
+        terminal no longer answers."""
         code, _ = self._record_error()
         if code in IPC_ERRORS and self.mt5.terminal_info() is None:  # a timeout alone keeps the link
             self.initialized = False

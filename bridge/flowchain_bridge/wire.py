@@ -438,7 +438,7 @@ def _check_price(value: float, name: str) -> None:
 def _check_prices(names: tuple[str, ...], *values: float) -> None:
     """Name the first NaN or infinite value (called once a sum of them came out non-finite;
     finite values whose sum merely overflowed pass)."""
-    for name, value in zip(names, values):
+    for name, value in zip(names, values, strict=False):
         _check_price(value, name)
 
 

@@ -8,7 +8,8 @@ the median over repetitions with :func:`median_summary`.
 from __future__ import annotations
 
 import statistics
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TypeVar
 
 import numpy as np
 from hdrh.histogram import HdrHistogram
@@ -26,7 +27,7 @@ def new_histogram() -> HdrHistogram:
     return DEFAULT_SETTINGS.new()
 
 
-def summarize_histogram(hist: HdrHistogram) -> Dict[str, int]:
+def summarize_histogram(hist: HdrHistogram) -> dict[str, int]:
     """Return ``count``, ``p50_ns``, ``p99_ns``, ``p999_ns`` and ``max_ns`` of ``hist``.
 
     An empty histogram gives a count of 0 and zeros.
@@ -39,7 +40,7 @@ def summarize_histogram(hist: HdrHistogram) -> Dict[str, int]:
             "max_ns": int(hist.get_max_value())}
 
 
-def summarize_ns(values: np.ndarray | Iterable[int]) -> Dict[str, int]:
+def summarize_ns(values: np.ndarray | Iterable[int]) -> dict[str, int]:
     """Record ``values`` (durations in ns) into an HDR histogram and summarize it.
 
     Values below 1 ns (a clock that did not advance) are recorded as 1 ns.
@@ -72,7 +73,7 @@ def summarize_ns(values: np.ndarray | Iterable[int]) -> Dict[str, int]:
 
 
 def median_summary(reps: Sequence[Mapping[str, float]],
-                   keys: Sequence[str] = SUMMARY_KEYS) -> Dict[str, int]:
+                   keys: Sequence[str] = SUMMARY_KEYS) -> dict[str, int]:
     """Return, for each of ``keys``, the median over the per-repetition summaries ``reps``.
 
     Raises
@@ -90,7 +91,7 @@ def median_summary(reps: Sequence[Mapping[str, float]],
 
 
 def interleave(ways: Mapping[str, Callable[[int], T]], repetitions: int, *,
-               before_each: Optional[Callable[[int], None]] = None) -> Dict[str, List[T]]:
+               before_each: Callable[[int], None] | None = None) -> dict[str, list[T]]:
     """Run every way once per repetition, in order (A B A B ...), and collect what each returns.
 
     Parameters
@@ -115,7 +116,7 @@ def interleave(ways: Mapping[str, Callable[[int], T]], repetitions: int, *,
     if repetitions < 5 or not ways:
         raise ValueError(f"interleave: need at least 5 repetitions of at least one way, got "
                          f"{repetitions} of {list(ways)}")
-    out: Dict[str, List[T]] = {name: [] for name in ways}
+    out: dict[str, list[T]] = {name: [] for name in ways}
     for rep in range(repetitions):
         if before_each is not None:
             before_each(rep)

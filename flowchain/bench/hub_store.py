@@ -151,7 +151,7 @@ def measure_merged_query(url: str, *, nodes: int = 10, days: float = 7.0,
     index_of = {e: i for i, e in enumerate(encoded)}
     uses = np.bincount([index_of[r[13]] for r in rows], minlength=len(pool))
     want = np.zeros_like(np.frombuffer(pool[0].hdr.counts, dtype=np.int64))
-    for h, n in zip(pool, uses.tolist()):
+    for h, n in zip(pool, uses.tolist(), strict=False):
         want += np.frombuffer(h.hdr.counts, dtype=np.int64) * n
     cols = ", ".join(COLUMNS["intervals"])
     db = _new_database(url)

@@ -31,8 +31,9 @@ import os
 import resource
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 
@@ -265,7 +266,7 @@ def measure_rss(path: NodePath, *, ticks: int, warmup: int = 50_000,
 
 def run(*, ticks: int = 20_000, repetitions: int = 5, rss_ticks: int = 1_000_000,
         ingest_ticks: int = 100_000, seed: int = 0,
-        workdir: Optional[str] = None) -> dict[str, Any]:
+        workdir: str | None = None) -> dict[str, Any]:
     """Run every measurement of ``flowchain bench node`` and return one JSON-ready object.
 
     Parameters

@@ -33,8 +33,9 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -260,9 +261,9 @@ def measure_scrape_vs_status(*, chains: int = SCRAPE_CHAINS, requests: int = 200
     from flowchain.errors import ChainStepError
     from flowchain.observe.metrics import FlowChainCollector
     from flowchain.observe.monitor import Monitor
-    from flowchain.registry import ChainRegistry
     from flowchain.observe.web import DashboardServer, DashboardState
     from flowchain.observe.web.background import DashboardThread
+    from flowchain.registry import ChainRegistry
 
     def check(x: int) -> int:
         if x % 50 == 49:

@@ -26,7 +26,8 @@ from __future__ import annotations
 import gc
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from flowchain.bench.distribution import interleave
 from flowchain.bench.environment import cpu, versions
@@ -77,7 +78,7 @@ def _bare_failure(x: int) -> Any:
 
 def _make_naive() -> Callable[[int], int]:
     perf = time.perf_counter_ns
-    steps = tuple(zip(STEP_NAMES, STEPS))
+    steps = tuple(zip(STEP_NAMES, STEPS, strict=False))
     records: list[tuple[str, int]] = []
 
     def naive(x: int) -> int:
@@ -98,7 +99,7 @@ def _make_otel() -> Callable[[int], int]:
     from opentelemetry.sdk.trace import TracerProvider
 
     tracer = TracerProvider().get_tracer("flowchain.bench")
-    steps = tuple(zip(STEP_NAMES, STEPS))
+    steps = tuple(zip(STEP_NAMES, STEPS, strict=False))
 
     def otel(x: int) -> int:
         for name, fn in steps:
@@ -118,7 +119,7 @@ def _make_prom_hdr() -> Callable[[int], int]:
                      registry=CollectorRegistry())
     children = [hist.labels(name) for name in STEP_NAMES]
     hdrs = [HdrHistogram(1, 3_600_000_000_000, 3) for _ in STEP_NAMES]
-    steps = tuple(zip(STEPS, children, hdrs))
+    steps = tuple(zip(STEPS, children, hdrs, strict=False))
     perf = time.perf_counter_ns
 
     def prom_hdr(x: int) -> int:
@@ -141,7 +142,7 @@ def _make_flowchain(steps: tuple = STEPS,
 
     components = ComponentRegistry()
     builder = ChainBuilder(name)
-    for i, (step, fn) in enumerate(zip(STEP_NAMES, steps)):
+    for i, (step, fn) in enumerate(zip(STEP_NAMES, steps, strict=False)):
         components.register(f"Step{i}", fn)
         builder.step(step, f"Step{i}", f"int{i}", f"int{i + 1}", 0.001)
     registry = ChainRegistry(components)

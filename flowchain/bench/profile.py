@@ -20,7 +20,8 @@ from __future__ import annotations
 import gc
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ def _make_run(rate: float, name: str) -> tuple[Callable[[int], int], Any]:
 
     components = ComponentRegistry()
     builder = ChainBuilder(name)
-    for i, (step, fn) in enumerate(zip(STEP_NAMES, STEPS)):
+    for i, (step, fn) in enumerate(zip(STEP_NAMES, STEPS, strict=False)):
         components.register(f"Step{i}", fn)
         builder.step(step, f"Step{i}", f"int{i}", f"int{i + 1}", 0.001)
     registry = ChainRegistry(components, profile_rate=rate)

@@ -32,18 +32,18 @@ import asyncio
 import statistics
 import struct
 import time
+from collections.abc import Callable
 from multiprocessing import get_context
 from multiprocessing.connection import Connection
 from multiprocessing.shared_memory import SharedMemory
-from typing import Callable, Dict, List, Optional
 
 import numpy as np
 import zmq
-
 from flowchain_bridge import wire
+from flowchain_bridge.ticks import TICK_DTYPE
+
 from flowchain.bench.distribution import interleave, median_summary, summarize_ns
 from flowchain.bench.environment import cpu, versions
-from flowchain_bridge.ticks import TICK_DTYPE
 
 BARE_SYMBOL = "BARE00"
 ASYNC_SYMBOL = "ASYNC0"
@@ -270,7 +270,7 @@ class _FeedReceiver:
         self._lat = np.zeros(1, dtype=np.int64)
         self._got = 0
         self._want = 0
-        self._done: Optional[asyncio.Future] = None
+        self._done: asyncio.Future | None = None
 
     def probe_heard(self) -> bool:
         return self.feed.stats.heartbeats > 0
@@ -324,7 +324,7 @@ def _per_call_ns(fn: Callable[[], object], n: int, reps: int = 5) -> float:
     return statistics.median(samples)
 
 
-def measure_decode(n: int = 200_000) -> Dict[str, float]:
+def measure_decode(n: int = 200_000) -> dict[str, float]:
     """Return ``decode_ns`` (validate + copy one tick frame into a ring row) and
     ``feed_message_ns`` (the feed's whole per-message work, no handler)."""
     from flowchain.feeds.subscriber import ZmqFeed
@@ -418,7 +418,7 @@ def _order_trips(client, trips: int) -> np.ndarray:
     return lat
 
 
-def measure_order_rtt(trips: int, reps: int, warmup: int = 200) -> Dict[str, List[Dict[str, int]]]:
+def measure_order_rtt(trips: int, reps: int, warmup: int = 200) -> dict[str, list[dict[str, int]]]:
     """Interleave a bare DEALER/ROUTER echo, the node's order client -> bridge (fake MT5)
     -> RESULT, and the same with every ACK sent at once (``ack_defer_us=0``, a second bridge
     process); return one HDR summary per repetition of each.
@@ -508,7 +508,7 @@ def _echo_main(conn: Connection) -> None:
 # -- the whole benchmark --------------------------------------------------------------------------
 def run(seconds: float = 10.0, rate: float = 20_000.0, repetitions: int = 5,
         rep_seconds: float = 1.0, order_trips: int = 2000,
-        progress: Optional[Callable[[str], None]] = None) -> dict:
+        progress: Callable[[str], None] | None = None) -> dict:
     """Run every measurement and return the JSON-ready result.
 
     Parameters
@@ -572,7 +572,7 @@ def run(seconds: float = 10.0, rate: float = 20_000.0, repetitions: int = 5,
             """One repetition of a way: publish ``rep_ticks`` on ``topic``, summarize."""
             next_seq = 1
 
-            def measure(rep: int) -> Dict[str, int]:
+            def measure(rep: int) -> dict[str, int]:
                 nonlocal next_seq
                 publisher.publish(lane, topic, next_seq, rep_ticks, rate)
                 lat = receive(rep_ticks, publisher.stamps[lane], next_seq)

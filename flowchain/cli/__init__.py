@@ -7,7 +7,6 @@ Importing a command module registers its commands on the Typer apps of
 import os
 import sys
 
-from flowchain.cli.app import app, bench_app, chains_app  # noqa: F401
 from flowchain.cli import (  # noqa: F401,E402  (each registers its commands)
     analytics,
     bench,
@@ -29,6 +28,7 @@ from flowchain.cli import (  # noqa: F401,E402  (each registers its commands)
     status,
     tenants,
 )
+from flowchain.cli.app import app, bench_app, chains_app  # noqa: F401
 
 
 def main() -> None:

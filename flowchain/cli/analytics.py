@@ -1,7 +1,6 @@
 """``flowchain analytics --db PATH [--since] [--tenant] [--json]``: usage analytics."""
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -15,9 +14,9 @@ err = Console(stderr=True)
 @app.command("analytics")
 def analytics(
     db: Path = typer.Option(..., "--db", help="The node's database (per-user history)."),
-    since: Optional[str] = typer.Option(None, "--since", help="Only data since then: 30s, 15m, "
+    since: str | None = typer.Option(None, "--since", help="Only data since then: 30s, 15m, "
                                         "2h, 7d or an ISO date-time (UTC if no zone)."),
-    tenant: Optional[str] = typer.Option(None, "--tenant", help="One tenant only."),
+    tenant: str | None = typer.Option(None, "--tenant", help="One tenant only."),
     bucket: str = typer.Option("day", "--bucket", help="Trend buckets: hour or day."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:

@@ -13,9 +13,14 @@ from flowchain.cli.app import bench_app
 def observe(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     repetitions: int = typer.Option(5, min=5, help="Interleaved repetitions of each way."),
-    ticks: int = typer.Option(300_000, min=1000, help="Ticks per repetition (make a repetition last seconds, so the observers run through it)."),
-    failing_ticks: int = typer.Option(20_000, min=1000, help="Ticks per repetition of the failing vs healthy ticks/s measurement."),
-    scrape_requests: int = typer.Option(200, min=20, help="Timed /metrics scrapes (and as many /api/status calls) with 100 chains registered."),
+    ticks: int = typer.Option(
+        300_000, min=1000,
+        help="Ticks per repetition (make a repetition last seconds, so the observers run through it)."),
+    failing_ticks: int = typer.Option(
+        20_000, min=1000, help="Ticks per repetition of the failing vs healthy ticks/s measurement."),
+    scrape_requests: int = typer.Option(
+        200, min=20,
+        help="Timed /metrics scrapes (and as many /api/status calls) with 100 chains registered."),
 ) -> None:
     """Time the node's per-tick decision quiet and while watched (dashboard with an SSE
     client, /metrics scraped every second, monitor polling), interleaved; ticks/s with a step

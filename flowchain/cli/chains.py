@@ -1,6 +1,5 @@
 """``flowchain chains validate|list|show``: check and inspect chain files."""
 from pathlib import Path
-from typing import List
 
 import typer
 from rich.console import Console
@@ -19,7 +18,7 @@ ImportOpt = typer.Option([], "--import", "-i",
 
 
 @chains_app.command("validate")
-def validate(file: Path = FileArg, imports: List[str] = ImportOpt) -> None:
+def validate(file: Path = FileArg, imports: list[str] = ImportOpt) -> None:
     """Validate every chain of FILE: structure, contracts, durations, known components."""
     _, definitions = load_registry(file, imports)
     for d in definitions:
@@ -28,7 +27,7 @@ def validate(file: Path = FileArg, imports: List[str] = ImportOpt) -> None:
 
 
 @chains_app.command("list")
-def list_chains(file: Path = FileArg, imports: List[str] = ImportOpt) -> None:
+def list_chains(file: Path = FileArg, imports: list[str] = ImportOpt) -> None:
     """List the chains of FILE with their ids and step counts."""
     registry, definitions = load_registry(file, imports)
     table = Table(title=escape(str(file)))
@@ -45,7 +44,7 @@ def list_chains(file: Path = FileArg, imports: List[str] = ImportOpt) -> None:
 
 @chains_app.command("show")
 def show(file: Path = FileArg, name: str = typer.Argument(..., help="The chain's name."),
-         imports: List[str] = ImportOpt) -> None:
+         imports: list[str] = ImportOpt) -> None:
     """Show one chain: its steps, their contracts and expected durations, id and versions."""
     registry, definitions = load_registry(file, imports)
     d = find_chain(definitions, name, file)

@@ -1,6 +1,5 @@
 """``flowchain chains diagram FILE NAME --format svg|mermaid|dot [--db PATH]``: draw a chain."""
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -20,11 +19,11 @@ def diagram(
                                 help="A YAML file of chains."),
     name: str = typer.Argument(..., help="The chain to draw."),
     fmt: str = typer.Option("svg", "--format", "-f", help="svg, mermaid or dot."),
-    db: Optional[Path] = typer.Option(None, "--db", help="A history database: color each step "
+    db: Path | None = typer.Option(None, "--db", help="A history database: color each step "
                                       "by status and annotate it with p50/p99."),
-    since: Optional[str] = typer.Option(None, "--since", help="With --db: only data since "
+    since: str | None = typer.Option(None, "--since", help="With --db: only data since "
                                         "then (30s, 15m, 2h, 7d or an ISO date-time)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write here, not to stdout."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write here, not to stdout."),
 ) -> None:
     """Draw chain NAME of FILE: a node per step (component, expected duration), edges labelled
     with the data type, and with --db each step's status and p50/p99."""

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -29,10 +28,10 @@ app.add_typer(hub_app, name="hub")
 @hub_app.callback()
 def hub(
     ctx: typer.Context,
-    db: Optional[str] = typer.Option(
+    db: str | None = typer.Option(
         None, "--db", metavar="PATH",
         help="The hub's SQLite file (default ./flowchain-hub.db; one machine, no set-up)."),
-    pg: Optional[str] = typer.Option(
+    pg: str | None = typer.Option(
         None, "--pg", metavar="URL",
         help="A PostgreSQL database instead (postgresql://user@host/db; several hubs may "
              "share it)."),
@@ -41,9 +40,9 @@ def hub(
     port: int = typer.Option(8760, min=0, max=65535, help="Listen port (0 picks a free one)."),
     tokens: str = typer.Option(DEFAULT_TOKENS, "--tokens", metavar="FILE",
                                help="The node tokens file (flowchain hub token add NODE)."),
-    tls_cert: Optional[str] = typer.Option(None, "--tls-cert", metavar="PEM",
+    tls_cert: str | None = typer.Option(None, "--tls-cert", metavar="PEM",
                                            help="Serve HTTPS with this certificate chain."),
-    tls_key: Optional[str] = typer.Option(None, "--tls-key", metavar="PEM",
+    tls_key: str | None = typer.Option(None, "--tls-key", metavar="PEM",
                                           help="The certificate's private key."),
     allow_insecure_remote: bool = typer.Option(
         False, "--allow-insecure-remote",
@@ -52,15 +51,15 @@ def hub(
     stale_after_s: float = typer.Option(
         30.0, min=0.1, help="A node not heard from for this long shows as silent."),
     max_body_mb: float = typer.Option(32.0, min=0.01, help="Largest batch body accepted (MiB)."),
-    url_file: Optional[str] = typer.Option(None, "--url-file", metavar="PATH",
+    url_file: str | None = typer.Option(None, "--url-file", metavar="PATH",
                                            help="Write the bound URL here once serving."),
-    tiers: Optional[str] = typer.Option(
+    tiers: str | None = typer.Option(
         None, "--tiers", metavar="FILE",
         help="The tenants' tiers ([tiers.*], [features] TOML; the shipped ones by default)."),
-    optimizer_db: Optional[str] = typer.Option(
+    optimizer_db: str | None = typer.Option(
         None, "--optimizer-db", metavar="PATH",
         help="A history database the optimizer's suggestions read (flowchain.optimizer)."),
-    imports: List[str] = typer.Option(
+    imports: list[str] = typer.Option(
         [], "--import", "-i", metavar="MODULE",
         help="A module registering the components tenants' chains use (repeatable)."),
 ) -> None:
@@ -78,10 +77,9 @@ def hub(
     if pg and not pg.startswith(("postgresql://", "postgres://")):
         err.print(f"[red]invalid options:[/] --pg must be a postgresql:// URL, got {escape(pg)!r}")
         raise typer.Exit(2)
-    from flowchain.hub.app import (DEFAULT_DB, HubStartError, build_app, check_listen,
-                                   run_until_stopped, tls_context)
-    from flowchain.hub.auth import NodeTokens, TokenFileError
     from flowchain.cli.loading import import_components
+    from flowchain.hub.app import DEFAULT_DB, HubStartError, build_app, check_listen, run_until_stopped, tls_context
+    from flowchain.hub.auth import NodeTokens, TokenFileError
     from flowchain.tenancy import TenancyError, load_tiers
 
     import_components(imports)
@@ -168,7 +166,7 @@ def token_add(
     node_id: str = typer.Argument(..., help="The node's id (its [node] id / --node-id)."),
     tokens: str = typer.Option(DEFAULT_TOKENS, "--tokens", metavar="FILE",
                                help="The hub's tokens file (created, mode 0600)."),
-    out: Optional[str] = typer.Option(None, "--out", metavar="FILE",
+    out: str | None = typer.Option(None, "--out", metavar="FILE",
                                       help="Write the token to this file (mode 0600) for the "
                                            "node's --hub-token-file, instead of printing it."),
     replace: bool = typer.Option(False, "--replace",
@@ -225,7 +223,7 @@ def token_list(tokens: str = typer.Option(DEFAULT_TOKENS, "--tokens", metavar="F
         raise typer.Exit(2) from exc
 
 
-def _workflow_store(db: Optional[str], pg: Optional[str]) -> tuple:
+def _workflow_store(db: str | None, pg: str | None) -> tuple:
     """Open the hub's store and its workflow tables (exit 2/3 with the reason)."""
     from flowchain.hub.app import DEFAULT_DB
     from flowchain.hub.store import open_store
@@ -253,15 +251,15 @@ _PG = typer.Option(None, "--pg", metavar="URL", help="The hub's PostgreSQL datab
 def tenant_token_add(
     tenant: str = typer.Argument(..., help="The tenant id (any string up to 128 characters)."),
     tier: str = typer.Option("free", "--tier", help="The tenant's tier."),
-    tiers: Optional[str] = typer.Option(None, "--tiers", metavar="FILE",
+    tiers: str | None = typer.Option(None, "--tiers", metavar="FILE",
                                         help="The tiers file the hub runs with."),
     replace: bool = typer.Option(False, "--replace",
                                  help="Issue a new token for a tenant that has one (the old "
                                       "one stops working; the tier is set too)."),
-    out: Optional[str] = typer.Option(None, "--out", metavar="FILE",
+    out: str | None = typer.Option(None, "--out", metavar="FILE",
                                       help="Write the token here (mode 0600) instead of "
                                            "printing it."),
-    db: Optional[str] = _DB, pg: Optional[str] = _PG,
+    db: str | None = _DB, pg: str | None = _PG,
 ) -> None:
     """Create TENANT on --tier (or restore a deleted one) and print its API token once; the
     store keeps only its hash, and every hub on the store accepts it at once."""
@@ -294,7 +292,7 @@ def tenant_token_add(
 @tenant_token_app.command("delete")
 def tenant_token_delete(
     tenant: str = typer.Argument(..., help="The tenant whose token stops working."),
-    db: Optional[str] = _DB, pg: Optional[str] = _PG,
+    db: str | None = _DB, pg: str | None = _PG,
 ) -> None:
     """Delete TENANT: its token is refused from the next request on every hub (its chains and
     executions stay in the store; tenant-token add restores it with a new token)."""
@@ -309,7 +307,7 @@ def tenant_token_delete(
 
 
 @tenant_token_app.command("list")
-def tenant_token_list(db: Optional[str] = _DB, pg: Optional[str] = _PG) -> None:
+def tenant_token_list(db: str | None = _DB, pg: str | None = _PG) -> None:
     """List the tenants, their tiers, and the deleted ones."""
     store, workflows = _workflow_store(db, pg)
     try:

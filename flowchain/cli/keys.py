@@ -3,11 +3,11 @@ import json
 from pathlib import Path
 
 import typer
+from flowchain_bridge import keys as curve_keys
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from flowchain_bridge import keys as curve_keys
 from flowchain.cli.app import CommandGroup, app
 
 keys_app = typer.Typer(help="CurveZMQ keys for the bridge <-> node link.", no_args_is_help=True,

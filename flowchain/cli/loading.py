@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import typer
 from rich.console import Console

@@ -5,7 +5,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -109,40 +109,40 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 @app.command("node")
 def node(
-    config: Optional[Path] = typer.Option(None, "--config", "-c",
+    config: Path | None = typer.Option(None, "--config", "-c",
                                           help="A TOML config file (see flowchain.config)."),
-    feed: Optional[str] = typer.Option(None, help="sim | replay:FILE | tcp://host:port"),
-    broker: Optional[str] = typer.Option(None, help="paper | bridge"),
-    db: Optional[str] = typer.Option(None, help="The SQLite database file."),
-    node_id: Optional[str] = typer.Option(
+    feed: str | None = typer.Option(None, help="sim | replay:FILE | tcp://host:port"),
+    broker: str | None = typer.Option(None, help="paper | bridge"),
+    db: str | None = typer.Option(None, help="The SQLite database file."),
+    node_id: str | None = typer.Option(
         None, "--node-id", help="This node's id (letters, digits, _); default: the database's own."),
-    duration: Optional[float] = typer.Option(None, help="Seconds to run; 0 runs until stopped."),
-    status_interval: Optional[float] = typer.Option(
+    duration: float | None = typer.Option(None, help="Seconds to run; 0 runs until stopped."),
+    status_interval: float | None = typer.Option(
         None, help="Seconds between status lines on stderr; 0 turns them off."),
-    dashboard: Optional[str] = typer.Option(
+    dashboard: str | None = typer.Option(
         None, "--dashboard", metavar="HOST:PORT",
         help="Serve the dashboard, /metrics and /api/status here (default 127.0.0.1:8750; "
              "port 0 picks a free one)."),
     no_dashboard: bool = typer.Option(False, "--no-dashboard",
                                       help="Serve no dashboard, /metrics or /api/status."),
-    dashboard_url_file: Optional[str] = typer.Option(
+    dashboard_url_file: str | None = typer.Option(
         None, "--dashboard-url-file", metavar="PATH",
         help="Write the dashboard's bound URL to this file once it serves."),
     dashboard_allow_remote: bool = typer.Option(
         False, "--dashboard-allow-remote",
         help="Allow a non-loopback dashboard host (it has no authentication)."),
-    imports: List[str] = typer.Option(
+    imports: list[str] = typer.Option(
         [], "--import", "-i", metavar="MODULE",
         help="Import this module first: it registers your components with "
              "@flowchain.component (repeatable; adds to \\[components] import)."),
-    chains: Optional[str] = typer.Option(
+    chains: str | None = typer.Option(
         None, "--chains", metavar="FILE",
         help="Your chains YAML: its chains replace the bundled ones of the same name "
              "(\\[chains] file)."),
-    hub: Optional[str] = typer.Option(
+    hub: str | None = typer.Option(
         None, "--hub", metavar="URL",
         help="Ship history to this flowchain hub (\\[hub] url; needs --hub-token-file)."),
-    hub_token_file: Optional[str] = typer.Option(
+    hub_token_file: str | None = typer.Option(
         None, "--hub-token-file", metavar="FILE",
         help="This node's hub token (\\[hub] token_file; flowchain hub token add NODE)."),
     as_json: bool = typer.Option(False, "--json", help="Print the exit summary as one JSON object."),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -24,13 +24,13 @@ def _refuse(message: str) -> None:
     raise typer.Exit(2)
 
 
-def _record_hint(file: Path, name: str, imports: List[str], db: Path) -> str:
+def _record_hint(file: Path, name: str, imports: list[str], db: Path) -> str:
     mods = "".join(f" --import {m}" for m in imports) or " --import MODULE"
     return (f"flowchain run {file} {name}{mods} --inputs INPUTS.jsonl --db {db} --profile "
             "--record-inputs 1")
 
 
-def _verify_inputs(definition: Any, db: Path, inputs: Optional[Path],
+def _verify_inputs(definition: Any, db: Path, inputs: Path | None,
                    limit: int) -> list[Any]:
     from flowchain.cli.run_inputs import chain_inputs, read_input_lines
     from flowchain.optimizer.recorded_inputs import InputNotDecodable, load_inputs
@@ -107,16 +107,16 @@ def optimize(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="A YAML file of chains."),
     name: str = typer.Argument(..., help="The chain to optimize (its version in FILE)."),
     db: Path = typer.Option(..., "--db", help="The history database it was recorded into."),
-    imports: List[str] = typer.Option([], "--import", "-i",
+    imports: list[str] = typer.Option([], "--import", "-i",
                                       help="Import this module first (registers components)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     apply: bool = typer.Option(False, "--apply",
                                help="Write the optimized chain (a new version) to --out."),
-    out_file: Optional[Path] = typer.Option(None, "--out", help="Where --apply writes."),
+    out_file: Path | None = typer.Option(None, "--out", help="Where --apply writes."),
     verify: bool = typer.Option(False, "--verify",
                                 help="Run recorded inputs through the original and the "
                                      "optimized version side by side; compare."),
-    inputs: Optional[Path] = typer.Option(None, "--inputs", exists=True, dir_okay=False,
+    inputs: Path | None = typer.Option(None, "--inputs", exists=True, dir_okay=False,
                                           help="Verify with these inputs (JSONL) instead of "
                                                "the recorded ones."),
     verify_limit: int = typer.Option(200, "--verify-limit",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -26,9 +26,9 @@ def replay(
         ..., help="<chain_id>#<seq>@<run_id> as flowchain run prints it (or <chain_id>#<seq> "
                   "when only one run recorded it)."),
     db: Path = typer.Option(..., "--db", help="The history database the input was recorded in."),
-    imports: List[str] = typer.Option([], "--import", "-i",
+    imports: list[str] = typer.Option([], "--import", "-i",
                                       help="Import this module first (registers components)."),
-    chains: Optional[Path] = typer.Option(
+    chains: Path | None = typer.Option(
         None, "--chains", exists=True, dir_okay=False,
         help="A chains YAML file: its version of the chain is used when it is the recorded one "
              "(else the copy history keeps), and it is the current version for --current."),
@@ -47,9 +47,16 @@ def replay(
     from flowchain.chain import load_chains_file
     from flowchain.cli.loading import import_components
     from flowchain.errors import ChainValidationError
-    from flowchain.optimizer.replay import (DIFFERS, REPRODUCED, ReplayError, find_recorded,
-                                            recorded_definition, run_once, steps_from,
-                                            version_to_run)
+    from flowchain.optimizer.replay import (
+        DIFFERS,
+        REPRODUCED,
+        ReplayError,
+        find_recorded,
+        recorded_definition,
+        run_once,
+        steps_from,
+        version_to_run,
+    )
     from flowchain.registry import ChainRegistry
 
     import_components(imports)  # before decoding: the input's classes live in these modules

@@ -3,7 +3,6 @@ import sqlite3
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -22,9 +21,9 @@ def _utc(ns: int) -> str:
 @app.command("report")
 def report(
     db: Path = typer.Option(..., "--db", help="The history database the node wrote."),
-    since: Optional[str] = typer.Option(None, "--since", help="Only data since then: 30s, "
+    since: str | None = typer.Option(None, "--since", help="Only data since then: 30s, "
                                         "15m, 2h, 7d or an ISO date-time (UTC if no zone)."),
-    out: Optional[Path] = typer.Option(
+    out: Path | None = typer.Option(
         None, "--out", "-o",
         help="The HTML file to write; without it the HTML goes to stdout (redirect it: "
              "> report.html), never to a file you did not name."),

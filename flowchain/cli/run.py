@@ -7,7 +7,7 @@ whose figures are what was stored (see :mod:`flowchain.optimizer.input_recording
 import asyncio
 import json
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -48,16 +48,16 @@ def run(
         help="The first step's input, as JSON. The trading node's chains (RawTickBatch, "
              "DecisionContext) take {\"symbol\": ..., \"ticks\": [{\"time_msc\": ..., "
              "\"bid\": ..., \"ask\": ...}, ...]}."),
-    imports: List[str] = typer.Option([], "--import", "-i",
+    imports: list[str] = typer.Option([], "--import", "-i",
                                       help="Import this module first (registers components)."),
-    tenant: Optional[str] = typer.Option(None, help="Tenant id of the user context."),
+    tenant: str | None = typer.Option(None, help="Tenant id of the user context."),
     as_json: bool = typer.Option(False, "--json",
                                  help="Print the record and the output as one JSON object."),
-    inputs: Optional[Path] = typer.Option(
+    inputs: Path | None = typer.Option(
         None, "--inputs", exists=True, dir_okay=False,
         help="A JSONL file: run the chain on every line (each line as --input) and record "
              "history into --db."),
-    db: Optional[Path] = typer.Option(None, "--db", dir_okay=False,
+    db: Path | None = typer.Option(None, "--db", dir_okay=False,
                                       help="The history database --inputs records into."),
     skip_bad_lines: bool = typer.Option(
         False, "--skip-bad-lines",
@@ -70,7 +70,7 @@ def run(
     profile: bool = typer.Option(False, "--profile",
                                  help="Profile every execution of --inputs (step wall and CPU "
                                       "time, allocation, input hash) into --db."),
-    profile_rate: Optional[float] = typer.Option(
+    profile_rate: float | None = typer.Option(
         None, "--profile-rate", min=0.0, max=1.0,
         help="Profile this fraction of the executions of --inputs instead."),
 ) -> None:
@@ -114,7 +114,7 @@ def run(
     runner = registry.runner(definition.chain_id)
     runs = 0
     output: Any = None
-    record: Optional[ChainExecution] = None
+    record: ChainExecution | None = None
     loop = asyncio.new_event_loop() if runner.has_async else None
     try:
         for item in chain_inputs(definition.steps[0].input, data):

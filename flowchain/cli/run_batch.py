@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -26,8 +26,8 @@ def _refuse(message: str) -> None:
     raise typer.Exit(2)
 
 
-def run_input_file(file: Path, name: str, inputs: Path, *, db: Optional[Path],
-                   imports: list[str], tenant: Optional[str], as_json: bool,
+def run_input_file(file: Path, name: str, inputs: Path, *, db: Path | None,
+                   imports: list[str], tenant: str | None, as_json: bool,
                    skip_bad_lines: bool, record_rate: float, single_input: str,
                    profile_rate: float = 0.0) -> None:
     """Run every line of ``inputs`` through chain ``name`` of ``file``, recording into ``db``.

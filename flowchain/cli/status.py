@@ -3,7 +3,6 @@ import json
 import urllib.error
 import urllib.request
 from collections import Counter
-from typing import Optional
 
 import typer
 from rich import box
@@ -40,11 +39,11 @@ def fetch_status(url: str, timeout: float = 5.0) -> dict:
                               "dashboard?") from exc
 
 
-def _by_reason(counts: Optional[dict]) -> str:
+def _by_reason(counts: dict | None) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted((counts or {}).items())) or "0"
 
 
-def _rate(rate: Optional[float]) -> str:
+def _rate(rate: float | None) -> str:
     if rate is None:
         return "-"
     return f"{rate:,.0f}" if rate >= 100 else f"{rate:.1f}"
@@ -74,7 +73,7 @@ def status(
     print_status(snap, url, Console())
 
 
-def _count(n: Optional[int]) -> str:
+def _count(n: int | None) -> str:
     return "-" if n is None else f"{n:,}"
 
 

@@ -1,7 +1,6 @@
 """``flowchain tenants list|show|usage --db PATH``: tenants, tiers and usage from a node database."""
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -18,7 +17,7 @@ DB_HELP = "The node's database (tenants, usage and fired upgrade triggers)."
 TIERS_HELP = "A TOML file with [tiers.NAME] tables (the node's config); the defaults if omitted."
 
 
-def _open(db: Path, tiers_path: Optional[Path]):
+def _open(db: Path, tiers_path: Path | None):
     from flowchain.tenancy import TierConfigError, load_tiers
     from flowchain.tenancy.usage import UsageStore
 
@@ -44,10 +43,10 @@ def _known(store, tenant: str) -> str:
 
 @tenants_app.command("list")
 def list_tenants(
-    db: Optional[Path] = typer.Option(None, "--db", help=DB_HELP),
-    url: Optional[str] = typer.Option(None, "--url", help="A running node's dashboard address "
+    db: Path | None = typer.Option(None, "--db", help=DB_HELP),
+    url: str | None = typer.Option(None, "--url", help="A running node's dashboard address "
                                       "(live usage; the dashboard must host the tenants)."),
-    tiers_path: Optional[Path] = typer.Option(None, "--tiers", help=TIERS_HELP),
+    tiers_path: Path | None = typer.Option(None, "--tiers", help=TIERS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """List the tenants with their tier and today's executions (from --db or a live --url)."""
@@ -72,7 +71,7 @@ def list_tenants(
     Console().print(table)
 
 
-def _stored_rows(db: Path, tiers_path: Optional[Path]) -> list[dict]:
+def _stored_rows(db: Path, tiers_path: Path | None) -> list[dict]:
     import time
 
     from flowchain.tenancy.usage import utc_day
@@ -118,7 +117,7 @@ def _live_rows(url: str) -> list[dict]:
 def show(
     tenant: str = typer.Argument(..., help="The tenant id."),
     db: Path = typer.Option(..., "--db", help=DB_HELP),
-    tiers_path: Optional[Path] = typer.Option(None, "--tiers", help=TIERS_HELP),
+    tiers_path: Path | None = typer.Option(None, "--tiers", help=TIERS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Show a tenant's tier (limits, features, isolation) and its fired upgrade triggers."""
@@ -156,7 +155,7 @@ def show(
 
 @tenants_app.command("usage")
 def usage(
-    tenant: Optional[str] = typer.Argument(None, help="One tenant; every tenant if omitted."),
+    tenant: str | None = typer.Argument(None, help="One tenant; every tenant if omitted."),
     db: Path = typer.Option(..., "--db", help=DB_HELP),
     days: int = typer.Option(7, "--days", min=1, help="Days of usage to show."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),

@@ -34,7 +34,7 @@ import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
-from typing import Callable, Dict, List, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 from flowchain.feeds.ring import TickRing
 
@@ -87,8 +87,8 @@ class FeedStats:
 
     def __init__(self, max_examples: int = 20) -> None:
         self.received = 0
-        self.rejects: Dict[str, int] = {}
-        self.drops: Dict[str, int] = {}
+        self.rejects: dict[str, int] = {}
+        self.drops: dict[str, int] = {}
         self.gaps = 0
         self.gap_ticks = 0
         self.backfilled = 0
@@ -97,8 +97,8 @@ class FeedStats:
         self.restarts = 0
         self.heartbeats = 0
         self.handler_errors = 0
-        self.last_handler_error: Optional[BaseException] = None
-        self.reject_examples: List[str] = []
+        self.last_handler_error: BaseException | None = None
+        self.reject_examples: list[str] = []
         """The first few rejects, each as ``where: reason: detail`` (for operators)."""
         self._max_examples = max_examples
 
@@ -175,7 +175,7 @@ class FeedState:
         self.trade_allowed = True
         self.terminal = "connected"
         self.terminal_error = 1
-        self._listeners: List[StateListener] = []
+        self._listeners: list[StateListener] = []
 
     @property
     def stale(self) -> bool:
@@ -192,10 +192,10 @@ class FeedState:
         """Call ``listener(state)`` after every change of connectivity, silence or terminal."""
         self._listeners.append(listener)
 
-    def update(self, *, connected: Optional[bool] = None, stale: Optional[bool] = None,
-               silent: Optional[bool] = None, terminal_connected: Optional[bool] = None,
-               trade_allowed: Optional[bool] = None, terminal: Optional[str] = None,
-               terminal_error: Optional[int] = None) -> bool:
+    def update(self, *, connected: bool | None = None, stale: bool | None = None,
+               silent: bool | None = None, terminal_connected: bool | None = None,
+               trade_allowed: bool | None = None, terminal: str | None = None,
+               terminal_error: int | None = None) -> bool:
         """Set the given fields (``stale`` sets ``silent``); notify listeners if any changed.
 
         Returns
@@ -256,19 +256,19 @@ class Feed(ABC):
         if len(set(symbols)) != len(symbols):
             raise ValueError(f"{type(self).__name__}: a symbol is listed twice in {symbols}")
         self.symbols = symbols
-        self.rings: Dict[str, TickRing] = {
+        self.rings: dict[str, TickRing] = {
             name: TickRing(ring_capacity, name, i) for i, name in enumerate(symbols)}
         self.stats = FeedStats()
         self.state = FeedState()
-        self._handler: Optional[TickHandler] = None
+        self._handler: TickHandler | None = None
         self.delivering_backfill = False
         """True while the handler is called for ticks recovered late (after a gap); a handler
         may skip new orders on them. Only the ZeroMQ feed ever sets it."""
-        self._task: Optional[asyncio.Task] = None
-        self._finished: Optional[asyncio.Event] = None  # created on the running loop
+        self._task: asyncio.Task | None = None
+        self._finished: asyncio.Event | None = None  # created on the running loop
 
     # -- consumers ------------------------------------------------------------------------
-    def on_tick(self, handler: Optional[TickHandler]) -> None:
+    def on_tick(self, handler: TickHandler | None) -> None:
         """Set the per-tick handler (``None`` removes it); see the module docstring."""
         self._handler = handler
 
@@ -338,7 +338,7 @@ class Feed(ABC):
         await self._close()
         self.state.update(connected=False)
 
-    async def wait_finished(self, timeout: Optional[float] = None) -> None:
+    async def wait_finished(self, timeout: float | None = None) -> None:
         """Wait until a finite feed has delivered everything (or was stopped).
 
         Raises
@@ -357,7 +357,7 @@ class Feed(ABC):
         """True while the background task runs."""
         return self._task is not None and not self._task.done()
 
-    async def __aenter__(self) -> "Feed":
+    async def __aenter__(self) -> Feed:
         await self.start()
         return self
 

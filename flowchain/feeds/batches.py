@@ -5,7 +5,7 @@ with one cursor per ring. Nothing is queued per tick, so a slow database never s
 """
 from __future__ import annotations
 
-from typing import Dict, List, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -44,13 +44,13 @@ class TickBatcher:
     """
 
     def __init__(self, feed: Feed, from_start: bool = True) -> None:
-        self._rings: List[TickRing] = list(feed.rings.values())
-        self._cursors: Dict[str, int] = {
+        self._rings: list[TickRing] = list(feed.rings.values())
+        self._cursors: dict[str, int] = {
             r.symbol: (0 if from_start else r.count) for r in self._rings}
         self.lost = 0
         """Total ticks lost to overruns, all symbols."""
 
-    def drain(self) -> List[TickBatch]:
+    def drain(self) -> list[TickBatch]:
         """Return one batch per symbol that received ticks since the last call.
 
         Returns
@@ -58,7 +58,7 @@ class TickBatcher:
         list of TickBatch
             Empty when nothing arrived.
         """
-        out: List[TickBatch] = []
+        out: list[TickBatch] = []
         for ring in self._rings:
             cursor = self._cursors[ring.symbol]
             if ring.count == cursor:

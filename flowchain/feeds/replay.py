@@ -42,12 +42,12 @@ import math
 import os
 import re
 import time
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
+from flowchain_bridge.ticks import TICK_DTYPE, TICK_FAULTS, tick_fault
 
 from flowchain.feeds.base import DEFAULT_RING_CAPACITY, Feed, FeedStats
-from flowchain_bridge.ticks import TICK_DTYPE, TICK_FAULTS, tick_fault
 
 MT5_FIELDS = ("time", "bid", "ask", "last", "volume", "time_msc", "flags", "volume_real")
 _HISTDATA_LINE = re.compile(r"^\s*\d{8} \d{9}\s*[,;]")
@@ -56,7 +56,7 @@ _FAULT_REASONS = {"non_finite": "non_finite_price", "non_positive": "non_positiv
                   "crossed": "crossed_price", "volume_out_of_range": "volume_out_of_range"}
 assert set(_FAULT_REASONS) == set(TICK_FAULTS)
 
-Row = Tuple[int, float, float, float, int, int, int, float]
+Row = tuple[int, float, float, float, int, int, int, float]
 
 
 class ReplayFeed(Feed):
@@ -88,8 +88,8 @@ class ReplayFeed(Feed):
         If ``path`` is Parquet and ``pyarrow`` is not installed (the message says how to fix it).
     """
 
-    def __init__(self, path: "str | os.PathLike[str]", symbol: Optional[str] = None,
-                 symbols: Optional[Sequence[str]] = None, speed: Optional[float] = None,
+    def __init__(self, path: str | os.PathLike[str], symbol: str | None = None,
+                 symbols: Sequence[str] | None = None, speed: float | None = None,
                  histdata_utc_offset_hours: float = -5.0,
                  ring_capacity: int = DEFAULT_RING_CAPACITY) -> None:
         if speed is not None and not speed > 0:
@@ -117,9 +117,9 @@ class ReplayFeed(Feed):
         self.stats = stats
         self.speed = speed
         ids = {name: i for i, name in enumerate(self.symbols)}
-        rows_of: Dict[int, List[int]] = {}
-        sids: List[int] = []
-        for k, (sym, where, row) in enumerate(named):
+        rows_of: dict[int, list[int]] = {}
+        sids: list[int] = []
+        for k, (sym, where, _row) in enumerate(named):
             sid = ids.get(sym if sym is not None else self.symbols[0])
             sids.append(-1 if sid is None else sid)
             if sid is None:
@@ -130,8 +130,8 @@ class ReplayFeed(Feed):
         kept = [False] * len(named)
         for rows in rows_of.values():
             _keep_in_time_order([named[k][2][5] for k in rows], rows, kept, named, stats)
-        keep_ids: List[int] = []
-        records: List[Row] = []
+        keep_ids: list[int] = []
+        records: list[Row] = []
         for k, (_, _, row) in enumerate(named):
             if kept[k]:
                 keep_ids.append(sids[k])
@@ -187,7 +187,7 @@ class ReplayFeed(Feed):
 
 
 # -- time order ------------------------------------------------------------------------------
-def _keep_in_time_order(times: List[int], rows: List[int], kept: List[bool],
+def _keep_in_time_order(times: list[int], rows: list[int], kept: list[bool],
                         named: list, stats: FeedStats) -> None:
     """Mark the rows (of one symbol, in file order) of a longest non-decreasing run of
     ``times`` as kept (of several, the one of the earliest rows); count every other one as
@@ -199,7 +199,7 @@ def _keep_in_time_order(times: List[int], rows: List[int], kept: List[bool],
         return
     # run_from[i]: the longest non-decreasing run of times that starts at row i (patience
     # sorting from the end); then the earliest rows that still allow a longest run are kept.
-    tails: List[int] = []
+    tails: list[int] = []
     run_from = [0] * n
     for i in range(n - 1, -1, -1):
         j = bisect.bisect_right(tails, -times[i])
@@ -231,7 +231,7 @@ def _keep_in_time_order(times: List[int], rows: List[int], kept: List[bool],
 
 # -- parsing ---------------------------------------------------------------------------------
 def _read(path: str, stats: FeedStats,
-          utc_offset_hours: float) -> List[Tuple[Optional[str], str, Row]]:
+          utc_offset_hours: float) -> list[tuple[str | None, str, Row]]:
     if path.lower().endswith((".parquet", ".pq")):
         return list(_read_parquet(path, stats))
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
@@ -243,7 +243,7 @@ def _read(path: str, stats: FeedStats,
 
 
 def _read_mt5_csv(path: str, fh: Iterable[str],
-                  stats: FeedStats) -> Iterator[Tuple[Optional[str], str, Row]]:
+                  stats: FeedStats) -> Iterator[tuple[str | None, str, Row]]:
     lines = iter(fh)
     header_line = next(lines, "")
     delimiter = "\t" if header_line.count("\t") > header_line.count(",") else ","
@@ -291,7 +291,7 @@ def _read_mt5_csv(path: str, fh: Iterable[str],
 
 
 def _read_histdata(path: str, fh: Iterable[str], stats: FeedStats,
-                   utc_offset_hours: float) -> Iterator[Tuple[Optional[str], str, Row]]:
+                   utc_offset_hours: float) -> Iterator[tuple[str | None, str, Row]]:
     offset_ms = int(round(utc_offset_hours * 3_600_000))
     for lineno, line in enumerate(fh, start=1):
         where = f"{path}:{lineno}"
@@ -326,7 +326,7 @@ def _read_histdata(path: str, fh: Iterable[str], stats: FeedStats,
             yield None, where, row
 
 
-def _read_parquet(path: str, stats: FeedStats) -> Iterator[Tuple[Optional[str], str, Row]]:
+def _read_parquet(path: str, stats: FeedStats) -> Iterator[tuple[str | None, str, Row]]:
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -355,7 +355,7 @@ def _read_parquet(path: str, stats: FeedStats) -> Iterator[Tuple[Optional[str], 
             yield sym, where, row
 
 
-def _row(values: dict, stats: FeedStats, where: str) -> Optional[Row]:
+def _row(values: dict, stats: FeedStats, where: str) -> Row | None:
     """Validate one tick's fields; return the record tuple or count the reject."""
     bid, ask = float(values["bid"]), float(values["ask"])
     last, volume_real = float(values.get("last", 0.0)), float(values.get("volume_real", 0.0))

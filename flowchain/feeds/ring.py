@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import struct
 from array import array
-from typing import Tuple
 
 import numpy as np
-
 from flowchain_bridge.ticks import TICK_DTYPE
 
 _RECORD = struct.Struct("<qdddQqId")
@@ -272,7 +270,7 @@ class TickRing:
         """
         return self.window(n).copy()
 
-    def read_since(self, cursor: int) -> Tuple[np.ndarray, np.ndarray, int, int]:
+    def read_since(self, cursor: int) -> tuple[np.ndarray, np.ndarray, int, int]:
         """Copy every tick appended after ``cursor`` (a previous :attr:`count`).
 
         Parameters

@@ -15,14 +15,14 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from flowchain_bridge.ticks import TICK_DTYPE, TICK_FLAG_ASK, TICK_FLAG_BID
 from numba import njit
 
 from flowchain.feeds.base import DEFAULT_RING_CAPACITY, Feed
-from flowchain_bridge.ticks import TICK_DTYPE, TICK_FLAG_ASK, TICK_FLAG_BID
 
 UNKNOWN_FLAG = 0x80
 """An undocumented flag bit real MT5 ticks carry; the simulator sets it so consumers pass it on."""
@@ -56,7 +56,7 @@ class SymbolSpec:
     weight: float = 1.0
 
 
-DEFAULT_SPECS: Dict[str, SymbolSpec] = {
+DEFAULT_SPECS: dict[str, SymbolSpec] = {
     "EURUSD": SymbolSpec(1.08500, 5, 7.0, 2.5e-5, 3.0),
     "GBPUSD": SymbolSpec(1.27000, 5, 11.0, 3.0e-5, 2.0),
     "USDJPY": SymbolSpec(149.500, 3, 9.0, 2.8e-5, 2.0),
@@ -148,10 +148,10 @@ class SimulatorFeed(Feed):
     """
 
     def __init__(self, symbols: Sequence[str] = ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD"),
-                 seed: int = 0, rate: Optional[float] = None, max_ticks: Optional[int] = None,
+                 seed: int = 0, rate: float | None = None, max_ticks: int | None = None,
                  mean_gap_ms: float = 25.0, burst_share: float = 0.2,
                  unknown_flag_share: float = 0.3, start_msc: int = DEFAULT_START_MSC,
-                 specs: Optional[Dict[str, SymbolSpec]] = None,
+                 specs: dict[str, SymbolSpec] | None = None,
                  ring_capacity: int = DEFAULT_RING_CAPACITY, chunk: int = 4096) -> None:
         super().__init__(symbols, ring_capacity)
         _check(rate is None or rate > 0, f"rate must be positive ticks/s or None, got {rate}")
@@ -187,7 +187,7 @@ class SimulatorFeed(Feed):
         self._bid = np.zeros(chunk)
         self._ask = np.zeros(chunk)
         self._flags = np.zeros(chunk, dtype=np.uint32)
-        self._chunk_syms: List[int] = []
+        self._chunk_syms: list[int] = []
         self._pos = 0
         self._ring_list = [self.rings[s] for s in self.symbols]
         self.sent = 0
@@ -215,7 +215,7 @@ class SimulatorFeed(Feed):
         self._chunk_syms = sym.tolist()
         self._pos = 0
 
-    def generate(self, n: int) -> Tuple[np.ndarray, np.ndarray]:
+    def generate(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Generate the next ``n`` ticks without delivering them (for tests and tools).
 
         Returns

@@ -50,15 +50,15 @@ import asyncio
 import itertools
 import logging
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import zmq
-
 from flowchain_bridge import wire
+from flowchain_bridge.ticks import TICK_DTYPE
+
 from flowchain.feeds.base import DEFAULT_RING_CAPACITY, Feed, FeedState
 from flowchain.feeds.ring import TickRing
-from flowchain_bridge.ticks import TICK_DTYPE
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +109,10 @@ class _Track:
         self.joined = False
         """False until the first frame; then ``last == 0`` means "expect 1", not "joined"."""
         self.heard_ns = 0
-        self.pending: Optional[_Backfill] = None
+        self.pending: _Backfill | None = None
         self.hold = np.zeros(hold_capacity, dtype=TICK_DTYPE)
         self.hold_raw = memoryview(self.hold.view(np.uint8))
-        self.hold_seqs: List[int] = []
+        self.hold_seqs: list[int] = []
         self.held = 0
         self.stale = False
         self.time_limit = (time.time_ns() // 1_000_000) + _WALL_AHEAD_MS
@@ -131,7 +131,7 @@ class _Backfill:
     __slots__ = ("req_id", "from_seq", "to_seq", "deadline_ns", "tries", "since", "recovered")
 
     def __init__(self, req_id: int, from_seq: int, to_seq: int, deadline_ns: int,
-                 since: Optional[tuple[int, int]] = None) -> None:
+                 since: tuple[int, int] | None = None) -> None:
         self.req_id = req_id
         self.from_seq = from_seq
         self.to_seq = to_seq
@@ -191,11 +191,11 @@ class ZmqFeed(Feed):
     """
 
     def __init__(self, endpoint: str, symbols: Sequence[str],
-                 backfill_endpoint: Optional[str] = None, *, heartbeat_interval: float = 0.25,
+                 backfill_endpoint: str | None = None, *, heartbeat_interval: float = 0.25,
                  stale_after: float = 3.0, backfill_timeout: float = 1.0, backfill_tries: int = 3,
                  hold_capacity: int = 16_384, rcvhwm: int = 1_000_000, max_batch: int = 4096,
-                 context: Optional[zmq.Context] = None,
-                 socket_setup: Optional[SocketSetup] = None,
+                 context: zmq.Context | None = None,
+                 socket_setup: SocketSetup | None = None,
                  ring_capacity: int = DEFAULT_RING_CAPACITY, max_seq_jump: int = 1 << 24,
                  seq_jump_confirm: int = 16, max_time_jump: float = 300.0) -> None:
         super().__init__(symbols, ring_capacity)
@@ -223,10 +223,10 @@ class ZmqFeed(Feed):
         self._future_log_ns = 0
         self._context = context
         self._socket_setup = socket_setup
-        self._tracks: Dict[bytes, _Track] = {}
-        self._beats: Dict[bytes, _Track] = {}
-        self._all: List[_Track] = []
-        self._by_symbol: Dict[str, _Track] = {}
+        self._tracks: dict[bytes, _Track] = {}
+        self._beats: dict[bytes, _Track] = {}
+        self._all: list[_Track] = []
+        self._by_symbol: dict[str, _Track] = {}
         for symbol in self.symbols:
             try:
                 t_topic, h_topic = wire.tick_topic(symbol), wire.heartbeat_topic(symbol)
@@ -237,12 +237,12 @@ class ZmqFeed(Feed):
             self._tracks[t_topic] = self._beats[h_topic] = track
             self._all.append(track)
             self._by_symbol[symbol] = track
-        self._by_request: Dict[int, _Track] = {}
+        self._by_request: dict[int, _Track] = {}
         self._req_ids = itertools.count(1)
         self._session = 0
-        self._sub: Optional[zmq.Socket] = None
-        self._dealer: Optional[zmq.Socket] = None
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._sub: zmq.Socket | None = None
+        self._dealer: zmq.Socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._drain_scheduled = False
         self._logged_state = (False, "connected", True)
         self.state.add_listener(self._log_state)
@@ -427,7 +427,7 @@ class ZmqFeed(Feed):
             self._drain_scheduled = True  # more may be queued: the FD will not fire again
             self._loop.call_soon(self._on_readable)
 
-    def on_message(self, parts: List[bytes]) -> None:
+    def on_message(self, parts: list[bytes]) -> None:
         """Handle one ``[topic, body]`` message as the reader does (tests, benchmarks, and
         transports other than this SUB socket call it directly); never raises on bad input."""
         if len(parts) != 2:
@@ -579,7 +579,7 @@ class ZmqFeed(Feed):
                 self._out_of_order(track, record, seq)
             seq += 1
 
-    def _reject_tick(self, frame: bytes, track: Optional[_Track] = None) -> None:
+    def _reject_tick(self, frame: bytes, track: _Track | None = None) -> None:
         try:
             wire.decode_tick(frame)
         except wire.FrameError as exc:

@@ -19,7 +19,7 @@ import asyncio
 import ssl
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from aiohttp import web
 
@@ -110,7 +110,7 @@ class RunningHub:
 
 
 async def serve(app: web.Application, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *,
-                ssl_context: Optional[ssl.SSLContext] = None,
+                ssl_context: ssl.SSLContext | None = None,
                 allow_insecure_remote: bool = False) -> RunningHub:
     """Start serving ``app`` on ``host:port`` (0: a free port) on the running loop.
 
@@ -136,7 +136,7 @@ async def serve(app: web.Application, host: str = "127.0.0.1", port: int = DEFAU
 
 
 async def run_until_stopped(app: web.Application, host: str, port: int, *,
-                            ssl_context: Optional[ssl.SSLContext] = None,
+                            ssl_context: ssl.SSLContext | None = None,
                             allow_insecure_remote: bool = False,
                             announce: Any = None) -> None:
     """Serve until SIGINT/SIGTERM; ``announce(url)`` is called once serving."""

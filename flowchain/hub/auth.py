@@ -13,7 +13,6 @@ import os
 import secrets
 import threading
 from pathlib import Path
-from typing import Optional, Union
 
 from flowchain.store import check_node_id
 
@@ -67,10 +66,10 @@ class NodeTokens:
         From the constructor, when the file is missing or malformed.
     """
 
-    def __init__(self, path: Union[str, Path]) -> None:
+    def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._stamp: Optional[tuple[int, int]] = None
+        self._stamp: tuple[int, int] | None = None
         self._hashes: dict[str, str] = {}
         self._load()
 
@@ -88,7 +87,7 @@ class NodeTokens:
         self._hashes = parse_tokens(text, str(self.path))
         self._stamp = stamp
 
-    def node_of(self, token: str) -> Optional[str]:
+    def node_of(self, token: str) -> str | None:
         """Return the node the token belongs to, or None (every entry is compared, in constant
         time, whether one matched or not)."""
         with self._lock:
@@ -110,7 +109,7 @@ class NodeTokens:
             return sorted(self._hashes)
 
 
-def add_token(path: Union[str, Path], node_id: str, *, replace: bool = False) -> str:
+def add_token(path: str | Path, node_id: str, *, replace: bool = False) -> str:
     """Create a token for ``node_id`` in the tokens file at ``path`` and return it (the only
     time it is seen: the file keeps its hash). The file is created with mode 0600.
 
@@ -134,7 +133,7 @@ def add_token(path: Union[str, Path], node_id: str, *, replace: bool = False) ->
     return token
 
 
-def revoke_token(path: Union[str, Path], node_id: str) -> bool:
+def revoke_token(path: str | Path, node_id: str) -> bool:
     """Remove ``node_id``'s token from the file; return whether it had one."""
     path = Path(path)
     if not path.exists():

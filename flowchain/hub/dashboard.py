@@ -19,7 +19,7 @@ import asyncio
 import time
 from collections import defaultdict
 from importlib import resources
-from typing import Any, Optional
+from typing import Any
 
 from aiohttp import web
 
@@ -30,7 +30,7 @@ SETTINGS_KEY: web.AppKey[Any] = web.AppKey("dashboard_settings", object)
 STATIC_TYPES = {"app.js": "text/javascript", "app.css": "text/css", "index.html": "text/html"}
 
 
-def overview(store: Any, *, now_ns: Optional[int] = None, window_s: float = DEFAULT_WINDOW_S,
+def overview(store: Any, *, now_ns: int | None = None, window_s: float = DEFAULT_WINDOW_S,
              stale_after_s: float = 30.0) -> dict[str, Any]:
     """Return the dashboard's figures as plain data (see the module docstring)."""
     now = time.time_ns() if now_ns is None else now_ns

@@ -11,7 +11,7 @@ batch, bytes per body); malformed input raises :class:`BatchError` naming the fi
 """
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import msgspec
 
@@ -67,9 +67,9 @@ class IntervalRow(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     end_ns: Nanos
     count: Count
     errors: Count
-    expected_ns: Optional[Count]
+    expected_ns: Count | None
     histogram: Histogram
-    failure_histogram: Optional[Histogram] = None
+    failure_histogram: Histogram | None = None
 
 
 class ExecutionRow(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -88,8 +88,8 @@ class ExecutionRow(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     status: Name
     sampled: bool
     start_epoch_ns: Nanos
-    duration_ns: Optional[Count]
-    failed_step: Optional[Label]
+    duration_ns: Count | None
+    failed_step: Label | None
     record: Text
 
 
@@ -109,7 +109,7 @@ class AlertRow(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     chain_id: Name
     step: Label
     start_ns: Nanos
-    end_ns: Optional[Nanos]
+    end_ns: Nanos | None
     alerts: Count
     message: Text
     fields: Text
@@ -167,7 +167,7 @@ class Batch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return _ENCODER.encode(self)
 
     @classmethod
-    def from_json(cls, data: bytes | str) -> "Batch":
+    def from_json(cls, data: bytes | str) -> Batch:
         """Decode a wire body strictly.
 
         Raises

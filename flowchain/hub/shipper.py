@@ -34,7 +34,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 from flowchain.periodic import PeriodicThread
 
@@ -95,7 +95,7 @@ class HubRefused(Exception):
         self.status = status
 
 
-def read_token(path: Union[str, Path]) -> str:
+def read_token(path: str | Path) -> str:
     """Return the token in ``path`` (its first non-empty line).
 
     Raises
@@ -145,7 +145,7 @@ class HubShipper:
         ``shipped_<kind>`` rows acknowledged, ``posts``, ``failures``.
     """
 
-    def __init__(self, url: str, token: str, db: Union[str, Path], node_id: str, *,
+    def __init__(self, url: str, token: str, db: str | Path, node_id: str, *,
                  interval_s: float = 5.0, batch_rows: int = 500, max_backoff_s: float = 60.0,
                  timeout_s: float = 10.0, publish_status: bool = False) -> None:
         from flowchain.store import ensure_schema, open_database
@@ -167,7 +167,7 @@ class HubShipper:
         self._next_attempt = 0.0
         self._backoff_s = interval_s
         self._lock = threading.Lock()
-        self._http: Optional[http.client.HTTPConnection] = None
+        self._http: http.client.HTTPConnection | None = None
         self._path = INGEST_PATH
         self._thread = PeriodicThread(self._tick, min(interval_s, 0.5), "flowchain-hub-shipper")
         self._closed = False
@@ -175,7 +175,7 @@ class HubShipper:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> "HubShipper":
+    def start(self) -> HubShipper:
         """Start shipping in the background; return self."""
         self._thread.start()
         return self
@@ -230,7 +230,7 @@ class HubShipper:
             log.debug("publishing the shipping status failed: %s", exc)
 
     def run(self, stop: threading.Event, *, poll_s: float = 0.05,
-            alive: Optional[Any] = None) -> None:
+            alive: Any | None = None) -> None:
         """Ship in the calling thread until ``stop`` is set (or ``alive()`` turns false), then
         make one last attempt and close (the loop of a shipper process)."""
         while not stop.wait(min(poll_s, self.interval_s)):
@@ -356,7 +356,8 @@ class HubShipper:
         again (400) is logged, counted in ``refused_<kind>`` and passed over, so one row the
         hub cannot take (a record over its size limits) never blocks the rest. Any other
         failure raises, and the batch is sent again later."""
-        from flowchain.hub.rows import KINDS as ROW_KINDS, Batch
+        from flowchain.hub.rows import KINDS as ROW_KINDS
+        from flowchain.hub.rows import Batch
 
         for kind in ROW_KINDS:
             for row in getattr(batch, kind):

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 from flowchain.hub.shipper import KINDS, OUTBOX_SCHEMA, read_token
 
@@ -44,7 +44,7 @@ class ShipperProcess:
         When the node's database cannot be opened.
     """
 
-    def __init__(self, url: str, token_file: Union[str, Path], db: Union[str, Path],
+    def __init__(self, url: str, token_file: str | Path, db: str | Path,
                  node_id: str, *, interval_s: float = 5.0, batch_rows: int = 500,
                  max_backoff_s: float = 60.0, timeout_s: float = 10.0) -> None:
         from flowchain.store import ensure_schema, open_database
@@ -61,18 +61,18 @@ class ShipperProcess:
         ensure_schema(self._conn, OUTBOX_SCHEMA)
         self._conn.execute("DELETE FROM hub_outbox_status")  # an earlier run's is not ours
         self._lock = threading.Lock()
-        self._proc: Optional[subprocess.Popen] = None
+        self._proc: subprocess.Popen | None = None
         self._closed = False
-        self._held: Optional[dict[str, Any]] = None
+        self._held: dict[str, Any] | None = None
 
-    def start(self) -> "ShipperProcess":
+    def start(self) -> ShipperProcess:
         """Start the child; return self."""
         self._proc = subprocess.Popen(self._argv, stdin=subprocess.DEVNULL,
                                       stdout=subprocess.DEVNULL)
         return self
 
     @property
-    def pid(self) -> Optional[int]:
+    def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
     def status(self) -> dict[str, Any]:
@@ -118,7 +118,7 @@ class ShipperProcess:
             self._conn.close()
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """The shipper process: ship until SIGTERM or until the parent is gone."""
     from flowchain.hub.shipper import HubShipper
 

@@ -20,10 +20,11 @@ from __future__ import annotations
 import json
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional, Protocol, Sequence, Union
+from typing import Any, Protocol
 
 import msgspec
 import numpy as np
@@ -31,8 +32,7 @@ import numpy as np
 from flowchain.errors import FlowChainError
 from flowchain.histograms import LatencyHistogram
 from flowchain.hub.merge import empty_counts, histogram_of_counts, merged_counts
-from flowchain.hub.rows import (KINDS, LOCAL_KINDS, AlertRow, Batch, ExecutionRow, IntervalRow,
-                                UsageRow)
+from flowchain.hub.rows import KINDS, LOCAL_KINDS, AlertRow, Batch, ExecutionRow, IntervalRow, UsageRow
 
 ROW_TYPES = {"intervals": IntervalRow, "executions": ExecutionRow, "alerts": AlertRow,
              "usage": UsageRow}
@@ -208,25 +208,25 @@ class HubStore(Protocol):
     def shipped_up_to(self, node_id: str) -> dict[str, int]: ...
 
     def merged_histogram(self, chain: str, step: str = "", *, start_ns: int, end_ns: int,
-                         tenant: Optional[str] = None,
-                         node_ids: Optional[Sequence[str]] = None) -> LatencyHistogram: ...
+                         tenant: str | None = None,
+                         node_ids: Sequence[str] | None = None) -> LatencyHistogram: ...
 
-    def interval_totals(self, *, start_ns: Optional[int] = None, end_ns: Optional[int] = None,
-                        tenant: Optional[str] = None) -> list[IntervalTotal]: ...
+    def interval_totals(self, *, start_ns: int | None = None, end_ns: int | None = None,
+                        tenant: str | None = None) -> list[IntervalTotal]: ...
 
-    def executions(self, *, tenant: Optional[str] = None, chain: Optional[str] = None,
-                   status: Optional[str] = None, limit: int = 100) -> list[ExecutionRow]: ...
+    def executions(self, *, tenant: str | None = None, chain: str | None = None,
+                   status: str | None = None, limit: int = 100) -> list[ExecutionRow]: ...
 
-    def alerts(self, *, tenant: Optional[str] = None, limit: int = 100) -> list[AlertRow]: ...
+    def alerts(self, *, tenant: str | None = None, limit: int = 100) -> list[AlertRow]: ...
 
-    def usage(self, *, tenant: Optional[str] = None) -> list[UsageRow]: ...
+    def usage(self, *, tenant: str | None = None) -> list[UsageRow]: ...
 
-    def for_tenant(self, tenant: str) -> "HubStore": ...
+    def for_tenant(self, tenant: str) -> HubStore: ...
 
     def close(self) -> None: ...
 
 
-def open_store(url_or_path: Union[str, Path], **options: Any) -> HubStore:
+def open_store(url_or_path: str | Path, **options: Any) -> HubStore:
     """Open the hub's store: ``postgresql://...`` (or ``postgres://``) or a SQLite file path.
 
     ``options`` go to :class:`~flowchain.hub.store_pg.PostgresHubStore` or
@@ -279,7 +279,7 @@ class SqlHubStore(ABC):
     tenant: every query also filters on it.
     """
 
-    def __init__(self, tenant: Optional[str] = None) -> None:
+    def __init__(self, tenant: str | None = None) -> None:
         self.tenant = tenant
 
     # -- what a backend provides ------------------------------------------------------------
@@ -300,14 +300,14 @@ class SqlHubStore(ABC):
         """Upsert a node's contact."""
 
     @abstractmethod
-    def for_tenant(self, tenant: str) -> "SqlHubStore":
+    def for_tenant(self, tenant: str) -> SqlHubStore:
         """Return a read-only view that sees only ``tenant``'s rows."""
 
     @abstractmethod
     def close(self) -> None:
         """Release the connections (a view's close leaves its parent's open)."""
 
-    def __enter__(self) -> "SqlHubStore":
+    def __enter__(self) -> SqlHubStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -352,7 +352,7 @@ class SqlHubStore(ABC):
         self._touch(node_id, int(seen_ns), node_json(info))
 
     # -- reads ------------------------------------------------------------------------------
-    def _scope(self, clauses: list[str], args: list, tenant: Optional[str],
+    def _scope(self, clauses: list[str], args: list, tenant: str | None,
                column: str = "tenant") -> None:
         """Add the view's tenant and the asked-for tenant to a WHERE (both when both)."""
         for value in (self.tenant, tenant):
@@ -382,10 +382,10 @@ class SqlHubStore(ABC):
                  for kind, top in self._read(selects, args * len(LOCAL_KINDS))}
         return {kind: found.get(kind, 0) for kind in LOCAL_KINDS}
 
-    def _interval_where(self, *, chain: Optional[str] = None, step: Optional[str] = None,
-                        start_ns: Optional[int] = None, end_ns: Optional[int] = None,
-                        tenant: Optional[str] = None,
-                        node_ids: Optional[Sequence[str]] = None) -> tuple[str, list]:
+    def _interval_where(self, *, chain: str | None = None, step: str | None = None,
+                        start_ns: int | None = None, end_ns: int | None = None,
+                        tenant: str | None = None,
+                        node_ids: Sequence[str] | None = None) -> tuple[str, list]:
         clauses: list[str] = []
         args: list = []
         for column, value in (("chain", chain), ("step", step)):
@@ -409,8 +409,8 @@ class SqlHubStore(ABC):
         return _where(clauses), args
 
     def merged_histogram(self, chain: str, step: str = "", *, start_ns: int, end_ns: int,
-                         tenant: Optional[str] = None,
-                         node_ids: Optional[Sequence[str]] = None) -> LatencyHistogram:
+                         tenant: str | None = None,
+                         node_ids: Sequence[str] | None = None) -> LatencyHistogram:
         """Return the exact HDR merge of the interval histograms of ``chain``'s ``step``.
 
         ``step=''`` is the whole chain. Intervals overlapping [start_ns, end_ns) (epoch ns) are
@@ -434,8 +434,8 @@ class SqlHubStore(ABC):
             raise ValueError(f"hub_intervals of chain {chain!r} step {step!r} in "
                              f"[{start_ns}, {end_ns}): {exc}") from exc
 
-    def _merged(self, chain: str, step: str, start_ns: int, end_ns: int, tenant: Optional[str],
-                node_ids: Optional[Sequence[str]]) -> LatencyHistogram:
+    def _merged(self, chain: str, step: str, start_ns: int, end_ns: int, tenant: str | None,
+                node_ids: Sequence[str] | None) -> LatencyHistogram:
         counts = empty_counts()
         first_hour = (start_ns // ROLLUP_NS + 1) * ROLLUP_NS   # hours starting after start_ns
         last_hour = end_ns // ROLLUP_NS * ROLLUP_NS             # ... and ending by end_ns
@@ -450,7 +450,7 @@ class SqlHubStore(ABC):
         return histogram_of_counts(counts)
 
     def _hours_merged(self, chain: str, step: str, first_hour: int, last_hour: int,
-                      tenant: Optional[str], node_ids: Optional[Sequence[str]]) -> np.ndarray:
+                      tenant: str | None, node_ids: Sequence[str] | None) -> np.ndarray:
         """The merged counts of the intervals starting in [first_hour, last_hour)."""
         hour = f"start_ns / {ROLLUP_NS} * {ROLLUP_NS}"
         where, args = self._interval_where(chain=chain, step=step, tenant=tenant,
@@ -485,7 +485,7 @@ class SqlHubStore(ABC):
         with ThreadPoolExecutor(max_workers=max(1, min(len(keys), os.cpu_count() or 1, 8)),
                                 thread_name_prefix="flowchain-hub-merge") as workers:
             merges = list(workers.map(lambda key: merged_counts(groups[key]), keys))
-        for (n, t, h), merged in zip(keys, merges):
+        for (n, t, h), merged in zip(keys, merges, strict=False):
             texts = groups[(n, t, h)]
             counts += merged
             nz = np.flatnonzero(merged)
@@ -499,8 +499,8 @@ class SqlHubStore(ABC):
                 "counts = excluded.counts WHERE excluded.intervals > hub_rollups.intervals", fresh)
         return counts
 
-    def interval_totals(self, *, start_ns: Optional[int] = None, end_ns: Optional[int] = None,
-                        tenant: Optional[str] = None) -> list[IntervalTotal]:
+    def interval_totals(self, *, start_ns: int | None = None, end_ns: int | None = None,
+                        tenant: str | None = None) -> list[IntervalTotal]:
         """Return count and errors per (node, tenant, chain, step) over the intervals in range."""
         where, args = self._interval_where(start_ns=start_ns, end_ns=end_ns, tenant=tenant)
         keys = "node_id, tenant, chain, chain_id, step"
@@ -509,8 +509,8 @@ class SqlHubStore(ABC):
                     f"SELECT {keys}, sum(count), sum(errors) FROM hub_intervals{where} "
                     f"GROUP BY {keys} ORDER BY {keys}", args)]
 
-    def executions(self, *, tenant: Optional[str] = None, chain: Optional[str] = None,
-                   status: Optional[str] = None, limit: int = 100) -> list[ExecutionRow]:
+    def executions(self, *, tenant: str | None = None, chain: str | None = None,
+                   status: str | None = None, limit: int = 100) -> list[ExecutionRow]:
         """Return stored executions (failed and sampled), newest first."""
         clauses: list[str] = []
         args: list = []
@@ -527,7 +527,7 @@ class SqlHubStore(ABC):
         return [ExecutionRow(*row[:sampled], bool(row[sampled]), *row[sampled + 1:])
                 for row in rows]
 
-    def alerts(self, *, tenant: Optional[str] = None, limit: int = 100) -> list[AlertRow]:
+    def alerts(self, *, tenant: str | None = None, limit: int = 100) -> list[AlertRow]:
         """Return stored warnings, escalations and recoveries, newest first."""
         clauses: list[str] = []
         args: list = []
@@ -537,7 +537,7 @@ class SqlHubStore(ABC):
                           "LIMIT ?", [*args, _limit(limit)])
         return [AlertRow(*row) for row in rows]
 
-    def usage(self, *, tenant: Optional[str] = None) -> list[UsageRow]:
+    def usage(self, *, tenant: str | None = None) -> list[UsageRow]:
         """Return every node's latest usage counters per tenant and period."""
         clauses: list[str] = []
         args: list = []

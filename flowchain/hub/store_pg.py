@@ -25,7 +25,7 @@ import hashlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Optional, TypeVar
+from typing import Any, TypeVar
 
 from flowchain.hub.rows import KINDS, Batch
 from flowchain.hub.store import (
@@ -178,8 +178,8 @@ class PostgresHubStore(SqlHubStore):
     """
 
     def __init__(self, url: str, *, max_size: int = 8,
-                 timeout_s: float = 10.0, _parent: Optional["PostgresHubStore"] = None,
-                 _tenant: Optional[str] = None) -> None:
+                 timeout_s: float = 10.0, _parent: PostgresHubStore | None = None,
+                 _tenant: str | None = None) -> None:
         super().__init__(_tenant)
         import psycopg
 
@@ -187,7 +187,7 @@ class PostgresHubStore(SqlHubStore):
         self.url = url
         if _parent is not None:
             self._pool = _parent._pool
-            self._role: Optional[str] = tenant_role(_tenant) if _tenant is not None else None
+            self._role: str | None = tenant_role(_tenant) if _tenant is not None else None
             return
         self._role = None
         connect_timeout = max(1, int(timeout_s))
@@ -222,7 +222,7 @@ class PostgresHubStore(SqlHubStore):
                 conn.execute(statement)
             conn.execute("INSERT INTO hub_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
 
-    def for_tenant(self, tenant: str) -> "PostgresHubStore":
+    def for_tenant(self, tenant: str) -> PostgresHubStore:
         """Return a read-only view of ``tenant``: its queries run as the tenant's role.
 
         The role is created (NOLOGIN, SELECT only) and granted to the hub's login on first use.

@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from flowchain.hub.rows import KINDS, Batch
-from flowchain.hub.store import (SCHEMA, HubStoreUnavailable, IngestResult, SqlHubStore,
-                                 batch_rows, batch_tenants, ingest_result, insert_sql)
+from flowchain.hub.store import (
+    SCHEMA,
+    HubStoreUnavailable,
+    IngestResult,
+    SqlHubStore,
+    batch_rows,
+    batch_tenants,
+    ingest_result,
+    insert_sql,
+)
 from flowchain.store import StoreError, ensure_schema, open_database, transaction
 
 DEFAULT_BUSY_TIMEOUT_MS = 10_000
@@ -40,7 +49,7 @@ class SqliteHubStore(SqlHubStore):
     """
 
     def __init__(self, path: Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
-                 _shared: Optional[_Shared] = None, _tenant: Optional[str] = None) -> None:
+                 _shared: _Shared | None = None, _tenant: str | None = None) -> None:
         super().__init__(_tenant)
         self.path = Path(path)
         if _shared is None:
@@ -57,7 +66,7 @@ class SqliteHubStore(SqlHubStore):
         view = f", tenant={self.tenant!r}" if self.tenant is not None else ""
         return f"SqliteHubStore({str(self.path)!r}{view})"
 
-    def for_tenant(self, tenant: str) -> "SqliteHubStore":
+    def for_tenant(self, tenant: str) -> SqliteHubStore:
         if not tenant:
             raise ValueError("tenant must be a non-empty string")
         if self.tenant is not None and tenant != self.tenant:

@@ -25,7 +25,8 @@ import asyncio
 import json
 import logging
 import math
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -33,8 +34,7 @@ from flowchain.context import UserContext
 from flowchain.errors import ChainValidationError, UnknownChainError
 from flowchain.hub.ingest_api import STORE_KEY, TOKENS_KEY, bearer_token
 from flowchain.hub.store import HubStoreError
-from flowchain.hub.workflows import (OptimizerUnavailable, UnknownExecutionError,
-                                     WorkflowService)
+from flowchain.hub.workflows import OptimizerUnavailable, UnknownExecutionError, WorkflowService
 from flowchain.tenancy import FeatureGatedError, QuotaExceeded, UnknownTenantError
 
 log = logging.getLogger("flowchain.hub.workflows")
@@ -246,7 +246,7 @@ async def suggestions(request: web.Request, service: WorkflowService,
                                              request.match_info["name"]))
 
 
-def add_workflow_routes(app: web.Application, service: Optional[WorkflowService] = None) -> None:
+def add_workflow_routes(app: web.Application, service: WorkflowService | None = None) -> None:
     """Add the workflow routes to the hub's ``app``.
 
     Without ``service``, one is made over the app's store with the shipped tiers and closed

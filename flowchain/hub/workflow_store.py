@@ -21,8 +21,9 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from flowchain.hub.auth import token_hash
 from flowchain.hub.store import HubStoreUnavailable
@@ -81,7 +82,7 @@ class TenantRecord:
     tenant: str
     tier: str
     created_ns: int
-    deleted_ns: Optional[int]
+    deleted_ns: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +107,8 @@ class StoredExecution:
     hub_id: str
     status: str
     start_ns: int
-    duration_ns: Optional[int]
-    failed_step: Optional[str]
+    duration_ns: int | None
+    failed_step: str | None
     record: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
@@ -134,8 +135,8 @@ class _Sql:
         self.store = store
         self.postgres = hasattr(store, "_pool")
 
-    def run(self, sql: str, args: Sequence[Any] = (), *, role: Optional[str] = None,
-            many: Optional[Sequence[Sequence[Any]]] = None) -> list[tuple]:
+    def run(self, sql: str, args: Sequence[Any] = (), *, role: str | None = None,
+            many: Sequence[Sequence[Any]] | None = None) -> list[tuple]:
         """Run one statement in a transaction (as ``role`` in PostgreSQL); return its rows."""
         if self.postgres:
             return self._run_pg(sql, args, role, many)
@@ -154,8 +155,8 @@ class _Sql:
                 raise HubStoreUnavailable(f"hub database {str(self.store.path)!r}: "
                                           f"{exc}") from exc
 
-    def _run_pg(self, sql: str, args: Sequence[Any], role: Optional[str],
-                many: Optional[Sequence[Sequence[Any]]]) -> list[tuple]:
+    def _run_pg(self, sql: str, args: Sequence[Any], role: str | None,
+                many: Sequence[Sequence[Any]] | None) -> list[tuple]:
         from psycopg import sql as pgsql
 
         statement = sql.replace("?", "%s")
@@ -264,7 +265,7 @@ class WorkflowStore:
                              "AND deleted_ns IS NULL RETURNING tenant", (time.time_ns(), tenant))
         return bool(rows)
 
-    def tenant(self, tenant: str) -> Optional[TenantRecord]:
+    def tenant(self, tenant: str) -> TenantRecord | None:
         rows = self._sql.run("SELECT tenant, tier, created_ns, deleted_ns FROM "
                              "hub_workflow_tenants WHERE tenant = ?", (tenant,))
         return TenantRecord(*rows[0]) if rows else None
@@ -275,7 +276,7 @@ class WorkflowStore:
             "SELECT tenant, tier, created_ns, deleted_ns FROM hub_workflow_tenants "
             "ORDER BY tenant")]
 
-    def tenant_of_token(self, token: str) -> Optional[TenantRecord]:
+    def tenant_of_token(self, token: str) -> TenantRecord | None:
         """The tenant whose token this is (deleted or not), or None.
 
         The token is hashed before the lookup, so nothing about the token itself is compared
@@ -287,7 +288,7 @@ class WorkflowStore:
 
     # ------------------------------------------------------------------ views
 
-    def for_tenant(self, tenant: str) -> "TenantWorkflows":
+    def for_tenant(self, tenant: str) -> TenantWorkflows:
         """A view that reads and writes only ``tenant``'s chains and executions."""
         role = None
         if self._sql.postgres:
@@ -316,7 +317,7 @@ class TenantWorkflows:
     """One tenant's chains and executions (every statement filtered on the tenant; in
     PostgreSQL run as the tenant's role under row-level security)."""
 
-    def __init__(self, sql: _Sql, tenant: str, role: Optional[str]) -> None:
+    def __init__(self, sql: _Sql, tenant: str, role: str | None) -> None:
         self._sql = sql
         self.tenant = tenant
         self._role = role
@@ -350,12 +351,12 @@ class TenantWorkflows:
             (self.tenant, e.execution_id, e.workflow, e.chain_id, e.user_id, e.hub_id, e.status,
              e.start_ns, e.duration_ns, e.failed_step, json.dumps(e.record)))
 
-    def execution(self, execution_id: str) -> Optional[StoredExecution]:
+    def execution(self, execution_id: str) -> StoredExecution | None:
         rows = self._run(f"SELECT {_EXECUTION_COLUMNS} FROM hub_workflow_executions WHERE "
                          "tenant = ? AND execution_id = ?", (self.tenant, execution_id))
         return _execution(rows[0]) if rows else None
 
-    def executions(self, *, user: Optional[str] = None, workflow: Optional[str] = None,
+    def executions(self, *, user: str | None = None, workflow: str | None = None,
                    since_ns: int = 0, limit: int = 10_000) -> list[StoredExecution]:
         """The tenant's executions (of one user, one workflow), newest first."""
         where, args = ["tenant = ?", "start_ns >= ?"], [self.tenant, since_ns]

@@ -34,7 +34,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 from flowchain._native import engine
 from flowchain.chain import ChainDefinition, dump_chains, load_chains
@@ -79,13 +79,13 @@ class LiveExecution:
     workflow: str
     chain_id: str
     start_ns: int
-    future: "Future[StoredExecution]" = field(repr=False)
-    seq: Optional[int] = None
+    future: Future[StoredExecution] = field(repr=False)
+    seq: int | None = None
     state: str = "queued"
     output: Any = None
 
 
-def parse_definition(definition: Union[str, dict, list], tenant: str) -> list[ChainDefinition]:
+def parse_definition(definition: str | dict | list, tenant: str) -> list[ChainDefinition]:
     """Return the chains of a tenant's definition: YAML text (JSON text is YAML too) or a
     mapping as parsed from JSON (chain name -> chain, optionally under ``Data_Flow_Chains``).
 
@@ -131,10 +131,10 @@ class WorkflowService:
         A history database for the optimizer's suggestions (``flowchain.optimizer``).
     """
 
-    def __init__(self, store: Any, *, tiers: Optional[TierSet] = None,
-                 components: Optional[ComponentRegistry] = None,
-                 threads: int = DEFAULT_THREADS, hub_id: Optional[str] = None,
-                 optimizer_db: Union[str, Path, None] = None) -> None:
+    def __init__(self, store: Any, *, tiers: TierSet | None = None,
+                 components: ComponentRegistry | None = None,
+                 threads: int = DEFAULT_THREADS, hub_id: str | None = None,
+                 optimizer_db: str | Path | None = None) -> None:
         self.workflows = WorkflowStore(store)
         self.manager = TenantManager(tiers, components=components)
         self.hub_id = hub_id or _hub_id()
@@ -178,7 +178,7 @@ class WorkflowService:
 
     # ------------------------------------------------------------------ registration
 
-    def register_business_chain(self, definition: Union[str, dict],
+    def register_business_chain(self, definition: str | dict,
                                 tenant_context: UserContext) -> list[dict[str, Any]]:
         """Validate, gate and register a tenant's chains (all or none); store them.
 
@@ -204,7 +204,7 @@ class WorkflowService:
         view = self.workflows.for_tenant(tenant)
         out = []
         now = time.time_ns()
-        for definition, chain_id in zip(definitions, ids):
+        for definition, chain_id in zip(definitions, ids, strict=False):
             version = self._version(tenant, definition.name, chain_id)
             view.save_chain(StoredChain(chain_id, definition.name, str(version),
                                         dump_chains([definition]), now))
@@ -288,8 +288,8 @@ class WorkflowService:
         tenant = live.tenant
         isolation = self.manager.tier_of(tenant).isolation
         call = self.manager.runner(tenant, live.chain_id, live.user)
-        record: Optional[ChainExecution] = None
-        error: Optional[str] = None
+        record: ChainExecution | None = None
+        error: str | None = None
         output: Any = None
         if isolation == "process":
             live.state = "running"  # the worker takes one request at a time, in order
@@ -333,8 +333,8 @@ class WorkflowService:
                 held = self._runner_locks[id(runner)] = (runner, threading.Lock())
             return held[1]
 
-    def _stored(self, live: LiveExecution, record: Optional[ChainExecution], output: Any,
-                error: Optional[str]) -> StoredExecution:
+    def _stored(self, live: LiveExecution, record: ChainExecution | None, output: Any,
+                error: str | None) -> StoredExecution:
         if record is None:
             detail: dict[str, Any] = {"error": error or "the execution's record is gone",
                                       "steps": [], "completed_steps": [], "progress": 0.0}

@@ -10,11 +10,10 @@ returns a :class:`~flowchain.ingest.storage.StorageConfirmation`.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
 
 import numpy as np
-
 from flowchain_bridge.ticks import TICK_DTYPE
 
 Payload = bytes | bytearray | memoryview | np.ndarray
@@ -56,7 +55,7 @@ class RawTickBatch:
     symbol: str
     first_seq: int
     payload: Payload
-    seqs: Optional[np.ndarray] = None
+    seqs: np.ndarray | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -19,9 +19,10 @@ import gc
 import itertools
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from statistics import median
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from hdrh.histogram import HdrHistogram

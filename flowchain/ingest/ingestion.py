@@ -11,10 +11,10 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
+from flowchain_bridge.ticks import TICK_DTYPE
 
 from flowchain.ingest.batch import BatchStage, RawTickBatch, TickBatch
 from flowchain.ingest.errors import BatchDecodeError
-from flowchain_bridge.ticks import TICK_DTYPE
 
 _ITEM = TICK_DTYPE.itemsize
 DECODE_REASONS = ("bad_symbol", "bad_seq", "size_not_multiple", "wrong_dtype", "wrong_shape",

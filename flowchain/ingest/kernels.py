@@ -8,9 +8,8 @@ the components call it from their constructors and no batch pays for compilation
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
-
 from flowchain_bridge import ticks as _ticks
+from numba import njit
 
 tick_fault = njit(cache=True, nogil=True)(_ticks.tick_fault)
 """The compiled twin of :func:`flowchain_bridge.ticks.tick_fault` (the one definition of the quote
@@ -112,8 +111,9 @@ def ohlc_bars(time_msc, price, volume, bar_ms, start, open_, high, low, close, c
 
 def warm_up() -> None:
     """Compile (or load from cache) every kernel for the types the chain passes."""
-    from flowchain.store import BAR_DTYPE
     from flowchain_bridge.ticks import TICK_DTYPE
+
+    from flowchain.store import BAR_DTYPE
 
     ticks = np.zeros(2, dtype=TICK_DTYPE)
     ticks["bid"], ticks["ask"], ticks["time_msc"] = 1.0, 1.0, 1

@@ -10,7 +10,7 @@ far; the store upserts them.
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

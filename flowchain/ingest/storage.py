@@ -11,15 +11,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Optional, Union
 
 from flowchain.ingest.batch import BatchStage, TickBatch
 from flowchain.ingest.errors import BatchStageError
 from flowchain.ingest.validation import reason_name
-from flowchain.store import (ensure_schema, insert_quarantine, insert_ticks, open_database,
-                             transaction, upsert_bars)
+from flowchain.store import ensure_schema, insert_quarantine, insert_ticks, open_database, transaction, upsert_bars
 
 DEFAULT_DATABASE = "flowchain.db"
 """The database file DatabaseService opens when given none and ``FLOWCHAIN_DB`` is unset."""
@@ -75,13 +74,13 @@ class DatabaseService:
     move between threads but is used by one at a time.
     """
 
-    def __init__(self, database: Union[str, Path, sqlite3.Connection, None] = None) -> None:
-        self._conn: Optional[sqlite3.Connection] = None
+    def __init__(self, database: str | Path | sqlite3.Connection | None = None) -> None:
+        self._conn: sqlite3.Connection | None = None
         self._owns_connection = False
         if isinstance(database, sqlite3.Connection):
             self._conn = database
             ensure_schema(database)
-            self.path: Optional[Path] = None
+            self.path: Path | None = None
         else:
             self.path = Path(database or os.environ.get("FLOWCHAIN_DB") or DEFAULT_DATABASE)
         self.batches_written = 0
@@ -110,7 +109,7 @@ class DatabaseService:
             self._conn.close()
             self._conn = None
 
-    def __enter__(self) -> "DatabaseService":
+    def __enter__(self) -> DatabaseService:
         return self
 
     def __exit__(self, *exc: object) -> None:

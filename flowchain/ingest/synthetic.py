@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 from flowchain_bridge.ticks import TICK_DTYPE, TICK_FLAG_ASK, TICK_FLAG_BID
 
 DEFAULT_START_MSC = 1_767_225_600_000

@@ -47,14 +47,15 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+from flowchain_bridge.ticks import TICK_FAULTS
 
 from flowchain.ingest import kernels
 from flowchain.ingest.batch import BatchStage, TickBatch
 from flowchain.ingest.errors import BatchStageError
-from flowchain_bridge.ticks import TICK_FAULTS
 
 REJECT_REASONS: tuple[str, ...] = TICK_FAULTS + ("future", "out_of_order", "duplicate")
 """Reject reasons in the order they are checked; reason code ``i + 1`` is ``REJECT_REASONS[i]``

@@ -9,8 +9,9 @@ from the engine's clock to the epoch (:func:`engine_to_epoch_offset`). Nothing h
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any
 
 import numpy as np
 
@@ -82,7 +83,7 @@ class RingTail:
         self.lost = 0
         self._mask = self.ring.capacity - 1
 
-    def read(self, limit: Optional[int] = None) -> CompletedRows:
+    def read(self, limit: int | None = None) -> CompletedRows:
         """Return the executions completed since the last read (up to ``limit``).
 
         Reading stops at the first execution still running, so every execution is returned

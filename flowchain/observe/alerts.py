@@ -15,8 +15,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger("flowchain.alerts")
 
@@ -89,7 +90,7 @@ class LogSink:
         Where to log; ``flowchain.alerts`` by default.
     """
 
-    def __init__(self, logger: Optional[logging.Logger] = None) -> None:
+    def __init__(self, logger: logging.Logger | None = None) -> None:
         self.logger = logger if logger is not None else log
 
     def emit(self, event: AlertEvent) -> None:
@@ -155,7 +156,7 @@ class WebhookSink:
 
     def __init__(self, url: str, *, retries: int = 3, backoff_s: float = 0.2,
                  max_backoff_s: float = 5.0, timeout_s: float = 2.0, queue_size: int = 1000,
-                 headers: Optional[dict[str, str]] = None) -> None:
+                 headers: dict[str, str] | None = None) -> None:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"webhook URL {url!r} is not http:// or https://; give a full URL")
         if retries < 0 or backoff_s < 0 or timeout_s <= 0 or queue_size < 1:
@@ -170,7 +171,7 @@ class WebhookSink:
         self.headers = {"Content-Type": "application/json", **(headers or {})}
         self.counters = {"sent": 0, "retried": 0, "failed": 0, "rejected": 0,
                          "dropped_queue_full": 0}
-        self._queue: "queue.Queue[Optional[AlertEvent]]" = queue.Queue(maxsize=queue_size)
+        self._queue: queue.Queue[AlertEvent | None] = queue.Queue(maxsize=queue_size)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="flowchain-webhook", daemon=True)
         self._thread.start()
@@ -240,7 +241,7 @@ class MemorySink:
     def __init__(self, capacity: int = 200) -> None:
         from collections import deque
 
-        self.events: "deque[AlertEvent]" = deque(maxlen=capacity)
+        self.events: deque[AlertEvent] = deque(maxlen=capacity)
         self._lock = threading.Lock()
 
     def emit(self, event: AlertEvent) -> None:

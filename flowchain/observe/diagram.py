@@ -10,8 +10,9 @@ Statuses: ``ok`` (p99 within the expected duration), ``slow`` (p99 above it), ``
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from flowchain.chain import ChainDefinition
@@ -49,7 +50,7 @@ class StepView:
     output: str
     expected_ns: int
     status: str
-    figures: Optional[StepFigures]
+    figures: StepFigures | None
 
 
 def format_ns(ns: float) -> str:
@@ -63,7 +64,7 @@ def format_ns(ns: float) -> str:
     return f"{ns / 1e9:.3g} s"
 
 
-def status_of(expected_ns: int, figures: Optional[StepFigures]) -> str:
+def status_of(expected_ns: int, figures: StepFigures | None) -> str:
     """Return a step's display status from its figures (see the module docstring)."""
     if figures is None or (figures.count == 0 and figures.errors == 0):
         return "idle"
@@ -105,7 +106,7 @@ def figures_from_history(reader: Any, chain: str, **range_args: Any) -> dict[str
 
 
 def step_views(definition: ChainDefinition,
-               figures: Optional[Mapping[str, StepFigures]] = None) -> list[StepView]:
+               figures: Mapping[str, StepFigures] | None = None) -> list[StepView]:
     """Return the steps as drawn: contracts, expected durations, statuses and figures."""
     figures = figures or {}
     views = []
@@ -240,7 +241,7 @@ def _edge(x1: float, x2: float, y: float, label: str) -> str:
 
 
 def render(definition: ChainDefinition, fmt: str = "svg",
-           figures: Optional[Mapping[str, StepFigures]] = None) -> str:
+           figures: Mapping[str, StepFigures] | None = None) -> str:
     """Return the chain drawn in ``fmt`` (``svg``, ``mermaid`` or ``dot``).
 
     Raises

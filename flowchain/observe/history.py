@@ -29,15 +29,15 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any
 
 import numpy as np
 
 from flowchain.histograms import LatencyHistogram
-from flowchain.observe._reader import (STATUS_SUCCEEDED, RingTail, bucket_values,
-                                       built_runners, engine_to_epoch_offset)
+from flowchain.observe._reader import STATUS_SUCCEEDED, RingTail, bucket_values, built_runners, engine_to_epoch_offset
 from flowchain.periodic import PeriodicThread
 
 log = logging.getLogger("flowchain.history")
@@ -108,7 +108,7 @@ HISTORY_SCHEMA: tuple[str, ...] = (
 _ADDED_COLUMNS = (("latency_intervals", "failure_histogram", "TEXT"),)
 """Columns added since a table was first written: :func:`open_history` adds them to old files."""
 
-DatabasePath = Union[str, Path]
+DatabasePath = str | Path
 
 
 def open_history(path: DatabasePath, readonly: bool = False) -> sqlite3.Connection:
@@ -203,7 +203,7 @@ class HistoryWriter:
         When ``interval_s`` is not positive or ``sample_rate`` is outside 0..1.
     """
 
-    def __init__(self, registries: Union[Any, Mapping[str, Any]], path: DatabasePath, *,
+    def __init__(self, registries: Any | Mapping[str, Any], path: DatabasePath, *,
                  interval_s: float = 10.0, sample_rate: float = 0.001,
                  record_failed_inputs: bool = True,
                  failed_inputs_per_interval: int = 20) -> None:
@@ -236,7 +236,7 @@ class HistoryWriter:
 
     # ------------------------------------------------------------------ driving
 
-    def start(self) -> "HistoryWriter":
+    def start(self) -> HistoryWriter:
         """Flush every ``interval_s`` in a daemon thread until :meth:`close`."""
         self._periodic.start()
         return self
@@ -500,7 +500,7 @@ class StepHistory:
     chain: str
     step: str
     step_index: int
-    expected_ns: Optional[int]
+    expected_ns: int | None
     errors: int
     histogram: LatencyHistogram
     failure_histogram: LatencyHistogram = field(default_factory=LatencyHistogram)
@@ -541,15 +541,15 @@ class HistoryReader:
     def close(self) -> None:
         self.conn.close()
 
-    def __enter__(self) -> "HistoryReader":
+    def __enter__(self) -> HistoryReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     @staticmethod
-    def _where(chain: Optional[str], step: Optional[str], tenant: Optional[str],
-               since_ns: Optional[int], until_ns: Optional[int]) -> tuple[str, list]:
+    def _where(chain: str | None, step: str | None, tenant: str | None,
+               since_ns: int | None, until_ns: int | None) -> tuple[str, list]:
         clauses, args = [], []
         for column, value in (("chain", chain), ("step", step), ("tenant", tenant)):
             if value is not None:
@@ -573,14 +573,14 @@ class HistoryReader:
         return [r[0] for r in self.conn.execute(
             "SELECT DISTINCT tenant FROM latency_intervals ORDER BY tenant")]
 
-    def time_range(self) -> tuple[Optional[int], Optional[int]]:
+    def time_range(self) -> tuple[int | None, int | None]:
         """Return the (first start, last end) epoch ns of the stored intervals."""
         row = self.conn.execute("SELECT min(start_ns), max(end_ns) FROM latency_intervals").fetchone()
         return row[0], row[1]
 
-    def histogram(self, chain: str, step: Optional[str] = CHAIN_ROW, *,
-                  tenant: Optional[str] = None, since_ns: Optional[int] = None,
-                  until_ns: Optional[int] = None, outcome: str = "success") -> LatencyHistogram:
+    def histogram(self, chain: str, step: str | None = CHAIN_ROW, *,
+                  tenant: str | None = None, since_ns: int | None = None,
+                  until_ns: int | None = None, outcome: str = "success") -> LatencyHistogram:
         """Return the merged histogram of a chain (``step=''``) or a step over a range.
 
         ``tenant=None`` merges every tenant; intervals overlapping the range are included.
@@ -602,9 +602,9 @@ class HistoryReader:
                 merged.merge(LatencyHistogram.decode(encoded))
         return merged
 
-    def steps(self, chain: str, *, tenant: Optional[str] = None,
-              since_ns: Optional[int] = None,
-              until_ns: Optional[int] = None) -> list[StepHistory]:
+    def steps(self, chain: str, *, tenant: str | None = None,
+              since_ns: int | None = None,
+              until_ns: int | None = None) -> list[StepHistory]:
         """Return every step's merged history in step order, then the whole chain's."""
         where, args = self._where(chain, None, tenant, since_ns, until_ns)
         found: dict[tuple[int, str], list] = {}
@@ -621,9 +621,9 @@ class HistoryReader:
         return [StepHistory(chain, step, -1 if index == 1 << 30 else index, e, err, h, fh)
                 for (index, step), (e, err, h, fh) in sorted(found.items())]
 
-    def trend(self, chain: str, step: Optional[str] = CHAIN_ROW, *, bucket_s: float = 60.0,
-              tenant: Optional[str] = None, since_ns: Optional[int] = None,
-              until_ns: Optional[int] = None) -> list[dict[str, Any]]:
+    def trend(self, chain: str, step: str | None = CHAIN_ROW, *, bucket_s: float = 60.0,
+              tenant: str | None = None, since_ns: int | None = None,
+              until_ns: int | None = None) -> list[dict[str, Any]]:
         """Return per time bucket: count, errors, throughput (/s), error rate, p50/p99 (ns).
 
         ``p50_ns``/``p99_ns`` are of successful executions (0 when a bucket has none),
@@ -667,7 +667,7 @@ class HistoryReader:
                         "failure_p50_ns": fps[50.0], "failure_p99_ns": fps[99.0]})
         return out
 
-    def executions(self, chain: Optional[str] = None, *, status: Optional[str] = None,
+    def executions(self, chain: str | None = None, *, status: str | None = None,
                    limit: int = 50) -> list[dict[str, Any]]:
         """Return stored execution records (failed and sampled), newest first."""
         clauses, args = [], []
@@ -689,12 +689,12 @@ class HistoryReader:
             out.append(data)
         return out
 
-    def failures(self, chain: Optional[str] = None, limit: int = 50) -> list[dict[str, Any]]:
+    def failures(self, chain: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Return stored failed executions with their context, newest first."""
         return self.executions(chain, status="failed", limit=limit)
 
-    def alerts(self, chain: Optional[str] = None, *, kind: Optional[str] = None,
-               since_ns: Optional[int] = None, until_ns: Optional[int] = None,
+    def alerts(self, chain: str | None = None, *, kind: str | None = None,
+               since_ns: int | None = None, until_ns: int | None = None,
                limit: int = 1000) -> list[dict[str, Any]]:
         """Return stored warnings, escalations and recoveries with their spans, oldest first.
 
@@ -730,14 +730,14 @@ class HistoryReader:
                         "run_last_ns": None if end is not None else self._run_last(run_id)})
         return out
 
-    def _run_last(self, run_id: str) -> Optional[int]:
+    def _run_last(self, run_id: str) -> int | None:
         """The end of a run's last stored interval (how long an open escalation lasted at least)."""
         row = self.conn.execute("SELECT max(end_ns) FROM latency_intervals WHERE run_id = ?",
                                 (run_id,)).fetchone()
         return row[0] if row else None
 
 
-def parse_since(text: Optional[str], now_ns: Optional[int] = None) -> Optional[int]:
+def parse_since(text: str | None, now_ns: int | None = None) -> int | None:
     """Parse ``--since``: ``30s``, ``15m``, ``2h``, ``7d`` ago, or an ISO-8601 date-time.
 
     Returns epoch ns, or None for None/empty.

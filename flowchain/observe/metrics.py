@@ -31,13 +31,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Optional, Union
+from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
-from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
-                                    HistogramMetricFamily, Metric)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from flowchain.observe._reader import bucket_values, built_runners
 from flowchain.periodic import PeriodicThread
@@ -69,7 +69,7 @@ class HdrToBuckets:
         cumulative = np.concatenate(([0], np.cumsum(counts, dtype=np.int64)))
         total = int(cumulative[-1])
         cuts = np.minimum(self._cut, len(counts))
-        buckets = [(label, float(cumulative[cut])) for label, cut in zip(self._labels, cuts)]
+        buckets = [(label, float(cumulative[cut])) for label, cut in zip(self._labels, cuts, strict=False)]
         buckets.append(("+Inf", float(total)))
         total_ns = float(np.dot(counts.astype(np.float64), self._median[: len(counts)]))
         return buckets, total_ns / 1e9, total
@@ -170,7 +170,7 @@ class FlowChainCollector:
     >>> prom.register(FlowChainCollector(registry, [feed_metrics({"sim": feed})]))
     """
 
-    def __init__(self, registries: Union[Any, Mapping[str, Any]],
+    def __init__(self, registries: Any | Mapping[str, Any],
                  providers: Iterable[Provider] = (), monitors: Any = None) -> None:
         if isinstance(registries, Mapping):
             self.registries = dict(registries)
@@ -414,9 +414,9 @@ class ExpositionCache:
         self.idle_s = idle_s
         self.clock = clock
         self.counters = {"renders": 0, "inline_renders": 0, "served": 0, "render_errors": 0}
-        self._body: Optional[bytes] = None
+        self._body: bytes | None = None
         self._rendered_at = 0.0
-        self._requested_at: Optional[float] = None
+        self._requested_at: float | None = None
         self._lock = threading.Lock()
         self._closing = False
         self._periodic = PeriodicThread(self._refresh, refresh_s, "flowchain-metrics")
@@ -465,7 +465,7 @@ class ExpositionCache:
             self.counters["render_errors"] += 1
             log.exception("rendering the metrics exposition failed")
 
-    def start(self) -> "ExpositionCache":
+    def start(self) -> ExpositionCache:
         """Render in the background every ``refresh_s`` until :meth:`close`."""
         self._closing = False
         self._periodic.start()
@@ -508,8 +508,8 @@ class MetricsServer:
             self._server.shutdown()
             self._server.server_close()
 
-    def __enter__(self) -> "MetricsServer":
+    def __enter__(self) -> MetricsServer:
         return self
 
-    def __exit__(self, *exc: Optional[object]) -> None:
+    def __exit__(self, *exc: object | None) -> None:
         self.close()

@@ -32,15 +32,15 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
 from flowchain.chain import ChainDefinition
 from flowchain.observe._reader import RingTail, built_runners
-from flowchain.observe.alerts import (ESCALATION, RECOVERY, SLOW_STEP, AlertEvent, AlertSink,
-                                      MemorySink)
+from flowchain.observe.alerts import ESCALATION, RECOVERY, SLOW_STEP, AlertEvent, AlertSink, MemorySink
 from flowchain.periodic import PeriodicThread
 
 log = logging.getLogger("flowchain.monitor")
@@ -81,7 +81,7 @@ class Escalation:
     repeats: int
     message: str
 
-    def to_dict(self, now_ns: Optional[int] = None) -> dict[str, Any]:
+    def to_dict(self, now_ns: int | None = None) -> dict[str, Any]:
         """Return a JSON-ready description, with ``duration_s`` up to ``now_ns`` (now)."""
         now = time.time_ns() if now_ns is None else now_ns
         return {"tenant": self.tenant, "chain": self.chain, "chain_id": self.chain_id,
@@ -111,7 +111,7 @@ class _ChainWatch:
         self.escalated = np.zeros(n, dtype=bool)
         self.last_warning = np.full(n, -np.inf)
         self.suppressed = np.zeros(n, dtype=np.int64)
-        self.worst: list[Optional[tuple[int, int]]] = [None] * n
+        self.worst: list[tuple[int, int] | None] = [None] * n
         self.slow_total = np.zeros(n, dtype=np.int64)
         self.slow_since = np.zeros(n, dtype=np.int64)     # wall ns a warning's slow run began
         self.escalated_at = np.zeros(n, dtype=np.int64)   # wall ns of each escalation's start
@@ -216,7 +216,7 @@ class Monitor:
             self._emit(event)
         return events
 
-    def start(self) -> "Monitor":
+    def start(self) -> Monitor:
         """Poll every ``interval_s`` in a daemon thread until :meth:`stop`."""
         self._periodic.start()
         return self
@@ -408,7 +408,7 @@ class Monitor:
         """Whether step ``step_index`` of chain ``chain_id`` is escalated now."""
         return (chain_id, step_index) in self._escalations
 
-    def throughput(self, chain_id: str) -> dict[str, Optional[float]]:
+    def throughput(self, chain_id: str) -> dict[str, float | None]:
         """Return executions per second over the last 1 s and 10 s of the monitor's clock.
 
         Keys ``per_1s`` and ``per_10s``. Each rate is the change in executions between the
@@ -420,7 +420,7 @@ class Monitor:
         with self._lock:
             watch = self._watches.get(chain_id)
             samples = list(watch.executions) if watch is not None else []
-        out: dict[str, Optional[float]] = {}
+        out: dict[str, float | None] = {}
         for window in THROUGHPUT_WINDOWS_S:
             key = f"per_{window:g}s"
             if len(samples) < 2:

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Mapping, Union
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from flowchain.execution import ChainExecution, ExecutionStatus
-from flowchain.observe._reader import (STATUS_SUCCEEDED, RingTail, built_runners,
-                                       engine_to_epoch_offset)
+from flowchain.observe._reader import STATUS_SUCCEEDED, RingTail, built_runners, engine_to_epoch_offset
 from flowchain.periodic import PeriodicThread
 
 log = logging.getLogger("flowchain.otel")
@@ -46,7 +46,7 @@ class TraceExporter:
         When ``sample_rate`` is outside 0..1 or ``interval_s`` is not positive.
     """
 
-    def __init__(self, registries: Union[Any, Mapping[str, Any]], tracer_provider: Any = None,
+    def __init__(self, registries: Any | Mapping[str, Any], tracer_provider: Any = None,
                  *, sample_rate: float = 0.01, interval_s: float = 1.0) -> None:
         if not 0.0 <= sample_rate <= 1.0:
             raise ValueError(f"sample_rate is a fraction in [0, 1], got {sample_rate}")
@@ -146,7 +146,7 @@ class TraceExporter:
 
     # ------------------------------------------------------------------ thread
 
-    def start(self) -> "TraceExporter":
+    def start(self) -> TraceExporter:
         """Export every ``interval_s`` in a daemon thread until :meth:`stop`."""
         self._periodic.start()
         return self

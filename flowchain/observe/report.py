@@ -14,7 +14,8 @@ from __future__ import annotations
 import html
 import math
 import time
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from flowchain.observe.diagram import format_ns
 from flowchain.observe.history import HistoryReader, StepHistory
@@ -49,7 +50,7 @@ def line_chart(series: Sequence[tuple[str, Sequence[float], Sequence[float]]], *
                height: int = 300) -> str:
     """Return an inline SVG line chart of ``(name, xs, ys)`` series with a legend."""
     left, right, top, bottom = 70, 170, 28, 36
-    pts = [(x, y) for _, xs, ys in series for x, y in zip(xs, ys)]
+    pts = [(x, y) for _, xs, ys in series for x, y in zip(xs, ys, strict=False)]
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" '
              f'height="{height}" viewBox="0 0 {width} {height}" font-size="11" '
              f'font-family="Helvetica, Arial, sans-serif">',
@@ -96,7 +97,7 @@ def line_chart(series: Sequence[tuple[str, Sequence[float], Sequence[float]]], *
         color = PALETTE[i % len(PALETTE)]
         if xs:
             path = " ".join(f"{'M' if j == 0 else 'L'}{sx(x):.1f},{sy(y):.1f}"
-                            for j, (x, y) in enumerate(zip(xs, vals)))
+                            for j, (x, y) in enumerate(zip(xs, vals, strict=False)))
             parts.append(f'<path d="{path}" fill="none" stroke="{color}" stroke-width="1.6" '
                          f'class="series" data-series="{_esc(name)}"/>')
         ly = top + 12 + 15 * i
@@ -120,7 +121,7 @@ def _time_ticks(start_ns: int, end_ns: int) -> list[tuple[float, str]]:
             for k in range(5)]
 
 
-def _bucket_seconds(start_ns: Optional[int], end_ns: Optional[int]) -> float:
+def _bucket_seconds(start_ns: int | None, end_ns: int | None) -> float:
     if start_ns is None or end_ns is None:
         return 60.0
     span = (end_ns - start_ns) / 1e9
@@ -138,7 +139,7 @@ def _latency(hist: Any, value: int) -> str:
 def _points(xs: Sequence[float], ys: Sequence[int],
             counts: Sequence[int]) -> tuple[list[float], list[int]]:
     """The (x, y) points of a trend whose bucket has data: an empty bucket is a gap."""
-    kept = [(x, y) for x, y, c in zip(xs, ys, counts) if c]
+    kept = [(x, y) for x, y, c in zip(xs, ys, counts, strict=False) if c]
     return [x for x, _ in kept], [y for _, y in kept]
 
 
@@ -208,8 +209,8 @@ th:first-child, td:first-child { text-align: left; }
 """
 
 
-def build_report(reader: HistoryReader, *, since_ns: Optional[int] = None,
-                 until_ns: Optional[int] = None, title: str = "FlowChain latency report",
+def build_report(reader: HistoryReader, *, since_ns: int | None = None,
+                 until_ns: int | None = None, title: str = "FlowChain latency report",
                  slowest: int = 10) -> str:
     """Return the report as one self-contained HTML document."""
     first, last = reader.time_range()

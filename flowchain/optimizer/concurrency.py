@@ -16,8 +16,9 @@ the items not started yet are cancelled.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 from flowchain.optimizer.elementwise import join, note_chunk, split
 

@@ -7,7 +7,8 @@ arrays; outputs: lists, tuples or numpy arrays (joined as the first chunk's outp
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +57,7 @@ def join(chunks: Sequence[Any], outputs: Sequence[Any], what: str) -> Any:
         When an output is not a sequence, or not as long as its chunk (the component is then
         not element-wise, whatever it declared).
     """
-    for k, (chunk, out) in enumerate(zip(chunks, outputs)):
+    for k, (chunk, out) in enumerate(zip(chunks, outputs, strict=False)):
         if not isinstance(out, (list, tuple, np.ndarray)):
             raise TypeError(
                 f"{what} is declared element-wise but returned a {type(out).__name__} for "

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 from flowchain.chain import ChainDefinition, ChainStep, load_chains
 from flowchain.optimizer.optimizer import ChainOptimizer, NoHistory, OptimizationResult
@@ -29,7 +29,7 @@ def _profiled_versions(conn: Any) -> list[str]:
                                        "ORDER BY chain_id")]
 
 
-def _definition(conn: Any, chain_id: str) -> Optional[ChainDefinition]:
+def _definition(conn: Any, chain_id: str) -> ChainDefinition | None:
     has_defs = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
                             "name = 'chain_definitions'").fetchone()
     if has_defs:
@@ -63,7 +63,7 @@ class _Versioned(ChainDefinition):
         return self._id
 
 
-def chain_findings(db_path: Union[str, Path], registry: Any = None) -> list[OptimizationResult]:
+def chain_findings(db_path: str | Path, registry: Any = None) -> list[OptimizationResult]:
     """Return the optimizer's result for every profiled chain version in ``db_path``.
 
     Never raises for one chain's sake: a version that cannot be analysed is left out (logged).

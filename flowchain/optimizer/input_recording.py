@@ -18,11 +18,10 @@ import asyncio
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from flowchain.errors import ChainStepError
-from flowchain.optimizer.recorded_inputs import (InputNotSerializable, check_rate, encode_input,
-                                                 input_row, sampled)
+from flowchain.optimizer.recorded_inputs import InputNotSerializable, check_rate, encode_input, input_row, sampled
 
 FLUSH_EVERY = 512
 """Executions between history flushes: well inside the runner's rings (execution ring 4096,
@@ -82,17 +81,17 @@ class RecordingRun:
         self.flush_every = flush_every
         self.runner = registry.runner(definition.chain_id)
         self.totals = RunTotals()
-        self._loop: Optional[asyncio.AbstractEventLoop] = \
+        self._loop: asyncio.AbstractEventLoop | None = \
             asyncio.new_event_loop() if self.runner.has_async else None
         self._tenant = context.tenant_id if context is not None else "default"
         writer.add_inputs([], [definition])
 
-    def run(self, value: Any) -> Optional[ChainStepError]:
+    def run(self, value: Any) -> ChainStepError | None:
         """Execute the chain once on ``value``; return its ChainStepError when a step failed."""
         runner, totals = self.runner, self.totals
         seq = runner.executions
         try:
-            encoded: Optional[tuple[str, bytes]] = encode_input(value)
+            encoded: tuple[str, bytes] | None = encode_input(value)
             reason = None
         except InputNotSerializable as exc:
             encoded, reason = None, exc.reason

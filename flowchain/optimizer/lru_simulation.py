@@ -8,8 +8,8 @@ pass costs O(n log n) for n accesses, not O(n x distinct keys).
 """
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Hashable, Optional, Sequence
 
 COLD = -1
 """The reuse distance of a key's first access: a miss at every size."""
@@ -74,7 +74,7 @@ class HitRatioCurve:
             return 0.0
         return self.hit_ratios[min(size, len(self.hit_ratios)) - 1]
 
-    def smallest_size_reaching(self, fraction: float) -> Optional[int]:
+    def smallest_size_reaching(self, fraction: float) -> int | None:
         """The fewest entries whose hit ratio is at least ``fraction`` of :attr:`achievable`.
 
         None when nothing ever hits (every input was new).

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 
@@ -31,7 +30,7 @@ class StepMeasurements:
     cpu_ns: tuple[int, ...] = ()
     alloc_bytes: tuple[int, ...] = ()
     input_hashes: tuple[str, ...] = ()
-    items: tuple[Optional[int], ...] = ()
+    items: tuple[int | None, ...] = ()
     elementwise: bool = False
     deterministic: bool = False
 
@@ -41,7 +40,7 @@ class StepMeasurements:
         return len(self.wall_ns)
 
     @property
-    def cpu_per_wall(self) -> Optional[float]:
+    def cpu_per_wall(self) -> float | None:
         """Thread CPU time over wall time, summed over the profiled calls (None without any)."""
         wall = sum(self.wall_ns)
         return sum(self.cpu_ns) / wall if wall > 0 else None
@@ -58,7 +57,7 @@ class StepMeasurements:
         return (n - len(set(self.input_hashes))) / n if n else 0.0
 
     @property
-    def median_items(self) -> Optional[float]:
+    def median_items(self) -> float | None:
         """The median item count of the calls whose input was a sequence (None if none was)."""
         known = [i for i in self.items if i is not None]
         return float(statistics.median(known)) if known else None

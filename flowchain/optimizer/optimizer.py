@@ -11,10 +11,11 @@ from __future__ import annotations
 import statistics
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any
 
 import numpy as np
 
@@ -53,14 +54,14 @@ class OptimizationResult:
     chain_id: str
     bottlenecks: tuple[Bottleneck, ...]
     optimizations: tuple[Optimization, ...]
-    estimated_improvement: Optional[Improvement]
+    estimated_improvement: Improvement | None
     chain: str = ""
     blocked: tuple[Optimization, ...] = ()
     executions: int = 0
     profiled_executions: int = 0
     assumed_traits: bool = False
     """Sized as if each component had the trait its remedy needs (no registry to ask)."""
-    measurements: Optional[ChainMeasurements] = field(default=None, repr=False, compare=False)
+    measurements: ChainMeasurements | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of ``flowchain optimize --json`` (see docs/optimizer.md)."""
@@ -139,7 +140,7 @@ def _machine_capacity(workers: int) -> float:
     return measure_cpu_capacity(workers)
 
 
-DatabasePath = Union[str, Path]
+DatabasePath = str | Path
 
 
 class ChainOptimizer:
@@ -181,9 +182,9 @@ class ChainOptimizer:
     def __init__(self, db_path: DatabasePath, registry: Any = None, *,
                  concurrency_limit: int = suggestions.DEFAULT_CONCURRENCY_LIMIT,
                  cache_coverage: float = suggestions.CACHE_COVERAGE,
-                 cores: Optional[int] = None,
-                 dispatch_cost: Optional[Callable[[int], Any]] = None,
-                 cpu_capacity: Optional[Callable[[int], float]] = None,
+                 cores: int | None = None,
+                 dispatch_cost: Callable[[int], Any] | None = None,
+                 cpu_capacity: Callable[[int], float] | None = None,
                  size_parallelism: bool = True, assume_traits: bool = False) -> None:
         if concurrency_limit < 1:
             raise ValueError(f"concurrency_limit must be at least 1, got {concurrency_limit}")
@@ -213,7 +214,7 @@ class ChainOptimizer:
 
     # ------------------------------------------------------------------ reading
 
-    def _definition(self, chain: Union[str, ChainDefinition]) -> ChainDefinition:
+    def _definition(self, chain: str | ChainDefinition) -> ChainDefinition:
         if isinstance(chain, ChainDefinition):
             return chain
         if self.registry is None:
@@ -248,7 +249,7 @@ class ChainOptimizer:
             merged[int(index)].merge(LatencyHistogram.decode(encoded))
         return dict(merged), len(rows)
 
-    def measure(self, chain: Union[str, ChainDefinition]) -> ChainMeasurements:
+    def measure(self, chain: str | ChainDefinition) -> ChainMeasurements:
         """Read the chain version's measurements from the database.
 
         Raises
@@ -326,7 +327,7 @@ class ChainOptimizer:
         return suggestions.suggest_async(measured, step, limit=self.concurrency_limit,
                                          item_overhead_ns=overhead)
 
-    def analyze(self, chain: Union[str, ChainDefinition]) -> OptimizationResult:
+    def analyze(self, chain: str | ChainDefinition) -> OptimizationResult:
         """Detect the chain version's bottlenecks, size their remedies, estimate the gain.
 
         Raises

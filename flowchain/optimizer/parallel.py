@@ -9,7 +9,8 @@ whole input as the failing input, as for any failing step.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from flowchain.optimizer.elementwise import join, note_chunk, split
 from flowchain.optimizer.pool import ComponentPool

@@ -24,11 +24,12 @@ import pickle
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from flowchain.errors import FlowChainError
 
@@ -98,9 +99,10 @@ def parallel_problem(impl: Any) -> str | None:
     and checked again then): a coroutine cannot be awaited there, and the function or class
     must pickle by reference.
     """
-    call = getattr(impl, "__call__", None) if inspect.isclass(impl) else impl
+    # the __call__ methods themselves (not callable()): is one of them a coroutine function?
+    call = getattr(impl, "__call__", None) if inspect.isclass(impl) else impl  # noqa: B004
     if inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(
-            getattr(call, "__call__", None)):
+            getattr(call, "__call__", None)):  # noqa: B004
         return "it is a coroutine (async def); use 'async: {concurrency: N}' instead"
     try:
         pickle.dumps(impl)

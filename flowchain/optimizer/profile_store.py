@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Optional, Union
 
 PROFILE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS step_profiles (
@@ -47,7 +47,7 @@ class StepProfile:
     cpu_ns: int
     alloc_bytes: int
     input_hash: str
-    items: Optional[int]
+    items: int | None
     run_id: str = ""
 
 
@@ -95,7 +95,7 @@ def write_profiles(conn: sqlite3.Connection, run_id: str,
     return written
 
 
-def load_profiles(db_path: Union[str, os.PathLike], chain: str) -> list[StepProfile]:
+def load_profiles(db_path: str | os.PathLike, chain: str) -> list[StepProfile]:
     """Return the stored profiles of a chain (a name: every version; an id: that version),
     ordered by run, execution and step.
 

@@ -48,9 +48,10 @@ import sqlite3
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -69,7 +70,7 @@ MAX_DEPTH = 100
 STATUSES = ("failed", "sampled")
 """``recorded_inputs.status``: the input of a failed execution, or of a sampled success."""
 
-DatabasePath = Union[str, Path]
+DatabasePath = str | Path
 
 
 class InputNotSerializable(FlowChainError, ValueError):
@@ -239,7 +240,7 @@ class _Encoder:
         return out
 
     @staticmethod
-    def _tz(tz: Optional[dt.tzinfo], where: str) -> Any:
+    def _tz(tz: dt.tzinfo | None, where: str) -> Any:
         if tz is None:
             return None
         if type(tz) is dt.timezone:
@@ -416,7 +417,7 @@ def _descr_back(descr: Any) -> Any:
     return descr
 
 
-def _tz_back(tz: Any) -> Optional[dt.tzinfo]:
+def _tz_back(tz: Any) -> dt.tzinfo | None:
     if tz is None:
         return None
     if "zone" in tz:
@@ -585,8 +586,8 @@ def check_rate(rate: float, what: str = "record_inputs") -> float:
 
 def input_row(*, run_id: str, execution_id: str, chain: str, chain_id: str, status: str,
               start_epoch_ns: int, value: Any, step_index: int = 0,
-              tenant: str = "default", unserializable: Optional[str] = None,
-              encoded: Optional[tuple[str, bytes]] = None) -> tuple:
+              tenant: str = "default", unserializable: str | None = None,
+              encoded: tuple[str, bytes] | None = None) -> tuple:
     """Encode ``value`` into a ``recorded_inputs`` row (the unserializable reason in place of
     the payload when it cannot be encoded, or ``unserializable`` when the caller already knows
     why there is no input to record, or ``encoded`` when the caller encoded it already, before
@@ -649,7 +650,7 @@ class RecordedInput:
     step_index: int
     tenant: str
     value: Any
-    unserializable: Optional[str] = None
+    unserializable: str | None = None
 
     @property
     def replay_id(self) -> str:
@@ -711,8 +712,8 @@ def recorded_from_row(row: tuple) -> RecordedInput:
                          tenant, value, reason)
 
 
-def load_inputs(db_path: DatabasePath, chain: str, *, status: Optional[str] = None,
-                limit: Optional[int] = None,
+def load_inputs(db_path: DatabasePath, chain: str, *, status: str | None = None,
+                limit: int | None = None,
                 include_unserializable: bool = False) -> list[RecordedInput]:
     """Return the recorded inputs of a chain (its name or a chain id), oldest first.
 

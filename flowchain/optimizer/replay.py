@@ -22,14 +22,19 @@ import json
 import sqlite3
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 from flowchain.chain import ChainDefinition, load_chains
 from flowchain.errors import ChainStepError, FlowChainError
-from flowchain.optimizer.recorded_inputs import (_COLUMNS, RecordedInput, has_recorded_inputs,
-                                                 open_for_reading, recorded_from_row)
+from flowchain.optimizer.recorded_inputs import (
+    _COLUMNS,
+    RecordedInput,
+    has_recorded_inputs,
+    open_for_reading,
+    recorded_from_row,
+)
 
-DatabasePath = Union[str, Path]
+DatabasePath = str | Path
 
 REPRODUCED, DIFFERS = 0, 1
 """Exit codes of ``flowchain replay``: as asked (the failure reproduced; with ``--current``:
@@ -45,12 +50,12 @@ class Outcome:
     """What an execution did: succeeded, or failed at ``step`` with an exception."""
 
     succeeded: bool
-    step: Optional[str] = None
-    exception_type: Optional[str] = None
-    message: Optional[str] = None
-    traceback: Optional[str] = None
+    step: str | None = None
+    exception_type: str | None = None
+    message: str | None = None
+    traceback: str | None = None
 
-    def same_as(self, other: "Outcome") -> bool:
+    def same_as(self, other: Outcome) -> bool:
         """The same result: both succeeded, or both failed at the same step with the same
         exception type and message."""
         return (self.succeeded, self.step, self.exception_type, self.message) == \
@@ -66,7 +71,7 @@ class Outcome:
                 "exception_type": self.exception_type, "message": self.message}
 
 
-def parse_replay_id(text: str) -> tuple[str, Optional[str]]:
+def parse_replay_id(text: str) -> tuple[str, str | None]:
     """Split ``<chain_id>#<seq>[@<run_id prefix>]`` into the execution id and the run prefix.
 
     Raises
@@ -83,7 +88,7 @@ def parse_replay_id(text: str) -> tuple[str, Optional[str]]:
     return f"{head}#{int(seq)}", run or None
 
 
-def find_recorded(db_path: DatabasePath, ref: str) -> tuple[RecordedInput, Optional[Outcome]]:
+def find_recorded(db_path: DatabasePath, ref: str) -> tuple[RecordedInput, Outcome | None]:
     """Return the recorded input named by ``ref`` and the recorded outcome of its execution
     (None when history has no execution record for it).
 
@@ -133,7 +138,7 @@ def find_recorded(db_path: DatabasePath, ref: str) -> tuple[RecordedInput, Optio
     return recorded, outcome
 
 
-def _like_prefix(run: Optional[str]) -> str:
+def _like_prefix(run: str | None) -> str:
     if run is None:
         return "%"
     if not run.isalnum():
@@ -141,7 +146,7 @@ def _like_prefix(run: Optional[str]) -> str:
     return run + "%"
 
 
-def _not_found(conn: sqlite3.Connection, execution_id: str, run: Optional[str],
+def _not_found(conn: sqlite3.Connection, execution_id: str, run: str | None,
                db_path: DatabasePath) -> str:
     where = f" of run {run}" if run else ""
     known = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'execution_records'")
@@ -158,7 +163,7 @@ def _not_found(conn: sqlite3.Connection, execution_id: str, run: Optional[str],
             + (f"; the latest recorded are:{listed}" if recent else "; it has none"))
 
 
-def _recorded_outcome(conn: sqlite3.Connection, recorded: RecordedInput) -> Optional[Outcome]:
+def _recorded_outcome(conn: sqlite3.Connection, recorded: RecordedInput) -> Outcome | None:
     if recorded.status == "sampled":
         return Outcome(True)
     row = conn.execute("SELECT record FROM execution_records WHERE run_id = ? AND "
@@ -171,7 +176,7 @@ def _recorded_outcome(conn: sqlite3.Connection, recorded: RecordedInput) -> Opti
                    failure.get("message"), failure.get("traceback"))
 
 
-def recorded_definition(db_path: DatabasePath, chain_id: str) -> Optional[ChainDefinition]:
+def recorded_definition(db_path: DatabasePath, chain_id: str) -> ChainDefinition | None:
     """The chain version history keeps for ``chain_id`` (None when it has none)."""
     conn = open_for_reading(db_path)
     try:
@@ -191,7 +196,7 @@ def recorded_definition(db_path: DatabasePath, chain_id: str) -> Optional[ChainD
 
 
 def version_to_run(recorded: RecordedInput, db_path: DatabasePath,
-                   file_chains: Optional[list[ChainDefinition]], file_label: str, *,
+                   file_chains: list[ChainDefinition] | None, file_label: str, *,
                    current: bool) -> tuple[ChainDefinition, str]:
     """Return the chain version to replay on and where it came from.
 
@@ -222,7 +227,7 @@ def version_to_run(recorded: RecordedInput, db_path: DatabasePath,
 
 
 def steps_from(definition: ChainDefinition, recorded: RecordedInput,
-               recorded_version: Optional[ChainDefinition]) -> ChainDefinition:
+               recorded_version: ChainDefinition | None) -> ChainDefinition:
     """The part of ``definition`` the recorded input enters: all of it for a chain input, else
     from the step the input was recorded at (by its name in the recorded version).
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import Union
 
 from flowchain.observe.diagram import format_ns
 from flowchain.optimizer.findings import chain_findings
@@ -15,7 +14,7 @@ def _esc(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def optimizer_section(db_path: Union[str, Path]) -> str:
+def optimizer_section(db_path: str | Path) -> str:
     """Return the section's HTML ("" when no chain of the database was profiled)."""
     results = chain_findings(db_path)
     if not results:

@@ -7,8 +7,9 @@ concurrently), then the component.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any
 
 from flowchain.chain import ChainStep
 from flowchain.components import ResolvedComponent
@@ -31,7 +32,7 @@ class StepRuntime:
 
     call: Callable[[Any], Any]
     is_async: bool
-    cache: Optional[LruStepCache]
+    cache: LruStepCache | None
     parts: tuple[Any, ...]
 
     def close(self) -> None:
@@ -74,7 +75,7 @@ def build_step_runtime(step: ChainStep, resolved: ResolvedComponent,
         else:
             call = ThreadedItems(call, step.async_.concurrency, what)
         parts.append(call)
-    cache: Optional[LruStepCache] = None
+    cache: LruStepCache | None = None
     if step.cache is not None:
         cache = (AsyncLruStepCache if is_async else LruStepCache)(call, step.cache.size)
         call = cache

@@ -29,8 +29,9 @@ from __future__ import annotations
 import math
 import os
 import statistics
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -76,10 +77,10 @@ class Optimization:
 
     step: str
     kind: str
-    value: Optional[int]
+    value: int | None
     details: dict[str, Any] = field(default_factory=dict)
-    reason: Optional[str] = None
-    needs_trait: Optional[str] = None
+    reason: str | None = None
+    needs_trait: str | None = None
     predicted_ns: tuple[float, ...] = ()
 
     @property
@@ -128,8 +129,8 @@ def parallel_candidates(cores: int) -> list[int]:
     return out
 
 
-def predict_parallel_ns(wall_ns: float, items: Optional[int], workers: int,
-                        cost: Any, capacity: Optional[float] = None) -> float:
+def predict_parallel_ns(wall_ns: float, items: int | None, workers: int,
+                        cost: Any, capacity: float | None = None) -> float:
     """One call's predicted time split over ``workers``: its largest chunk (slowed when the
     machine gives the chunks only ``capacity`` cores' worth of CPU at once) plus the dispatch."""
     if items is None or items < 2:
@@ -143,7 +144,7 @@ def predict_parallel_ns(wall_ns: float, items: Optional[int], workers: int,
 
 def suggest_parallel(step: StepMeasurements, cores: int,
                      dispatch_cost: Callable[[int], Any],
-                     capacity: Optional[Callable[[int], float]] = None) -> Optimization:
+                     capacity: Callable[[int], float] | None = None) -> Optimization:
     """Size ``parallel: N`` for a slow step (see the module); ``dispatch_cost(N)`` measures
     the pool's cost, ``capacity(N)`` the cores' worth of CPU N busy workers get at once (all N
     when omitted: an idle machine)."""
@@ -162,7 +163,7 @@ def suggest_parallel(step: StepMeasurements, cores: int,
         return Optimization(step.name, PARALLEL, None,
                             reason=f"this process may use {cores} core: no parallelism to gain")
     measured = float(statistics.median(step.wall_ns))
-    best: Optional[tuple[int, float, Any]] = None
+    best: tuple[int, float, Any] | None = None
     tried: dict[int, float] = {}
     costs: dict[int, Any] = {}
     caps: dict[int, float] = {}
@@ -171,7 +172,7 @@ def suggest_parallel(step: StepMeasurements, cores: int,
         caps[n] = float(n) if capacity is None else float(capacity(n))
         tried[n] = float(statistics.median(
             predict_parallel_ns(w, k, n, costs[n], caps[n])
-            for w, k in zip(step.wall_ns, step.items)))
+            for w, k in zip(step.wall_ns, step.items, strict=False)))
         if best is None or tried[n] < best[1]:
             best = (n, tried[n], costs[n])
     assert best is not None
@@ -192,7 +193,7 @@ def suggest_parallel(step: StepMeasurements, cores: int,
                                    f"to {chosen} workers): the best predicted gain is "
                                    f"{speedup:.2f}x (below {MIN_STEP_SPEEDUP}x)")
     predicted = tuple(predict_parallel_ns(w, k, chosen, cost, caps[chosen])
-                      for w, k in zip(step.wall_ns, step.items))
+                      for w, k in zip(step.wall_ns, step.items, strict=False))
     return Optimization(step.name, PARALLEL, chosen, details, predicted_ns=predicted)
 
 
@@ -225,7 +226,7 @@ def suggest_cache(step: StepMeasurements, *, coverage: float = CACHE_COVERAGE,
         "memory_bytes": int(size * entry), "entry_bytes": int(entry),
         "hit_ratio_curve": {str(s): round(curve.hit_ratio(s), 4) for s in sizes},
     }
-    predicted = tuple(hit_ns if hit else float(w) for hit, w in zip(hits, step.wall_ns))
+    predicted = tuple(hit_ns if hit else float(w) for hit, w in zip(hits, step.wall_ns, strict=False))
     median_before = statistics.median(step.wall_ns)
     median_after = statistics.median(predicted)
     speedup = median_before / median_after if median_after > 0 else math.inf
@@ -256,7 +257,7 @@ def suggest_async(chain: ChainMeasurements, step: StepMeasurements, *,
             "its items can only wait at once when the component maps a sequence item by item; "
             "declare it with @flowchain.component(..., elementwise=True) if it does, or make it "
             "an async def that awaits its I/O and take a list of requests")
-    calls = [(w, c, k) for w, c, k in zip(step.wall_ns, step.cpu_ns, step.items)
+    calls = [(w, c, k) for w, c, k in zip(step.wall_ns, step.cpu_ns, step.items, strict=False)
              if k is not None and k > 0]
     if not calls:
         return Optimization(step.name, ASYNC, None,
@@ -278,7 +279,7 @@ def suggest_async(chain: ChainMeasurements, step: StepMeasurements, *,
         return Optimization(step.name, ASYNC, None, details,
                             reason="Little's law asks for fewer than 2 items in flight")
     predicted = []
-    for w, c, k in zip(step.wall_ns, step.cpu_ns, step.items):
+    for w, c, k in zip(step.wall_ns, step.cpu_ns, step.items, strict=False):
         if k is None or k < 1:
             predicted.append(float(w))
             continue
@@ -324,7 +325,7 @@ SUBSTITUTION = ("per-sample substitution over the profiled executions: each exec
 
 
 def estimate_improvement(chain: ChainMeasurements,
-                         optimizations: Sequence[Optimization]) -> Optional[Improvement]:
+                         optimizations: Sequence[Optimization]) -> Improvement | None:
     """Estimate the chain's p50 and p99 once ``optimizations`` are applied.
 
     None when no execution was profiled at every step (nothing to substitute into).

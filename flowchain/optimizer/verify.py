@@ -13,8 +13,9 @@ import asyncio
 import copy
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ def same_output(a: Any, b: Any) -> bool:
         return a.dtype == b.dtype and a.shape == b.shape and \
             bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
     if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(same_output(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same_output(x, y) for x, y in zip(a, b, strict=False))
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(same_output(a[k], b[k]) for k in a)
     if isinstance(a, float) and math.isnan(a):
@@ -63,7 +64,7 @@ class VerifyResult:
     def p99_speedup(self) -> float:
         return self.old_p99_ns / self.new_p99_ns if self.new_p99_ns > 0 else 0.0
 
-    def to_dict(self, predicted: Optional[Any] = None) -> dict[str, Any]:
+    def to_dict(self, predicted: Any | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {
             "executions": self.executions,
             "measured": {
@@ -84,7 +85,7 @@ class VerifyResult:
         return out
 
 
-def _timed(runner: Any, loop: Optional[asyncio.AbstractEventLoop], data: Any) -> tuple[int, Any]:
+def _timed(runner: Any, loop: asyncio.AbstractEventLoop | None, data: Any) -> tuple[int, Any]:
     t0 = time.perf_counter_ns()
     if loop is None:
         out = runner.run(data)

@@ -22,7 +22,7 @@ import json
 import sqlite3
 from collections import Counter
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +49,7 @@ def _table_exists(conn: sqlite3.Connection, name: str) -> bool:
                         (name,)).fetchone() is not None
 
 
-def _where(since_ns: Optional[int], tenant: Optional[str]) -> tuple[str, list]:
+def _where(since_ns: int | None, tenant: str | None) -> tuple[str, list]:
     clauses, args = [], []
     if since_ns is not None:
         clauses.append("end_ns > ?")
@@ -60,8 +60,8 @@ def _where(since_ns: Optional[int], tenant: Optional[str]) -> tuple[str, list]:
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 
-def analyze(db: Union[str, Path], *, since_ns: Optional[int] = None,
-            tenant: Optional[str] = None, bucket: str = "day",
+def analyze(db: str | Path, *, since_ns: int | None = None,
+            tenant: str | None = None, bucket: str = "day",
             settings: HistogramSettings = DEFAULT_SETTINGS) -> dict[str, Any]:
     """Return the analytics of a node database (see the module docstring).
 
@@ -94,8 +94,8 @@ def analyze(db: Union[str, Path], *, since_ns: Optional[int] = None,
         conn.close()
 
 
-def resource_use(conn: sqlite3.Connection, *, since_ns: Optional[int] = None,
-                 tenant: Optional[str] = None,
+def resource_use(conn: sqlite3.Connection, *, since_ns: int | None = None,
+                 tenant: str | None = None,
                  settings: HistogramSettings = DEFAULT_SETTINGS) -> dict[str, list]:
     """Resource use per chain and step by tier, from the sampled executions' rows.
 
@@ -171,8 +171,8 @@ def _merged_by_group(groups: np.ndarray, n_groups: int, blobs: tuple,
     return merged.astype(np.int64).reshape(n_groups, counts_len)
 
 
-def _analyze(conn: sqlite3.Connection, path: str, since_ns: Optional[int],
-             tenant: Optional[str], bucket: str, settings: HistogramSettings) -> dict[str, Any]:
+def _analyze(conn: sqlite3.Connection, path: str, since_ns: int | None,
+             tenant: str | None, bucket: str, settings: HistogramSettings) -> dict[str, Any]:
     where, args = _where(since_ns, tenant)
     counts_len = int(settings.layout()["counts_len"])
     width = BUCKETS[bucket] * 1_000_000_000
@@ -195,7 +195,7 @@ def _analyze(conn: sqlite3.Connection, path: str, since_ns: Optional[int],
     # every row: one integer key (series, time bucket) and its buckets
     rows = conn.execute(f"SELECT (series << {_BUCKET_BITS}) | (start_ns / ?), buckets "
                         f"FROM tenant_intervals{where}", [width, *args]).fetchall()
-    key_col, blobs = zip(*rows)
+    key_col, blobs = zip(*rows, strict=False)
     del rows
     keys = np.asarray(key_col, dtype=np.int64)
     s_ids = keys >> _BUCKET_BITS
@@ -250,8 +250,8 @@ def _analyze(conn: sqlite3.Connection, path: str, since_ns: Optional[int],
 
     regressions = []
     per_chain: dict[str, np.ndarray] = {}
-    for (chain, chain_id), v in sorted(versions.items(),
-                                       key=lambda kv: (kv[0][0], version_first[kv[1]])):
+    for (chain, _chain_id), v in sorted(versions.items(),
+                                        key=lambda kv: (kv[0][0], version_first[kv[1]])):
         per_chain[chain] = per_chain[chain] + merged[v] if chain in per_chain else merged[v]
     previous: dict[str, tuple[str, dict[str, int]]] = {}
     for (chain, chain_id), v in sorted(versions.items(),
@@ -295,8 +295,8 @@ def _analyze(conn: sqlite3.Connection, path: str, since_ns: Optional[int],
                               for tier, (ts, n, e) in sorted(tier_usage.items())]}
 
 
-def _failure_patterns(conn: sqlite3.Connection, since_ns: Optional[int],
-                      tenant: Optional[str]) -> dict[str, Any]:
+def _failure_patterns(conn: sqlite3.Connection, since_ns: int | None,
+                      tenant: str | None) -> dict[str, Any]:
     """Failures by step x tier and repeated failing inputs, from stored failed executions."""
     if not _table_exists(conn, "execution_records"):
         return {"by_step_tier": [], "failing_inputs": []}
@@ -336,7 +336,7 @@ def _failure_patterns(conn: sqlite3.Connection, since_ns: Optional[int],
     }
 
 
-def synthetic_history(db: Union[str, Path], *, tenants: int = 1000, days: int = 7,
+def synthetic_history(db: str | Path, *, tenants: int = 1000, days: int = 7,
                       chains: int = 2, seed: int = 0) -> int:
     """Write a synthetic per-user history (hourly rows per tenant and chain); return rows.
 

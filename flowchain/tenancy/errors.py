@@ -4,8 +4,6 @@ Every error names the tenant, the limit or the file and key, and says what to do
 """
 from __future__ import annotations
 
-from typing import Optional
-
 from flowchain.errors import FlowChainError
 
 
@@ -39,7 +37,7 @@ class FeatureGatedError(TenancyError, PermissionError):
     """
 
     def __init__(self, message: str, *, tenant_id: str, tier: str, feature: str,
-                 allowed_in: Optional[str]) -> None:
+                 allowed_in: str | None) -> None:
         super().__init__(message)
         self.tenant_id = tenant_id
         self.tier = tier
@@ -68,8 +66,8 @@ class QuotaExceeded(TenancyError):
     """
 
     def __init__(self, *, tenant_id: str, tier: str, limit: str, limit_value: float,
-                 usage: float, resets_in_s: Optional[float], resets_at: Optional[float],
-                 next_tier: Optional[str] = None) -> None:
+                 usage: float, resets_in_s: float | None, resets_at: float | None,
+                 next_tier: str | None = None) -> None:
         self.tenant_id = tenant_id
         self.tier = tier
         self.limit = limit
@@ -93,7 +91,7 @@ class WorkerCrashed(TenancyError, RuntimeError):
     """
 
     def __init__(self, message: str, *, tenant_id: str, reason: str,
-                 exitcode: Optional[int] = None) -> None:
+                 exitcode: int | None = None) -> None:
         super().__init__(message)
         self.tenant_id = tenant_id
         self.reason = reason

@@ -14,9 +14,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, Union
+from typing import Any
 
 from flowchain._native import engine
 from flowchain.chain import ChainDefinition, load_chains_file
@@ -95,7 +96,7 @@ class UserPerformance:
     by_chain: dict[str, int]
 
     @property
-    def success_rate(self) -> Optional[float]:
+    def success_rate(self) -> float | None:
         return (self.executions - self.failures) / self.executions if self.executions else None
 
     def most_used(self, n: int = 5) -> list[tuple[str, int]]:
@@ -118,12 +119,12 @@ class _Tenant:
         self.id = tenant_id
         self.tier = tier
         self.registry: ChainRegistry = None  # type: ignore[assignment]
-        self.components: Optional[ComponentRegistry] = None
+        self.components: ComponentRegistry | None = None
         self.gate = engine.TenantGate()
         self.calls: dict[tuple[str, str], Any] = {}
         self.resolved: dict[tuple[str, str], Any] = {}
         self.contexts: dict[str, TenantContext] = {}
-        self.worker: Optional[ProcessWorker] = None
+        self.worker: ProcessWorker | None = None
         self.period = ""
         self.block = 1
         self.refused_base = 0
@@ -132,7 +133,7 @@ class _Tenant:
         self.lock = threading.Lock()
 
 
-ChainRef = Union[str, ChainDefinition]
+ChainRef = str | ChainDefinition
 
 
 class TenantContext(UserContext):
@@ -186,9 +187,9 @@ class TenantManager:
         turns it off. ``0.01`` measures one execution in 100 of every admitted call.
     """
 
-    def __init__(self, tiers: Optional[TierSet] = None, *,
-                 components: Optional[ComponentRegistry] = None,
-                 db: Union[str, Path, None] = None, sinks: Iterable[Any] = (),
+    def __init__(self, tiers: TierSet | None = None, *,
+                 components: ComponentRegistry | None = None,
+                 db: str | Path | None = None, sinks: Iterable[Any] = (),
                  histograms: HistogramSettings = DEFAULT_SETTINGS,
                  shared_ring_capacity: int = 4096, wall_clock: Any = time.time,
                  reserve_fraction: float = 0.01, sample_rate: float = 0.0) -> None:
@@ -210,7 +211,7 @@ class TenantManager:
         self._wall = wall_clock
         self._tenants: dict[str, _Tenant] = {}
         self._lock = threading.Lock()
-        self._periodic: Optional[PeriodicThread] = None
+        self._periodic: PeriodicThread | None = None
 
     # ------------------------------------------------------------------ tenants
 
@@ -445,7 +446,7 @@ class TenantManager:
         """
         return self.register_chains(tenant_id, [definition])[0]
 
-    def register_file(self, tenant_id: str, path: Union[str, Path]) -> list[str]:
+    def register_file(self, tenant_id: str, path: str | Path) -> list[str]:
         """Register every chain of a YAML file for a tenant (all or none)."""
         return self.register_chains(tenant_id, load_chains_file(path))
 
@@ -723,7 +724,7 @@ class TenantManager:
         t.registry.version_of(name)  # unknown names are refused, not answered with []
         return t.registry.versions(name)
 
-    def _owned(self, t: _Tenant, record: Optional[ChainExecution]) -> Optional[ChainExecution]:
+    def _owned(self, t: _Tenant, record: ChainExecution | None) -> ChainExecution | None:
         if record is None or t.tier.isolation != "shared":
             return record
         ctx = record.user_context
@@ -733,7 +734,7 @@ class TenantManager:
         return t.registry.version_of(chain).chain_id, \
             (self.shared if t.tier.isolation == "shared" else t.registry)
 
-    def execution(self, tenant_id: str, chain: ChainRef, seq: int) -> Optional[ChainExecution]:
+    def execution(self, tenant_id: str, chain: ChainRef, seq: int) -> ChainExecution | None:
         """Execution ``seq`` of a tenant's chain; None when gone or not the tenant's."""
         t = self._tenant(tenant_id)
         cid, registry = self._where(t, chain)
@@ -760,7 +761,7 @@ class TenantManager:
                     break
         return out
 
-    def last_execution(self, tenant_id: str, chain: ChainRef) -> Optional[ChainExecution]:
+    def last_execution(self, tenant_id: str, chain: ChainRef) -> ChainExecution | None:
         """The tenant's most recent execution of a chain, None before the first."""
         found = self.recent_executions(tenant_id, chain, 1)
         return found[0] if found else None
@@ -786,7 +787,7 @@ class TenantManager:
                 if r.chain_id in mine and self._owned(t, r) is not None]
 
     def histogram(self, tenant_id: str, chain: ChainRef,
-                  step: Optional[str] = None) -> LatencyHistogram:
+                  step: str | None = None) -> LatencyHistogram:
         """A tenant's latency histogram of a chain (or step).
 
         Dedicated and process tenants: the runner's own HDR counts, everything since start.
@@ -877,7 +878,7 @@ class TenantManager:
         return UserPerformance(t.id, user_id, t.tier.name, executions, failures, merged,
                                by_chain)
 
-    def meters(self, tenant_id: Optional[str] = None) -> list[tuple[UserContext, str, str, Any]]:
+    def meters(self, tenant_id: str | None = None) -> list[tuple[UserContext, str, str, Any]]:
         """(context, chain name, chain id, admitted call) of every metered path (cold path)."""
         out = []
         for t in ([self._tenant(tenant_id)] if tenant_id is not None
@@ -957,7 +958,7 @@ class TenantManager:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self, interval_s: float = 1.0) -> "TenantManager":
+    def start(self, interval_s: float = 1.0) -> TenantManager:
         """Persist usage and check triggers every ``interval_s`` in a daemon thread."""
         if self._periodic is None:
             self._periodic = PeriodicThread(self._guarded_check, interval_s,
@@ -986,7 +987,7 @@ class TenantManager:
         if self.store is not None:
             self.store.close()
 
-    def __enter__(self) -> "TenantManager":
+    def __enter__(self) -> TenantManager:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 import time
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 from flowchain.observe.diagram import format_ns
 
@@ -23,7 +23,7 @@ def _table(element_id: str, headers: tuple[str, ...], rows: list[tuple]) -> str:
     return f'<table id="{element_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def tenancy_section(db: Union[str, Path], *, since_ns: Optional[int] = None) -> str:
+def tenancy_section(db: str | Path, *, since_ns: int | None = None) -> str:
     """Return the tenancy section's HTML, or "" when there is no per-user history."""
     from flowchain.observe.report import line_chart
     from flowchain.tenancy.analytics import analyze

@@ -17,9 +17,10 @@ import functools
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional, Union
+from typing import Any
 
 import numpy as np
 
@@ -123,8 +124,8 @@ def percentiles_of(counts: np.ndarray, percentiles: Iterable[float],
 def histogram_of(counts: np.ndarray, settings: HistogramSettings = DEFAULT_SETTINGS
                  ) -> LatencyHistogram:
     """A LatencyHistogram of a merged counts row (total, min and max derived from it)."""
-    from flowchain.observe.history import histogram_of_counts
     from flowchain.observe._reader import bucket_values
+    from flowchain.observe.history import histogram_of_counts
 
     lowest = bucket_values(settings.layout())[0]
     return histogram_of_counts(counts, lowest, settings)
@@ -158,7 +159,7 @@ class TenantHistoryWriter:
         ``rows`` written, ``pruned`` rows deleted past retention, ``flush_errors``.
     """
 
-    def __init__(self, manager: Any, path: Union[str, Path], *, interval_s: float = 10.0,
+    def __init__(self, manager: Any, path: str | Path, *, interval_s: float = 10.0,
                  clock: Any = time.time_ns) -> None:
         from flowchain.store import ensure_schema, open_database
 
@@ -178,7 +179,7 @@ class TenantHistoryWriter:
         self._lock = threading.Lock()
         self._periodic = PeriodicThread(self._guarded, interval_s, "flowchain-tenant-history")
 
-    def start(self) -> "TenantHistoryWriter":
+    def start(self) -> TenantHistoryWriter:
         self._periodic.start()
         return self
 
@@ -296,7 +297,7 @@ class UserHistory:
     by_chain: dict[str, int]
 
     @property
-    def success_rate(self) -> Optional[float]:
+    def success_rate(self) -> float | None:
         attempts = self.executions
         return (attempts - self.failures) / attempts if attempts else None
 
@@ -310,8 +311,8 @@ class UserHistory:
                               sorted(self.by_chain.items(), key=lambda kv: (-kv[1], kv[0]))]}
 
 
-def user_history(conn: Any, tenant: str, user: str, *, since_ns: Optional[int] = None,
-                 until_ns: Optional[int] = None,
+def user_history(conn: Any, tenant: str, user: str, *, since_ns: int | None = None,
+                 until_ns: int | None = None,
                  settings: HistogramSettings = DEFAULT_SETTINGS) -> UserHistory:
     """Merge one user's rows over a range: executions, failures, latency, most-used chains.
 

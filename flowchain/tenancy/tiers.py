@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import math
 import os
-import tomllib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Optional, Union
+from typing import Any
+
+import tomllib
 
 from flowchain.tenancy.errors import TierConfigError, UnknownTierError
 
@@ -119,19 +121,19 @@ class Tier:
     rank: int
     isolation: str = "shared"
     description: str = ""
-    chains: Optional[int] = None
-    steps_per_chain: Optional[int] = None
-    executions_per_second: Optional[float] = None
-    burst: Optional[int] = None
-    executions_per_day: Optional[int] = None
-    concurrent: Optional[int] = None
-    history_retention_days: Optional[float] = None
+    chains: int | None = None
+    steps_per_chain: int | None = None
+    executions_per_second: float | None = None
+    burst: int | None = None
+    executions_per_day: int | None = None
+    concurrent: int | None = None
+    history_retention_days: float | None = None
     features: frozenset = field(default_factory=frozenset)
     ring_capacity: int = 1024
-    worker_memory_mb: Optional[int] = None
+    worker_memory_mb: int | None = None
     execution_timeout_s: float = 30.0
 
-    def limit(self, name: str) -> Optional[float]:
+    def limit(self, name: str) -> float | None:
         """Return the value of limit ``name`` (one of :data:`LIMIT_KEYS`), None if unlimited."""
         return getattr(self, name)
 
@@ -188,23 +190,23 @@ class TierSet:
                                    f"{', '.join(self.names())}")
         return tier
 
-    def next_above(self, tier: Tier) -> Optional[Tier]:
+    def next_above(self, tier: Tier) -> Tier | None:
         """The tier one rank above ``tier``, None for the highest."""
         above = [t for t in self if t.rank > tier.rank]
         return above[0] if above else None
 
-    def feature_of(self, component: str) -> Optional[str]:
+    def feature_of(self, component: str) -> str | None:
         """The feature that gates ``component``, None when it is not gated."""
         return self._component_feature.get(component)
 
-    def first_with_feature(self, feature: str) -> Optional[Tier]:
+    def first_with_feature(self, feature: str) -> Tier | None:
         """The lowest tier that may use ``feature``."""
         for tier in self:
             if feature in tier.features:
                 return tier
         return None
 
-    def first_allowing(self, limit: str, value: float) -> Optional[Tier]:
+    def first_allowing(self, limit: str, value: float) -> Tier | None:
         """The lowest tier whose ``limit`` allows ``value``."""
         for tier in self:
             bound = tier.limit(limit)
@@ -327,7 +329,7 @@ def tiers_from_toml(text: str, source: str = "<string>") -> TierSet:
     return tiers_from_mapping(data, source)
 
 
-def load_tiers(path: Union[str, os.PathLike, None] = None) -> TierSet:
+def load_tiers(path: str | os.PathLike | None = None) -> TierSet:
     """Load tiers from a TOML file, or the shipped defaults when ``path`` is None.
 
     Raises

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 from flowchain.observe.alerts import AlertEvent
 from flowchain.tenancy.tiers import Tier, TierSet
@@ -45,7 +46,7 @@ class UpgradeTriggers:
     sink_errors : int
     """
 
-    def __init__(self, tiers: TierSet, store: Optional[UsageStore] = None,
+    def __init__(self, tiers: TierSet, store: UsageStore | None = None,
                  sinks: Iterable[Any] = ()) -> None:
         self.tiers = tiers
         self.store = store
@@ -83,7 +84,7 @@ class UpgradeTriggers:
         return fired
 
     def _event(self, tenant: str, tier: Tier, limit: str, threshold: float, usage: float,
-               bound: float, period: str, nxt: Optional[Tier]) -> AlertEvent:
+               bound: float, period: str, nxt: Tier | None) -> AlertEvent:
         unlocks: dict[str, Any] = {}
         if nxt is not None:
             unlocks = {limit: nxt.limit(limit)} if limit in Tier.__dataclass_fields__ else {}
@@ -112,5 +113,5 @@ class UpgradeTriggers:
                 log.exception("alert sink %r failed on an upgrade trigger", sink)
 
 
-def _shown(value: Optional[float]) -> str:
+def _shown(value: float | None) -> str:
     return "no limit" if value is None else f"{value:g}"

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 USAGE_SCHEMA: tuple[str, ...] = (
     """
@@ -99,7 +99,7 @@ class UsageStore:
         When the file cannot be opened.
     """
 
-    def __init__(self, path: Union[str, Path]) -> None:
+    def __init__(self, path: str | Path) -> None:
         from flowchain.store import ensure_schema, open_database
 
         self.path = Path(path)
@@ -127,7 +127,7 @@ class UsageStore:
                 "SELECT tenant, tier, created_ns FROM tenants ORDER BY tenant").fetchall()
         return [{"tenant": t, "tier": tier, "created_ns": c} for t, tier, c in rows]
 
-    def tenant_tier(self, tenant: str) -> Optional[str]:
+    def tenant_tier(self, tenant: str) -> str | None:
         """The stored tier of ``tenant``, None when it is not stored."""
         with self._lock:
             row = self.conn.execute("SELECT tier FROM tenants WHERE tenant = ?",
@@ -168,7 +168,7 @@ class UsageStore:
                 "updated_ns = excluded.updated_ns",
                 (tenant, period, used, used, refused, time.time_ns(), 1 if release else 0))
 
-    def history(self, tenant: Optional[str] = None, limit: int = 30) -> list[DayUsage]:
+    def history(self, tenant: str | None = None, limit: int = 30) -> list[DayUsage]:
         """Stored days, newest first (of one tenant, or all)."""
         sql = "SELECT tenant, period, used, reserved, refused FROM tenant_usage"
         args: tuple = ()
@@ -182,7 +182,7 @@ class UsageStore:
 
     def claim_trigger(self, tenant: str, limit: str, threshold: float, period: str, *,
                       usage: float, limit_value: float, tier: str,
-                      next_tier: Optional[str]) -> bool:
+                      next_tier: str | None) -> bool:
         """Record that a trigger fired; True only the first time for its key."""
         with self._lock:
             cur = self.conn.execute(
@@ -192,7 +192,7 @@ class UsageStore:
                  next_tier))
             return cur.rowcount == 1
 
-    def triggers(self, tenant: Optional[str] = None) -> list[dict[str, Any]]:
+    def triggers(self, tenant: str | None = None) -> list[dict[str, Any]]:
         """The triggers fired, newest first."""
         sql = ("SELECT tenant, limit_name, threshold, period, time_ns, usage, limit_value, tier, "
                "next_tier FROM tenant_triggers")

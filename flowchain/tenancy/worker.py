@@ -17,7 +17,7 @@ import multiprocessing
 import os
 import sys
 import threading
-from typing import Any, Optional
+from typing import Any
 
 from flowchain.chain import ChainDefinition
 from flowchain.errors import ChainStepError
@@ -65,7 +65,7 @@ def _answer(registry: Any, method: str, args: tuple) -> Any:
 
 
 def _serve(conn: Any, components: Any, settings: Any, ring_capacity: int,
-           memory_limit: Optional[int]) -> None:  # pragma: no cover - runs in the worker
+           memory_limit: int | None) -> None:  # pragma: no cover - runs in the worker
     from flowchain.registry import ChainRegistry
 
     registry = ChainRegistry(components, ring_capacity=ring_capacity, histograms=settings)
@@ -142,7 +142,7 @@ class ProcessWorker:
 
     def __init__(self, tenant_id: str, components: Any, settings: Any, *,
                  ring_capacity: int = 1024, timeout_s: float = 30.0,
-                 memory_limit_mb: Optional[int] = None) -> None:
+                 memory_limit_mb: int | None = None) -> None:
         self.tenant_id = tenant_id
         self.components = components
         self.settings = settings
@@ -159,10 +159,10 @@ class ProcessWorker:
         self._inherited: frozenset = frozenset()
 
     @property
-    def pid(self) -> Optional[int]:
+    def pid(self) -> int | None:
         return None if self._process is None else self._process.pid
 
-    def start(self) -> "ProcessWorker":
+    def start(self) -> ProcessWorker:
         with self._lock:
             self._spawn()
         return self
@@ -180,7 +180,7 @@ class ProcessWorker:
         for definition in self._definitions.values():
             self._request((_REGISTER, definition))
 
-    def _kill(self) -> Optional[int]:
+    def _kill(self) -> int | None:
         proc, conn = self._process, self._conn
         self._process = self._conn = None
         if conn is not None:

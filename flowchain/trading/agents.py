@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Protocol, Union, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from numba import njit
 
 from flowchain.trading.layout import (
-    F_CHANNEL_HIGH, F_CHANNEL_LOW, F_COUNT, F_EMA_FAST, F_EMA_SLOW, F_IMBALANCE, F_MID, F_RSI,
+    F_CHANNEL_HIGH,
+    F_CHANNEL_LOW,
+    F_COUNT,
+    F_EMA_FAST,
+    F_EMA_SLOW,
+    F_IMBALANCE,
+    F_MID,
+    F_RSI,
     F_VOLATILITY,
 )
 from flowchain.trading.linear_model import LinearWeights, load_linear_weights
@@ -169,7 +176,7 @@ class LinearModelAgent:
 
     kind = KIND_LINEAR
 
-    def __init__(self, weights: Union[LinearWeights, str, Path, None] = None,
+    def __init__(self, weights: LinearWeights | str | Path | None = None,
                  name: str = "linear") -> None:
         self.model = weights if isinstance(weights, LinearWeights) else load_linear_weights(weights)
         self.name = name
@@ -183,7 +190,7 @@ class LinearModelAgent:
 BUILTIN_AGENTS = (MomentumAgent, MeanReversionAgent, BreakoutAgent, LinearModelAgent)
 
 
-def default_agents(linear_weights: Union[str, Path, None] = None) -> list[Agent]:
+def default_agents(linear_weights: str | Path | None = None) -> list[Agent]:
     """Return one of each built-in agent (the linear one with ``linear_weights``)."""
     return [MomentumAgent(), MeanReversionAgent(), BreakoutAgent(),
             LinearModelAgent(linear_weights)]

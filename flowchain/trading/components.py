@@ -11,8 +11,6 @@ instead with :func:`register_decision_components`.
 """
 from __future__ import annotations
 
-from typing import Optional
-
 from flowchain.chain import ChainDefinition, ChainStep
 from flowchain.components import ComponentRegistry, component, default_components
 from flowchain.trading.consensus import ConsensusEngine
@@ -26,11 +24,11 @@ component("ConsensusEngine")(ConsensusEngine)
 component("TradingEngine")(TradingEngine)
 
 
-def register_decision_components(registry: Optional[ComponentRegistry] = None, *,
-                                 features: Optional[FeatureEngine] = None,
-                                 orchestrator: Optional[MultiAgentOrchestrator] = None,
-                                 consensus: Optional[ConsensusEngine] = None,
-                                 trading: Optional[TradingEngine] = None) -> None:
+def register_decision_components(registry: ComponentRegistry | None = None, *,
+                                 features: FeatureEngine | None = None,
+                                 orchestrator: MultiAgentOrchestrator | None = None,
+                                 consensus: ConsensusEngine | None = None,
+                                 trading: TradingEngine | None = None) -> None:
     """Register configured instances of the four steps under their chain names.
 
     Each one given replaces the registered class (or instance) of its name; the others are

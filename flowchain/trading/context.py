@@ -9,11 +9,10 @@ allocates nothing per tick.
 from __future__ import annotations
 
 import time
-from typing import Optional
 
 import numpy as np
-
 from flowchain_bridge.ticks import TICK_DTYPE
+
 from flowchain.trading.decision import Decision, TradeResult
 from flowchain.trading.layout import N_FEATURES, state_size
 
@@ -75,7 +74,7 @@ class DecisionContext:
         self.decision = Decision()
         self.result = TradeResult(symbol)
 
-    def point_at(self, ticks: np.ndarray, index: int, received_ns: Optional[int] = None) -> None:
+    def point_at(self, ticks: np.ndarray, index: int, received_ns: int | None = None) -> None:
         """Make ``ticks[index]`` the current tick, without copying it.
 
         Parameters
@@ -91,7 +90,7 @@ class DecisionContext:
         self.index = index
         self.received_ns = time.monotonic_ns() if received_ns is None else received_ns
 
-    def load(self, record: object, received_ns: Optional[int] = None) -> None:
+    def load(self, record: object, received_ns: int | None = None) -> None:
         """Copy one tick record (a ``TICK_DTYPE`` scalar or 1-row array) into the context.
 
         Raises
@@ -103,7 +102,7 @@ class DecisionContext:
         self.point_at(self._own_tick, 0, received_ns)
 
     def load_quote(self, bid: float, ask: float, time_msc: int, flags: int = 0,
-                   volume_real: float = 0.0, received_ns: Optional[int] = None) -> None:
+                   volume_real: float = 0.0, received_ns: int | None = None) -> None:
         """Write a tick from its fields into the context's own buffer (tests, simulators)."""
         tick = self._own_tick
         tick["bid"][0] = bid

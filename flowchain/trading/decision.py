@@ -6,8 +6,6 @@ one beyond the next tick of the same symbol.
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 BUY = "buy"
@@ -78,7 +76,7 @@ class Decision:
                 "agreement": self.agreement, "confidence": self.confidence,
                 "votes": {name: {"signal": s, "confidence": c} for name, s, c in self.votes()}}
 
-    def copy(self) -> "Decision":
+    def copy(self) -> Decision:
         """Return an independent copy (the votes arrays are copied too)."""
         other = Decision()
         for name in Decision.__slots__:
@@ -123,11 +121,11 @@ class TradeResult:
         self.symbol = symbol
         self.side = 0
         self.volume = 0.0
-        self.client_order_id: Optional[str] = None
+        self.client_order_id: str | None = None
         self.price = 0.0
         self.retcode = 0
 
-    def copy(self) -> "TradeResult":
+    def copy(self) -> TradeResult:
         """Return an independent copy."""
         other = TradeResult(self.symbol)
         for name in TradeResult.__slots__:

@@ -6,17 +6,27 @@ import math
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Optional, Union
 
 from flowchain.trading.brokers.paper import PaperBroker
 from flowchain.trading.context import DecisionContext
 from flowchain.trading.decision import (
-    STATUS_FAILED, STATUS_FILLED, STATUS_HOLD, STATUS_PENDING, STATUS_REJECTED, TradeResult,
+    STATUS_FAILED,
+    STATUS_FILLED,
+    STATUS_HOLD,
+    STATUS_PENDING,
+    STATUS_REJECTED,
+    TradeResult,
 )
 from flowchain.trading.journal import OrderJournal
 from flowchain.trading.layout import F_ASK, F_BID, F_TIME_MSC
 from flowchain.trading.orders import (
-    FILLED, FINAL_STATES, PENDING, UNKNOWN, AccountUnavailableError, Broker, BrokerReport,
+    FILLED,
+    FINAL_STATES,
+    PENDING,
+    UNKNOWN,
+    AccountUnavailableError,
+    Broker,
+    BrokerReport,
     OrderRequest,
 )
 from flowchain.trading.risk import RiskGuard
@@ -80,9 +90,9 @@ class TradingEngine:
     tick; ``copy()`` it to keep it.
     """
 
-    def __init__(self, broker: Optional[Broker] = None,
-                 journal: Union[OrderJournal, str, Path, None] = None,
-                 risk: Optional[RiskGuard] = None, node_id: Optional[str] = None, *,
+    def __init__(self, broker: Broker | None = None,
+                 journal: OrderJournal | str | Path | None = None,
+                 risk: RiskGuard | None = None, node_id: str | None = None, *,
                  target_positions: bool = False, min_hold_ms: float = 0.0) -> None:
         if not (min_hold_ms >= 0.0 and math.isfinite(min_hold_ms)):
             raise ValueError(f"TradingEngine: min_hold_ms must be a finite number >= 0, got "
@@ -124,7 +134,7 @@ class TradingEngine:
         lookup = broker.lookup if settle is None else (lambda cid: settle(journal.request(cid)))
         self.recovered = journal.reconcile(lookup)
         """What the start-up reconciliation settled."""
-        self.account_unknown: Optional[str] = None
+        self.account_unknown: str | None = None
         """Why the broker's account (positions, day's PnL) is not known yet; every order is
         refused (``account_unknown``) until the broker has read it."""
         sync = getattr(broker, "sync", None)

@@ -12,23 +12,59 @@ the symbol's next good tick is computed as if the bad one had never come.
 from __future__ import annotations
 
 import math
-
 from collections import Counter
 
 import numpy as np
+from flowchain_bridge.ticks import TICK_DTYPE, TICK_FAULTS, TICK_FLAG_BUY, TICK_FLAG_SELL
+from flowchain_bridge.ticks import tick_fault as _tick_fault
 from numba import njit
 
 from flowchain.errors import FlowChainError
-from flowchain_bridge.ticks import TICK_DTYPE, TICK_FAULTS, TICK_FLAG_BUY, TICK_FLAG_SELL
-from flowchain_bridge.ticks import tick_fault as _tick_fault
 from flowchain.trading.context import DecisionContext
 from flowchain.trading.layout import (
-    F_ASK, F_BID, F_CHANNEL_HIGH, F_CHANNEL_LOW, F_COUNT, F_EMA_FAST, F_EMA_SLOW, F_IMBALANCE,
-    F_MID, F_RET_LONG, F_RET_MEDIUM, F_RET_SHORT, F_RSI, F_SPREAD, F_TICK_RATE, F_TIME_MSC,
-    F_VOLATILITY, N_PARAMS, N_STATE_SCALARS, P_ALPHA_FAST, P_ALPHA_IMBALANCE, P_ALPHA_SLOW,
-    P_ALPHA_VOL, P_CHANNEL, P_H_LONG, P_H_MEDIUM, P_H_SHORT, P_RATE_WINDOW_MS, P_RSI_PERIOD,
-    S_COUNT, S_EMA_FAST, S_EMA_SLOW, S_GAIN, S_IMB_DEN, S_IMB_NUM, S_LOSS, S_MAXQ_HEAD,
-    S_MAXQ_TAIL, S_MINQ_HEAD, S_MINQ_TAIL, S_PREV_MID, S_RATE_TAIL, S_VARIANCE,
+    F_ASK,
+    F_BID,
+    F_CHANNEL_HIGH,
+    F_CHANNEL_LOW,
+    F_COUNT,
+    F_EMA_FAST,
+    F_EMA_SLOW,
+    F_IMBALANCE,
+    F_MID,
+    F_RET_LONG,
+    F_RET_MEDIUM,
+    F_RET_SHORT,
+    F_RSI,
+    F_SPREAD,
+    F_TICK_RATE,
+    F_TIME_MSC,
+    F_VOLATILITY,
+    N_PARAMS,
+    N_STATE_SCALARS,
+    P_ALPHA_FAST,
+    P_ALPHA_IMBALANCE,
+    P_ALPHA_SLOW,
+    P_ALPHA_VOL,
+    P_CHANNEL,
+    P_H_LONG,
+    P_H_MEDIUM,
+    P_H_SHORT,
+    P_RATE_WINDOW_MS,
+    P_RSI_PERIOD,
+    S_COUNT,
+    S_EMA_FAST,
+    S_EMA_SLOW,
+    S_GAIN,
+    S_IMB_DEN,
+    S_IMB_NUM,
+    S_LOSS,
+    S_MAXQ_HEAD,
+    S_MAXQ_TAIL,
+    S_MINQ_HEAD,
+    S_MINQ_TAIL,
+    S_PREV_MID,
+    S_RATE_TAIL,
+    S_VARIANCE,
 )
 
 _BUY = TICK_FLAG_BUY

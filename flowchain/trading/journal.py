@@ -14,12 +14,17 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional, Union
 
 from flowchain.store import NodeIdentity, check_node_id, node_identity
 from flowchain.trading.orders import (
-    NOT_SENT, OPEN_STATES, SENDING, UNKNOWN, BrokerReport, OrderRequest,
+    NOT_SENT,
+    OPEN_STATES,
+    SENDING,
+    UNKNOWN,
+    BrokerReport,
+    OrderRequest,
 )
 
 _SCHEMA = """
@@ -93,7 +98,7 @@ class OrderJournal:
         If the database cannot be opened.
     """
 
-    def __init__(self, path: Union[str, Path], node_id: Optional[str] = None,
+    def __init__(self, path: str | Path, node_id: str | None = None,
                  synchronous: str = "NORMAL") -> None:
         if node_id is not None:
             try:
@@ -121,7 +126,7 @@ class OrderJournal:
         self._seq = int(row[0]) if row[0] is not None else 0
         self.reconciled: Counter = Counter()
         """Orders settled by :meth:`reconcile`, by outcome."""
-        self._closed_counts: Optional[dict[str, int]] = None
+        self._closed_counts: dict[str, int] | None = None
 
     def next_client_order_id(self) -> str:
         """Return the next client order id (``<node_id>-<seq>``), never one used before."""
@@ -194,7 +199,7 @@ class OrderJournal:
                 "not sent again") from exc
 
     def record_state(self, client_order_id: str, state: str,
-                     report: Optional[BrokerReport] = None, detail: str = "") -> None:
+                     report: BrokerReport | None = None, detail: str = "") -> None:
         """Journal a state change of a journaled order (with the broker's report) and commit.
 
         Raises
@@ -235,7 +240,7 @@ class OrderJournal:
             (self.node_id, *OPEN_STATES)).fetchall()
         return [r[0] for r in rows]
 
-    def request(self, client_order_id: str) -> Optional[OrderRequest]:
+    def request(self, client_order_id: str) -> OrderRequest | None:
         """Return a journaled order as the :class:`OrderRequest` it was sent as (with its
         req_id, 0 for an order journaled before req_ids were; ``bid``/``ask`` both hold its
         reference price), or None."""
@@ -262,7 +267,7 @@ class OrderJournal:
         return dict(self._db.execute("SELECT state, COUNT(*) FROM orders WHERE node_id = ? "
                                      "GROUP BY state ORDER BY state", (self.node_id,)))
 
-    def reconcile(self, lookup: Callable[[str], Optional[BrokerReport]]) -> Counter:
+    def reconcile(self, lookup: Callable[[str], BrokerReport | None]) -> Counter:
         """Settle unresolved orders by asking the broker; never resend one.
 
         Parameters
@@ -294,7 +299,7 @@ class OrderJournal:
         self.reconciled.update(outcome)
         return outcome
 
-    def order(self, client_order_id: str) -> Optional[dict]:
+    def order(self, client_order_id: str) -> dict | None:
         """Return one journaled order as a dict, or None."""
         cur = self._db.execute("SELECT * FROM orders WHERE client_order_id = ?",
                                (client_order_id,))

@@ -6,7 +6,6 @@ import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 
@@ -93,7 +92,7 @@ def _from_npy(path: Path) -> LinearWeights:
     return LinearWeights(vec, bias, np.zeros(N_FEATURES), np.ones(N_FEATURES), source)
 
 
-def load_linear_weights(path: Union[str, Path, None] = None) -> LinearWeights:
+def load_linear_weights(path: str | Path | None = None) -> LinearWeights:
     """Load linear-model weights from ``path`` (``.json`` or ``.npy``); the packaged default when None.
 
     Raises

@@ -25,16 +25,25 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence, Union
 
 import numpy as np
 from numba import njit
 
 from flowchain.components import ComponentRegistry, default_components
 from flowchain.trading.agents import (
-    BUILTIN_AGENTS, KIND_BREAKOUT, KIND_MEAN_REVERSION, KIND_MOMENTUM, Agent, LinearModelAgent,
-    breakout_vote, default_agents, linear_vote, mean_reversion_vote, momentum_vote,
+    BUILTIN_AGENTS,
+    KIND_BREAKOUT,
+    KIND_MEAN_REVERSION,
+    KIND_MOMENTUM,
+    Agent,
+    LinearModelAgent,
+    breakout_vote,
+    default_agents,
+    linear_vote,
+    mean_reversion_vote,
+    momentum_vote,
 )
 from flowchain.trading.context import DecisionContext
 from flowchain.trading.layout import N_FEATURES
@@ -92,10 +101,10 @@ class MultiAgentOrchestrator:
         If a name in ``agent_components`` is not registered.
     """
 
-    def __init__(self, agents: Optional[Sequence[Agent]] = None,
+    def __init__(self, agents: Sequence[Agent] | None = None,
                  agent_components: Sequence[str] = (),
-                 registry: Optional[ComponentRegistry] = None,
-                 linear_weights: Union[str, Path, None] = None) -> None:
+                 registry: ComponentRegistry | None = None,
+                 linear_weights: str | Path | None = None) -> None:
         chosen: list = list(agents) if agents is not None else default_agents(linear_weights)
         reg = registry or default_components
         for name in agent_components:

@@ -1,7 +1,7 @@
 """What the trading step sends a broker and what the broker reports back."""
 from __future__ import annotations
 
-from typing import Optional, Protocol
+from typing import Protocol
 
 # Journal / broker order states.
 SENDING = "sending"
@@ -111,7 +111,7 @@ class Broker(Protocol):
         """Take the latest quote; return the reports of orders completed since (maybe empty)."""
         ...
 
-    def lookup(self, client_order_id: str) -> Optional[BrokerReport]:
+    def lookup(self, client_order_id: str) -> BrokerReport | None:
         """Return what the broker knows of an order (None when it never received it).
 
         Raises when it cannot tell (the journal then keeps the order unresolved).

@@ -11,8 +11,8 @@ import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional, Union
 
 import numpy as np
 
@@ -59,8 +59,8 @@ class RiskGuard:
 
     def __init__(self, max_position: float = 1.0, max_orders_per_second: int = 5,
                  max_daily_loss: float = 1_000.0, max_tick_age_ms: float = 500.0,
-                 kill_file: Union[str, Path, None] = None,
-                 feed_stale: Optional[Callable[[], bool]] = None) -> None:
+                 kill_file: str | Path | None = None,
+                 feed_stale: Callable[[], bool] | None = None) -> None:
         for name, value in (("max_position", max_position),
                             ("max_orders_per_second", max_orders_per_second),
                             ("max_daily_loss", max_daily_loss),
@@ -74,7 +74,7 @@ class RiskGuard:
         self.kill_file = str(kill_file) if kill_file is not None else None
         self._feed_stale_source = feed_stale
         self._feed_stale_flag = False
-        self._killed_by: Optional[str] = None
+        self._killed_by: str | None = None
         self._sent_ns = np.zeros(self.max_orders_per_second, dtype=np.int64)
         self._sent_count = 0
         self._day = -1
@@ -95,7 +95,7 @@ class RiskGuard:
         """Release a kill switch engaged by :meth:`kill` or a signal (not the kill file)."""
         self._killed_by = None
 
-    def install_kill_signal(self, signum: Optional[int] = None) -> int:
+    def install_kill_signal(self, signum: int | None = None) -> int:
         """Engage the kill switch when the process receives ``signum`` (SIGUSR1 by default).
 
         Returns
@@ -119,7 +119,7 @@ class RiskGuard:
         return int(signum)
 
     @property
-    def killed(self) -> Optional[str]:
+    def killed(self) -> str | None:
         """Why the kill switch is engaged, or None."""
         if self._killed_by is not None:
             return self._killed_by
@@ -143,9 +143,9 @@ class RiskGuard:
         return total_pnl - self._day_start_pnl
 
     def check(self, side: int, volume: float, position: float, total_pnl: float, time_msc: int,
-              received_ns: int, now_ns: Optional[int] = None, *, pending_long: float = 0.0,
-              pending_short: float = 0.0, in_flight: int = 0, capacity: Optional[int] = None,
-              day_pnl: Optional[float] = None) -> Optional[str]:
+              received_ns: int, now_ns: int | None = None, *, pending_long: float = 0.0,
+              pending_short: float = 0.0, in_flight: int = 0, capacity: int | None = None,
+              day_pnl: float | None = None) -> str | None:
         """Return the reason the order must not go, or None; a refusal is counted.
 
         Parameters
@@ -196,7 +196,7 @@ class RiskGuard:
             self.rejections[reason] += 1
         return reason
 
-    def record_order(self, now_ns: Optional[int] = None) -> None:
+    def record_order(self, now_ns: int | None = None) -> None:
         """Count an order that went out (for the orders-per-second limit)."""
         now = time.monotonic_ns() if now_ns is None else now_ns
         self._sent_ns[self._sent_count % self.max_orders_per_second] = now

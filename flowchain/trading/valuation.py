@@ -31,7 +31,6 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
-from typing import Optional
 
 import msgspec
 
@@ -52,7 +51,7 @@ class ValuationError(FlowChainError, ValueError):
         The symbol that could not be valued, when one was asked for.
     """
 
-    def __init__(self, message: str, symbol: Optional[str] = None) -> None:
+    def __init__(self, message: str, symbol: str | None = None) -> None:
         super().__init__(message)
         self.symbol = symbol
 
@@ -295,8 +294,8 @@ class Valuation:
     """
 
     def __init__(self, account_currency: str = DEFAULT_ACCOUNT_CURRENCY,
-                 specs: Optional[Mapping[str, ContractSpec]] = None,
-                 quoted: Optional[Iterable[str]] = None) -> None:
+                 specs: Mapping[str, ContractSpec] | None = None,
+                 quoted: Iterable[str] | None = None) -> None:
         check_currency(account_currency, "account currency")
         self.account_currency = account_currency
         self.specs: Mapping[str, ContractSpec] = MappingProxyType(
@@ -374,7 +373,7 @@ class Valuation:
         for symbol in symbols:
             self.instrument(symbol)
 
-    def _route(self, currency: str) -> Optional[tuple[tuple[str, bool], ...]]:
+    def _route(self, currency: str) -> tuple[tuple[str, bool], ...] | None:
         """Breadth-first over currencies: the legs ``(symbol, multiply)`` of a shortest route."""
         target = self.account_currency
         if currency == target:

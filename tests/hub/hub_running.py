@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 from flowchain.chains import AI_DECISION_CHAIN, MT5_TO_DATABASE_CHAIN
 from flowchain.hub.auth import add_token
@@ -110,7 +109,7 @@ def local_executions(db: Path, chain: str, step: str = "") -> int:
         conn.close()
 
 
-def hub_counts(store: str, node_id: Optional[str] = None) -> dict[str, int]:
+def hub_counts(store: str, node_id: str | None = None) -> dict[str, int]:
     """Rows of each kind the hub's database holds (of one node, or all), read with plain SQL."""
     from flowchain.hub.store import TABLES
 

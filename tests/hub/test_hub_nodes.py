@@ -8,8 +8,7 @@ import signal
 import urllib.request
 from pathlib import Path
 
-from hub_running import (CHAINS, hub_counts, local_counts, local_executions, node_config,
-                         node_token, start_hub, stop_hub)
+from hub_running import CHAINS, hub_counts, local_counts, local_executions, node_config, node_token, start_hub, stop_hub
 
 from flowchain.chains import AI_DECISION_CHAIN
 from flowchain.config import load_config
@@ -83,13 +82,13 @@ async def test_three_nodes_the_hub_merges_their_histograms_exactly(
                                            and shipper(n).status()["shipped"]["intervals"] > 8
                                            for n in nodes), timeout=60)
         summaries = await stop_all(nodes, tasks)
-        for node_id, summary in zip(NODES, summaries):
+        for node_id, summary in zip(NODES, summaries, strict=False):
             assert summary["hub"]["state"] == "ok", summary["hub"]
             assert summary["hub"]["node_id"] == node_id
         dbs = [tmp_path / f"{n}.db" for n in NODES]
         store = open_store(hub_db)
         try:
-            for node_id, db in zip(NODES, dbs):  # every row once: nothing lost, nothing doubled
+            for node_id, db in zip(NODES, dbs, strict=False):  # every row once: nothing lost, nothing doubled
                 assert hub_counts(str(hub_db), node_id) == local_counts(db)
             pairs = set().union(*(steps_of(db) for db in dbs))
             assert {c for c, _ in pairs} == set(CHAINS) and len(pairs) > 4
@@ -142,7 +141,7 @@ async def test_hub_killed_then_restarted_nodes_trade_on_and_catch_up(
         during = [n.counters.decisions for n in nodes]
         backlog = [shipper(n).status()["shipped"]["intervals"] for n in nodes]
         await eventually_async(lambda: all(n.counters.decisions > d + 200
-                                           for n, d in zip(nodes, during)), timeout=30)
+                                           for n, d in zip(nodes, during, strict=False)), timeout=30)
         assert all(not t.done() for t in tasks)  # the nodes trade on without their hub
         assert [shipper(n).status()["shipped"]["intervals"] for n in nodes] == backlog
         hub, url = start_hub(tmp_path, str(hub_db), tokens, port=port, name="hub2")

@@ -7,8 +7,7 @@ import json
 import urllib.request
 from pathlib import Path
 
-from hub_running import (CHAINS, hub_counts, local_counts, local_executions, node_config,
-                         node_token, start_hub, stop_hub)
+from hub_running import CHAINS, hub_counts, local_counts, local_executions, node_config, node_token, start_hub, stop_hub
 
 from flowchain.config import load_config
 from flowchain.node import TradingNode
@@ -51,7 +50,7 @@ async def test_postgres_stopped_mid_run_then_restarted_nothing_lost_nothing_doub
                                    timeout=30)
             during = [n.counters.decisions for n in nodes]
             await eventually_async(lambda: all(n.counters.decisions > d + 200
-                                               for n, d in zip(nodes, during)), timeout=30)
+                                               for n, d in zip(nodes, during, strict=False)), timeout=30)
             assert all(not t.done() for t in tasks)  # trading goes on without the database
         finally:
             postgres_server.start()

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hub_rows import INTERVAL_NS, T0, alert, execution, full_batch, interval, recorded, usage
 
 from flowchain.histograms import LatencyHistogram
 from flowchain.hub.rows import Batch
 from flowchain.hub.store import HubStoreUnavailable, open_store
-from hub_rows import INTERVAL_NS, T0, alert, execution, full_batch, interval, recorded, usage
 
 HERE = Path(__file__).parent
 

@@ -6,12 +6,12 @@ server in those roles, as a bug in a query or a tenant's own reporting login wou
 """
 import psycopg
 import pytest
+from hub_rows import T0, execution, full_batch, interval
 from psycopg import sql
 
 from flowchain.hub.rows import Batch
 from flowchain.hub.store import TENANT_TABLES, open_store
 from flowchain.hub.store_pg import tenant_role
-from hub_rows import T0, execution, full_batch, interval
 
 TABLES = (*TENANT_TABLES, "hub_nodes", "hub_tenant_roles")
 

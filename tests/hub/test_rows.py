@@ -3,10 +3,9 @@ import json
 
 import msgspec
 import pytest
-
-from flowchain.hub.rows import (BATCH_BYTES_MAX, NAME_MAX, ROWS_MAX, Batch, BatchError,
-                                IntervalRow)
 from hub_rows import full_batch, interval, usage
+
+from flowchain.hub.rows import BATCH_BYTES_MAX, NAME_MAX, ROWS_MAX, Batch, BatchError, IntervalRow
 
 
 def test_batch_round_trips_every_kind():

@@ -6,8 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from flowchain.observe.alerts import (ESCALATION, SLOW_STEP, AlertEvent, CallbackSink, LogSink,
-                              MemorySink, WebhookSink)
+from flowchain.observe.alerts import ESCALATION, SLOW_STEP, AlertEvent, CallbackSink, LogSink, MemorySink, WebhookSink
 
 
 def event(kind=SLOW_STEP, step="score"):

@@ -6,8 +6,7 @@ from typer.testing import CliRunner
 
 from flowchain import ChainBuilder, ChainRegistry, ChainStepError, ComponentRegistry
 from flowchain.chain import dump_chains
-from flowchain.observe.diagram import (StepFigures, figures_from_registry, format_ns, render,
-                               status_of, step_views)
+from flowchain.observe.diagram import StepFigures, figures_from_registry, format_ns, render, status_of, step_views
 from flowchain.observe.history import HistoryWriter
 
 SVG = "{http://www.w3.org/2000/svg}"

@@ -3,8 +3,7 @@ import sqlite3
 
 import pytest
 
-from flowchain import (ChainBuilder, ChainRegistry, ChainStepError, ComponentRegistry,
-                       UserContext)
+from flowchain import ChainBuilder, ChainRegistry, ChainStepError, ComponentRegistry, UserContext
 from flowchain.observe.history import CHAIN_ROW, HistoryReader, HistoryWriter, parse_since
 
 

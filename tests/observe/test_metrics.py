@@ -8,8 +8,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from flowchain import ChainBuilder, ChainRegistry, ChainStepError, ComponentRegistry
 from flowchain.feeds.base import FeedState, FeedStats
 from flowchain.histograms import DEFAULT_SETTINGS, LatencyHistogram
-from flowchain.observe.metrics import (BUCKETS_S, FlowChainCollector, HdrToBuckets, MetricsServer,
-                               counter_metrics, exposition_registry, feed_metrics, render)
+from flowchain.observe.metrics import (
+    BUCKETS_S,
+    FlowChainCollector,
+    HdrToBuckets,
+    MetricsServer,
+    counter_metrics,
+    exposition_registry,
+    feed_metrics,
+    render,
+)
 
 
 def families(text):
@@ -46,7 +54,7 @@ def test_buckets_match_exact_counts_of_recorded_values():
     conv = HdrToBuckets(DEFAULT_SETTINGS.layout())
     buckets, total_s, total = conv.convert(counts)
     assert total == len(values) and buckets[-1] == ("+Inf", float(len(values)))
-    for (label, cum), bound in zip(buckets, BUCKETS_S):
+    for (label, cum), bound in zip(buckets, BUCKETS_S, strict=False):
         exact = np.count_nonzero(values <= round(bound * 1e9))
         # HDR precision: 0.1% of a value around the bound may land either side
         near = np.count_nonzero(np.abs(values - bound * 1e9) <= bound * 1e9 * 1e-3)

@@ -5,8 +5,8 @@ import threading
 import pytest
 
 from flowchain import ChainBuilder, ChainRegistry, ChainStepError, ComponentRegistry
-from flowchain.observe.alerts import ESCALATION, RECOVERY, SLOW_STEP, CallbackSink
 from flowchain.observe._reader import RingTail
+from flowchain.observe.alerts import ESCALATION, RECOVERY, SLOW_STEP, CallbackSink
 from flowchain.observe.monitor import Monitor, step_statuses
 
 
@@ -179,7 +179,7 @@ def test_throughput_is_over_fixed_windows_of_the_monitors_clock_whoever_asks():
     runner.run(0)
     mon.poll()
     assert mon.throughput(cid) == {"per_1s": None, "per_10s": None}   # one sample: no rate
-    for second in range(12):                     # 100 executions a second, polled at 4 Hz
+    for _second in range(12):                     # 100 executions a second, polled at 4 Hz
         for _ in range(4):
             for i in range(25):
                 runner.run(i)

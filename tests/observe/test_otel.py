@@ -7,8 +7,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from flowchain import (ChainBuilder, ChainRegistry, ChainStepError, ComponentRegistry,
-                       UserContext)
+from flowchain import ChainBuilder, ChainRegistry, ChainStepError, ComponentRegistry, UserContext
 from flowchain.observe.otel import TraceExporter
 
 

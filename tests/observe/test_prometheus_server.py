@@ -16,11 +16,10 @@ import urllib.request
 from contextlib import contextmanager
 
 import pytest
+from foreign_env import foreign_env
 
 from flowchain import ChainBuilder, ChainRegistry, ComponentRegistry
 from flowchain.observe.metrics import FlowChainCollector, MetricsServer
-
-from foreign_env import foreign_env
 
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = pytest.mark.skipif(PROMETHEUS is None,

@@ -3,13 +3,13 @@ import re
 import xml.etree.ElementTree as ET
 
 import pytest
+from recorded_history import history
 from typer.testing import CliRunner
 
 from flowchain import ChainBuilder, ChainRegistry, ChainStepError, ComponentRegistry
 from flowchain.histograms import LatencyHistogram
 from flowchain.observe.history import HistoryReader, HistoryWriter
 from flowchain.observe.report import build_report, percentile_curve
-from recorded_history import history
 
 
 def test_percentile_curve_uses_log_inverse_tail_axis():
@@ -74,7 +74,7 @@ def test_a_chain_that_only_fails_shows_its_failure_latency_not_zero(tmp_path):
     cid = reg.register_chain(ChainBuilder("broken").step("refuse", "Refuse", "a", "b", 1)
                              .build())
     writer = HistoryWriter(reg, tmp_path / "h.db", sample_rate=0)
-    for batch in range(2):
+    for _batch in range(2):
         for x in range(50):
             with pytest.raises(ChainStepError):
                 reg.runner(cid).run(x)

@@ -4,8 +4,7 @@ from collections import OrderedDict
 
 import pytest
 
-from flowchain.optimizer.lru_simulation import (COLD, hit_ratio_curve, lru_hits,
-                                                reuse_distances)
+from flowchain.optimizer.lru_simulation import COLD, hit_ratio_curve, lru_hits, reuse_distances
 
 
 def real_lru_hits(keys, size):

@@ -7,10 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from flowchain import (ChainBuilder, ChainRegistry, ChainStepError, ChainValidationError,
-                       ComponentRegistry)
-from flowchain.optimizer.pool import (ComponentNotPicklable, ComponentPool,
-                                      measure_dispatch_cost)
+from flowchain import ChainBuilder, ChainRegistry, ChainStepError, ChainValidationError, ComponentRegistry
+from flowchain.optimizer.pool import ComponentNotPicklable, ComponentPool, measure_dispatch_cost
 
 
 def square(rows):

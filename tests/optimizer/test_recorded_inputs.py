@@ -11,11 +11,12 @@ import sqlite3
 import sys
 import uuid
 from pathlib import PurePosixPath
-from typing import Any, Optional
+from typing import Any
 
 import msgspec
 import numpy as np
 import pytest
+from flowchain_bridge.ticks import TICK_DTYPE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -24,11 +25,21 @@ from flowchain.chain import ChainBuilder
 from flowchain.context import UserContext
 from flowchain.ingest.batch import BatchStage, RawTickBatch, TickBatch
 from flowchain.optimizer.recorded_inputs import (
-    ENCODING, MAX_DEPTH, InputNotDecodable, InputNotSerializable, decode_input,
-    definition_row, encode_input, ensure_recorded_inputs_schema, input_row, insert_definitions,
-    insert_rows, load_inputs, sampled)
+    ENCODING,
+    MAX_DEPTH,
+    InputNotDecodable,
+    InputNotSerializable,
+    decode_input,
+    definition_row,
+    encode_input,
+    ensure_recorded_inputs_schema,
+    input_row,
+    insert_definitions,
+    insert_rows,
+    load_inputs,
+    sampled,
+)
 from flowchain.store import StoreError, open_database
-from flowchain_bridge.ticks import TICK_DTYPE
 from flowchain.trading.context import DecisionContext
 
 
@@ -43,7 +54,7 @@ class Order:
     side: Side
     volume: float
     tags: tuple = ()
-    placed: Optional[dt.datetime] = None
+    placed: dt.datetime | None = None
 
 
 class Quote(msgspec.Struct, frozen=True):
@@ -65,7 +76,7 @@ def same(a: Any, b: Any) -> bool:
         return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) ==
                                                       math.copysign(1, b))
     if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=False))
     if isinstance(a, dict):
         return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
     if dataclasses.is_dataclass(a):

@@ -12,9 +12,9 @@ import pytest
 from replay_fixtures import invoke, record, write_workdir
 
 from flowchain.chain import load_chains_file
+from flowchain.errors import ChainStepError
 from flowchain.observe.history import HistoryWriter
-from flowchain.optimizer.recorded_inputs import (ensure_recorded_inputs_schema, input_row,
-                                                 insert_rows)
+from flowchain.optimizer.recorded_inputs import ensure_recorded_inputs_schema, input_row, insert_rows
 from flowchain.optimizer.replay import ReplayError, parse_replay_id
 from flowchain.registry import ChainRegistry
 from flowchain.store import open_database
@@ -192,7 +192,7 @@ def test_a_node_failure_replays_from_the_failing_step(workdir) -> None:
     writer = HistoryWriter(registry, db)
     runner = registry.runner(definition.chain_id)
     runner.run([1, 2])
-    with pytest.raises(Exception):
+    with pytest.raises(ChainStepError):
         runner.run([2, -9])
     writer.close()
     assert writer.counters["inputs"] == 1 and writer.counters["unserializable_inputs"] == 0
@@ -252,7 +252,7 @@ def test_a_step_failing_on_every_execution_records_a_bounded_number_of_inputs(wo
     writer = HistoryWriter(registry, workdir / "many.db", failed_inputs_per_interval=3)
     runner = registry.runner(definition.chain_id)
     for i in range(10):
-        with pytest.raises(Exception):
+        with pytest.raises(ChainStepError):
             runner.run([-1 - i])
     writer.close()
     assert writer.counters["inputs"] == 10 and writer.counters["unserializable_inputs"] == 7

@@ -3,8 +3,7 @@ import dataclasses
 
 import pytest
 
-from flowchain import (ChainBuilder, ChainRegistry, ChainValidationError, ComponentRegistry,
-                       dump_chains, load_chains)
+from flowchain import ChainBuilder, ChainRegistry, ChainValidationError, ComponentRegistry, dump_chains, load_chains
 from flowchain.chain import AsyncSpec, CacheSpec
 
 PLAIN = """

@@ -1,9 +1,9 @@
 """Tenancy fixtures: components, the test tiers and a manager over a real SQLite file."""
 import pytest
+from tenancy_parts import TEST_TIERS, make_components
 
 from flowchain import ComponentRegistry
 from flowchain.tenancy import TenantManager, tiers_from_toml
-from tenancy_parts import TEST_TIERS, make_components
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from tenancy_parts import chain, inc
 from typer.testing import CliRunner
 
 from flowchain.cli import app
@@ -15,7 +16,6 @@ from flowchain.components import default_components
 from flowchain.config import ConfigError, load_config
 from flowchain.node import TradingNode
 from flowchain.tenancy import QuotaExceeded
-from tenancy_parts import chain, inc
 
 NODE_TOML = """
 [features]

@@ -3,11 +3,11 @@ leaks takes down only its tenant's worker, which is restarted and counted."""
 import os
 
 import pytest
+from tenancy_parts import chain
 
 from flowchain.errors import ChainStepError
 from flowchain.tenancy import WorkerCrashed
 from flowchain.tenancy import worker as worker_module
-from tenancy_parts import chain
 
 
 @pytest.fixture

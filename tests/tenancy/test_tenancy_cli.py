@@ -3,14 +3,14 @@ bad input exits 2 with the file and key named, never a traceback."""
 import json
 
 import pytest
+from tenancy_parts import TEST_TIERS, chain
 from typer.testing import CliRunner
 
-from flowchain.observe.alerts import MemorySink
 from flowchain.cli import app
+from flowchain.observe.alerts import MemorySink
 from flowchain.tenancy import QuotaExceeded, TenantManager
 from flowchain.tenancy.analytics import synthetic_history
 from flowchain.tenancy.tenant_history import TenantHistoryWriter
-from tenancy_parts import TEST_TIERS, chain
 
 runner = CliRunner()
 
@@ -110,8 +110,8 @@ def test_report_has_a_tenancy_section(node_db, tmp_path):
 
 
 def test_report_without_tenants_has_no_tenancy_section(tmp_path):
-    from flowchain.tenancy.report_section import tenancy_section
     from flowchain.store import open_database
+    from flowchain.tenancy.report_section import tenancy_section
 
     open_database(tmp_path / "plain.db").close()
     assert tenancy_section(tmp_path / "plain.db") == ""

@@ -3,10 +3,10 @@ import json
 import urllib.request
 
 import pytest
-
-from flowchain.tenancy import QuotaExceeded
-from flowchain.observe.web import DashboardServer, DashboardThread, DashboardState
 from tenancy_parts import chain
+
+from flowchain.observe.web import DashboardServer, DashboardState, DashboardThread
+from flowchain.tenancy import QuotaExceeded
 
 
 def test_status_carries_tenants_and_triggers(manager):

@@ -4,10 +4,10 @@ import asyncio
 import datetime as dt
 
 import pytest
+from tenancy_parts import INFLIGHT, chain
 
 from flowchain._native import engine
 from flowchain.tenancy import QuotaExceeded, TenantManager, tiers_from_toml
-from tenancy_parts import INFLIGHT, chain
 
 RATE_TIERS = """
 [tiers.metered]

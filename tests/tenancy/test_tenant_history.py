@@ -1,6 +1,7 @@
 """Per-user history from exact merges of interval histograms, and the analytics over it."""
 import numpy as np
 import pytest
+from tenancy_parts import chain
 
 from flowchain.errors import ChainStepError
 from flowchain.histograms import LatencyHistogram
@@ -14,7 +15,6 @@ from flowchain.tenancy.tenant_history import (
     percentiles_of,
     user_history,
 )
-from tenancy_parts import chain
 
 
 def test_sparse_buckets_merge_exactly_and_refuse_corrupt_rows():

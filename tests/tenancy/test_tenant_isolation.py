@@ -5,13 +5,13 @@ import asyncio
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from tenancy_parts import chain
 
 from flowchain import UserContext
 from flowchain.errors import ChainStepError, UnknownChainError
 from flowchain.tenancy import TenantManager, UnknownTenantError
 from flowchain.tenancy.gauges import tenant_metrics
 from flowchain.tenancy.tenant_id import tenant_file_name
-from tenancy_parts import chain
 
 TIERS = {"shared_a": "free", "shared_b": "free", "dedicated_c": "pro", "process_d": "enterprise"}
 

@@ -3,6 +3,7 @@ import json
 import tracemalloc
 
 import pytest
+from tenancy_parts import ALLOC_BYTES, chain
 from typer.testing import CliRunner
 
 from flowchain import ChainDefinition, ChainStats, ChainStep
@@ -13,7 +14,6 @@ from flowchain.tenancy.analytics import analyze
 from flowchain.tenancy.report_section import tenancy_section
 from flowchain.tenancy.resources import sample_every
 from flowchain.tenancy.tenant_history import TenantHistoryWriter
-from tenancy_parts import ALLOC_BYTES, chain
 
 
 def mix(name: str = "mix") -> ChainDefinition:

@@ -6,11 +6,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from tenancy_parts import chain
 
 from flowchain.observe.alerts import CallbackSink, MemorySink
 from flowchain.tenancy import UPGRADE_TRIGGER, QuotaExceeded, TenantManager
 from flowchain.tenancy.usage import LIFETIME, UsageStore
-from tenancy_parts import chain
 
 HERE = Path(__file__).parent
 

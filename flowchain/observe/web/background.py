@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Optional
 
 from flowchain.observe.web.server import DashboardServer
 
@@ -39,8 +38,8 @@ class DashboardThread:
 
     def __init__(self, server: DashboardServer) -> None:
         self.server = server
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._thread: Optional[threading.Thread] = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:

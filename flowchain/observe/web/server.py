@@ -19,8 +19,9 @@ import asyncio
 import ipaddress
 import json
 import logging
+from collections.abc import Iterable
 from importlib import resources
-from typing import Any, Iterable, Optional
+from typing import Any
 
 from flowchain.observe.web.state import DashboardState
 
@@ -88,9 +89,9 @@ class DashboardServer:
 
             self.exposition = ExpositionCache(exposition_registry(collector),
                                               refresh_s=metrics_refresh_s)
-        self._server: Optional[asyncio.AbstractServer] = None
+        self._server: asyncio.AbstractServer | None = None
         self._clients: set[asyncio.Queue] = set()
-        self._broadcast: Optional[asyncio.Task] = None
+        self._broadcast: asyncio.Task | None = None
         self._assets = {name: _static(name) for name in STATIC_TYPES}
 
     @property
@@ -99,7 +100,7 @@ class DashboardServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
-    async def start(self) -> "DashboardServer":
+    async def start(self) -> DashboardServer:
         """Listen and start pushing snapshots.
 
         Raises
@@ -130,7 +131,7 @@ class DashboardServer:
             self._server.close()
             await self._server.wait_closed()
 
-    async def __aenter__(self) -> "DashboardServer":
+    async def __aenter__(self) -> DashboardServer:
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
@@ -293,7 +294,7 @@ class DashboardServer:
         await writer.drain()
 
 
-def _host_header(head: bytes) -> Optional[str]:
+def _host_header(head: bytes) -> str | None:
     """The ``Host`` header's value (lower case), or None when the request has none."""
     for line in head.split(b"\r\n")[1:]:
         name, sep, value = line.partition(b":")
@@ -302,7 +303,7 @@ def _host_header(head: bytes) -> Optional[str]:
     return None
 
 
-def _split_host(host: str) -> tuple[Optional[str], Optional[int]]:
+def _split_host(host: str) -> tuple[str | None, int | None]:
     """``("name", port or None)`` of a Host value; ``(None, None)`` when malformed."""
     if host.startswith("["):  # [v6]:port
         end = host.find("]")

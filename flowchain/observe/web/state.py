@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Mapping, Optional, Union
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from flowchain.observe.diagram import StepFigures, render, status_of
 from flowchain.observe._reader import built_runners
+from flowchain.observe.diagram import StepFigures, render, status_of
 
 log = logging.getLogger("flowchain.dashboard")
 
@@ -39,8 +40,8 @@ class DashboardState:
         ``OPTIMIZER_REFRESH_S`` (it reads the history database), shown as ``optimizer``.
     """
 
-    def __init__(self, registries: Union[Any, Mapping[str, Any]], monitor: Any = None,
-                 feeds: Optional[Mapping[str, Any]] = None, failures_shown: int = 10,
+    def __init__(self, registries: Any | Mapping[str, Any], monitor: Any = None,
+                 feeds: Mapping[str, Any] | None = None, failures_shown: int = 10,
                  tenants: Any = None, optimizer: Any = None) -> None:
         self.registries = dict(registries) if isinstance(registries, Mapping) \
             else {"default": registries}
@@ -48,7 +49,7 @@ class DashboardState:
         self.feeds = dict(feeds or {})
         self.failures_shown = failures_shown
         self.tenants = tenants
-        self.shipping: Optional[Callable[[], dict[str, Any]]] = None
+        self.shipping: Callable[[], dict[str, Any]] | None = None
         """Returns the node's shipping state to a hub (``hub`` in the snapshot), when it ships."""
         self.optimizer = optimizer
         self._optimizer_rows: list[dict[str, Any]] = []
@@ -65,7 +66,7 @@ class DashboardState:
                 log.exception("reading the optimizer's findings failed")
         return self._optimizer_rows
 
-    def chains(self) -> list[tuple[str, Any, Any, Optional[Any]]]:
+    def chains(self) -> list[tuple[str, Any, Any, Any | None]]:
         """Return (tenant, registry, definition, runner or None) for each latest chain."""
         out = []
         for tenant, registry in self.registries.items():

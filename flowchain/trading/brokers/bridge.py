@@ -26,15 +26,21 @@ takes per order (``mt5_ns`` of its RESULTs) and the order deadline; the engine r
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import zmq
-
 from flowchain_bridge import wire
 from flowchain_bridge.client import OrderClient
+
 from flowchain.store import NodeIdentity
 from flowchain.trading.orders import (
-    FILLED, NOT_SENT, PENDING, REJECTED, UNKNOWN, AccountUnavailableError, BrokerReport,
+    FILLED,
+    NOT_SENT,
+    PENDING,
+    REJECTED,
+    UNKNOWN,
+    AccountUnavailableError,
+    BrokerReport,
     OrderRequest,
 )
 
@@ -137,7 +143,7 @@ class BridgeBroker:
 
     wants_quotes = True
 
-    def __init__(self, client: OrderClient, *, identity: Optional[NodeIdentity] = None,
+    def __init__(self, client: OrderClient, *, identity: NodeIdentity | None = None,
                  deadline_ms: float = 2_000.0, grace_ms: float = 1_000.0,
                  resend_every_ms: float = 1_000.0, lookup_timeout_s: float = 5.0,
                  magic: int = 20_240_601, deviation: int = 20,
@@ -169,7 +175,7 @@ class BridgeBroker:
         self._query_out = 0
         """req_id of the account query awaiting its answer (0: none)."""
         self._query_given_up = 0.0
-        self.account: Optional[wire.AccountState] = None
+        self.account: wire.AccountState | None = None
         """The latest account state the bridge sent (None before the first)."""
         self.order_ns = 0.0
         """Moving average of the bridge's time per order (its RESULTs' ``mt5_ns``)."""
@@ -184,9 +190,9 @@ class BridgeBroker:
         """Account states applied."""
 
     @classmethod
-    def connect(cls, endpoint: str, timeout_s: float = 5.0, *, secret_key: Optional[str] = None,
-                server_public_key: Optional[str] = None, allow_remote: bool = False,
-                context: Optional[zmq.Context] = None, **options) -> "BridgeBroker":
+    def connect(cls, endpoint: str, timeout_s: float = 5.0, *, secret_key: str | None = None,
+                server_public_key: str | None = None, allow_remote: bool = False,
+                context: zmq.Context | None = None, **options) -> BridgeBroker:
         """Connect to the bridge at ``endpoint`` and check that it answers; return the broker.
 
         The check is a request that cannot trade: a fresh req_id whose deadline is long past,
@@ -270,7 +276,7 @@ class BridgeBroker:
         done, self._ready = tuple(self._ready), []
         return done
 
-    def settle(self, order: OrderRequest) -> Optional[BrokerReport]:
+    def settle(self, order: OrderRequest) -> BrokerReport | None:
         """Ask the bridge what became of a journaled order, by resending it (never a new trade).
 
         The request carries the order's req_id and content, the RESEND flag and a deadline long
@@ -333,7 +339,7 @@ class BridgeBroker:
             f"the MT5 bridge at {self.client.endpoint} did not answer a look-up of order "
             f"{order.client_order_id} within {self.lookup_timeout_s:g} s")
 
-    def lookup(self, client_order_id: str) -> Optional[BrokerReport]:
+    def lookup(self, client_order_id: str) -> BrokerReport | None:
         """:meth:`settle` an order this broker sent and has not heard the end of.
 
         Raises
@@ -364,7 +370,7 @@ class BridgeBroker:
         done, self._ready = tuple(self._ready), []
         return done
 
-    def sync(self, timeout_s: Optional[float] = None) -> wire.AccountState:
+    def sync(self, timeout_s: float | None = None) -> wire.AccountState:
         """Read this node's positions and day's deals from the terminal now (blocking); return
         the account state applied.
 

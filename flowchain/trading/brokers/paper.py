@@ -15,11 +15,16 @@ quoted yet) is refused with the reason, never filled.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Optional
 
 from flowchain.trading.orders import (
-    FILLED, PENDING, REJECTED, TRADE_RETCODE_DONE, TRADE_RETCODE_PLACED, TRADE_RETCODE_REJECT,
-    BrokerReport, OrderRequest,
+    FILLED,
+    PENDING,
+    REJECTED,
+    TRADE_RETCODE_DONE,
+    TRADE_RETCODE_PLACED,
+    TRADE_RETCODE_REJECT,
+    BrokerReport,
+    OrderRequest,
 )
 from flowchain.trading.valuation import Instrument, Quote, Valuation, ValuationError
 
@@ -33,7 +38,7 @@ class _Book:
     __slots__ = ("symbol", "quote", "instrument", "refusal", "contract_size", "conversion",
                  "position", "avg_price", "realized")
 
-    def __init__(self, symbol: str, quote: Quote, instrument: Optional[Instrument],
+    def __init__(self, symbol: str, quote: Quote, instrument: Instrument | None,
                  refusal: str) -> None:
         self.symbol = symbol
         self.quote = quote
@@ -73,7 +78,7 @@ class PaperBroker:
     wants_quotes = True
 
     def __init__(self, latency_ms: float = 0.0, slippage: float = 0.0,
-                 valuation: Optional[Valuation] = None, remember: int = 100_000) -> None:
+                 valuation: Valuation | None = None, remember: int = 100_000) -> None:
         if not (0 <= latency_ms < _INF and 0 <= slippage < _INF):
             raise ValueError(f"PaperBroker: latency_ms and slippage must be finite and >= 0, got "
                              f"{latency_ms}, {slippage}")
@@ -100,7 +105,7 @@ class PaperBroker:
         book = self._books.get(symbol)
         if book is None:
             try:
-                instrument: Optional[Instrument] = self.valuation.instrument(symbol)
+                instrument: Instrument | None = self.valuation.instrument(symbol)
                 refusal = ""
             except ValuationError as exc:
                 instrument, refusal = None, str(exc)
@@ -194,7 +199,7 @@ class PaperBroker:
         book = self._books[symbol]
         return tuple(self._fill(book, order, bid, ask) for order in done)
 
-    def lookup(self, client_order_id: str) -> Optional[BrokerReport]:
+    def lookup(self, client_order_id: str) -> BrokerReport | None:
         """Return the last report of an order this broker received, or None."""
         return self._reports.get(client_order_id)
 

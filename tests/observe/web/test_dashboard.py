@@ -20,6 +20,7 @@ from flowchain.observe.metrics import FlowChainCollector
 from flowchain.observe.monitor import Monitor
 from flowchain.observe.web import DashboardServer, DashboardState
 
+
 class FakeFeed:
     def __init__(self):
         self.stats = FeedStats()
