@@ -89,11 +89,8 @@ static void fc_alloc_free(void *ctx, void *ptr)
 
 static void fc_alloc_wrap(PyMemAllocatorDomain domain, PyMemAllocatorEx *wrapped)
 {
-    PyMemAllocatorEx current, hook;
-    PyMem_GetAllocator(domain, &current);
-    if (current.malloc == fc_alloc_malloc)
-        return;  /* ours already */
-    *wrapped = current;
+    PyMemAllocatorEx hook;
+    PyMem_GetAllocator(domain, wrapped);
     hook.ctx = wrapped;
     hook.malloc = fc_alloc_malloc;
     hook.calloc = fc_alloc_calloc;
@@ -102,23 +99,48 @@ static void fc_alloc_wrap(PyMemAllocatorDomain domain, PyMemAllocatorEx *wrapped
     PyMem_SetAllocator(domain, &hook);
 }
 
-/* Wrap both domains unless they are wrapped already; the GIL must be held. Idempotent, and
- * wraps again when something restored an allocator saved before ours (tracemalloc.stop() of a
- * tracemalloc started before the first install): checked at every window's opening. While
- * ours is current its saved allocator is never touched, so a wrapper in progress on another
- * thread cannot see it change (and none can be: both domains are called with the GIL held). */
-static void fc_alloc_install(void)
+/* Whether an allocation of the domain passes through the counter now: 1 when it is the
+ * current allocator, else a 1-byte allocation counted in a window of its own tells (the
+ * counter may be wrapped by another hook, tracemalloc's, which calls it; or have been dropped
+ * by a hook that restored the allocator it saved before the counter's install). */
+static int fc_alloc_reached(PyMemAllocatorDomain domain)
 {
-    fc_alloc_wrap(PYMEM_DOMAIN_MEM, &fc_alloc_wrapped_mem);
-    fc_alloc_wrap(PYMEM_DOMAIN_OBJ, &fc_alloc_wrapped_obj);
+    PyMemAllocatorEx current;
+    uint64_t before = fc_alloc_tls.total;
+    void *p;
+    int reached;
+    PyMem_GetAllocator(domain, &current);
+    if (current.malloc == fc_alloc_malloc)
+        return 1;
+    fc_alloc_tls.depth++;
+    p = domain == PYMEM_DOMAIN_MEM ? PyMem_Malloc(1) : PyObject_Malloc(1);
+    fc_alloc_tls.depth--;
+    reached = fc_alloc_tls.total != before;
+    fc_alloc_tls.total = before;  /* the probe is no window's allocation */
+    if (domain == PYMEM_DOMAIN_MEM)
+        PyMem_Free(p);
+    else
+        PyObject_Free(p);
+    return reached;
 }
 
+/* Wrap each domain whose allocations do not pass through the counter; the GIL must be held.
+ * Idempotent, and checked at every window's opening, so the counter counts again after a hook
+ * installed before it restored what it saved (tracemalloc.stop() of a tracemalloc started
+ * before the counter's first install). A saved allocator is replaced only while its wrapper is
+ * out of every chain: no call can be inside it then (both domains are called with the GIL). */
+static void fc_alloc_install(void)
+{
+    if (!fc_alloc_reached(PYMEM_DOMAIN_MEM))
+        fc_alloc_wrap(PYMEM_DOMAIN_MEM, &fc_alloc_wrapped_mem);
+    if (!fc_alloc_reached(PYMEM_DOMAIN_OBJ))
+        fc_alloc_wrap(PYMEM_DOMAIN_OBJ, &fc_alloc_wrapped_obj);
+}
+
+/* Whether allocations of both domains pass through the counter now (GIL held). */
 static int fc_alloc_installed(void)
 {
-    PyMemAllocatorEx mem, obj;
-    PyMem_GetAllocator(PYMEM_DOMAIN_MEM, &mem);
-    PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &obj);
-    return mem.malloc == fc_alloc_malloc && obj.malloc == fc_alloc_malloc;
+    return fc_alloc_reached(PYMEM_DOMAIN_MEM) && fc_alloc_reached(PYMEM_DOMAIN_OBJ);
 }
 
 /* Open a window on this thread: 0, or -1 when FC_ALLOC_MAX_DEPTH are open already. */
