@@ -5,9 +5,9 @@ import time
 import pytest
 
 from flowchain import ChainBuilder, ChainRegistry, ChainStepError, ComponentRegistry
+from flowchain._native import engine
 from flowchain.optimizer.input_hash import input_hash
 from flowchain.optimizer.profile_store import load_profiles, write_profiles
-from flowchain._native import engine
 from flowchain.optimizer.profiling import sample_every
 
 
