@@ -60,6 +60,8 @@ engine = Extension(
     extra_link_args=link_args,
     depends=[
         "native/clock.h",
+        "native/alloc.h",
+        "native/alloc.pxi",
         "native/hdr.h",
         "native/clock.pxi",
         "native/hdr.pxi",

@@ -62,6 +62,7 @@ include "ring.pxi"
 include "failures.pxi"
 include "runner.pxi"
 include "admission.pxi"
+include "alloc.pxi"
 
 # The execution status codes of the ring's ``status`` column: defined once (ring.pxi) and
 # exported here; every Python module imports them from the engine (flowchain._native).

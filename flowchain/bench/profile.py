@@ -3,12 +3,12 @@ input plus one) run through two registries in one process, interleaved (A B, A B
 
 * ``off``      profiling off (the default): ``ChainRunner.run`` as every chain runs it;
 * ``sampled``  ``ChainRegistry(profile_rate=0.01)``: 1 execution in 100 takes the measuring
-  path (thread CPU clock, each step's input hashed), and tracemalloc, started by the first
-  sampled execution, traces every allocation from then on, as in a profiling process.
+  path (thread CPU clock, each step's input hashed, the engine's allocation counter opened
+  and read around each step).
 
-tracemalloc is process-wide: so that ``off`` is measured untraced, each ``sampled``
-repetition ends by giving tracemalloc back (safe here: the bench runs no other thread) and the
-next one starts it again at its first sampled execution.
+The allocation counter, once installed (by the sampled registry's profiler), stays installed
+for the process, so ``off`` runs under it too, as every chain of a profiling process does:
+an execution that is not sampled pays its thread-local test per allocation.
 
 Each execution is timed from outside (``perf_counter_ns`` around the call, the same for both);
 each repetition is summarized (p50/p99/p99.9/max, mean) and the report gives the median over
@@ -28,7 +28,6 @@ import numpy as np
 from flowchain.bench.distribution import interleave, median_summary, summarize_ns
 from flowchain.bench.environment import cpu, versions
 from flowchain.bench.overhead import STEP_NAMES, STEPS
-from flowchain.optimizer.profiling import release_tracemalloc
 
 SAMPLED_RATE = 0.01
 """The rate measured against profiling off."""
@@ -64,13 +63,6 @@ def _time_each(run: Callable[[int], int], n: int) -> dict[str, float]:
     return summary
 
 
-def _time_sampled(run: Callable[[int], int], n: int) -> dict[str, float]:
-    try:
-        return _time_each(run, n)
-    finally:
-        release_tracemalloc()
-
-
 def run(repetitions: int = 7, n: int = 20_000, rate: float = SAMPLED_RATE) -> dict[str, Any]:
     """Measure both ways; return the JSON object ``flowchain bench profile`` prints."""
     if repetitions < 5:
@@ -78,10 +70,10 @@ def run(repetitions: int = 7, n: int = 20_000, rate: float = SAMPLED_RATE) -> di
     off, _ = _make_run(0.0, "profile_off_bench")
     sampled, sampled_registry = _make_run(rate, "profile_sampled_bench")
     _time_each(off, max(n // 10, 200))  # warm-up
-    _time_sampled(sampled, max(n // 10, 200))
+    _time_each(sampled, max(n // 10, 200))
     sampled_registry.take_profiles()
     reps = interleave({"off": lambda rep: _time_each(off, n),
-                       "sampled": lambda rep: _time_sampled(sampled, n)}, repetitions)
+                       "sampled": lambda rep: _time_each(sampled, n)}, repetitions)
     keys = ("p50_ns", "p99_ns", "p999_ns", "max_ns")
     med = {way: median_summary(r, keys) for way, r in reps.items()}
     for way, r in reps.items():

@@ -31,7 +31,8 @@ class StepProfile:
     """One step of one sampled execution.
 
     ``cpu_ns`` is the thread's CPU time during the step (the clock's own reading cost taken
-    off); ``alloc_bytes`` tracemalloc's peak during the step above the traced size at its start;
+    off); ``alloc_bytes`` the bytes the step's thread requested from CPython's allocators (the
+    engine's allocation counter: a volume, frees not subtracted);
     ``input_hash`` 16 hex digits (:func:`flowchain.optimizer.input_hash.input_hash`, a ``?``
     token for inputs it cannot read); ``items`` the input's length when it is a sequence, else
     None. ``run_id`` names the run that wrote the row ("" before it is written).

@@ -7,15 +7,13 @@ execution in ``round(1 / R)`` of each chain's ``runner.run`` takes the engine's 
 
 * ``wall_ns``: the step's wall time (engine clock, the profiler's own work excluded);
 * ``cpu_ns``: the thread's CPU time (``time.thread_time_ns``) during the step;
-* ``alloc_bytes``: tracemalloc's peak during the step above the traced size at its start.
-  tracemalloc is started by the first sampled execution and then **kept running** for the
-  rest of the process: stopping it while other threads run extensions that report their
-  allocations without holding the GIL (numpy under numba's ``nogil`` code, as the node's
-  agents do) crashed the interpreter here (CPython 3.11: a segfault in the monitor thread a
-  few seconds after a stop), so it is never stopped by FlowChain once profiling began. While it
-  runs every allocation of the process is traced, which is the main cost of profiling (see
-  ``flowchain bench profile``). It is process-wide, so on a busy node other threads'
-  allocations during the step count too (an upper bound);
+* ``alloc_bytes``: the bytes the step's thread requested from CPython's object and memory
+  allocators while the step ran (the engine's per-thread allocation counter, native/alloc.h:
+  malloc and calloc sizes, realloc's whole new size, frees not subtracted; a volume, not a
+  peak). Other threads' allocations are not counted; numpy's array *data* is not either (numpy
+  allocates it with its own handler), its array objects are. The counter is installed by the
+  first profiler and never removed; an execution that is not sampled pays one thread-local
+  test per allocation;
 * ``input_hash`` and ``items``: the stable hash of the step's input
   (:mod:`flowchain.optimizer.input_hash`, computed before the step's clocks start) and its
   length when it is a sequence.
@@ -29,55 +27,18 @@ from __future__ import annotations
 import collections
 import threading
 import time
-import tracemalloc
 from typing import Any, Optional
 
 import numpy as np
 
+from flowchain._native import engine
 from flowchain.optimizer.input_hash import input_hash
 from flowchain.optimizer.profile_store import StepProfile
 
 _thread_time_ns = time.thread_time_ns
 _time_ns = time.time_ns
-_traced = tracemalloc.get_traced_memory
-_reset_peak = tracemalloc.reset_peak
-
-
-_holding_tracemalloc = False
-_hold_lock = threading.Lock()
-
-
-def _hold_tracemalloc() -> None:
-    """Start tracemalloc for the rest of the process (see the module's note on stopping it).
-
-    Taken through the tenants' resource sampling's tracemalloc users (process-wide, shared),
-    and never given back, so that neither ever stops it.
-    """
-    global _holding_tracemalloc
-    from flowchain.tenancy.resources import _tracing
-
-    with _hold_lock:
-        if not _holding_tracemalloc:
-            _tracing.acquire()
-            _holding_tracemalloc = True
-
-
-def release_tracemalloc() -> bool:
-    """Give back the hold profiling took on tracemalloc (stopping it when nobody else uses
-    it); return whether there was one.
-
-    Only safe when no other thread of the process is running: a test's teardown, or a
-    program's end. The next sampled execution starts it again.
-    """
-    global _holding_tracemalloc
-    from flowchain.tenancy.resources import _tracing
-
-    with _hold_lock:
-        if not _holding_tracemalloc:
-            return False
-        _holding_tracemalloc = False
-        _tracing.release()
-        return True
+_window_start = engine.alloc_window_start
+_window_bytes = engine.alloc_window_bytes
 
 
 def sample_every(rate: float) -> int:
@@ -101,6 +62,10 @@ def _items(data: Any) -> Optional[int]:
     return None
 
 
+STEP_READINGS = 4
+"""Raw readings per step: CPU ns before, bytes allocated, CPU ns after, wall ns."""
+
+
 class _Sample:
     """One sampled execution's readings (one object per execution: threads never share it)."""
 
@@ -119,17 +84,24 @@ class _Sample:
         self.inputs.append(_items(data))
 
     def before(self) -> None:
-        _reset_peak()
-        self.raw.append(_traced()[0])
         self.raw.append(_thread_time_ns())
+        try:
+            _window_start()  # last: the step's window holds none of the profiler's allocations
+        except BaseException:
+            del self.raw[-1]
+            raise
 
     def after(self, i: int, wall_ns: int) -> None:
+        nbytes = _window_bytes()
         cpu1 = _thread_time_ns()
-        self.raw.append(_traced()[1])
+        self.raw.append(nbytes)
         self.raw.append(cpu1)
         self.raw.append(wall_ns)
 
     def end(self, ok: bool) -> None:
+        if len(self.raw) % STEP_READINGS:
+            _window_bytes()  # the failed step's window (its after() never came)
+            del self.raw[-1]
         # the readings are kept raw: the profiles are built when taken, off the sampled path
         self.profiler.add(self)
 
@@ -152,11 +124,10 @@ class ChainProfiler:
         self._held_steps = 0
         self._keep = keep
         self._lock = threading.Lock()
+        engine.install_alloc_counter()
 
     def begin(self) -> _Sample:
         """Start measuring an execution (called by the runner before its first step)."""
-        if not _holding_tracemalloc:
-            _hold_tracemalloc()
         seq = self.runner.executions if self.runner is not None else -1
         return _Sample(self, seq)
 
@@ -166,22 +137,22 @@ class ChainProfiler:
             self.sampled += 1
             held = self._samples
             held.append(sample)
-            self._held_steps += len(sample.raw) // 5
+            self._held_steps += len(sample.raw) // STEP_READINGS
             while self._held_steps > self._keep and len(held) > 1:
                 dropped = held.popleft()
-                self._held_steps -= len(dropped.raw) // 5
-                self.dropped += len(dropped.raw) // 5
+                self._held_steps -= len(dropped.raw) // STEP_READINGS
+                self.dropped += len(dropped.raw) // STEP_READINGS
 
     def _profiles_of(self, sample: _Sample) -> list[StepProfile]:
         raw, inputs, floor = sample.raw, sample.inputs, self.cpu_floor_ns
         start = sample.epoch_ns
         out = []
-        for i in range(len(raw) // 5):
-            mem0, cpu0, peak, cpu1, wall = raw[5 * i:5 * i + 5]
+        for i in range(len(raw) // STEP_READINGS):
+            cpu0, nbytes, cpu1, wall = raw[4 * i:4 * i + 4]
             cpu = cpu1 - cpu0 - floor
             out.append(StepProfile(self.chain, self.chain_id, sample.seq, self.step_names[i], i,
                                    start, wall, cpu if cpu > 0 else 0,
-                                   peak - mem0 if peak > mem0 else 0,
+                                   nbytes,
                                    inputs[2 * i], inputs[2 * i + 1]))
             start += wall
         return out

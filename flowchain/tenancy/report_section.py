@@ -78,8 +78,8 @@ def tenancy_section(db: str | Path, *, since_ns: int | None = None) -> str:
     resources = result.get("resources", {})
     if resources.get("by_chain") or resources.get("by_step"):
         parts.append("<h3>Resource use per call (sampled executions)</h3>")
-        parts.append('<p class="note">Thread CPU time and memory allocated (tracemalloc '
-                     "peak above the step's start) per call, measured on the sampled "
+        parts.append('<p class="note">Thread CPU time and memory allocated (bytes the '
+                     "step's thread requested) per call, measured on the sampled "
                      "executions only; the chain rows are whole executions.</p>")
         for element_id, rows in (("resources-by-chain", resources["by_chain"]),
                                  ("resources-by-step", resources["by_step"])):

@@ -7,9 +7,11 @@ other execution, with a :class:`ResourceProbe` reading around each step
 
 * the step's wall time (engine clock, the probe's own work excluded),
 * the thread's CPU time (``time.thread_time_ns``),
-* the memory the step allocated: tracemalloc's peak during the step above the traced size at
-  its start (tracing runs only while a sampled execution does; tracemalloc is process-wide,
-  so allocations of other threads during that step count too: an upper bound on a busy node).
+* the memory the step allocated: the bytes the step's thread requested from CPython's object
+  and memory allocators while it ran (the engine's per-thread allocation counter,
+  native/alloc.h, installed by the first probe and never removed: malloc and calloc sizes,
+  realloc's whole new size, frees not subtracted; numpy's array data, allocated by numpy's own
+  handler, is not counted). Only the step's own thread is counted, whatever others do.
 
 Each probe holds, per step and for the whole execution (row ``n``), HDR counts of CPU ns and
 allocated bytes (the engine's layout, so rows merge exactly like the latency histograms) and
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import threading
 import time
-import tracemalloc
 from typing import Any
 
 import numpy as np
@@ -31,8 +32,8 @@ CHAIN_ROW = ""
 """The step name stored for a whole execution (the sum of its steps)."""
 
 _thread_time_ns = time.thread_time_ns
-_traced = tracemalloc.get_traced_memory
-_reset_peak = tracemalloc.reset_peak
+_window_start = engine.alloc_window_start
+_window_bytes = engine.alloc_window_bytes
 
 
 def _clock_floor_ns() -> int:
@@ -74,41 +75,14 @@ execution), the sampled executions' sums and their CPU / allocation HDR buckets 
 engine's layout: rows merge exactly)."""
 
 
-class _Tracing:
-    """Start tracemalloc for the sampled executions in flight; stop it after the last one,
-    unless someone else had it running already."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._users = 0
-        self._ours = False
-
-    def acquire(self) -> None:
-        with self._lock:
-            if self._users == 0:
-                self._ours = not tracemalloc.is_tracing()
-                if self._ours:
-                    tracemalloc.start()
-            self._users += 1
-
-    def release(self) -> None:
-        with self._lock:
-            self._users -= 1
-            if self._users == 0 and self._ours:
-                tracemalloc.stop()
-                self._ours = False
-
-
-_tracing = _Tracing()
+STEP_READINGS = 4
+"""Raw readings per step: CPU ns before, bytes allocated, CPU ns after, wall ns."""
 
 
 class _Measurement:
-    """One sampled execution's readings (one object per execution: threads never share it).
-
-    While tracemalloc traces, every allocation costs more: the readings are kept as a flat
-    list of the raw clock and tracemalloc values and turned into figures after tracing
-    stopped (:meth:`end`).
-    """
+    """One sampled execution's readings (one object per execution: threads never share it),
+    kept as a flat list of raw clock and counter values (:data:`STEP_READINGS` per step) and
+    turned into figures at the end (:meth:`end`)."""
 
     __slots__ = ("probe", "raw")
 
@@ -117,27 +91,31 @@ class _Measurement:
         self.raw: list = []
 
     def before(self) -> None:
-        _reset_peak()
-        self.raw.append(_traced()[0])
         self.raw.append(_thread_time_ns())
+        try:
+            _window_start()  # last: the step's window holds none of the probe's allocations
+        except BaseException:
+            del self.raw[-1]
+            raise
 
     def after(self, i: int, wall_ns: int) -> None:
+        nbytes = _window_bytes()
         cpu1 = _thread_time_ns()
-        self.raw.append(_traced()[1])
+        self.raw.append(nbytes)
         self.raw.append(cpu1)
         self.raw.append(wall_ns)
 
     def end(self, ok: bool) -> None:
-        _tracing.release()
         probe, raw, floor = self.probe, self.raw, CPU_FLOOR_NS
+        if len(raw) % STEP_READINGS:
+            _window_bytes()  # the failed step's window (its after() never came)
+            del raw[-1]
         wall = cpu = alloc = 0
-        steps = len(raw) // 5
+        steps = len(raw) // STEP_READINGS
         for i in range(steps):
-            mem0, cpu0, peak, cpu1, w = raw[5 * i:5 * i + 5]
+            cpu0, a, cpu1, w = raw[4 * i:4 * i + 4]
             c = cpu1 - cpu0 - floor
             c = c if c > 0 else 0
-            a = peak - mem0
-            a = a if a > 0 else 0
             probe.record(i, w, c, a)
             wall += w
             cpu += c
@@ -184,6 +162,7 @@ class ResourceProbe:
         self.alloc = engine.HdrCounts(rows, hdr_layout)
         self.failed = 0
         self._lock = threading.Lock()  # sampled executions of several threads, the writer
+        engine.install_alloc_counter()
 
     @property
     def row_names(self) -> tuple[str, ...]:
@@ -191,7 +170,6 @@ class ResourceProbe:
         return self.step_names + (CHAIN_ROW,)
 
     def begin(self) -> _Measurement:
-        _tracing.acquire()
         return _Measurement(self)
 
     def record(self, row: int, wall_ns: int, cpu_ns: int, alloc_bytes: int) -> None:
@@ -258,9 +236,9 @@ class ReadingsProbe:
         self.n_steps = n_steps
         self.readings: list[tuple[int, int, int, int]] = []
         self.failed = 0
+        engine.install_alloc_counter()
 
     def begin(self) -> _Measurement:
-        _tracing.acquire()
         return _Measurement(self)
 
     def record(self, row: int, wall_ns: int, cpu_ns: int, alloc_bytes: int) -> None:

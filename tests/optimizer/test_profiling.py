@@ -1,22 +1,14 @@
 """Sampled step profiles: rate, what is measured, the step_profiles table, off by default."""
 import sqlite3
 import time
-import tracemalloc
 
 import pytest
 
 from flowchain import ChainBuilder, ChainRegistry, ChainStepError, ComponentRegistry
+from flowchain._native import engine
 from flowchain.optimizer.input_hash import input_hash
 from flowchain.optimizer.profile_store import load_profiles, write_profiles
-from flowchain.optimizer.profiling import release_tracemalloc, sample_every
-
-
-@pytest.fixture(autouse=True)
-def _stop_tracing_after_each_test():
-    """Profiling keeps tracemalloc running for the process; give it back between tests (no
-    other thread runs then), so the rest of the suite is not traced."""
-    yield
-    release_tracemalloc()
+from flowchain.optimizer.profiling import sample_every
 
 
 def _registry(**kwargs):
@@ -39,7 +31,6 @@ def test_off_by_default_samples_nothing():
     for _ in range(5):
         runner.run([1, 2])
     assert registry.take_profiles() == []
-    assert not tracemalloc.is_tracing()
 
 
 def test_every_execution_at_rate_one_measures_each_step():
@@ -52,15 +43,14 @@ def test_every_execution_at_rate_one_measures_each_step():
     assert expand.items == 3 and wait.items == 3 and check.items is None
     assert expand.input_hash == input_hash([1, 2, 3])
     assert check.input_hash == input_hash(3)
-    assert expand.alloc_bytes >= 3 * 4096
+    assert 3 * 4096 <= expand.alloc_bytes < 3 * 4096 + 2048  # three bytearrays and a list
+    assert check.alloc_bytes < 256  # a comparison: ~nothing (the call itself, at most)
     assert wait.wall_ns >= 5_000_000 and wait.cpu_ns < wait.wall_ns
     assert expand.execution_seq == 0 and expand.chain == "Prof"
     assert wait.start_epoch_ns == expand.start_epoch_ns + expand.wall_ns
     assert registry.take_profiles(chain_id) == []
-    # kept running once profiling began (stopping it under other threads is not safe)
-    assert tracemalloc.is_tracing()
-    assert release_tracemalloc() and not tracemalloc.is_tracing()
-    assert not release_tracemalloc()
+    # installed for good, and no window left open on this thread
+    assert engine.alloc_counter_installed() and engine.alloc_window_depth() == 0
 
 
 def test_rate_samples_one_in_n_and_can_change_on_built_runners():
@@ -82,6 +72,39 @@ def test_a_failing_sampled_execution_keeps_its_completed_steps_and_fails_as_usua
         registry.runner(chain_id).run(list(range(7)))
     assert info.value.execution.failure.step == "check"
     assert [p.step for p in registry.take_profiles()] == ["expand", "wait"]
+    assert engine.alloc_window_depth() == 0  # the failed step's window was closed
+
+
+def test_a_step_counts_its_own_thread_only_while_other_threads_allocate():
+    import threading
+
+    stop = threading.Event()
+    hoard: list = []
+
+    def churn():
+        while not stop.is_set():
+            hoard.append([bytearray(64) for _ in range(1000)])
+            del hoard[:-2]
+
+    components = ComponentRegistry()
+    components.register("Idle", lambda n: (time.sleep(0.02), n)[1])
+    components.register("Big", lambda n: [bytes(1000) for _ in range(n)])
+    registry = ChainRegistry(components, profile_rate=1.0)
+    chain_id = registry.register_chain(ChainBuilder("Busy").step("idle", "Idle", "n", "n2", 1)
+                                       .step("big", "Big", "n2", "blobs", 1).build())
+    others = [threading.Thread(target=churn) for _ in range(3)]
+    for t in others:
+        t.start()
+    try:
+        registry.runner(chain_id).run(10_000)
+    finally:
+        stop.set()
+        for t in others:
+            t.join()
+    idle, big = registry.take_profiles()
+    # the others allocated megabytes while "idle" slept (switching the GIL to them)
+    assert idle.alloc_bytes < 4096
+    assert 10_000 * 1000 <= big.alloc_bytes < 2 * 10_000 * 1033
 
 
 @pytest.mark.parametrize("rate", [-0.1, 1.5, "0.1", float("nan"), True])

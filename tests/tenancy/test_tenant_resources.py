@@ -7,6 +7,7 @@ from tenancy_parts import ALLOC_BYTES, chain
 from typer.testing import CliRunner
 
 from flowchain import ChainDefinition, ChainStats, ChainStep
+from flowchain._native import engine
 from flowchain.cli import app
 from flowchain.errors import ChainStepError
 from flowchain.tenancy import TenantManager
@@ -56,7 +57,7 @@ def test_sampled_executions_measure_cpu_and_memory_per_step(components, tiers, t
         whole = steps[""]
         assert whole["cpu_ns_mean"] >= steps["spin"]["cpu_ns_mean"]
         assert whole["alloc_bytes_mean"] >= steps["alloc"]["alloc_bytes_mean"]
-    assert not tracemalloc.is_tracing()  # tracing ran only during the sampled executions
+    assert not tracemalloc.is_tracing()  # the engine's allocation counter measures, not tracemalloc
 
 
 def test_sampling_off_measures_nothing_and_can_be_switched(manager):
@@ -94,6 +95,7 @@ def test_the_sampled_path_keeps_records_and_failures_exact(manager):
     [entry] = manager.resources("acme")
     assert entry["failed_samples"] == 1
     assert [s["step"] for s in entry["steps"]] == ["step_0"]  # the completed step only
+    assert engine.alloc_window_depth() == 0  # the failed step's allocation window was closed
     manager.register_chain("acme", chain("ok", 3))
     record = manager.execute_user_chain("ok", manager._context(manager._tenants["acme"],
                                                               "ana"), 1)
