@@ -27,7 +27,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +56,7 @@ def sample_every(rate: float) -> int:
     return 0 if rate == 0 else max(1, round(1 / rate))
 
 
-def _items(data: Any) -> Optional[int]:
+def _items(data: Any) -> int | None:
     if isinstance(data, (list, tuple)) or (isinstance(data, np.ndarray) and data.ndim >= 1):
         return len(data)
     return None
@@ -72,7 +72,7 @@ class _Sample:
     __slots__ = ("profiler", "seq", "epoch_ns", "inputs", "raw")
     wants_input = True
 
-    def __init__(self, profiler: "ChainProfiler", seq: int) -> None:
+    def __init__(self, profiler: ChainProfiler, seq: int) -> None:
         self.profiler = profiler
         self.seq = seq
         self.epoch_ns = _time_ns()
