@@ -112,7 +112,8 @@ class Tier:
     ring_capacity : int
         Executions kept per chain by the tier's own runners (dedicated, process).
     worker_memory_mb : int or None
-        A process worker above this resident size is recycled (process isolation).
+        A process worker whose own (private) memory grows by more than this is recycled
+        (process isolation).
     execution_timeout_s : float
         A process worker's execution running longer is killed and the worker restarted.
     """

@@ -34,10 +34,25 @@ QUERIES = ("last_execution", "recent_executions", "failures", "execution", "stat
 """The registry reads a worker answers (all scoped to its one tenant)."""
 
 MEMORY_CHECK_EVERY = 64
-"""Executions between two reads of the worker's resident size."""
+"""Executions between two reads of the worker's own (private) memory."""
 
 
-def _rss_bytes() -> int:
+def _own_bytes() -> int:
+    """The worker's own memory: its private pages (USS) where Linux says, else its resident size.
+
+    A forked worker shares its parent's pages until it writes them; a leak that reuses memory
+    the parent had freed (already resident, shared) does not grow the resident size, but every
+    page it writes becomes private, so the private size is what grows with a leak.
+    """
+    try:
+        with open("/proc/self/smaps_rollup", "rb") as fh:
+            private = 0
+            for line in fh:
+                if line.startswith((b"Private_Clean:", b"Private_Dirty:")):
+                    private += int(line.split()[1]) * 1024
+            return private
+    except OSError:
+        pass
     try:
         with open("/proc/self/statm", "rb") as fh:
             return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -70,7 +85,7 @@ def _serve(conn: Any, components: Any, settings: Any, ring_capacity: int,
 
     registry = ChainRegistry(components, ring_capacity=ring_capacity, histograms=settings)
     runners: dict[str, Any] = {}
-    baseline = _rss_bytes()
+    baseline = _own_bytes()
     served = 0
     while True:
         try:
@@ -100,7 +115,7 @@ def _serve(conn: Any, components: Any, settings: Any, ring_capacity: int,
                     reply = (_FAILED, _portable(exc.execution))
                 served += 1
                 if memory_limit is not None and served % MEMORY_CHECK_EVERY == 0 \
-                        and _rss_bytes() - baseline > memory_limit:
+                        and _own_bytes() - baseline > memory_limit:
                     conn.send((_RECYCLE, reply))
                     return
             elif op == _REGISTER:
@@ -132,7 +147,7 @@ class ProcessWorker:
     timeout_s : float
         An execution or read running longer kills and restarts the worker.
     memory_limit_mb : int or None
-        Growth of the worker's resident size (over its size at start) that recycles it.
+        Growth of the worker's own (private) memory over its size at start that recycles it.
 
     Attributes
     ----------
