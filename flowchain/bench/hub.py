@@ -10,7 +10,11 @@ What ``flowchain bench hub`` measures, in one run:
   runs beside it as the node runs it (:class:`~flowchain.hub.shipper_process.ShipperProcess`,
   already posting when the repetition starts), sending every new row every
   ``history_interval_s`` to a real ``flowchain hub`` process on loopback; in the *quiet*
-  repetitions it does not run. The two ways run in pairs, in alternating order (quiet shipping,
+  repetitions it does not run: the one shipper process is held with SIGSTOP (it takes no CPU
+  and posts nothing) and let go with SIGCONT before the next shipping repetition, whose clock
+  starts once it has posted again; so switching ways costs no process start (a held shipper
+  caught inside a write of its cursor makes the history writer wait, at most one quiet
+  repetition, well inside the SQLite busy timeout). The two ways run in pairs, in alternating order (quiet shipping,
   shipping quiet, ...), many short repetitions rather than a few long ones; the budgeted figure
   is the median over pairs of the pair's p99 ratio (shipping / quiet), so a burst of load on the
   host spoils one pair instead of one way, and ``decision_p99_ratio_spread`` reports the
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -78,6 +83,22 @@ class HubProcess:
                 self.proc.wait(5)
 
 
+def wait_for_posts(shipper: Any, posts: int, timeout_s: float = 60.0) -> None:
+    """Wait until ``shipper`` has posted ``posts`` times.
+
+    Raises
+    ------
+    RuntimeError
+        When it has not within ``timeout_s`` (its last error in the message).
+    """
+    deadline = time.monotonic() + timeout_s
+    while (status := shipper.status())["posts"] < posts:
+        if time.monotonic() > deadline or status["state"] == "stopped":
+            raise RuntimeError(f"the bench's shipper did not post ({status['state']}): "
+                               f"{status['last_error']}")
+        time.sleep(0.005)
+
+
 def measure_shipping(workdir: Path, *, ticks: int, repetitions: int, seed: int,
                      history_interval_s: float = 0.02) -> dict[str, Any]:
     """Interleave quiet and shipping repetitions of the node's per-tick path (see the module
@@ -110,30 +131,27 @@ def measure_shipping(workdir: Path, *, ticks: int, repetitions: int, seed: int,
                             np.zeros(5_000, dtype=np.int64))
         seq += 5_000
         durations = np.zeros(ticks, dtype=np.int64)
+        # as the node runs it: a process of its own; held (SIGSTOP) through the quiet
+        # repetitions, so switching ways costs no process start and the pairs can be short
+        shipper = ShipperProcess(hub.url, token_file, history_db, NODE_ID,
+                                 interval_s=history_interval_s, batch_rows=500).start()
+        wait_for_posts(shipper, 2)
+        paused = False
 
         def repetition(shipping: bool) -> Callable[[int], dict[str, int]]:
             def measure(rep: int) -> dict[str, int]:
-                nonlocal seq
+                nonlocal seq, paused
                 ids, t = path.ticks(ticks)
-                shipper = None
-                if shipping:  # as the node runs it: a process of its own, already posting
-                    shipper = ShipperProcess(hub.url, token_file, history_db, NODE_ID,
-                                             interval_s=history_interval_s,
-                                             batch_rows=500).start()
-                    deadline = time.monotonic() + 60
-                    while shipper.status()["posts"] < 2 and time.monotonic() < deadline:
-                        time.sleep(0.01)
+                if shipping and paused:  # resumed and posting again before the clock runs
+                    os.kill(shipper.pid, signal.SIGCONT)
+                    paused = False
+                    wait_for_posts(shipper, shipper.status()["posts"] + 1)
+                elif not shipping and not paused:
+                    os.kill(shipper.pid, signal.SIGSTOP)
+                    paused = True
                 gc.collect()
-                try:
-                    decision_repetition(path, path.decide, ids, memoryview(t.view(np.uint8)),
-                                        seq, durations)
-                finally:
-                    if shipper is not None:
-                        shipper.close()
-                        status = shipper.status()
-                        shipped["posts"] += status["posts"]
-                        shipped["failures"] += status["failures"]
-                        shipped["rows"] += sum(status["shipped"].values())
+                decision_repetition(path, path.decide, ids, memoryview(t.view(np.uint8)),
+                                    seq, durations)
                 seq += ticks
                 return summarize_ns(durations)
             return measure
@@ -141,9 +159,17 @@ def measure_shipping(workdir: Path, *, ticks: int, repetitions: int, seed: int,
         gc.freeze()
         ways = {"quiet": repetition(False), "shipping": repetition(True)}
         per_rep: dict[str, list[dict[str, int]]] = {"quiet": [], "shipping": []}
-        for rep in range(repetitions):  # pairs, in alternating order: a drift favours neither
-            for name in (("quiet", "shipping") if rep % 2 == 0 else ("shipping", "quiet")):
-                per_rep[name].append(ways[name](rep))
+        try:
+            for rep in range(repetitions):  # pairs in alternating order: drift favours neither
+                for name in (("quiet", "shipping") if rep % 2 == 0 else ("shipping", "quiet")):
+                    per_rep[name].append(ways[name](rep))
+        finally:
+            if paused:
+                os.kill(shipper.pid, signal.SIGCONT)
+            shipper.close()
+            status = shipper.status()
+            shipped.update(posts=status["posts"], failures=status["failures"],
+                           rows=sum(status["shipped"].values()))
     finally:
         gc.unfreeze()
         history.close()
@@ -231,7 +257,7 @@ def store_figures_on_local_server(announce: Callable[[str], None] = lambda line:
     return figures, missing
 
 
-def run(*, ticks: int = 20_000, repetitions: int = 15, seed: int = 0,
+def run(*, ticks: int = 10_000, repetitions: int = 31, seed: int = 0,
         pg_url: Optional[str] = None, workdir: Optional[str] = None,
         store_sizes: Optional[dict[str, Any]] = None,
         announce: Callable[[str], None] = lambda line: None) -> dict[str, Any]:

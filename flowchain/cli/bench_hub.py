@@ -13,8 +13,8 @@ from flowchain.cli.app import bench_app
 @bench_app.command("hub")
 def bench_hub(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
-    ticks: int = typer.Option(20_000, min=1_000, help="Ticks per decision repetition, each way."),
-    repetitions: int = typer.Option(15, min=5, help="Pairs of repetitions (quiet, shipping)."),
+    ticks: int = typer.Option(10_000, min=1_000, help="Ticks per decision repetition, each way."),
+    repetitions: int = typer.Option(31, min=5, help="Pairs of repetitions (quiet, shipping)."),
     pg: Optional[str] = typer.Option(
         None, "--pg", metavar="URL",
         help="PostgreSQL for the store's figures, a login that may create databases (default: "
