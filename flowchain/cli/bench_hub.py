@@ -58,6 +58,9 @@ def _print(r: dict) -> None:
                   f"{mark(c['decision_p99_shipping_vs_quiet'])}, quartiles "
                   f"{r['decision_p99_ratio_spread']['q1']}..{r['decision_p99_ratio_spread']['q3']}; "
                   f"{r['shipped']['rows']:,} rows in {r['shipped']['posts']:,} posts")
+    console.print(f"every tick of a way pooled: p99 shipping {r['decision_p99_pooled_shipping']:,} "
+                  f"ns vs quiet {r['decision_p99_pooled_quiet']:,} ns = "
+                  f"{r['decision_p99_pooled_shipping_vs_quiet']}x")
     if "ingest_rows_per_s" in r:
         console.print(f"ingest {r['ingest_rows_per_s']:,} rows/s vs bare "
                       f"{r['bare_rows_per_s']:,} rows/s (>= 0.5) {mark(c.get('ingest_vs_bare'))}")

@@ -31,6 +31,10 @@ def test_shipping_is_measured_against_quiet_repetitions_of_the_same_path(tmp_pat
     assert abs(result["decision_p99_shipping_vs_quiet"] - ratios[2]) < 5e-4
     assert spread["min"] <= spread["q1"] <= spread["median"] <= spread["q3"] <= spread["max"]
     assert abs(spread["min"] - ratios[0]) < 5e-4 and abs(spread["max"] - ratios[-1]) < 5e-4
+    # every tick of a way in one distribution: as many samples as were timed
+    assert result["decision_p99_pooled_shipping"] > 0 and result["decision_p99_pooled_quiet"] > 0
+    assert abs(result["decision_p99_pooled_shipping_vs_quiet"] - result[
+        "decision_p99_pooled_shipping"] / result["decision_p99_pooled_quiet"]) < 5e-4
     assert result["checks"]["decision_p99_shipping_vs_quiet"] == (
         result["decision_p99_shipping_vs_quiet"] <= bench.BUDGET_SHIPPING_VS_QUIET_P99)
     # no PostgreSQL given and none to start: missing, with the reason, not invented
