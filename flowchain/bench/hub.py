@@ -14,12 +14,14 @@ What ``flowchain bench hub`` measures, in one run:
   and posts nothing) and let go with SIGCONT before the next shipping repetition, whose clock
   starts once it has posted again; so switching ways costs no process start (a held shipper
   caught inside a write of its cursor makes the history writer wait, at most one quiet
-  repetition, well inside the SQLite busy timeout). The two ways run in pairs, in alternating order (quiet shipping,
-  shipping quiet, ...), many short repetitions rather than a few long ones; the budgeted figure
-  is the median over pairs of the pair's p99 ratio (shipping / quiet), so a burst of load on the
-  host spoils one pair instead of one way, and ``decision_p99_ratio_spread`` reports the
+  repetition, well inside the SQLite busy timeout). The two ways run in pairs, in alternating
+  order (quiet shipping, shipping quiet, ...), many short repetitions rather than a few long
+  ones; the budgeted figure is the median over pairs of the pair's p99 ratio (shipping /
+  quiet), so a burst of load on the host spoils one pair instead of one way, and ``decision_p99_ratio_spread`` reports the
   quartiles and extremes of those ratios. ``decision_p99_shipping`` / ``_quiet`` are the medians
-  of each way's per-repetition p99. Budget: ratio <= 1.05.
+  of each way's per-repetition p99 (``decision_p99_medians_shipping_vs_quiet`` their ratio) and
+  ``decision_p99_pooled_*`` the p99 of every tick of a way together, which shows a change in how
+  often the slow repetitions come that the median of pairs does not. Budget: ratio <= 1.05.
 * **the store** (``ingest_rows_per_s`` / ``bare_rows_per_s`` >= 0.5, ``merged_query_s`` /
   ``scan_s`` <= 3.0): from :mod:`flowchain.bench.hub_store` (interval rows stored through the
   hub's store into PostgreSQL against a bare ``COPY``; the merged p99 of one chain over 10
@@ -37,8 +39,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 
@@ -203,7 +206,7 @@ def ratio_spread(ratios: list[float]) -> dict[str, float]:
             "max": round(max(ratios), 3), "pairs": len(ratios)}
 
 
-def store_figures(pg_url: Optional[str], **sizes: Any) -> tuple[dict[str, Any], list[str]]:
+def store_figures(pg_url: str | None, **sizes: Any) -> tuple[dict[str, Any], list[str]]:
     """Run the hub store's benchmark (:func:`flowchain.bench.hub_store.run`) on ``pg_url``;
     return its figures (flattened) and what could not be measured (no URL, no module, or the
     database refused: the reason is in ``store_error``; no figure is invented). ``sizes`` go to
@@ -263,8 +266,8 @@ def store_figures_on_local_server(announce: Callable[[str], None] = lambda line:
 
 
 def run(*, ticks: int = 10_000, repetitions: int = 31, seed: int = 0,
-        pg_url: Optional[str] = None, workdir: Optional[str] = None,
-        store_sizes: Optional[dict[str, Any]] = None,
+        pg_url: str | None = None, workdir: str | None = None,
+        store_sizes: dict[str, Any] | None = None,
         announce: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
     """Run every measurement of ``flowchain bench hub`` and return one JSON-ready object.
 

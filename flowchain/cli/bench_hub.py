@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -15,7 +14,7 @@ def bench_hub(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     ticks: int = typer.Option(10_000, min=1_000, help="Ticks per decision repetition, each way."),
     repetitions: int = typer.Option(31, min=5, help="Pairs of repetitions (quiet, shipping)."),
-    pg: Optional[str] = typer.Option(
+    pg: str | None = typer.Option(
         None, "--pg", metavar="URL",
         help="PostgreSQL for the store's figures, a login that may create databases (default: "
              "$FLOWCHAIN_BENCH_PG, else a throwaway server started for the run)."),
@@ -48,7 +47,7 @@ def bench_hub(
 def _print(r: dict) -> None:
     console = Console()
 
-    def mark(ok: Optional[bool]) -> str:
+    def mark(ok: bool | None) -> str:
         return "[yellow]not measured[/]" if ok is None else "[green]ok[/]" if ok else "[red]OVER[/]"
 
     c = r["checks"]

@@ -31,8 +31,9 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 SUPERUSER = "flowchain"
 """The cluster's superuser (no password: ``trust`` on loopback)."""
@@ -46,7 +47,7 @@ BINDIR_ENV = "FLOWCHAIN_PG_BINDIR"
 """Names the server's bin directory where it is not Debian's (``initdb`` and ``pg_ctl``)."""
 
 
-def server_binaries() -> Optional[Path]:
+def server_binaries() -> Path | None:
     """Return the bin directory of the PostgreSQL server to use, or None: ``$FLOWCHAIN_PG_BINDIR``
     when set (None when it holds no ``initdb``), else the newest of Debian's, else ``initdb`` on
     ``PATH``."""
@@ -68,7 +69,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run_as() -> Optional[pwd.struct_passwd]:
+def _run_as() -> pwd.struct_passwd | None:
     """The unprivileged user to run the server as under root (None: we are not root)."""
     if os.geteuid() != 0:
         return None
@@ -100,7 +101,7 @@ class LocalPostgres:
         message).
     """
 
-    def __init__(self, bindir: Optional[Path | str] = None, *, start: bool = True) -> None:
+    def __init__(self, bindir: Path | str | None = None, *, start: bool = True) -> None:
         found = Path(bindir) if bindir is not None else server_binaries()
         if found is None or not (found / "initdb").exists() or not (found / "pg_ctl").exists():
             raise PostgresNotInstalled(
@@ -154,7 +155,7 @@ class LocalPostgres:
         """The superuser's URL of ``database`` over TCP."""
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
 
-    def start(self) -> "LocalPostgres":
+    def start(self) -> LocalPostgres:
         """Start the server (same data; a new port if its old one was taken meanwhile) and wait
         until it accepts connections."""
         if self.running:
@@ -201,7 +202,7 @@ class LocalPostgres:
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 
-    def __enter__(self) -> "LocalPostgres":
+    def __enter__(self) -> LocalPostgres:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

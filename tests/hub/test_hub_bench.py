@@ -25,7 +25,8 @@ def test_shipping_is_measured_against_quiet_repetitions_of_the_same_path(tmp_pat
     reps = result["decision_repetitions"]
     assert len(reps["quiet"]) == len(reps["shipping"]) == 5
     # the budgeted figure is the median of the pairs' p99 ratios, within their spread
-    ratios = sorted(s["p99_ns"] / q["p99_ns"] for s, q in zip(reps["shipping"], reps["quiet"]))
+    ratios = sorted(s["p99_ns"] / q["p99_ns"]
+                    for s, q in zip(reps["shipping"], reps["quiet"], strict=True))
     spread = result["decision_p99_ratio_spread"]
     assert spread["pairs"] == 5
     assert abs(result["decision_p99_shipping_vs_quiet"] - ratios[2]) < 5e-4
