@@ -19,7 +19,8 @@ What ``flowchain bench hub`` measures, in one run:
   ones; the budgeted figure is the median over pairs of the pair's p99 ratio (shipping /
   quiet), so a burst of load on the host spoils one pair instead of one way, and
   ``decision_p99_ratio_spread`` reports the quartiles and extremes of those ratios.
-  ``decision_p99_shipping`` / ``_quiet`` are the medians of each way's per-repetition p99 (``decision_p99_medians_shipping_vs_quiet`` their ratio) and
+  ``decision_p99_shipping`` / ``_quiet`` are the medians of each way's per-repetition p99
+  (``decision_p99_medians_shipping_vs_quiet`` their ratio) and
   ``decision_p99_pooled_*`` the p99 of every tick of a way together, which shows a change in how
   often the slow repetitions come that the median of pairs does not. Budget: ratio <= 1.05.
 * **the store** (``ingest_rows_per_s`` / ``bare_rows_per_s`` >= 0.5, ``merged_query_s`` /
