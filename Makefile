@@ -38,8 +38,8 @@ lint: $(STAMP)
 	$(BIN)/python -m mypy.stubtest flowchain._engine --mypy-config-file pyproject.toml \
 	  --allowlist native/stubtest-allowlist.txt
 
-## bench: the figures the README quotes: all four benchmarks, each run even after one fails; exits non-zero if any command does
-BENCHMARKS ?= overhead wire node observe
+## bench: the figures the README quotes: every benchmark, each run even after one fails; exits non-zero if any command does
+BENCHMARKS ?= overhead wire node observe tenancy profile hub
 bench: $(STAMP)
 	@status=0; for b in $(BENCHMARKS); do \
 		echo "== flowchain bench $$b"; $(BIN)/flowchain bench $$b || status=1; \

@@ -39,6 +39,16 @@ SUPERUSER = "flowchain"
 """The cluster's superuser (no password: ``trust`` on loopback)."""
 
 
+
+_NOT_FOR_THE_SERVER = ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS", "PYTHONMALLOC")
+
+
+def _server_env() -> dict[str, str]:
+    """The caller's environment without preloaded libraries and Python's allocator settings:
+    PostgreSQL is a program of its own (a sanitized test run preloads its runtime, which the
+    server's binaries are not built for)."""
+    return {k: v for k, v in os.environ.items() if k not in _NOT_FOR_THE_SERVER}
+
 class PostgresNotInstalled(RuntimeError):
     """The PostgreSQL server binaries (``initdb``, ``pg_ctl``) are not installed."""
 
@@ -136,7 +146,7 @@ class LocalPostgres:
         if self.user is not None:
             kwargs = {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []}
         proc = subprocess.run([str(a) for a in argv], cwd=self.root, capture_output=True,
-                              text=True, timeout=120, **kwargs)
+                              text=True, timeout=120, env=_server_env(), **kwargs)
         if check and proc.returncode != 0:
             raise RuntimeError(f"{Path(str(argv[0])).name} failed ({proc.returncode}): "
                                f"{proc.stdout}{proc.stderr}{self._log_tail()}")
