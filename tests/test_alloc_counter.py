@@ -43,7 +43,7 @@ def test_frees_are_not_subtracted_and_realloc_counts_the_new_size():
 
 
 def _handler_name(arr=None):
-    np = pytest.importorskip("numpy")
+    pytest.importorskip("numpy")
     try:
         from numpy._core.multiarray import get_handler_name
     except ImportError:  # numpy 1.x
