@@ -7,7 +7,7 @@ cdef extern from "alloc.h":
     int FC_ALLOC_MAX_DEPTH
     void fc_alloc_install()
     int fc_alloc_installed()
-    int fc_alloc_open()
+    int fc_alloc_open() except -2
     int fc_alloc_close(uint64_t *nbytes)
     int fc_alloc_depth()
 
@@ -26,7 +26,8 @@ def alloc_counter_installed():
 
 def alloc_window_start():
     """Start counting this thread's allocations (object and memory domains: Python objects
-    and their buffers; numpy's array data is not among them) until the matching
+    and their buffers; and numpy's array data: the outermost window sets a counting numpy
+    memory handler in this thread's current context until it closes) until the matching
     :func:`alloc_window_bytes`. Windows nest, 16 deep; other threads are never counted.
 
     Raises
@@ -34,15 +35,18 @@ def alloc_window_start():
     RuntimeError
         When 16 windows are open on this thread already.
     """
+    cdef int opened
     fc_alloc_install()
-    if fc_alloc_open() != 0:
+    opened = fc_alloc_open()  # -2: numpy's handler could not be set (its exception raised)
+    if opened != 0:
         raise RuntimeError(f"allocation windows nest at most {FC_ALLOC_MAX_DEPTH} deep on a "
                            f"thread; close one with alloc_window_bytes() first")
 
 
 def alloc_window_bytes():
     """Stop this thread's innermost window; return the bytes requested while it was open
-    (malloc and calloc sizes, realloc's new size; frees are not subtracted).
+    (malloc and calloc sizes, realloc's new size; frees are not subtracted). The outermost
+    one puts back the numpy memory handler its opening replaced.
 
     Raises
     ------

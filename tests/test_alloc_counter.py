@@ -42,11 +42,98 @@ def test_frees_are_not_subtracted_and_realloc_counts_the_new_size():
     assert 10 * 100_000 <= nbytes < 2 * 10 * 100_000
 
 
-def test_numpy_array_data_is_not_counted_its_objects_are():
+def _handler_name(arr=None):
+    pytest.importorskip("numpy")
+    try:
+        from numpy._core.multiarray import get_handler_name
+    except ImportError:  # numpy 1.x
+        from numpy.core.multiarray import get_handler_name
+    return get_handler_name() if arr is None else get_handler_name(arr)
+
+
+def test_numpy_array_data_is_counted():
     np = pytest.importorskip("numpy")
     kept = []
     nbytes = _window(lambda: kept.append(np.ones(1_000_000)))
-    assert 0 < nbytes < 10_000  # the array object, not its 8 MB of data
+    assert 8 * MB <= nbytes < 8 * MB + 10_000  # its 8 MB of data (malloc) and its object
+    nbytes = _window(lambda: kept.append(np.zeros((1000, 500), dtype=np.int32)))
+    assert 2 * MB <= nbytes < 2 * MB + 10_000  # calloc
+    _window(lambda: kept.append(np.ones(1000)))
+    nbytes = _window(lambda: kept[-1].resize(250_000, refcheck=False))
+    assert 2 * MB <= nbytes < 2 * MB + 10_000  # realloc: the new size
+    before = np.ones(1000)  # allocated by numpy's own handler, which it keeps:
+    assert _window(lambda: before.resize(250_000, refcheck=False)) < 10_000  # not counted
+
+
+def test_numpy_handler_is_set_in_the_window_only_and_put_back_after():
+    np = pytest.importorskip("numpy")
+    before = _handler_name()
+    assert before != "flowchain_alloc_counter"
+    engine.alloc_window_start()
+    try:
+        assert _handler_name() == "flowchain_alloc_counter"
+        engine.alloc_window_start()  # a nested window keeps the outermost one's handler
+        inner = np.ones(10)
+        engine.alloc_window_bytes()
+        assert _handler_name() == "flowchain_alloc_counter"
+    finally:
+        engine.alloc_window_bytes()
+    assert _handler_name() == before
+    assert _handler_name(inner) == "flowchain_alloc_counter"  # the array keeps its allocator
+    assert _handler_name(np.ones(10)) == before
+    # a window whose step raised, closed by its caller afterwards, puts it back all the same
+    with pytest.raises(ZeroDivisionError):
+        _window(lambda: [np.ones(1000), 1 / 0])
+    assert _handler_name() == before and engine.alloc_window_depth() == 0
+
+
+def test_arrays_cross_the_window_edges_without_harm():
+    np = pytest.importorskip("numpy")
+    outside = [np.arange(100_000.0) for _ in range(4)]
+    inside = []
+
+    def step():
+        inside.extend(np.full(100_000, float(i)) for i in range(4))
+        outside[0].resize(200_000, refcheck=False)  # an outside array grown inside
+        del outside[1]  # an outside array freed inside
+
+    nbytes = _window(step)
+    assert 4 * 800_000 <= nbytes < 4 * 800_000 + 50_000
+    inside[0].resize(300_000, refcheck=False)  # an inside array grown outside: not counted
+    for a in inside:
+        a += 1
+    assert float(inside[1][99_999]) == 2.0 and float(outside[0][99_999]) == 99_999.0
+    engine.alloc_window_start()
+    nbytes = engine.alloc_window_bytes()
+    del inside[:], outside[:]  # freed outside, through the handler they were allocated with
+    assert nbytes == 0
+    assert _window(lambda: np.ones(10) + 1) < 10_000  # and counting again afterwards
+
+
+def test_another_threads_numpy_arrays_are_not_counted():
+    np = pytest.importorskip("numpy")
+    seen = []
+    go, stop = threading.Event(), threading.Event()
+
+    def hog():
+        seen.append(_handler_name())
+        go.set()
+        while not stop.is_set():
+            seen.append(np.ones(100_000).sum())
+            del seen[1:-1]
+
+    engine.alloc_window_start()
+    t = threading.Thread(target=hog)
+    try:
+        t.start()  # started inside the window: its context is its own
+        go.wait(10)
+        stop.wait(0.05)  # the GIL goes to the hog, which allocates megabytes meanwhile
+    finally:
+        nbytes = engine.alloc_window_bytes()
+        stop.set()
+        t.join()
+    assert seen[0] != "flowchain_alloc_counter"
+    assert nbytes < 100_000  # the thread object and its bookkeeping, none of the hog's arrays
 
 
 def test_windows_nest_and_an_outer_one_holds_the_inner_ones():

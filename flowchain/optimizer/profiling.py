@@ -10,9 +10,9 @@ execution in ``round(1 / R)`` of each chain's ``runner.run`` takes the engine's 
 * ``alloc_bytes``: the bytes the step's thread requested from CPython's object and memory
   allocators while the step ran (the engine's per-thread allocation counter, native/alloc.h:
   malloc and calloc sizes, realloc's whole new size, frees not subtracted; a volume, not a
-  peak). Other threads' allocations are not counted; numpy's array *data* is not either (numpy
-  allocates it with its own handler), its array objects are. The counter is installed by the
-  first profiler and never removed; an execution that is not sampled pays one thread-local
+  peak). Other threads' allocations are not counted; numpy's array data is (a counting numpy
+  memory handler while the window is open), like its array objects. The counter is installed
+  by the first profiler and never removed; an execution that is not sampled pays one thread-local
   test per allocation;
 * ``input_hash`` and ``items``: the stable hash of the step's input
   (:mod:`flowchain.optimizer.input_hash`, computed before the step's clocks start) and its

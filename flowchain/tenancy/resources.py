@@ -11,7 +11,7 @@ other execution, with a :class:`ResourceProbe` reading around each step
   and memory allocators while it ran (the engine's per-thread allocation counter,
   native/alloc.h, installed by the first probe and never removed: malloc and calloc sizes,
   realloc's whole new size, frees not subtracted; numpy's array data, allocated by numpy's own
-  handler, is not counted). Only the step's own thread is counted, whatever others do.
+  handler, is counted too). Only the step's own thread is counted, whatever others do.
 
 Each probe holds, per step and for the whole execution (row ``n``), HDR counts of CPU ns and
 allocated bytes (the engine's layout, so rows merge exactly like the latency histograms) and
