@@ -31,8 +31,9 @@ HEAVY_ITERATIONS = 2000
 """Key-stretching rounds per item of ScoreItems."""
 SURFACE_POINTS = 150_000
 """Points of a volatility surface: 1.2 MB of float64 per array."""
-FETCH_WAIT_S = 0.002
-"""How long one quote request waits."""
+FETCH_WAIT_S = 0.005
+"""How long one quote request waits (long enough that a loaded machine's thread wake-ups, a
+fraction of a millisecond each, do not decide the gain of overlapping the waits)."""
 
 
 def _stretch(data: bytes, iterations: int) -> str:
