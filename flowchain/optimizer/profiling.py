@@ -163,7 +163,10 @@ class ChainProfiler:
             with self._lock:
                 self.inputs_dropped += 1
             return None
-        return capture_input(data)
+        try:
+            return capture_input(data)
+        except Exception as exc:  # recording never fails the execution it samples
+            return None, f"encoding failed: {type(exc).__qualname__}: {exc}"
 
     def add_input(self, sampled: SampledInput) -> None:
         """Keep a successful sampled execution's input until :meth:`take_inputs`."""

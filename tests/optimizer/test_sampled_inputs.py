@@ -129,3 +129,17 @@ def test_history_config_needs_profiling_to_record_inputs():
     assert HistorySection(profile_rate=0.1, record_inputs=True).record_inputs
     with pytest.raises(ValueError, match="record_inputs.*profile_rate"):
         HistorySection(record_inputs=True)
+
+
+def test_an_encoder_error_is_stored_as_a_reason_and_the_execution_succeeds(monkeypatch):
+    import flowchain.optimizer.profiling as profiling
+
+    def broken(value):
+        raise RecursionError("deep")
+
+    monkeypatch.setattr(profiling, "capture_input", broken)
+    registry, chain_id = _registry()
+    registry.set_profiling(1.0, record_inputs=True)
+    assert registry.runner(chain_id).run({"rows": [1]}) == 4
+    [kept] = registry.take_sampled_inputs(chain_id)
+    assert kept.encoded is None and kept.reason == "encoding failed: RecursionError: deep"
