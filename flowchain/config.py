@@ -62,6 +62,7 @@ overrides any of them, by section::
     interval_s = 10.0
     sample_rate = 0.001          # fraction of successful executions kept in full
     profile_rate = 0.0           # share of executions profiled per step (CPU, memory, input hash)
+    record_inputs = false        # also record each profiled success's chain input (replay, --verify)
 
     [monitor]
     interval_s = 0.25            # seconds between polls of the engine's rings
@@ -374,11 +375,17 @@ class HistorySection(_Section):
     """Fraction of successful executions persisted in full (failed ones always are)."""
     profile_rate: float = 0.0
     """Share of executions profiled per step into ``step_profiles`` (0: off)."""
+    record_inputs: bool = False
+    """Record the chain input of every profiled successful execution in ``recorded_inputs``
+    (status ``'sampled'``), encoded before it ran; needs ``profile_rate`` > 0."""
 
     def __post_init__(self) -> None:
         _positive(self.interval_s, "interval_s", maximum=HOUR_S)
         _fraction(self.sample_rate, "sample_rate")
         _fraction(self.profile_rate, "profile_rate")
+        if self.record_inputs and not self.profile_rate:
+            raise ValueError("record_inputs records the inputs of profiled executions: set "
+                             "profile_rate above 0 (e.g. 0.01), or record_inputs = false")
 
 
 class MonitorSection(_Section):

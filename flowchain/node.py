@@ -231,7 +231,7 @@ class NodeObservers:
             self.history = HistoryWriter(self.registry, self.config.history_db,
                                          interval_s=h.interval_s, sample_rate=h.sample_rate)
             if h.profile_rate:  # profiles are stored by the history writer
-                self.registry.set_profiling(h.profile_rate)
+                self.registry.set_profiling(h.profile_rate, record_inputs=h.record_inputs)
         except (StoreError, sqlite3.Error, OSError) as exc:
             raise NodeStartError(f"history database {self.config.history_db!r} (from "
                                  f"{self.config.source}): {exc}; fix [history] db or set "

@@ -134,6 +134,7 @@ class ChainRegistry:
         self._lock = threading.Lock()
         self._profile_rate = float(profile_rate)
         self._profile_every = sample_every(profile_rate)
+        self._record_inputs = False
         self.profiles_kept = profiles_kept
 
     # ------------------------------------------------------------------ registration
@@ -345,9 +346,13 @@ class ChainRegistry:
         """The share of executions profiled (0: off); see :meth:`set_profiling`."""
         return self._profile_rate
 
-    def set_profiling(self, rate: float) -> None:
+    def set_profiling(self, rate: float, *, record_inputs: bool = False) -> None:
         """Profile 1 execution in ``round(1 / rate)`` of every chain's ``runner.run``
         (0: stop; 1.0: every one), from now on, for runners built and to be built.
+
+        With ``record_inputs``, each profiled execution also encodes its chain input before
+        the first step runs; the successful ones' inputs wait for :meth:`take_sampled_inputs`
+        (the history writer stores them in ``recorded_inputs`` with status ``'sampled'``).
 
         Raises
         ------
@@ -357,6 +362,7 @@ class ChainRegistry:
         from flowchain.optimizer.profiling import sample_every
         every = sample_every(rate)
         self._profile_rate, self._profile_every = float(rate), every
+        self._record_inputs = bool(record_inputs)
         for entry in list(self._entries.values()):
             with entry.lock:
                 if entry.runner is not None:
@@ -374,6 +380,7 @@ class ChainRegistry:
             entry.profiler = ChainProfiler(entry.definition.name, entry.chain_id,
                                            entry.step_names, self.profiles_kept)
             entry.profiler.runner = runner
+        entry.profiler.record_inputs = self._record_inputs
         runner.sample(entry.profiler, self._profile_every)
 
     def take_profiles(self, chain: ChainRef | None = None) -> list[Any]:
@@ -389,6 +396,12 @@ class ChainRegistry:
             if entry.profiler is not None:
                 out.extend(entry.profiler.take())
         return out
+
+    def take_sampled_inputs(self, chain: ChainRef) -> list[Any]:
+        """Return and forget the chain inputs (``SampledInput``) of one chain version's
+        successful profiled executions, kept when profiling with ``record_inputs``."""
+        entry = self._entry(chain)
+        return entry.profiler.take_inputs() if entry.profiler is not None else []
 
     def _build_runner(self, entry: _Entry) -> engine.ChainRunner:
         d = entry.definition

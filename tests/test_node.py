@@ -333,7 +333,7 @@ def test_running_node_serves_metrics_status_and_history(tmp_path: Path, eventual
     config = tmp_path / "observed.toml"
     config.write_text(f'[node]\nchains = "{slow_feature_chains(tmp_path)}"\n'
                       "[history]\ninterval_s = 0.5\nprofile_rate = 0.1\n"
-                      "[monitor]\ninterval_s = 0.1\n",
+                      "record_inputs = true\n[monitor]\ninterval_s = 0.1\n",
                       encoding="utf-8")
     proc = start_node("--config", str(config), "--db", str(db), "--duration", "120",
                       "--status-interval", "0.3", "--dashboard", "127.0.0.1:0",
@@ -404,6 +404,13 @@ def test_running_node_serves_metrics_status_and_history(tmp_path: Path, eventual
     profiled = ("SELECT COUNT(*) FROM step_profiles WHERE chain = 'AI_Decision_Chain' "
                 "AND step = 'feature_extraction'")
     assert 0 < count(db, profiled) and summary["history"]["profiles"] > 0
+    # and recorded the profiled successes' chain inputs (record_inputs), decodable for replay
+    from flowchain.optimizer.recorded_inputs import load_inputs
+    from flowchain.trading.context import DecisionContext
+
+    sampled = load_inputs(db, "AI_Decision_Chain", status="sampled")
+    assert sampled and all(isinstance(r.value, DecisionContext) and r.step_index == 0
+                           for r in sampled)
     # it profiled: the exit summary carries the optimizer's findings (one line a bottleneck)
     assert all(isinstance(line, str) and line for line in summary["optimizer"])
     assert summary["monitor"]["poll_errors"] == 0

@@ -52,7 +52,8 @@ def _verify_inputs(definition: Any, db: Path, inputs: Path | None,
             _refuse(f"cannot read the recorded inputs of {definition.chain_id}: {exc}")
     if not values:
         _refuse(f"no recorded input of {definition.chain_id} in {db} to verify with: record "
-                "them (flowchain run ... --record-inputs 1) or give --inputs FILE.jsonl")
+                "them (the node's [history] record_inputs, or flowchain run ... --record-inputs 1) "
+                "or give --inputs FILE.jsonl")
     return values[-limit:] if limit > 0 else values
 
 

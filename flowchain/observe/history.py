@@ -8,7 +8,9 @@ context (failing step, exception, traceback, input); successful ones are sampled
 ``sample_rate`` (deterministically: exactly that fraction of the sequence numbers). Beside a
 failure's repr, the failing step's input is stored in a form that round-trips (table
 ``recorded_inputs``, see :mod:`flowchain.optimizer.recorded_inputs`; the reason instead when
-it cannot be encoded), with the chain's definition, so ``flowchain replay`` can run it again.
+it cannot be encoded), with the chain's definition, so ``flowchain replay`` can run it again;
+so is the chain input of each successful profiled execution when the registry records them
+(``set_profiling(rate, record_inputs=True)``), with status ``'sampled'``.
 As an alert
 sink (:meth:`HistoryWriter.emit`) it stores every monitor event with its time span: a slow-step
 warning from its first covered slow execution to the warning, an escalation from its start to
@@ -311,6 +313,7 @@ class HistoryWriter:
                     if self.sample_rate > 0:
                         records.extend(self._sample_rows(tenant, registry, definition, base,
                                                          offset))
+                    self._sampled_inputs(tenant, registry, definition)
             inputs, self._input_rows = self._input_rows, []
             definitions, self._definition_rows = self._definition_rows, []
             with transaction(self.conn):
@@ -473,6 +476,22 @@ class HistoryWriter:
             step_index=record.failure.step_index if record.failure else 0,
             tenant=ctx.tenant_id if ctx is not None else tenant))
         if definition.chain_id not in self._defined:
+            self._defined.add(definition.chain_id)
+            self._definition_rows.append(definition_row(definition))
+
+    def _sampled_inputs(self, tenant: str, registry: Any, definition: Any) -> None:
+        """Queue the chain inputs of the sampled successes the registry's profiler kept
+        (``set_profiling(rate, record_inputs=True)``), encoded when they ran."""
+        from flowchain.optimizer.recorded_inputs import definition_row, input_row
+
+        taken = registry.take_sampled_inputs(definition.chain_id)
+        for sampled in taken:
+            self._input_rows.append(input_row(
+                run_id=self.run_id, execution_id=f"{definition.chain_id}#{sampled.seq}",
+                chain=definition.name, chain_id=definition.chain_id, status="sampled",
+                start_epoch_ns=sampled.start_epoch_ns, value=None, encoded=sampled.encoded,
+                unserializable=sampled.reason, tenant=tenant))
+        if taken and definition.chain_id not in self._defined:
             self._defined.add(definition.chain_id)
             self._definition_rows.append(definition_row(definition))
 

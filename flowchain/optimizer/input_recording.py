@@ -90,11 +90,7 @@ class RecordingRun:
         """Execute the chain once on ``value``; return its ChainStepError when a step failed."""
         runner, totals = self.runner, self.totals
         seq = runner.executions
-        try:
-            encoded: tuple[str, bytes] | None = encode_input(value)
-            reason = None
-        except InputNotSerializable as exc:
-            encoded, reason = None, exc.reason
+        encoded, reason = capture_input(value)
         start = time.time_ns()
         error = None
         try:
@@ -140,6 +136,19 @@ class RecordingRun:
             if self._loop is not None:
                 self._loop.close()
         return self.totals
+
+
+def capture_input(value: Any) -> tuple[tuple[str, bytes] | None, str | None]:
+    """Encode a chain's input now, before a step can change it in place: ``(encoded, None)``,
+    or ``(None, reason)`` when it has no round-trip form (the reason is what gets stored).
+
+    Shared by :class:`RecordingRun` and the profiler's sampled executions
+    (``registry.set_profiling(rate, record_inputs=True)``).
+    """
+    try:
+        return encode_input(value), None
+    except InputNotSerializable as exc:
+        return None, exc.reason
 
 
 def _cause_type(error: ChainStepError) -> str:

@@ -18,6 +18,15 @@ execution in ``round(1 / R)`` of each chain's ``runner.run`` takes the engine's 
   (:mod:`flowchain.optimizer.input_hash`, computed before the step's clocks start) and its
   length when it is a sequence.
 
+With ``record_inputs`` (``registry.set_profiling(rate, record_inputs=True)``, the node's
+``[history] record_inputs``), a sampled execution also encodes the chain's own input (the first
+step's, :func:`~flowchain.optimizer.input_recording.capture_input`) before the first step runs,
+so a step that changes its input in place does not change what is kept; a successful one keeps
+it as a :class:`SampledInput` (the reason instead when it has no round-trip form) until the
+history writer stores it in ``recorded_inputs`` with status ``'sampled'`` (a failed one's input
+is recorded by the failure path). At most ``inputs_kept`` wait per chain version between takes;
+beyond that an input is not encoded and is counted in ``inputs_dropped``.
+
 Rate 0 (the default) samples nothing: ``run`` pays one integer test. Coroutine chains
 (``run_async``) are not profiled. Profiles are kept in memory (the newest ``profiles_kept``
 per chain version) until the history writer or ``registry.take_profiles()`` takes them.
@@ -27,12 +36,13 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from flowchain._native import engine
 from flowchain.optimizer.input_hash import input_hash
+from flowchain.optimizer.input_recording import capture_input
 from flowchain.optimizer.profile_store import StepProfile
 
 _thread_time_ns = time.thread_time_ns
@@ -62,6 +72,16 @@ def _items(data: Any) -> int | None:
     return None
 
 
+class SampledInput(NamedTuple):
+    """The chain input of one successful sampled execution, encoded before it ran."""
+
+    seq: int
+    start_epoch_ns: int
+    encoded: tuple[str, bytes] | None
+    """``(encoding, payload)``; None when it has no round-trip form (``reason`` says why)."""
+    reason: str | None
+
+
 STEP_READINGS = 4
 """Raw readings per step: CPU ns before, bytes allocated, CPU ns after, wall ns."""
 
@@ -69,7 +89,7 @@ STEP_READINGS = 4
 class _Sample:
     """One sampled execution's readings (one object per execution: threads never share it)."""
 
-    __slots__ = ("profiler", "seq", "epoch_ns", "inputs", "raw")
+    __slots__ = ("profiler", "seq", "epoch_ns", "inputs", "raw", "captured")
     wants_input = True
 
     def __init__(self, profiler: ChainProfiler, seq: int) -> None:
@@ -78,8 +98,11 @@ class _Sample:
         self.epoch_ns = _time_ns()
         self.inputs: list = []
         self.raw: list = []
+        self.captured: tuple | None = None
 
     def input(self, i: int, data: Any) -> None:
+        if i == 0 and self.profiler.record_inputs:
+            self.captured = self.profiler.capture(data)
         self.inputs.append(input_hash(data))
         self.inputs.append(_items(data))
 
@@ -104,13 +127,16 @@ class _Sample:
             del self.raw[-1]
         # the readings are kept raw: the profiles are built when taken, off the sampled path
         self.profiler.add(self)
+        if self.captured is not None and ok:
+            self.profiler.add_input(SampledInput(self.seq, self.epoch_ns, *self.captured))
 
 
 class ChainProfiler:
     """The profiler of one chain version: the probe its runner's sampled executions use."""
 
     def __init__(self, chain: str, chain_id: str, step_names: tuple[str, ...],
-                 keep: int = 10_000) -> None:
+                 keep: int = 10_000, *, record_inputs: bool = False,
+                 inputs_kept: int = 1000) -> None:
         self.chain = chain
         self.chain_id = chain_id
         self.step_names = tuple(step_names)
@@ -123,8 +149,38 @@ class ChainProfiler:
         self._samples: collections.deque[_Sample] = collections.deque()
         self._held_steps = 0
         self._keep = keep
+        self.record_inputs = record_inputs
+        """Encode and keep the chain input of each sampled execution (see the module)."""
+        self.inputs_kept = inputs_kept
+        self.inputs_dropped = 0
+        self._inputs: list[SampledInput] = []
         self._lock = threading.Lock()
         engine.install_alloc_counter()
+
+    def capture(self, data: Any) -> tuple | None:
+        """Encode a sampled execution's chain input (None when ``inputs_kept`` are waiting)."""
+        if len(self._inputs) >= self.inputs_kept:
+            with self._lock:
+                self.inputs_dropped += 1
+            return None
+        try:
+            return capture_input(data)
+        except Exception as exc:  # recording never fails the execution it samples
+            return None, f"encoding failed: {type(exc).__qualname__}: {exc}"
+
+    def add_input(self, sampled: SampledInput) -> None:
+        """Keep a successful sampled execution's input until :meth:`take_inputs`."""
+        with self._lock:
+            if len(self._inputs) >= self.inputs_kept:
+                self.inputs_dropped += 1
+            else:
+                self._inputs.append(sampled)
+
+    def take_inputs(self) -> list[SampledInput]:
+        """Return and forget the sampled executions' inputs held, oldest first."""
+        with self._lock:
+            taken, self._inputs = self._inputs, []
+        return taken
 
     def begin(self) -> _Sample:
         """Start measuring an execution (called by the runner before its first step)."""
