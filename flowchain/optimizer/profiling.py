@@ -44,26 +44,16 @@ from flowchain._native import engine
 from flowchain.optimizer.input_hash import input_hash
 from flowchain.optimizer.input_recording import capture_input
 from flowchain.optimizer.profile_store import StepProfile
+from flowchain.step_readings import CPU_FLOOR_NS, STEP_READINGS, StepReadings
+from flowchain.step_readings import sample_every as _sample_every
 
-_thread_time_ns = time.thread_time_ns
 _time_ns = time.time_ns
-_window_start = engine.alloc_window_start
-_window_bytes = engine.alloc_window_bytes
 
 
 def sample_every(rate: float) -> int:
-    """Return N for "1 execution in N" (0: off) for a sampling ``rate`` in [0, 1].
-
-    Raises
-    ------
-    ValueError
-        When ``rate`` is not a number from 0 to 1.
-    """
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1 \
-            or rate != rate:
-        raise ValueError(f"the profiling rate must be a number from 0 (off) to 1 (every "
-                         f"execution), got {rate!r}")
-    return 0 if rate == 0 else max(1, round(1 / rate))
+    """Return N for "1 execution in N" (0: off) for the profiling rate (see
+    :func:`flowchain.step_readings.sample_every`)."""
+    return _sample_every(rate, "the profiling rate")
 
 
 def _items(data: Any) -> int | None:
@@ -82,22 +72,19 @@ class SampledInput(NamedTuple):
     reason: str | None
 
 
-STEP_READINGS = 4
-"""Raw readings per step: CPU ns before, bytes allocated, CPU ns after, wall ns."""
+class _Sample(StepReadings):
+    """One sampled execution's readings (:class:`~flowchain.step_readings.StepReadings`) with
+    its steps' input hashes and item counts, and its captured input when recorded."""
 
-
-class _Sample:
-    """One sampled execution's readings (one object per execution: threads never share it)."""
-
-    __slots__ = ("profiler", "seq", "epoch_ns", "inputs", "raw", "captured")
+    __slots__ = ("profiler", "seq", "epoch_ns", "inputs", "captured")
     wants_input = True
 
     def __init__(self, profiler: ChainProfiler, seq: int) -> None:
+        super().__init__()
         self.profiler = profiler
         self.seq = seq
         self.epoch_ns = _time_ns()
         self.inputs: list = []
-        self.raw: list = []
         self.captured: tuple | None = None
 
     def input(self, i: int, data: Any) -> None:
@@ -106,25 +93,8 @@ class _Sample:
         self.inputs.append(input_hash(data))
         self.inputs.append(_items(data))
 
-    def before(self) -> None:
-        self.raw.append(_thread_time_ns())
-        try:
-            _window_start()  # last: the step's window holds none of the profiler's allocations
-        except BaseException:
-            del self.raw[-1]
-            raise
-
-    def after(self, i: int, wall_ns: int) -> None:
-        nbytes = _window_bytes()
-        cpu1 = _thread_time_ns()
-        self.raw.append(nbytes)
-        self.raw.append(cpu1)
-        self.raw.append(wall_ns)
-
     def end(self, ok: bool) -> None:
-        if len(self.raw) % STEP_READINGS:
-            _window_bytes()  # the failed step's window (its after() never came)
-            del self.raw[-1]
+        self.close_failed_step()
         # the readings are kept raw: the profiles are built when taken, off the sampled path
         self.profiler.add(self)
         if self.captured is not None and ok:
@@ -140,8 +110,6 @@ class ChainProfiler:
         self.chain = chain
         self.chain_id = chain_id
         self.step_names = tuple(step_names)
-        from flowchain.tenancy.resources import CPU_FLOOR_NS
-
         self.cpu_floor_ns = CPU_FLOOR_NS
         self.runner: Any = None
         self.sampled = 0

@@ -21,33 +21,16 @@ one integer test.
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import numpy as np
 
 from flowchain._native import engine
+from flowchain.step_readings import CPU_FLOOR_NS, STEP_READINGS, StepReadings
+from flowchain.step_readings import sample_every as _sample_every
 
 CHAIN_ROW = ""
 """The step name stored for a whole execution (the sum of its steps)."""
-
-_thread_time_ns = time.thread_time_ns
-_window_start = engine.alloc_window_start
-_window_bytes = engine.alloc_window_bytes
-
-
-def _clock_floor_ns() -> int:
-    """The least CPU time two back-to-back readings show (subtracted from every step's)."""
-    least = None
-    for _ in range(64):
-        a = _thread_time_ns()
-        d = _thread_time_ns() - a
-        least = d if least is None else min(least, d)
-    return int(least or 0)
-
-
-CPU_FLOOR_NS = _clock_floor_ns()
-"""The cost of reading the thread's CPU clock, measured at import."""
 
 RESOURCE_SCHEMA: tuple[str, ...] = (
     """
@@ -75,41 +58,19 @@ execution), the sampled executions' sums and their CPU / allocation HDR buckets 
 engine's layout: rows merge exactly)."""
 
 
-STEP_READINGS = 4
-"""Raw readings per step: CPU ns before, bytes allocated, CPU ns after, wall ns."""
+class _Measurement(StepReadings):
+    """One sampled execution's readings (:class:`~flowchain.step_readings.StepReadings`),
+    turned into the probe's figures at the end (:meth:`end`)."""
 
-
-class _Measurement:
-    """One sampled execution's readings (one object per execution: threads never share it),
-    kept as a flat list of raw clock and counter values (:data:`STEP_READINGS` per step) and
-    turned into figures at the end (:meth:`end`)."""
-
-    __slots__ = ("probe", "raw")
+    __slots__ = ("probe",)
 
     def __init__(self, probe: Any) -> None:
+        super().__init__()
         self.probe = probe
-        self.raw: list = []
-
-    def before(self) -> None:
-        self.raw.append(_thread_time_ns())
-        try:
-            _window_start()  # last: the step's window holds none of the probe's allocations
-        except BaseException:
-            del self.raw[-1]
-            raise
-
-    def after(self, i: int, wall_ns: int) -> None:
-        nbytes = _window_bytes()
-        cpu1 = _thread_time_ns()
-        self.raw.append(nbytes)
-        self.raw.append(cpu1)
-        self.raw.append(wall_ns)
 
     def end(self, ok: bool) -> None:
+        self.close_failed_step()
         probe, raw, floor = self.probe, self.raw, CPU_FLOOR_NS
-        if len(raw) % STEP_READINGS:
-            _window_bytes()  # the failed step's window (its after() never came)
-            del raw[-1]
         wall = cpu = alloc = 0
         steps = len(raw) // STEP_READINGS
         for i in range(steps):
@@ -213,17 +174,9 @@ class ResourceProbe:
 
 
 def sample_every(rate: float) -> int:
-    """The N of "1 execution in N" for a sampling rate in [0, 1] (0: off).
-
-    Raises
-    ------
-    ValueError
-        When ``rate`` is not a number within [0, 1].
-    """
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
-        raise ValueError(f"the resource sampling rate is a fraction within [0, 1] (0.01: one "
-                         f"execution in 100; 0: off), got {rate!r}")
-    return 0 if rate == 0 else max(1, int(round(1 / rate)))
+    """Return N for "1 execution in N" (0: off) for the resource sampling rate (see
+    :func:`flowchain.step_readings.sample_every`)."""
+    return _sample_every(rate, "the resource sampling rate")
 
 
 class ReadingsProbe:
