@@ -87,8 +87,8 @@ def hub(
         err.print(f"[red]invalid options:[/] --pg must be a postgresql:// URL, got {escape(pg)!r}")
         raise typer.Exit(2)
     from flowchain.cli.loading import import_components
-    from flowchain.hub.app import DEFAULT_DB, HubStartError, build_app, check_listen, run_until_stopped, tls_context
     from flowchain.config import is_loopback_host
+    from flowchain.hub.app import DEFAULT_DB, HubStartError, build_app, check_listen, run_until_stopped, tls_context
     from flowchain.hub.auth import NodeTokens, TokenFileError, ViewerTokens
     from flowchain.tenancy import TenancyError, load_tiers
 

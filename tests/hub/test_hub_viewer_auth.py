@@ -15,12 +15,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from chromium import CHROMIUM, DevTools
 from hub_running import LAUNCH, node_token, start_hub, stop_hub
 
 from flowchain.histograms import LatencyHistogram
 from flowchain.hub.app import HubStartError, build_app, serve
-from flowchain.hub.auth import NodeTokens, TokenFileError, ViewerTokens, add_token, \
-    add_viewer_token, revoke_token
+from flowchain.hub.auth import NodeTokens, TokenFileError, ViewerTokens, add_token, add_viewer_token, revoke_token
 from flowchain.hub.rows import Batch, IntervalRow
 from flowchain.hub.store import open_store
 from flowchain.hub.workflows import WorkflowService
@@ -181,4 +181,37 @@ def test_the_cli_issues_viewer_tokens_and_the_hub_requires_them(tmp_path: Path) 
         assert fetch(url + "/metrics", token) == 200
         assert fetch(url + "/api/v1/overview", token) == 200
     finally:
+        stop_hub(hub)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium absent (apt-get install chromium)")
+def test_the_page_asks_for_a_token_then_shows_the_figures(tmp_path: Path, eventually) -> None:
+    viewers, tokens = tmp_path / "viewers", tmp_path / "tokens"
+    token = add_viewer_token(viewers, "ops")
+    node = add_token(tokens, "n1")
+    hub, url = start_hub(tmp_path, str(tmp_path / "hub.db"), tokens,
+                         extra=("--require-viewer-token", "--viewer-tokens", str(viewers)))
+    browser = DevTools(CHROMIUM, tmp_path / "profile")
+
+    def text(session: str, expression: str) -> str:
+        return browser.evaluate(session, expression) or ""
+
+    try:
+        batch = Batch("n1", intervals=(interval("n1", 1, "acme"),))
+        request = urllib.request.Request(url + "/api/v1/ingest", data=batch.to_json(),
+                                         method="POST",
+                                         headers={"Authorization": f"Bearer {node}"})
+        with urllib.request.urlopen(request, timeout=30) as r:
+            assert r.status == 200
+        bare = browser.open(url + "/")
+        eventually(lambda: text(bare, "document.getElementById('status').textContent")
+                   .startswith("viewer token needed"), timeout=30)
+        assert text(bare, "String(document.getElementById('login').hidden)") == "false"
+        session = browser.open(url + "/#token=" + token)
+        eventually(lambda: text(session, "document.querySelector('#nodes tbody').textContent")
+                   .startswith("n1"), timeout=30)
+        assert text(session, "location.hash") == ""  # the token left the address
+        assert text(session, "String(document.getElementById('login').hidden)") == "true"
+    finally:
+        browser.close()
         stop_hub(hub)
