@@ -172,6 +172,11 @@ def test_the_cli_issues_viewer_tokens_and_the_hub_requires_them(tmp_path: Path) 
     missing = cli("--db", str(tmp_path / "x.db"), "--tokens", str(tokens), "--port", "0",
                   "--require-viewer-token", "--viewer-tokens", str(tmp_path / "none"))
     assert missing.returncode == 3 and "add-viewer" in missing.stderr
+    remote = cli("--db", str(tmp_path / "y.db"), "--tokens", str(tokens), "--port", "0",
+                 "--host", "0.0.0.0", "--allow-insecure-remote",
+                 "--viewer-tokens", str(tmp_path / "none"))
+    assert remote.returncode == 3 and "add-viewer" in remote.stderr  # beyond loopback: always
+    assert not (tmp_path / "y.db").exists()
     node = node_token(tmp_path, tokens, "n1")
     hub, url = start_hub(tmp_path, str(tmp_path / "hub.db"), tokens,
                          extra=("--require-viewer-token", "--viewer-tokens", str(viewers)))
