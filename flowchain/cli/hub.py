@@ -12,10 +12,12 @@ from flowchain.cli.app import app
 
 err = Console(stderr=True)
 DEFAULT_TOKENS = "flowchain-hub-tokens"
+DEFAULT_VIEWER_TOKENS = "flowchain-hub-viewers"
 hub_app = typer.Typer(
     help="The central hub: receives what nodes ship, serves the central dashboard, "
          "/api/v1/overview and /metrics. See docs/hub.md.", invoke_without_command=True)
-token_app = typer.Typer(help="Node tokens of a hub (a file of hashes; the hub re-reads it).",
+token_app = typer.Typer(help="Node and viewer tokens of a hub (files of hashes; the hub re-reads "
+                             "them).",
                         no_args_is_help=True)
 hub_app.add_typer(token_app, name="token")
 tenant_token_app = typer.Typer(
@@ -40,6 +42,13 @@ def hub(
     port: int = typer.Option(8760, min=0, max=65535, help="Listen port (0 picks a free one)."),
     tokens: str = typer.Option(DEFAULT_TOKENS, "--tokens", metavar="FILE",
                                help="The node tokens file (flowchain hub token add NODE)."),
+    viewer_tokens: str = typer.Option(
+        DEFAULT_VIEWER_TOKENS, "--viewer-tokens", metavar="FILE",
+        help="The viewer tokens file (flowchain hub token add-viewer NAME): required for the "
+             "dashboard's figures, /api/v1/overview and /metrics beyond loopback."),
+    require_viewer_token: bool = typer.Option(
+        False, "--require-viewer-token",
+        help="Require a viewer token on loopback too (always required on other addresses)."),
     tls_cert: str | None = typer.Option(None, "--tls-cert", metavar="PEM",
                                            help="Serve HTTPS with this certificate chain."),
     tls_key: str | None = typer.Option(None, "--tls-key", metavar="PEM",
@@ -78,8 +87,9 @@ def hub(
         err.print(f"[red]invalid options:[/] --pg must be a postgresql:// URL, got {escape(pg)!r}")
         raise typer.Exit(2)
     from flowchain.cli.loading import import_components
+    from flowchain.config import is_loopback_host
     from flowchain.hub.app import DEFAULT_DB, HubStartError, build_app, check_listen, run_until_stopped, tls_context
-    from flowchain.hub.auth import NodeTokens, TokenFileError
+    from flowchain.hub.auth import NodeTokens, TokenFileError, ViewerTokens
     from flowchain.tenancy import TenancyError, load_tiers
 
     import_components(imports)
@@ -92,6 +102,8 @@ def hub(
         check_listen(host, tls=bool(tls_cert), allow_insecure_remote=allow_insecure_remote)
         context = tls_context(tls_cert, tls_key) if tls_cert and tls_key else None
         node_tokens = NodeTokens(tokens)
+        viewers = (ViewerTokens(viewer_tokens)
+                   if require_viewer_token or not is_loopback_host(host) else None)
     except (HubStartError, TokenFileError) as exc:
         err.print(f"[red]the hub could not start:[/] {escape(str(exc))}")
         raise typer.Exit(3) from exc
@@ -115,11 +127,13 @@ def hub(
         err.print(f"[red]the hub could not open its workflow tables[/]: {escape(str(exc))}")
         raise typer.Exit(3) from exc
     application = build_app(store, node_tokens, max_body=int(max_body_mb * (1 << 20)),
-                            stale_after_s=stale_after_s, workflows=workflows)
+                            stale_after_s=stale_after_s, workflows=workflows, viewers=viewers)
 
     def announce(url: str) -> None:
         print(f"[hub] serving {url}/  ingest {url}/api/v1/ingest  metrics {url}/metrics  "
-              f"store {_redacted(target)}  tokens {tokens} ({len(node_tokens.nodes())} nodes)",
+              f"store {_redacted(target)}  tokens {tokens} ({len(node_tokens.nodes())} nodes)  "
+              + (f"viewers {viewer_tokens} ({len(viewers.viewers())}; open {url}/#token=TOKEN)"
+                 if viewers is not None else "views open on loopback"),
               file=sys.stderr, flush=True)
         if url_file:
             partial = Path(url_file + ".partial")
@@ -218,6 +232,72 @@ def token_list(tokens: str = typer.Option(DEFAULT_TOKENS, "--tokens", metavar="F
     try:
         for node_id in NodeTokens(tokens).nodes():
             typer.echo(node_id)
+    except TokenFileError as exc:
+        err.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(2) from exc
+
+
+@token_app.command("add-viewer")
+def token_add_viewer(
+    name: str = typer.Argument(..., help="The operator's name (letters, digits, . _ -)."),
+    viewer_tokens: str = typer.Option(DEFAULT_VIEWER_TOKENS, "--viewer-tokens", metavar="FILE",
+                                      help="The hub's viewer tokens file (created, mode 0600)."),
+    out: str | None = typer.Option(None, "--out", metavar="FILE",
+                                      help="Write the token to this file (mode 0600), e.g. for "
+                                           "Prometheus' credentials_file, instead of printing "
+                                           "it."),
+    replace: bool = typer.Option(False, "--replace",
+                                 help="Issue a new token for a viewer that has one."),
+) -> None:
+    """Create NAME's viewer token, which opens the cross-tenant views (the dashboard's figures,
+    /api/v1/overview, /metrics): its hash goes to the viewer tokens file, the token itself is
+    printed once (or written to --out)."""
+    from flowchain.hub.auth import TokenFileError, add_viewer_token
+
+    try:
+        token = add_viewer_token(viewer_tokens, name, replace=replace)
+    except (ValueError, TokenFileError, OSError) as exc:
+        err.print(f"[red]no token created:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    if out:
+        import os
+
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(token + "\n")
+        err.print(f"viewer {name}: token written to {out}; hash added to {viewer_tokens}")
+    else:
+        typer.echo(token)
+
+
+@token_app.command("revoke-viewer")
+def token_revoke_viewer(
+    name: str = typer.Argument(..., help="The viewer whose token stops working."),
+    viewer_tokens: str = typer.Option(DEFAULT_VIEWER_TOKENS, "--viewer-tokens", metavar="FILE"),
+) -> None:
+    """Remove NAME's viewer token (a running hub refuses it from its next request)."""
+    from flowchain.hub.auth import TokenFileError, revoke_token
+
+    try:
+        removed = revoke_token(viewer_tokens, name)
+    except (TokenFileError, OSError) as exc:
+        err.print(f"[red]not revoked:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    if not removed:
+        err.print(f"viewer {name!r} has no token in {viewer_tokens}")
+        raise typer.Exit(1)
+
+
+@token_app.command("list-viewers")
+def token_list_viewers(
+    viewer_tokens: str = typer.Option(DEFAULT_VIEWER_TOKENS, "--viewer-tokens", metavar="FILE"),
+) -> None:
+    """List the viewers that have a token."""
+    from flowchain.hub.auth import TokenFileError, ViewerTokens
+
+    try:
+        for name in ViewerTokens(viewer_tokens).viewers():
+            typer.echo(name)
     except TokenFileError as exc:
         err.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(2) from exc

@@ -4,14 +4,16 @@ Routes (each in the module that owns it):
 
 ``POST /api/v1/ingest``   a node's batch (:mod:`flowchain.hub.ingest_api`; node token)
 ``GET /``                 the central dashboard (:mod:`flowchain.hub.dashboard`)
-``GET /api/v1/overview``  its figures as JSON
-``GET /metrics``          Prometheus, per tenant, chain and step (:mod:`flowchain.hub.metrics`)
+``GET /api/v1/overview``  its figures as JSON (viewer token, :mod:`flowchain.hub.viewer_access`)
+``GET /metrics``          Prometheus, per tenant, chain and step (:mod:`flowchain.hub.metrics`;
+                          viewer token)
 ``GET /healthz``          ``ok`` while the process serves
 ``/api/v1/tenants/...``   business workflows, tenant tokens (:mod:`flowchain.hub.workflow_api`)
 
 The hub holds no state of its own: everything is in the store, so several hubs may serve one
 PostgreSQL. Listening anywhere but loopback needs TLS (``--tls-cert``/``--tls-key``) or the
-explicit ``--allow-insecure-remote``: node tokens must not cross a network in the clear.
+explicit ``--allow-insecure-remote``: node tokens must not cross a network in the clear; and
+viewer tokens: every tenant's figures must not be readable by whoever reaches the hub.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from flowchain.config import is_loopback_host
 from flowchain.errors import FlowChainError
 from flowchain.hub import dashboard, ingest_api, metrics, workflow_api
 from flowchain.hub.ingest_api import COUNTERS_KEY, MAX_BODY_KEY, STORE_KEY, TOKENS_KEY
+from flowchain.hub.viewer_access import VIEWERS_KEY
 
 DEFAULT_PORT = 8760
 DEFAULT_DB = "flowchain-hub.db"
@@ -74,8 +77,11 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
 def build_app(store: Any, tokens: Any, *, max_body: int = DEFAULT_MAX_BODY,
               window_s: float = dashboard.DEFAULT_WINDOW_S, stale_after_s: float = 30.0,
               metrics_window_s: float = metrics.DEFAULT_WINDOW_S,
-              workflows: Any = None) -> web.Application:
+              workflows: Any = None, viewers: Any = None) -> web.Application:
     """Return the hub's application over ``store`` (a HubStore) and ``tokens`` (NodeTokens).
+
+    ``viewers``: the ViewerTokens the overview and ``/metrics`` require (None: open, which
+    :func:`serve` allows on loopback only).
 
     ``workflows``: the WorkflowService of the tenant API (one over ``store`` with the shipped
     tiers when omitted, closed with the application). The store is not closed with the
@@ -86,6 +92,7 @@ def build_app(store: Any, tokens: Any, *, max_body: int = DEFAULT_MAX_BODY,
     app[TOKENS_KEY] = tokens
     app[COUNTERS_KEY] = Counter()
     app[MAX_BODY_KEY] = max_body
+    app[VIEWERS_KEY] = viewers
     ingest_api.add_routes(app)
     dashboard.add_routes(app, window_s=window_s, stale_after_s=stale_after_s)
     metrics.add_routes(app, window_s=metrics_window_s)
@@ -120,6 +127,10 @@ async def serve(app: web.Application, host: str = "127.0.0.1", port: int = DEFAU
         When the address is refused (see :func:`check_listen`) or cannot be bound.
     """
     check_listen(host, tls=ssl_context is not None, allow_insecure_remote=allow_insecure_remote)
+    if app.get(VIEWERS_KEY) is None and not is_loopback_host(host):
+        raise HubStartError(f"--host {host!r} is not loopback: every tenant's figures would be "
+                            "open to whoever reaches it. Give the hub viewer tokens "
+                            "(flowchain hub token add-viewer NAME)")
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context)

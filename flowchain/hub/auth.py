@@ -1,9 +1,15 @@
-"""Node tokens of a hub: one per node, stored hashed, compared in constant time.
+"""Node and viewer tokens of a hub: one per node or operator, stored hashed, compared in
+constant time.
 
 The tokens file holds one line per node, ``NODE_ID sha256:HEX`` (the SHA-256 of the token; the
 token itself is printed once by ``flowchain hub token add NODE`` and never stored by the hub).
 Lines starting with ``#`` and blank lines are ignored. The hub re-reads the file when it
 changes, so adding or revoking a node needs no restart.
+
+The viewer tokens file has the same form, ``NAME sha256:HEX``, one line per operator allowed
+the cross-tenant views (the dashboard's figures, ``/api/v1/overview``, ``/metrics``); it is a
+file of its own (``flowchain hub token add-viewer NAME``), so a node token can never be a
+viewer's nor the other way round.
 """
 from __future__ import annotations
 
@@ -109,6 +115,35 @@ class NodeTokens:
             return sorted(self._hashes)
 
 
+class ViewerTokens(NodeTokens):
+    """The viewer (operator) tokens a hub accepts for its cross-tenant views, read from
+    ``path`` (re-read whenever the file changes).
+
+    Raises
+    ------
+    TokenFileError
+        From the constructor, when the file is missing or malformed.
+    """
+
+    def _load(self) -> None:
+        try:
+            super()._load()
+        except TokenFileError as exc:
+            if self.path.exists():
+                raise
+            raise TokenFileError(f"viewer tokens file {str(self.path)!r} does not exist; "
+                                 "create it with flowchain hub token add-viewer NAME "
+                                 "--viewer-tokens FILE") from exc
+
+    def viewer_of(self, token: str) -> str | None:
+        """Return the viewer the token belongs to, or None (compared in constant time)."""
+        return self.node_of(token)
+
+    def viewers(self) -> list[str]:
+        """Return the names of the viewers that have a token."""
+        return self.nodes()
+
+
 def add_token(path: str | Path, node_id: str, *, replace: bool = False) -> str:
     """Create a token for ``node_id`` in the tokens file at ``path`` and return it (the only
     time it is seen: the file keeps its hash). The file is created with mode 0600.
@@ -133,6 +168,31 @@ def add_token(path: str | Path, node_id: str, *, replace: bool = False) -> str:
     return token
 
 
+def add_viewer_token(path: str | Path, name: str, *, replace: bool = False) -> str:
+    """Create a viewer token for ``name`` in the viewer tokens file at ``path`` and return it
+    (seen only now: the file keeps its hash, mode 0600).
+
+    Raises
+    ------
+    ValueError
+        When the name is invalid (the node id rules), or already has a token and ``replace``
+        is false.
+    TokenFileError
+        When the existing file is malformed.
+    """
+    check_node_id(name)
+    path = Path(path)
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    hashes = parse_tokens(text, str(path))
+    if name in hashes and not replace:
+        raise ValueError(f"viewer {name!r} already has a token in {str(path)!r}; pass "
+                         "--replace to issue a new one (the old one stops working)")
+    token = secrets.token_urlsafe(32)
+    hashes[name] = token_hash(token)
+    _write(path, hashes, VIEWERS_HEADER)
+    return token
+
+
 def revoke_token(path: str | Path, node_id: str) -> bool:
     """Remove ``node_id``'s token from the file; return whether it had one."""
     path = Path(path)
@@ -141,13 +201,19 @@ def revoke_token(path: str | Path, node_id: str) -> bool:
     hashes = parse_tokens(path.read_text(encoding="utf-8"), str(path))
     if hashes.pop(node_id, None) is None:
         return False
-    _write(path, hashes)
+    first = path.read_text(encoding="utf-8").partition("\n")[0] + "\n"
+    _write(path, hashes, first if first.startswith("#") else NODES_HEADER)
     return True
 
 
-def _write(path: Path, hashes: dict[str, str]) -> None:
+NODES_HEADER = "# flowchain hub node tokens: NODE_ID sha256:HEX (flowchain hub token add NODE)\n"
+VIEWERS_HEADER = ("# flowchain hub viewer tokens: NAME sha256:HEX "
+                  "(flowchain hub token add-viewer NAME)\n")
+
+
+def _write(path: Path, hashes: dict[str, str], header: str = NODES_HEADER) -> None:
     """Write the file atomically, readable by its owner only."""
-    body = "# flowchain hub node tokens: NODE_ID sha256:HEX (flowchain hub token add NODE)\n"
+    body = header
     body += "".join(f"{node} {digest}\n" for node, digest in sorted(hashes.items()))
     partial = path.with_name(path.name + ".partial")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

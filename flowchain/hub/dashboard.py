@@ -11,7 +11,9 @@ hub keeps no state of its own, so every hub on one PostgreSQL shows the same):
   and ``p50_ns``/``p99_ns`` of the **exact HDR merge** of every node's interval histograms in
   the window (``store.merged_histogram``), never an average of percentiles.
 
-``?window_s=N`` picks the window (default an hour; 0: everything stored).
+``?window_s=N`` picks the window (default an hour; 0: everything stored). The overview needs a
+viewer token when the hub requires one (:mod:`flowchain.hub.viewer_access`); the page itself
+carries no figures and asks for the token when refused.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from typing import Any
 from aiohttp import web
 
 from flowchain.hub.ingest_api import STORE_KEY
+from flowchain.hub.viewer_access import viewer_only
 
 DEFAULT_WINDOW_S = 3600.0
 SETTINGS_KEY: web.AppKey[Any] = web.AppKey("dashboard_settings", object)
@@ -129,4 +132,4 @@ def add_routes(app: web.Application, *, window_s: float = DEFAULT_WINDOW_S,
     app[SETTINGS_KEY] = {"window_s": window_s, "stale_after_s": stale_after_s}
     app.router.add_get("/", page)
     app.router.add_get("/static/{name}", page)
-    app.router.add_get("/api/v1/overview", overview_handler)
+    app.router.add_get("/api/v1/overview", viewer_only(overview_handler))

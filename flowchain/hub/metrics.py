@@ -10,6 +10,9 @@ PostgreSQL exposes the same figures; scrape one of them, or each behind a load b
   exact HDR merge of all nodes' interval histograms over the last ``window_s`` (5 minutes);
 * ``flowchain_hub_node_last_contact_seconds{node}``: Unix time of each node's last shipment;
 * ``flowchain_hub_ingest_total{outcome}``: batches taken and refused by this hub process.
+
+Every tenant's figures are here, so a hub given viewer tokens answers only a viewer's Bearer
+token (:mod:`flowchain.hub.viewer_access`).
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from flowchain.hub.ingest_api import COUNTERS_KEY, STORE_KEY
+from flowchain.hub.viewer_access import viewer_only
 
 QUANTILES = (0.5, 0.9, 0.99, 0.999)
 DEFAULT_WINDOW_S = 300.0
@@ -112,4 +116,4 @@ def add_routes(app: web.Application, *, window_s: float = DEFAULT_WINDOW_S) -> N
     registry = CollectorRegistry(auto_describe=False)
     registry.register(HubCollector(app[STORE_KEY], app[COUNTERS_KEY], window_s))
     app[REGISTRY_KEY] = registry
-    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/metrics", viewer_only(metrics_handler))

@@ -16,15 +16,16 @@ CHAINS = (AI_DECISION_CHAIN, MT5_TO_DATABASE_CHAIN)
 
 
 def start_hub(tmp: Path, store: str, tokens: Path, *, port: int = 0,
-              name: str = "hub") -> tuple[subprocess.Popen, str]:
-    """Start ``flowchain hub`` on loopback; return the process and its URL once it serves."""
+              name: str = "hub", extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
+    """Start ``flowchain hub`` on loopback (``extra``: more options); return the process and
+    its URL once it serves."""
     url_file = tmp / f"{name}.url"
     url_file.unlink(missing_ok=True)
     option = ["--pg", store] if store.startswith("postgresql://") else ["--db", store]
     log = open(tmp / f"{name}.log", "a")
     proc = subprocess.Popen(
         [sys.executable, "-c", LAUNCH, "hub", *option, "--port", str(port), "--tokens",
-         str(tokens), "--url-file", str(url_file), "--stale-after-s", "60"],
+         str(tokens), "--url-file", str(url_file), "--stale-after-s", "60", *extra],
         stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     log.close()
     deadline = time.monotonic() + 60

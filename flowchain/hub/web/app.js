@@ -1,7 +1,33 @@
 // The hub's central dashboard: polls /api/v1/overview and redraws the three tables.
+// A hub that requires a viewer token answers 401/403: the page then shows its login form. The
+// token (typed there, or given once as #token=TOKEN in the address) stays in this tab's
+// sessionStorage and goes with each fetch as a Bearer header; no cookie is set.
 "use strict";
 
 const REFRESH_MS = 1000;
+const TOKEN_KEY = "flowchain.hub.viewer_token";
+let timer = null;
+
+function takeTokenFromAddress() {
+  const match = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+  if (!match) return;
+  sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
+  history.replaceState(null, "", location.pathname + location.search);  // out of the history
+}
+
+function authHeaders() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+function askForToken(message) {
+  document.getElementById("login").hidden = false;
+  for (const id of ["nodes", "tenants", "chains"]) fill(id, []);
+  document.getElementById("totals").textContent = "";
+  const status = document.getElementById("status");
+  status.textContent = message;
+  status.className = "error";
+}
 
 function ns(v) {
   if (v >= 1e6) return (v / 1e6).toFixed(2) + " ms";
@@ -60,18 +86,34 @@ function draw(data) {
 async function refresh() {
   const status = document.getElementById("status");
   try {
-    const response = await fetch("/api/v1/overview", { cache: "no-store" });
+    const response = await fetch("/api/v1/overview", { cache: "no-store",
+                                                       headers: authHeaders() });
     const data = await response.json();
+    if (response.status === 401 || response.status === 403) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      askForToken(`viewer token needed: ${data.error || response.status}`);
+      return;  // no polling until a token is given
+    }
     if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
+    document.getElementById("login").hidden = true;
     draw(data);
     status.textContent = `updated ${new Date(data.time_ns / 1e6).toLocaleTimeString()}`;
     status.className = "muted";
   } catch (error) {
     status.textContent = `hub unavailable: ${error.message}`;
     status.className = "error";
-  } finally {
-    setTimeout(refresh, REFRESH_MS);
   }
+  timer = setTimeout(refresh, REFRESH_MS);
 }
 
+document.getElementById("login").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const input = document.getElementById("token");
+  sessionStorage.setItem(TOKEN_KEY, input.value.trim());
+  input.value = "";
+  clearTimeout(timer);
+  refresh();
+});
+
+takeTokenFromAddress();
 refresh();
