@@ -1,6 +1,7 @@
 """``flowchain hub``: the central hub nodes ship to (``hub token ...`` manages their tokens)."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -175,6 +176,17 @@ def _run(coro: object) -> None:
     uvloop.run(coro)  # type: ignore[arg-type]
 
 
+def _hand_out(token: str, out: str | None, written: str) -> None:
+    """Print a new token once, or write it to ``out`` (mode 0600) and say ``written`` on stderr."""
+    if not out:
+        typer.echo(token)
+        return
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(token + "\n")
+    err.print(written)
+
+
 @token_app.command("add")
 def token_add(
     node_id: str = typer.Argument(..., help="The node's id (its [node] id / --node-id)."),
@@ -195,15 +207,7 @@ def token_add(
     except (ValueError, TokenFileError, OSError) as exc:
         err.print(f"[red]no token created:[/] {escape(str(exc))}")
         raise typer.Exit(2) from exc
-    if out:
-        import os
-
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(token + "\n")
-        err.print(f"node {node_id}: token written to {out}; hash added to {tokens}")
-    else:
-        typer.echo(token)
+    _hand_out(token, out, f"node {node_id}: token written to {out}; hash added to {tokens}")
 
 
 @token_app.command("revoke")
@@ -259,15 +263,7 @@ def token_add_viewer(
     except (ValueError, TokenFileError, OSError) as exc:
         err.print(f"[red]no token created:[/] {escape(str(exc))}")
         raise typer.Exit(2) from exc
-    if out:
-        import os
-
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(token + "\n")
-        err.print(f"viewer {name}: token written to {out}; hash added to {viewer_tokens}")
-    else:
-        typer.echo(token)
+    _hand_out(token, out, f"viewer {name}: token written to {out}; hash added to {viewer_tokens}")
 
 
 @token_app.command("revoke-viewer")
@@ -358,15 +354,7 @@ def tenant_token_add(
         raise typer.Exit(2) from exc
     finally:
         store.close()
-    if out:
-        import os
-
-        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(token + "\n")
-        err.print(f"tenant {tenant!r} (tier {tier}): token written to {out}")
-    else:
-        typer.echo(token)
+    _hand_out(token, out, f"tenant {tenant!r} (tier {tier}): token written to {out}")
 
 
 @tenant_token_app.command("delete")
