@@ -155,17 +155,7 @@ def add_token(path: str | Path, node_id: str, *, replace: bool = False) -> str:
     TokenFileError
         When the existing file is malformed.
     """
-    check_node_id(node_id)
-    path = Path(path)
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    hashes = parse_tokens(text, str(path))
-    if node_id in hashes and not replace:
-        raise ValueError(f"node {node_id!r} already has a token in {str(path)!r}; pass "
-                         "--replace to issue a new one (the old one stops working)")
-    token = secrets.token_urlsafe(32)
-    hashes[node_id] = token_hash(token)
-    _write(path, hashes)
-    return token
+    return _add(Path(path), node_id, replace, "node", NODES_HEADER)
 
 
 def add_viewer_token(path: str | Path, name: str, *, replace: bool = False) -> str:
@@ -180,16 +170,20 @@ def add_viewer_token(path: str | Path, name: str, *, replace: bool = False) -> s
     TokenFileError
         When the existing file is malformed.
     """
+    return _add(Path(path), name, replace, "viewer", VIEWERS_HEADER)
+
+
+def _add(path: Path, name: str, replace: bool, what: str, header: str) -> str:
+    """A new token for ``name`` (a node or a viewer) in the tokens file at ``path``."""
     check_node_id(name)
-    path = Path(path)
     text = path.read_text(encoding="utf-8") if path.exists() else ""
     hashes = parse_tokens(text, str(path))
     if name in hashes and not replace:
-        raise ValueError(f"viewer {name!r} already has a token in {str(path)!r}; pass "
+        raise ValueError(f"{what} {name!r} already has a token in {str(path)!r}; pass "
                          "--replace to issue a new one (the old one stops working)")
     token = secrets.token_urlsafe(32)
     hashes[name] = token_hash(token)
-    _write(path, hashes, VIEWERS_HEADER)
+    _write(path, hashes, header)
     return token
 
 
