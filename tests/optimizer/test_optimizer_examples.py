@@ -24,6 +24,10 @@ from tests.optimizer.recording import record
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "optimizer"
 ATTEMPTS = 3
+PARALLEL_ATTEMPTS = 5
+"""The CPU chain gets more tries: on a VM whose host lends its second vCPU unevenly, the same
+parallel step measured 1.04x and 1.57x in two runs a minute apart (optimizer's capacity 1.83
+and 1.90 both times)."""
 PREDICTION_TOLERANCE = 0.30
 FREE_CORES = 1.7
 """Below this many cores' worth of CPU free (as the optimizer measured it), the CPU chain's
@@ -72,7 +76,7 @@ def test_planted_bottleneck_found_applied_and_verified(components, tmp_path, cha
         pytest.fail("the CPU-bound example needs at least 2 cores to show parallelism")
     misses: list[str] = []
     busy: list[str] = []  # attempts of the CPU chain while other processes held the cores
-    for attempt in range(ATTEMPTS):
+    for attempt in range(PARALLEL_ATTEMPTS if remedy == "parallel" else ATTEMPTS):
         db = tmp_path / f"{chain}-{attempt}.db"
         out_file = tmp_path / f"{chain}-{attempt}.yaml"
         record(EXAMPLES / "chains.yaml", chain, EXAMPLES / inputs, db, "optimizer_components")
