@@ -216,15 +216,21 @@ def token_revoke(
     tokens: str = typer.Option(DEFAULT_TOKENS, "--tokens", metavar="FILE"),
 ) -> None:
     """Remove NODE's token (a running hub refuses it from its next request)."""
+    _revoke(tokens, node_id, "node")
+
+
+def _revoke(path: str, name: str, what: str) -> None:
+    """Remove ``name``'s token from the tokens file at ``path``: exit 2 when the file cannot be
+    read or written, 1 when it holds no token of that name."""
     from flowchain.hub.auth import TokenFileError, revoke_token
 
     try:
-        removed = revoke_token(tokens, node_id)
+        removed = revoke_token(path, name)
     except (TokenFileError, OSError) as exc:
         err.print(f"[red]not revoked:[/] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     if not removed:
-        err.print(f"node {node_id!r} has no token in {tokens}")
+        err.print(f"{what} {name!r} has no token in {path}")
         raise typer.Exit(1)
 
 
@@ -272,16 +278,7 @@ def token_revoke_viewer(
     viewer_tokens: str = typer.Option(DEFAULT_VIEWER_TOKENS, "--viewer-tokens", metavar="FILE"),
 ) -> None:
     """Remove NAME's viewer token (a running hub refuses it from its next request)."""
-    from flowchain.hub.auth import TokenFileError, revoke_token
-
-    try:
-        removed = revoke_token(viewer_tokens, name)
-    except (TokenFileError, OSError) as exc:
-        err.print(f"[red]not revoked:[/] {escape(str(exc))}")
-        raise typer.Exit(2) from exc
-    if not removed:
-        err.print(f"viewer {name!r} has no token in {viewer_tokens}")
-        raise typer.Exit(1)
+    _revoke(viewer_tokens, name, "viewer")
 
 
 @token_app.command("list-viewers")
