@@ -31,6 +31,7 @@ from flowchain.stats import EMPTY_LATENCY, ChainStats, LatencySummary, StepStats
 
 if TYPE_CHECKING:  # pragma: no cover
     from flowchain.optimizer.cache import CacheStats
+    from flowchain.optimizer.pool import WorkerUsage
 
 _STATUS = {STATUS_PENDING: ExecutionStatus.PENDING, STATUS_RUNNING: ExecutionStatus.RUNNING,
            STATUS_SUCCEEDED: ExecutionStatus.SUCCEEDED, STATUS_FAILED: ExecutionStatus.FAILED}
@@ -453,6 +454,21 @@ class ChainRegistry:
         self._histogram_row(entry, step)
         runtime = entry.runtimes.get(step)
         return runtime.cache.stats() if runtime is not None and runtime.cache else None
+
+    def step_worker_usage(self, chain: ChainRef, step: str) -> WorkerUsage | None:
+        """Return the CPU a ``parallel`` step's worker processes had in its calls so far
+        (:class:`~flowchain.optimizer.pool.WorkerUsage`: cores' worth, CPU share), or None
+        when the step is not parallel or the chain's runner is not built yet.
+
+        Raises
+        ------
+        KeyError
+            When ``step`` is not a step of the chain.
+        """
+        entry = self._entry(chain)
+        self._histogram_row(entry, step)
+        runtime = entry.runtimes.get(step)
+        return runtime.worker_usage() if runtime is not None else None
 
     def close(self) -> None:
         """Stop the worker processes and threads of every ``parallel``/``async`` step.

@@ -30,6 +30,32 @@ def _record_hint(file: Path, name: str, imports: list[str], db: Path) -> str:
             "--record-inputs 1")
 
 
+SHORT_OF_CPU = 0.8
+"""A parallel step's workers that had less than this fraction of the cores' worth of CPU the
+optimizer measured when it sized them were short of CPU in the check (the machine was busier)."""
+
+
+def _assumed_capacity(result: Any, step: str) -> float | None:
+    """The cores' worth of CPU the optimizer sized ``step``'s workers for, when it is parallel."""
+    for o in result.optimizations:
+        if o.step == step and o.kind == "parallel":
+            value = o.details.get("cpu_capacity")
+            return float(value) if value is not None else None
+    return None
+
+
+def _workers_line(step: str, usage: dict[str, Any]) -> str:
+    line = (f"step {escape(step)}: its {usage['workers']} workers had "
+            f"{usage['cores_worth']:.2f} cores' worth of CPU ({usage['cpu_share']:.0%} of their "
+            "time on a CPU)")
+    assumed = usage.get("assumed_cores_worth")
+    if assumed and usage["cores_worth"] < SHORT_OF_CPU * assumed:
+        line += (f"; [yellow]the prediction was sized for {assumed:.2f}[/]: other processes "
+                 "held the cores during the check, so its speedup says more about the machine "
+                 "than about the step (verify again when it is quieter)")
+    return line
+
+
 def _verify_inputs(definition: Any, db: Path, inputs: Path | None,
                    limit: int) -> list[Any]:
     from flowchain.cli.run_inputs import chain_inputs, read_input_lines
@@ -189,6 +215,8 @@ def optimize(
             if close is not None:
                 close()
         payload["verify"] = verified.to_dict(result.estimated_improvement)
+        for step, usage in payload["verify"]["workers"].items():
+            usage["assumed_cores_worth"] = _assumed_capacity(result, step)
     if as_json:
         typer.echo(json.dumps(payload))
     else:
@@ -205,6 +233,8 @@ def optimize(
                 line += (f" (predicted p50 {v['predicted']['p50']['speedup']:.2f}x, p99 "
                          f"{v['predicted']['p99']['speedup']:.2f}x)")
             out.print(line)
+            for step, usage in v["workers"].items():
+                out.print(_workers_line(step, usage))
             out.print("outputs identical" if verified.identical else
                       f"[red]outputs differ[/] on input(s) {v['mismatched_inputs'][:10]}; "
                       f"{'; '.join(v['failures'][:3])}")

@@ -5,7 +5,8 @@ The output is exactly the plain step's (same items, same order, same container k
 of a single item, or an empty one, is run in the calling thread (nothing to split). A chunk that
 raises fails the step with that exception (the other chunks are cancelled or discarded); the
 exception carries a note naming the chunk and its items, and the runner records the step's
-whole input as the failing input, as for any failing step.
+whole input as the failing input, as for any failing step. A worker process that dies fails the step with
+:class:`~flowchain.optimizer.pool.PoolBroken`.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flowchain.optimizer.elementwise import join, note_chunk, split
-from flowchain.optimizer.pool import ComponentPool
+from flowchain.optimizer.pool import ComponentPool, WorkerUsage
 
 
 class ParallelStep:
@@ -29,21 +30,18 @@ class ParallelStep:
         chunks = split(data, self.workers, self.what)
         if len(chunks) == 1:
             return self.call(data)
-        futures = [self.pool.submit(chunk) for chunk in chunks]
-        outputs = []
-        start = 0
-        try:
-            for k, future in enumerate(futures):
-                try:
-                    outputs.append(future.result())
-                except Exception as exc:
-                    note_chunk(exc, self.what, k, len(chunks), start, len(chunks[k]))
-                    raise
-                start += len(chunks[k])
-        finally:
-            for future in futures:
-                future.cancel()
-        return join(chunks, outputs, self.what)
+        starts = [0]
+        for chunk in chunks[:-1]:
+            starts.append(starts[-1] + len(chunk))
+
+        def name_chunk(exc: BaseException, k: int) -> None:
+            note_chunk(exc, self.what, k, len(chunks), starts[k], len(chunks[k]))
+
+        return join(chunks, self.pool.map(chunks, name_chunk), self.what)
+
+    def usage(self) -> WorkerUsage:
+        """The CPU the step's workers had so far (:meth:`ComponentPool.usage`)."""
+        return self.pool.usage()
 
     def close(self) -> None:
         """Stop the worker processes."""

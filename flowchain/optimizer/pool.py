@@ -13,6 +13,12 @@ module path in a fresh interpreter: a function or class defined at a module's to
 instances whose state pickles. :class:`ComponentPool` checks this when the runner is built and
 refuses with the reason otherwise (:class:`ComponentNotPicklable`). The pool lives as long as
 the runner's registry (``ChainRegistry.close()`` shuts it down; the interpreter's exit does too).
+
+**What the workers got.** Each chunk is timed in its worker (the process's CPU time and the wall
+time around the component's call), and the pool sums them (:meth:`ComponentPool.usage`): on a
+machine whose cores other processes hold, the workers' chunks run but are not on a CPU for
+much of their wall time, and :class:`WorkerUsage` says how many cores' worth they really had.
+That is the check ``flowchain optimize --verify`` reports beside a parallel step's speedup.
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ import os
 import pickle
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -78,10 +85,14 @@ def _install(payload: bytes, locations: tuple[tuple[str, str], ...]) -> None:
         _worker_error = f"{type(exc).__name__}: {exc}"
 
 
-def _run_chunk(chunk: Any) -> Any:
+def _run_chunk(chunk: Any) -> tuple[Any, int, int]:
+    """The component's output for ``chunk``, with the CPU and wall nanoseconds it took here."""
     if _worker_call is None:
         raise RuntimeError(f"the worker could not load the component: {_worker_error}")
-    return _worker_call(chunk)
+    cpu = time.process_time_ns()
+    wall = time.perf_counter_ns()
+    out = _worker_call(chunk)
+    return out, time.process_time_ns() - cpu, time.perf_counter_ns() - wall
 
 
 def _ready() -> str | None:
@@ -110,6 +121,44 @@ def parallel_problem(impl: Any) -> str | None:
         return (f"it cannot be sent to one ({type(exc).__name__}: {exc}); define it at the top "
                 "level of an importable module (not a lambda or a nested function)")
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerUsage:
+    """The CPU a pool's workers had while running chunks, summed over the calls so far.
+
+    ``cpu_ns`` is the workers' CPU time inside the component, ``wall_ns`` the wall time of the
+    same chunks; ``chunks / calls`` is how many chunks ran at once on average (one per worker
+    when every input had at least ``workers`` items).
+    """
+
+    workers: int
+    calls: int
+    chunks: int
+    cpu_ns: int
+    wall_ns: int
+
+    @property
+    def cpu_share(self) -> float:
+        """The fraction of its wall time a chunk was on a CPU (1.0: never waited for one)."""
+        return self.cpu_ns / self.wall_ns if self.wall_ns > 0 else 0.0
+
+    @property
+    def cores_worth(self) -> float:
+        """Cores' worth of CPU the chunks of one call had at once (``workers`` at most)."""
+        if self.calls == 0:
+            return 0.0
+        return min(float(self.workers), self.cpu_share * self.chunks / self.calls)
+
+    def since(self, earlier: WorkerUsage) -> WorkerUsage:
+        """The usage of the calls made after ``earlier`` was read (same pool)."""
+        return WorkerUsage(self.workers, self.calls - earlier.calls,
+                           self.chunks - earlier.chunks, self.cpu_ns - earlier.cpu_ns,
+                           self.wall_ns - earlier.wall_ns)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"workers": self.workers, "calls": self.calls, "chunks": self.chunks,
+                "cpu_share": round(self.cpu_share, 3), "cores_worth": round(self.cores_worth, 2)}
 
 
 class ComponentNotPicklable(FlowChainError, TypeError):
@@ -141,6 +190,8 @@ class ComponentPool:
     def __init__(self, call: Callable[[Any], Any], workers: int, what: str) -> None:
         self.what = what
         self.workers = workers
+        self._usage_lock = threading.Lock()
+        self._calls = self._chunks = self._cpu_ns = self._wall_ns = 0
         try:
             payload = pickle.dumps(call)
         except Exception as exc:  # pickling raises PicklingError, TypeError, AttributeError...
@@ -167,7 +218,8 @@ class ComponentPool:
                 "module path (define it at the top level of an importable module)")
 
     def submit(self, chunk: Any) -> Future:
-        """Start ``component(chunk)`` in a worker; return its future.
+        """Start ``component(chunk)`` in a worker; return its future, whose result is the
+        output with the chunk's CPU and wall nanoseconds (:meth:`map` unpacks and counts them).
 
         Raises
         ------
@@ -179,16 +231,50 @@ class ComponentPool:
         except (BrokenProcessPool, RuntimeError) as exc:
             raise PoolBroken(f"{self.what}: the worker pool cannot take work ({exc})") from None
 
-    def map(self, chunks: Sequence[Any]) -> list[Any]:
-        """Run every chunk and return the outputs in order; raise the first chunk's error."""
+    def map(self, chunks: Sequence[Any],
+            on_error: Callable[[BaseException, int], None] | None = None) -> list[Any]:
+        """Run every chunk at once and return the outputs in order.
+
+        The first chunk (in order) that raised fails the call with its exception, after
+        ``on_error(exc, index)`` (to add a note); the other chunks are cancelled or discarded.
+        A call whose chunks all returned counts in :meth:`usage`.
+
+        Raises
+        ------
+        PoolBroken
+            When the pool was shut down or a worker died.
+        """
         futures = [self.submit(chunk) for chunk in chunks]
+        outputs = []
+        cpu_ns = wall_ns = 0
         try:
-            return [f.result() for f in futures]
-        except BrokenProcessPool as exc:
-            raise PoolBroken(f"{self.what}: a worker process died ({exc})") from None
+            for k, future in enumerate(futures):
+                try:
+                    out, cpu, wall = future.result()
+                except BrokenProcessPool as exc:
+                    raise PoolBroken(f"{self.what}: a worker process died ({exc})") from None
+                except Exception as exc:
+                    if on_error is not None:
+                        on_error(exc, k)
+                    raise
+                outputs.append(out)
+                cpu_ns += cpu
+                wall_ns += wall
         finally:
-            for f in futures:
-                f.cancel()
+            for future in futures:
+                future.cancel()
+        with self._usage_lock:
+            self._calls += 1
+            self._chunks += len(futures)
+            self._cpu_ns += cpu_ns
+            self._wall_ns += wall_ns
+        return outputs
+
+    def usage(self) -> WorkerUsage:
+        """The CPU the workers had in the calls so far (see :class:`WorkerUsage`)."""
+        with self._usage_lock:
+            return WorkerUsage(self.workers, self._calls, self._chunks, self._cpu_ns,
+                               self._wall_ns)
 
     def close(self) -> None:
         """Stop the workers (waits for chunks in flight)."""

@@ -16,6 +16,7 @@ from flowchain.components import ResolvedComponent
 from flowchain.optimizer.cache import AsyncLruStepCache, LruStepCache
 from flowchain.optimizer.concurrency import AsyncItems, ThreadedItems
 from flowchain.optimizer.parallel import ParallelStep
+from flowchain.optimizer.pool import WorkerUsage
 
 
 class StepOptionError(TypeError):
@@ -34,6 +35,13 @@ class StepRuntime:
     is_async: bool
     cache: LruStepCache | None
     parts: tuple[Any, ...]
+
+    def worker_usage(self) -> WorkerUsage | None:
+        """The CPU a ``parallel`` step's worker processes had so far, or None."""
+        for part in self.parts:
+            if isinstance(part, ParallelStep):
+                return part.usage()
+        return None
 
     def close(self) -> None:
         """Stop the step's worker processes and threads."""

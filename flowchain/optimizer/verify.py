@@ -6,6 +6,12 @@ first alternating from input to input (so neither always meets a warmer cache or
 machine). Each version gets its own deep copy of the input. Both runners are built (worker
 processes started) before the first input, and no input is run beforehand, so an optimized
 version starts as the optimizer's prediction assumes: a cache empty, a pool ready.
+
+A ``parallel`` step's speedup hangs on the CPU the machine gives its workers during the check,
+which on a machine shared with busy processes can be far less than the optimizer measured when
+it sized the step. So the check also reports, per parallel step, the cores' worth of CPU the
+workers had (:class:`~flowchain.optimizer.pool.WorkerUsage`, timed in the workers): a miss
+with the workers short of CPU is the machine's, not the model's.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ import numpy as np
 
 from flowchain.chain import ChainDefinition
 from flowchain.errors import ChainStepError
+from flowchain.optimizer.pool import WorkerUsage
 
 
 def same_output(a: Any, b: Any) -> bool:
@@ -55,6 +62,8 @@ class VerifyResult:
     identical: bool
     mismatches: tuple[int, ...] = ()
     failures: tuple[str, ...] = field(default=())
+    workers: dict[str, WorkerUsage] = field(default_factory=dict)
+    """Per ``parallel`` step of the optimized version: the CPU its workers had in the check."""
 
     @property
     def p50_speedup(self) -> float:
@@ -76,6 +85,7 @@ class VerifyResult:
             "outputs_identical": self.identical,
             "mismatched_inputs": list(self.mismatches),
             "failures": list(self.failures),
+            "workers": {step: usage.to_dict() for step, usage in self.workers.items()},
         }
         if predicted is not None:
             out["predicted"] = {"p50": {"speedup": round(predicted.p50_speedup, 3)},
@@ -109,6 +119,8 @@ def verify_side_by_side(registry: Any, old: ChainDefinition, new: ChainDefinitio
     if not inputs:
         raise ValueError("no input to verify with")
     runners = (registry.runner(old.chain_id), registry.runner(new.chain_id))
+    parallel = [s.name for s in new.steps if s.parallel is not None]
+    before = {name: registry.step_worker_usage(new.chain_id, name) for name in parallel}
     loop = asyncio.new_event_loop() if any(r.has_async for r in runners) else None
     times: tuple[list[int], list[int]] = ([], [])
     mismatches: list[int] = []
@@ -135,9 +147,14 @@ def verify_side_by_side(registry: Any, old: ChainDefinition, new: ChainDefinitio
     finally:
         if loop is not None:
             loop.close()
+    workers = {}
+    for name, earlier in before.items():
+        usage = registry.step_worker_usage(new.chain_id, name)
+        if usage is not None:
+            workers[name] = usage if earlier is None else usage.since(earlier)
     old_t = np.asarray(times[0] or [0], dtype=np.float64)
     new_t = np.asarray(times[1] or [0], dtype=np.float64)
     return VerifyResult(len(inputs), float(np.percentile(old_t, 50)),
                         float(np.percentile(new_t, 50)), float(np.percentile(old_t, 99)),
                         float(np.percentile(new_t, 99)), not mismatches and not failures,
-                        tuple(mismatches), tuple(failures))
+                        tuple(mismatches), tuple(failures), workers)

@@ -244,3 +244,18 @@ def test_summaries_never_size_parallelism_but_still_name_a_missing_trait():
                                                  expected_ns=ms))
     [opt] = quick.analyze_measurements(whole).blocked
     assert opt.needs_trait == "elementwise"
+
+
+def test_verify_says_when_a_parallel_steps_workers_were_short_of_cpu():
+    from flowchain.cli.optimize import _workers_line
+
+    usage = {"workers": 2, "calls": 40, "chunks": 80, "cpu_share": 0.55, "cores_worth": 1.1,
+             "assumed_cores_worth": 1.94}
+    line = " ".join(_workers_line("score", usage).split())
+    assert line.startswith("step score: its 2 workers had 1.10 cores' worth of CPU (55% of "
+                           "their time on a CPU)")
+    assert "the prediction was sized for 1.94" in line and "other processes held the cores" in line
+    usage.update(cpu_share=0.97, cores_worth=1.94)
+    assert "sized for" not in _workers_line("score", usage)
+    usage.update(assumed_cores_worth=None)  # a step sized without a capacity (none measured)
+    assert "sized for" not in _workers_line("score", usage)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from flowchain import ChainBuilder, ChainRegistry, ChainStepError, ChainValidationError, ComponentRegistry
-from flowchain.optimizer.pool import ComponentNotPicklable, ComponentPool, measure_dispatch_cost
+from flowchain.optimizer.pool import ComponentNotPicklable, ComponentPool, PoolBroken, measure_dispatch_cost
 
 
 def square(rows):
@@ -46,6 +46,28 @@ def too_short(rows):
     return list(rows)[:-1]
 
 
+def spin(rows):
+    """CPU work: each item spins its worker's CPU for ``item`` milliseconds."""
+    for ms in rows:
+        end = time.thread_time() + ms / 1000
+        while time.thread_time() < end:
+            pass
+    return list(rows)
+
+
+def nap(rows):
+    """No CPU work: each item waits ``item`` milliseconds."""
+    for ms in rows:
+        time.sleep(ms / 1000)
+    return list(rows)
+
+
+def dies_on_7(rows):
+    if 7 in rows:
+        os._exit(3)  # the worker process dies, as one killed by the OOM killer would
+    return list(rows)
+
+
 def _chain(component, parallel):
     plain = ChainBuilder("P").step("prepare", "Prepare", "raw", "rows", 1) \
         .step("score", component, "rows", "scores", 5).build()
@@ -58,7 +80,8 @@ def registry():
     components = ComponentRegistry()
     components.register("Prepare", lambda raw: raw)
     for name, fn in (("Square", square), ("Tagged", tagged), ("Fails", fails_on_13),
-                     ("ArrayDouble", array_double), ("TooShort", too_short)):
+                     ("ArrayDouble", array_double), ("TooShort", too_short), ("Spin", spin),
+                     ("Nap", nap)):
         components.register(name, fn, elementwise=True)
     reg = ChainRegistry(components)
     yield reg
@@ -111,6 +134,50 @@ def test_a_failing_chunk_fails_the_step_with_its_name_and_input(registry):
     assert isinstance(cause, ValueError) and "cannot score 13" in str(cause)
     assert any("chunk 3 of 4 (input items 10..14)" in note for note in cause.__notes__)
     assert run([1, 2, 3, 4]) == [2, 3, 4, 5]  # the pool survived the failure
+
+
+def test_worker_usage_counts_the_cpu_the_workers_had_not_their_wall_time(registry):
+    """The workers' CPU is timed in them: spinning chunks were on a CPU nearly all their wall
+    time (less on a busy machine, never more), sleeping ones almost never."""
+    for component, low, high in (("Spin", 0.05, 1.05), ("Nap", 0.0, 0.2)):
+        _, optimized = _chain(component, 2)
+        chain_id = registry.register_chain(optimized)
+        assert registry.step_worker_usage(chain_id, "score") is None  # no runner built yet
+        run = registry.runner(chain_id).run
+        for _ in range(3):
+            assert run([20, 20, 20, 20]) == [20] * 4
+        run([5])  # one item: run in the calling thread, not counted
+        usage = registry.step_worker_usage(chain_id, "score")
+        assert (usage.workers, usage.calls, usage.chunks) == (2, 3, 6)
+        assert usage.wall_ns >= 6 * 2 * 20_000_000 * 0.95  # each chunk: two 20 ms items
+        assert low <= usage.cpu_share <= high, (component, usage)
+        assert usage.cores_worth == pytest.approx(min(2.0, 2 * usage.cpu_share))
+    plain, _ = _chain("Spin", 2)
+    assert registry.step_worker_usage(registry.register_chain(plain), "score") is None
+    with pytest.raises(KeyError):
+        registry.step_worker_usage(chain_id, "nope")
+
+
+def test_a_worker_that_dies_fails_the_step_as_a_broken_pool():
+    components = ComponentRegistry()
+    components.register("Prepare", lambda raw: raw)
+    components.register("Dies", dies_on_7, elementwise=True)
+    registry = ChainRegistry(components)
+    _, optimized = _chain("Dies", 2)
+    run = registry.runner(registry.register_chain(optimized)).run
+    try:
+        assert run([1, 2, 3, 4]) == [1, 2, 3, 4]
+        with pytest.raises(ChainStepError) as info:
+            run([5, 6, 7, 8])
+        cause = info.value.__cause__
+        assert isinstance(cause, PoolBroken)
+        assert "step 'score'" in str(cause) and "a worker process died" in str(cause)
+        assert info.value.execution.failure.step == "score"
+        with pytest.raises(ChainStepError) as again:  # the pool stays broken, and says so
+            run([1, 2])
+        assert isinstance(again.value.__cause__, PoolBroken)
+    finally:
+        registry.close()
 
 
 def test_a_non_sequence_input_fails_the_step_with_the_reason(registry):
