@@ -31,7 +31,7 @@ def _record_hint(file: Path, name: str, imports: list[str], db: Path) -> str:
 
 
 SHORT_OF_CPU = 0.8
-"""A parallel step's workers that had less than this fraction of the cores' worth of CPU the
+"""A parallel step's workers that delivered less than this fraction of the cores' worth the
 optimizer measured when it sized them were short of CPU in the check (the machine was busier)."""
 
 
@@ -44,15 +44,23 @@ def _assumed_capacity(result: Any, step: str) -> float | None:
     return None
 
 
-def _workers_line(step: str, usage: dict[str, Any]) -> str:
-    line = (f"step {escape(step)}: its {usage['workers']} workers had "
-            f"{usage['cores_worth']:.2f} cores' worth of CPU ({usage['cpu_share']:.0%} of their "
-            "time on a CPU)")
-    assumed = usage.get("assumed_cores_worth")
-    if assumed and usage["cores_worth"] < SHORT_OF_CPU * assumed:
-        line += (f"; [yellow]the prediction was sized for {assumed:.2f}[/]: other processes "
-                 "held the cores during the check, so its speedup says more about the machine "
-                 "than about the step (verify again when it is quieter)")
+def _workers_line(step: str, check: dict[str, Any]) -> str:
+    """What a parallel step's workers had during --verify (see docs/optimizer.md)."""
+    line = f"step {escape(step)}: its {check['workers']} workers "
+    delivered = check["effective_cores"]
+    if delivered is None:
+        delivered = check["cores_worth"]
+        line += f"had {delivered:.2f} cores' worth of CPU"
+    else:
+        line += (f"ran its items at {check['speed']:.2f}x the original step's speed: "
+                 f"{delivered:.2f} cores' worth at once")
+    line += f" (on a CPU {check['cpu_share']:.0%} of their time)"
+    assumed = check.get("assumed_cores_worth")
+    if assumed and delivered < SHORT_OF_CPU * assumed:
+        line += (f"; [yellow]the prediction was sized for {assumed:.2f}[/]: the machine gave "
+                 "the workers less during the check (other processes on the cores, or cores "
+                 "slower together than alone), so the speedup says more about the machine than "
+                 "about the step; verify again when it is quieter")
     return line
 
 
@@ -162,6 +170,7 @@ def optimize(
     from flowchain.errors import ChainValidationError
     from flowchain.optimizer.apply import ApplyRefused, apply_optimizations
     from flowchain.optimizer.optimizer import ChainOptimizer, NoHistory
+    from flowchain.optimizer.suggestions import estimate_at_capacity
     from flowchain.optimizer.verify import verify_side_by_side
     from flowchain.store import StoreError
 
@@ -215,8 +224,19 @@ def optimize(
             if close is not None:
                 close()
         payload["verify"] = verified.to_dict(result.estimated_improvement)
-        for step, usage in payload["verify"]["workers"].items():
-            usage["assumed_cores_worth"] = _assumed_capacity(result, step)
+        delivered: dict[str, float] = {}
+        for step, check in payload["verify"]["workers"].items():
+            check["assumed_cores_worth"] = _assumed_capacity(result, step)
+            if check["effective_cores"] is not None:
+                delivered[step] = check["effective_cores"]
+        at_delivered = estimate_at_capacity(result.measurements, result.optimizations,
+                                            delivered) if delivered and \
+            result.measurements is not None else None
+        if at_delivered is not None:
+            payload["verify"]["predicted_at_delivered"] = {
+                "p50": {"speedup": round(at_delivered.p50_speedup, 3)},
+                "p99": {"speedup": round(at_delivered.p99_speedup, 3)},
+                "cores_worth": delivered}
     if as_json:
         typer.echo(json.dumps(payload))
     else:
@@ -233,8 +253,12 @@ def optimize(
                 line += (f" (predicted p50 {v['predicted']['p50']['speedup']:.2f}x, p99 "
                          f"{v['predicted']['p99']['speedup']:.2f}x)")
             out.print(line)
-            for step, usage in v["workers"].items():
-                out.print(_workers_line(step, usage))
+            for step, check in v["workers"].items():
+                out.print(_workers_line(step, check))
+            if "predicted_at_delivered" in v:
+                out.print(f"at the CPU the workers had, the model predicts p50 "
+                          f"{v['predicted_at_delivered']['p50']['speedup']:.2f}x, p99 "
+                          f"{v['predicted_at_delivered']['p99']['speedup']:.2f}x")
             out.print("outputs identical" if verified.identical else
                       f"[red]outputs differ[/] on input(s) {v['mismatched_inputs'][:10]}; "
                       f"{'; '.join(v['failures'][:3])}")

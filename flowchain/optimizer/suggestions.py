@@ -30,13 +30,14 @@ import math
 import os
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from flowchain.optimizer.lru_simulation import hit_ratio_curve, lru_hits
 from flowchain.optimizer.measurements import ChainMeasurements, StepMeasurements
+from flowchain.optimizer.pool import DispatchCost
 
 PARALLEL = "parallel"
 CACHE = "cache"
@@ -52,17 +53,6 @@ DEFAULT_CONCURRENCY_LIMIT = 64
 """The most items in flight an ``async`` suggestion asks for, unless configured otherwise."""
 ELEMENTWISE = "elementwise"
 DETERMINISTIC = "deterministic"
-
-
-@dataclass(frozen=True, slots=True)
-class DispatchCost:
-    """What sending one call's chunks to N worker processes costs beyond the work (ns).
-
-    The same fields as the engine pool's measurement, so either may be passed.
-    """
-
-    fixed_ns: float
-    per_item_ns: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,3 +340,22 @@ def estimate_improvement(chain: ChainMeasurements,
     p99 = chain.p99_ns if chain.p99_ns > 0 else b99
     return Improvement(p50, p50 * a50 / b50, p99, p99 * a99 / b99, int(walls.shape[0]),
                        SUBSTITUTION)
+
+
+def estimate_at_capacity(chain: ChainMeasurements, optimizations: Sequence[Optimization],
+                         capacities: dict[str, float]) -> Improvement | None:
+    """:func:`estimate_improvement` with each ``parallel`` step named in ``capacities`` given
+    that many cores' worth of CPU instead of what the optimizer measured when it sized it (the
+    same workers and dispatch cost): the prediction for the machine ``--verify`` met, so that
+    a miss can be told apart from a machine busier than at the analysis."""
+    repriced = []
+    for opt in optimizations:
+        if opt.kind == PARALLEL and opt.applicable and opt.step in capacities:
+            step = chain.step(opt.step)
+            cost = DispatchCost(float(opt.details["dispatch_fixed_ns"]),
+                             float(opt.details["dispatch_per_item_ns"]))
+            opt = replace(opt, predicted_ns=tuple(
+                predict_parallel_ns(w, k, int(opt.value or 1), cost, capacities[opt.step])
+                for w, k in zip(step.wall_ns, step.items, strict=False)))
+        repriced.append(opt)
+    return estimate_improvement(chain, repriced)

@@ -8,10 +8,12 @@ processes started) before the first input, and no input is run beforehand, so an
 version starts as the optimizer's prediction assumes: a cache empty, a pool ready.
 
 A ``parallel`` step's speedup hangs on the CPU the machine gives its workers during the check,
-which on a machine shared with busy processes can be far less than the optimizer measured when
-it sized the step. So the check also reports, per parallel step, the cores' worth of CPU the
-workers had (:class:`~flowchain.optimizer.pool.WorkerUsage`, timed in the workers): a miss
-with the workers short of CPU is the machine's, not the model's.
+which on a shared machine can be far less than the optimizer measured when it sized the step:
+other processes may hold the cores (the workers then wait for one), or the cores may be slower
+together than alone (hyperthreads of one core, a VM host's other guests) while the workers stay
+on them. So the check also reports, per parallel step (:class:`ParallelCheck`), how fast the
+workers ran the step's items against the original version's step on the same inputs: a miss
+with the workers short of speed is the machine's, not the model's.
 """
 from __future__ import annotations
 
@@ -51,6 +53,52 @@ def same_output(a: Any, b: Any) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class ParallelCheck:
+    """How a ``parallel`` step's workers ran during the check.
+
+    ``usage`` is timed in the workers (:class:`~flowchain.optimizer.pool.WorkerUsage`);
+    ``serial_item_ns`` the original version's step time per item over the same inputs (None
+    when some input was not split, so the items differ). ``speed`` is the serial time of an
+    item over a worker's: 1.0 when the workers ran as fast as the step alone, about 0.5 when
+    two workers shared one core's worth of speed. ``effective_cores`` is the original step's
+    time over the time of each call's slowest chunk (which the call waits for): the speedup
+    of the work itself that the machine delivered, dispatch aside (``workers`` at most).
+    """
+
+    usage: WorkerUsage
+    serial_item_ns: float | None
+
+    @property
+    def speed(self) -> float | None:
+        worker = self.usage.item_wall_ns()
+        if self.serial_item_ns is None or worker <= 0:
+            return None
+        return self.serial_item_ns / worker
+
+    @property
+    def effective_cores(self) -> float | None:
+        if self.serial_item_ns is None or self.usage.span_ns <= 0:
+            return None
+        return min(float(self.usage.workers),
+                   self.serial_item_ns * self.usage.items / self.usage.span_ns)
+
+    def to_dict(self) -> dict[str, Any]:
+        speed, cores = self.speed, self.effective_cores
+        return {**self.usage.to_dict(),
+                "serial_item_ns": None if self.serial_item_ns is None
+                else int(self.serial_item_ns),
+                "worker_item_ns": int(self.usage.item_wall_ns()),
+                "speed": None if speed is None else round(speed, 3),
+                "effective_cores": None if cores is None else round(cores, 2)}
+
+
+def _step_total(registry: Any, chain_id: str, step: str) -> tuple[int, float]:
+    """The step's successful calls so far in ``registry`` and their summed time (ns)."""
+    latency = registry.stats(chain_id).step(step).latency
+    return latency.count, latency.count * latency.mean_ns
+
+
+@dataclass(frozen=True, slots=True)
 class VerifyResult:
     """Latency of both versions over the same inputs, and whether their outputs agree."""
 
@@ -62,8 +110,8 @@ class VerifyResult:
     identical: bool
     mismatches: tuple[int, ...] = ()
     failures: tuple[str, ...] = field(default=())
-    workers: dict[str, WorkerUsage] = field(default_factory=dict)
-    """Per ``parallel`` step of the optimized version: the CPU its workers had in the check."""
+    workers: dict[str, ParallelCheck] = field(default_factory=dict)
+    """Per ``parallel`` step of the optimized version: how its workers ran in the check."""
 
     @property
     def p50_speedup(self) -> float:
@@ -85,7 +133,7 @@ class VerifyResult:
             "outputs_identical": self.identical,
             "mismatched_inputs": list(self.mismatches),
             "failures": list(self.failures),
-            "workers": {step: usage.to_dict() for step, usage in self.workers.items()},
+            "workers": {step: check.to_dict() for step, check in self.workers.items()},
         }
         if predicted is not None:
             out["predicted"] = {"p50": {"speedup": round(predicted.p50_speedup, 3)},
@@ -120,7 +168,8 @@ def verify_side_by_side(registry: Any, old: ChainDefinition, new: ChainDefinitio
         raise ValueError("no input to verify with")
     runners = (registry.runner(old.chain_id), registry.runner(new.chain_id))
     parallel = [s.name for s in new.steps if s.parallel is not None]
-    before = {name: registry.step_worker_usage(new.chain_id, name) for name in parallel}
+    before = {name: (registry.step_worker_usage(new.chain_id, name),
+                     _step_total(registry, old.chain_id, name)) for name in parallel}
     loop = asyncio.new_event_loop() if any(r.has_async for r in runners) else None
     times: tuple[list[int], list[int]] = ([], [])
     mismatches: list[int] = []
@@ -148,10 +197,16 @@ def verify_side_by_side(registry: Any, old: ChainDefinition, new: ChainDefinitio
         if loop is not None:
             loop.close()
     workers = {}
-    for name, earlier in before.items():
+    for name, (earlier, (calls_before, ns_before)) in before.items():
         usage = registry.step_worker_usage(new.chain_id, name)
-        if usage is not None:
-            workers[name] = usage if earlier is None else usage.since(earlier)
+        if usage is None:
+            continue
+        usage = usage if earlier is None else usage.since(earlier)
+        calls, ns = _step_total(registry, old.chain_id, name)
+        # every input split on both sides: the original's step saw the same items
+        same_items = usage.items > 0 and calls - calls_before == usage.calls
+        workers[name] = ParallelCheck(usage, (ns - ns_before) / usage.items if same_items
+                                      else None)
     old_t = np.asarray(times[0] or [0], dtype=np.float64)
     new_t = np.asarray(times[1] or [0], dtype=np.float64)
     return VerifyResult(len(inputs), float(np.percentile(old_t, 50)),

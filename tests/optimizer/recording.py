@@ -1,6 +1,6 @@
 """Record a chain's history with profiles and inputs into a real SQLite file: the real
 ``flowchain run FILE CHAIN --import MODULE --inputs F --db D --profile --record-inputs 1``, in
-its own process (profiling keeps tracemalloc running in the process that profiled)."""
+its own process, as an author would run it."""
 import json
 import os
 import subprocess

@@ -249,13 +249,19 @@ def test_summaries_never_size_parallelism_but_still_name_a_missing_trait():
 def test_verify_says_when_a_parallel_steps_workers_were_short_of_cpu():
     from flowchain.cli.optimize import _workers_line
 
-    usage = {"workers": 2, "calls": 40, "chunks": 80, "cpu_share": 0.55, "cores_worth": 1.1,
-             "assumed_cores_worth": 1.94}
-    line = " ".join(_workers_line("score", usage).split())
-    assert line.startswith("step score: its 2 workers had 1.10 cores' worth of CPU (55% of "
-                           "their time on a CPU)")
-    assert "the prediction was sized for 1.94" in line and "other processes held the cores" in line
-    usage.update(cpu_share=0.97, cores_worth=1.94)
-    assert "sized for" not in _workers_line("score", usage)
-    usage.update(assumed_cores_worth=None)  # a step sized without a capacity (none measured)
-    assert "sized for" not in _workers_line("score", usage)
+    check = {"workers": 2, "calls": 40, "chunks": 80, "cpu_share": 0.98, "cores_worth": 1.96,
+             "speed": 0.56, "effective_cores": 1.12, "assumed_cores_worth": 1.94}
+    line = " ".join(_workers_line("score", check).split())
+    assert line.startswith("step score: its 2 workers ran its items at 0.56x the original "
+                           "step's speed: 1.12 cores' worth at once (on a CPU 98% of their "
+                           "time)")
+    assert "the prediction was sized for 1.94" in line and "verify again" in line
+    check.update(speed=0.97, effective_cores=1.94)
+    assert "sized for" not in _workers_line("score", check)
+    # some input was not split: only the CPU the workers had is known
+    check.update(speed=None, effective_cores=None, cpu_share=0.55, cores_worth=1.1)
+    line = " ".join(_workers_line("score", check).split())
+    assert line.startswith("step score: its 2 workers had 1.10 cores' worth of CPU (on a CPU "
+                           "55% of their time)") and "sized for 1.94" in line
+    check.update(assumed_cores_worth=None)  # a step sized without a capacity measured
+    assert "sized for" not in _workers_line("score", check)

@@ -148,14 +148,40 @@ def test_worker_usage_counts_the_cpu_the_workers_had_not_their_wall_time(registr
             assert run([20, 20, 20, 20]) == [20] * 4
         run([5])  # one item: run in the calling thread, not counted
         usage = registry.step_worker_usage(chain_id, "score")
-        assert (usage.workers, usage.calls, usage.chunks) == (2, 3, 6)
+        assert (usage.workers, usage.calls, usage.chunks, usage.items) == (2, 3, 6, 12)
         assert usage.wall_ns >= 6 * 2 * 20_000_000 * 0.95  # each chunk: two 20 ms items
         assert low <= usage.cpu_share <= high, (component, usage)
         assert usage.cores_worth == pytest.approx(min(2.0, 2 * usage.cpu_share))
+        assert usage.item_wall_ns() == usage.wall_ns / 12
     plain, _ = _chain("Spin", 2)
     assert registry.step_worker_usage(registry.register_chain(plain), "score") is None
     with pytest.raises(KeyError):
         registry.step_worker_usage(chain_id, "nope")
+
+
+def test_verify_compares_the_workers_speed_with_the_original_step(registry):
+    from flowchain.optimizer.verify import verify_side_by_side
+
+    plain, optimized = _chain("Spin", 2)
+    registry.register_chain(plain)
+    registry.register_chain(optimized)
+    registry.runner(plain.chain_id).run([1, 1])  # earlier runs do not count in the check
+    result = verify_side_by_side(registry, plain, optimized, [[10, 10, 10, 10]] * 4)
+    assert result.identical
+    check = result.workers["score"]
+    assert (check.usage.calls, check.usage.chunks, check.usage.items) == (4, 8, 16)
+    assert check.serial_item_ns >= 10_000_000 * 0.95  # 10 ms of CPU an item, alone
+    assert 0.05 < check.speed < 1.5  # less than 1 when the machine is busy, never far above
+    # a call waits for its slowest chunk: never more than the workers' mean speed gives
+    assert 0.0 < check.effective_cores <= min(2.0, 2 * check.speed) + 1e-9
+    assert check.usage.span_ns >= check.usage.wall_ns / 2
+    data = result.to_dict()["workers"]["score"]
+    assert data["speed"] == round(check.speed, 3) and data["items"] == 16
+    # an input of one item is not split: the items differ, so no speed is claimed
+    mixed = verify_side_by_side(registry, plain, optimized, [[10, 10], [10]])
+    assert mixed.workers["score"].serial_item_ns is None
+    assert mixed.workers["score"].speed is None and mixed.workers["score"].effective_cores is None
+    assert mixed.to_dict()["workers"]["score"]["effective_cores"] is None
 
 
 def test_a_worker_that_dies_fails_the_step_as_a_broken_pool():

@@ -150,3 +150,49 @@ def test_cpu_capacity_is_measured_between_one_and_the_workers():
     assert 1.0 <= measure_cpu_capacity(2, rounds=1) <= 2.0
     with pytest.raises(ValueError):
         measure_cpu_capacity(0)
+
+
+def test_cpu_capacity_sees_a_busy_core():
+    """A process spinning on one of two cores halves what two threads get at once: the probe
+    must read it, even when the spinning has just started (its units last 40 ms)."""
+    import os
+    import subprocess
+    import sys
+
+    from flowchain.optimizer.capacity import measure_cpu_capacity
+
+    if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two CPUs and affinity masks")
+    mask = os.sched_getaffinity(0)
+    two = set(sorted(mask)[:2])
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        os.sched_setaffinity(hog.pid, {max(two)})
+        os.sched_setaffinity(0, two)  # the probe's threads inherit this thread's mask
+        busy = measure_cpu_capacity(2)
+    finally:
+        os.sched_setaffinity(0, mask)
+        hog.kill()
+        hog.wait()
+    assert 1.0 <= busy < 1.5, busy
+
+
+def test_the_estimate_remade_for_the_cpu_the_workers_delivered():
+    """``--verify``'s remade prediction: the same workers and dispatch, another capacity."""
+    prep = step("prep", 0, [4 * MS] * N)
+    score = cpu_step(elementwise=True)
+    measured = chain(prep, score)
+    opt = s.suggest_parallel(score, 2, lambda n: CHEAP, lambda n: 2.0)
+    sized = s.estimate_improvement(measured, [opt])
+    # the capacity it was sized for gives the same estimate (dispatch read back from details)
+    same = s.estimate_at_capacity(measured, [opt], {"score": 2.0})
+    assert same.p50_speedup == pytest.approx(sized.p50_speedup, rel=1e-3)
+    # one core's worth: the chunks run one after the other, and the dispatch is on top
+    one = s.estimate_at_capacity(measured, [opt], {"score": 1.0})
+    assert one.p50_after_ns == pytest.approx(4 * MS + 16 * MS + 100_000 + 32_000, rel=1e-3)
+    assert one.p50_speedup < 1.0 < sized.p50_speedup
+    # a step not named keeps its own prediction; a blocked remedy is left alone
+    assert s.estimate_at_capacity(measured, [opt], {}).p50_speedup == \
+        pytest.approx(sized.p50_speedup)
+    blocked = s.suggest_parallel(cpu_step(), 2, lambda n: CHEAP)
+    assert s.estimate_at_capacity(measured, [blocked], {"score": 1.0}).p50_speedup == 1.0
