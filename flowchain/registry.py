@@ -450,9 +450,7 @@ class ChainRegistry:
         KeyError
             When ``step`` is not a step of the chain.
         """
-        entry = self._entry(chain)
-        self._histogram_row(entry, step)
-        runtime = entry.runtimes.get(step)
+        runtime = self._step_runtime(chain, step)
         return runtime.cache.stats() if runtime is not None and runtime.cache else None
 
     def step_worker_usage(self, chain: ChainRef, step: str) -> WorkerUsage | None:
@@ -465,10 +463,14 @@ class ChainRegistry:
         KeyError
             When ``step`` is not a step of the chain.
         """
+        runtime = self._step_runtime(chain, step)
+        return runtime.worker_usage() if runtime is not None else None
+
+    def _step_runtime(self, chain: ChainRef, step: str) -> Any:
+        """The step's ``StepRuntime`` (parallel/cache/async), or None; KeyError for no step."""
         entry = self._entry(chain)
         self._histogram_row(entry, step)
-        runtime = entry.runtimes.get(step)
-        return runtime.worker_usage() if runtime is not None else None
+        return entry.runtimes.get(step)
 
     def close(self) -> None:
         """Stop the worker processes and threads of every ``parallel``/``async`` step.

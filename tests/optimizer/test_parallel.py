@@ -68,6 +68,14 @@ def dies_on_7(rows):
     return list(rows)
 
 
+def _own_registry(name, fn):
+    """A registry of its own (closed by the test) holding ``Prepare`` and ``name``."""
+    components = ComponentRegistry()
+    components.register("Prepare", lambda raw: raw)
+    components.register(name, fn, elementwise=True)
+    return ChainRegistry(components)
+
+
 def _chain(component, parallel):
     plain = ChainBuilder("P").step("prepare", "Prepare", "raw", "rows", 1) \
         .step("score", component, "rows", "scores", 5).build()
@@ -185,10 +193,7 @@ def test_verify_compares_the_workers_speed_with_the_original_step(registry):
 
 
 def test_a_worker_that_dies_fails_the_step_as_a_broken_pool():
-    components = ComponentRegistry()
-    components.register("Prepare", lambda raw: raw)
-    components.register("Dies", dies_on_7, elementwise=True)
-    registry = ChainRegistry(components)
+    registry = _own_registry("Dies", dies_on_7)
     _, optimized = _chain("Dies", 2)
     run = registry.runner(registry.register_chain(optimized)).run
     try:
@@ -228,10 +233,7 @@ def test_an_instance_that_cannot_be_sent_to_a_worker_is_refused_when_the_runner_
         def __call__(self, rows):
             return rows
 
-    components = ComponentRegistry()
-    components.register("Prepare", lambda raw: raw)
-    components.register("Holder", Holder(), elementwise=True)
-    registry = ChainRegistry(components)
+    registry = _own_registry("Holder", Holder())
     with pytest.raises(ChainValidationError, match="cannot be sent"):
         registry.register_chain(_chain("Holder", 2)[1])
     with pytest.raises(ComponentNotPicklable, match="cannot be sent to one.*top level of an "
@@ -240,20 +242,14 @@ def test_an_instance_that_cannot_be_sent_to_a_worker_is_refused_when_the_runner_
 
 
 def test_runners_of_plain_steps_get_the_component_itself():
-    components = ComponentRegistry()
-    components.register("Prepare", lambda raw: raw)
-    components.register("Square", square, elementwise=True)
-    registry = ChainRegistry(components)
+    registry = _own_registry("Square", square)
     plain, _ = _chain("Square", 2)
     runner = registry.runner(registry.register_chain(plain))
     assert runner.steps[1] is square
 
 
 def test_close_stops_the_workers_and_later_runs_fail_as_the_step():
-    components = ComponentRegistry()
-    components.register("Prepare", lambda raw: raw)
-    components.register("Square", square, elementwise=True)
-    registry = ChainRegistry(components)
+    registry = _own_registry("Square", square)
     _, optimized = _chain("Square", 2)
     run = registry.runner(registry.register_chain(optimized)).run
     assert run([1, 2, 3]) == [1, 4, 9]
@@ -280,10 +276,7 @@ def test_a_component_imported_from_an_authors_folder_runs_in_the_workers(tmp_pat
     import_modules(["opt_engine_author_scoring"], [tmp_path])  # not on sys.path, as --import
     import opt_engine_author_scoring
 
-    components = ComponentRegistry()
-    components.register("Prepare", lambda raw: raw)
-    components.register("Triple", opt_engine_author_scoring.triple, elementwise=True)
-    registry = ChainRegistry(components)
+    registry = _own_registry("Triple", opt_engine_author_scoring.triple)
     _, optimized = _chain("Triple", 2)
     try:
         assert registry.runner(registry.register_chain(optimized)).run([1, 2, 3]) == [3, 6, 9]
