@@ -179,7 +179,8 @@ def test_verify_compares_the_workers_speed_with_the_original_step(registry):
     check = result.workers["score"]
     assert (check.usage.calls, check.usage.chunks, check.usage.items) == (4, 8, 16)
     assert check.serial_item_ns >= 10_000_000 * 0.95  # 10 ms of CPU an item, alone
-    assert 0.05 < check.speed < 1.5  # less than 1 when the machine is busy, never far above
+    # below 1 when the workers were short of CPU; above only when the original version was
+    assert 0.05 < check.speed < 4.0
     # a call waits for its slowest chunk: never more than the workers' mean speed gives
     assert 0.0 < check.effective_cores <= min(2.0, 2 * check.speed) + 1e-9
     assert check.usage.span_ns >= check.usage.wall_ns / 2
