@@ -21,8 +21,9 @@ What stays above the bare echo, by design: the bridge's Python work per order (d
 order_check + order_send on the fake, RESULT encode: 60-70 us of a cold CPU here, a third of
 that in a hot loop), the client's (encode, ACK and RESULT decode), and the ACK frame.
 
-Repetitions alternate bare and flowchain (A B A B ..., at least 5 each). Each repetition's
-latencies go into an HDR histogram (p50/p99/p99.9/max); the figures reported are the medians
+The ways take turns of 10 round trips each (A B C A B C ..., the first way rotating), so that
+each meets the same moments of a noisy machine; at least 5 repetitions of ``--trips`` each.
+Each repetition's latencies go into an HDR histogram (p50/p99/p99.9/max); the figures reported are the medians
 over repetitions, and the ratios are flowchain/bare of those medians. Budget:
 at most 1.5x bare at p50 and p99.
 

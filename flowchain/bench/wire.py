@@ -17,7 +17,8 @@ What it measures, all in one run, on 127.0.0.1 TCP:
   the same uvloop (the feed uses ``add_reader`` on the socket's FD instead).
 * A sustained run of the FlowChain path for ``seconds`` at ``rate`` ticks/s: ``ticks_sent``,
   ``ticks_lost`` (sent but never in the ring).
-* Order round trips, interleaved: *bare*: a blocking DEALER ``send``/``recv`` of an
+* Order round trips, interleaved ``ORDER_BLOCK`` (10) trips at a time, so that every way
+  meets the same moments of a noisy machine: *bare*: a blocking DEALER ``send``/``recv`` of an
   ORDER_REQUEST frame echoed by a bare ROUTER in another process; *flowchain*:
   :meth:`flowchain_bridge.OrderClient.send` (encode, send, ACK, RESULT, decode) to a
   :class:`flowchain_bridge.Bridge` on the fake MT5 with zero order latency, in another process
@@ -51,6 +52,8 @@ FEED_SYMBOL = "EURUSD"
 SESSION = 0x5EED
 BUDGET = {"oneway": 1.3, "order_rtt": 1.5, "ticks_lost": 0}
 """The budgets: one-way at most 1.3x bare (p50 and p99), order RTT at most 1.5x, zero loss."""
+ORDER_BLOCK = 10
+"""Order round trips of one way per turn of the interleaving (see :func:`measure_order_rtt`)."""
 _SEQ_AT = struct.Struct("<Q")
 _SEQ_OFFSET = 12  # version u8, type u8, symbol_id u16, session_id u64, then seq u64
 
@@ -392,45 +395,65 @@ def _bridge_main(conn: Connection, ack_defer_us: float | None = None) -> None:
         bridge.stop()
 
 
-def _bare_trips(dealer: zmq.Socket, body: bytes, trips: int) -> np.ndarray:
+def _bare_trips(dealer: zmq.Socket, body: bytes, out: np.ndarray) -> None:
+    """Time ``len(out)`` blocking echo round trips into ``out`` (ns)."""
     clock = time.perf_counter_ns
-    lat = np.zeros(trips, dtype=np.int64)
-    for i in range(trips):
+    for i in range(len(out)):
         t0 = clock()
         dealer.send(body)
         dealer.recv()
-        lat[i] = clock() - t0
-    return lat
+        out[i] = clock() - t0
 
 
-def _order_trips(client, trips: int) -> np.ndarray:
+def _order_trips(client, out: np.ndarray) -> None:
+    """Time ``len(out)`` orders through ``client`` into ``out`` (ns); each must fill."""
     clock = time.perf_counter_ns
-    lat = np.zeros(trips, dtype=np.int64)
-    for i in range(trips):
+    for i in range(len(out)):
         req = wire.OrderRequest(client.next_req_id(), time.time_ns() + 5_000_000_000,
                                 FEED_SYMBOL, i & 1, 0.01, type_filling=1, magic=7)
         t0 = clock()
         result = client.send(req)
-        lat[i] = clock() - t0
+        out[i] = clock() - t0
         if result.retcode != 10009:
             raise RuntimeError(f"benchmark order {req.req_id} came back {result.status.name} "
                                f"retcode {result.retcode} ({result.comment!r}); it needs fills")
+
+
+def interleave_blocks(ways: dict[str, Callable[[np.ndarray], None]], trips: int,
+                      block: int, rotation: int = 0) -> dict[str, np.ndarray]:
+    """One repetition of every way, taken ``block`` trips at a time in turn (A B C A B C ...,
+    the first way rotating from round to round), so that every way meets the same moments of
+    a noisy machine; return each way's ``trips`` latencies (ns).
+
+    Each callable fills the array it is given with that many timed trips.
+    """
+    lat = {name: np.zeros(trips, dtype=np.int64) for name in ways}
+    names = list(ways)
+    for start in range(0, trips, block):
+        turn = (rotation + start // block) % len(names)
+        for name in names[turn:] + names[:turn]:
+            ways[name](lat[name][start:start + block])
     return lat
 
 
-def measure_order_rtt(trips: int, reps: int, warmup: int = 200) -> dict[str, list[dict[str, int]]]:
+def measure_order_rtt(trips: int, reps: int, warmup: int = 200,
+                      block: int = ORDER_BLOCK) -> dict[str, list[dict[str, int]]]:
     """Interleave a bare DEALER/ROUTER echo, the node's order client -> bridge (fake MT5)
     -> RESULT, and the same with every ACK sent at once (``ack_defer_us=0``, a second bridge
-    process); return one HDR summary per repetition of each.
+    process), ``block`` trips of each in turn; return one HDR summary per repetition of each.
 
     Parameters
     ----------
     trips : int
         Round trips per repetition, each way (at least 10).
     reps : int
-        Interleaved repetitions of each way (at least 5).
+        Repetitions of each way (at least 5).
     warmup : int
         Untimed round trips of each way before the first repetition.
+    block : int
+        Round trips of one way before the next way's turn (at least 1). Short turns let the
+        ways share the machine's moments: its slow spells last milliseconds to seconds, and a
+        whole repetition per turn (hundreds of ms) let one way take a spell the other missed.
 
     Returns
     -------
@@ -441,15 +464,15 @@ def measure_order_rtt(trips: int, reps: int, warmup: int = 200) -> dict[str, lis
     Raises
     ------
     ValueError
-        If ``reps`` < 5 or ``trips`` < 10.
+        If ``reps`` < 5, ``trips`` < 10 or ``block`` < 1.
     RuntimeError
         If a helper process does not start or an order does not fill.
     """
     from flowchain_bridge import OrderClient
 
-    if reps < 5 or trips < 10:
-        raise ValueError(f"order benchmark: need repetitions >= 5 and trips >= 10, got "
-                         f"{reps} and {trips}")
+    if reps < 5 or trips < 10 or block < 1:
+        raise ValueError(f"order benchmark: need repetitions >= 5, trips >= 10 and block >= 1, "
+                         f"got {reps}, {trips} and {block}")
     helpers = []
     try:
         helpers.append(_start_helper(_echo_main, "echo"))
@@ -468,15 +491,19 @@ def measure_order_rtt(trips: int, reps: int, warmup: int = 200) -> dict[str, lis
     ack_first = OrderClient(ack_first_endpoint, context=ctx)
     body = wire.encode_order_request(wire.OrderRequest(1, time.time_ns() + 10**10, FEED_SYMBOL,
                                                        0, 0.01))
+    ways: dict[str, Callable[[np.ndarray], None]] = {
+        "bare": lambda out: _bare_trips(dealer, body, out),
+        "flowchain": lambda out: _order_trips(client, out),
+        "flowchain_ack_first": lambda out: _order_trips(ack_first, out),
+    }
     try:
-        _bare_trips(dealer, body, warmup)
-        _order_trips(client, warmup)
-        _order_trips(ack_first, warmup)
-        return interleave({
-            "bare": lambda rep: summarize_ns(_bare_trips(dealer, body, trips)),
-            "flowchain": lambda rep: summarize_ns(_order_trips(client, trips)),
-            "flowchain_ack_first": lambda rep: summarize_ns(_order_trips(ack_first, trips)),
-        }, reps)
+        for way in ways.values():
+            way(np.zeros(warmup, dtype=np.int64))
+        out: dict[str, list[dict[str, int]]] = {name: [] for name in ways}
+        for rep in range(reps):
+            for name, lat in interleave_blocks(ways, trips, block, rotation=rep).items():
+                out[name].append(summarize_ns(lat))
+        return out
     finally:
         client.close()
         ack_first.close()
