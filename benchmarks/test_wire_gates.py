@@ -7,9 +7,9 @@ tick. `flowchain bench wire` reports the true figures against its budgets (1.3x 
 
 The order round trip is bounded at 3x the bare echo, not 2x: what stays above the echo is the
 bridge's and the client's Python work per order, and that scales with the machine's speed
-where the echo's wake-ups do not. Timed 10 trips at a time in turn, its p50 ratio read 1.34-1.47x
-on a VM that decoded a tick frame in 540 ns and 1.7-2.3x on one that took 1,500 ns (idle, or
-with both vCPUs busy). A measurement over the bound is taken again, up to
+where the echo's wake-ups do not: its p50 ratio read 1.34-1.47x on a VM that decoded a tick
+frame in 540 ns, and 1.7-2.3x (10 trips a turn, idle or with both vCPUs busy) on one that took
+1,500 ns (docs/benchmarks.md). A measurement over the bound is taken again, up to
 ``ORDER_ATTEMPTS`` in all, and the best one is judged: noise only ever adds latency, and a wait
 that is on the path is in every attempt.
 """
