@@ -35,6 +35,10 @@ QUERIES = ("last_execution", "recent_executions", "failures", "execution", "stat
            "histogram", "active_executions")
 """The registry reads a worker answers (all scoped to its one tenant)."""
 
+CONTROL_TIMEOUT_S = 60.0
+"""The least a registration or a registry read waits for the worker: they run no tenant code,
+so only a broken worker exceeds it; ``execution_timeout_s`` bounds the tenant's executions."""
+
 MEMORY_CHECK_EVERY = 64
 """Executions between two reads of the worker's own (private) memory."""
 
@@ -165,7 +169,9 @@ class ProcessWorker:
     settings : HistogramSettings
     ring_capacity : int
     timeout_s : float
-        An execution or read running longer kills and restarts the worker.
+        An execution running longer kills and restarts the worker. A registration or a read runs
+        only FlowChain's own code (building runners, summarizing histograms, a fresh worker's
+        first compile) and waits at least :data:`CONTROL_TIMEOUT_S`.
     memory_limit_mb : int or None
         Growth of the worker's own (private) memory over its size at start that recycles it.
 
@@ -247,9 +253,10 @@ class ProcessWorker:
                                 tenant_id=self.tenant_id, reason="crashed")
         what = ("execution of " + msg[1]) if msg[0] == _RUN else \
             ("registration" if msg[0] == _REGISTER else f"read {msg[1]}")
+        timeout_s = self.timeout_s if msg[0] == _RUN else max(self.timeout_s, CONTROL_TIMEOUT_S)
         try:
             conn.send(msg)
-            if not self._readable.wait(self.timeout_s):
+            if not self._readable.wait(timeout_s):
                 raise self._restart("timeout", what)
             status, value = conn.recv()
         except (EOFError, OSError, BrokenPipeError):
