@@ -15,7 +15,8 @@ runner never waits for it.
   counters) and errors are summed over a rolling ``window_s``. Above ``error_threshold`` (5%),
   with at least ``min_attempts`` attempts, the step is *escalated*: a state, not a passing
   event. :meth:`Monitor.escalations` lists every escalated step (since when, its error rate)
-  until it recovers; an :data:`~flowchain.observe.alerts.ESCALATION` event goes out when it
+  until it recovers (a window without attempts is no evidence either way: the state and its
+  last measured rate hold); an :data:`~flowchain.observe.alerts.ESCALATION` event goes out when it
   starts and again every ``repeat_interval_s`` while it lasts (``repeat`` counts them); when the
   rate falls back to the threshold or below, a :data:`~flowchain.observe.alerts.RECOVERY` event
   closes it with its duration.
@@ -333,11 +334,14 @@ class Monitor:
                     f"{(at - since) / 1e9:.1f} s escalated: {e} errors in {a} attempts "
                     f"({rate:.1%}) in the last {self.window_s:g} s", at, fields))
             elif watch.escalated[i]:
+                held = self._escalations[key]
+                if not a:  # no attempt in the window: the last measured rate still stands
+                    rate, e, a = held.error_rate, held.errors, held.attempts
+                    fields.update(error_rate=rate, errors=e, attempts=a, idle=True)
                 if now - watch.alerted_at[i] >= self.repeat_interval_s:
                     watch.repeats[i] += 1
                     events.append(self._escalation_event(watch, i, rate, e, a, fields, now))
                 else:
-                    held = self._escalations[key]
                     self._escalations[key] = Escalation(
                         held.tenant, held.chain, held.chain_id, held.step, held.component,
                         held.since_ns, round(rate, 6), e, a, held.repeats, held.message)
@@ -352,8 +356,11 @@ class Monitor:
         at = time.time_ns()
         repeats = int(watch.repeats[i])
         lasting = f"; escalated for {(at - since) / 1e9:.0f} s" if repeats else ""
+        window = ("in the last window with attempts (none in the last "
+                  f"{self.window_s:g} s)") if fields.get("idle") else \
+            f"in the last {self.window_s:g} s"
         message = (f"step {step.name!r} ({step.component}) of chain {d.name!r} failed {e} of "
-                   f"{a} attempts ({rate:.1%}) in the last {self.window_s:g} s, above the "
+                   f"{a} attempts ({rate:.1%}) {window}, above the "
                    f"{self.error_threshold:.0%} threshold{lasting}")
         fields.update(since_ns=since, repeat=repeats)
         watch.alerted_at[i] = now

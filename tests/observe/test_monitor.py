@@ -274,8 +274,25 @@ def test_a_window_without_attempts_holds_the_escalation():
         clock.now += 10
         assert [e for e in mon.poll() if e.kind in (ESCALATION, RECOVERY)] == []
         assert mon.is_escalated(cid, 1)
+        [held] = mon.escalations()              # its last measured rate stands, not 0 of 0
+        assert (held.error_rate, held.errors, held.attempts) == (1.0, 10, 10)
     failing.clear()                             # executions again, and they succeed
     clock.now += 1
     run(10)
     assert [e.kind for e in mon.poll() if e.kind in (ESCALATION, RECOVERY)] == [RECOVERY]
     assert not mon.is_escalated(cid, 1)
+
+
+def test_a_repeat_in_a_window_without_attempts_says_so():
+    failing, cid, clock, mon, run = switched_monitor(repeat_interval_s=5)
+    run(10)
+    assert [e.kind for e in mon.poll()].count(ESCALATION) == 1
+    clock.now += 11                             # no execution in the last 10 s
+    [repeat] = [e for e in mon.poll() if e.kind == ESCALATION]
+    assert repeat.fields["repeat"] == 1 and repeat.fields["idle"] is True
+    assert (repeat.fields["error_rate"], repeat.fields["errors"], repeat.fields["attempts"]) == \
+        (1.0, 10, 10)
+    assert "failed 10 of 10 attempts (100.0%) in the last window with attempts (none in the " \
+           "last 10 s), above the 5% threshold; escalated for" in repeat.message
+    [held] = mon.escalations()
+    assert held.message == repeat.message and held.error_rate == 1.0
