@@ -168,7 +168,7 @@ def optimize(
     from flowchain.chain import dump_chains
     from flowchain.cli.loading import load_registry
     from flowchain.errors import ChainValidationError
-    from flowchain.optimizer.apply import ApplyRefused, apply_optimizations
+    from flowchain.optimizer.apply import ApplyRefused, apply_optimizations, not_applied
     from flowchain.optimizer.optimizer import ChainOptimizer, NoHistory
     from flowchain.optimizer.suggestions import estimate_at_capacity
     from flowchain.optimizer.verify import verify_side_by_side
@@ -212,7 +212,8 @@ def optimize(
             out_file.write_text(dump_chains(chains), encoding="utf-8")
         except OSError as exc:
             _refuse(f"cannot write {out_file}: {exc.strerror or exc}")
-        payload["applied"] = {"out": str(out_file), "chain_id": new_definition.chain_id}
+        payload["applied"] = {"out": str(out_file), "chain_id": new_definition.chain_id,
+                              "not_applied": not_applied(result)}
     verified = None
     if verify:
         assert new_definition is not None
@@ -244,6 +245,8 @@ def optimize(
         if "applied" in payload:
             out.print(f"wrote {escape(str(out_file))}: {escape(name)} as "
                       f"{escape(payload['applied']['chain_id'])}")
+            for line in payload["applied"]["not_applied"]:
+                err.print(f"[yellow]not applied:[/] {escape(line)}", highlight=False)
         if verified is not None:
             v = payload["verify"]
             m = v["measured"]

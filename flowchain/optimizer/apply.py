@@ -1,9 +1,10 @@
 """Turn an optimization result into a new chain version: the same chain with step fields set.
 
 ``parallel: N``, ``cache: {strategy: lru, size: N}`` and ``async: {concurrency: N}`` change the
-chain's content-hash id, so the optimized chain is a new version beside the original. Nothing is
-applied when any remedy the bottlenecks call for cannot be (a component lacking the trait it
-needs): the refusal says which step, which trait and how to declare it.
+chain's content-hash id, so the optimized chain is a new version beside the original. A remedy
+that cannot be applied (a component lacking the trait it needs) is left out and said by
+:func:`not_applied` (which step, which trait and how to declare it); with nothing applicable
+the application is refused with those reasons.
 """
 from __future__ import annotations
 
@@ -21,22 +22,19 @@ class ApplyRefused(FlowChainError, ValueError):
 
 def apply_optimizations(definition: ChainDefinition,
                         result: OptimizationResult) -> ChainDefinition:
-    """Return ``definition`` with every suggested optimization set on its step.
+    """Return ``definition`` with every suggested optimization set on its step (the remedies
+    in ``result.blocked`` are not: see :func:`not_applied`).
 
     Raises
     ------
     ApplyRefused
-        When ``result`` is of another chain version, when a remedy needs a component trait
-        the component lacks, or when there is nothing to apply.
+        When ``result`` is of another chain version, or when there is nothing to apply (the
+        message gives each blocked remedy's reason).
     """
     if result.chain_id != definition.chain_id:
         raise ApplyRefused(f"the result is of {result.chain_id}, not of {definition.chain_id}")
-    missing = [o for o in result.blocked if o.needs_trait is not None]
-    if missing:
-        raise ApplyRefused("; ".join(f"step {o.step!r} needs {o.kind}, but its {o.reason}"
-                                     for o in missing))
     if not result.optimizations:
-        why = "; ".join(f"step {o.step!r}: {o.reason}" for o in result.blocked)
+        why = "; ".join(not_applied(result))
         raise ApplyRefused("nothing to apply: " + (why or "the optimizer found no bottleneck"))
     by_step = {o.step: o for o in result.optimizations}
     steps = []
@@ -54,3 +52,10 @@ def apply_optimizations(definition: ChainDefinition,
         else:  # pragma: no cover - the kinds are closed
             raise ApplyRefused(f"unknown optimization kind {opt.kind!r}")
     return dataclasses.replace(definition, steps=tuple(steps))
+
+
+def not_applied(result: OptimizationResult) -> list[str]:
+    """Why each remedy the bottlenecks call for was not suggested, one line each: for a
+    missing component trait, the step, the remedy, the trait and how to declare it."""
+    return [f"step {o.step!r} needs {o.kind}, but its {o.reason}" if o.needs_trait is not None
+            else f"step {o.step!r}: {o.reason}" for o in result.blocked]

@@ -61,7 +61,7 @@ class Optimization:
 
     ``value`` is the size (workers, entries or items in flight), None when none can be
     suggested; ``reason`` then says why, and ``needs_trait`` names the component trait whose
-    absence is that reason (what ``--apply`` refuses on). ``predicted_ns`` is the step's
+    absence is that reason (what ``--apply`` leaves out and says). ``predicted_ns`` is the step's
     predicted time per profiled call (aligned with the step's measurements).
     """
 

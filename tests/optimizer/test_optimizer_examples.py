@@ -17,8 +17,15 @@ cores slower together than alone: on this project's 2-vCPU VMs the workers typic
 be within 30%; an attempt short of either is the machine's miss, and when every attempt is, the
 test is skipped with the figures, never passed. An attempt whose workers had two cores and
 still missed fails the test.
+
+Under the ASan/UBSan engine (``make test-asan``) every allocation goes through ASan's malloc,
+which slows the allocating steps far more than the rest and moves the chain's balance: there a
+step beside the planted one may count as a bottleneck too (its remedy applied or, lacking the
+trait, said and left out), and the planted remedy must gain 1.1x with the prediction within
+30%; the figures above are the optimized build's.
 """
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -43,6 +50,8 @@ or the cores were slower together than alone."""
 PARTIAL_GAIN = 1.1
 """With fewer cores' worth than FREE_CORES, what the CPU chain must still gain (at the
 optimizer's smallest worthwhile step gain), its prediction remade for the CPU the workers had."""
+SANITIZED = "libasan" in os.environ.get("LD_PRELOAD", "")
+"""Running against the ASan/UBSan engine (``make test-asan`` preloads the runtime)."""
 runner = CliRunner()
 
 
@@ -97,16 +106,19 @@ def test_planted_bottleneck_found_applied_and_verified(components, tmp_path, cha
             continue
         assert code == 0, err
         data = json.loads(out)
-        # the right step and type, and nothing else
-        assert [(b["step"], b["type"]) for b in data["bottlenecks"]] == [(step, kind)]
-        [opt] = data["optimizations"]
+        # the right step and type, and nothing else (ASan's malloc may slow another step
+        # into a bottleneck of its own)
+        found = [(b["step"], b["type"]) for b in data["bottlenecks"]]
+        assert (step, kind) in found if SANITIZED else found == [(step, kind)], found
+        [opt] = [o for o in data["optimizations"] if o["step"] == step] if SANITIZED else \
+            data["optimizations"]
         assert (opt["step"], opt["kind"]) == (step, remedy) and opt[field] >= 2
         assert out_file.exists() and data["applied"]["chain_id"] != data["chain_id"]
         verify = data["verify"]
         assert verify["outputs_identical"] is True, verify
         measured = verify["measured"]["p50"]["speedup"]
         predicted = data["estimated_improvement"]["p50"]["speedup"]
-        required = 2.0
+        required = PARTIAL_GAIN if SANITIZED else 2.0
         short = None  # the cores' worth the machine gave the CPU chain, when short of two
         if remedy == "parallel":
             # the CPU the machine gave: when the optimizer measured it, and to the workers
