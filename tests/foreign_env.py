@@ -5,6 +5,9 @@ import os
 
 SANITIZER_KEYS = ("LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS", "PYTHONMALLOC")
 
+SANITIZED = "libasan" in os.environ.get("LD_PRELOAD", "")
+"""This run is against the ASan/UBSan engine (``make test-asan`` preloads the runtime)."""
+
 
 def foreign_env() -> dict[str, str]:
     """Return ``os.environ`` without :data:`SANITIZER_KEYS`."""

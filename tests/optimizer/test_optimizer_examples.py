@@ -25,11 +25,11 @@ trait, said and left out), and the planted remedy must gain 1.1x with the predic
 30%; the figures above are the optimized build's.
 """
 import json
-import os
 import sys
 from pathlib import Path
 
 import pytest
+from foreign_env import SANITIZED
 from typer.testing import CliRunner
 
 from flowchain.cli import app
@@ -50,8 +50,6 @@ or the cores were slower together than alone."""
 PARTIAL_GAIN = 1.1
 """With fewer cores' worth than FREE_CORES, what the CPU chain must still gain (at the
 optimizer's smallest worthwhile step gain), its prediction remade for the CPU the workers had."""
-SANITIZED = "libasan" in os.environ.get("LD_PRELOAD", "")
-"""Running against the ASan/UBSan engine (``make test-asan`` preloads the runtime)."""
 runner = CliRunner()
 
 
